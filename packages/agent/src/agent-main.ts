@@ -1,0 +1,97 @@
+/**
+ * The guest agent's entry point: started by vmctl's initramfs init before the guest's root is
+ * mounted (so a snapshot can be taken before any host share exists), it serves gRPC on every
+ * channel the host opens over the `vmctl.agent` virtio-serial port.
+ */
+import { existsSync, readFileSync, watch } from 'node:fs'
+import { Server, ServerCredentials } from '@grpc/grpc-js'
+import { MuxSession } from './channel-mux/mux-session.js'
+import { HealthService } from './generated/grpc/health/v1/health.js'
+import { HealthCheckResponse_ServingStatus as ServingStatus } from './generated/grpc/health/v1/health.js'
+import { AgentService, type AgentServer } from './generated/vmctl/agent/v1/agent.js'
+import { handleExec } from './guest/exec-service.js'
+import { guestRootFromEnv } from './guest/guest-root.js'
+import { HealthStatus } from './guest/health-service.js'
+import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
+
+const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
+const STATUS_DIR = '/run/vmctl'
+const REOPEN_DELAY_MS = 20
+
+function log(message: string): void {
+  process.stderr.write(`vmctl-agent: ${message}\n`)
+}
+
+const root = guestRootFromEnv(process.env)
+const health = new HealthStatus()
+const server = new Server({
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  'grpc.keepalive_permit_without_calls': 1,
+})
+server.addService(HealthService, health.service())
+const agent: AgentServer = { exec: (call) => handleExec(call, root) }
+server.addService(AgentService, agent)
+const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
+
+const session = new MuxSession('guest')
+session.on('channel', (channel) => injector.injectConnection(channel))
+
+function trackRootReadiness(): void {
+  if (!root.chrootPath) {
+    health.set('', ServingStatus.SERVING)
+    return
+  }
+  const check = () => {
+    if (existsSync(`${STATUS_DIR}/root-failed`)) {
+      log(`root mount failed: ${readFileSync(`${STATUS_DIR}/root-failed`, 'utf8').trim()}`)
+      health.set('', ServingStatus.NOT_SERVING)
+      return true
+    }
+    if (existsSync(`${STATUS_DIR}/root-ready`)) {
+      health.set('', ServingStatus.SERVING)
+      return true
+    }
+    return false
+  }
+  if (check()) return
+  const watcher = watch(STATUS_DIR, () => {
+    if (check()) watcher.close()
+  })
+  // In case the file appeared between the first check and the watch.
+  if (check()) watcher.close()
+}
+
+function connectPort(): void {
+  const path = findVirtioPort(PORT_NAME)
+  if (!path) {
+    // virtio-serial ports appear asynchronously after the driver loads.
+    setTimeout(connectPort, 5)
+    return
+  }
+  let port: ReturnType<typeof openVirtioPort>
+  try {
+    port = openVirtioPort(path)
+  } catch (error) {
+    log(`cannot open ${path}: ${(error as Error).message}`)
+    setTimeout(connectPort, 200)
+    return
+  }
+  let reopened = false
+  const reopen = () => {
+    if (reopened) return
+    reopened = true
+    // While no host is connected the port reads EOF and is not writable; a graceful close would
+    // wait forever on its last writes, so destroy and poll for the next host.
+    port.destroy()
+    setTimeout(connectPort, REOPEN_DELAY_MS)
+  }
+  port.on('end', reopen)
+  port.on('close', reopen)
+  port.on('error', reopen)
+  session.attach(port)
+}
+
+process.on('uncaughtException', (error) => log(`uncaught: ${error.stack ?? error}`))
+trackRootReadiness()
+connectPort()
+log(`started (pid ${process.pid}, node ${process.version})`)

@@ -1,0 +1,123 @@
+import { Duplex } from 'node:stream'
+import { encodeFrame, FrameType, MAX_FRAME_PAYLOAD } from './frame-codec.js'
+import type { MuxSession } from './mux-session.js'
+
+/**
+ * Bytes a sender may have in flight on one channel before the receiver grants more. Big enough to
+ * keep a virtio-serial port busy, small enough that a reader that stops reading (a slow consumer of
+ * a 1 GiB pull) holds up only its own channel instead of filling memory.
+ */
+export const CHANNEL_WINDOW_BYTES = 1024 * 1024
+
+/** One multiplexed byte stream. Flow control is per channel, by credit (WINDOW frames). */
+export class MuxChannel extends Duplex {
+  readonly id: number
+  private readonly session: MuxSession
+  private credit = CHANNEL_WINDOW_BYTES
+  private unacknowledged = 0
+  private isOpen = false
+  private remoteClosed = false
+  private creditWaiter: (() => void) | undefined
+  private openWaiter: (() => void) | undefined
+
+  constructor(session: MuxSession, id: number) {
+    super({ allowHalfOpen: true })
+    this.session = session
+    this.id = id
+    // The guest side is created by the peer's OPEN; the host side once OPEN is sent.
+    this.isOpen = session.role === 'guest'
+  }
+
+  /** @internal */
+  opened(): void {
+    this.isOpen = true
+    const wake = this.openWaiter
+    this.openWaiter = undefined
+    wake?.()
+  }
+
+  /** @internal */
+  receive(data: Buffer): void {
+    this.unacknowledged += data.length
+    if (this.push(Buffer.from(data))) this.grantCredit()
+  }
+
+  /** @internal */
+  receiveEnd(): void {
+    this.push(null)
+  }
+
+  /** @internal */
+  receiveClose(): void {
+    this.remoteClosed = true
+    this.destroy()
+  }
+
+  /** @internal */
+  receiveWindow(bytes: number): void {
+    this.credit += bytes
+    const wake = this.creditWaiter
+    this.creditWaiter = undefined
+    wake?.()
+  }
+
+  override _read(): void {
+    this.grantCredit()
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.sendData(chunk).then(() => callback(), callback)
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.whenOpen()
+      .then(() => {
+        this.session.sendControl(FrameType.End, this.id)
+        callback()
+      })
+      .catch(callback)
+  }
+
+  override _destroy(error: Error | null, callback: (error: Error | null) => void): void {
+    if (!this.remoteClosed && this.session.canSend(this)) this.session.sendControl(FrameType.Close, this.id)
+    this.session.forget(this)
+    const wake = this.creditWaiter ?? this.openWaiter
+    this.creditWaiter = undefined
+    this.openWaiter = undefined
+    wake?.()
+    callback(error)
+  }
+
+  private grantCredit(): void {
+    if (this.unacknowledged === 0) return
+    this.session.sendWindow(this.id, this.unacknowledged)
+    this.unacknowledged = 0
+  }
+
+  private async sendData(chunk: Buffer): Promise<void> {
+    let offset = 0
+    while (offset < chunk.length) {
+      await this.whenOpen()
+      while (this.credit <= 0) {
+        await new Promise<void>((resolve) => {
+          this.creditWaiter = resolve
+        })
+        if (this.destroyed) throw new Error('agent channel closed')
+      }
+      const size = Math.min(chunk.length - offset, MAX_FRAME_PAYLOAD, this.credit)
+      this.credit -= size
+      await this.session.sendFrame(encodeFrame(FrameType.Data, this.id, chunk.subarray(offset, offset + size)))
+      offset += size
+    }
+  }
+
+  private async whenOpen(): Promise<void> {
+    while (!this.isOpen || !this.session.canSend(this)) {
+      if (this.destroyed) throw new Error('agent channel closed')
+      if (this.isOpen && !this.session.canSend(this)) throw new Error('agent channel session is not connected')
+      await new Promise<void>((resolve) => {
+        this.openWaiter = resolve
+      })
+    }
+  }
+}

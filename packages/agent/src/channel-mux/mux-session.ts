@@ -1,0 +1,283 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import { MuxChannel } from './mux-channel.js'
+import { decodeFrame, encodeFrame, encodeWindow, type Frame, FrameType } from './frame-codec.js'
+import { encodeHandshakeLine, type HandshakeLine, MAX_LINE_BYTES, parseHandshakeLine } from './handshake-lines.js'
+
+export type MuxRole = 'host' | 'guest'
+
+const HELLO_INTERVAL_MS = 250
+const AGENT_UP_INTERVAL_MS = 500
+
+type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready'
+
+export interface MuxSessionEvents {
+  /** Both ends agreed on a fresh session; channels flow. */
+  ready: []
+  /** The session was lost (peer restarted, transport replaced); open channels were destroyed. */
+  reset: [reason: string]
+  /** guest only: the host opened a channel. */
+  channel: [channel: Duplex]
+}
+
+/**
+ * One end of the channel multiplexer over a single byte transport (a virtio-serial port, a vsock
+ * connection). The host opens channels; the guest receives them. The transport can be replaced
+ * (`attach`) without losing the session object: a guest reopens its port after the host
+ * disconnects, a host reconnects after a snapshot restore.
+ */
+export class MuxSession extends EventEmitter<MuxSessionEvents> {
+  readonly role: MuxRole
+  private transport: Duplex | undefined
+  private state: SessionState = 'detached'
+  private mode: 'lines' | 'frames' = 'lines'
+  private inbound: Buffer = Buffer.alloc(0)
+  private nonce = ''
+  private timer: NodeJS.Timeout | undefined
+  private readonly channels = new Map<number, MuxChannel>()
+  /** Host: channels opened before the session was ready; OPEN is sent when it is. */
+  private readonly unopened = new Set<MuxChannel>()
+  private nextChannelId = 1
+  private transportBlocked = false
+  private readonly drainWaiters: Array<() => void> = []
+  private readonly agentId = randomBytes(4).toString('hex')
+
+  constructor(role: MuxRole) {
+    super()
+    this.role = role
+  }
+
+  get isReady(): boolean {
+    return this.state === 'ready'
+  }
+
+  get openChannels(): number {
+    return this.channels.size
+  }
+
+  /** Starts using `transport`; any previous one is dropped along with its session. */
+  attach(transport: Duplex): void {
+    this.detach('transport replaced')
+    this.transport = transport
+    this.inbound = Buffer.alloc(0)
+    this.mode = 'lines'
+    transport.on('data', this.onData)
+    transport.on('drain', this.onDrain)
+    const lost = () => {
+      if (this.transport === transport) this.detach('transport closed')
+    }
+    transport.once('close', lost)
+    transport.once('end', lost)
+    transport.on('error', lost)
+    if (this.role === 'host') this.startSync()
+    else this.announceAgent()
+  }
+
+  /** Stops using the current transport and drops every channel that was already open. */
+  detach(reason: string): void {
+    const transport = this.transport
+    if (!transport) return
+    this.transport = undefined
+    transport.off('data', this.onData)
+    transport.off('drain', this.onDrain)
+    this.clearTimer()
+    this.resetChannels(reason)
+    this.state = 'detached'
+    for (const wake of this.drainWaiters.splice(0)) wake()
+  }
+
+  /** Host side: a new channel. Usable at once; its bytes flow when the session is ready. */
+  openChannel(): MuxChannel {
+    if (this.role !== 'host') throw new Error('only the host opens channels')
+    const id = this.nextChannelId
+    this.nextChannelId = (this.nextChannelId + 2) >>> 0 || 1
+    const channel = new MuxChannel(this, id)
+    this.channels.set(id, channel)
+    if (this.state === 'ready') this.sendOpen(channel)
+    else this.unopened.add(channel)
+    return channel
+  }
+
+  /** @internal Sends one frame; resolves when the transport can take more. */
+  async sendFrame(frame: Buffer): Promise<void> {
+    const transport = this.transport
+    if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
+    if (!transport.write(frame)) {
+      this.transportBlocked = true
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
+    }
+  }
+
+  /** @internal */
+  canSend(channel: MuxChannel): boolean {
+    return this.state === 'ready' && !this.unopened.has(channel) && this.channels.get(channel.id) === channel
+  }
+
+  /** @internal */
+  sendControl(type: FrameType, channel: number, payload?: Buffer): void {
+    if (this.state !== 'ready' || !this.transport) return
+    this.transport.write(encodeFrame(type, channel, payload))
+  }
+
+  /** @internal */
+  sendWindow(channel: number, bytes: number): void {
+    if (this.state !== 'ready' || !this.transport) return
+    this.transport.write(encodeWindow(channel, bytes))
+  }
+
+  /** @internal */
+  forget(channel: MuxChannel): void {
+    if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
+    this.unopened.delete(channel)
+  }
+
+  private readonly onDrain = () => {
+    this.transportBlocked = false
+    for (const wake of this.drainWaiters.splice(0)) wake()
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    this.inbound = this.inbound.length === 0 ? chunk : Buffer.concat([this.inbound, chunk])
+    this.pump()
+  }
+
+  private pump(): void {
+    while (this.inbound.length > 0) {
+      if (this.mode === 'frames') {
+        const step = decodeFrame(this.inbound)
+        if (step.kind === 'incomplete') return
+        if (step.kind === 'lost-sync') {
+          this.lostSync('unexpected bytes from the peer')
+          continue
+        }
+        this.inbound = step.rest
+        this.onFrame(step.frame)
+      } else {
+        const newline = this.inbound.indexOf(0x0a)
+        if (newline < 0) {
+          if (this.inbound.length > MAX_LINE_BYTES) this.inbound = this.inbound.subarray(-MAX_LINE_BYTES)
+          return
+        }
+        const line = this.inbound.subarray(0, newline).toString('latin1')
+        this.inbound = this.inbound.subarray(newline + 1)
+        const parsed = parseHandshakeLine(line)
+        if (parsed) this.onHandshakeLine(parsed)
+      }
+    }
+  }
+
+  private lostSync(reason: string): void {
+    this.mode = 'lines'
+    if (this.state !== 'ready' && this.state !== 'go-sent') return
+    this.resetChannels(reason)
+    if (this.role === 'host') this.startSync()
+    else {
+      this.state = 'syncing'
+      this.announceAgent()
+    }
+  }
+
+  private onHandshakeLine(line: HandshakeLine): void {
+    if (this.role === 'host') {
+      if (line.kind === 'ok' && this.state === 'syncing' && line.nonce === this.nonce) {
+        this.clearTimer()
+        this.state = 'go-sent'
+        this.writeRaw(encodeHandshakeLine({ kind: 'go', nonce: this.nonce }))
+      } else if (line.kind === 'ready' && this.state === 'go-sent' && line.nonce === this.nonce) {
+        this.mode = 'frames'
+        this.state = 'ready'
+        for (const channel of this.unopened) this.sendOpen(channel)
+        this.unopened.clear()
+        this.emit('ready')
+      } else if (line.kind === 'agent-up' && this.state !== 'syncing') {
+        this.resetChannels('the guest agent restarted')
+        this.startSync()
+      }
+      return
+    }
+    if (line.kind === 'hello') {
+      this.clearTimer()
+      this.writeRaw(encodeHandshakeLine({ kind: 'ok', nonce: line.nonce }))
+    } else if (line.kind === 'go') {
+      this.clearTimer()
+      this.resetChannels('the host started a new session')
+      this.nonce = line.nonce
+      this.writeRaw(encodeHandshakeLine({ kind: 'ready', nonce: line.nonce }))
+      this.mode = 'frames'
+      this.state = 'ready'
+      this.emit('ready')
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    const existing = this.channels.get(frame.channel)
+    switch (frame.type) {
+      case FrameType.Open: {
+        if (this.role !== 'guest' || existing) return
+        const channel = new MuxChannel(this, frame.channel)
+        this.channels.set(frame.channel, channel)
+        this.emit('channel', channel)
+        return
+      }
+      case FrameType.Data:
+        existing?.receive(frame.payload)
+        return
+      case FrameType.End:
+        existing?.receiveEnd()
+        return
+      case FrameType.Close:
+        existing?.receiveClose()
+        return
+      case FrameType.Window:
+        if (frame.payload.length === 4) existing?.receiveWindow(frame.payload.readUInt32BE(0))
+        return
+    }
+  }
+
+  private sendOpen(channel: MuxChannel): void {
+    this.transport?.write(encodeFrame(FrameType.Open, channel.id))
+    channel.opened()
+  }
+
+  private startSync(): void {
+    this.clearTimer()
+    this.state = 'syncing'
+    this.mode = 'lines'
+    this.nonce = randomBytes(8).toString('hex')
+    const hello = encodeHandshakeLine({ kind: 'hello', nonce: this.nonce })
+    this.writeRaw(hello)
+    this.timer = setInterval(() => this.writeRaw(hello), HELLO_INTERVAL_MS)
+    this.timer.unref()
+  }
+
+  private announceAgent(): void {
+    this.clearTimer()
+    if (this.state === 'detached') this.state = 'syncing'
+    const up = encodeHandshakeLine({ kind: 'agent-up', nonce: this.agentId })
+    this.writeRaw(up)
+    this.timer = setInterval(() => this.writeRaw(up), AGENT_UP_INTERVAL_MS)
+    this.timer.unref()
+  }
+
+  private writeRaw(bytes: Buffer): void {
+    // While blocked, handshake lines would only pile up behind data the peer is not reading.
+    if (this.transport && !this.transportBlocked) this.transport.write(bytes)
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  private resetChannels(reason: string): void {
+    const wasReady = this.state === 'ready' || this.state === 'go-sent'
+    for (const channel of [...this.channels.values()]) {
+      // A host channel never sent to the guest belongs to no session yet: keep it for the next.
+      if (this.unopened.has(channel)) continue
+      this.channels.delete(channel.id)
+      channel.destroy(new Error(`agent channel reset: ${reason}`))
+    }
+    if (wasReady) this.emit('reset', reason)
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * @vmctl/agent: the guest agent and the pieces of its protocol that the host needs.
+ * The guest entry point is the bundle (`@vmctl/agent/bundle`), built from agent-main.ts.
+ */
+export { MuxSession, type MuxRole } from './channel-mux/mux-session.js'
+export { MuxChannel, CHANNEL_WINDOW_BYTES } from './channel-mux/mux-channel.js'
+export {
+  AgentClient,
+  type ExecExit,
+  type ExecRequest,
+  type ExecResponse,
+  type ExecStart,
+} from './generated/vmctl/agent/v1/agent.js'
+export {
+  HealthClient,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from './generated/grpc/health/v1/health.js'
+export { planSpawn } from './guest/exec-service.js'
+export type { GuestRoot } from './guest/guest-root.js'
+
+import { createRequire } from 'node:module'
+
+/** Absolute path of the bundled guest agent (one CommonJS file, no dependencies). */
+export function agentBundlePath(): string {
+  return createRequire(import.meta.url).resolve('@vmctl/agent/bundle')
+}

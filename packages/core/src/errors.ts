@@ -1,0 +1,87 @@
+/**
+ * Failures a user can cause or meet. Each has a stable `code` and a message that names the cause
+ * and the fix.
+ */
+export class VmctlError extends Error {
+  readonly code: string
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+export class KernelNotFoundError extends VmctlError {
+  readonly tried: string[]
+  constructor(tried: string[], setupCommand: string) {
+    super(
+      'KERNEL_NOT_FOUND',
+      `no guest kernel found. Tried:\n${tried.map((t) => `  - ${t}`).join('\n')}\nFix: run ${setupCommand} to download Debian's kernel into the cache, or pass { kernel: '/path/to/vmlinuz' } / set VMCTL_KERNEL.`,
+    )
+    this.tried = tried
+  }
+}
+
+export class QemuNotFoundError extends VmctlError {
+  constructor(binary: string, path: string | undefined) {
+    super(
+      'QEMU_NOT_FOUND',
+      `${binary} was not found in PATH (${path ?? 'unset'}). Fix: install QEMU (Debian/Ubuntu: sudo apt-get install qemu-system-x86 qemu-utils) or set VMCTL_QEMU to its path.`,
+    )
+  }
+}
+
+export class InvalidOptionsError extends VmctlError {
+  constructor(message: string) {
+    super('INVALID_OPTIONS', message)
+  }
+}
+
+export class BootTimeoutError extends VmctlError {
+  readonly consoleTail: string
+  constructor(name: string, timeoutMs: number, accel: string, consoleTail: string) {
+    super(
+      'BOOT_TIMEOUT',
+      `VM ${name} did not become ready within ${(timeoutMs / 1000).toFixed(0)} s (${accel}). QEMU was stopped.${accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''}\nLast console lines:\n${indent(consoleTail)}`,
+    )
+    this.consoleTail = consoleTail
+  }
+}
+
+export class BootFailedError extends VmctlError {
+  readonly consoleTail: string
+  constructor(name: string, reason: string, consoleTail: string) {
+    super('BOOT_FAILED', `VM ${name} failed to boot: ${reason}\nLast console lines:\n${indent(consoleTail)}`)
+    this.consoleTail = consoleTail
+  }
+}
+
+/** The guest panicked, QEMU died, or the VM was destroyed while a call was pending. */
+export class VmExitedError extends VmctlError {
+  readonly consoleTail: string
+  constructor(name: string, reason: string, consoleTail: string) {
+    super('VM_EXITED', `VM ${name} is gone: ${reason}${consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`)
+    this.consoleTail = consoleTail
+  }
+}
+
+export class VmNotFoundError extends VmctlError {
+  constructor(name: string) {
+    super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)
+  }
+}
+
+export class AgentError extends VmctlError {
+  constructor(name: string, message: string, options?: { cause?: unknown }) {
+    super('AGENT_ERROR', `VM ${name}: ${message}`, options)
+  }
+}
+
+export function indent(text: string): string {
+  const trimmed = text.trimEnd()
+  if (!trimmed) return '  (no console output)'
+  return trimmed
+    .split('\n')
+    .map((line) => `  | ${line}`)
+    .join('\n')
+}

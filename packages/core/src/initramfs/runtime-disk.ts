@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { agentBundlePath } from '@vmctl/agent'
+import { execa } from 'execa'
+import { logger } from '../log.js'
+
+const log = logger('runtime-disk')
+
+/** The virtio-blk serial the init looks for to find the runtime disk among other disks. */
+export const RUNTIME_DISK_SERIAL = 'vmctl-runtime'
+
+export interface RuntimeDisk {
+  path: string
+  key: string
+}
+
+/**
+ * A small read-only ext4 image holding node and the agent bundle, attached as a virtio-blk disk.
+ *
+ * Measured under TCG: with node (99 MB) inside the initramfs the kernel spent ~3 s unpacking it
+ * before init ran; from a disk, node's pages are read on demand. A disk (unlike a 9p or virtiofs
+ * share) does not block migration, so the agent can run, and be snapshotted, before any host share
+ * is mounted. ext4 without journal or metadata checksums needs no crc32c module in the guest.
+ */
+export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Promise<RuntimeDisk> {
+  const agent = agentBundlePath()
+  const node = statSync(nodeBinary)
+  const hash = createHash('sha256')
+  hash.update('vmctl-runtime-disk-v1\0')
+  hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}:${node.ino}\0`)
+  hash.update(readFileSync(agent))
+  const key = hash.digest('hex').slice(0, 20)
+  const dir = join(cacheDir, 'runtime')
+  const path = join(dir, `${key}.ext4`)
+  if (existsSync(path)) return { path, key }
+
+  mkdirSync(dir, { recursive: true })
+  const started = performance.now()
+  const staging = join(dir, `${key}.${process.pid}.staging`)
+  const partial = `${path}.${process.pid}.partial`
+  try {
+    rmSync(staging, { recursive: true, force: true })
+    mkdirSync(staging)
+    copyFileSync(nodeBinary, join(staging, 'node'))
+    copyFileSync(agent, join(staging, 'agent.cjs'))
+    const bytes = node.size + statSync(agent).size
+    const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
+    await execa(mkfsBinary(), [
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-O',
+      '^has_journal,^metadata_csum,^64bit,^resize_inode',
+      '-m',
+      '0',
+      '-L',
+      'vmctl-rt',
+      '-E',
+      'root_owner=0:0',
+      '-d',
+      staging,
+      partial,
+      `${sizeMiB}M`,
+    ])
+    renameSync(partial, path)
+  } catch (error) {
+    rmSync(partial, { force: true })
+    const message = (error as { stderr?: string }).stderr || (error as Error).message
+    throw new Error(`cannot build the agent runtime disk with mkfs.ext4 (package e2fsprogs): ${message}`)
+  } finally {
+    rmSync(staging, { recursive: true, force: true })
+  }
+  log('built %s in %d ms', path, Math.round(performance.now() - started))
+  return { path, key }
+}
+
+function mkfsBinary(): string {
+  for (const candidate of ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4']) if (existsSync(candidate)) return candidate
+  return 'mkfs.ext4'
+}

@@ -1,0 +1,142 @@
+import type { Accelerator } from '../host/accelerator.js'
+import type { ResolvedKernel } from '../host/kernel-locator.js'
+import { RUNTIME_DISK_SERIAL } from '../initramfs/runtime-disk.js'
+
+export interface PortForward {
+  guestPort: number
+  /** 0: let the kernel pick a free host port (read back over QMP), so parallel VMs never collide. */
+  hostPort: number
+}
+
+export interface QemuCommandPlan {
+  binary: string
+  accel: Accelerator
+  kernel: ResolvedKernel
+  initramfs: string
+  /** Read-only disk with node and the agent (see runtime-disk.ts). */
+  runtimeDisk: string
+  memoryMiB: number
+  cpus: number
+  hostname: string
+  /** Host directory shared read-only as the guest's root (with a tmpfs overlay), or undefined. */
+  hostRoot: string | undefined
+  /** Host path of the guest kernel's modules, mounted in the guest at /lib/modules/RELEASE. */
+  modulesDir: string | undefined
+  ports: PortForward[]
+  qmpSocket: string
+  agentSocket: string
+  tscKhz: number | undefined
+  kernelArgs: string[]
+  extraArgs: string[]
+}
+
+export const GUEST_ADDRESS = '10.0.2.15'
+export const GUEST_GATEWAY = '10.0.2.2'
+export const GUEST_DNS = '10.0.2.3'
+export const AGENT_PORT_NAME = 'vmctl.agent'
+export const ROOT_MOUNT_TAG = 'hostroot'
+export const GUEST_CHROOT = '/newroot'
+
+/**
+ * The kernel command line. Each parameter earned its place by measurement under TCG on the
+ * reference machine (docs/boot-recipe.md, shared/MEASURED.md section 2):
+ * - `console=ttyS0 quiet`: a serial console sees panics from the first instruction; quiet keeps
+ *   the slow per-byte serial path short.
+ * - `panic=-1` with QEMU's -no-reboot: a panic ends QEMU at once instead of hanging.
+ * - `cryptomgr.notests`: skips crypto self-tests (0.43 s of guest time under TCG).
+ * - `8250.nr_uarts=1`: probe one UART, not four.
+ * - `tsc=reliable`, and under TCG `tsc_early_khz`: microvm runs without a PIT, TCG has no
+ *   kvm-clock, so the kernel cannot calibrate the TSC and hangs; we tell it the host's rate.
+ * - `random.trust_cpu=on`: node needs getrandom() at start; no entropy wait.
+ * - `init_on_alloc=0`: Debian turns zeroing of every allocation on; under TCG that is slow.
+ * - `pci=off`: microvm has no PCI; skips the probe.
+ */
+export function kernelCommandLine(plan: QemuCommandPlan): string {
+  const args = [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1',
+    'cryptomgr.notests',
+    '8250.nr_uarts=1',
+    'tsc=reliable',
+    'random.trust_cpu=on',
+    'init_on_alloc=0',
+    'pci=off',
+    'rdinit=/init',
+  ]
+  if (plan.accel === 'tcg' && plan.tscKhz) args.push(`tsc_early_khz=${plan.tscKhz}`)
+  args.push(`vmctl_runtime_serial=${RUNTIME_DISK_SERIAL}`)
+  args.push(`vmctl_hostname=${plan.hostname}`, `vmctl_net=${GUEST_ADDRESS}/24,${GUEST_GATEWAY},${GUEST_DNS}`)
+  if (plan.hostRoot) {
+    args.push(`vmctl_root=9p:${ROOT_MOUNT_TAG}`, `vmctl_chroot=${GUEST_CHROOT}`)
+    if (plan.modulesDir) args.push(`vmctl_modules=${plan.modulesDir}`)
+  }
+  args.push(...plan.kernelArgs)
+  return args.join(' ')
+}
+
+/**
+ * QEMU's arguments. microvm (virtio-mmio, no PCI, no legacy devices) with its default qboot
+ * firmware and the PVH entry of an uncompressed vmlinux was the fastest recipe measured here:
+ * 2.6 s median to init under TCG against 3.2-3.6 s for q35/pc (shared/MEASURED.md section 2).
+ * `rtc=on` avoids two 1 s RTC probe timeouts.
+ */
+export function qemuArguments(plan: QemuCommandPlan): string[] {
+  const args = [
+    '-machine',
+    'microvm,pit=off,pic=off,isa-serial=on,rtc=on',
+    '-accel',
+    plan.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu',
+    plan.accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    `${plan.memoryMiB}M`,
+    '-smp',
+    String(plan.cpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    plan.kernel.image,
+    '-initrd',
+    plan.initramfs,
+    '-append',
+    kernelCommandLine(plan),
+    // The serial console goes to QEMU's stdout, which the supervisor reads and keeps.
+    '-chardev',
+    'stdio,id=console,signal=off',
+    '-serial',
+    'chardev:console',
+    '-qmp',
+    `unix:${plan.qmpSocket},server=on,wait=off`,
+    // The agent's channel: QEMU listens, so the host can reconnect at will (snapshots, restarts).
+    '-device',
+    'virtio-serial-device,max_ports=4',
+    '-chardev',
+    `socket,id=agent,path=${plan.agentSocket},server=on,wait=off`,
+    '-device',
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    '-device',
+    'virtio-rng-device',
+    '-drive',
+    `if=none,id=runtime,file=${plan.runtimeDisk},format=raw,readonly=on`,
+    '-device',
+    `virtio-blk-device,drive=runtime,serial=${RUNTIME_DISK_SERIAL}`,
+    '-netdev',
+    `user,id=net0,${plan.ports.map((p) => `hostfwd=tcp:127.0.0.1:${p.hostPort}-:${p.guestPort}`).join(',')}`.replace(/,$/, ''),
+    '-device',
+    'virtio-net-device,netdev=net0',
+  ]
+  if (plan.hostRoot) {
+    args.push(
+      '-fsdev',
+      `local,id=hostroot,path=${plan.hostRoot},security_model=none,readonly=on,multidevs=remap`,
+      '-device',
+      `virtio-9p-device,fsdev=hostroot,mount_tag=${ROOT_MOUNT_TAG}`,
+    )
+  }
+  args.push(...plan.extraArgs)
+  return args
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config'
+
+// Tests that boot VMs are CPU-bound under TCG; two forks keep a 2-core machine busy without
+// starving QEMU. VM tests carry "vm" in their describe name so a reader knows which are slow.
+export default defineConfig({
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'examples/*/**/*.test.ts'],
+    pool: 'forks',
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    reporters: ['default'],
+  },
+})
