@@ -29,6 +29,7 @@ say "started at $(uptime_s)s"
 while read -r m; do
   [ -n "$m" ] && { insmod "/lib/modules/$m" || say "insmod $m failed"; }
 done </etc/vmctl/modules
+say "drivers loaded at $(uptime_s)s"
 
 ip link set lo up
 [ -n "$vmctl_hostname" ] && hostname "$vmctl_hostname"

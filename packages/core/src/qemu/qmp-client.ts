@@ -1,0 +1,101 @@
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+
+interface Pending {
+  resolve: (value: unknown) => void
+  reject: (error: Error) => void
+}
+
+/** A minimal QMP client: capabilities negotiation, commands by id, events. */
+export class QmpClient extends EventEmitter<{ event: [name: string, data: unknown]; close: [] }> {
+  private readonly socket: net.Socket
+  private buffer = ''
+  private nextId = 1
+  private readonly pending = new Map<string, Pending>()
+  private greeted: Promise<void>
+
+  private constructor(socket: net.Socket) {
+    super()
+    this.socket = socket
+    let onGreeting: () => void = () => {}
+    this.greeted = new Promise((resolve) => {
+      onGreeting = resolve
+    })
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk
+      let newline = this.buffer.indexOf('\n')
+      while (newline >= 0) {
+        const line = this.buffer.slice(0, newline).trim()
+        this.buffer = this.buffer.slice(newline + 1)
+        if (line) this.onMessage(JSON.parse(line), onGreeting)
+        newline = this.buffer.indexOf('\n')
+      }
+    })
+    socket.on('close', () => {
+      for (const pending of this.pending.values()) pending.reject(new Error('QMP connection closed'))
+      this.pending.clear()
+      this.emit('close')
+    })
+    socket.on('error', () => {})
+  }
+
+  static async connect(path: string): Promise<QmpClient> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect(path)
+      s.once('connect', () => resolve(s))
+      s.once('error', reject)
+    })
+    const client = new QmpClient(socket)
+    await client.greeted
+    await client.execute('qmp_capabilities')
+    return client
+  }
+
+  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    const id = String(this.nextId++)
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      this.socket.write(`${JSON.stringify({ execute: command, arguments: args, id })}\n`)
+    })
+  }
+
+  /** An HMP command through QMP (for `info usernet`, which has no QMP equivalent in QEMU 7.2). */
+  human(commandLine: string): Promise<string> {
+    return this.execute<string>('human-monitor-command', { 'command-line': commandLine })
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+
+  private onMessage(message: Record<string, unknown>, onGreeting: () => void): void {
+    if ('QMP' in message) return onGreeting()
+    if ('event' in message) {
+      this.emit('event', String(message.event), message.data)
+      return
+    }
+    const id = String(message.id)
+    const pending = this.pending.get(id)
+    if (!pending) return
+    this.pending.delete(id)
+    if ('error' in message) {
+      const error = message.error as { class: string; desc: string }
+      pending.reject(new Error(`QMP ${error.class}: ${error.desc}`))
+    } else pending.resolve(message.return)
+  }
+}
+
+/**
+ * Host ports of `hostfwd` rules from `info usernet`. Rules are set up with host port 0, so the
+ * kernel picks a free port atomically at bind time: no allocate-then-bind race between parallel
+ * VMs (virtme-ng PR #415 is what fixed ports cost).
+ */
+export function parseUsernetForwards(text: string): Map<number, number> {
+  const forwards = new Map<number, number>()
+  for (const line of text.split(/\r?\n/)) {
+    const match = line.match(/TCP\[HOST_FORWARD\]\s+\d+\s+\S+\s+(\d+)\s+\S+\s+(\d+)/)
+    if (match) forwards.set(Number(match[2]), Number(match[1]))
+  }
+  return forwards
+}

@@ -1,0 +1,44 @@
+import { closeSync, openSync, writeSync } from 'node:fs'
+
+const TAIL_BYTES = 32 * 1024
+
+/** The guest's serial console: appended to console.log, with the tail kept for error messages. */
+export class ConsoleLog {
+  private readonly fd: number
+  private tail = ''
+  private bytes = 0
+
+  constructor(path: string) {
+    this.fd = openSync(path, 'a', 0o600)
+  }
+
+  get byteCount(): number {
+    return this.bytes
+  }
+
+  append(chunk: Buffer): void {
+    this.bytes += chunk.length
+    try {
+      writeSync(this.fd, chunk)
+    } catch {}
+    this.tail = (this.tail + chunk.toString('utf8')).slice(-TAIL_BYTES)
+  }
+
+  /** The last `lines` lines, without carriage returns and ANSI escapes. */
+  lastLines(lines = 25): string {
+    const clean = this.tail.replace(/\r/g, '').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+    return clean.trimEnd().split('\n').slice(-lines).join('\n')
+  }
+
+  /** The kernel's panic line, if the guest panicked. */
+  panicLine(): string | undefined {
+    const match = this.tail.match(/Kernel panic - not syncing:[^\r\n]*/)
+    return match?.[0]
+  }
+
+  close(): void {
+    try {
+      closeSync(this.fd)
+    } catch {}
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The supervisor's control socket speaks newline-delimited JSON. Requests carry `op`; the
+ * supervisor answers each with `{ reply: op, ... }` and pushes `{ event }` messages to attached
+ * clients. A client attached with `lease: true` keeps a non-persistent VM alive: when the last
+ * lease's connection closes (the creator exited, crashed or was SIGKILLed: the kernel closes its
+ * sockets either way), the VM is destroyed.
+ */
+export type ControlRequest =
+  | { op: 'attach'; lease: boolean }
+  | { op: 'status' }
+  | { op: 'destroy' }
+
+export type VmState = 'booting' | 'ready' | 'stopping' | 'exited'
+
+export interface VmStatus {
+  name: string
+  state: VmState
+  pid: number
+  qemuPid: number | undefined
+  accel: string
+  accelReason: string
+  createdAt: string
+  persistent: boolean
+  /** guest port → host port */
+  ports: Record<string, number>
+  bootMs: number | undefined
+}
+
+export interface ErrorPayload {
+  code: string
+  message: string
+  consoleTail: string
+  accel: string
+  timeoutMs: number
+}
+
+export type ControlEvent =
+  | { event: 'ready'; status: VmStatus }
+  | { event: 'failed'; error: ErrorPayload }
+  | { event: 'exited'; reason: string; consoleTail: string }
+
+export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
+
+export function encodeMessage(message: unknown): string {
+  return `${JSON.stringify(message)}\n`
+}
+
+/** Splits a stream of NDJSON into messages. */
+export class LineDecoder {
+  private buffer = ''
+  push(chunk: string): unknown[] {
+    this.buffer += chunk
+    const messages: unknown[] = []
+    let newline = this.buffer.indexOf('\n')
+    while (newline >= 0) {
+      const line = this.buffer.slice(0, newline)
+      this.buffer = this.buffer.slice(newline + 1)
+      if (line.trim()) {
+        try {
+          messages.push(JSON.parse(line))
+        } catch {}
+      }
+      newline = this.buffer.indexOf('\n')
+    }
+    return messages
+  }
+}

@@ -1,0 +1,29 @@
+import type { AcceleratorChoice } from '../host/accelerator.js'
+import type { ResolvedKernel } from '../host/kernel-locator.js'
+
+/** Everything the supervisor needs to boot one VM; written by the creator as launch.json. */
+export interface LaunchSpec {
+  name: string
+  createdAt: string
+  creatorPid: number
+  persistent: boolean
+  qemuBinary: string
+  kernel: ResolvedKernel
+  initramfs: string
+  runtimeDisk: string
+  memoryMiB: number
+  cpus: number
+  hostRoot: string | undefined
+  guestPorts: number[]
+  kernelArgs: string[]
+  qemuArgs: string[]
+  accel: AcceleratorChoice
+  tscKhz: number | undefined
+  /** Undefined: the default for the accelerator finally used. */
+  bootTimeoutMs: number | undefined
+  cacheDir: string
+}
+
+/** Boot budgets: generous under TCG, where 8 parallel boots on 2 cores take ~6x one boot. */
+export const DEFAULT_BOOT_TIMEOUT_KVM_MS = 30_000
+export const DEFAULT_BOOT_TIMEOUT_TCG_MS = 180_000

@@ -1,0 +1,22 @@
+/**
+ * Entry point of a VM's supervisor process: `node supervisor-main.js <vm-directory>`. Started
+ * detached by VM.up(); see supervisor.ts.
+ */
+import { readFileSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import type { LaunchSpec } from './launch-spec.js'
+import { Supervisor } from './supervisor.js'
+import { VmDirectory } from './vm-directory.js'
+
+const path = process.argv[2]
+if (!path) {
+  process.stderr.write('usage: supervisor-main <vm-directory>\n')
+  process.exit(2)
+}
+const spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
+const dir = new VmDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
+process.title = `vmctl-supervisor ${spec.name}`
+process.on('uncaughtException', (error) => {
+  process.stderr.write(`vmctl supervisor: uncaught ${error.stack ?? error}\n`)
+})
+void new Supervisor(dir, spec).run()

@@ -1,0 +1,460 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { credentials, Metadata } from '@grpc/grpc-js'
+import { HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
+import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
+import { logger } from '../log.js'
+import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
+import { qemuArguments } from '../qemu/qemu-command.js'
+import { ConsoleLog } from './console-log.js'
+import {
+  type ControlEvent,
+  type ControlRequest,
+  encodeMessage,
+  type ErrorPayload,
+  LineDecoder,
+  type VmState,
+  type VmStatus,
+} from './control-protocol.js'
+import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from './launch-spec.js'
+import type { VmDirectory } from './vm-directory.js'
+
+/** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
+const FIRST_LEASE_GRACE_MS = 20_000
+/** After QMP `quit`, how long QEMU gets before SIGKILL. */
+const QUIT_GRACE_MS = 2_000
+const SETPRIV = '/usr/bin/setpriv'
+
+interface ControlClient {
+  socket: net.Socket
+  lease: boolean
+  attached: boolean
+}
+
+class BootFailure extends Error {
+  readonly code: string
+  constructor(code: string, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+/**
+ * Owns one VM: spawns QEMU as its child, holds the agent channel, serves clients, and tears
+ * everything down when the VM's owners are gone. One supervisor process per VM, detached from its
+ * creator, so the same mechanism serves `vmctl up` (a VM outliving the CLI), VMs shared between
+ * test workers (several leases), and cleanup after a crashed test runner (the lease socket closes
+ * when the kernel reaps the runner, whatever killed it).
+ *
+ * QEMU runs under `setpriv --pdeathsig KILL`: if this supervisor is SIGKILLed, the kernel kills
+ * QEMU too, and the next vmctl command removes the leftover directory (vm-directory.ts).
+ */
+export class Supervisor {
+  private readonly dir: VmDirectory
+  private readonly spec: LaunchSpec
+  private readonly log
+  private state: VmState = 'booting'
+  private accel: Accelerator
+  private accelReason: string
+  private qemu: ChildProcess | undefined
+  private qemuStderr = ''
+  private readonly console: ConsoleLog
+  private readonly mux = new MuxSession('host')
+  private qmp: QmpClient | undefined
+  private ports: Record<string, number> = {}
+  private readonly clients = new Set<ControlClient>()
+  private leases = 0
+  private everLeased = false
+  private failure: ErrorPayload | undefined
+  private exitEvent: ControlEvent | undefined
+  private bootMs: number | undefined
+  private stopping: Promise<void> | undefined
+  private agentServer: net.Server | undefined
+  private controlServer: net.Server | undefined
+  private qemuExited: Promise<void> = Promise.resolve()
+
+  constructor(dir: VmDirectory, spec: LaunchSpec) {
+    this.dir = dir
+    this.spec = spec
+    this.log = logger('supervisor', spec.name)
+    this.accel = spec.accel.accel
+    this.accelReason = spec.accel.reason
+    this.console = new ConsoleLog(dir.consoleLog)
+  }
+
+  async run(): Promise<void> {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.on(signal, () => void this.shutdown(`supervisor received ${signal}`))
+    }
+    this.writeStatus()
+    this.controlServer = await listen(this.dir.controlSocket, (socket) => this.onControlClient(socket))
+    this.agentServer = await listen(this.dir.agentSocket, (socket) => this.onAgentClient(socket))
+    if (!this.spec.persistent) {
+      setTimeout(() => {
+        if (!this.everLeased) void this.shutdown('no process attached to the VM after it was started')
+      }, FIRST_LEASE_GRACE_MS).unref()
+    }
+    try {
+      await this.boot()
+    } catch (error) {
+      const failure = error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
+      this.failure = {
+        code: failure.code,
+        message: failure.message,
+        consoleTail: this.console.lastLines(),
+        accel: this.accel,
+        timeoutMs: this.bootTimeoutMs(),
+      }
+      this.log('boot failed: %s', failure.message)
+      this.broadcast({ event: 'failed', error: this.failure })
+      await this.shutdown(`boot failed: ${failure.message}`)
+    }
+  }
+
+  private async boot(): Promise<void> {
+    const started = performance.now()
+    if (this.spec.accel.accel === 'kvm' && this.spec.accel.probe) {
+      const alive = await this.startQemu('kvm', KVM_PROBE_MS)
+      if (alive) recordVerdict(this.spec.cacheDir, true, '')
+      else {
+        const kvmError = this.qemuStderr.match(/KVM internal error[^\n]*/)?.[0]
+        const reason = kvmError
+          ? `KVM at /dev/kvm failed a test boot (${kvmError.trim()})`
+          : `KVM at /dev/kvm opened but a test guest showed no sign of life within ${KVM_PROBE_MS / 1000} s (a paravirtual or broken KVM)`
+        recordVerdict(this.spec.cacheDir, false, reason)
+        this.accel = 'tcg'
+        this.accelReason = reason
+        await this.stopQemu()
+        this.qemuStderr = ''
+      }
+    }
+    const bootStarted = performance.now()
+    if (!this.qemu) await this.startQemu(this.accel)
+    const deadline = bootStarted + this.bootTimeoutMs()
+    await this.raceBoot(this.connectAgentPort(), deadline)
+    await this.raceBoot(this.waitUntilHealthy(deadline), deadline)
+    this.qmp = await this.raceBoot(QmpClient.connect(this.dir.qmpSocket), deadline)
+    if (this.spec.guestPorts.length > 0) {
+      const forwards = parseUsernetForwards(await this.qmp.human('info usernet'))
+      for (const port of this.spec.guestPorts) {
+        const hostPort = forwards.get(port)
+        if (!hostPort) throw new BootFailure('BOOT_FAILED', `QEMU did not set up the forward for guest port ${port}`)
+        this.ports[String(port)] = hostPort
+      }
+    }
+    this.bootMs = performance.now() - started
+    this.state = 'ready'
+    this.writeStatus()
+    this.log('ready in %d ms (%s)', Math.round(this.bootMs), this.accel)
+    this.broadcast({ event: 'ready', status: this.status() })
+  }
+
+  /** Starts QEMU. With `probeMs`, resolves false if the console stays silent that long. */
+  private startQemu(accel: Accelerator, probeMs?: number): Promise<boolean> {
+    const args = qemuArguments({
+      binary: this.spec.qemuBinary,
+      accel,
+      kernel: this.spec.kernel,
+      initramfs: this.spec.initramfs,
+      runtimeDisk: this.spec.runtimeDisk,
+      memoryMiB: this.spec.memoryMiB,
+      cpus: this.spec.cpus,
+      hostname: this.spec.name,
+      hostRoot: this.spec.hostRoot,
+      modulesDir: this.spec.kernel.modulesDir,
+      ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: 0 })),
+      qmpSocket: this.dir.qmpSocket,
+      agentSocket: this.dir.portSocket,
+      tscKhz: this.spec.tscKhz,
+      kernelArgs: this.spec.kernelArgs,
+      extraArgs: this.spec.qemuArgs,
+    })
+    for (const socket of [this.dir.qmpSocket, this.dir.portSocket]) rmSync(socket, { force: true })
+    const [file, fileArgs] = existsSync(SETPRIV)
+      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', this.spec.qemuBinary, ...args]]
+      : [this.spec.qemuBinary, args]
+    this.log('spawn %s %s', this.spec.qemuBinary, args.join(' '))
+    const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.qemu = child
+    this.writeStatus()
+    let firstOutput: (() => void) | undefined
+    child.stdout?.on('data', (chunk: Buffer) => {
+      this.console.append(chunk)
+      firstOutput?.()
+    })
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.qemuStderr = (this.qemuStderr + chunk.toString()).slice(-8192)
+      this.log('qemu stderr: %s', chunk.toString().trimEnd())
+    })
+    this.qemuExited = new Promise((resolve) => child.once('exit', () => resolve()))
+    child.once('exit', (code, signal) => {
+      if (this.qemu === child) this.onQemuExit(code, signal)
+    })
+    child.once('error', (error) => {
+      this.qemuStderr += `\n${error.message}`
+    })
+    if (probeMs === undefined) return Promise.resolve(true)
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => done(false), probeMs)
+      const done = (alive: boolean) => {
+        clearTimeout(timer)
+        firstOutput = undefined
+        child.off('exit', onExit)
+        resolve(alive)
+      }
+      const onExit = () => done(false)
+      firstOutput = () => done(true)
+      child.once('exit', onExit)
+    })
+  }
+
+  private async stopQemu(): Promise<void> {
+    const child = this.qemu
+    this.qemu = undefined
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  private onQemuExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const reason = this.exitReason(code, signal)
+    this.log('qemu exited: %s', reason)
+    this.qemu = undefined
+    this.mux.detach(reason)
+    if (this.state === 'booting') return // boot() sees it through raceBoot
+    if (this.state === 'ready') {
+      this.exitEvent = { event: 'exited', reason, consoleTail: this.console.lastLines() }
+      this.broadcast(this.exitEvent)
+      void this.shutdown(reason)
+    }
+  }
+
+  private exitReason(code: number | null, signal: NodeJS.Signals | null): string {
+    const panic = this.console.panicLine()
+    if (panic) return `the guest kernel panicked (${panic})`
+    if (signal) return `QEMU was killed by ${signal}`
+    if (code === 0) return 'the guest shut down or rebooted (QEMU exited)'
+    const stderr = this.qemuStderr.trim().split('\n').slice(-3).join(' | ')
+    return `QEMU exited with status ${code}${stderr ? `: ${stderr}` : ''}`
+  }
+
+  /** Rejects as soon as QEMU dies or the boot deadline passes. */
+  private raceBoot<T>(work: Promise<T>, deadline: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const child = this.qemu
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+        reject(new BootFailure('BOOT_FAILED', this.exitReason(code, signal)))
+      if (!child || child.exitCode !== null || child.signalCode !== null) {
+        reject(new BootFailure('BOOT_FAILED', this.exitReason(child?.exitCode ?? null, child?.signalCode ?? null)))
+        return
+      }
+      child.once('exit', onExit)
+      const timer = setTimeout(
+        () => reject(new BootFailure('BOOT_TIMEOUT', `the agent did not answer within ${Math.round(this.bootTimeoutMs() / 1000)} s`)),
+        Math.max(0, deadline - performance.now()),
+      )
+      work.then(resolve, reject).finally(() => {
+        clearTimeout(timer)
+        child.off('exit', onExit)
+      })
+    })
+  }
+
+  private async connectAgentPort(): Promise<void> {
+    for (;;) {
+      const socket = await new Promise<net.Socket | undefined>((resolve) => {
+        const s = net.connect(this.dir.portSocket)
+        s.once('connect', () => resolve(s))
+        s.once('error', () => resolve(undefined))
+      })
+      if (socket) {
+        socket.on('error', (error) => this.log('agent port: %s', error.message))
+        this.mux.attach(socket)
+        return
+      }
+      if (!this.qemu) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
+      await delay(10)
+    }
+  }
+
+  private async waitUntilHealthy(deadline: number): Promise<void> {
+    const client = new HealthClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
+      'grpc.initial_reconnect_backoff_ms': 50,
+      'grpc.max_reconnect_backoff_ms': 250,
+    })
+    try {
+      for (;;) {
+        const status = await new Promise<ServingStatus | Error>((resolve) => {
+          const metadata = new Metadata()
+          metadata.setOptions({ waitForReady: true })
+          const call = client.watch({ service: '' }, metadata, { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) })
+          call.on('data', (response: { status: ServingStatus }) => {
+            if (response.status === ServingStatus.SERVING) {
+              resolve(ServingStatus.SERVING)
+              call.cancel()
+            }
+          })
+          call.on('error', (error: Error) => resolve(error))
+          call.on('end', () => resolve(new Error('health watch ended')))
+        })
+        if (status === ServingStatus.SERVING) return
+        if (performance.now() >= deadline) throw new BootFailure('BOOT_TIMEOUT', 'the agent did not report healthy in time')
+        this.log('health watch: %s', (status as Error).message)
+        await delay(100)
+      }
+    } finally {
+      client.close()
+    }
+  }
+
+  private onAgentClient(socket: net.Socket): void {
+    if (this.state === 'stopping' || this.state === 'exited') {
+      socket.destroy()
+      return
+    }
+    const channel = this.mux.openChannel()
+    socket.pipe(channel)
+    channel.pipe(socket)
+    socket.on('error', () => channel.destroy())
+    socket.on('close', () => channel.destroy())
+    channel.on('error', () => socket.destroy())
+    channel.on('close', () => socket.destroy())
+  }
+
+  private onControlClient(socket: net.Socket): void {
+    const client: ControlClient = { socket, lease: false, attached: false }
+    this.clients.add(client)
+    const decoder = new LineDecoder()
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      for (const message of decoder.push(chunk)) void this.onControlRequest(client, message as ControlRequest)
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      this.clients.delete(client)
+      if (!client.lease) return
+      this.leases--
+      if (this.leases === 0 && !this.spec.persistent) void this.shutdown('the process that created the VM exited')
+    })
+  }
+
+  private async onControlRequest(client: ControlClient, request: ControlRequest): Promise<void> {
+    const send = (message: unknown) => {
+      if (!client.socket.destroyed) client.socket.write(encodeMessage(message))
+    }
+    switch (request.op) {
+      case 'attach':
+        client.attached = true
+        if (request.lease && !client.lease) {
+          client.lease = true
+          this.leases++
+          this.everLeased = true
+        }
+        send({ reply: 'attach', status: this.status() })
+        if (this.failure) send({ event: 'failed', error: this.failure })
+        else if (this.exitEvent) send(this.exitEvent)
+        else if (this.state === 'ready') send({ event: 'ready', status: this.status() })
+        return
+      case 'status':
+        send({ reply: 'status', status: this.status() })
+        return
+      case 'destroy':
+        await this.shutdown('destroyed on request', () => send({ reply: 'destroy', ok: true }))
+        return
+      default:
+        send({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
+    }
+  }
+
+  private broadcast(event: ControlEvent): void {
+    for (const client of this.clients) {
+      if (client.attached && !client.socket.destroyed) client.socket.write(encodeMessage(event))
+    }
+  }
+
+  private status(): VmStatus {
+    return {
+      name: this.spec.name,
+      state: this.state,
+      pid: process.pid,
+      qemuPid: this.qemu?.pid,
+      accel: this.accel,
+      accelReason: this.accelReason,
+      createdAt: this.spec.createdAt,
+      persistent: this.spec.persistent,
+      ports: this.ports,
+      bootMs: this.bootMs,
+    }
+  }
+
+  private bootTimeoutMs(): number {
+    return this.spec.bootTimeoutMs ?? (this.accel === 'kvm' ? DEFAULT_BOOT_TIMEOUT_KVM_MS : DEFAULT_BOOT_TIMEOUT_TCG_MS)
+  }
+
+  private writeStatus(): void {
+    try {
+      this.dir.writeStatus(this.status())
+    } catch {}
+  }
+
+  /** Stops QEMU (QMP quit, then SIGKILL), closes every socket, removes the VM directory. */
+  shutdown(reason: string, beforeClose?: () => void): Promise<void> {
+    if (this.stopping) {
+      if (beforeClose) void this.stopping.then(beforeClose)
+      return this.stopping
+    }
+    this.stopping = (async () => {
+      this.log('shutting down: %s', reason)
+      this.state = 'stopping'
+      this.writeStatus()
+      const child = this.qemu
+      if (child && child.exitCode === null && child.signalCode === null) {
+        this.qemu = undefined
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+        let how = 'QMP quit'
+        try {
+          await Promise.race([this.qmp?.execute('quit') ?? Promise.reject(new Error('no QMP')), delay(500)])
+        } catch {}
+        const forced = await Promise.race([exited.then(() => false), delay(QUIT_GRACE_MS).then(() => true)])
+        if (forced) {
+          how = 'SIGKILL'
+          child.kill('SIGKILL')
+          await exited
+        }
+        this.log('QEMU stopped by %s', how)
+      }
+      await this.qemuExited
+      this.qmp?.close()
+      this.mux.detach(reason)
+      if (!this.exitEvent && !this.failure) {
+        this.exitEvent = { event: 'exited', reason, consoleTail: '' }
+        this.broadcast(this.exitEvent)
+      }
+      this.state = 'exited'
+      this.agentServer?.close()
+      this.console.close()
+      this.dir.remove()
+      beforeClose?.()
+      // Let the last events and replies flush, then go.
+      setTimeout(() => process.exit(0), 100).unref()
+      for (const client of this.clients) client.socket.end()
+      this.controlServer?.close()
+    })()
+    return this.stopping
+  }
+}
+
+function listen(path: string, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+  rmSync(path, { force: true })
+  return new Promise((resolve, reject) => {
+    const server = net.createServer(onConnection)
+    server.once('error', reject)
+    server.listen(path, () => resolve(server))
+  })
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

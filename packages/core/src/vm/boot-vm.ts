@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process'
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
+import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
+import { locateKernel } from '../host/kernel-locator.js'
+import { locateQemu, which } from '../host/qemu-locator.js'
+import { buildInitramfs } from '../initramfs/initramfs-builder.js'
+import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
+import { logger } from '../log.js'
+import { cacheDir } from '../paths.js'
+import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control-protocol.js'
+import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../supervisor/launch-spec.js'
+import { SupervisorClient } from '../supervisor/supervisor-client.js'
+import { generateVmName, isAlive, validateVmName, VmDirectory } from '../supervisor/vm-directory.js'
+import { validateVmOptions, type VmOptions } from './vm-options.js'
+
+const log = logger('boot')
+
+export const DEFAULT_MEMORY_MIB = 1024
+export const DEFAULT_CPUS = 2
+
+type MakeVm<T> = (status: VmStatus, control: SupervisorClient, directory: VmDirectory, env: Record<string, string>) => T
+
+/**
+ * Prepares everything that can fail in the caller's process (QEMU, kernel, options, initramfs), then
+ * starts the VM's supervisor and waits for it to report the agent healthy or the boot failed.
+ */
+export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Promise<T> {
+  const options = validateVmOptions(raw)
+  const env = process.env
+  const qemuBinary = locateQemu(env)
+  const kernel = locateKernel({ explicit: options.kernel, env })
+  const cache = cacheDir(env)
+  const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
+  const busybox = which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
+  if (!busybox) {
+    throw new VmctlError('BUSYBOX_NOT_FOUND', 'busybox was not found; it builds the guest init. Fix: sudo apt-get install busybox-static')
+  }
+  const [initramfs, runtimeDisk] = await Promise.all([
+    buildInitramfs({ kernel, nodeBinary: process.execPath, busybox, cacheDir: cache }),
+    buildRuntimeDisk(process.execPath, cache),
+  ])
+  const name = options.name ?? generateVmName()
+  validateVmName(name)
+  const directory = new VmDirectory(name, env)
+  directory.create()
+
+  const spec: LaunchSpec = {
+    name,
+    createdAt: new Date().toISOString(),
+    creatorPid: process.pid,
+    persistent: options.persistent ?? false,
+    qemuBinary,
+    kernel,
+    initramfs: initramfs.path,
+    runtimeDisk: runtimeDisk.path,
+    memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
+    cpus: options.cpus ?? DEFAULT_CPUS,
+    hostRoot: options.hostRoot ?? '/',
+    guestPorts: [...new Set(options.ports ?? [])],
+    kernelArgs: options.kernelArgs ?? [],
+    qemuArgs: options.qemuArgs ?? [],
+    accel,
+    tscKhz: hostTscKhz(),
+    bootTimeoutMs: options.bootTimeoutMs,
+    cacheDir: cache,
+  }
+  writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
+
+  const logFd = openSync(directory.supervisorLog, 'a', 0o600)
+  const supervisor = spawn(process.execPath, [supervisorMainPath(), directory.path], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: { ...env, VMCTL_RUNTIME_DIR: undefined },
+  })
+  closeSync(logFd)
+  supervisor.unref()
+  log('%s: supervisor pid %d', name, supervisor.pid)
+
+  let control: SupervisorClient | undefined
+  try {
+    control = await connectControl(directory, supervisor.pid)
+    const bootBudget = (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
+    const outcome = await waitForBoot(control, bootBudget)
+    if (outcome.event === 'ready') {
+      control.unref()
+      return make(outcome.status, control, directory, options.env ?? {})
+    }
+    throw bootError(name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
+  } catch (error) {
+    control?.close()
+    if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')
+    await waitUntil(() => !existsSync(directory.path) || !isAlive(supervisor.pid), 5_000)
+    if (!isAlive(supervisor.pid)) directory.remove()
+    throw error
+  }
+}
+
+function bootError(name: string, failure: ErrorPayload | undefined, outcome: ControlEvent | { event: 'timeout' }): Error {
+  if (failure?.code === 'BOOT_TIMEOUT') return new BootTimeoutError(name, failure.timeoutMs, failure.accel, failure.consoleTail)
+  if (failure) return new BootFailedError(name, failure.message, failure.consoleTail)
+  if (outcome.event === 'exited') return new BootFailedError(name, outcome.reason, outcome.consoleTail)
+  return new BootFailedError(name, 'its supervisor stopped answering', '')
+}
+
+async function connectControl(directory: VmDirectory, pid: number | undefined): Promise<SupervisorClient> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    try {
+      return await SupervisorClient.connect(directory.controlSocket)
+    } catch {
+      if (!isAlive(pid)) {
+        throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor exited during start-up:\n${tail(directory.supervisorLog)}`)
+      }
+      if (Date.now() > deadline) throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor did not start:\n${tail(directory.supervisorLog)}`)
+      await new Promise((r) => setTimeout(r, 15))
+    }
+  }
+}
+
+function waitForBoot(control: SupervisorClient, budgetMs: number): Promise<ControlEvent | { event: 'timeout' }> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ event: 'timeout' }), budgetMs)
+    control.on('event', (event) => {
+      clearTimeout(timer)
+      resolve(event)
+    })
+    control.on('close', () => {
+      clearTimeout(timer)
+      resolve({ event: 'exited', reason: 'the VM supervisor exited during boot', consoleTail: '' })
+    })
+    void control.request({ op: 'attach', lease: true })
+  })
+}
+
+async function waitUntil(predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+}
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
+  } catch {
+    return '(no supervisor log)'
+  }
+}
+
+/** The supervisor entry, in dist/ even when this module runs from src/ under a TS test runner. */
+function supervisorMainPath(): string {
+  const here = fileURLToPath(new URL('../supervisor/supervisor-main.js', import.meta.url))
+  if (existsSync(here)) return here
+  const built = here.replace(/\/src\//, '/dist/')
+  if (existsSync(built)) return built
+  throw new VmctlError('NOT_BUILT', `vmctl's supervisor is not built (${built} missing). Fix: pnpm build`)
+}

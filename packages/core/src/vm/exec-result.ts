@@ -1,0 +1,68 @@
+import { VmctlError } from '../errors.js'
+
+/** The outcome of a command run in the VM; the same fields whether it succeeded or not. */
+export interface ExecResult<Output extends string | Buffer = string> {
+  /** The command as given, for messages. */
+  command: string
+  /** The exit code; undefined when the process was killed by a signal. */
+  exitCode: number | undefined
+  /** The signal name (e.g. "SIGKILL") when the process was killed by one. */
+  signal: string | undefined
+  stdout: Output
+  stderr: Output
+  /** Time the process ran in the guest, in ms. */
+  durationMs: number
+  /** The timeout expired and the process was killed. */
+  timedOut: boolean
+  /** exitCode !== 0, a signal, or a timeout. */
+  failed: boolean
+}
+
+/**
+ * Thrown for a failed command unless `reject: false`. Carries every field of the result; its
+ * message says what happened and shows the command's output.
+ */
+export class ExecError<Output extends string | Buffer = string> extends VmctlError implements ExecResult<Output> {
+  readonly command: string
+  readonly exitCode: number | undefined
+  readonly signal: string | undefined
+  readonly stdout: Output
+  readonly stderr: Output
+  readonly durationMs: number
+  readonly timedOut: boolean
+  readonly failed = true
+  /** One line: what failed and how. */
+  readonly shortMessage: string
+
+  constructor(vmName: string, result: ExecResult<Output>) {
+    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}`
+    super('EXEC_FAILED', `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`)
+    this.shortMessage = short
+    this.command = result.command
+    this.exitCode = result.exitCode
+    this.signal = result.signal
+    this.stdout = result.stdout
+    this.stderr = result.stderr
+    this.durationMs = result.durationMs
+    this.timedOut = result.timedOut
+  }
+}
+
+function describeFailure(result: ExecResult<string | Buffer>): string {
+  if (result.timedOut) return `timed out after ${Math.round(result.durationMs)} ms`
+  if (result.signal) return `was killed by ${result.signal}`
+  return `failed with exit code ${result.exitCode}`
+}
+
+function outputSection(name: string, output: string | Buffer): string {
+  const text = (typeof output === 'string' ? output : output.toString('utf8')).trimEnd()
+  if (!text) return ''
+  const tail = text.length > 4000 ? `…${text.slice(-4000)}` : text
+  return `\n--- ${name} ---\n${tail}`
+}
+
+/** Shell-quotes argv for display. */
+export function displayCommand(command: string | string[]): string {
+  if (typeof command === 'string') return command
+  return command.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ')
+}
