@@ -23,6 +23,8 @@ export interface ExecOptions {
   /** Live copies of the output as it arrives (the result still holds all of it). */
   stdout?: Writable
   stderr?: Writable
+  /** false: do not keep the output in the result (for large streamed output). Default true. */
+  buffer?: boolean
 }
 
 const STDIN_CHUNK = 64 * 1024
@@ -77,7 +79,7 @@ export class VM implements AsyncDisposable {
 
   /** Boots a fresh VM and resolves once its agent answers a health check. */
   static up(options?: VmOptions): Promise<VM> {
-    return bootVm(options, (status, control, directory, env) => new VM(status, control, directory, env, true))
+    return bootVm(options, (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent))
   }
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
@@ -107,6 +109,11 @@ export class VM implements AsyncDisposable {
   /** Milliseconds from QEMU spawn to agent ready, as measured by the supervisor. */
   get bootMs(): number | undefined {
     return this.statusSnapshot.bootMs
+  }
+
+  /** Every forwarded port: guest port → host port on 127.0.0.1. */
+  get ports(): Record<number, number> {
+    return Object.fromEntries(Object.entries(this.statusSnapshot.ports).map(([g, h]) => [Number(g), h]))
   }
 
   /** The host port (on 127.0.0.1) that reaches `guestPort` in the VM. */
@@ -154,6 +161,7 @@ export class VM implements AsyncDisposable {
         const stdout: Buffer[] = []
         const stderr: Buffer[] = []
         let settled = false
+        const keep = options.buffer !== false
         const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + 30_000) : undefined
         const call: ClientDuplexStream<ExecRequest, ExecResponse> = this.agent.exec(new Metadata(), deadline ? { deadline } : {})
         const fail = (error: Error) => {
@@ -168,10 +176,10 @@ export class VM implements AsyncDisposable {
           const kind = response.kind
           if (!kind) return
           if (kind.$case === 'stdout') {
-            stdout.push(kind.value)
+            if (keep) stdout.push(kind.value)
             options.stdout?.write(kind.value)
           } else if (kind.$case === 'stderr') {
-            stderr.push(kind.value)
+            if (keep) stderr.push(kind.value)
             options.stderr?.write(kind.value)
           } else if (kind.$case === 'exit') {
             if (settled) return
@@ -248,7 +256,10 @@ export class VM implements AsyncDisposable {
     return this.destroying
   }
 
-  /** Drops this handle. A VM made by VM.up() is destroyed; an attached one keeps running. */
+  /**
+   * Drops this handle. A VM made by VM.up() is destroyed; a persistent or attached one keeps
+   * running.
+   */
   async close(): Promise<void> {
     if (this.owned) return this.destroy()
     this.agent.close()

@@ -1,0 +1,48 @@
+import { listVms } from '@vmctl/core'
+import { HELP_OPTION, helpLines } from '../cli-options.js'
+import { parseCommandLine } from '../parse-command-line.js'
+import { UsageError } from '../usage-error.js'
+
+export const PS_HELP = `Usage: vmctl ps [--json]
+
+Lists this user's VMs with their state, age and supervisor pid.
+
+Options:
+${helpLines({ json: { type: 'boolean', help: 'print JSON' }, ...HELP_OPTION })}`
+
+export async function psCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, { json: { type: 'boolean', help: '' }, ...HELP_OPTION }, 'ps')
+  if (values.help) {
+    console.log(PS_HELP)
+    return 0
+  }
+  if (positionals.length > 0) throw new UsageError(`vmctl ps: unexpected ${JSON.stringify(positionals[0])}`)
+  const vms = listVms()
+  if (values.json) {
+    console.log(JSON.stringify(vms.map((vm) => vm.status ?? { name: vm.directory.name, state: 'starting' }), null, 2))
+    return 0
+  }
+  const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS']]
+  for (const { directory, status } of vms) {
+    rows.push([
+      directory.name,
+      status?.state ?? 'starting',
+      status ? age(Date.now() - Date.parse(status.createdAt)) : '-',
+      String(status?.pid ?? '-'),
+      status?.accel ?? '-',
+      Object.entries(status?.ports ?? {})
+        .map(([guest, host]) => `${host}->${guest}`)
+        .join(',') || '-',
+    ])
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())
+  return 0
+}
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 120) return `${s}s`
+  if (s < 7200) return `${Math.round(s / 60)}m`
+  return `${Math.round(s / 3600)}h`
+}

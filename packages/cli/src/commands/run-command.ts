@@ -1,0 +1,42 @@
+import { VM } from '@vmctl/core'
+import { EXEC_OPTIONS, HELP_OPTION, helpLines, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
+import { guestCommand, parseCommandLine } from '../parse-command-line.js'
+import { UsageError } from '../usage-error.js'
+import { execAndReport } from './exec-and-report.js'
+
+const OPTIONS = { ...VM_OPTIONS, ...EXEC_OPTIONS, ...HELP_OPTION }
+
+export const RUN_HELP = `Usage: vmctl run [options] -- COMMAND [ARG...]
+
+Boots a fresh VM, runs COMMAND in it with its output as it comes, destroys the VM and exits with
+the command's exit code. One argument is a shell script ('ls | wc -l'); several are argv.
+
+Options:
+${helpLines(OPTIONS)}`
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals, command } = parseCommandLine(args, OPTIONS, 'run')
+  if (values.help) {
+    console.log(RUN_HELP)
+    return 0
+  }
+  if (positionals.length > 0) throw new UsageError(`vmctl run: unexpected ${JSON.stringify(positionals[0])}; put the command after --`)
+  if (command.length === 0) throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
+  const options = vmOptionsFrom(values)
+  let vm: VM | undefined
+  let interrupted = false
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = true
+    // The supervisor destroys the VM once this process is gone; destroying first keeps it tidy.
+    void (vm?.destroy() ?? Promise.resolve()).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    vm = await VM.up(options)
+    if (interrupted) return 130
+    return await execAndReport(vm, guestCommand(command), values)
+  } finally {
+    await vm?.destroy()
+  }
+}

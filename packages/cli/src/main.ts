@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+import { VmctlError } from '@vmctl/core'
+import { runCli } from './run-cli.js'
+
+runCli(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (error: unknown) => {
+    if (error instanceof VmctlError || (error as { exitCode?: number }).exitCode === 2) {
+      process.stderr.write(`vmctl: ${(error as Error).message}\n`)
+    } else process.stderr.write(`vmctl: ${(error as Error).stack ?? error}\n`)
+    process.exitCode = (error as { exitCode?: number }).exitCode ?? ((error as VmctlError).code === 'VM_NOT_FOUND' ? 2 : 1)
+  },
+)
