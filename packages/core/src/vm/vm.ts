@@ -91,8 +91,14 @@ export class VM implements AsyncDisposable {
     } catch {
       throw new VmNotFoundError(name)
     }
+    // A VM still booting (vmctl up in another shell) is waited for, not reported missing.
+    const ready = new Promise<VmStatus | undefined>((resolve) => {
+      control.on('event', (event) => resolve(event.event === 'ready' ? event.status : undefined))
+      control.on('close', () => resolve(undefined))
+    })
     const reply = await control.request({ op: 'attach', lease: false })
-    const status = reply.status as VmStatus | undefined
+    let status = reply.status as VmStatus | undefined
+    if (status?.state === 'booting') status = await ready
     if (!status || status.state !== 'ready') {
       control.close()
       throw new VmNotFoundError(name)

@@ -1,0 +1,105 @@
+import { execFileSync } from 'node:child_process'
+import { afterAll, describe, expect, test } from 'vitest'
+import { eventually, qemuPidsOf, vmDirectoryExists } from '../../test/vm-processes.js'
+import {
+  BootFailedError,
+  BootTimeoutError,
+  InvalidOptionsError,
+  KernelNotFoundError,
+  listVms,
+  QemuNotFoundError,
+  VM,
+  VmExitedError,
+} from '../index.js'
+
+const made: VM[] = []
+afterAll(async () => {
+  await Promise.all(made.map((vm) => vm.destroy()))
+})
+
+describe('errors a user can cause, before any VM boots', () => {
+  test('a missing kernel path names what was tried and the fix', async () => {
+    const error = await VM.up({ kernel: '/nonexistent/vmlinuz' }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(KernelNotFoundError)
+    expect((error as Error).message).toContain('/nonexistent/vmlinuz')
+    expect((error as Error).message).toContain('does not exist')
+    expect((error as Error).message).toMatch(/setup/)
+  })
+
+  test('a missing QEMU says how to install it', async () => {
+    const path = process.env.PATH
+    process.env.PATH = '/nonexistent-bin'
+    try {
+      const error = await VM.up().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(QemuNotFoundError)
+      expect((error as Error).message).toContain('apt-get install qemu-system-x86')
+    } finally {
+      process.env.PATH = path
+    }
+  })
+
+  test('an unknown option and a wrong type are named', async () => {
+    const unknown = await VM.up({ memroy: 512 } as never).catch((e: unknown) => e)
+    expect(unknown).toBeInstanceOf(InvalidOptionsError)
+    expect((unknown as Error).message).toContain('"memroy"')
+    const wrongType = await VM.up({ cpus: 'two' } as never).catch((e: unknown) => e)
+    expect((wrongType as Error).message).toContain('cpus must be positive integer')
+  })
+})
+
+describe('vm: failures during and after boot', () => {
+  test('a kernel command line that panics the guest fails fast with the console tail', async () => {
+    const name = `panic-${process.pid}`
+    const started = Date.now()
+    const error = await VM.up({ name, kernelArgs: ['rdinit=/no-such-init'], bootTimeoutMs: 120_000 }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(BootFailedError)
+    expect((error as Error).message).toMatch(/panicked/)
+    expect((error as BootFailedError).consoleTail).toMatch(/Kernel panic/)
+    expect(Date.now() - started).toBeLessThan(60_000)
+    await eventually(() => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name), 5_000, 'QEMU and VM directory gone')
+  })
+
+  test('a boot that does not finish in time is stopped and reports the console tail', async () => {
+    const name = `slow-${process.pid}`
+    const error = await VM.up({ name, bootTimeoutMs: 1_500 }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(BootTimeoutError)
+    expect((error as Error).message).toMatch(/did not become ready within 2 s/)
+    expect((error as Error).message).toContain('Last console lines')
+    await eventually(() => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name), 5_000, 'QEMU and VM directory gone')
+  })
+
+  test('a call pending when QEMU dies rejects within a second, and later calls too', async () => {
+    const vm = await VM.up()
+    made.push(vm)
+    const pending = vm.exec('sleep 120')
+    pending.catch(() => {})
+    await new Promise((r) => setTimeout(r, 500))
+    const qemuPid = listVms().find((v) => v.directory.name === vm.name)?.status?.qemuPid
+    expect(qemuPid).toBeGreaterThan(0)
+    const killedAt = Date.now()
+    execFileSync('kill', ['-9', String(qemuPid)])
+    const error = await pending.catch((e: unknown) => e)
+    expect(Date.now() - killedAt).toBeLessThan(1_000)
+    expect(error).toBeInstanceOf(VmExitedError)
+    expect((error as Error).message).toMatch(/QEMU was killed by SIGKILL/)
+    await expect(vm.exec('true')).rejects.toBeInstanceOf(VmExitedError)
+    await eventually(() => !vmDirectoryExists(vm.name), 5_000, 'VM directory removed')
+    await vm.destroy()
+  })
+
+  test('await using destroys the VM; destroy is idempotent; a destroyed VM refuses calls', async () => {
+    let escaped: VM | undefined
+    {
+      await using vm = await VM.up()
+      escaped = vm
+      expect((await vm.exec('echo hi')).stdout).toBe('hi\n')
+    }
+    const vm = escaped!
+    expect(vmDirectoryExists(vm.name)).toBe(false)
+    await Promise.all([vm.destroy(), vm.destroy()])
+    await vm.destroy()
+    expect(vmDirectoryExists(vm.name)).toBe(false)
+    expect(qemuPidsOf(vm.name)).toEqual([])
+    await expect(vm.exec('true')).rejects.toThrow(/destroyed/)
+  })
+})

@@ -1,0 +1,30 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { runtimeDir } from '../src/paths.js'
+
+/** PIDs of QEMU processes booting the VM called `name` (its hostname is on the kernel command line). */
+export function qemuPidsOf(name: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', `qemu-system.*vmctl_hostname=${name} `], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+  } catch {
+    return []
+  }
+}
+
+export function vmDirectoryExists(name: string): boolean {
+  return existsSync(join(runtimeDir(), 'vms', name))
+}
+
+/** Polls until `predicate` holds; returns how long it took, or throws after `timeoutMs`. */
+export async function eventually(predicate: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now()
+  while (!predicate()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return Date.now() - started
+}
