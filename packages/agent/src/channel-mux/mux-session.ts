@@ -276,7 +276,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       // A host channel never sent to the guest belongs to no session yet: keep it for the next.
       if (this.unopened.has(channel)) continue
       this.channels.delete(channel.id)
-      channel.destroy(new Error(`agent channel reset: ${reason}`))
+      // An error nobody listens for would crash the process; a plain close says enough then.
+      channel.destroy(channel.listenerCount('error') > 0 ? new Error(`agent channel reset: ${reason}`) : undefined)
     }
     if (wasReady) this.emit('reset', reason)
   }

@@ -1,0 +1,172 @@
+import net from 'node:net'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
+import { afterEach, describe, expect, test } from 'vitest'
+import { decodeFrame, encodeFrame, FrameType } from './frame-codec.js'
+import { encodeHandshakeLine, parseHandshakeLine } from './handshake-lines.js'
+import { MuxSession } from './mux-session.js'
+
+/** A connected pair of real sockets, standing in for QEMU's chardev and the guest's port. */
+async function socketPair(): Promise<[net.Socket, net.Socket]> {
+  const path = join(mkdtempSync(join(tmpdir(), 'mux-')), 's')
+  const server = net.createServer()
+  await new Promise<void>((r) => server.listen(path, r))
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r))
+  const client = net.connect(path)
+  const guestEnd = await accepted
+  server.close()
+  return [client, guestEnd]
+}
+
+const cleanups: Array<() => void> = []
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c()
+})
+
+async function connectedSessions() {
+  const [hostSocket, guestSocket] = await socketPair()
+  const host = new MuxSession('host')
+  const guest = new MuxSession('guest')
+  const accepted: Duplex[] = []
+  guest.on('channel', (channel) => {
+    accepted.push(channel)
+    channel.on('error', () => {})
+    channel.pipe(channel) // echo
+  })
+  guest.attach(guestSocket)
+  host.attach(hostSocket)
+  cleanups.push(() => {
+    hostSocket.destroy()
+    guestSocket.destroy()
+  })
+  return { host, guest, accepted, hostSocket, guestSocket }
+}
+
+function readAll(channel: Duplex, bytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let total = 0
+    channel.on('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      total += chunk.length
+      if (total >= bytes) resolve(Buffer.concat(chunks))
+    })
+    channel.on('error', reject)
+  })
+}
+
+describe('frames and handshake lines', () => {
+  test('a frame round-trips and a wrong magic is lost sync', () => {
+    const frame = encodeFrame(FrameType.Data, 7, Buffer.from('hi'))
+    const step = decodeFrame(Buffer.concat([frame, Buffer.from('rest')]))
+    expect(step.kind).toBe('frame')
+    if (step.kind === 'frame') {
+      expect(step.frame).toMatchObject({ type: FrameType.Data, channel: 7 })
+      expect(step.frame.payload.toString()).toBe('hi')
+      expect(step.rest.toString()).toBe('rest')
+    }
+    expect(decodeFrame(frame.subarray(0, 5)).kind).toBe('incomplete')
+    expect(decodeFrame(Buffer.from('VMCTL-HELLO 1\n')).kind).toBe('lost-sync')
+  })
+
+  test('handshake lines parse strictly', () => {
+    const line = encodeHandshakeLine({ kind: 'ready', nonce: 'ab12' }).toString().trim()
+    expect(parseHandshakeLine(line)).toEqual({ kind: 'ready', nonce: 'ab12' })
+    expect(parseHandshakeLine('VMCTL-READY zz')).toBeUndefined()
+    expect(parseHandshakeLine('something else')).toBeUndefined()
+  })
+})
+
+describe('channel multiplexer over a real socket', () => {
+  test('channels opened before the session is ready carry data once it is', async () => {
+    const { host } = await connectedSessions()
+    const channels = [host.openChannel(), host.openChannel(), host.openChannel()]
+    const payloads = channels.map((_, i) => Buffer.alloc(300_000 + i, 65 + i))
+    const echoes = channels.map((channel, i) => readAll(channel, payloads[i]!.length))
+    channels.forEach((channel, i) => channel.write(payloads[i]))
+    const received = await Promise.all(echoes)
+    received.forEach((buf, i) => expect(buf.equals(payloads[i]!)).toBe(true))
+  })
+
+  test('a reader that stops reading holds up its own channel only (backpressure, not memory)', async () => {
+    const { host, accepted } = await connectedSessions()
+    const slow = host.openChannel()
+    const fast = host.openChannel()
+    slow.write('x')
+    fast.write('y')
+    await new Promise((r) => setTimeout(r, 100))
+    const guestSlow = accepted[0]!
+    guestSlow.unpipe()
+    guestSlow.pause()
+    // Flood the paused channel: writes stall at the credit window instead of buffering 20 MB.
+    let written = 0
+    const big = Buffer.alloc(64 * 1024)
+    while (written < 20 * 1024 * 1024 && slow.write(big)) written += big.length
+    const echo = readAll(fast, 5)
+    fast.write('hello')
+    expect((await echo).toString()).toContain('hello')
+    expect(guestSlow.readableLength).toBeLessThanOrEqual(2 * 1024 * 1024)
+  })
+
+  test('a replaced transport resets the session and new channels work', async () => {
+    const { host, hostSocket } = await connectedSessions()
+    const first = host.openChannel()
+    await readAll((first.write('ping'), first), 4)
+    const resets: string[] = []
+    host.on('reset', (reason) => resets.push(reason))
+    const closed = new Promise((r) => first.on('close', r))
+    // The transport is replaced (a reconnect, a restored snapshot): old channels go, new ones work.
+    void hostSocket
+    const fresh = new MuxSession('guest')
+    fresh.on('channel', (channel) => channel.on('error', () => {}).pipe(channel))
+    const [h2, g2] = await socketPair()
+    cleanups.push(() => {
+      h2.destroy()
+      g2.destroy()
+    })
+    host.attach(h2)
+    fresh.attach(g2)
+    await closed
+    const second = host.openChannel()
+    const echoed = readAll(second, 5)
+    second.write('again')
+    expect((await echoed).toString()).toBe('again')
+    expect(resets.length).toBeGreaterThan(0)
+  })
+
+  test('an agent that restarts on the same port announces itself and gets a fresh session', async () => {
+    const { host, guestSocket } = await connectedSessions()
+    const first = host.openChannel()
+    await readAll((first.write('ping'), first), 4)
+    const closed = new Promise((r) => first.on('close', r))
+    const ready = new Promise((r) => host.once('ready', r))
+    guestSocket.write(encodeHandshakeLine({ kind: 'agent-up', nonce: 'beef' }))
+    await closed
+    await ready
+    const second = host.openChannel()
+    const echoed = readAll(second, 5)
+    second.write('fresh')
+    expect((await echoed).toString()).toBe('fresh')
+  })
+
+  test('stale bytes before the handshake are discarded', async () => {
+    const [hostSocket, guestSocket] = await socketPair()
+    cleanups.push(() => {
+      hostSocket.destroy()
+      guestSocket.destroy()
+    })
+    // Leftovers of an old session sit in the guest's direction before the host connects.
+    guestSocket.write(Buffer.concat([Buffer.from('garbage\n'), encodeFrame(FrameType.Data, 1, Buffer.from('old'))]))
+    const guest = new MuxSession('guest')
+    guest.on('channel', (channel) => channel.on('error', () => {}).pipe(channel))
+    const host = new MuxSession('host')
+    host.attach(hostSocket)
+    guest.attach(guestSocket)
+    const channel = host.openChannel()
+    const echoed = readAll(channel, 3)
+    channel.write('new')
+    expect((await echoed).toString()).toBe('new')
+  })
+})

@@ -1,0 +1,86 @@
+import { execFile, spawn } from 'node:child_process'
+import { release } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, test } from 'vitest'
+
+const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+const run = promisify(execFile)
+
+async function vmctl(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d))
+    child.stderr.on('data', (d: Buffer) => (stderr += d))
+    if (input !== undefined) child.stdin.end(input)
+    else child.stdin.end()
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+describe('vmctl usage errors', () => {
+  test('a bad flag is a one-line error and exit code 2', async () => {
+    const result = await vmctl(['run', '--no-such-flag', '--', 'true'])
+    expect(result.code).toBe(2)
+    expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    expect(result.stderr).toContain("Unknown option '--no-such-flag'")
+  })
+
+  test('an unknown command and an unknown VM name exit 2', async () => {
+    expect((await vmctl(['frobnicate'])).code).toBe(2)
+    const missing = await vmctl(['exec', 'no-such-vm', '--', 'true'])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('no VM named "no-such-vm"')
+    expect((await vmctl(['down', 'no-such-vm'])).code).toBe(2)
+  })
+
+  test('every command has --help', async () => {
+    for (const command of ['run', 'up', 'exec', 'down', 'ps']) {
+      const result = await vmctl([command, '--help'])
+      expect(result.code).toBe(0)
+      expect(result.stdout).toContain(`Usage: vmctl ${command}`)
+    }
+    expect((await vmctl(['--help'])).stdout).toContain('Commands:')
+  })
+})
+
+describe('vm: vmctl against real VMs', () => {
+  test('vmctl run prints the guest output and exits with the guest exit code', async () => {
+    const result = await vmctl(['run', '--', 'uname -r; echo to-stderr >&2; exit 7'])
+    expect(result.code).toBe(7)
+    expect(result.stdout.trim()).not.toBe(release())
+    expect(result.stdout).toMatch(/^\d+\.\d+\S*\n$/)
+    expect(result.stderr).toContain('to-stderr')
+  })
+
+  test('vmctl up / exec / ps / down from separate processes', async () => {
+    const name = `cli-${process.pid}`
+    const up = await vmctl(['up', '--name', name])
+    expect(up.code, up.stderr).toBe(0)
+    expect(up.stdout.trim()).toBe(name)
+    try {
+      const ps = await run(process.execPath, [CLI, 'ps'])
+      expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+ready\\s+\\d+s\\s+\\d+`, 'm'))
+      // Two clients at once, from two processes.
+      const [a, b] = await Promise.all([
+        vmctl(['exec', name, '--', 'echo a; hostname']),
+        vmctl(['exec', name, '--', 'sh', '-c', 'echo b; exit 3']),
+      ])
+      expect(a).toMatchObject({ code: 0, stdout: `a\n${name}\n` })
+      expect(b).toMatchObject({ code: 3, stdout: 'b\n' })
+      const stdin = await vmctl(['exec', name, '--', 'wc -c'], 'twelve bytes')
+      expect(stdin.stdout.trim()).toBe('12')
+      const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
+      expect(state.code).toBe(0)
+      expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')
+    } finally {
+      const down = await vmctl(['down', name])
+      expect(down.code, down.stderr).toBe(0)
+    }
+    const after = await run(process.execPath, [CLI, 'ps'])
+    expect(after.stdout).not.toContain(name)
+    expect((await vmctl(['exec', name, '--', 'true'])).code).toBe(2)
+  })
+})

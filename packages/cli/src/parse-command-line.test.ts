@@ -1,0 +1,25 @@
+import { describe, expect, test } from 'vitest'
+import { EXEC_OPTIONS, VM_OPTIONS, vmOptionsFrom } from './cli-options.js'
+import { guestCommand, parseCommandLine } from './parse-command-line.js'
+import { UsageError } from './usage-error.js'
+
+describe('command line parsing', () => {
+  test('splits options from the guest command at --', () => {
+    const parsed = parseCommandLine(['--memory', '512', '-p', '80', '--port', '443', '--', 'ls', '-la', '--', 'x'], { ...VM_OPTIONS, ...EXEC_OPTIONS }, 'run')
+    expect(parsed.command).toEqual(['ls', '-la', '--', 'x'])
+    expect(vmOptionsFrom(parsed.values)).toEqual({ memoryMiB: 512, ports: [80, 443] })
+  })
+
+  test('one word is a shell script, several are argv', () => {
+    expect(guestCommand(['ls | wc -l'])).toBe('ls | wc -l')
+    expect(guestCommand(['ls', '-l'])).toEqual(['ls', '-l'])
+  })
+
+  test('bad values are usage errors naming the flag', () => {
+    const values = (args: string[]) => parseCommandLine(args, VM_OPTIONS, 'run').values
+    expect(() => vmOptionsFrom(values(['--memory', 'lots']))).toThrow(/--memory takes a positive integer/)
+    expect(() => vmOptionsFrom(values(['--port', '70000']))).toThrow(/--port takes a TCP port/)
+    expect(() => vmOptionsFrom(values(['--accel', 'fast']))).toThrow(UsageError)
+    expect(() => parseCommandLine(['--nope'], VM_OPTIONS, 'run')).toThrow(/Unknown option '--nope'/)
+  })
+})

@@ -1,0 +1,59 @@
+import { describe, expect, test } from 'vitest'
+import { kernelCommandLine, qemuArguments, type QemuCommandPlan } from './qemu-command.js'
+import { parseUsernetForwards } from './qmp-client.js'
+
+const plan: QemuCommandPlan = {
+  binary: 'qemu-system-x86_64',
+  accel: 'tcg',
+  kernel: { image: '/k/vmlinux', format: 'elf', release: '6.1.0', modulesDir: '/k/lib/modules/6.1.0', source: 'cache' },
+  initramfs: '/c/init.cpio',
+  runtimeDisk: '/c/rt.ext4',
+  memoryMiB: 512,
+  cpus: 2,
+  hostname: 'vm-1',
+  hostRoot: '/',
+  modulesDir: '/k/lib/modules/6.1.0',
+  ports: [
+    { guestPort: 80, hostPort: 0 },
+    { guestPort: 5432, hostPort: 0 },
+  ],
+  qmpSocket: '/r/qmp.sock',
+  agentSocket: '/r/port.sock',
+  tscKhz: 2_500_000,
+  kernelArgs: ['foo=bar'],
+  extraArgs: ['-device', 'x'],
+}
+
+describe('QEMU command', () => {
+  test('microvm under TCG with the TSC hint, user args last', () => {
+    const args = qemuArguments(plan)
+    expect(args.slice(0, 2)).toEqual(['-machine', 'microvm,pit=off,pic=off,isa-serial=on,rtc=on'])
+    expect(args).toContain('tcg,thread=multi')
+    expect(args.slice(-2)).toEqual(['-device', 'x'])
+    expect(args.join(' ')).toContain('hostfwd=tcp:127.0.0.1:0-:80,hostfwd=tcp:127.0.0.1:0-:5432')
+    expect(args.join(' ')).toContain('path=/,security_model=none,readonly=on,multidevs=remap')
+    const cmdline = kernelCommandLine(plan)
+    expect(cmdline).toContain('tsc_early_khz=2500000')
+    expect(cmdline).toContain('vmctl_root=9p:hostroot')
+    expect(cmdline.endsWith('foo=bar')).toBe(true)
+  })
+
+  test('KVM needs no TSC hint; no host root means no 9p device', () => {
+    const args = qemuArguments({ ...plan, accel: 'kvm', hostRoot: undefined, ports: [] })
+    expect(args).toContain('kvm')
+    expect(args.join(' ')).not.toContain('virtio-9p')
+    expect(args.join(' ')).not.toContain('hostfwd')
+    expect(kernelCommandLine({ ...plan, accel: 'kvm' })).not.toContain('tsc_early_khz')
+  })
+
+  test('host ports are read back from info usernet', () => {
+    const text =
+      'Hub -1 (net0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n' +
+      '  TCP[HOST_FORWARD]   9       127.0.0.1 46015       10.0.2.15  8080     0     0\r\n' +
+      '  TCP[HOST_FORWARD]  10       127.0.0.1 40001       10.0.2.15    22     0     0\r\n'
+    expect([...parseUsernetForwards(text)]).toEqual([
+      [8080, 46015],
+      [22, 40001],
+    ])
+  })
+})

@@ -1,0 +1,43 @@
+import { describe, expect, test } from 'vitest'
+import { InvalidOptionsError } from '../errors.js'
+import { displayCommand, ExecError } from './exec-result.js'
+import { validateVmOptions } from './vm-options.js'
+
+describe('VM options', () => {
+  test('valid options pass through', () => {
+    expect(validateVmOptions({ memoryMiB: 512, ports: [80], env: { A: 'b' }, accel: 'tcg' })).toEqual({
+      memoryMiB: 512,
+      ports: [80],
+      env: { A: 'b' },
+      accel: 'tcg',
+    })
+    expect(validateVmOptions(undefined)).toEqual({})
+  })
+
+  test('unknown fields and wrong types are named', () => {
+    expect(() => validateVmOptions({ memory: 512 })).toThrow(InvalidOptionsError)
+    expect(() => validateVmOptions({ memory: 512 })).toThrow(/unknown VM option "memory"; known options: name, memoryMiB/)
+    expect(() => validateVmOptions({ ports: [80, 70000] })).toThrow(/ports must be port number\[\]/)
+    expect(() => validateVmOptions({ env: { A: 1 } })).toThrow(/env must be Record<string, string>/)
+    expect(() => validateVmOptions('big')).toThrow(/must be an object/)
+  })
+})
+
+describe('exec results', () => {
+  test('an ExecError carries the result and shows the output', () => {
+    const error = new ExecError('vm-1', {
+      command: 'make test',
+      exitCode: 2,
+      signal: undefined,
+      stdout: 'built\n',
+      stderr: 'boom\n',
+      durationMs: 12,
+      timedOut: false,
+      failed: true,
+    })
+    expect(error.shortMessage).toBe('Command failed with exit code 2 in VM vm-1: make test')
+    expect(error.message).toContain('--- stderr ---\nboom')
+    expect(error.code).toBe('EXEC_FAILED')
+    expect(displayCommand(['echo', 'a b', "it's"])).toBe(`echo 'a b' 'it'\\''s'`)
+  })
+})
