@@ -32,13 +32,18 @@ export interface Frame {
 }
 
 export function encodeFrame(type: FrameType, channel: number, payload: Buffer = EMPTY): Buffer {
+  const header = encodeFrameHeader(type, channel, payload.length)
+  return payload.length === 0 ? header : Buffer.concat([header, payload])
+}
+
+export function encodeFrameHeader(type: FrameType, channel: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
   header[0] = FRAME_MAGIC_0
   header[1] = FRAME_MAGIC_1
   header[2] = type
   header.writeUInt32BE(channel, 3)
-  header.writeUInt32BE(payload.length, 7)
-  return payload.length === 0 ? header : Buffer.concat([header, payload])
+  header.writeUInt32BE(length, 7)
+  return header
 }
 
 export function encodeWindow(channel: number, bytes: number): Buffer {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { MuxChannel } from './mux-channel.js'
-import { decodeFrame, encodeFrame, encodeWindow, type Frame, FrameType } from './frame-codec.js'
+import { decodeFrame, encodeFrame, encodeFrameHeader, encodeWindow, type Frame, FrameType } from './frame-codec.js'
 import { encodeHandshakeLine, type HandshakeLine, MAX_LINE_BYTES, parseHandshakeLine } from './handshake-lines.js'
 
 export type MuxRole = 'host' | 'guest'
@@ -99,14 +99,20 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return channel
   }
 
-  /** @internal Sends one frame; resolves when the transport can take more. */
-  async sendFrame(frame: Buffer): Promise<void> {
+  /**
+   * @internal Sends one DATA frame, header and payload in one vectored write (no copy). Returns a
+   * promise only when the transport is full: resolved when it drains.
+   */
+  sendData(channel: number, payload: Buffer): Promise<void> | undefined {
     const transport = this.transport
     if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
-    if (!transport.write(frame)) {
-      this.transportBlocked = true
-      await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
-    }
+    transport.cork()
+    transport.write(encodeFrameHeader(FrameType.Data, channel, payload.length))
+    const ok = transport.write(payload)
+    transport.uncork()
+    if (ok) return undefined
+    this.transportBlocked = true
+    return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
   }
 
   /** @internal */
