@@ -32,7 +32,12 @@ const cli = join(root, 'packages/cli/dist/main.js')
 const cache = cacheDir()
 const kernel = locateKernel()
 const accel = chooseAccelerator(cache).accel === 'kvm' && !chooseAccelerator(cache).probe ? 'kvm' : 'tcg'
-const initramfs = await buildInitramfs({ kernel, nodeBinary: process.execPath, busybox: which('busybox', `${process.env.PATH}:/bin`), cacheDir: cache })
+const initramfs = await buildInitramfs({
+  kernel,
+  nodeBinary: process.execPath,
+  busybox: which('busybox', `${process.env.PATH}:/bin`),
+  cacheDir: cache,
+})
 const runtimeDisk = await buildRuntimeDisk(process.execPath, cache)
 
 /** QEMU spawn → the init's first console line. */
@@ -88,7 +93,9 @@ async function upSample() {
 
 async function runSample() {
   const started = performance.now()
-  const code = await new Promise((resolve) => spawn(process.execPath, [cli, 'run', '--', 'true'], { stdio: 'ignore' }).on('exit', resolve))
+  const code = await new Promise((resolve) =>
+    spawn(process.execPath, [cli, 'run', '--', 'true'], { stdio: 'ignore' }).on('exit', resolve),
+  )
   if (code !== 0) throw new Error(`vmctl run -- true exited with ${code}`)
   return performance.now() - started
 }
@@ -109,7 +116,9 @@ for (let round = 1; round <= ROUNDS; round++) {
   samples.floor.push(await floorSample())
   samples.up.push(await upSample())
   samples.run.push(await runSample())
-  process.stderr.write(`  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms, run ${samples.run.at(-1).toFixed(0)} ms\n`)
+  process.stderr.write(
+    `  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms, run ${samples.run.at(-1).toFixed(0)} ms\n`,
+  )
 }
 
 const vm = await VM.up()
@@ -134,7 +143,9 @@ const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(
 const lines = [
   `| measure (${accel}, n=${ROUNDS} interleaved) | median | min | max |`,
   '|---|---|---|---|',
-  ...rows.map(([label, v]) => `| ${label} | ${fmt(median(v))} | ${fmt(Math.min(...v))} | ${fmt(Math.max(...v))} |`),
+  ...rows.map(
+    ([label, v]) => `| ${label} | ${fmt(median(v))} | ${fmt(Math.min(...v))} | ${fmt(Math.max(...v))} |`,
+  ),
   `| exec(['true']) round trip, ${EXEC_CALLS} calls | ${fmt(median(execTimes))} | ${fmt(Math.min(...execTimes))} | p99 ${fmt(quantile(execTimes, 0.99))} |`,
   '',
   `ratios of medians: VM.up / floor = ${(median(samples.up) / median(samples.floor)).toFixed(2)}, ` +

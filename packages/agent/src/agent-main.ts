@@ -6,9 +6,11 @@
 import { existsSync, readFileSync, watch } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { MuxSession } from './channel-mux/mux-session.js'
-import { HealthService } from './generated/grpc/health/v1/health.js'
-import { HealthCheckResponse_ServingStatus as ServingStatus } from './generated/grpc/health/v1/health.js'
-import { AgentService, type AgentServer } from './generated/vmctl/agent/v1/agent.js'
+import {
+  HealthService,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from './generated/grpc/health/v1/health.js'
+import { type AgentServer, AgentService } from './generated/vmctl/agent/v1/agent.js'
 import { handleExec } from './guest/exec-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
 import { HealthStatus } from './guest/health-service.js'

@@ -2,8 +2,13 @@
  * @vmctl/agent: the guest agent and the pieces of its protocol that the host needs.
  * The guest entry point is the bundle (`@vmctl/agent/bundle`), built from agent-main.ts.
  */
-export { MuxSession, type MuxRole } from './channel-mux/mux-session.js'
-export { MuxChannel, CHANNEL_WINDOW_BYTES } from './channel-mux/mux-channel.js'
+
+export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
+export { type MuxRole, MuxSession } from './channel-mux/mux-session.js'
+export {
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthClient,
+} from './generated/grpc/health/v1/health.js'
 export {
   AgentClient,
   type ExecExit,
@@ -11,10 +16,6 @@ export {
   type ExecResponse,
   type ExecStart,
 } from './generated/vmctl/agent/v1/agent.js'
-export {
-  HealthClient,
-  HealthCheckResponse_ServingStatus as ServingStatus,
-} from './generated/grpc/health/v1/health.js'
 export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
 

@@ -17,16 +17,41 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
   memory: { type: 'string', value: 'MIB', help: 'guest memory in MiB (default 1024)' },
   cpus: { type: 'string', value: 'N', help: 'virtual CPUs (default 2)' },
   kernel: { type: 'string', value: 'PATH', help: 'guest kernel (vmlinux, bzImage or a kernel directory)' },
-  'kernel-arg': { type: 'string', multiple: true, value: 'ARG', help: 'extra kernel command line parameter (repeatable)' },
+  'kernel-arg': {
+    type: 'string',
+    multiple: true,
+    value: 'ARG',
+    help: 'extra kernel command line parameter (repeatable)',
+  },
   'qemu-arg': { type: 'string', multiple: true, value: 'ARG', help: 'extra QEMU argument (repeatable)' },
-  port: { type: 'string', multiple: true, short: 'p', value: 'PORT', help: 'forward a guest TCP port to 127.0.0.1 (repeatable)' },
-  'boot-timeout': { type: 'string', value: 'SECONDS', help: 'fail if the VM is not ready in time (default 30 KVM, 180 TCG)' },
+  port: {
+    type: 'string',
+    multiple: true,
+    short: 'p',
+    value: 'PORT',
+    help: 'forward a guest TCP port to 127.0.0.1 (repeatable)',
+  },
+  'boot-timeout': {
+    type: 'string',
+    value: 'SECONDS',
+    help: 'fail if the VM is not ready in time (default 30 KVM, 180 TCG)',
+  },
   accel: { type: 'string', value: 'auto|kvm|tcg', help: 'accelerator (default auto: KVM when usable)' },
 }
 
 export const EXEC_OPTIONS: Record<string, OptionSpec> = {
-  env: { type: 'string', multiple: true, short: 'e', value: 'K=V', help: 'environment variable for the command (repeatable)' },
-  cwd: { type: 'string', value: 'DIR', help: 'working directory in the guest (default: the current directory)' },
+  env: {
+    type: 'string',
+    multiple: true,
+    short: 'e',
+    value: 'K=V',
+    help: 'environment variable for the command (repeatable)',
+  },
+  cwd: {
+    type: 'string',
+    value: 'DIR',
+    help: 'working directory in the guest (default: the current directory)',
+  },
   timeout: { type: 'string', value: 'SECONDS', help: 'kill the command after this long' },
 }
 
@@ -53,10 +78,12 @@ export function vmOptionsFrom(values: Values): VmOptions {
   if (values['kernel-arg']) options.kernelArgs = values['kernel-arg'] as string[]
   if (values['qemu-arg']) options.qemuArgs = values['qemu-arg'] as string[]
   if (values.port) options.ports = (values.port as string[]).map((p) => port(p))
-  if (values['boot-timeout'] !== undefined) options.bootTimeoutMs = seconds('--boot-timeout', values['boot-timeout'] as string)
+  if (values['boot-timeout'] !== undefined)
+    options.bootTimeoutMs = seconds('--boot-timeout', values['boot-timeout'] as string)
   if (values.accel !== undefined) {
     const accel = values.accel as string
-    if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not ${JSON.stringify(accel)}`)
+    if (!['auto', 'kvm', 'tcg'].includes(accel))
+      throw new UsageError(`--accel must be auto, kvm or tcg, not ${JSON.stringify(accel)}`)
     options.accel = accel as VmOptions['accel']
   }
   return options
@@ -74,18 +101,21 @@ export function envFrom(values: Values): Record<string, string> {
 
 export function positiveInt(flag: string, text: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} takes a positive integer, got ${JSON.stringify(text)}`)
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UsageError(`${flag} takes a positive integer, got ${JSON.stringify(text)}`)
   return n
 }
 
 export function seconds(flag: string, text: string): number {
   const n = Number(text)
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} takes a number of seconds, got ${JSON.stringify(text)}`)
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${flag} takes a number of seconds, got ${JSON.stringify(text)}`)
   return Math.round(n * 1000)
 }
 
 function port(text: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new UsageError(`--port takes a TCP port number (1-65535), got ${JSON.stringify(text)}`)
+  if (!Number.isInteger(n) || n <= 0 || n > 65535)
+    throw new UsageError(`--port takes a TCP port number (1-65535), got ${JSON.stringify(text)}`)
   return n
 }

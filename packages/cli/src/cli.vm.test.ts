@@ -7,7 +7,10 @@ import { describe, expect, test } from 'vitest'
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const run = promisify(execFile)
 
-async function vmctl(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function vmctl(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''

@@ -1,3 +1,3 @@
 /** The vmctl command line as a function, for embedding and tests. */
-export { runCli, MAIN_HELP } from './run-cli.js'
+export { MAIN_HELP, runCli } from './run-cli.js'
 export { UsageError } from './usage-error.js'

@@ -5,7 +5,11 @@ import { UsageError } from './usage-error.js'
 
 describe('command line parsing', () => {
   test('splits options from the guest command at --', () => {
-    const parsed = parseCommandLine(['--memory', '512', '-p', '80', '--port', '443', '--', 'ls', '-la', '--', 'x'], { ...VM_OPTIONS, ...EXEC_OPTIONS }, 'run')
+    const parsed = parseCommandLine(
+      ['--memory', '512', '-p', '80', '--port', '443', '--', 'ls', '-la', '--', 'x'],
+      { ...VM_OPTIONS, ...EXEC_OPTIONS },
+      'run',
+    )
     expect(parsed.command).toEqual(['ls', '-la', '--', 'x'])
     expect(vmOptionsFrom(parsed.values)).toEqual({ memoryMiB: 512, ports: [80, 443] })
   })

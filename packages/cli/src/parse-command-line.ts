@@ -9,7 +9,11 @@ export interface ParsedCommandLine {
   command: string[]
 }
 
-export function parseCommandLine(args: string[], options: Record<string, OptionSpec>, command: string): ParsedCommandLine {
+export function parseCommandLine(
+  args: string[],
+  options: Record<string, OptionSpec>,
+  command: string,
+): ParsedCommandLine {
   const separator = args.indexOf('--')
   const own = separator >= 0 ? args.slice(0, separator) : args
   const guestCommand = separator >= 0 ? args.slice(separator + 1) : []
@@ -19,13 +23,21 @@ export function parseCommandLine(args: string[], options: Record<string, OptionS
       options: Object.fromEntries(
         Object.entries(options).map(([name, spec]) => [
           name,
-          { type: spec.type, ...(spec.multiple ? { multiple: true } : {}), ...(spec.short ? { short: spec.short } : {}) },
+          {
+            type: spec.type,
+            ...(spec.multiple ? { multiple: true } : {}),
+            ...(spec.short ? { short: spec.short } : {}),
+          },
         ]),
       ),
       allowPositionals: true,
       strict: true,
     })
-    return { values: parsed.values as ParsedCommandLine['values'], positionals: parsed.positionals, command: guestCommand }
+    return {
+      values: parsed.values as ParsedCommandLine['values'],
+      positionals: parsed.positionals,
+      command: guestCommand,
+    }
   } catch (error) {
     const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '')
     throw new UsageError(`vmctl ${command}: ${message} (see vmctl ${command} --help)`)

@@ -1,17 +1,18 @@
-import { downCommand, DOWN_HELP } from './commands/down-command.js'
+import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
 import { UsageError } from './usage-error.js'
 
-const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string; summary: string }> = {
-  run: { run: runCommand, help: RUN_HELP, summary: 'boot a fresh VM, run a command in it, destroy it' },
-  up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
-  exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
-  down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
-  ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
-}
+const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string; summary: string }> =
+  {
+    run: { run: runCommand, help: RUN_HELP, summary: 'boot a fresh VM, run a command in it, destroy it' },
+    up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
+    exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
+    down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
+    ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
+  }
 
 export const MAIN_HELP = `vmctl: throwaway virtual machines with a real kernel, for tests and shells.
 
@@ -33,6 +34,9 @@ export async function runCli(args: string[]): Promise<number> {
     return 0
   }
   const command = COMMANDS[name]
-  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`)
+  if (!command)
+    throw new UsageError(
+      `unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
+    )
   return command.run(rest)
 }

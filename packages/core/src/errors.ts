@@ -60,7 +60,10 @@ export class BootFailedError extends VmctlError {
 export class VmExitedError extends VmctlError {
   readonly consoleTail: string
   constructor(name: string, reason: string, consoleTail: string) {
-    super('VM_EXITED', `VM ${name} is gone: ${reason}${consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`)
+    super(
+      'VM_EXITED',
+      `VM ${name} is gone: ${reason}${consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`,
+    )
     this.consoleTail = consoleTail
   }
 }

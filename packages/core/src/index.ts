@@ -8,9 +8,7 @@
  * const { stdout } = await vm.exec('uname -r')
  * ```
  */
-export { VM, type ExecOptions } from './vm/vm.js'
-export type { VmOptions } from './vm/vm-options.js'
-export { ExecError, type ExecResult } from './vm/exec-result.js'
+
 export {
   AgentError,
   BootFailedError,
@@ -22,8 +20,11 @@ export {
   VmExitedError,
   VmNotFoundError,
 } from './errors.js'
+export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
-export { chooseAccelerator, type AcceleratorChoice } from './host/accelerator.js'
-export { listVms, type ListedVm } from './supervisor/vm-directory.js'
-export type { VmStatus, VmState } from './supervisor/control-protocol.js'
 export { cacheDir, runtimeDir } from './paths.js'
+export type { VmState, VmStatus } from './supervisor/control-protocol.js'
+export { type ListedVm, listVms } from './supervisor/vm-directory.js'
+export { ExecError, type ExecResult } from './vm/exec-result.js'
+export { type ExecOptions, VM } from './vm/vm.js'
+export type { VmOptions } from './vm/vm-options.js'

@@ -4,5 +4,8 @@ import createDebug from 'debug'
 export function logger(namespace: string, vmName?: string): createDebug.Debugger {
   const log = createDebug(`vmctl:${namespace}`)
   if (!vmName) return log
-  return Object.assign((format: unknown, ...args: unknown[]) => log(`[${vmName}] ${String(format)}`, ...args), log)
+  return Object.assign(
+    (format: unknown, ...args: unknown[]) => log(`[${vmName}] ${String(format)}`, ...args),
+    log,
+  )
 }

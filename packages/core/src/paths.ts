@@ -13,7 +13,11 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
  * socket gives root in the guest to whoever can connect to it.
  */
 export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.VMCTL_RUNTIME_DIR || (env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'vmctl') : join(tmpdir(), `vmctl-${process.getuid?.() ?? 'user'}`))
+  const base =
+    env.VMCTL_RUNTIME_DIR ||
+    (env.XDG_RUNTIME_DIR
+      ? join(env.XDG_RUNTIME_DIR, 'vmctl')
+      : join(tmpdir(), `vmctl-${process.getuid?.() ?? 'user'}`))
   mkdirSync(base, { recursive: true, mode: 0o700 })
   return base
 }

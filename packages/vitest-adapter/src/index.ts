@@ -2,4 +2,4 @@
  * @vmctl/vitest: vitest integration for vmctl. A placeholder until the adapters issue fills it; for now
  * it re-exports the core API so test files can already import from here.
  */
-export { VM, type VmOptions, type ExecResult, type ExecOptions } from '@vmctl/core'
+export { type ExecOptions, type ExecResult, VM, type VmOptions } from '@vmctl/core'

@@ -122,7 +122,8 @@ export class MuxChannel extends Duplex {
   private async whenOpen(): Promise<void> {
     while (!this.isOpen || !this.session.canSend(this)) {
       if (this.destroyed) throw new Error('agent channel closed')
-      if (this.isOpen && !this.session.canSend(this)) throw new Error('agent channel session is not connected')
+      if (this.isOpen && !this.session.canSend(this))
+        throw new Error('agent channel session is not connected')
       await new Promise<void>((resolve) => {
         this.openWaiter = resolve
       })

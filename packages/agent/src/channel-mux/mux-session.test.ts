@@ -1,5 +1,5 @@
-import net from 'node:net'
 import { mkdtempSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
@@ -85,9 +85,9 @@ describe('channel multiplexer over a real socket', () => {
     const channels = [host.openChannel(), host.openChannel(), host.openChannel()]
     const payloads = channels.map((_, i) => Buffer.alloc(300_000 + i, 65 + i))
     const echoes = channels.map((channel, i) => readAll(channel, payloads[i]!.length))
-    channels.forEach((channel, i) => channel.write(payloads[i]))
+    for (const [i, channel] of channels.entries()) channel.write(payloads[i])
     const received = await Promise.all(echoes)
-    received.forEach((buf, i) => expect(buf.equals(payloads[i]!)).toBe(true))
+    for (const [i, buf] of received.entries()) expect(buf.equals(payloads[i]!)).toBe(true)
   })
 
   test('a reader that stops reading holds up its own channel only (backpressure, not memory)', async () => {
@@ -141,7 +141,7 @@ describe('channel multiplexer over a real socket', () => {
     const first = host.openChannel()
     await readAll((first.write('ping'), first), 4)
     const closed = new Promise((r) => first.on('close', r))
-    const ready = new Promise((r) => host.once('ready', r))
+    const ready = new Promise<void>((r) => host.once('ready', () => r()))
     guestSocket.write(encodeHandshakeLine({ kind: 'agent-up', nonce: 'beef' }))
     await closed
     await ready
@@ -158,7 +158,9 @@ describe('channel multiplexer over a real socket', () => {
       guestSocket.destroy()
     })
     // Leftovers of an old session sit in the guest's direction before the host connects.
-    guestSocket.write(Buffer.concat([Buffer.from('garbage\n'), encodeFrame(FrameType.Data, 1, Buffer.from('old'))]))
+    guestSocket.write(
+      Buffer.concat([Buffer.from('garbage\n'), encodeFrame(FrameType.Data, 1, Buffer.from('old'))]),
+    )
     const guest = new MuxSession('guest')
     guest.on('channel', (channel) => channel.on('error', () => {}).pipe(channel))
     const host = new MuxSession('host')

@@ -1,9 +1,21 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
+import {
+  decodeFrame,
+  encodeFrame,
+  encodeFrameHeader,
+  encodeWindow,
+  type Frame,
+  FrameType,
+} from './frame-codec.js'
+import {
+  encodeHandshakeLine,
+  type HandshakeLine,
+  MAX_LINE_BYTES,
+  parseHandshakeLine,
+} from './handshake-lines.js'
 import { MuxChannel } from './mux-channel.js'
-import { decodeFrame, encodeFrame, encodeFrameHeader, encodeWindow, type Frame, FrameType } from './frame-codec.js'
-import { encodeHandshakeLine, type HandshakeLine, MAX_LINE_BYTES, parseHandshakeLine } from './handshake-lines.js'
 
 export type MuxRole = 'host' | 'guest'
 
@@ -283,7 +295,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       if (this.unopened.has(channel)) continue
       this.channels.delete(channel.id)
       // An error nobody listens for would crash the process; a plain close says enough then.
-      channel.destroy(channel.listenerCount('error') > 0 ? new Error(`agent channel reset: ${reason}`) : undefined)
+      channel.destroy(
+        channel.listenerCount('error') > 0 ? new Error(`agent channel reset: ${reason}`) : undefined,
+      )
     }
     if (wasReady) this.emit('reset', reason)
   }

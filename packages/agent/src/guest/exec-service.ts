@@ -57,7 +57,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     if (kind.$case === 'start') {
       if (child) return fail(status.FAILED_PRECONDITION, 'exec already started')
       const start = kind.value
-      if (start.argv.length === 0 && !start.shell) return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
+      if (start.argv.length === 0 && !start.shell)
+        return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
       stdinWanted = start.stdin
       const plan = planSpawn(start, root)
       const startedAt = performance.now()
@@ -75,7 +76,9 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         [proc.stderr, 'stderr'],
       ] as const) {
         stream?.on('data', (chunk: Buffer) => {
-          const ok = send({ kind: tag === 'stdout' ? { $case: 'stdout', value: chunk } : { $case: 'stderr', value: chunk } })
+          const ok = send({
+            kind: tag === 'stdout' ? { $case: 'stdout', value: chunk } : { $case: 'stderr', value: chunk },
+          })
           if (!ok) {
             // The host reads slower than the process writes: stop reading its pipe until the
             // call drains, so the process blocks instead of the agent buffering without bound.

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events'
-import { type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, status } from '@grpc/grpc-js'
+import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from '@grpc/grpc-js'
 import {
   type HealthCheckRequest,
   HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as ServingStatus,
   type HealthServer,
+  HealthCheckResponse_ServingStatus as ServingStatus,
 } from '../generated/grpc/health/v1/health.js'
 
 /**
@@ -25,9 +25,13 @@ export class HealthStatus extends EventEmitter<{ change: [] }> {
 
   service(): HealthServer {
     return {
-      check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+      check: (
+        call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
+        callback: sendUnaryData<HealthCheckResponse>,
+      ) => {
         const value = this.get(call.request.service)
-        if (value === undefined) callback({ code: status.NOT_FOUND, details: `unknown service ${call.request.service}` })
+        if (value === undefined)
+          callback({ code: status.NOT_FOUND, details: `unknown service ${call.request.service}` })
         else callback(null, HealthCheckResponse.fromPartial({ status: value }))
       },
       watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {

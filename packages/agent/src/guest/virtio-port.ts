@@ -1,7 +1,13 @@
-import { constants as fsConstants, openSync, readdirSync, readFileSync } from 'node:fs'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { Duplex } from 'node:stream'
+import {
+  createReadStream,
+  createWriteStream,
+  constants as fsConstants,
+  openSync,
+  readdirSync,
+  readFileSync,
+} from 'node:fs'
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 
 /** The device path of the virtio-serial port called `name`, once the kernel has created it. */
 export function findVirtioPort(name: string): string | undefined {
@@ -13,7 +19,8 @@ export function findVirtioPort(name: string): string | undefined {
   }
   for (const entry of entries) {
     try {
-      if (readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name) return `/dev/${entry}`
+      if (readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name)
+        return `/dev/${entry}`
     } catch {}
   }
   return undefined

@@ -22,7 +22,8 @@ export async function downCommand(args: string[]): Promise<number> {
     return 0
   }
   const names = values.all ? listVms().map((vm) => vm.directory.name) : positionals
-  if (names.length === 0 && !values.all) throw new UsageError('vmctl down: which VM? usage: vmctl down NAME (see vmctl ps)')
+  if (names.length === 0 && !values.all)
+    throw new UsageError('vmctl down: which VM? usage: vmctl down NAME (see vmctl ps)')
   for (const name of names) {
     const vm = await VM.attach(name)
     await vm.destroy()

@@ -18,7 +18,9 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
     reject: false,
   })
   if (result.timedOut) {
-    process.stderr.write(`vmctl: command timed out after ${Math.round(result.durationMs / 1000)} s and was killed\n`)
+    process.stderr.write(
+      `vmctl: command timed out after ${Math.round(result.durationMs / 1000)} s and was killed\n`,
+    )
     return 124
   }
   if (result.signal) {

@@ -21,7 +21,8 @@ export async function execCommand(args: string[]): Promise<number> {
   }
   const [name, ...extra] = positionals
   if (!name) throw new UsageError('vmctl exec: which VM? usage: vmctl exec NAME -- COMMAND')
-  if (extra.length > 0) throw new UsageError(`vmctl exec: unexpected ${JSON.stringify(extra[0])}; put the command after --`)
+  if (extra.length > 0)
+    throw new UsageError(`vmctl exec: unexpected ${JSON.stringify(extra[0])}; put the command after --`)
   if (command.length === 0) throw new UsageError('vmctl exec: no command; usage: vmctl exec NAME -- COMMAND')
   const vm = await VM.attach(name)
   try {

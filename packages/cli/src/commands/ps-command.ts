@@ -11,7 +11,11 @@ Options:
 ${helpLines({ json: { type: 'boolean', help: 'print JSON' }, ...HELP_OPTION })}`
 
 export async function psCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, { json: { type: 'boolean', help: '' }, ...HELP_OPTION }, 'ps')
+  const { values, positionals } = parseCommandLine(
+    args,
+    { json: { type: 'boolean', help: '' }, ...HELP_OPTION },
+    'ps',
+  )
   if (values.help) {
     console.log(PS_HELP)
     return 0
@@ -19,7 +23,13 @@ export async function psCommand(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`vmctl ps: unexpected ${JSON.stringify(positionals[0])}`)
   const vms = listVms()
   if (values.json) {
-    console.log(JSON.stringify(vms.map((vm) => vm.status ?? { name: vm.directory.name, state: 'starting' }), null, 2))
+    console.log(
+      JSON.stringify(
+        vms.map((vm) => vm.status ?? { name: vm.directory.name, state: 'starting' }),
+        null,
+        2,
+      ),
+    )
     return 0
   }
   const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS']]
@@ -36,7 +46,13 @@ export async function psCommand(args: string[]): Promise<number> {
     ])
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())
+  for (const row of rows)
+    console.log(
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
   return 0
 }
 

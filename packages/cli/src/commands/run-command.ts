@@ -20,8 +20,10 @@ export async function runCommand(args: string[]): Promise<number> {
     console.log(RUN_HELP)
     return 0
   }
-  if (positionals.length > 0) throw new UsageError(`vmctl run: unexpected ${JSON.stringify(positionals[0])}; put the command after --`)
-  if (command.length === 0) throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
+  if (positionals.length > 0)
+    throw new UsageError(`vmctl run: unexpected ${JSON.stringify(positionals[0])}; put the command after --`)
+  if (command.length === 0)
+    throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
   const options = vmOptionsFrom(values)
   let vm: VM | undefined
   let interrupted = false

@@ -4,7 +4,12 @@ import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
 
 const OPTIONS: Record<string, OptionSpec> = {
-  name: { type: 'string', short: 'n', value: 'NAME', help: 'VM name and guest hostname (default: generated)' },
+  name: {
+    type: 'string',
+    short: 'n',
+    value: 'NAME',
+    help: 'VM name and guest hostname (default: generated)',
+  },
   ...VM_OPTIONS,
   ...HELP_OPTION,
 }
@@ -23,11 +28,17 @@ export async function upCommand(args: string[]): Promise<number> {
     console.log(UP_HELP)
     return 0
   }
-  if (positionals.length > 0 || command.length > 0) throw new UsageError('vmctl up: takes no command; use vmctl exec NAME -- COMMAND')
-  const vm = await VM.up({ ...vmOptionsFrom(values), name: values.name as string | undefined, persistent: true })
+  if (positionals.length > 0 || command.length > 0)
+    throw new UsageError('vmctl up: takes no command; use vmctl exec NAME -- COMMAND')
+  const vm = await VM.up({
+    ...vmOptionsFrom(values),
+    name: values.name as string | undefined,
+    persistent: true,
+  })
   const ports = Object.entries(vm.ports)
   console.log(vm.name)
-  if (ports.length > 0) process.stderr.write(`ports: ${ports.map(([g, h]) => `127.0.0.1:${h} -> ${g}`).join(', ')}\n`)
+  if (ports.length > 0)
+    process.stderr.write(`ports: ${ports.map(([g, h]) => `127.0.0.1:${h} -> ${g}`).join(', ')}\n`)
   await vm.close()
   return 0
 }

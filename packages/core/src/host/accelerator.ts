@@ -33,11 +33,18 @@ interface Verdict {
  * the first boot on a host probes it and the verdict is cached for the host (VMCTL_ACCEL=kvm|tcg
  * overrides both the probe and the cache).
  */
-export function chooseAccelerator(cacheDir: string, env: NodeJS.ProcessEnv = process.env, requested?: string): AcceleratorChoice {
+export function chooseAccelerator(
+  cacheDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+  requested?: string,
+): AcceleratorChoice {
   const forced = requested ?? env.VMCTL_ACCEL
-  if (forced === 'tcg') return { accel: 'tcg', probe: false, reason: `${requested ? 'accel option' : 'VMCTL_ACCEL'}=tcg` }
+  if (forced === 'tcg')
+    return { accel: 'tcg', probe: false, reason: `${requested ? 'accel option' : 'VMCTL_ACCEL'}=tcg` }
   if (forced && forced !== 'kvm' && forced !== 'auto') {
-    throw new InvalidOptionsError(`accel must be "kvm", "tcg" or "auto", not ${JSON.stringify(forced)} (VMCTL_ACCEL or the accel option)`)
+    throw new InvalidOptionsError(
+      `accel must be "kvm", "tcg" or "auto", not ${JSON.stringify(forced)} (VMCTL_ACCEL or the accel option)`,
+    )
   }
   const access = kvmAccess()
   if (forced === 'kvm') {
@@ -47,7 +54,12 @@ export function chooseAccelerator(cacheDir: string, env: NodeJS.ProcessEnv = pro
   if (access !== 'ok') return { accel: 'tcg', probe: false, reason: access }
   const verdict = readVerdict(cacheDir)
   if (verdict?.usable) return { accel: 'kvm', probe: false, reason: '' }
-  if (verdict) return { accel: 'tcg', probe: false, reason: `${verdict.reason} (verdict cached in ${verdictPath(cacheDir)}; delete it to probe again)` }
+  if (verdict)
+    return {
+      accel: 'tcg',
+      probe: false,
+      reason: `${verdict.reason} (verdict cached in ${verdictPath(cacheDir)}; delete it to probe again)`,
+    }
   return { accel: 'kvm', probe: true, reason: '' }
 }
 
@@ -64,7 +76,8 @@ function kvmAccess(): 'ok' | string {
     return 'ok'
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return '/dev/kvm does not exist (no hardware virtualization here, or the kvm module is not loaded)'
+    if (code === 'ENOENT')
+      return '/dev/kvm does not exist (no hardware virtualization here, or the kvm module is not loaded)'
     if (code === 'EACCES' || code === 'EPERM') {
       return 'no access to /dev/kvm (permission denied); fix: sudo usermod -aG kvm $USER and log in again, or a udev rule giving /dev/kvm mode 0666'
     }

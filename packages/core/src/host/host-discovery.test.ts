@@ -27,7 +27,12 @@ describe('kernel locator', () => {
   test('an explicit kernel wins over everything else', () => {
     const path = fakeBzImage('6.9.2-test')
     const kernel = locateKernel({ explicit: path, env: { VMCTL_KERNEL: '/nope' } })
-    expect(kernel).toMatchObject({ image: path, format: 'bzimage', release: '6.9.2-test', source: 'option kernel' })
+    expect(kernel).toMatchObject({
+      image: path,
+      format: 'bzimage',
+      release: '6.9.2-test',
+      source: 'option kernel',
+    })
   })
 
   test('nothing found: one error listing every place tried and the setup command', () => {
@@ -65,7 +70,9 @@ describe('QEMU and accelerator discovery', () => {
   })
 
   test('the host TSC rate comes from the nominal clock in the CPU model name', () => {
-    expect(hostTscKhz('model name\t: Intel(R) Xeon(R) Processor @ 2.50GHz\ncpu MHz\t\t: 1800.000')).toBe(2_500_000)
+    expect(hostTscKhz('model name\t: Intel(R) Xeon(R) Processor @ 2.50GHz\ncpu MHz\t\t: 1800.000')).toBe(
+      2_500_000,
+    )
     expect(hostTscKhz('cpu MHz\t\t: 3000.000')).toBe(3_000_000)
     expect(hostTscKhz('')).toBeUndefined()
   })

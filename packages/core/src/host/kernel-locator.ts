@@ -1,4 +1,13 @@
-import { accessSync, constants, existsSync, openSync, readFileSync, readSync, closeSync, statSync } from 'node:fs'
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs'
 import { release as osRelease } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { KernelNotFoundError } from '../errors.js'
@@ -59,7 +68,10 @@ export function resolveKernelPath(path: string, source: string): ResolvedKernel 
     const release = readTrimmed(join(path, 'release'))
     const image = [join(path, 'vmlinux'), join(path, 'vmlinuz')].find((p) => readable(p))
     if (!image) return undefined
-    const modulesDir = release && existsSync(join(path, 'lib/modules', release)) ? join(path, 'lib/modules', release) : undefined
+    const modulesDir =
+      release && existsSync(join(path, 'lib/modules', release))
+        ? join(path, 'lib/modules', release)
+        : undefined
     return { image, format: kernelFormat(image) ?? 'bzimage', release, modulesDir, source }
   }
   if (!readable(path)) return undefined
@@ -71,7 +83,11 @@ export function resolveKernelPath(path: string, source: string): ResolvedKernel 
 }
 
 function findModules(image: string, release: string): string | undefined {
-  for (const dir of [join(dirname(image), 'lib/modules', release), join(dirname(image), '..', 'lib/modules', release), `/lib/modules/${release}`]) {
+  for (const dir of [
+    join(dirname(image), 'lib/modules', release),
+    join(dirname(image), '..', 'lib/modules', release),
+    `/lib/modules/${release}`,
+  ]) {
     if (existsSync(join(dir, 'modules.dep'))) return dir
   }
   return undefined

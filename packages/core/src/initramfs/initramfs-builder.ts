@@ -51,9 +51,15 @@ export interface BuiltInitramfs {
 export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInitramfs> {
   const busybox = realpathSync(inputs.busybox)
   const nodeBinary = realpathSync(inputs.nodeBinary)
-  const modulesDep = inputs.kernel.modulesDir ? readIfExists(join(inputs.kernel.modulesDir, 'modules.dep')) : undefined
-  const { order, missing } = modulesDep ? moduleLoadOrder(modulesDep, BOOT_MODULES) : { order: [], missing: [] }
-  const libraries = [...new Set([...(await sharedLibraries(nodeBinary)), ...(await sharedLibraries(busybox))])]
+  const modulesDep = inputs.kernel.modulesDir
+    ? readIfExists(join(inputs.kernel.modulesDir, 'modules.dep'))
+    : undefined
+  const { order, missing } = modulesDep
+    ? moduleLoadOrder(modulesDep, BOOT_MODULES)
+    : { order: [], missing: [] }
+  const libraries = [
+    ...new Set([...(await sharedLibraries(nodeBinary)), ...(await sharedLibraries(busybox))]),
+  ]
   const applets = await busyboxApplets(busybox)
 
   const hash = createHash('sha256')
@@ -73,7 +79,20 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   const partial = `${path}.${process.pid}.partial`
   try {
     const cpio = new CpioArchive(partial)
-    for (const d of ['dev', 'proc', 'sys', 'run', 'tmp', 'mnt', 'newroot', 'etc/vmctl', 'root', 'sbin', 'usr/bin', 'usr/sbin']) {
+    for (const d of [
+      'dev',
+      'proc',
+      'sys',
+      'run',
+      'tmp',
+      'mnt',
+      'newroot',
+      'etc/vmctl',
+      'root',
+      'sbin',
+      'usr/bin',
+      'usr/sbin',
+    ]) {
       cpio.parents(`${d}/x`)
       cpio.directory(d)
     }
@@ -90,21 +109,39 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
     for (const module of order) {
       cpio.file(`lib/modules/${release}/${module}`, readFileSync(join(inputs.kernel.modulesDir!, module)))
     }
-    cpio.file('etc/vmctl/modules', Buffer.from(order.map((m) => `${release}/${m}`).join('\n') + '\n'))
+    cpio.file('etc/vmctl/modules', Buffer.from(`${order.map((m) => `${release}/${m}`).join('\n')}\n`))
     cpio.close()
     renameSync(partial, path)
   } catch (error) {
     rmSync(partial, { force: true })
     throw error
   }
-  log('built %s in %d ms (%d modules, missing %o)', path, Math.round(performance.now() - started), order.length, missing)
+  log(
+    'built %s in %d ms (%d modules, missing %o)',
+    path,
+    Math.round(performance.now() - started),
+    order.length,
+    missing,
+  )
   return { path, key, missingModules: missing }
 }
 
 async function busyboxApplets(busybox: string): Promise<Array<{ path: string }>> {
   const result = await execa(busybox, ['--list-full'], { reject: false })
   if (result.exitCode !== 0) {
-    return ['sh', 'mount', 'mkdir', 'insmod', 'modprobe', 'ip', 'hostname', 'chroot', 'sleep', 'cat', 'echo'].map((a) => ({
+    return [
+      'sh',
+      'mount',
+      'mkdir',
+      'insmod',
+      'modprobe',
+      'ip',
+      'hostname',
+      'chroot',
+      'sleep',
+      'cat',
+      'echo',
+    ].map((a) => ({
       path: `bin/${a}`,
     }))
   }

@@ -34,7 +34,15 @@ describe('cpio archive', () => {
     cpio.file('a/b/c.txt', Buffer.from('ignored duplicate'))
     cpio.close()
     const entries = readNewc(readFileSync(path))
-    expect(entries.map((e) => e.name)).toEqual(['a', 'a/b', 'a/b/c.txt', 'bin', 'bin/sh', 'dev', 'dev/console'])
+    expect(entries.map((e) => e.name)).toEqual([
+      'a',
+      'a/b',
+      'a/b/c.txt',
+      'bin',
+      'bin/sh',
+      'dev',
+      'dev/console',
+    ])
     const file = entries.find((e) => e.name === 'a/b/c.txt')!
     expect(file.data.toString()).toBe('hello')
     expect(file.mode).toBe(0o100600)
@@ -56,8 +64,12 @@ describe('module load order', () => {
 
   test('dependencies come first, each module once', () => {
     const { order, missing } = moduleLoadOrder(dep, ['9pnet_virtio', '9p', 'virtio_rng', 'not_a_module'])
-    expect(order.indexOf('kernel/net/9p/9pnet.ko')).toBeLessThan(order.indexOf('kernel/net/9p/9pnet_virtio.ko'))
-    expect(order.indexOf('kernel/fs/netfs/netfs.ko')).toBeLessThan(order.indexOf('kernel/fs/fscache/fscache.ko'))
+    expect(order.indexOf('kernel/net/9p/9pnet.ko')).toBeLessThan(
+      order.indexOf('kernel/net/9p/9pnet_virtio.ko'),
+    )
+    expect(order.indexOf('kernel/fs/netfs/netfs.ko')).toBeLessThan(
+      order.indexOf('kernel/fs/fscache/fscache.ko'),
+    )
     expect(order.indexOf('kernel/fs/fscache/fscache.ko')).toBeLessThan(order.indexOf('kernel/fs/9p/9p.ko'))
     expect(new Set(order).size).toBe(order.length)
     expect(order).toContain('kernel/drivers/char/hw_random/virtio-rng.ko')

@@ -2,7 +2,10 @@
  * Load order for kernel modules from a `modules.dep` file, dependencies first. `insmod` in the
  * initramfs does no dependency resolution of its own.
  */
-export function moduleLoadOrder(modulesDep: string, wanted: string[]): { order: string[]; missing: string[] } {
+export function moduleLoadOrder(
+  modulesDep: string,
+  wanted: string[],
+): { order: string[]; missing: string[] } {
   const deps = new Map<string, string[]>()
   const byName = new Map<string, string>()
   for (const line of modulesDep.split('\n')) {

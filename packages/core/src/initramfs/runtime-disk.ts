@@ -77,6 +77,7 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
 }
 
 function mkfsBinary(): string {
-  for (const candidate of ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4']) if (existsSync(candidate)) return candidate
+  for (const candidate of ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'])
+    if (existsSync(candidate)) return candidate
   return 'mkfs.ext4'
 }

@@ -1,11 +1,17 @@
 import { describe, expect, test } from 'vitest'
-import { kernelCommandLine, qemuArguments, type QemuCommandPlan } from './qemu-command.js'
+import { kernelCommandLine, type QemuCommandPlan, qemuArguments } from './qemu-command.js'
 import { parseUsernetForwards } from './qmp-client.js'
 
 const plan: QemuCommandPlan = {
   binary: 'qemu-system-x86_64',
   accel: 'tcg',
-  kernel: { image: '/k/vmlinux', format: 'elf', release: '6.1.0', modulesDir: '/k/lib/modules/6.1.0', source: 'cache' },
+  kernel: {
+    image: '/k/vmlinux',
+    format: 'elf',
+    release: '6.1.0',
+    modulesDir: '/k/lib/modules/6.1.0',
+    source: 'cache',
+  },
   initramfs: '/c/init.cpio',
   runtimeDisk: '/c/rt.ext4',
   memoryMiB: 512,

@@ -125,7 +125,10 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-device',
     `virtio-blk-device,drive=runtime,serial=${RUNTIME_DISK_SERIAL}`,
     '-netdev',
-    `user,id=net0,${plan.ports.map((p) => `hostfwd=tcp:127.0.0.1:${p.hostPort}-:${p.guestPort}`).join(',')}`.replace(/,$/, ''),
+    `user,id=net0,${plan.ports.map((p) => `hostfwd=tcp:127.0.0.1:${p.hostPort}-:${p.guestPort}`).join(',')}`.replace(
+      /,$/,
+      '',
+    ),
     '-device',
     'virtio-net-device,netdev=net0',
   ]

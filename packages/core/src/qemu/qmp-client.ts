@@ -70,7 +70,10 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
   }
 
   private onMessage(message: Record<string, unknown>, onGreeting: () => void): void {
-    if ('QMP' in message) return onGreeting()
+    if ('QMP' in message) {
+      onGreeting()
+      return
+    }
     if ('event' in message) {
       this.emit('event', String(message.event), message.data)
       return

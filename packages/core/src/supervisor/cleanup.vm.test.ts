@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { eventually, qemuPidsOf, vmDirectoryExists } from '../../test/vm-processes.js'
+import { listVms, VM, VmExitedError } from '../index.js'
+import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const CREATOR = fileURLToPath(new URL('../../test/fixtures/creator.mjs', import.meta.url))
 const CLI = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url))
@@ -18,13 +19,19 @@ function startCreator(args: string[], script = CREATOR): { child: ChildProcess; 
     child.stderr!.on('data', (chunk: Buffer) => {
       output += chunk.toString()
     })
-    child.on('exit', (code) => reject(new Error(`creator exited (${code}) before its VM was ready:\n${output}`)))
+    child.on('exit', (code) =>
+      reject(new Error(`creator exited (${code}) before its VM was ready:\n${output}`)),
+    )
   })
   return { child, ready }
 }
 
 async function expectGone(name: string): Promise<number> {
-  return eventually(() => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name), 5_000, `VM ${name} torn down`)
+  return eventually(
+    () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
+    5_000,
+    `VM ${name} torn down`,
+  )
 }
 
 // Four creators boot at once (each VM costs a cold boot under TCG; in parallel they share it).
@@ -45,7 +52,8 @@ describe('vm: nothing outlives the process that created it', () => {
     await Promise.all(
       cases.map(async (c, i) => {
         const name = names[i]!
-        if (c.how !== 'uncaught error') expect(qemuPidsOf(name).length, `QEMU of ${name} runs`).toBeGreaterThan(0)
+        if (c.how !== 'uncaught error')
+          expect(qemuPidsOf(name).length, `QEMU of ${name} runs`).toBeGreaterThan(0)
         if (c.how.startsWith('SIG')) c.child.kill(c.how as NodeJS.Signals)
         const ms = await expectGone(name)
         expect(ms, `${c.how}: teardown took ${ms} ms`).toBeLessThan(5_000)
@@ -53,8 +61,23 @@ describe('vm: nothing outlives the process that created it', () => {
     )
   })
 
+  test('a SIGKILLed supervisor takes QEMU with it, and the next vmctl command clears its directory', async () => {
+    const vm = await VM.up({ name: `orphan-${process.pid}` })
+    const status = listVms().find((v) => v.directory.name === vm.name)?.status
+    expect(status?.qemuPid).toBeGreaterThan(0)
+    process.kill(status!.pid, 'SIGKILL')
+    await eventually(() => qemuPidsOf(vm.name).length === 0, 5_000, 'QEMU died with its supervisor')
+    expect(vmDirectoryExists(vm.name)).toBe(true)
+    expect(listVms().map((v) => v.directory.name)).not.toContain(vm.name)
+    expect(vmDirectoryExists(vm.name)).toBe(false)
+    await expect(vm.exec('true')).rejects.toBeInstanceOf(VmExitedError)
+    await vm.destroy()
+  })
+
   test('SIGINT to `vmctl run` destroys its VM', async () => {
-    const child = spawn(process.execPath, [CLI, 'run', '--', 'echo ready $(hostname); sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, 'run', '--', 'echo ready $(hostname); sleep 300'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const name = await new Promise<string>((resolve, reject) => {
       let output = ''
       child.stdout.on('data', (chunk: Buffer) => {

@@ -1,6 +1,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs'
 
 const TAIL_BYTES = 32 * 1024
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escapes is the point
+const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g
 
 /** The guest's serial console: appended to console.log, with the tail kept for error messages. */
 export class ConsoleLog {
@@ -26,7 +28,7 @@ export class ConsoleLog {
 
   /** The last `lines` lines, without carriage returns and ANSI escapes. */
   lastLines(lines = 25): string {
-    const clean = this.tail.replace(/\r/g, '').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+    const clean = this.tail.replace(/\r/g, '').replace(ANSI_ESCAPE, '')
     return clean.trimEnd().split('\n').slice(-lines).join('\n')
   }
 

@@ -5,10 +5,7 @@
  * lease's connection closes (the creator exited, crashed or was SIGKILLed: the kernel closes its
  * sockets either way), the VM is destroyed.
  */
-export type ControlRequest =
-  | { op: 'attach'; lease: boolean }
-  | { op: 'status' }
-  | { op: 'destroy' }
+export type ControlRequest = { op: 'attach'; lease: boolean } | { op: 'status' } | { op: 'destroy' }
 
 export type VmState = 'booting' | 'ready' | 'stopping' | 'exited'
 

@@ -5,14 +5,14 @@ import { credentials, Metadata } from '@grpc/grpc-js'
 import { HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { logger } from '../log.js'
-import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { qemuArguments } from '../qemu/qemu-command.js'
+import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { ConsoleLog } from './console-log.js'
 import {
   type ControlEvent,
   type ControlRequest,
-  encodeMessage,
   type ErrorPayload,
+  encodeMessage,
   LineDecoder,
   type VmState,
   type VmStatus,
@@ -73,6 +73,8 @@ export class Supervisor {
   private agentServer: net.Server | undefined
   private controlServer: net.Server | undefined
   private qemuExited: Promise<void> = Promise.resolve()
+  private lastExit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null }
+  private guestFailure: ((message: string) => void) | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -98,7 +100,8 @@ export class Supervisor {
     try {
       await this.boot()
     } catch (error) {
-      const failure = error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
+      const failure =
+        error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
       this.failure = {
         code: failure.code,
         message: failure.message,
@@ -115,10 +118,13 @@ export class Supervisor {
   private async boot(): Promise<void> {
     const started = performance.now()
     if (this.spec.accel.accel === 'kvm' && this.spec.accel.probe) {
-      const alive = await this.startQemu('kvm', KVM_PROBE_MS)
-      if (alive) recordVerdict(this.spec.cacheDir, true, '')
-      else {
-        const kvmError = this.qemuStderr.match(/KVM internal error[^\n]*/)?.[0]
+      const probe = await this.startQemu('kvm', KVM_PROBE_MS)
+      const kvmError = this.qemuStderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
+      if (probe === 'alive') recordVerdict(this.spec.cacheDir, true, '')
+      else if (probe === 'exited' && !kvmError) {
+        // QEMU refused to start for a reason of its own (bad qemuArgs, say): not KVM's fault.
+        throw new BootFailure('BOOT_FAILED', this.exitReason(this.lastExit.code, this.lastExit.signal))
+      } else {
         const reason = kvmError
           ? `KVM at /dev/kvm failed a test boot (${kvmError.trim()})`
           : `KVM at /dev/kvm opened but a test guest showed no sign of life within ${KVM_PROBE_MS / 1000} s (a paravirtual or broken KVM)`
@@ -139,7 +145,8 @@ export class Supervisor {
       const forwards = parseUsernetForwards(await this.qmp.human('info usernet'))
       for (const port of this.spec.guestPorts) {
         const hostPort = forwards.get(port)
-        if (!hostPort) throw new BootFailure('BOOT_FAILED', `QEMU did not set up the forward for guest port ${port}`)
+        if (!hostPort)
+          throw new BootFailure('BOOT_FAILED', `QEMU did not set up the forward for guest port ${port}`)
         this.ports[String(port)] = hostPort
       }
     }
@@ -150,8 +157,8 @@ export class Supervisor {
     this.broadcast({ event: 'ready', status: this.status() })
   }
 
-  /** Starts QEMU. With `probeMs`, resolves false if the console stays silent that long. */
-  private startQemu(accel: Accelerator, probeMs?: number): Promise<boolean> {
+  /** Starts QEMU. With `probeMs`, says whether the console spoke within that time. */
+  private startQemu(accel: Accelerator, probeMs?: number): Promise<'alive' | 'silent' | 'exited'> {
     const args = qemuArguments({
       binary: this.spec.qemuBinary,
       accel,
@@ -182,6 +189,9 @@ export class Supervisor {
     child.stdout?.on('data', (chunk: Buffer) => {
       this.console.append(chunk)
       firstOutput?.()
+      // The init reports a root it cannot mount on the console; fail now, not at the timeout.
+      const rootFailure = chunk.toString('latin1').match(/vmctl-init: root: ([^\r\n]*)/)
+      if (rootFailure && this.state === 'booting') this.guestFailure?.(rootFailure[1]!)
     })
     child.stderr?.on('data', (chunk: Buffer) => {
       this.qemuStderr = (this.qemuStderr + chunk.toString()).slice(-8192)
@@ -189,22 +199,23 @@ export class Supervisor {
     })
     this.qemuExited = new Promise((resolve) => child.once('exit', () => resolve()))
     child.once('exit', (code, signal) => {
+      this.lastExit = { code, signal }
       if (this.qemu === child) this.onQemuExit(code, signal)
     })
     child.once('error', (error) => {
       this.qemuStderr += `\n${error.message}`
     })
-    if (probeMs === undefined) return Promise.resolve(true)
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => done(false), probeMs)
-      const done = (alive: boolean) => {
+    if (probeMs === undefined) return Promise.resolve('alive')
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done('silent'), probeMs)
+      const done = (verdict: 'alive' | 'silent' | 'exited') => {
         clearTimeout(timer)
         firstOutput = undefined
         child.off('exit', onExit)
-        resolve(alive)
+        resolve(verdict)
       }
-      const onExit = () => done(false)
-      firstOutput = () => done(true)
+      const onExit = () => done('exited')
+      firstOutput = () => done('alive')
       child.once('exit', onExit)
     })
   }
@@ -247,17 +258,28 @@ export class Supervisor {
       const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
         reject(new BootFailure('BOOT_FAILED', this.exitReason(code, signal)))
       if (!child || child.exitCode !== null || child.signalCode !== null) {
-        reject(new BootFailure('BOOT_FAILED', this.exitReason(child?.exitCode ?? null, child?.signalCode ?? null)))
+        reject(
+          new BootFailure('BOOT_FAILED', this.exitReason(child?.exitCode ?? null, child?.signalCode ?? null)),
+        )
         return
       }
       child.once('exit', onExit)
+      this.guestFailure = (message) =>
+        reject(new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${message}`))
       const timer = setTimeout(
-        () => reject(new BootFailure('BOOT_TIMEOUT', `the agent did not answer within ${Math.round(this.bootTimeoutMs() / 1000)} s`)),
+        () =>
+          reject(
+            new BootFailure(
+              'BOOT_TIMEOUT',
+              `the agent did not answer within ${Math.round(this.bootTimeoutMs() / 1000)} s`,
+            ),
+          ),
         Math.max(0, deadline - performance.now()),
       )
       work.then(resolve, reject).finally(() => {
         clearTimeout(timer)
         child.off('exit', onExit)
+        this.guestFailure = undefined
       })
     })
   }
@@ -289,7 +311,9 @@ export class Supervisor {
         const status = await new Promise<ServingStatus | Error>((resolve) => {
           const metadata = new Metadata()
           metadata.setOptions({ waitForReady: true })
-          const call = client.watch({ service: '' }, metadata, { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) })
+          const call = client.watch({ service: '' }, metadata, {
+            deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())),
+          })
           call.on('data', (response: { status: ServingStatus }) => {
             if (response.status === ServingStatus.SERVING) {
               resolve(ServingStatus.SERVING)
@@ -300,7 +324,8 @@ export class Supervisor {
           call.on('end', () => resolve(new Error('health watch ended')))
         })
         if (status === ServingStatus.SERVING) return
-        if (performance.now() >= deadline) throw new BootFailure('BOOT_TIMEOUT', 'the agent did not report healthy in time')
+        if (performance.now() >= deadline)
+          throw new BootFailure('BOOT_TIMEOUT', 'the agent did not report healthy in time')
         this.log('health watch: %s', (status as Error).message)
         await delay(100)
       }
@@ -336,7 +361,8 @@ export class Supervisor {
       this.clients.delete(client)
       if (!client.lease) return
       this.leases--
-      if (this.leases === 0 && !this.spec.persistent) void this.shutdown('the process that created the VM exited')
+      if (this.leases === 0 && !this.spec.persistent)
+        void this.shutdown('the process that created the VM exited')
     })
   }
 
@@ -390,7 +416,10 @@ export class Supervisor {
   }
 
   private bootTimeoutMs(): number {
-    return this.spec.bootTimeoutMs ?? (this.accel === 'kvm' ? DEFAULT_BOOT_TIMEOUT_KVM_MS : DEFAULT_BOOT_TIMEOUT_TCG_MS)
+    return (
+      this.spec.bootTimeoutMs ??
+      (this.accel === 'kvm' ? DEFAULT_BOOT_TIMEOUT_KVM_MS : DEFAULT_BOOT_TIMEOUT_TCG_MS)
+    )
   }
 
   private writeStatus(): void {
@@ -413,10 +442,14 @@ export class Supervisor {
       if (child && child.exitCode === null && child.signalCode === null) {
         this.qemu = undefined
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-        let how = 'QMP quit'
-        try {
-          await Promise.race([this.qmp?.execute('quit') ?? Promise.reject(new Error('no QMP')), delay(500)])
-        } catch {}
+        // Nothing in a throwaway guest needs a clean power-down: QMP quit (or SIGTERM before QMP is
+        // up) ends QEMU at once; SIGKILL if it does not.
+        let how = this.qmp ? 'QMP quit' : 'SIGTERM'
+        if (this.qmp) {
+          try {
+            await Promise.race([this.qmp.execute('quit'), delay(500)])
+          } catch {}
+        } else child.kill('SIGTERM')
         const forced = await Promise.race([exited.then(() => false), delay(QUIT_GRACE_MS).then(() => true)])
         if (forced) {
           how = 'SIGKILL'

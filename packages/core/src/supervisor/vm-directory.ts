@@ -50,7 +50,9 @@ export class VmDirectory {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const status = this.readStatus()
       if (status && isAlive(status.pid)) {
-        throw new InvalidOptionsError(`a VM named ${JSON.stringify(this.name)} is already running (pid ${status.pid}); pick another name or run: vmctl down ${this.name}`)
+        throw new InvalidOptionsError(
+          `a VM named ${JSON.stringify(this.name)} is already running (pid ${status.pid}); pick another name or run: vmctl down ${this.name}`,
+        )
       }
       this.remove()
       mkdirSync(this.path, { mode: 0o700 })
@@ -82,17 +84,26 @@ export function generateVmName(): string {
 
 export function validateVmName(name: string): void {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$/.test(name)) {
-    throw new VmctlError('INVALID_NAME', `invalid VM name ${JSON.stringify(name)}: use 1-40 letters, digits, '-', '_' or '.', starting with a letter or digit`)
+    throw new VmctlError(
+      'INVALID_NAME',
+      `invalid VM name ${JSON.stringify(name)}: use 1-40 letters, digits, '-', '_' or '.', starting with a letter or digit`,
+    )
   }
 }
 
+/** Whether `pid` runs; a zombie (dead, not yet reaped by its parent) counts as dead. */
 export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true
   }
 }
 
@@ -123,7 +134,10 @@ export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
 /** A directory without status for a while: its creator died before the supervisor started. */
 function isStale(directory: VmDirectory): boolean {
   try {
-    const launch = JSON.parse(readFileSync(directory.launchFile, 'utf8')) as { creatorPid?: number; createdAt?: string }
+    const launch = JSON.parse(readFileSync(directory.launchFile, 'utf8')) as {
+      creatorPid?: number
+      createdAt?: string
+    }
     const age = Date.now() - Date.parse(launch.createdAt ?? '')
     return !isAlive(launch.creatorPid) || age > 60_000
   } catch {

@@ -12,15 +12,20 @@ import { cacheDir } from '../paths.js'
 import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control-protocol.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../supervisor/launch-spec.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
-import { generateVmName, isAlive, validateVmName, VmDirectory } from '../supervisor/vm-directory.js'
-import { validateVmOptions, type VmOptions } from './vm-options.js'
+import { generateVmName, isAlive, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
+import { type VmOptions, validateVmOptions } from './vm-options.js'
 
 const log = logger('boot')
 
 export const DEFAULT_MEMORY_MIB = 1024
 export const DEFAULT_CPUS = 2
 
-type MakeVm<T> = (status: VmStatus, control: SupervisorClient, directory: VmDirectory, env: Record<string, string>) => T
+type MakeVm<T> = (
+  status: VmStatus,
+  control: SupervisorClient,
+  directory: VmDirectory,
+  env: Record<string, string>,
+) => T
 
 /**
  * Prepares everything that can fail in the caller's process (QEMU, kernel, options, initramfs), then
@@ -35,7 +40,10 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
   const busybox = which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
   if (!busybox) {
-    throw new VmctlError('BUSYBOX_NOT_FOUND', 'busybox was not found; it builds the guest init. Fix: sudo apt-get install busybox-static')
+    throw new VmctlError(
+      'BUSYBOX_NOT_FOUND',
+      'busybox was not found; it builds the guest init. Fix: sudo apt-get install busybox-static',
+    )
   }
   const [initramfs, runtimeDisk] = await Promise.all([
     buildInitramfs({ kernel, nodeBinary: process.execPath, busybox, cacheDir: cache }),
@@ -81,7 +89,8 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
   let control: SupervisorClient | undefined
   try {
     control = await connectControl(directory, supervisor.pid)
-    const bootBudget = (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
+    const bootBudget =
+      (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
     const outcome = await waitForBoot(control, bootBudget)
     if (outcome.event === 'ready') {
       control.unref()
@@ -97,8 +106,13 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
   }
 }
 
-function bootError(name: string, failure: ErrorPayload | undefined, outcome: ControlEvent | { event: 'timeout' }): Error {
-  if (failure?.code === 'BOOT_TIMEOUT') return new BootTimeoutError(name, failure.timeoutMs, failure.accel, failure.consoleTail)
+function bootError(
+  name: string,
+  failure: ErrorPayload | undefined,
+  outcome: ControlEvent | { event: 'timeout' },
+): Error {
+  if (failure?.code === 'BOOT_TIMEOUT')
+    return new BootTimeoutError(name, failure.timeoutMs, failure.accel, failure.consoleTail)
   if (failure) return new BootFailedError(name, failure.message, failure.consoleTail)
   if (outcome.event === 'exited') return new BootFailedError(name, outcome.reason, outcome.consoleTail)
   return new BootFailedError(name, 'its supervisor stopped answering', '')
@@ -111,15 +125,25 @@ async function connectControl(directory: VmDirectory, pid: number | undefined): 
       return await SupervisorClient.connect(directory.controlSocket)
     } catch {
       if (!isAlive(pid)) {
-        throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor exited during start-up:\n${tail(directory.supervisorLog)}`)
+        throw new VmctlError(
+          'SUPERVISOR_FAILED',
+          `the VM supervisor exited during start-up:\n${tail(directory.supervisorLog)}`,
+        )
       }
-      if (Date.now() > deadline) throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor did not start:\n${tail(directory.supervisorLog)}`)
+      if (Date.now() > deadline)
+        throw new VmctlError(
+          'SUPERVISOR_FAILED',
+          `the VM supervisor did not start:\n${tail(directory.supervisorLog)}`,
+        )
       await new Promise((r) => setTimeout(r, 15))
     }
   }
 }
 
-function waitForBoot(control: SupervisorClient, budgetMs: number): Promise<ControlEvent | { event: 'timeout' }> {
+function waitForBoot(
+  control: SupervisorClient,
+  budgetMs: number,
+): Promise<ControlEvent | { event: 'timeout' }> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve({ event: 'timeout' }), budgetMs)
     control.on('event', (event) => {

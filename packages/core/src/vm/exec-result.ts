@@ -22,7 +22,10 @@ export interface ExecResult<Output extends string | Buffer = string> {
  * Thrown for a failed command unless `reject: false`. Carries every field of the result; its
  * message says what happened and shows the command's output.
  */
-export class ExecError<Output extends string | Buffer = string> extends VmctlError implements ExecResult<Output> {
+export class ExecError<Output extends string | Buffer = string>
+  extends VmctlError
+  implements ExecResult<Output>
+{
   readonly command: string
   readonly exitCode: number | undefined
   readonly signal: string | undefined
@@ -36,7 +39,10 @@ export class ExecError<Output extends string | Buffer = string> extends VmctlErr
 
   constructor(vmName: string, result: ExecResult<Output>) {
     const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}`
-    super('EXEC_FAILED', `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`)
+    super(
+      'EXEC_FAILED',
+      `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`,
+    )
     this.shortMessage = short
     this.command = result.command
     this.exitCode = result.exitCode
@@ -64,5 +70,7 @@ function outputSection(name: string, output: string | Buffer): string {
 /** Shell-quotes argv for display. */
 export function displayCommand(command: string | string[]): string {
   if (typeof command === 'string') return command
-  return command.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ')
+  return command
+    .map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`))
+    .join(' ')
 }

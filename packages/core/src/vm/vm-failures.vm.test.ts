@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process'
 import { afterAll, describe, expect, test } from 'vitest'
-import { eventually, qemuPidsOf, vmDirectoryExists } from '../../test/vm-processes.js'
 import {
   BootFailedError,
   BootTimeoutError,
@@ -11,6 +10,7 @@ import {
   VM,
   VmExitedError,
 } from '../index.js'
+import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const made: VM[] = []
 afterAll(async () => {
@@ -51,12 +51,18 @@ describe('vm: failures during and after boot', () => {
   test('a kernel command line that panics the guest fails fast with the console tail', async () => {
     const name = `panic-${process.pid}`
     const started = Date.now()
-    const error = await VM.up({ name, kernelArgs: ['rdinit=/no-such-init'], bootTimeoutMs: 120_000 }).catch((e: unknown) => e)
+    const error = await VM.up({ name, kernelArgs: ['rdinit=/no-such-init'], bootTimeoutMs: 120_000 }).catch(
+      (e: unknown) => e,
+    )
     expect(error).toBeInstanceOf(BootFailedError)
     expect((error as Error).message).toMatch(/panicked/)
     expect((error as BootFailedError).consoleTail).toMatch(/Kernel panic/)
     expect(Date.now() - started).toBeLessThan(60_000)
-    await eventually(() => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name), 5_000, 'QEMU and VM directory gone')
+    await eventually(
+      () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
+      5_000,
+      'QEMU and VM directory gone',
+    )
   })
 
   test('a boot that does not finish in time is stopped and reports the console tail', async () => {
@@ -65,7 +71,11 @@ describe('vm: failures during and after boot', () => {
     expect(error).toBeInstanceOf(BootTimeoutError)
     expect((error as Error).message).toMatch(/did not become ready within 2 s/)
     expect((error as Error).message).toContain('Last console lines')
-    await eventually(() => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name), 5_000, 'QEMU and VM directory gone')
+    await eventually(
+      () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
+      5_000,
+      'QEMU and VM directory gone',
+    )
   })
 
   test('a call pending when QEMU dies rejects within a second, and later calls too', async () => {

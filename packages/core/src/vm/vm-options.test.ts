@@ -16,7 +16,9 @@ describe('VM options', () => {
 
   test('unknown fields and wrong types are named', () => {
     expect(() => validateVmOptions({ memory: 512 })).toThrow(InvalidOptionsError)
-    expect(() => validateVmOptions({ memory: 512 })).toThrow(/unknown VM option "memory"; known options: name, memoryMiB/)
+    expect(() => validateVmOptions({ memory: 512 })).toThrow(
+      /unknown VM option "memory"; known options: name, memoryMiB/,
+    )
     expect(() => validateVmOptions({ ports: [80, 70000] })).toThrow(/ports must be port number\[\]/)
     expect(() => validateVmOptions({ env: { A: 1 } })).toThrow(/env must be Record<string, string>/)
     expect(() => validateVmOptions('big')).toThrow(/must be an object/)

@@ -53,7 +53,9 @@ export function validateVmOptions(options: unknown): VmOptions {
     if (value === undefined) continue
     const expected = FIELDS[key as keyof VmOptions]
     if (!expected) {
-      throw new InvalidOptionsError(`unknown VM option ${JSON.stringify(key)}; known options: ${Object.keys(FIELDS).join(', ')}`)
+      throw new InvalidOptionsError(
+        `unknown VM option ${JSON.stringify(key)}; known options: ${Object.keys(FIELDS).join(', ')}`,
+      )
     }
     if (!matches(expected, value)) {
       throw new InvalidOptionsError(`VM option ${key} must be ${expected}, got ${describe(value)}`)
@@ -75,7 +77,12 @@ function matches(expected: string, value: unknown): boolean {
     case 'port number[]':
       return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v > 0 && v < 65536)
     case 'Record<string, string>':
-      return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
+      return (
+        typeof value === 'object' &&
+        value !== null &&
+        !Array.isArray(value) &&
+        Object.values(value).every((v) => typeof v === 'string')
+      )
     default:
       return ['auto', 'kvm', 'tcg'].includes(value as string)
   }

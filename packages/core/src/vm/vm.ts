@@ -1,5 +1,11 @@
 import type { Readable, Writable } from 'node:stream'
-import { type ClientDuplexStream, credentials, Metadata, type ServiceError, status as grpcStatus } from '@grpc/grpc-js'
+import {
+  type ClientDuplexStream,
+  credentials,
+  status as grpcStatus,
+  Metadata,
+  type ServiceError,
+} from '@grpc/grpc-js'
 import { AgentClient, type ExecRequest, type ExecResponse } from '@vmctl/agent'
 import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from '../errors.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
@@ -54,7 +60,13 @@ export class VM implements AsyncDisposable {
   private readonly pending = new Set<(error: Error) => void>()
 
   /** @internal Use VM.up() or VM.attach(). */
-  constructor(status: VmStatus, control: SupervisorClient, directory: VmDirectory, env: Record<string, string>, owned: boolean) {
+  constructor(
+    status: VmStatus,
+    control: SupervisorClient,
+    directory: VmDirectory,
+    env: Record<string, string>,
+    owned: boolean,
+  ) {
     this.name = status.name
     this.statusSnapshot = status
     this.control = control
@@ -74,15 +86,25 @@ export class VM implements AsyncDisposable {
       else if (event.event === 'ready') this.statusSnapshot = event.status
     })
     control.on('close', () => this.markExited('its supervisor process exited', ''))
-    if (status.accel === 'tcg' && status.accelReason && !warnedAboutTcg && !/=tcg$/.test(status.accelReason)) {
+    if (
+      status.accel === 'tcg' &&
+      status.accelReason &&
+      !warnedAboutTcg &&
+      !/=tcg$/.test(status.accelReason)
+    ) {
       warnedAboutTcg = true
-      process.stderr.write(`vmctl: KVM is not usable, using TCG software emulation (5-10x slower): ${status.accelReason}\n`)
+      process.stderr.write(
+        `vmctl: KVM is not usable, using TCG software emulation (5-10x slower): ${status.accelReason}\n`,
+      )
     }
   }
 
   /** Boots a fresh VM and resolves once its agent answers a health check. */
   static up(options?: VmOptions): Promise<VM> {
-    return bootVm(options, (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent))
+    return bootVm(
+      options,
+      (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent),
+    )
   }
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
@@ -102,7 +124,7 @@ export class VM implements AsyncDisposable {
     const reply = await control.request({ op: 'attach', lease: false })
     let status = reply.status as VmStatus | undefined
     if (status?.state === 'booting') status = await ready
-    if (!status || status.state !== 'ready') {
+    if (status?.state !== 'ready') {
       control.close()
       throw new VmNotFoundError(name)
     }
@@ -165,64 +187,78 @@ export class VM implements AsyncDisposable {
   }
 
   private runExec(command: string | string[], options: ExecOptions) {
-    return new Promise<{ exitCode: number; signal: string; durationMs: number; timedOut: boolean; stdout: Buffer[]; stderr: Buffer[] }>(
-      (resolve, reject) => {
-        const stdout: Buffer[] = []
-        const stderr: Buffer[] = []
-        let settled = false
-        const keep = options.buffer !== false
-        const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + 30_000) : undefined
-        const call: ClientDuplexStream<ExecRequest, ExecResponse> = this.agent.exec(new Metadata(), deadline ? { deadline } : {})
-        const fail = (error: Error) => {
+    return new Promise<{
+      exitCode: number
+      signal: string
+      durationMs: number
+      timedOut: boolean
+      stdout: Buffer[]
+      stderr: Buffer[]
+    }>((resolve, reject) => {
+      const stdout: Buffer[] = []
+      const stderr: Buffer[] = []
+      let settled = false
+      const keep = options.buffer !== false
+      const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + 30_000) : undefined
+      const call: ClientDuplexStream<ExecRequest, ExecResponse> = this.agent.exec(
+        new Metadata(),
+        deadline ? { deadline } : {},
+      )
+      const fail = (error: Error) => {
+        if (settled) return
+        settled = true
+        this.pending.delete(fail)
+        call.cancel()
+        reject(error)
+      }
+      this.pending.add(fail)
+      call.on('data', (response: ExecResponse) => {
+        const kind = response.kind
+        if (!kind) return
+        if (kind.$case === 'stdout') {
+          if (keep) stdout.push(kind.value)
+          options.stdout?.write(kind.value)
+        } else if (kind.$case === 'stderr') {
+          if (keep) stderr.push(kind.value)
+          options.stderr?.write(kind.value)
+        } else if (kind.$case === 'exit') {
           if (settled) return
           settled = true
           this.pending.delete(fail)
-          call.cancel()
-          reject(error)
+          resolve({ ...kind.value, stdout, stderr })
         }
-        this.pending.add(fail)
-        call.on('data', (response: ExecResponse) => {
-          const kind = response.kind
-          if (!kind) return
-          if (kind.$case === 'stdout') {
-            if (keep) stdout.push(kind.value)
-            options.stdout?.write(kind.value)
-          } else if (kind.$case === 'stderr') {
-            if (keep) stderr.push(kind.value)
-            options.stderr?.write(kind.value)
-          } else if (kind.$case === 'exit') {
-            if (settled) return
-            settled = true
-            this.pending.delete(fail)
-            resolve({ ...kind.value, stdout, stderr })
-          }
-        })
-        call.on('error', (error: ServiceError) => {
-          if (settled) return
-          void this.explainFailure(error).then(fail)
-        })
-        call.on('end', () => {
-          if (!settled) void this.explainFailure(new Error('the agent ended the call without an exit status')).then(fail)
-        })
-        const cwd = options.cwd ?? '/'
-        const start = {
-          argv: Array.isArray(command) ? command : [],
-          shell: typeof command === 'string' ? command : '',
-          env: { ...this.defaultEnv, ...options.env },
-          cwd,
-          timeoutMs: options.timeoutMs ?? 0,
-          stdin: options.input !== undefined,
-        }
-        call.write({ kind: { $case: 'start', value: start } })
-        this.feedStdin(call, options.input).catch(fail)
-      },
-    )
+      })
+      call.on('error', (error: ServiceError) => {
+        if (settled) return
+        void this.explainFailure(error).then(fail)
+      })
+      call.on('end', () => {
+        if (!settled)
+          void this.explainFailure(new Error('the agent ended the call without an exit status')).then(fail)
+      })
+      const cwd = options.cwd ?? '/'
+      const start = {
+        argv: Array.isArray(command) ? command : [],
+        shell: typeof command === 'string' ? command : '',
+        env: { ...this.defaultEnv, ...options.env },
+        cwd,
+        timeoutMs: options.timeoutMs ?? 0,
+        stdin: options.input !== undefined,
+      }
+      call.write({ kind: { $case: 'start', value: start } })
+      this.feedStdin(call, options.input).catch(fail)
+    })
   }
 
-  private async feedStdin(call: ClientDuplexStream<ExecRequest, ExecResponse>, input: ExecOptions['input']): Promise<void> {
+  private async feedStdin(
+    call: ClientDuplexStream<ExecRequest, ExecResponse>,
+    input: ExecOptions['input'],
+  ): Promise<void> {
     if (input !== undefined) {
       const chunks: AsyncIterable<Buffer> | Buffer[] =
-        typeof input === 'string' || Buffer.isBuffer(input) ? split(Buffer.from(input)) : (input as AsyncIterable<Buffer>)
+        typeof input === 'string' || Buffer.isBuffer(input)
+          ? split(Buffer.from(input))
+          : (input as AsyncIterable<Buffer>)
       for await (const chunk of chunks) {
         const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)
         if (!call.write({ kind: { $case: 'stdin', value: data } })) {
@@ -238,12 +274,21 @@ export class VM implements AsyncDisposable {
   private async explainFailure(error: Error): Promise<Error> {
     if (this.exitError) return this.exitError
     const code = (error as ServiceError).code
-    if (code === grpcStatus.UNAVAILABLE || code === grpcStatus.CANCELLED || code === grpcStatus.INTERNAL || code === undefined) {
+    if (
+      code === grpcStatus.UNAVAILABLE ||
+      code === grpcStatus.CANCELLED ||
+      code === grpcStatus.INTERNAL ||
+      code === undefined
+    ) {
       const deadline = Date.now() + DEATH_NOTICE_MS
       while (Date.now() < deadline && !this.exitError) await new Promise((r) => setTimeout(r, 50))
       if (this.exitError) return this.exitError
     }
-    return new AgentError(this.name, `agent call failed: ${(error as ServiceError).details || error.message}`, { cause: error })
+    return new AgentError(
+      this.name,
+      `agent call failed: ${(error as ServiceError).details || error.message}`,
+      { cause: error },
+    )
   }
 
   private markExited(reason: string, consoleTail: string): void {
@@ -282,6 +327,7 @@ export class VM implements AsyncDisposable {
 
 function split(data: Buffer): Buffer[] {
   const chunks: Buffer[] = []
-  for (let offset = 0; offset < data.length; offset += STDIN_CHUNK) chunks.push(data.subarray(offset, offset + STDIN_CHUNK))
+  for (let offset = 0; offset < data.length; offset += STDIN_CHUNK)
+    chunks.push(data.subarray(offset, offset + STDIN_CHUNK))
   return chunks
 }

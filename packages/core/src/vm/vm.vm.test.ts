@@ -54,7 +54,9 @@ describe('vm: exec in a real VM', () => {
   })
 
   test('10 MB of output arrives intact', async () => {
-    const result = await vm.exec('seq 1 2000000 | head -c 10485760; seq 1 2000000 | head -c 10485760 | sha256sum >&2')
+    const result = await vm.exec(
+      'seq 1 2000000 | head -c 10485760; seq 1 2000000 | head -c 10485760 | sha256sum >&2',
+    )
     expect(result.stdout.length).toBe(10 * 1024 * 1024)
     const guestDigest = result.stderr.split(' ')[0]
     expect(createHash('sha256').update(result.stdout).digest('hex')).toBe(guestDigest)
@@ -67,7 +69,10 @@ describe('vm: exec in a real VM', () => {
   })
 
   test('env and cwd apply', async () => {
-    const result = await vm.exec('echo "$GREETING $VMCTL_TEST_VM_ENV"; pwd', { env: { GREETING: 'hello' }, cwd: '/usr/share' })
+    const result = await vm.exec('echo "$GREETING $VMCTL_TEST_VM_ENV"; pwd', {
+      env: { GREETING: 'hello' },
+      cwd: '/usr/share',
+    })
     expect(result.stdout).toBe('hello from-vm-options\n/usr/share\n')
   })
 
@@ -90,7 +95,9 @@ describe('vm: exec in a real VM', () => {
   })
 
   test('the guest has a working kernel feature set: namespaces, cgroups, a bridge', async () => {
-    const result = await vm.exec('ip link add br0 type bridge && ip -br link show br0 && test -f /sys/fs/cgroup/cgroup.controllers && unshare -n true && echo ok')
+    const result = await vm.exec(
+      'ip link add br0 type bridge && ip -br link show br0 && test -f /sys/fs/cgroup/cgroup.controllers && unshare -n true && echo ok',
+    )
     expect(result.stdout).toContain('br0')
     expect(result.stdout).toContain('ok')
   })
@@ -105,7 +112,9 @@ describe('vm: exec in a real VM', () => {
   test('a forwarded port reaches a server started in the guest', async () => {
     const hostPort = vm.forwardedPort(8080)
     expect(hostPort).toBeGreaterThan(0)
-    await vm.exec(`mkdir -p /srv/www && echo hello-from-guest > /srv/www/index.html && cd /srv/www && setsid busybox httpd -p 8080 -h /srv/www`)
+    await vm.exec(
+      `mkdir -p /srv/www && echo hello-from-guest > /srv/www/index.html && cd /srv/www && setsid busybox httpd -p 8080 -h /srv/www`,
+    )
     let body = ''
     const deadline = Date.now() + 30_000
     while (Date.now() < deadline) {
@@ -122,6 +131,6 @@ describe('vm: exec in a real VM', () => {
 
   test('100 concurrent execs all get their own output', async () => {
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => vm.exec(['echo', `n${i}`])))
-    results.forEach((result, i) => expect(result.stdout).toBe(`n${i}\n`))
+    for (const [i, result] of results.entries()) expect(result.stdout).toBe(`n${i}\n`)
   })
 })

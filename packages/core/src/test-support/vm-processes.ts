@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { runtimeDir } from '../src/paths.js'
+import { runtimeDir } from '../paths.js'
 
 /** PIDs of QEMU processes booting the VM called `name` (its hostname is on the kernel command line). */
 export function qemuPidsOf(name: string): number[] {
