@@ -3,6 +3,9 @@
  * parameters, which the kernel hands to init as environment variables (names without a dot are
  * not taken for module parameters).
  *
+ * The guest's /tmp is the host's /tmp under the overlay, not a fresh tmpfs: projects checked out
+ * under /tmp (CI clones, mktemp -d) must be visible at the same path, and writes stay in the guest.
+ *
  * Order matters for speed and for snapshots: the agent starts right after the drivers load and
  * before the root is mounted, so a later snapshot can be taken before any host share exists (QEMU
  * refuses to migrate while a 9p export is mounted). The root mount runs beside it; the agent
@@ -77,7 +80,6 @@ mount_root() {
   mount -t devpts -o newinstance,ptmxmode=0666,gid=5,mode=620 devpts "$R/dev/pts"
   ln -sf pts/ptmx "$R/dev/ptmx" 2>/dev/null
   mount -t tmpfs -o mode=1777 shm "$R/dev/shm"
-  mount -t tmpfs -o mode=1777 tmp "$R/tmp"
   mount -t tmpfs -o mode=0755 run "$R/run"
   mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup" 2>/dev/null
   release=$(uname -r)
