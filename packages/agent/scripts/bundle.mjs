@@ -1,5 +1,6 @@
 // Bundles the guest agent into one CommonJS file with its dependencies, so the guest needs only
 // a node binary and this file.
+import { readFileSync } from 'node:fs'
 import { build } from 'esbuild'
 
 await build({
@@ -13,4 +14,5 @@ await build({
   minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
+  define: { VMCTL_AGENT_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
 })

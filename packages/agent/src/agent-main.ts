@@ -11,9 +11,14 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from './generated/grpc/health/v1/health.js'
 import { type AgentServer, AgentService } from './generated/vmctl/agent/v1/agent.js'
+import { agentLog } from './guest/agent-log.js'
 import { handleExec } from './guest/exec-service.js'
+import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
 import { HealthStatus } from './guest/health-service.js'
+import { guestInfo } from './guest/info-service.js'
+import { handleLogs } from './guest/logs-service.js'
+import { powerOff } from './guest/power-service.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 
 const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
@@ -21,7 +26,7 @@ const STATUS_DIR = '/run/vmctl'
 const REOPEN_DELAY_MS = 20
 
 function log(message: string): void {
-  process.stderr.write(`vmctl-agent: ${message}\n`)
+  agentLog.write(message)
 }
 
 const root = guestRootFromEnv(process.env)
@@ -31,7 +36,18 @@ const server = new Server({
   'grpc.keepalive_permit_without_calls': 1,
 })
 server.addService(HealthService, health.service())
-const agent: AgentServer = { exec: (call) => handleExec(call, root) }
+const agent: AgentServer = {
+  exec: (call) => handleExec(call, root),
+  push: (call, callback) => handlePush(call, callback, root),
+  pull: (call) => handlePull(call, root),
+  logs: (call) => handleLogs(call),
+  info: (_call, callback) => callback(null, guestInfo(root)),
+  shutdown: (call, callback) => {
+    log(call.request.reboot ? 'reboot requested' : 'power-off requested')
+    callback(null, {})
+    powerOff(root, call.request.reboot)
+  },
+}
 server.addService(AgentService, agent)
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 

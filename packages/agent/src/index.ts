@@ -15,13 +15,12 @@ export {
   type ExecRequest,
   type ExecResponse,
   type ExecStart,
+  type FileHeader,
+  type InfoResponse,
+  type LogEntry,
+  type PullResponse,
+  type PushRequest,
 } from './generated/vmctl/agent/v1/agent.js'
 export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
-
-import { createRequire } from 'node:module'
-
-/** Absolute path of the bundled guest agent (one CommonJS file, no dependencies). */
-export function agentBundlePath(): string {
-  return createRequire(import.meta.url).resolve('@vmctl/agent/bundle')
-}
+export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'

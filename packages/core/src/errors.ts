@@ -74,9 +74,12 @@ export class VmNotFoundError extends VmctlError {
   }
 }
 
+/** A call to the guest agent failed; `grpcCode` is its gRPC status ("NOT_FOUND", ...). */
 export class AgentError extends VmctlError {
-  constructor(name: string, message: string, options?: { cause?: unknown }) {
+  grpcCode: string | undefined
+  constructor(name: string, message: string, options?: { cause?: unknown; grpcCode?: string }) {
     super('AGENT_ERROR', `VM ${name}: ${message}`, options)
+    this.grpcCode = options?.grpcCode
   }
 }
 

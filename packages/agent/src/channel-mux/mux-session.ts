@@ -99,6 +99,17 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     for (const wake of this.drainWaiters.splice(0)) wake()
   }
 
+  /**
+   * Host side: the peer went away without the transport noticing (the guest agent process died:
+   * QEMU reports the port closing). Drops the open channels at once and starts a new session
+   * that the restarted agent will join.
+   */
+  resetPeer(reason: string): void {
+    if (this.role !== 'host' || !this.transport) return
+    this.resetChannels(reason)
+    this.startSync()
+  }
+
   /** Host side: a new channel. Usable at once; its bytes flow when the session is ready. */
   openChannel(): MuxChannel {
     if (this.role !== 'host') throw new Error('only the host opens channels')

@@ -4,6 +4,8 @@ import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
 import type { GuestRoot } from './guest-root.js'
+import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
+import { resolveInRoot } from './root-paths.js'
 
 const BASE_ENV: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -14,19 +16,47 @@ const BASE_ENV: Record<string, string> = {
   TERM: 'dumb',
 }
 
-/** How a start request becomes a spawn: plain argv in the agent's root, or through chroot. */
-export function planSpawn(start: ExecStart, root: GuestRoot): { file: string; args: string[]; cwd: string } {
+export interface SpawnPlan {
+  file: string
+  args: string[]
+}
+
+/**
+ * How a start request becomes a spawn. Node can neither chroot nor change user after a chroot;
+ * busybox's nsenter does root, working directory and uid/gid in one exec (-F: no extra fork).
+ * Its -w is opened before the chroot, so it gets the host-side path of the directory.
+ */
+export function planSpawn(
+  start: ExecStart,
+  root: GuestRoot,
+  user?: PasswdEntry & { gid: number },
+): SpawnPlan {
   const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
   const cwd = start.cwd || '/'
-  if (!root.chrootPath) return { file: argv[0]!, args: argv.slice(1), cwd }
-  // Node cannot chroot, and the agent runs in the initramfs so that it is up before the root is
-  // mounted; commands enter the guest's root through busybox's chroot applet.
-  if (cwd === '/') return { file: root.busybox, args: ['chroot', root.chrootPath, ...argv], cwd: '/' }
-  return {
-    file: root.busybox,
-    args: ['chroot', root.chrootPath, '/bin/sh', '-c', 'cd -- "$0" || exit 126; exec "$@"', cwd, ...argv],
-    cwd: '/',
-  }
+  if (!root.chrootPath && cwd === '/' && !user) return { file: argv[0]!, args: argv.slice(1) }
+  const args = ['nsenter', '-F']
+  if (root.chrootPath) args.push(`-r${root.chrootPath}`)
+  args.push(`-w${resolveInRoot(root.chrootPath, cwd)}`)
+  if (user) args.push('-S', String(user.uid), '-G', String(user.gid))
+  return { file: root.busybox, args: [...args, ...argv] }
+}
+
+/** The guest user a request names ("name", "uid", "name:group"), or an error message. */
+export function resolveUser(spec: string, root: GuestRoot): (PasswdEntry & { gid: number }) | string {
+  const [name, group] = spec.split(':')
+  const etc = `${root.chrootPath ?? ''}/etc`
+  const entry = lookupUser(etc, name!)
+  if (!entry) return `no user ${JSON.stringify(name)} in the guest's /etc/passwd`
+  if (!group) return entry
+  const gid = lookupGroup(etc, group)
+  return gid === undefined ? `no group ${JSON.stringify(group)} in the guest's /etc/group` : { ...entry, gid }
+}
+
+/** The environment of a command: a login-like base for its user, then the request's variables. */
+function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<string, string> {
+  const env = { ...BASE_ENV }
+  if (user) Object.assign(env, { HOME: user.home, USER: user.name, LOGNAME: user.name })
+  return { ...env, ...start.env }
 }
 
 export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, root: GuestRoot): void {
@@ -59,12 +89,14 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       const start = kind.value
       if (start.argv.length === 0 && !start.shell)
         return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
+      const user = start.user ? resolveUser(start.user, root) : undefined
+      if (typeof user === 'string') return fail(status.NOT_FOUND, user)
       stdinWanted = start.stdin
-      const plan = planSpawn(start, root)
+      const plan = planSpawn(start, root, user)
       const startedAt = performance.now()
       child = spawn(plan.file, plan.args, {
-        cwd: plan.cwd,
-        env: { ...BASE_ENV, ...start.env },
+        cwd: '/',
+        env: commandEnv(start, user),
         stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         // Its own process group, so a timeout or a signal reaches everything it started.
         detached: true,

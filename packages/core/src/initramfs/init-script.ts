@@ -43,7 +43,7 @@ EOF
   ip link set eth0 up && ip addr add "$addr" dev eth0 && ip route add default via "$gw" || say "network setup failed"
 fi
 
-# node and the agent come on a read-only disk (found by its serial), not in this initramfs.
+# The agent (one executable) comes on a read-only disk found by its serial, not in this initramfs.
 for b in /sys/block/vd*; do
   [ "$(cat "$b/serial" 2>/dev/null)" = "$vmctl_runtime_serial" ] && rt="/dev/\${b##*/}"
 done
@@ -52,7 +52,7 @@ mount -t ext4 -o ro,noload "$rt" /vmctl || say "cannot mount the runtime disk '$
 # The agent, restarted whenever it exits.
 (
   while :; do
-    /vmctl/node /vmctl/agent.cjs
+    /vmctl/vmctl-agent
     say "agent exited with status $?, restarting"
     sleep 0.2
   done

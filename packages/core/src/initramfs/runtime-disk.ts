@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { agentBundlePath } from '@vmctl/agent'
+import { agentBundlePath, buildAgentExecutable } from '@vmctl/agent'
 import { execa } from 'execa'
 import { logger } from '../log.js'
 
@@ -16,7 +16,8 @@ export interface RuntimeDisk {
 }
 
 /**
- * A small read-only ext4 image holding node and the agent bundle, attached as a virtio-blk disk.
+ * A small read-only ext4 image holding the agent as one executable (node's single executable
+ * applications: node and the bundle in one file, see @vmctl/agent), attached as a virtio-blk disk.
  *
  * Measured under TCG: with node (99 MB) inside the initramfs the kernel spent ~3 s unpacking it
  * before init ran; from a disk, node's pages are read on demand. A disk (unlike a 9p or virtiofs
@@ -27,7 +28,7 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   const agent = agentBundlePath()
   const node = statSync(nodeBinary)
   const hash = createHash('sha256')
-  hash.update('vmctl-runtime-disk-v1\0')
+  hash.update('vmctl-runtime-disk-v2\0')
   hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}:${node.ino}\0`)
   hash.update(readFileSync(agent))
   const key = hash.digest('hex').slice(0, 20)
@@ -42,9 +43,9 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   try {
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging)
-    copyFileSync(nodeBinary, join(staging, 'node'))
-    copyFileSync(agent, join(staging, 'agent.cjs'))
-    const bytes = node.size + statSync(agent).size
+    const executable = join(staging, 'vmctl-agent')
+    await buildAgentExecutable(nodeBinary, executable)
+    const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
     await execa(mkfsBinary(), [
       '-q',

@@ -34,6 +34,8 @@ export const GUEST_ADDRESS = '10.0.2.15'
 export const GUEST_GATEWAY = '10.0.2.2'
 export const GUEST_DNS = '10.0.2.3'
 export const AGENT_PORT_NAME = 'vmctl.agent'
+/** QEMU reports the guest opening and closing this port as VSERPORT_CHANGE events with this id. */
+export const AGENT_PORT_DEVICE_ID = 'agentport'
 export const ROOT_MOUNT_TAG = 'hostroot'
 export const GUEST_CHROOT = '/newroot'
 
@@ -117,7 +119,7 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-chardev',
     `socket,id=agent,path=${plan.agentSocket},server=on,wait=off`,
     '-device',
-    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME},id=${AGENT_PORT_DEVICE_ID}`,
     '-device',
     'virtio-rng-device',
     '-drive',

@@ -35,6 +35,8 @@ export type ControlEvent =
   | { event: 'ready'; status: VmStatus }
   | { event: 'failed'; error: ErrorPayload }
   | { event: 'exited'; reason: string; consoleTail: string }
+  /** The guest agent process went away (it is restarted by the guest's init). */
+  | { event: 'agent-lost'; reason: string }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
 

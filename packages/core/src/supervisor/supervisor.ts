@@ -5,7 +5,7 @@ import { credentials, Metadata } from '@grpc/grpc-js'
 import { HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { logger } from '../log.js'
-import { qemuArguments } from '../qemu/qemu-command.js'
+import { AGENT_PORT_DEVICE_ID, qemuArguments } from '../qemu/qemu-command.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { ConsoleLog } from './console-log.js'
 import {
@@ -141,6 +141,22 @@ export class Supervisor {
     await this.raceBoot(this.connectAgentPort(), deadline)
     await this.raceBoot(this.waitUntilHealthy(deadline), deadline)
     this.qmp = await this.raceBoot(QmpClient.connect(this.dir.qmpSocket), deadline)
+    this.qmp.on('event', (name, data) => {
+      const port = data as { id?: string; open?: boolean } | undefined
+      if (
+        name !== 'VSERPORT_CHANGE' ||
+        port?.id !== AGENT_PORT_DEVICE_ID ||
+        port.open ||
+        this.state !== 'ready'
+      )
+        return
+      // The guest closed the agent's port: the agent process died. Without this the host would
+      // only learn when the restarted agent announces itself, seconds later.
+      const reason = 'the guest closed the agent port'
+      this.log('agent lost: %s', reason)
+      this.mux.resetPeer(reason)
+      this.broadcast({ event: 'agent-lost', reason })
+    })
     if (this.spec.guestPorts.length > 0) {
       const forwards = parseUsernetForwards(await this.qmp.human('info usernet'))
       for (const port of this.spec.guestPorts) {

@@ -65,7 +65,7 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     runtimeDisk: runtimeDisk.path,
     memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
     cpus: options.cpus ?? DEFAULT_CPUS,
-    hostRoot: options.hostRoot ?? '/',
+    hostRoot: options.hostRoot === false ? undefined : (options.hostRoot ?? '/'),
     guestPorts: [...new Set(options.ports ?? [])],
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],

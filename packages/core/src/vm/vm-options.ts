@@ -22,8 +22,11 @@ export interface VmOptions {
   ports?: number[]
   /** "auto" (default): KVM when usable, else TCG. Also VMCTL_ACCEL. */
   accel?: 'auto' | 'kvm' | 'tcg'
-  /** Host directory shared read-only as the guest's root, under a tmpfs overlay. Default "/". */
-  hostRoot?: string
+  /**
+   * Host directory shared read-only as the guest's root, under a tmpfs overlay. Default "/".
+   * false: no host share; commands run in vmctl's own minimal root (busybox and the agent).
+   */
+  hostRoot?: string | false
   /** Keep the VM when the creating process exits (vmctl up); destroy with `vmctl down`. */
   persistent?: boolean
 }
@@ -39,7 +42,7 @@ const FIELDS: Record<keyof VmOptions, string> = {
   env: 'Record<string, string>',
   ports: 'port number[]',
   accel: '"auto" | "kvm" | "tcg"',
-  hostRoot: 'string',
+  hostRoot: 'string or false',
   persistent: 'boolean',
 }
 
@@ -70,6 +73,8 @@ function matches(expected: string, value: unknown): boolean {
       return typeof value === 'string' && value.length > 0
     case 'boolean':
       return typeof value === 'boolean'
+    case 'string or false':
+      return value === false || (typeof value === 'string' && value.startsWith('/'))
     case 'positive integer':
       return Number.isInteger(value) && (value as number) > 0
     case 'string[]':

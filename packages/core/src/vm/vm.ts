@@ -1,29 +1,35 @@
+import { createReadStream, createWriteStream, mkdirSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
-import {
-  type ClientDuplexStream,
-  credentials,
-  status as grpcStatus,
-  Metadata,
-  type ServiceError,
-} from '@grpc/grpc-js'
-import { AgentClient, type ExecRequest, type ExecResponse } from '@vmctl/agent'
-import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from '../errors.js'
+import { pipeline } from 'node:stream/promises'
+import { credentials, status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
+import { AgentClient, type InfoResponse } from '@vmctl/agent'
+import * as tar from 'tar'
+import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { bootVm } from './boot-vm.js'
 import { displayCommand, ExecError, type ExecResult } from './exec-result.js'
+import { pullStream, pushStream } from './file-transfer.js'
+import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
+import { GuestProcess } from './guest-process.js'
 import type { VmOptions } from './vm-options.js'
 
-export interface ExecOptions {
+export interface ProcessOptions {
   /** Added to the VM's environment for this command. */
   env?: Record<string, string>
   /** Working directory in the guest. Default "/". */
   cwd?: string
-  /** Fed to the command's stdin, then closed. Without it stdin is /dev/null. */
-  input?: string | Buffer | Readable
+  /** Run as this guest user ("name", "uid", "name:group"). Default root. */
+  user?: string
   /** Kill the command (its whole process group, SIGKILL) after this many ms. */
   timeoutMs?: number
+}
+
+export interface ExecOptions extends ProcessOptions {
+  /** Fed to the command's stdin, then closed. Without it stdin is /dev/null. */
+  input?: string | Buffer | Readable
   /** false: resolve with the result instead of rejecting when the command fails. Default true. */
   reject?: boolean
   /** Live copies of the output as it arrives (the result still holds all of it). */
@@ -31,11 +37,43 @@ export interface ExecOptions {
   stderr?: Writable
   /** false: do not keep the output in the result (for large streamed output). Default true. */
   buffer?: boolean
+  /** "buffer": stdout and stderr as Buffers, bytes untouched. Default "utf8". */
+  encoding?: 'utf8' | 'buffer'
 }
 
-const STDIN_CHUNK = 64 * 1024
+export interface SpawnOptions extends ProcessOptions {
+  /** "pipe": `process.stdin` is writable; otherwise the guest's stdin is /dev/null. */
+  stdin?: 'pipe' | 'ignore'
+}
+
+export interface FileOptions {
+  /** Permission bits in the guest. Default: the local file's, or 0644. */
+  mode?: number
+  /** Owner in the guest: "user", "user:group" or numeric ids. Default root. */
+  owner?: string
+  /** Create missing parent directories. Default true. */
+  parents?: boolean
+  /** Deadline for the transfer. Default 10 minutes. */
+  timeoutMs?: number
+}
+
+/** A process started with `vm.spawn()`. */
+export interface VmProcess {
+  readonly stdout: Readable
+  readonly stderr: Readable
+  readonly stdin: Writable | undefined
+  /** The guest pid, once started. */
+  readonly pid: Promise<number>
+  /** Resolves with the result when the process exits (never rejects for a non-zero exit). */
+  wait(): Promise<ExecResult>
+  /** Signals the process group. Default SIGTERM. */
+  kill(signal?: NodeJS.Signals): void
+}
+
 /** How long after a transport error we wait for the supervisor to say the VM died. */
 const DEATH_NOTICE_MS = 1_500
+const TRANSFER_TIMEOUT_MS = 10 * 60_000
+const CALL_TIMEOUT_MS = 30_000
 
 let warnedAboutTcg = false
 
@@ -52,12 +90,13 @@ export class VM implements AsyncDisposable {
   readonly name: string
   private statusSnapshot: VmStatus
   private readonly control: SupervisorClient
+  private readonly directory: VmDirectory
   private readonly agent: AgentClient
   private readonly defaultEnv: Record<string, string>
   private readonly owned: boolean
   private exitError: VmExitedError | undefined
   private destroying: Promise<void> | undefined
-  private readonly pending = new Set<(error: Error) => void>()
+  private readonly running = new Set<GuestProcess>()
 
   /** @internal Use VM.up() or VM.attach(). */
   constructor(
@@ -70,6 +109,7 @@ export class VM implements AsyncDisposable {
     this.name = status.name
     this.statusSnapshot = status
     this.control = control
+    this.directory = directory
     this.owned = owned
     this.defaultEnv = env
     this.agent = new AgentClient(`unix://${directory.agentSocket}`, credentials.createInsecure(), {
@@ -84,6 +124,13 @@ export class VM implements AsyncDisposable {
     control.on('event', (event: ControlEvent) => {
       if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
       else if (event.event === 'ready') this.statusSnapshot = event.status
+      else if (event.event === 'agent-lost') {
+        const error = new AgentError(
+          this.name,
+          `the guest agent process died (${event.reason}); the guest restarts it, so calls made from now on work again`,
+        )
+        for (const process of [...this.running]) process.fail(error)
+      }
     })
     control.on('close', () => this.markExited('its supervisor process exited', ''))
     if (
@@ -164,20 +211,31 @@ export class VM implements AsyncDisposable {
    * code, stdout and stderr kept apart; rejects with an ExecError carrying the same fields if the
    * command fails, unless `reject: false`.
    */
-  async exec(command: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
-    if (this.exitError) throw this.exitError
-    if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
-    if ((typeof command === 'string' && !command) || (Array.isArray(command) && command.length === 0)) {
-      throw new InvalidOptionsError('exec needs a command: a shell string or a non-empty argv array')
-    }
-    const display = displayCommand(command)
-    const outcome = await this.runExec(command, options)
-    const result: ExecResult = {
-      command: display,
+  exec(command: string | string[], options: ExecOptions & { encoding: 'buffer' }): Promise<ExecResult<Buffer>>
+  exec(command: string | string[], options?: ExecOptions): Promise<ExecResult>
+  async exec(command: string | string[], options: ExecOptions = {}): Promise<ExecResult<string | Buffer>> {
+    const process = this.startProcess(command, options, options.input !== undefined)
+    const keep = options.buffer !== false
+    const stdout: Buffer[] = []
+    const stderr: Buffer[] = []
+    process.stdout.on('data', (chunk: Buffer) => {
+      if (keep) stdout.push(chunk)
+      options.stdout?.write(chunk)
+    })
+    process.stderr.on('data', (chunk: Buffer) => {
+      if (keep) stderr.push(chunk)
+      options.stderr?.write(chunk)
+    })
+    if (options.input !== undefined) process.feed(options.input).catch((error: Error) => process.fail(error))
+    const outcome = await process.wait()
+    const decode = (chunks: Buffer[]) =>
+      options.encoding === 'buffer' ? Buffer.concat(chunks) : Buffer.concat(chunks).toString('utf8')
+    const result: ExecResult<string | Buffer> = {
+      command: displayCommand(command),
       exitCode: outcome.signal ? undefined : outcome.exitCode,
       signal: outcome.signal || undefined,
-      stdout: Buffer.concat(outcome.stdout).toString('utf8'),
-      stderr: Buffer.concat(outcome.stderr).toString('utf8'),
+      stdout: decode(stdout),
+      stderr: decode(stderr),
       durationMs: outcome.durationMs,
       timedOut: outcome.timedOut,
       failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
@@ -186,93 +244,243 @@ export class VM implements AsyncDisposable {
     return result
   }
 
-  private runExec(command: string | string[], options: ExecOptions) {
-    return new Promise<{
-      exitCode: number
-      signal: string
-      durationMs: number
-      timedOut: boolean
-      stdout: Buffer[]
-      stderr: Buffer[]
-    }>((resolve, reject) => {
-      const stdout: Buffer[] = []
-      const stderr: Buffer[] = []
-      let settled = false
-      const keep = options.buffer !== false
-      const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + 30_000) : undefined
-      const call: ClientDuplexStream<ExecRequest, ExecResponse> = this.agent.exec(
-        new Metadata(),
-        deadline ? { deadline } : {},
-      )
-      const fail = (error: Error) => {
-        if (settled) return
-        settled = true
-        this.pending.delete(fail)
-        call.cancel()
-        reject(error)
-      }
-      this.pending.add(fail)
-      call.on('data', (response: ExecResponse) => {
-        const kind = response.kind
-        if (!kind) return
-        if (kind.$case === 'stdout') {
-          if (keep) stdout.push(kind.value)
-          options.stdout?.write(kind.value)
-        } else if (kind.$case === 'stderr') {
-          if (keep) stderr.push(kind.value)
-          options.stderr?.write(kind.value)
-        } else if (kind.$case === 'exit') {
-          if (settled) return
-          settled = true
-          this.pending.delete(fail)
-          resolve({ ...kind.value, stdout, stderr })
+  /**
+   * Starts a process in the background and returns a handle: live output streams, `wait()`,
+   * `kill()`. The process is reaped in the guest when it exits.
+   */
+  spawn(command: string | string[], options: SpawnOptions = {}): VmProcess {
+    const process = this.startProcess(command, options, options.stdin === 'pipe')
+    const display = displayCommand(command)
+    return {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      stdin: process.stdin,
+      pid: process.whenStarted(),
+      kill: (signal) => process.kill(signal),
+      wait: async () => {
+        const outcome = await process.wait()
+        return {
+          command: display,
+          exitCode: outcome.signal ? undefined : outcome.exitCode,
+          signal: outcome.signal || undefined,
+          stdout: '',
+          stderr: '',
+          durationMs: outcome.durationMs,
+          timedOut: outcome.timedOut,
+          failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
         }
-      })
-      call.on('error', (error: ServiceError) => {
-        if (settled) return
-        void this.explainFailure(error).then(fail)
-      })
-      call.on('end', () => {
-        if (!settled)
-          void this.explainFailure(new Error('the agent ended the call without an exit status')).then(fail)
-      })
-      const cwd = options.cwd ?? '/'
-      const start = {
-        argv: Array.isArray(command) ? command : [],
-        shell: typeof command === 'string' ? command : '',
-        env: { ...this.defaultEnv, ...options.env },
-        cwd,
-        timeoutMs: options.timeoutMs ?? 0,
-        stdin: options.input !== undefined,
-      }
-      call.write({ kind: { $case: 'start', value: start } })
-      this.feedStdin(call, options.input).catch(fail)
+      },
+    }
+  }
+
+  private startProcess(
+    command: string | string[],
+    options: ProcessOptions,
+    pipeStdin: boolean,
+  ): GuestProcess {
+    this.assertUsable()
+    if ((typeof command === 'string' && !command) || (Array.isArray(command) && command.length === 0)) {
+      throw new InvalidOptionsError('exec needs a command: a shell string or a non-empty argv array')
+    }
+    const start = {
+      argv: Array.isArray(command) ? command : [],
+      shell: typeof command === 'string' ? command : '',
+      env: { ...this.defaultEnv, ...options.env },
+      cwd: options.cwd ?? '/',
+      timeoutMs: options.timeoutMs ?? 0,
+      stdin: pipeStdin,
+      user: options.user ?? '',
+    }
+    // The agent enforces the timeout; the deadline only guards against an agent that never answers.
+    const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + 30_000) : undefined
+    const process = new GuestProcess(this.agent, start, deadline, pipeStdin, (error) =>
+      this.explainFailure(error),
+    )
+    this.running.add(process)
+    const forget = () => this.running.delete(process)
+    process.wait().then(forget, forget)
+    return process
+  }
+
+  /** Copies a local file into the guest, atomically (temp file, then rename). */
+  async push(localPath: string, remotePath: string, options: FileOptions = {}): Promise<void> {
+    this.assertUsable()
+    const mode = options.mode ?? statSync(localPath).mode & 0o7777
+    await this.callAgent(`push ${localPath} to ${remotePath}`, () =>
+      pushStream(
+        this.agent,
+        this.fileHeader(remotePath, { ...options, mode }, false),
+        createReadStream(localPath, { highWaterMark: 256 * 1024 }),
+        this.transferDeadline(options),
+      ),
+    )
+  }
+
+  /** Writes `data` to a guest file, atomically. */
+  async writeFile(remotePath: string, data: string | Buffer, options: FileOptions = {}): Promise<void> {
+    this.assertUsable()
+    await this.callAgent(`write ${remotePath}`, () =>
+      pushStream(
+        this.agent,
+        this.fileHeader(remotePath, options, false),
+        Buffer.from(data),
+        this.transferDeadline(options),
+      ),
+    )
+  }
+
+  /** A guest file's contents. Rejects with code NOT_FOUND naming the path if it is missing. */
+  async pull(remotePath: string, options: { timeoutMs?: number } = {}): Promise<Buffer> {
+    this.assertUsable()
+    return this.callAgent(`read ${remotePath}`, async () => {
+      const { stat, stream } = pullStream(this.agent, remotePath, false, this.transferDeadline(options))
+      await stat
+      const chunks: Buffer[] = []
+      for await (const chunk of stream) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks)
     })
   }
 
-  private async feedStdin(
-    call: ClientDuplexStream<ExecRequest, ExecResponse>,
-    input: ExecOptions['input'],
+  /** A guest file as text (or bytes with encoding "buffer"). */
+  readFile(remotePath: string): Promise<string>
+  readFile(remotePath: string, encoding: 'buffer'): Promise<Buffer>
+  async readFile(remotePath: string, encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
+    const data = await this.pull(remotePath)
+    return encoding === 'buffer' ? data : data.toString('utf8')
+  }
+
+  /** Streams a guest file to a local path (for files too big to hold in memory). */
+  async pullTo(remotePath: string, localPath: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    this.assertUsable()
+    await this.callAgent(`read ${remotePath}`, async () => {
+      const { stat, stream } = pullStream(this.agent, remotePath, false, this.transferDeadline(options))
+      await stat
+      mkdirSync(dirname(localPath), { recursive: true })
+      await pipeline(stream, createWriteStream(localPath))
+    })
+  }
+
+  /** Copies a local directory into the guest (created, with parents, if missing). */
+  async copyDirTo(localDir: string, remoteDir: string, options: FileOptions = {}): Promise<void> {
+    this.assertUsable()
+    if (!statSync(localDir).isDirectory()) throw new InvalidOptionsError(`${localDir} is not a directory`)
+    const archive = tar.c({ cwd: localDir, portable: false }, ['.']) as unknown as Readable
+    await this.callAgent(`copy ${localDir} to ${remoteDir}`, () =>
+      pushStream(
+        this.agent,
+        this.fileHeader(remoteDir, options, true),
+        archive,
+        this.transferDeadline(options),
+      ),
+    )
+  }
+
+  /** Copies a guest directory to a local one (created if missing). */
+  async copyDirFrom(
+    remoteDir: string,
+    localDir: string,
+    options: { timeoutMs?: number } = {},
   ): Promise<void> {
-    if (input !== undefined) {
-      const chunks: AsyncIterable<Buffer> | Buffer[] =
-        typeof input === 'string' || Buffer.isBuffer(input)
-          ? split(Buffer.from(input))
-          : (input as AsyncIterable<Buffer>)
-      for await (const chunk of chunks) {
-        const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)
-        if (!call.write({ kind: { $case: 'stdin', value: data } })) {
-          await new Promise<void>((resolve) => call.once('drain', resolve))
-        }
-      }
-      call.write({ kind: { $case: 'stdinEnd', value: true } })
+    this.assertUsable()
+    await this.callAgent(`copy ${remoteDir} from the guest`, async () => {
+      const { stat, stream } = pullStream(this.agent, remoteDir, true, this.transferDeadline(options))
+      await stat
+      mkdirSync(localDir, { recursive: true })
+      await pipeline(stream, tar.x({ cwd: localDir }) as unknown as Writable)
+    })
+  }
+
+  /** Kernel release, OS, uptime, CPUs, memory and addresses of the guest. */
+  async info(): Promise<InfoResponse> {
+    this.assertUsable()
+    return this.callAgent(
+      'info',
+      () =>
+        new Promise<InfoResponse>((resolve, reject) => {
+          this.agent.info(
+            {},
+            new Metadata(),
+            { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) },
+            (error, response) => (error ? reject(error) : resolve(response!)),
+          )
+        }),
+    )
+  }
+
+  /**
+   * The guest's logs: kernel log, the agent's own log, and the serial console, from the start of
+   * boot; with `follow`, new entries as they come until the loop breaks or the VM ends.
+   */
+  logs(options: LogsOptions = {}): AsyncIterable<GuestLogEntry> {
+    this.assertUsable()
+    return streamLogs(this.agent, this.directory.consoleLog, options)
+  }
+
+  /** Powers the guest off (or reboots it, which under vmctl also ends the VM) and cleans up. */
+  async shutdown(options: { reboot?: boolean } = {}): Promise<void> {
+    this.assertUsable()
+    const exited = new Promise<void>((resolve) => {
+      const check = () => (this.exitError ? resolve() : setTimeout(check, 50))
+      check()
+    })
+    await this.callAgent(
+      'shutdown',
+      () =>
+        new Promise<void>((resolve, reject) => {
+          this.agent.shutdown(
+            { reboot: !!options.reboot },
+            new Metadata(),
+            { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) },
+            (error) => (error ? reject(error) : resolve()),
+          )
+        }),
+    ).catch((error: unknown) => {
+      // The guest may be gone before its answer arrives: that is the point.
+      if (!(error instanceof VmExitedError)) throw error
+    })
+    await Promise.race([exited, new Promise((r) => setTimeout(r, CALL_TIMEOUT_MS))])
+    await this.destroy()
+  }
+
+  private fileHeader(path: string, options: FileOptions, directory: boolean) {
+    if (!path.startsWith('/'))
+      throw new InvalidOptionsError(`guest paths must be absolute, got ${JSON.stringify(path)}`)
+    return {
+      path,
+      mode: options.mode ?? 0,
+      owner: options.owner ?? '',
+      parents: options.parents ?? true,
+      directory,
     }
-    call.end()
+  }
+
+  private transferDeadline(options: { timeoutMs?: number }): Date {
+    return new Date(Date.now() + (options.timeoutMs ?? TRANSFER_TIMEOUT_MS))
+  }
+
+  /** Runs an agent call, turning gRPC errors into errors that name the VM and the operation. */
+  private async callAgent<T>(what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work()
+    } catch (error) {
+      const explained = await this.explainFailure(error as Error)
+      if (explained instanceof AgentError && (error as ServiceError).details) {
+        const code = grpcStatus[(error as ServiceError).code] ?? 'UNKNOWN'
+        throw new AgentError(this.name, (error as ServiceError).details, { cause: error, grpcCode: code })
+      }
+      throw explained
+    }
+  }
+
+  private assertUsable(): void {
+    if (this.exitError) throw this.exitError
+    if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
   }
 
   /** Turns a transport error into "the VM died (console tail)" when that is what happened. */
   private async explainFailure(error: Error): Promise<Error> {
     if (this.exitError) return this.exitError
+    if (error instanceof VmctlError) return error
     const code = (error as ServiceError).code
     if (
       code === grpcStatus.UNAVAILABLE ||
@@ -294,14 +502,15 @@ export class VM implements AsyncDisposable {
   private markExited(reason: string, consoleTail: string): void {
     if (this.exitError) return
     this.exitError = new VmExitedError(this.name, reason, consoleTail)
-    for (const fail of [...this.pending]) fail(this.exitError)
+    for (const process of [...this.running]) process.fail(this.exitError)
   }
 
   /** Stops the VM and removes everything it had on the host. Idempotent. */
   destroy(): Promise<void> {
     if (!this.destroying) {
       this.destroying = (async () => {
-        for (const fail of [...this.pending]) fail(new VmExitedError(this.name, 'it was destroyed', ''))
+        for (const process of [...this.running])
+          process.fail(new VmExitedError(this.name, 'it was destroyed', ''))
         this.agent.close()
         if (!this.control.isClosed) await this.control.request({ op: 'destroy' })
         this.control.close()
@@ -323,11 +532,4 @@ export class VM implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
-}
-
-function split(data: Buffer): Buffer[] {
-  const chunks: Buffer[] = []
-  for (let offset = 0; offset < data.length; offset += STDIN_CHUNK)
-    chunks.push(data.subarray(offset, offset + STDIN_CHUNK))
-  return chunks
 }

@@ -12,9 +12,16 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
+  type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
@@ -40,6 +47,8 @@ export interface ExecStart {
   timeoutMs: number;
   /** When false, stdin is /dev/null and stdin requests are ignored. */
   stdin: boolean;
+  /** Run as this user (name or numeric uid, optionally "user:group"); empty means root. */
+  user: string;
 }
 
 export interface ExecStart_EnvEntry {
@@ -77,8 +86,97 @@ export interface ExecResponse {
     | undefined;
 }
 
+export interface FileHeader {
+  /** Absolute path in the guest. */
+  path: string;
+  /** Permission bits; 0 means 0644 for files, 0755 for directories. */
+  mode: number;
+  /** Owner as "user", "user:group" or numeric ids; empty keeps root. */
+  owner: string;
+  /** Create missing parent directories. */
+  parents: boolean;
+  /** The data is a tar stream to unpack into `path` (created if missing). */
+  directory: boolean;
+}
+
+export interface PushRequest {
+  kind?: { $case: "header"; value: FileHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface PushResponse {
+  bytes: number;
+}
+
+export interface PullRequest {
+  path: string;
+  /** Send the directory at `path` as a tar stream. */
+  directory: boolean;
+}
+
+export interface PullResponse {
+  kind?:
+    | //
+    /** First message: what is being sent. */
+    { $case: "stat"; value: FileStat }
+    | { $case: "data"; value: Buffer }
+    | undefined;
+}
+
+export interface FileStat {
+  size: number;
+  mode: number;
+  isDirectory: boolean;
+}
+
+export interface LogsRequest {
+  /** Keep the stream open and send new entries as they come. */
+  follow: boolean;
+  /** Which sources; empty means all of "kernel" and "agent". */
+  sources: string[];
+}
+
+export interface LogEntry {
+  /** "kernel" or "agent". */
+  source: string;
+  /** Microseconds since boot (kernel) or since the epoch (agent). */
+  timestampUs: number;
+  message: string;
+  /** syslog priority 0-7 (kernel entries). */
+  priority: number;
+}
+
+export interface InfoRequest {
+}
+
+export interface InfoResponse {
+  kernelRelease: string;
+  /** PRETTY_NAME from the root's /etc/os-release. */
+  osRelease: string;
+  uptimeSeconds: number;
+  cpus: number;
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  addresses: IpAddress[];
+  hostname: string;
+  agentVersion: string;
+}
+
+export interface IpAddress {
+  interface: string;
+  address: string;
+  prefix: number;
+  family: string;
+}
+
+export interface ShutdownRequest {
+  reboot: boolean;
+}
+
+export interface ShutdownResponse {
+}
+
 function createBaseExecStart(): ExecStart {
-  return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false };
+  return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false, user: "" };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -100,6 +198,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.stdin !== false) {
       writer.uint32(48).bool(message.stdin);
+    }
+    if (message.user !== "") {
+      writer.uint32(58).string(message.user);
     }
     return writer;
   },
@@ -168,6 +269,14 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.stdin = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -205,6 +314,7 @@ export const ExecStart: MessageFns<ExecStart> = {
         ? globalThis.Number(object.timeout_ms)
         : 0,
       stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -234,6 +344,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.stdin !== false) {
       obj.stdin = message.stdin;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -256,6 +369,7 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.cwd = object.cwd ?? "";
     message.timeoutMs = object.timeoutMs ?? 0;
     message.stdin = object.stdin ?? false;
+    message.user = object.user ?? "";
     return message;
   },
 };
@@ -829,12 +943,1332 @@ export const ExecResponse: MessageFns<ExecResponse> = {
   },
 };
 
+function createBaseFileHeader(): FileHeader {
+  return { path: "", mode: 0, owner: "", parents: false, directory: false };
+}
+
+export const FileHeader: MessageFns<FileHeader> = {
+  encode(message: FileHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(16).uint32(message.mode);
+    }
+    if (message.owner !== "") {
+      writer.uint32(26).string(message.owner);
+    }
+    if (message.parents !== false) {
+      writer.uint32(32).bool(message.parents);
+    }
+    if (message.directory !== false) {
+      writer.uint32(40).bool(message.directory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FileHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFileHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.parents = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.directory = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FileHeader {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      parents: isSet(object.parents) ? globalThis.Boolean(object.parents) : false,
+      directory: isSet(object.directory) ? globalThis.Boolean(object.directory) : false,
+    };
+  },
+
+  toJSON(message: FileHeader): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.parents !== false) {
+      obj.parents = message.parents;
+    }
+    if (message.directory !== false) {
+      obj.directory = message.directory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FileHeader>, I>>(base?: I): FileHeader {
+    return FileHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FileHeader>, I>>(object: I): FileHeader {
+    const message = createBaseFileHeader();
+    message.path = object.path ?? "";
+    message.mode = object.mode ?? 0;
+    message.owner = object.owner ?? "";
+    message.parents = object.parents ?? false;
+    message.directory = object.directory ?? false;
+    return message;
+  },
+};
+
+function createBasePushRequest(): PushRequest {
+  return { kind: undefined };
+}
+
+export const PushRequest: MessageFns<PushRequest> = {
+  encode(message: PushRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "header":
+        FileHeader.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PushRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePushRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "header", value: FileHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PushRequest {
+    return {
+      kind: isSet(object.header)
+        ? { $case: "header", value: FileHeader.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: PushRequest): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "header") {
+      obj.header = FileHeader.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PushRequest>, I>>(base?: I): PushRequest {
+    return PushRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PushRequest>, I>>(object: I): PushRequest {
+    const message = createBasePushRequest();
+    switch (object.kind?.$case) {
+      case "header": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "header", value: FileHeader.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBasePushResponse(): PushResponse {
+  return { bytes: 0 };
+}
+
+export const PushResponse: MessageFns<PushResponse> = {
+  encode(message: PushResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PushResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePushResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PushResponse {
+    return { bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0 };
+  },
+
+  toJSON(message: PushResponse): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PushResponse>, I>>(base?: I): PushResponse {
+    return PushResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PushResponse>, I>>(object: I): PushResponse {
+    const message = createBasePushResponse();
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBasePullRequest(): PullRequest {
+  return { path: "", directory: false };
+}
+
+export const PullRequest: MessageFns<PullRequest> = {
+  encode(message: PullRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.directory !== false) {
+      writer.uint32(16).bool(message.directory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PullRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePullRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.directory = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PullRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      directory: isSet(object.directory) ? globalThis.Boolean(object.directory) : false,
+    };
+  },
+
+  toJSON(message: PullRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.directory !== false) {
+      obj.directory = message.directory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PullRequest>, I>>(base?: I): PullRequest {
+    return PullRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PullRequest>, I>>(object: I): PullRequest {
+    const message = createBasePullRequest();
+    message.path = object.path ?? "";
+    message.directory = object.directory ?? false;
+    return message;
+  },
+};
+
+function createBasePullResponse(): PullResponse {
+  return { kind: undefined };
+}
+
+export const PullResponse: MessageFns<PullResponse> = {
+  encode(message: PullResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "stat":
+        FileStat.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PullResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePullResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "stat", value: FileStat.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PullResponse {
+    return {
+      kind: isSet(object.stat)
+        ? { $case: "stat", value: FileStat.fromJSON(object.stat) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: PullResponse): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "stat") {
+      obj.stat = FileStat.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PullResponse>, I>>(base?: I): PullResponse {
+    return PullResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PullResponse>, I>>(object: I): PullResponse {
+    const message = createBasePullResponse();
+    switch (object.kind?.$case) {
+      case "stat": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "stat", value: FileStat.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseFileStat(): FileStat {
+  return { size: 0, mode: 0, isDirectory: false };
+}
+
+export const FileStat: MessageFns<FileStat> = {
+  encode(message: FileStat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.size !== 0) {
+      writer.uint32(8).uint64(message.size);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(16).uint32(message.mode);
+    }
+    if (message.isDirectory !== false) {
+      writer.uint32(24).bool(message.isDirectory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FileStat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFileStat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.isDirectory = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FileStat {
+    return {
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      isDirectory: isSet(object.isDirectory)
+        ? globalThis.Boolean(object.isDirectory)
+        : isSet(object.is_directory)
+        ? globalThis.Boolean(object.is_directory)
+        : false,
+    };
+  },
+
+  toJSON(message: FileStat): unknown {
+    const obj: any = {};
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.isDirectory !== false) {
+      obj.isDirectory = message.isDirectory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FileStat>, I>>(base?: I): FileStat {
+    return FileStat.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FileStat>, I>>(object: I): FileStat {
+    const message = createBaseFileStat();
+    message.size = object.size ?? 0;
+    message.mode = object.mode ?? 0;
+    message.isDirectory = object.isDirectory ?? false;
+    return message;
+  },
+};
+
+function createBaseLogsRequest(): LogsRequest {
+  return { follow: false, sources: [] };
+}
+
+export const LogsRequest: MessageFns<LogsRequest> = {
+  encode(message: LogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.follow !== false) {
+      writer.uint32(8).bool(message.follow);
+    }
+    for (const v of message.sources) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sources.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogsRequest {
+    return {
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      sources: globalThis.Array.isArray(object?.sources) ? object.sources.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: LogsRequest): unknown {
+    const obj: any = {};
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.sources?.length) {
+      obj.sources = message.sources;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LogsRequest>, I>>(base?: I): LogsRequest {
+    return LogsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LogsRequest>, I>>(object: I): LogsRequest {
+    const message = createBaseLogsRequest();
+    message.follow = object.follow ?? false;
+    message.sources = object.sources?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLogEntry(): LogEntry {
+  return { source: "", timestampUs: 0, message: "", priority: 0 };
+}
+
+export const LogEntry: MessageFns<LogEntry> = {
+  encode(message: LogEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.timestampUs !== 0) {
+      writer.uint32(16).uint64(message.timestampUs);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(32).uint32(message.priority);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timestampUs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.priority = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogEntry {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      timestampUs: isSet(object.timestampUs)
+        ? globalThis.Number(object.timestampUs)
+        : isSet(object.timestamp_us)
+        ? globalThis.Number(object.timestamp_us)
+        : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+    };
+  },
+
+  toJSON(message: LogEntry): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.timestampUs !== 0) {
+      obj.timestampUs = Math.round(message.timestampUs);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LogEntry>, I>>(base?: I): LogEntry {
+    return LogEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LogEntry>, I>>(object: I): LogEntry {
+    const message = createBaseLogEntry();
+    message.source = object.source ?? "";
+    message.timestampUs = object.timestampUs ?? 0;
+    message.message = object.message ?? "";
+    message.priority = object.priority ?? 0;
+    return message;
+  },
+};
+
+function createBaseInfoRequest(): InfoRequest {
+  return {};
+}
+
+export const InfoRequest: MessageFns<InfoRequest> = {
+  encode(_: InfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InfoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInfoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): InfoRequest {
+    return {};
+  },
+
+  toJSON(_: InfoRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InfoRequest>, I>>(base?: I): InfoRequest {
+    return InfoRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InfoRequest>, I>>(_: I): InfoRequest {
+    const message = createBaseInfoRequest();
+    return message;
+  },
+};
+
+function createBaseInfoResponse(): InfoResponse {
+  return {
+    kernelRelease: "",
+    osRelease: "",
+    uptimeSeconds: 0,
+    cpus: 0,
+    memoryTotalBytes: 0,
+    memoryAvailableBytes: 0,
+    addresses: [],
+    hostname: "",
+    agentVersion: "",
+  };
+}
+
+export const InfoResponse: MessageFns<InfoResponse> = {
+  encode(message: InfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kernelRelease !== "") {
+      writer.uint32(10).string(message.kernelRelease);
+    }
+    if (message.osRelease !== "") {
+      writer.uint32(18).string(message.osRelease);
+    }
+    if (message.uptimeSeconds !== 0) {
+      writer.uint32(25).double(message.uptimeSeconds);
+    }
+    if (message.cpus !== 0) {
+      writer.uint32(32).uint32(message.cpus);
+    }
+    if (message.memoryTotalBytes !== 0) {
+      writer.uint32(40).uint64(message.memoryTotalBytes);
+    }
+    if (message.memoryAvailableBytes !== 0) {
+      writer.uint32(48).uint64(message.memoryAvailableBytes);
+    }
+    for (const v of message.addresses) {
+      IpAddress.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.hostname !== "") {
+      writer.uint32(66).string(message.hostname);
+    }
+    if (message.agentVersion !== "") {
+      writer.uint32(74).string(message.agentVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InfoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInfoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kernelRelease = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.osRelease = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.uptimeSeconds = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.cpus = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.memoryTotalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.memoryAvailableBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.addresses.push(IpAddress.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.agentVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InfoResponse {
+    return {
+      kernelRelease: isSet(object.kernelRelease)
+        ? globalThis.String(object.kernelRelease)
+        : isSet(object.kernel_release)
+        ? globalThis.String(object.kernel_release)
+        : "",
+      osRelease: isSet(object.osRelease)
+        ? globalThis.String(object.osRelease)
+        : isSet(object.os_release)
+        ? globalThis.String(object.os_release)
+        : "",
+      uptimeSeconds: isSet(object.uptimeSeconds)
+        ? globalThis.Number(object.uptimeSeconds)
+        : isSet(object.uptime_seconds)
+        ? globalThis.Number(object.uptime_seconds)
+        : 0,
+      cpus: isSet(object.cpus) ? globalThis.Number(object.cpus) : 0,
+      memoryTotalBytes: isSet(object.memoryTotalBytes)
+        ? globalThis.Number(object.memoryTotalBytes)
+        : isSet(object.memory_total_bytes)
+        ? globalThis.Number(object.memory_total_bytes)
+        : 0,
+      memoryAvailableBytes: isSet(object.memoryAvailableBytes)
+        ? globalThis.Number(object.memoryAvailableBytes)
+        : isSet(object.memory_available_bytes)
+        ? globalThis.Number(object.memory_available_bytes)
+        : 0,
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => IpAddress.fromJSON(e))
+        : [],
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      agentVersion: isSet(object.agentVersion)
+        ? globalThis.String(object.agentVersion)
+        : isSet(object.agent_version)
+        ? globalThis.String(object.agent_version)
+        : "",
+    };
+  },
+
+  toJSON(message: InfoResponse): unknown {
+    const obj: any = {};
+    if (message.kernelRelease !== "") {
+      obj.kernelRelease = message.kernelRelease;
+    }
+    if (message.osRelease !== "") {
+      obj.osRelease = message.osRelease;
+    }
+    if (message.uptimeSeconds !== 0) {
+      obj.uptimeSeconds = floatToJson(message.uptimeSeconds);
+    }
+    if (message.cpus !== 0) {
+      obj.cpus = Math.round(message.cpus);
+    }
+    if (message.memoryTotalBytes !== 0) {
+      obj.memoryTotalBytes = Math.round(message.memoryTotalBytes);
+    }
+    if (message.memoryAvailableBytes !== 0) {
+      obj.memoryAvailableBytes = Math.round(message.memoryAvailableBytes);
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses.map((e) => IpAddress.toJSON(e));
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.agentVersion !== "") {
+      obj.agentVersion = message.agentVersion;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InfoResponse>, I>>(base?: I): InfoResponse {
+    return InfoResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InfoResponse>, I>>(object: I): InfoResponse {
+    const message = createBaseInfoResponse();
+    message.kernelRelease = object.kernelRelease ?? "";
+    message.osRelease = object.osRelease ?? "";
+    message.uptimeSeconds = object.uptimeSeconds ?? 0;
+    message.cpus = object.cpus ?? 0;
+    message.memoryTotalBytes = object.memoryTotalBytes ?? 0;
+    message.memoryAvailableBytes = object.memoryAvailableBytes ?? 0;
+    message.addresses = object.addresses?.map((e) => IpAddress.fromPartial(e)) || [];
+    message.hostname = object.hostname ?? "";
+    message.agentVersion = object.agentVersion ?? "";
+    return message;
+  },
+};
+
+function createBaseIpAddress(): IpAddress {
+  return { interface: "", address: "", prefix: 0, family: "" };
+}
+
+export const IpAddress: MessageFns<IpAddress> = {
+  encode(message: IpAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.interface !== "") {
+      writer.uint32(10).string(message.interface);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.prefix !== 0) {
+      writer.uint32(24).uint32(message.prefix);
+    }
+    if (message.family !== "") {
+      writer.uint32(34).string(message.family);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IpAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIpAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.interface = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.prefix = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.family = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IpAddress {
+    return {
+      interface: isSet(object.interface) ? globalThis.String(object.interface) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      prefix: isSet(object.prefix) ? globalThis.Number(object.prefix) : 0,
+      family: isSet(object.family) ? globalThis.String(object.family) : "",
+    };
+  },
+
+  toJSON(message: IpAddress): unknown {
+    const obj: any = {};
+    if (message.interface !== "") {
+      obj.interface = message.interface;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.prefix !== 0) {
+      obj.prefix = Math.round(message.prefix);
+    }
+    if (message.family !== "") {
+      obj.family = message.family;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IpAddress>, I>>(base?: I): IpAddress {
+    return IpAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IpAddress>, I>>(object: I): IpAddress {
+    const message = createBaseIpAddress();
+    message.interface = object.interface ?? "";
+    message.address = object.address ?? "";
+    message.prefix = object.prefix ?? 0;
+    message.family = object.family ?? "";
+    return message;
+  },
+};
+
+function createBaseShutdownRequest(): ShutdownRequest {
+  return { reboot: false };
+}
+
+export const ShutdownRequest: MessageFns<ShutdownRequest> = {
+  encode(message: ShutdownRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reboot !== false) {
+      writer.uint32(8).bool(message.reboot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShutdownRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShutdownRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reboot = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShutdownRequest {
+    return { reboot: isSet(object.reboot) ? globalThis.Boolean(object.reboot) : false };
+  },
+
+  toJSON(message: ShutdownRequest): unknown {
+    const obj: any = {};
+    if (message.reboot !== false) {
+      obj.reboot = message.reboot;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShutdownRequest>, I>>(base?: I): ShutdownRequest {
+    return ShutdownRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShutdownRequest>, I>>(object: I): ShutdownRequest {
+    const message = createBaseShutdownRequest();
+    message.reboot = object.reboot ?? false;
+    return message;
+  },
+};
+
+function createBaseShutdownResponse(): ShutdownResponse {
+  return {};
+}
+
+export const ShutdownResponse: MessageFns<ShutdownResponse> = {
+  encode(_: ShutdownResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShutdownResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShutdownResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ShutdownResponse {
+    return {};
+  },
+
+  toJSON(_: ShutdownResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShutdownResponse>, I>>(base?: I): ShutdownResponse {
+    return ShutdownResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShutdownResponse>, I>>(_: I): ShutdownResponse {
+    const message = createBaseShutdownResponse();
+    return message;
+  },
+};
+
 export type AgentService = typeof AgentService;
 export const AgentService = {
   /**
    * Runs a process in the guest. The first request must carry `start`; later requests carry
    * stdin data, the end of stdin, or a signal. Responses stream `started`, then stdout and stderr
-   * chunks in the order the process wrote them, then exactly one `exit`.
+   * chunks in the order the process wrote them, then exactly one `exit`. A background process
+   * (vm.spawn on the host) is the same call, kept open.
    */
   exec: {
     path: "/vmctl.agent.v1.Agent/Exec" as const,
@@ -845,26 +2279,144 @@ export const AgentService = {
     responseSerialize: (value: ExecResponse): Buffer => Buffer.from(ExecResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
   },
+  /**
+   * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
+   * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
+   */
+  push: {
+    path: "/vmctl.agent.v1.Agent/Push" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: PushRequest): Buffer => Buffer.from(PushRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PushRequest => PushRequest.decode(value),
+    responseSerialize: (value: PushResponse): Buffer => Buffer.from(PushResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PushResponse => PushResponse.decode(value),
+  },
+  /** Reads a file (or, with `directory`, a directory as a tar stream). NOT_FOUND names the path. */
+  pull: {
+    path: "/vmctl.agent.v1.Agent/Pull" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: PullRequest): Buffer => Buffer.from(PullRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PullRequest => PullRequest.decode(value),
+    responseSerialize: (value: PullResponse): Buffer => Buffer.from(PullResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PullResponse => PullResponse.decode(value),
+  },
+  /** The guest kernel log (/dev/kmsg) and the agent's own log, from boot, optionally following. */
+  logs: {
+    path: "/vmctl.agent.v1.Agent/Logs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: LogsRequest): Buffer => Buffer.from(LogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LogsRequest => LogsRequest.decode(value),
+    responseSerialize: (value: LogEntry): Buffer => Buffer.from(LogEntry.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LogEntry => LogEntry.decode(value),
+  },
+  info: {
+    path: "/vmctl.agent.v1.Agent/Info" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InfoRequest): Buffer => Buffer.from(InfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InfoRequest => InfoRequest.decode(value),
+    responseSerialize: (value: InfoResponse): Buffer => Buffer.from(InfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InfoResponse => InfoResponse.decode(value),
+  },
+  /** Powers the guest off or reboots it (QEMU runs with -no-reboot, so both end the VM). */
+  shutdown: {
+    path: "/vmctl.agent.v1.Agent/Shutdown" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShutdownRequest): Buffer => Buffer.from(ShutdownRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShutdownRequest => ShutdownRequest.decode(value),
+    responseSerialize: (value: ShutdownResponse): Buffer => Buffer.from(ShutdownResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShutdownResponse => ShutdownResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
   /**
    * Runs a process in the guest. The first request must carry `start`; later requests carry
    * stdin data, the end of stdin, or a signal. Responses stream `started`, then stdout and stderr
-   * chunks in the order the process wrote them, then exactly one `exit`.
+   * chunks in the order the process wrote them, then exactly one `exit`. A background process
+   * (vm.spawn on the host) is the same call, kept open.
    */
   exec: handleBidiStreamingCall<ExecRequest, ExecResponse>;
+  /**
+   * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
+   * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
+   */
+  push: handleClientStreamingCall<PushRequest, PushResponse>;
+  /** Reads a file (or, with `directory`, a directory as a tar stream). NOT_FOUND names the path. */
+  pull: handleServerStreamingCall<PullRequest, PullResponse>;
+  /** The guest kernel log (/dev/kmsg) and the agent's own log, from boot, optionally following. */
+  logs: handleServerStreamingCall<LogsRequest, LogEntry>;
+  info: handleUnaryCall<InfoRequest, InfoResponse>;
+  /** Powers the guest off or reboots it (QEMU runs with -no-reboot, so both end the VM). */
+  shutdown: handleUnaryCall<ShutdownRequest, ShutdownResponse>;
 }
 
 export interface AgentClient extends Client {
   /**
    * Runs a process in the guest. The first request must carry `start`; later requests carry
    * stdin data, the end of stdin, or a signal. Responses stream `started`, then stdout and stderr
-   * chunks in the order the process wrote them, then exactly one `exit`.
+   * chunks in the order the process wrote them, then exactly one `exit`. A background process
+   * (vm.spawn on the host) is the same call, kept open.
    */
   exec(): ClientDuplexStream<ExecRequest, ExecResponse>;
   exec(options: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
   exec(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
+  /**
+   * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
+   * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
+   */
+  push(callback: (error: ServiceError | null, response: PushResponse) => void): ClientWritableStream<PushRequest>;
+  push(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PushResponse) => void,
+  ): ClientWritableStream<PushRequest>;
+  push(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PushResponse) => void,
+  ): ClientWritableStream<PushRequest>;
+  push(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PushResponse) => void,
+  ): ClientWritableStream<PushRequest>;
+  /** Reads a file (or, with `directory`, a directory as a tar stream). NOT_FOUND names the path. */
+  pull(request: PullRequest, options?: Partial<CallOptions>): ClientReadableStream<PullResponse>;
+  pull(request: PullRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullResponse>;
+  /** The guest kernel log (/dev/kmsg) and the agent's own log, from boot, optionally following. */
+  logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogEntry>;
+  logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogEntry>;
+  info(request: InfoRequest, callback: (error: ServiceError | null, response: InfoResponse) => void): ClientUnaryCall;
+  info(
+    request: InfoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InfoResponse) => void,
+  ): ClientUnaryCall;
+  info(
+    request: InfoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InfoResponse) => void,
+  ): ClientUnaryCall;
+  /** Powers the guest off or reboots it (QEMU runs with -no-reboot, so both end the VM). */
+  shutdown(
+    request: ShutdownRequest,
+    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
+  ): ClientUnaryCall;
+  shutdown(
+    request: ShutdownRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
+  ): ClientUnaryCall;
+  shutdown(
+    request: ShutdownRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentClient = makeGenericClientConstructor(AgentService, "vmctl.agent.v1.Agent") as unknown as {
@@ -897,6 +2449,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;

@@ -1,0 +1,86 @@
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, test } from 'vitest'
+import { planSpawn, resolveUser } from './exec-service.js'
+import { lookupUser } from './passwd.js'
+import { resolveInRoot } from './root-paths.js'
+
+function fakeRoot(): string {
+  const root = mkdtempSync(join(tmpdir(), 'guest-root-'))
+  mkdirSync(join(root, 'usr/share/zoneinfo'), { recursive: true })
+  mkdirSync(join(root, 'etc'))
+  writeFileSync(join(root, 'usr/share/zoneinfo/UTC'), 'tz')
+  symlinkSync('/usr/share/zoneinfo/UTC', join(root, 'etc/localtime'))
+  symlinkSync('usr/share', join(root, 'share'))
+  symlinkSync('../../../../..', join(root, 'usr/share/escape'))
+  writeFileSync(
+    join(root, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
+  )
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\nstaff:x:50:\n')
+  return root
+}
+
+describe('paths inside the guest root', () => {
+  test('absolute symlinks restart at the root, .. never leaves it', () => {
+    const root = fakeRoot()
+    expect(resolveInRoot(root, '/etc/localtime')).toBe(`${root}/usr/share/zoneinfo/UTC`)
+    expect(resolveInRoot(root, '/etc/localtime', false)).toBe(`${root}/etc/localtime`)
+    expect(resolveInRoot(root, '/share/zoneinfo')).toBe(`${root}/usr/share/zoneinfo`)
+    expect(resolveInRoot(root, '/usr/share/escape/etc')).toBe(`${root}/etc`)
+    expect(resolveInRoot(root, '/../../etc/passwd')).toBe(`${root}/etc/passwd`)
+    expect(() => resolveInRoot(root, 'relative')).toThrow(/absolute/)
+  })
+
+  test('users and groups come from the root, by name or number', () => {
+    const root = fakeRoot()
+    expect(lookupUser(`${root}/etc`, 'nobody')).toEqual({
+      name: 'nobody',
+      uid: 65534,
+      gid: 65534,
+      home: '/nonexistent',
+    })
+    expect(resolveUser('nobody:staff', { busybox: 'busybox', chrootPath: root })).toMatchObject({
+      uid: 65534,
+      gid: 50,
+    })
+    expect(resolveUser('ghost', { busybox: 'busybox', chrootPath: root })).toMatch(/no user "ghost"/)
+  })
+})
+
+describe('spawn plans', () => {
+  const start = { argv: ['ls', '-l'], shell: '', env: {}, cwd: '', timeoutMs: 0, stdin: false, user: '' }
+
+  test('no root, no cwd, no user: the command itself', () => {
+    expect(planSpawn(start, { busybox: '/bin/busybox', chrootPath: undefined })).toEqual({
+      file: 'ls',
+      args: ['-l'],
+    })
+  })
+
+  test('a root, a cwd and a user go through one nsenter exec', () => {
+    const root = fakeRoot()
+    const plan = planSpawn(
+      { ...start, shell: 'echo hi', argv: [], cwd: '/share' },
+      { busybox: '/bin/busybox', chrootPath: root },
+      { name: 'nobody', uid: 65534, gid: 50, home: '/' },
+    )
+    expect(plan).toEqual({
+      file: '/bin/busybox',
+      args: [
+        'nsenter',
+        '-F',
+        `-r${root}`,
+        `-w${root}/usr/share`,
+        '-S',
+        '65534',
+        '-G',
+        '50',
+        '/bin/sh',
+        '-c',
+        'echo hi',
+      ],
+    })
+  })
+})

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+import type { InfoResponse } from '../generated/vmctl/agent/v1/agent.js'
+import type { GuestRoot } from './guest-root.js'
+
+declare const VMCTL_AGENT_VERSION: string | undefined
+
+export function guestInfo(root: GuestRoot): InfoResponse {
+  const meminfo = read('/proc/meminfo')
+  const kb = (field: string) =>
+    Number(meminfo.match(new RegExp(`^${field}:\\s+(\\d+)`, 'm'))?.[1] ?? 0) * 1024
+  const osRelease = read(`${root.chrootPath ?? ''}/etc/os-release`)
+  const addresses = Object.entries(os.networkInterfaces()).flatMap(([name, list]) =>
+    (list ?? []).map((a) => ({
+      interface: name,
+      address: a.address,
+      prefix: Number(a.cidr?.split('/')[1] ?? 0),
+      family: a.family,
+    })),
+  )
+  return {
+    kernelRelease: os.release(),
+    osRelease:
+      osRelease.match(/^PRETTY_NAME="?([^"\n]*)"?/m)?.[1] ??
+      (root.chrootPath ? '' : 'vmctl initramfs (busybox)'),
+    uptimeSeconds: Number(read('/proc/uptime').split(' ')[0] ?? 0),
+    cpus: os.cpus().length,
+    memoryTotalBytes: kb('MemTotal'),
+    memoryAvailableBytes: kb('MemAvailable'),
+    addresses,
+    hostname: os.hostname(),
+    agentVersion: typeof VMCTL_AGENT_VERSION === 'string' ? VMCTL_AGENT_VERSION : 'dev',
+  }
+}
+
+function read(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
+}

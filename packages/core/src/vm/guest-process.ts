@@ -1,0 +1,146 @@
+import { PassThrough, type Readable, Writable } from 'node:stream'
+import { type ClientDuplexStream, Metadata } from '@grpc/grpc-js'
+import type { AgentClient, ExecRequest, ExecResponse, ExecStart } from '@vmctl/agent'
+
+export interface ProcessOutcome {
+  exitCode: number
+  signal: string
+  durationMs: number
+  timedOut: boolean
+}
+
+const STDIN_CHUNK = 64 * 1024
+
+/**
+ * A process running in the guest (`vm.spawn()`), and the engine under `vm.exec()`. Output arrives
+ * on `stdout` and `stderr` as the process writes it, kept apart and in order. A consumer that
+ * reads slowly pauses the call, which pauses the process's pipe in the guest: backpressure end to
+ * end instead of buffering without bound.
+ */
+export class GuestProcess {
+  readonly stdout: Readable = new PassThrough({ highWaterMark: 1024 * 1024 })
+  readonly stderr: Readable = new PassThrough({ highWaterMark: 1024 * 1024 })
+  /** Present when the process was started with `stdin: 'pipe'`; end it to close the guest's stdin. */
+  readonly stdin: Writable | undefined
+  /** The guest pid once the process started. */
+  pid: number | undefined
+  private readonly call: ClientDuplexStream<ExecRequest, ExecResponse>
+  private readonly outcome: Promise<ProcessOutcome>
+  private settle: { resolve: (o: ProcessOutcome) => void; reject: (e: Error) => void } | undefined
+  private readonly started: Promise<number>
+
+  /** @internal */
+  constructor(
+    agent: AgentClient,
+    start: ExecStart,
+    deadline: Date | undefined,
+    pipeStdin: boolean,
+    explain: (error: Error) => Promise<Error>,
+  ) {
+    this.call = agent.exec(new Metadata(), deadline ? { deadline } : {})
+    let onStarted: (pid: number) => void = () => {}
+    this.started = new Promise((resolve) => {
+      onStarted = resolve
+    })
+    this.outcome = new Promise((resolve, reject) => {
+      this.settle = { resolve, reject }
+    })
+    this.outcome.catch(() => {})
+    const deliver = (stream: Readable, chunk: Buffer) => {
+      if (!(stream as PassThrough).write(chunk)) {
+        this.call.pause()
+        stream.once('drain', () => this.call.resume())
+      }
+    }
+    this.call.on('data', (response: ExecResponse) => {
+      const kind = response.kind
+      if (!kind) return
+      if (kind.$case === 'started') {
+        this.pid = kind.value.pid
+        onStarted(kind.value.pid)
+      } else if (kind.$case === 'stdout') deliver(this.stdout, kind.value)
+      else if (kind.$case === 'stderr') deliver(this.stderr, kind.value)
+      else if (kind.$case === 'exit') this.finish(kind.value)
+    })
+    this.call.on('error', (error: Error) => {
+      if (this.settle) void explain(error).then((e) => this.fail(e))
+    })
+    this.call.on('end', () => {
+      if (this.settle)
+        void explain(new Error('the agent ended the call without an exit status')).then((e) => this.fail(e))
+    })
+    this.call.write({ kind: { $case: 'start', value: start } })
+    if (pipeStdin) {
+      const call = this.call
+      this.stdin = new Writable({
+        highWaterMark: STDIN_CHUNK,
+        write(chunk: Buffer, _encoding, callback) {
+          if (call.write({ kind: { $case: 'stdin', value: chunk } })) callback()
+          else call.once('drain', () => callback())
+        },
+        final(callback) {
+          call.write({ kind: { $case: 'stdinEnd', value: true } })
+          callback()
+        },
+      })
+    }
+    // The request side stays open until the process exits: signals travel on it.
+  }
+
+  /** Resolves with the guest pid once the process runs. */
+  whenStarted(): Promise<number> {
+    return this.started
+  }
+
+  /** Resolves when the process exits (the output streams have ended by then). */
+  wait(): Promise<ProcessOutcome> {
+    return this.outcome
+  }
+
+  /** Sends a signal to the process (its whole process group). */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.settle) this.call.write({ kind: { $case: 'signal', value: signal } })
+  }
+
+  /** @internal Feeds `input` to stdin and closes it. */
+  async feed(input: string | Buffer | Readable): Promise<void> {
+    const stdin = this.stdin!
+    const chunks: AsyncIterable<Buffer | string> | Buffer[] =
+      typeof input === 'string' || Buffer.isBuffer(input)
+        ? split(Buffer.from(input))
+        : (input as AsyncIterable<Buffer | string>)
+    for await (const chunk of chunks) {
+      if (!this.settle) return
+      if (!stdin.write(chunk)) await new Promise<void>((resolve) => stdin.once('drain', resolve))
+    }
+    stdin.end()
+  }
+
+  /** @internal Rejects the process with `error` (the VM died, it was destroyed, the agent restarted). */
+  fail(error: Error): void {
+    const settle = this.settle
+    if (!settle) return
+    this.settle = undefined
+    this.call.cancel()
+    ;(this.stdout as PassThrough).end()
+    ;(this.stderr as PassThrough).end()
+    settle.reject(error)
+  }
+
+  private finish(outcome: ProcessOutcome): void {
+    const settle = this.settle
+    if (!settle) return
+    this.settle = undefined
+    this.call.end()
+    ;(this.stdout as PassThrough).end()
+    ;(this.stderr as PassThrough).end()
+    settle.resolve(outcome)
+  }
+}
+
+function split(data: Buffer): Buffer[] {
+  const chunks: Buffer[] = []
+  for (let offset = 0; offset < data.length; offset += STDIN_CHUNK)
+    chunks.push(data.subarray(offset, offset + STDIN_CHUNK))
+  return chunks
+}
