@@ -464,7 +464,10 @@ export class VM implements AsyncDisposable {
       return await work()
     } catch (error) {
       const explained = await this.explainFailure(error as Error)
-      if (explained instanceof AgentError && (error as ServiceError).details) {
+      if (explained instanceof AgentError && !(error as ServiceError).details) {
+        throw new AgentError(this.name, `${what} failed: ${(error as Error).message}`, { cause: error })
+      }
+      if (explained instanceof AgentError) {
         const code = grpcStatus[(error as ServiceError).code] ?? 'UNKNOWN'
         throw new AgentError(this.name, (error as ServiceError).details, { cause: error, grpcCode: code })
       }

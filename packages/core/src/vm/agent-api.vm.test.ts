@@ -1,0 +1,192 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { AgentError, VM, VmExitedError } from '../index.js'
+import { eventually, vmDirectoryExists } from '../test-support/vm-processes.js'
+
+describe('vm: the agent API', () => {
+  let vm: VM
+  const local = mkdtempSync(join(tmpdir(), 'vmctl-files-'))
+  beforeAll(async () => {
+    vm = await VM.up()
+  })
+  afterAll(async () => {
+    await vm?.destroy()
+  })
+
+  test('push and pull keep bytes, mode and owner; parents are created', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17)
+    writeFileSync(join(local, 'blob.bin'), data)
+    await vm.push(join(local, 'blob.bin'), '/srv/deep/er/blob.bin', { mode: 0o640, owner: 'nobody' })
+    const stat = await vm.exec('stat -c "%a %U %s" /srv/deep/er/blob.bin; sha256sum /srv/deep/er/blob.bin')
+    const [line, sum] = stat.stdout.split('\n')
+    expect(line).toBe(`640 nobody ${data.length}`)
+    expect(sum?.split(' ')[0]).toBe(createHash('sha256').update(data).digest('hex'))
+    expect((await vm.pull('/srv/deep/er/blob.bin')).equals(data)).toBe(true)
+    expect((await vm.exec('ls -a /srv/deep/er')).stdout).not.toContain('.vmctl-push')
+  })
+
+  test('writeFile replaces a file atomically; readFile reads text', async () => {
+    await vm.writeFile('/etc/vmctl-test.conf', 'first\n')
+    await vm.writeFile('/etc/vmctl-test.conf', 'second\n')
+    expect(await vm.readFile('/etc/vmctl-test.conf')).toBe('second\n')
+    const inode = await vm.exec('stat -c %i /etc/vmctl-test.conf')
+    await vm.writeFile('/etc/vmctl-test.conf', 'third\n')
+    expect((await vm.exec('stat -c %i /etc/vmctl-test.conf')).stdout).not.toBe(inode.stdout)
+  })
+
+  test('a missing file is NOT_FOUND naming the path; a missing parent without parents too', async () => {
+    const missing = await vm.pull('/no/such/file.txt').catch((e: unknown) => e)
+    expect(missing).toBeInstanceOf(AgentError)
+    expect((missing as AgentError).grpcCode).toBe('NOT_FOUND')
+    expect((missing as Error).message).toContain('/no/such/file.txt')
+    const noParent = await vm.writeFile('/no/such/dir/f', 'x', { parents: false }).catch((e: unknown) => e)
+    expect((noParent as AgentError).grpcCode).toBe('NOT_FOUND')
+    expect((noParent as Error).message).toMatch(/parents: true/)
+  })
+
+  test('directories copy both ways, with nested files and symlinks', async () => {
+    const tree = join(local, 'tree')
+    mkdirSync(join(tree, 'a/b'), { recursive: true })
+    writeFileSync(join(tree, 'a/b/c.txt'), 'deep')
+    writeFileSync(join(tree, 'top.txt'), 'top')
+    symlinkSync('a/b/c.txt', join(tree, 'link'))
+    await vm.copyDirTo(tree, '/opt/tree')
+    expect((await vm.exec('cd /opt/tree && find . | sort && cat link')).stdout).toBe(
+      '.\n./a\n./a/b\n./a/b/c.txt\n./link\n./top.txt\ndeep',
+    )
+    await vm.exec('echo made-in-guest > /opt/tree/guest.txt')
+    const back = join(local, 'back')
+    await vm.copyDirFrom('/opt/tree', back)
+    expect(readFileSync(join(back, 'guest.txt'), 'utf8')).toBe('made-in-guest\n')
+    expect(readFileSync(join(back, 'a/b/c.txt'), 'utf8')).toBe('deep')
+    expect(readlinkSync(join(back, 'link'))).toBe('a/b/c.txt')
+    await expect(vm.pull('/opt/tree')).rejects.toThrow(/is a directory/)
+  })
+
+  test('binary output is preserved with encoding buffer', async () => {
+    const result = await vm.exec(
+      "printf '\\000\\001\\377\\376'; head -c 256 /dev/zero | tr '\\000' '\\200'",
+      { encoding: 'buffer' },
+    )
+    expect(result.stdout.subarray(0, 4)).toEqual(Buffer.from([0, 1, 255, 254]))
+    expect(result.stdout.length).toBe(260)
+    expect(result.stdout[100]).toBe(0x80)
+  })
+
+  test('100 MB of output: nothing lost, nothing reordered', async () => {
+    let expected = 1
+    let carry = ''
+    let bytes = 0
+    const checker = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length
+        const lines = (carry + chunk.toString('latin1')).split('\n')
+        carry = lines.pop()!
+        for (const line of lines) {
+          if (Number(line) !== expected)
+            return callback(new Error(`line ${expected} was ${JSON.stringify(line)}`))
+          expected++
+        }
+        callback()
+      },
+    })
+    const result = await vm.exec('seq 1 13500000', { stdout: checker, buffer: false })
+    expect(result.exitCode).toBe(0)
+    expect(expected - 1).toBe(13_500_000)
+    expect(bytes).toBeGreaterThan(100_000_000)
+  }, 300_000)
+
+  test('a background process streams its output live, takes stdin, and can be killed', async () => {
+    const ticker = vm.spawn('for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.5; done')
+    const firstTick = await new Promise<string>((resolve) =>
+      ticker.stdout.once('data', (d: Buffer) => resolve(d.toString())),
+    )
+    expect(firstTick).toContain('tick 1')
+    expect(await ticker.pid).toBeGreaterThan(1)
+    ticker.kill('SIGTERM')
+    const ended = await ticker.wait()
+    expect(ended.signal).toBe('SIGTERM')
+    expect(ended.durationMs).toBeLessThan(4_500)
+
+    const cat = vm.spawn(['cat'], { stdin: 'pipe' })
+    const echoed: Buffer[] = []
+    cat.stdout.on('data', (d: Buffer) => echoed.push(d))
+    cat.stdin!.end('through stdin')
+    expect((await cat.wait()).exitCode).toBe(0)
+    expect(Buffer.concat(echoed).toString()).toBe('through stdin')
+  })
+
+  test('commands run as another user', async () => {
+    const result = await vm.exec('id -un; echo $HOME', { user: 'nobody' })
+    expect(result.stdout).toBe('nobody\n/nonexistent\n')
+    await expect(vm.exec('true', { user: 'ghost' })).rejects.toThrow(/no user "ghost"/)
+  })
+
+  test('a missing binary exits 127 with a message and the agent carries on', async () => {
+    const result = await vm.exec(['no-such-binary-xyz', '--flag'], { reject: false })
+    expect(result.exitCode).toBe(127)
+    expect(result.stderr).toContain('no-such-binary-xyz')
+    expect((await vm.exec('echo alive')).stdout).toBe('alive\n')
+  })
+
+  test('logs hold the kernel log, the agent log and the console; follow sees new entries', async () => {
+    const sources = new Set<string>()
+    let sawKernelVersion = false
+    for await (const entry of vm.logs()) {
+      sources.add(entry.source)
+      if (entry.source === 'kernel' && entry.message.startsWith('Linux version')) sawKernelVersion = true
+    }
+    expect([...sources].sort()).toEqual(['agent', 'console', 'kernel'])
+    expect(sawKernelVersion).toBe(true)
+    const marker = `vmctl-marker-${Date.now()}`
+    const seen = (async () => {
+      for await (const entry of vm.logs({ follow: true, sources: ['kernel'] }))
+        if (entry.message.includes(marker)) return entry
+    })()
+    await new Promise((r) => setTimeout(r, 500))
+    await vm.exec(`echo ${marker} > /dev/kmsg`)
+    expect((await seen)?.source).toBe('kernel')
+  })
+
+  test('info describes the guest', async () => {
+    const info = await vm.info()
+    expect(info.kernelRelease).toMatch(/^\d+\.\d+/)
+    expect(info.cpus).toBe(2)
+    expect(info.memoryTotalBytes).toBeGreaterThan(500 * 1024 * 1024)
+    expect(info.addresses.map((a) => a.address)).toContain('10.0.2.15')
+    expect(info.hostname).toBe(vm.name)
+  })
+
+  test('when the agent process dies a pending call fails at once, and later calls work', async () => {
+    const pending = vm.exec('sleep 60')
+    pending.catch(() => {})
+    await new Promise((r) => setTimeout(r, 300))
+    const killedAt = Date.now()
+    await vm.exec('kill -KILL $(pidof vmctl-agent)', { reject: false }).catch(() => {})
+    const error = await pending.catch((e: unknown) => e)
+    expect(Date.now() - killedAt).toBeLessThan(3_000)
+    expect(error).toBeInstanceOf(AgentError)
+    expect((error as Error).message).toMatch(/agent process died/)
+    await eventually(() => true, 0, '')
+    let answer = ''
+    for (let i = 0; i < 120 && !answer; i++) {
+      answer = await vm.exec('echo back').then(
+        (r) => r.stdout,
+        () => '',
+      )
+      if (!answer) await new Promise((r) => setTimeout(r, 250))
+    }
+    expect(answer).toBe('back\n')
+  })
+
+  test('shutdown ends the VM and cleans up', async () => {
+    const name = vm.name
+    await vm.shutdown()
+    await expect(vm.exec('true')).rejects.toBeInstanceOf(VmExitedError)
+    await eventually(() => !vmDirectoryExists(name), 5_000, 'VM directory removed')
+  })
+})
