@@ -7,9 +7,15 @@
 //   run       `vmctl run -- true`, a whole CLI process: boot, exec, destroy
 // Then, on one VM, 200 sequential `exec(['true'])` round trips (median and p99).
 //
-// Options: ROUNDS=n (default 7). Results also go to bench-results/latest.json.
+// Then the agent: 100 concurrent execs per second; push and pull of a 1 GiB file against the same
+// bytes over a raw multiplexer channel without gRPC (the floor), all on one VM; and the agent as
+// one executable: its size and start-up time against `node agent.cjs`.
+//
+// Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024). Results also go to
+// bench-results/latest.json.
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,8 +30,11 @@ const { buildRuntimeDisk } = await core('initramfs/runtime-disk.js')
 const { qemuArguments } = await core('qemu/qemu-command.js')
 const { cacheDir } = await core('paths.js')
 const { which, locateQemu } = await core('host/qemu-locator.js')
+const { VmDirectory } = await core('supervisor/vm-directory.js')
+const agentPackage = await import(join(root, 'packages/agent/dist/index.js'))
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
+const TRANSFER_BYTES = Number(process.env.TRANSFER_MB ?? 1024) * 1024 * 1024
 const EXEC_CALLS = 200
 const cli = join(root, 'packages/cli/dist/main.js')
 
@@ -134,11 +143,115 @@ try {
   await vm.destroy()
 }
 
+// ---- the agent: concurrency and transfers, on one VM with room for a 1 GiB file in its overlay
+const big = await VM.up({ memoryMiB: 3072 })
+const concurrentRates = []
+const transfers = { rawPush: [], rawPull: [], push: [], pull: [] }
+const work = mkdtempSync(join(tmpdir(), 'vmctl-bench-files-'))
+try {
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now()
+    await Promise.all(Array.from({ length: 100 }, () => big.exec(['true'])))
+    concurrentRates.push(100 / ((performance.now() - started) / 1000))
+  }
+  const raw = new VmDirectory(big.name).rawSocket
+  const source = join(work, 'source.bin')
+  const fd = openSync(source, 'w')
+  closeSync(fd)
+  ;(await import('node:fs')).truncateSync(source, TRANSFER_BYTES)
+  for (let i = 0; i < 2; i++) {
+    transfers.rawPush.push(await timed(() => rawSink(raw, TRANSFER_BYTES)))
+    transfers.rawPull.push(await timed(() => rawSource(raw, TRANSFER_BYTES)))
+    transfers.push.push(await timed(() => big.push(source, '/root/big.bin')))
+    transfers.pull.push(await timed(() => big.pullTo('/root/big.bin', join(work, 'pulled.bin'))))
+    if (statSync(join(work, 'pulled.bin')).size !== TRANSFER_BYTES)
+      throw new Error('pulled file has the wrong size')
+    rmSync(join(work, 'pulled.bin'))
+    await big.exec('rm -f /root/big.bin')
+    process.stderr.write(
+      `  transfer round ${i + 1}: raw push ${transfers.rawPush.at(-1).toFixed(0)} ms, push ${transfers.push.at(-1).toFixed(0)} ms, raw pull ${transfers.rawPull.at(-1).toFixed(0)} ms, pull ${transfers.pull.at(-1).toFixed(0)} ms\n`,
+    )
+  }
+} finally {
+  await big.destroy()
+  rmSync(work, { recursive: true, force: true })
+}
+
+// ---- the agent as one executable
+const seaDir = mkdtempSync(join(tmpdir(), 'vmctl-bench-sea-'))
+const seaPath = join(seaDir, 'vmctl-agent')
+const seaBuildMs = await timed(() => agentPackage.buildAgentExecutable(process.execPath, seaPath))
+const seaBytes = statSync(seaPath).size
+const seaStart = []
+const bundleStart = []
+for (let i = 0; i < 10; i++) {
+  seaStart.push(await agentStartup(seaPath, []))
+  bundleStart.push(await agentStartup(process.execPath, [agentPackage.agentBundlePath()]))
+}
+rmSync(seaDir, { recursive: true, force: true })
+
+async function timed(work) {
+  const started = performance.now()
+  await work()
+  return performance.now() - started
+}
+
+/** Spawn → the agent's "started" log line, with no port to serve (it just waits for one). */
+function agentStartup(file, args) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now()
+    const child = spawn(file, args, {
+      env: { ...process.env, vmctl_agent_port: 'bench-none' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    child.stderr.on('data', (chunk) => {
+      if (String(chunk).includes('started')) {
+        resolve(performance.now() - started)
+        child.kill('SIGKILL')
+      }
+    })
+    child.on('error', reject)
+  })
+}
+
+function rawConnect(path, service) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path, () => {
+      socket.write(`${service}\n`)
+      resolve(socket)
+    })
+    socket.on('error', reject)
+  })
+}
+
+async function rawSink(path, bytes) {
+  const socket = await rawConnect(path, 'raw-sink')
+  const block = Buffer.alloc(1024 * 1024)
+  let left = bytes
+  while (left > 0) {
+    const chunk = left >= block.length ? block : block.subarray(0, left)
+    left -= chunk.length
+    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r))
+  }
+  socket.end()
+  let answer = ''
+  for await (const chunk of socket) answer += chunk
+  if (Number(answer) !== bytes) throw new Error(`raw sink counted ${answer.trim()} of ${bytes} bytes`)
+}
+
+async function rawSource(path, bytes) {
+  const socket = await rawConnect(path, `raw-source ${bytes}`)
+  let received = 0
+  for await (const chunk of socket) received += chunk.length
+  if (received !== bytes) throw new Error(`raw source sent ${received} of ${bytes} bytes`)
+}
+
 const rows = [
   ['QEMU → init console line (floor)', samples.floor],
   ['VM.up() → agent ready', samples.up],
   ['vmctl run -- true (end to end)', samples.run],
 ]
+const mbps = (ms) => `${(TRANSFER_BYTES / 1e6 / (ms / 1000)).toFixed(1)} MB/s`
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`)
 const lines = [
   `| measure (${accel}, n=${ROUNDS} interleaved) | median | min | max |`,
@@ -147,7 +260,19 @@ const lines = [
     ([label, v]) => `| ${label} | ${fmt(median(v))} | ${fmt(Math.min(...v))} | ${fmt(Math.max(...v))} |`,
   ),
   `| exec(['true']) round trip, ${EXEC_CALLS} calls | ${fmt(median(execTimes))} | ${fmt(Math.min(...execTimes))} | p99 ${fmt(quantile(execTimes, 0.99))} |`,
+  `| 100 concurrent exec(['true']), 3 runs | ${median(concurrentRates).toFixed(1)} execs/s | ${Math.min(...concurrentRates).toFixed(1)} | ${Math.max(...concurrentRates).toFixed(1)} |`,
+  ...[
+    ['push', 'rawPush'],
+    ['pull', 'rawPull'],
+  ].flatMap(([agentKey, rawKey]) => [
+    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB via the agent (gRPC), 2 runs | ${mbps(median(transfers[agentKey]))} | ${mbps(Math.max(...transfers[agentKey]))} | ${mbps(Math.min(...transfers[agentKey]))} |`,
+    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB over a raw channel (floor), 2 runs | ${mbps(median(transfers[rawKey]))} | ${mbps(Math.max(...transfers[rawKey]))} | ${mbps(Math.min(...transfers[rawKey]))} |`,
+  ]),
+  `| agent executable (SEA) start-up, host, n=10 | ${fmt(median(seaStart))} | ${fmt(Math.min(...seaStart))} | ${fmt(Math.max(...seaStart))} |`,
+  `| node agent.cjs start-up, host, n=10 | ${fmt(median(bundleStart))} | ${fmt(Math.min(...bundleStart))} | ${fmt(Math.max(...bundleStart))} |`,
   '',
+  `agent executable: ${(seaBytes / 1e6).toFixed(1)} MB, built in ${fmt(seaBuildMs)}`,
+  `transfers against the floor: push ${(median(transfers.rawPush) / median(transfers.push)).toFixed(2)}, pull ${(median(transfers.rawPull) / median(transfers.pull)).toFixed(2)} of the raw channel's speed`,
   `ratios of medians: VM.up / floor = ${(median(samples.up) / median(samples.floor)).toFixed(2)}, ` +
     `vmctl run / VM.up = ${(median(samples.run) / median(samples.up)).toFixed(2)}`,
 ]
@@ -155,5 +280,22 @@ console.log(lines.join('\n'))
 mkdirSync(join(root, 'bench-results'), { recursive: true })
 writeFileSync(
   join(root, 'bench-results/latest.json'),
-  JSON.stringify({ date: new Date().toISOString(), accel, rounds: ROUNDS, samples, execTimes }, null, 2),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      accel,
+      rounds: ROUNDS,
+      samples,
+      execTimes,
+      concurrentRates,
+      transfers,
+      transferBytes: TRANSFER_BYTES,
+      seaBytes,
+      seaBuildMs,
+      seaStart,
+      bundleStart,
+    },
+    null,
+    2,
+  ),
 )

@@ -19,6 +19,7 @@ import { HealthStatus } from './guest/health-service.js'
 import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
+import { serveRawChannel } from './guest/raw-services.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 
 const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
@@ -52,7 +53,10 @@ server.addService(AgentService, agent)
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 
 const session = new MuxSession('guest')
-session.on('channel', (channel) => injector.injectConnection(channel))
+session.on('channel', (channel, service) => {
+  if (!service) injector.injectConnection(channel)
+  else if (!serveRawChannel(channel, service)) channel.destroy()
+})
 
 function trackRootReadiness(): void {
   if (!root.chrootPath) {
@@ -88,7 +92,7 @@ function connectPort(): void {
   }
   let port: ReturnType<typeof openVirtioPort>
   try {
-    port = openVirtioPort(path)
+    port = openVirtioPort(path, log)
   } catch (error) {
     log(`cannot open ${path}: ${(error as Error).message}`)
     setTimeout(connectPort, 200)

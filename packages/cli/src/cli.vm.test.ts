@@ -1,7 +1,10 @@
 import { execFile, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { release } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { runtimeDir } from '@vmctl/core'
 import { describe, expect, test } from 'vitest'
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url))
@@ -56,6 +59,19 @@ describe('vm: vmctl against real VMs', () => {
     expect(result.stdout.trim()).not.toBe(release())
     expect(result.stdout).toMatch(/^\d+\.\d+\S*\n$/)
     expect(result.stderr).toContain('to-stderr')
+  })
+
+  test('a client that connects while the VM is still booting waits for it instead of failing or hanging', async () => {
+    const name = `early-${process.pid}`
+    const up = vmctl(['up', '--name', name])
+    const started = Date.now()
+    while (!existsSync(join(runtimeDir(), 'vms', name, 'control.sock')) && Date.now() - started < 30_000) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const early = await vmctl(['exec', name, '--', 'echo', 'early bird'])
+    expect(early).toMatchObject({ code: 0, stdout: 'early bird\n' })
+    expect((await up).code).toBe(0)
+    expect((await vmctl(['down', name])).code).toBe(0)
   })
 
   test('vmctl up / exec / ps / down from separate processes', async () => {

@@ -80,3 +80,18 @@ export function decodeFrame(buf: Buffer): DecodeStep {
     rest: buf.subarray(FRAME_HEADER_BYTES + length),
   }
 }
+
+/** The header of a DATA frame at the front of `buf`, without waiting for its payload. */
+export function peekDataHeader(buf: Buffer): { channel: number; length: number } | undefined {
+  if (
+    buf.length < FRAME_HEADER_BYTES ||
+    buf[0] !== FRAME_MAGIC_0 ||
+    buf[1] !== FRAME_MAGIC_1 ||
+    buf[2] !== FrameType.Data
+  ) {
+    return undefined
+  }
+  const length = buf.readUInt32BE(7)
+  if (length > MAX_FRAME_PAYLOAD) return undefined
+  return { channel: buf.readUInt32BE(3), length }
+}

@@ -5,13 +5,18 @@ import type { MuxSession } from './mux-session.js'
 /**
  * Bytes a sender may have in flight on one channel before the receiver grants more. Big enough to
  * keep a virtio-serial port busy, small enough that a reader that stops reading (a slow consumer of
- * a 1 GiB pull) holds up only its own channel instead of filling memory.
+ * a 1 GiB pull) holds up only its own channel instead of filling memory. Measured under TCG, host
+ * to guest over a raw channel: 1 MiB gave 3.1 MB/s, 8 MiB 7.5 MB/s (the guest reads a
+ * virtio-serial port 4 KB at a time, so credit comes back slowly).
  */
-export const CHANNEL_WINDOW_BYTES = 1024 * 1024
+export const CHANNEL_WINDOW_BYTES = 4 * 1024 * 1024
+const CREDIT_BATCH_BYTES = CHANNEL_WINDOW_BYTES / 4
 
 /** One multiplexed byte stream. Flow control is per channel, by credit (WINDOW frames). */
 export class MuxChannel extends Duplex {
   readonly id: number
+  /** What the channel carries: "" for gRPC, or a raw service (see raw-services.ts). */
+  readonly service: string
   private readonly session: MuxSession
   private credit = CHANNEL_WINDOW_BYTES
   private unacknowledged = 0
@@ -20,10 +25,11 @@ export class MuxChannel extends Duplex {
   private creditWaiter: (() => void) | undefined
   private openWaiter: (() => void) | undefined
 
-  constructor(session: MuxSession, id: number) {
+  constructor(session: MuxSession, id: number, service = '') {
     super({ allowHalfOpen: true })
     this.session = session
     this.id = id
+    this.service = service
     // The guest side is created by the peer's OPEN; the host side once OPEN is sent.
     this.isOpen = session.role === 'guest'
   }
@@ -39,7 +45,9 @@ export class MuxChannel extends Duplex {
   /** @internal */
   receive(data: Buffer): void {
     this.unacknowledged += data.length
-    if (this.push(data)) this.grantCredit()
+    // Credit goes back in batches (a WINDOW frame per 4 KB piece would double the frame count),
+    // and only while the reader keeps up; _read() returns the rest when it asks for more.
+    if (this.push(data) && this.unacknowledged >= CREDIT_BATCH_BYTES) this.grantCredit()
   }
 
   /** @internal */

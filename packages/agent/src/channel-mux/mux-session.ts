@@ -6,8 +6,10 @@ import {
   encodeFrame,
   encodeFrameHeader,
   encodeWindow,
+  FRAME_HEADER_BYTES,
   type Frame,
   FrameType,
+  peekDataHeader,
 } from './frame-codec.js'
 import {
   encodeHandshakeLine,
@@ -29,8 +31,8 @@ export interface MuxSessionEvents {
   ready: []
   /** The session was lost (peer restarted, transport replaced); open channels were destroyed. */
   reset: [reason: string]
-  /** guest only: the host opened a channel. */
-  channel: [channel: Duplex]
+  /** guest only: the host opened a channel; `service` is "" for gRPC, or a raw service name. */
+  channel: [channel: Duplex, service: string]
 }
 
 /**
@@ -45,6 +47,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   private state: SessionState = 'detached'
   private mode: 'lines' | 'frames' = 'lines'
   private inbound: Buffer = Buffer.alloc(0)
+  /** Bytes of the current DATA frame's payload still to come, and the channel they belong to. */
+  private dataRemaining = 0
+  private dataChannel: MuxChannel | undefined
   private nonce = ''
   private timer: NodeJS.Timeout | undefined
   private readonly channels = new Map<number, MuxChannel>()
@@ -73,6 +78,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.detach('transport replaced')
     this.transport = transport
     this.inbound = Buffer.alloc(0)
+    this.dataRemaining = 0
     this.mode = 'lines'
     transport.on('data', this.onData)
     transport.on('drain', this.onDrain)
@@ -111,11 +117,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   }
 
   /** Host side: a new channel. Usable at once; its bytes flow when the session is ready. */
-  openChannel(): MuxChannel {
+  openChannel(service = ''): MuxChannel {
     if (this.role !== 'host') throw new Error('only the host opens channels')
     const id = this.nextChannelId
     this.nextChannelId = (this.nextChannelId + 2) >>> 0 || 1
-    const channel = new MuxChannel(this, id)
+    const channel = new MuxChannel(this, id, service)
     this.channels.set(id, channel)
     if (this.state === 'ready') this.sendOpen(channel)
     else this.unopened.add(channel)
@@ -167,13 +173,32 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   }
 
   private readonly onData = (chunk: Buffer) => {
+    // Only a few leftover bytes (a partial header or control frame) are ever joined to new data.
     this.inbound = this.inbound.length === 0 ? chunk : Buffer.concat([this.inbound, chunk])
     this.pump()
   }
 
   private pump(): void {
     while (this.inbound.length > 0) {
+      if (this.mode === 'frames' && this.dataRemaining > 0) {
+        // Payload of a DATA frame goes straight to its channel, piece by piece as it arrives:
+        // virtio-serial reads return at most 4 KB, and reassembling 64 KB frames from them cost
+        // eight copies per byte in a guest where every copy is emulated.
+        const take = Math.min(this.dataRemaining, this.inbound.length)
+        const piece = this.inbound.subarray(0, take)
+        this.inbound = this.inbound.subarray(take)
+        this.dataRemaining -= take
+        this.dataChannel?.receive(piece)
+        continue
+      }
       if (this.mode === 'frames') {
+        const header = peekDataHeader(this.inbound)
+        if (header) {
+          this.inbound = this.inbound.subarray(FRAME_HEADER_BYTES)
+          this.dataRemaining = header.length
+          this.dataChannel = this.channels.get(header.channel)
+          continue
+        }
         const step = decodeFrame(this.inbound)
         if (step.kind === 'incomplete') return
         if (step.kind === 'lost-sync') {
@@ -198,6 +223,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
 
   private lostSync(reason: string): void {
     this.mode = 'lines'
+    this.dataRemaining = 0
     if (this.state !== 'ready' && this.state !== 'go-sent') return
     this.resetChannels(reason)
     if (this.role === 'host') this.startSync()
@@ -244,9 +270,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     switch (frame.type) {
       case FrameType.Open: {
         if (this.role !== 'guest' || existing) return
-        const channel = new MuxChannel(this, frame.channel)
+        const service = frame.payload.toString('utf8')
+        const channel = new MuxChannel(this, frame.channel, service)
         this.channels.set(frame.channel, channel)
-        this.emit('channel', channel)
+        this.emit('channel', channel, service)
         return
       }
       case FrameType.Data:
@@ -265,7 +292,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   }
 
   private sendOpen(channel: MuxChannel): void {
-    this.transport?.write(encodeFrame(FrameType.Open, channel.id))
+    this.transport?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
     channel.opened()
   }
 

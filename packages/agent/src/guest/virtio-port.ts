@@ -34,7 +34,7 @@ export function findVirtioPort(name: string): string | undefined {
  * port under TCG (shared/MEASURED.md section 5). So we open the fd ourselves and wrap it in a libuv
  * pipe handle, falling back to fs streams if this Node ever drops the binding.
  */
-export function openVirtioPort(path: string): Duplex {
+export function openVirtioPort(path: string, log: (message: string) => void = () => {}): Duplex {
   const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK)
   try {
     // biome-ignore lint/suspicious/noExplicitAny: process.binding is untyped and deprecated
@@ -43,7 +43,8 @@ export function openVirtioPort(path: string): Duplex {
     const status = handle.open(fd)
     if (typeof status === 'number' && status < 0) throw new Error(`pipe open failed: ${status}`)
     return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts)
-  } catch {
+  } catch (error) {
+    log(`pipe handle unavailable (${(error as Error).message}); using fs streams, which are slower`)
     const readable = createReadStream('', { fd, autoClose: false, highWaterMark: 64 * 1024 })
     const writable = createWriteStream('', { fd, autoClose: false })
     return Duplex.from({ readable, writable })

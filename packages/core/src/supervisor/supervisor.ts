@@ -71,6 +71,7 @@ export class Supervisor {
   private bootMs: number | undefined
   private stopping: Promise<void> | undefined
   private agentServer: net.Server | undefined
+  private rawServer: net.Server | undefined
   private controlServer: net.Server | undefined
   private qemuExited: Promise<void> = Promise.resolve()
   private lastExit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null }
@@ -92,6 +93,7 @@ export class Supervisor {
     this.writeStatus()
     this.controlServer = await listen(this.dir.controlSocket, (socket) => this.onControlClient(socket))
     this.agentServer = await listen(this.dir.agentSocket, (socket) => this.onAgentClient(socket))
+    this.rawServer = await listen(this.dir.rawSocket, (socket) => this.onRawClient(socket))
     if (!this.spec.persistent) {
       setTimeout(() => {
         if (!this.everLeased) void this.shutdown('no process attached to the VM after it was started')
@@ -350,12 +352,30 @@ export class Supervisor {
     }
   }
 
-  private onAgentClient(socket: net.Socket): void {
+  /** A raw byte channel: the first line names the agent's raw service (see raw-services.ts). */
+  private onRawClient(socket: net.Socket): void {
+    let head = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      const newline = head.indexOf(0x0a)
+      if (newline < 0) return
+      socket.off('data', onData)
+      socket.pause()
+      const rest = head.subarray(newline + 1)
+      if (rest.length > 0) socket.unshift(rest)
+      this.onAgentClient(socket, head.subarray(0, newline).toString('utf8'))
+      socket.resume()
+    }
+    socket.on('data', onData)
+    socket.on('error', () => {})
+  }
+
+  private onAgentClient(socket: net.Socket, service = ''): void {
     if (this.state === 'stopping' || this.state === 'exited') {
       socket.destroy()
       return
     }
-    const channel = this.mux.openChannel()
+    const channel = this.mux.openChannel(service)
     socket.pipe(channel)
     channel.pipe(socket)
     socket.on('error', () => channel.destroy())
@@ -483,6 +503,7 @@ export class Supervisor {
       }
       this.state = 'exited'
       this.agentServer?.close()
+      this.rawServer?.close()
       this.console.close()
       this.dir.remove()
       beforeClose?.()
@@ -498,7 +519,8 @@ export class Supervisor {
 function listen(path: string, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
   rmSync(path, { force: true })
   return new Promise((resolve, reject) => {
-    const server = net.createServer(onConnection)
+    // Half-open: a client that ends its side (a raw sink) still gets the answer.
+    const server = net.createServer({ allowHalfOpen: true }, onConnection)
     server.once('error', reject)
     server.listen(path, () => resolve(server))
   })

@@ -22,6 +22,10 @@ export class VmDirectory {
   get agentSocket(): string {
     return join(this.path, 'agent.sock')
   }
+  /** Raw byte channels to the agent, for measuring the transport (first line: the service). */
+  get rawSocket(): string {
+    return join(this.path, 'raw.sock')
+  }
   /** QEMU's end of the virtio-serial port. */
   get portSocket(): string {
     return join(this.path, 'port.sock')
