@@ -10,6 +10,7 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
   const result = await vm.exec(command, {
     env: envFrom(values),
     cwd: (values.cwd as string | undefined) ?? process.cwd(),
+    user: values.user as string | undefined,
     timeoutMs: values.timeout !== undefined ? seconds('--timeout', values.timeout as string) : undefined,
     input,
     stdout: process.stdout,

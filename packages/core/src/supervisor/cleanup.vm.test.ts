@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { listVms, VM, VmExitedError } from '../index.js'
+import { listVms, runtimeDir, VM, VmExitedError } from '../index.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const CREATOR = fileURLToPath(new URL('../../test/fixtures/creator.mjs', import.meta.url))
@@ -27,10 +29,12 @@ function startCreator(args: string[], script = CREATOR): { child: ChildProcess; 
 }
 
 async function expectGone(name: string): Promise<number> {
+  const log = join(runtimeDir(), 'vms', name, 'supervisor.log')
   return eventually(
     () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
     5_000,
-    `VM ${name} torn down`,
+    () =>
+      `VM ${name} torn down (QEMU pids: ${qemuPidsOf(name).join(',') || 'none'}; supervisor log:\n${existsSync(log) ? readFileSync(log, 'utf8') : 'gone'})`,
   )
 }
 

@@ -91,9 +91,10 @@ export class Supervisor {
       process.on(signal, () => void this.shutdown(`supervisor received ${signal}`))
     }
     this.writeStatus()
-    this.controlServer = await listen(this.dir.controlSocket, (socket) => this.onControlClient(socket))
-    this.agentServer = await listen(this.dir.agentSocket, (socket) => this.onAgentClient(socket))
-    this.rawServer = await listen(this.dir.rawSocket, (socket) => this.onRawClient(socket))
+    this.controlServer = await listen(this.dir.controlSocket, false, (socket) => this.onControlClient(socket))
+    // Half-open for byte channels: a client that ends its side (a raw sink) still gets the answer.
+    this.agentServer = await listen(this.dir.agentSocket, true, (socket) => this.onAgentClient(socket))
+    this.rawServer = await listen(this.dir.rawSocket, true, (socket) => this.onRawClient(socket))
     if (!this.spec.persistent) {
       setTimeout(() => {
         if (!this.everLeased) void this.shutdown('no process attached to the VM after it was started')
@@ -393,6 +394,8 @@ export class Supervisor {
       for (const message of decoder.push(chunk)) void this.onControlRequest(client, message as ControlRequest)
     })
     socket.on('error', () => {})
+    // A lease ends when its holder's socket does, for whatever reason: that is what reaps the VMs
+    // of crashed test runners. (Not half-open: the end of their side is the end of the lease.)
     socket.on('close', () => {
       this.clients.delete(client)
       if (!client.lease) return
@@ -516,11 +519,14 @@ export class Supervisor {
   }
 }
 
-function listen(path: string, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+function listen(
+  path: string,
+  allowHalfOpen: boolean,
+  onConnection: (socket: net.Socket) => void,
+): Promise<net.Server> {
   rmSync(path, { force: true })
   return new Promise((resolve, reject) => {
-    // Half-open: a client that ends its side (a raw sink) still gets the answer.
-    const server = net.createServer({ allowHalfOpen: true }, onConnection)
+    const server = net.createServer({ allowHalfOpen }, onConnection)
     server.once('error', reject)
     server.listen(path, () => resolve(server))
   })

@@ -20,10 +20,15 @@ export function vmDirectoryExists(name: string): boolean {
 }
 
 /** Polls until `predicate` holds; returns how long it took, or throws after `timeoutMs`. */
-export async function eventually(predicate: () => boolean, timeoutMs: number, what: string): Promise<number> {
+export async function eventually(
+  predicate: () => boolean,
+  timeoutMs: number,
+  what: string | (() => string),
+): Promise<number> {
   const started = Date.now()
   while (!predicate()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${what}`)
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`not within ${timeoutMs} ms: ${typeof what === 'string' ? what : what()}`)
     await new Promise((r) => setTimeout(r, 50))
   }
   return Date.now() - started
