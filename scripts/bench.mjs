@@ -11,7 +11,7 @@
 // bytes over a raw multiplexer channel without gRPC (the floor), all on one VM; and the agent as
 // one executable: its size and start-up time against `node agent.cjs`.
 //
-// Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024). Results also go to
+// Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024), TRANSFER_RUNS=n (default 2). Results also go to
 // bench-results/latest.json.
 import { spawn } from 'node:child_process'
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -35,6 +35,7 @@ const agentPackage = await import(join(root, 'packages/agent/dist/index.js'))
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
 const TRANSFER_BYTES = Number(process.env.TRANSFER_MB ?? 1024) * 1024 * 1024
+const TRANSFER_RUNS = Number(process.env.TRANSFER_RUNS ?? 2)
 const EXEC_CALLS = 200
 const cli = join(root, 'packages/cli/dist/main.js')
 
@@ -159,7 +160,7 @@ try {
   const fd = openSync(source, 'w')
   closeSync(fd)
   ;(await import('node:fs')).truncateSync(source, TRANSFER_BYTES)
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; i < TRANSFER_RUNS; i++) {
     transfers.rawPush.push(await timed(() => rawSink(raw, TRANSFER_BYTES)))
     transfers.rawPull.push(await timed(() => rawSource(raw, TRANSFER_BYTES)))
     transfers.push.push(await timed(() => big.push(source, '/root/big.bin')))
@@ -265,8 +266,8 @@ const lines = [
     ['push', 'rawPush'],
     ['pull', 'rawPull'],
   ].flatMap(([agentKey, rawKey]) => [
-    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB via the agent (gRPC), 2 runs | ${mbps(median(transfers[agentKey]))} | ${mbps(Math.max(...transfers[agentKey]))} | ${mbps(Math.min(...transfers[agentKey]))} |`,
-    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB over a raw channel (floor), 2 runs | ${mbps(median(transfers[rawKey]))} | ${mbps(Math.max(...transfers[rawKey]))} | ${mbps(Math.min(...transfers[rawKey]))} |`,
+    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB via the agent (gRPC), ${TRANSFER_RUNS} run(s) | ${mbps(median(transfers[agentKey]))} | ${mbps(Math.max(...transfers[agentKey]))} | ${mbps(Math.min(...transfers[agentKey]))} |`,
+    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB over a raw channel (floor), ${TRANSFER_RUNS} run(s) | ${mbps(median(transfers[rawKey]))} | ${mbps(Math.max(...transfers[rawKey]))} | ${mbps(Math.min(...transfers[rawKey]))} |`,
   ]),
   `| agent executable (SEA) start-up, host, n=10 | ${fmt(median(seaStart))} | ${fmt(Math.min(...seaStart))} | ${fmt(Math.max(...seaStart))} |`,
   `| node agent.cjs start-up, host, n=10 | ${fmt(median(bundleStart))} | ${fmt(Math.min(...bundleStart))} | ${fmt(Math.max(...bundleStart))} |`,
