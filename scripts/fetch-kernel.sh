@@ -12,7 +12,7 @@
 # docs/boot-recipe.md).
 set -euo pipefail
 
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/vmctl"
+cache="${VMCTL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vmctl}"
 kernels="$cache/kernels"
 mkdir -p "$kernels"
 
@@ -26,15 +26,23 @@ need apt-get apt; need dpkg-deb dpkg; need xz xz-utils; need depmod kmod
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-chmod 0755 "$work" && mkdir -m 0777 "$work/dl" && cd "$work/dl"
+cd "$work"
+# As root, apt downloads as its sandbox user _apt, which cannot write our private directory.
+sandbox=()
+[ "$(id -u)" -eq 0 ] && sandbox=(-o APT::Sandbox::User=root)
 
 # The metapackage names the current versioned kernel package in its Depends.
-apt-get download linux-image-amd64 >/dev/null
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  echo "vmctl setup: this system's apt has no linux-image-amd64 (Debian's kernel package; Ubuntu has none)." >&2
+  echo "  Point vmctl at a kernel instead: VMCTL_KERNEL=/boot/vmlinuz-\$(uname -r) (make it readable), or a kernel directory." >&2
+  exit 1
+fi
+apt-get "${sandbox[@]}" download linux-image-amd64 >/dev/null
 meta=$(ls linux-image-amd64_*.deb)
 versioned=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
 [ -n "$versioned" ] || { echo "vmctl setup: cannot read the kernel package from $meta" >&2; exit 1; }
 echo "vmctl: downloading $versioned"
-apt-get download "$versioned" >/dev/null
+apt-get "${sandbox[@]}" download "$versioned" >/dev/null
 deb=$(ls "$versioned"_*.deb)
 release=${versioned#linux-image-}
 

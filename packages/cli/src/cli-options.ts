@@ -52,6 +52,12 @@ export const EXEC_OPTIONS: Record<string, OptionSpec> = {
     value: 'DIR',
     help: 'working directory in the guest (default: the current directory)',
   },
+  user: {
+    type: 'string',
+    short: 'u',
+    value: 'USER',
+    help: 'run as this guest user (name, uid or name:group)',
+  },
   timeout: { type: 'string', value: 'SECONDS', help: 'kill the command after this long' },
 }
 

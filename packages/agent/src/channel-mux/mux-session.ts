@@ -77,6 +77,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   attach(transport: Duplex): void {
     this.detach('transport replaced')
     this.transport = transport
+    this.transportBlocked = false
     this.inbound = Buffer.alloc(0)
     this.dataRemaining = 0
     this.mode = 'lines'

@@ -7,6 +7,9 @@ import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
 
+/** After a process exits, how long its pipes may stay open (held by a background child). */
+const PIPE_GRACE_MS = 250
+
 const BASE_ENV: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   HOME: '/root',
@@ -65,6 +68,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   let timedOut = false
   let timer: NodeJS.Timeout | undefined
   let stdinWanted = false
+  let lastOutputAt = 0
+  let pausedStreams = 0
 
   const send = (response: ExecResponse) => (finished ? true : call.write(response))
   const fail = (code: status, details: string) => {
@@ -108,6 +113,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         [proc.stderr, 'stderr'],
       ] as const) {
         stream?.on('data', (chunk: Buffer) => {
+          lastOutputAt = performance.now()
           const ok = send({
             kind: tag === 'stdout' ? { $case: 'stdout', value: chunk } : { $case: 'stderr', value: chunk },
           })
@@ -115,7 +121,11 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
             // The host reads slower than the process writes: stop reading its pipe until the
             // call drains, so the process blocks instead of the agent buffering without bound.
             stream.pause()
-            call.once('drain', () => stream.resume())
+            pausedStreams++
+            call.once('drain', () => {
+              pausedStreams--
+              stream.resume()
+            })
           }
         })
       }
@@ -127,13 +137,32 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         const code = error.code === 'ENOENT' ? 127 : 126
         finish({ exitCode: code, signal: '', durationMs: performance.now() - startedAt, timedOut: false })
       })
-      proc.on('close', (code, signal) => {
+      // The exit status goes out when the output is drained. A background child that inherited
+      // stdout ("server &") would hold the pipes open forever: after exit, give the pipes a moment,
+      // then stop reading them.
+      let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined
+      const report = () =>
         finish({
-          exitCode: code ?? -1,
-          signal: signal ?? '',
+          exitCode: exited?.code ?? -1,
+          signal: exited?.signal ?? '',
           durationMs: performance.now() - startedAt,
           timedOut,
         })
+      proc.on('exit', (code, signal) => {
+        exited = { code, signal }
+        // Cut the pipes only once they have been quiet for a while and we are not the ones
+        // holding the output back (backpressure from a slow host reader).
+        const idle = setInterval(() => {
+          if (finished) return clearInterval(idle)
+          if (pausedStreams > 0 || performance.now() - lastOutputAt < PIPE_GRACE_MS) return
+          clearInterval(idle)
+          proc.stdout?.destroy()
+          proc.stderr?.destroy()
+          report()
+        }, 50)
+      })
+      proc.on('close', () => {
+        if (exited) report()
       })
       if (start.timeoutMs > 0) {
         timer = setTimeout(() => {
@@ -143,10 +172,9 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       }
     } else if (kind.$case === 'stdin') {
       if (stdinWanted && child?.stdin && !child.stdin.destroyed) {
-        if (!child.stdin.write(kind.value)) {
-          call.pause()
-          child.stdin.once('drain', () => call.resume())
-        }
+        // Not call.pause(): that would also hold back a signal for a process that stopped
+        // reading stdin. HTTP/2 flow control bounds what can pile up here.
+        child.stdin.write(kind.value)
       }
     } else if (kind.$case === 'stdinEnd') {
       child?.stdin?.end()

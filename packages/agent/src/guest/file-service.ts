@@ -161,7 +161,12 @@ function openFileSink(header: FileHeader, root: GuestRoot) {
   const sink = createWriteStream(temp, { mode: 0o600, highWaterMark: 1024 * 1024 })
   const finish = () =>
     new Promise<void>((resolve, reject) => {
-      sink.end(() => {
+      sink.end((error?: Error | null) => {
+        if (error) {
+          rmSync(temp, { force: true })
+          reject(error)
+          return
+        }
         try {
           chmodSync(temp, header.mode || 0o644)
           if (owner) chownSync(temp, owner.uid, owner.gid)

@@ -1,4 +1,4 @@
-import { listVms, VM } from '@vmctl/core'
+import { destroyVm, listVms } from '@vmctl/core'
 import { HELP_OPTION, helpLines, type OptionSpec } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
@@ -24,10 +24,16 @@ export async function downCommand(args: string[]): Promise<number> {
   const names = values.all ? listVms().map((vm) => vm.directory.name) : positionals
   if (names.length === 0 && !values.all)
     throw new UsageError('vmctl down: which VM? usage: vmctl down NAME (see vmctl ps)')
+  let failures = 0
   for (const name of names) {
-    const vm = await VM.attach(name)
-    await vm.destroy()
-    console.log(`${name} destroyed`)
+    try {
+      await destroyVm(name)
+      console.log(`${name} destroyed`)
+    } catch (error) {
+      if (!values.all && names.length === 1) throw error
+      failures++
+      process.stderr.write(`vmctl down: ${name}: ${(error as Error).message}\n`)
+    }
   }
-  return 0
+  return failures > 0 ? 1 : 0
 }

@@ -6,7 +6,12 @@ type Values = Record<string, string | boolean | string[] | undefined>
 
 /** Runs `command` with live output and returns the exit code vmctl should exit with. */
 export async function execAndReport(vm: VM, command: string | string[], values: Values): Promise<number> {
+  // Piped stdin goes to the guest command (`cat file | vmctl exec vm -- wc -l`); a terminal does not.
   const input = process.stdin.isTTY ? undefined : process.stdin
+  // `vmctl run -- yes | head -1`: a closed stdout ends the command quietly, not with a stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(141)
+  })
   const result = await vm.exec(command, {
     env: envFrom(values),
     cwd: (values.cwd as string | undefined) ?? process.cwd(),
@@ -18,6 +23,8 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
     buffer: false,
     reject: false,
   })
+  // The command is done: stop reading our stdin, or a stdin that never ends would keep vmctl alive.
+  input?.destroy()
   if (result.timedOut) {
     process.stderr.write(
       `vmctl: command timed out after ${Math.round(result.durationMs / 1000)} s and was killed\n`,

@@ -39,6 +39,8 @@ export async function runCommand(args: string[]): Promise<number> {
     if (interrupted) return 130
     return await execAndReport(vm, guestCommand(command), values)
   } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     await vm?.destroy()
   }
 }

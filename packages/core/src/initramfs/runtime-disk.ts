@@ -69,7 +69,12 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   } catch (error) {
     rmSync(partial, { force: true })
     const message = (error as { stderr?: string }).stderr || (error as Error).message
-    throw new Error(`cannot build the agent runtime disk with mkfs.ext4 (package e2fsprogs): ${message}`)
+    throw new Error(
+      `cannot build the agent runtime disk (the agent executable, then mkfs.ext4 from e2fsprogs): ${message}`,
+      {
+        cause: error,
+      },
+    )
   } finally {
     rmSync(staging, { recursive: true, force: true })
   }

@@ -16,7 +16,12 @@ if (!path) {
 const spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
 const dir = new VmDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
 process.title = `vmctl-supervisor ${spec.name}`
+const supervisor = new Supervisor(dir, spec)
+// A supervisor in an unknown state must not keep a VM alive: stop it and go.
 process.on('uncaughtException', (error) => {
   process.stderr.write(`vmctl supervisor: uncaught ${error.stack ?? error}\n`)
+  const exit = () => process.exit(1)
+  supervisor.shutdown(`supervisor error: ${error.message}`).then(exit, exit)
+  setTimeout(exit, 5_000).unref()
 })
-void new Supervisor(dir, spec).run()
+void supervisor.run()

@@ -222,7 +222,9 @@ export class Supervisor {
       if (this.qemu === child) this.onQemuExit(code, signal)
     })
     child.once('error', (error) => {
-      this.qemuStderr += `\n${error.message}`
+      // QEMU could not be started at all: no 'exit' follows, so act as if it exited.
+      this.qemuStderr += `\ncannot start ${this.spec.qemuBinary}: ${error.message}`
+      if (child.exitCode === null && child.signalCode === null) child.emit('exit', 127, null)
     })
     if (probeMs === undefined) return Promise.resolve('alive')
     return new Promise((resolve) => {

@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
@@ -53,9 +62,9 @@ export class VmDirectory {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const status = this.readStatus()
-      if (status && isAlive(status.pid)) {
+      if ((status && isAlive(status.pid)) || (!status && !isStale(this))) {
         throw new InvalidOptionsError(
-          `a VM named ${JSON.stringify(this.name)} is already running (pid ${status.pid}); pick another name or run: vmctl down ${this.name}`,
+          `a VM named ${JSON.stringify(this.name)} is already running or starting; pick another name or run: vmctl down ${this.name}`,
         )
       }
       this.remove()
@@ -130,7 +139,10 @@ export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
       listed.push({ directory, status })
       continue
     }
-    if (status || isStale(directory)) directory.remove()
+    if (status || isStale(directory)) {
+      // Only directories that are recognisably vmctl's are removed.
+      if (existsSync(directory.launchFile) || existsSync(directory.statusFile)) directory.remove()
+    }
   }
   return listed.sort((a, b) => (a.status?.createdAt ?? '').localeCompare(b.status?.createdAt ?? ''))
 }
@@ -145,6 +157,11 @@ function isStale(directory: VmDirectory): boolean {
     const age = Date.now() - Date.parse(launch.createdAt ?? '')
     return !isAlive(launch.creatorPid) || age > 60_000
   } catch {
-    return true
+    // No launch.json yet: a creator may be between mkdir and writing it; give it a minute.
+    try {
+      return Date.now() - statSync(directory.path).mtimeMs > 60_000
+    } catch {
+      return true
+    }
   }
 }

@@ -83,6 +83,7 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     env: { ...env, VMCTL_RUNTIME_DIR: undefined },
   })
   closeSync(logFd)
+  supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   supervisor.unref()
   log('%s: supervisor pid %d', name, supervisor.pid)
 
@@ -99,7 +100,9 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     throw bootError(name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
   } catch (error) {
     control?.close()
-    if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')
+    try {
+      if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')
+    } catch {}
     await waitUntil(() => !existsSync(directory.path) || !isAlive(supervisor.pid), 5_000)
     if (!isAlive(supervisor.pid)) directory.remove()
     throw error

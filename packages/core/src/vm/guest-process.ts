@@ -28,6 +28,7 @@ export class GuestProcess {
   private readonly outcome: Promise<ProcessOutcome>
   private settle: { resolve: (o: ProcessOutcome) => void; reject: (e: Error) => void } | undefined
   private readonly started: Promise<number>
+  private onStartFailed: (error: Error) => void = () => {}
 
   /** @internal */
   constructor(
@@ -39,9 +40,11 @@ export class GuestProcess {
   ) {
     this.call = agent.exec(new Metadata(), deadline ? { deadline } : {})
     let onStarted: (pid: number) => void = () => {}
-    this.started = new Promise((resolve) => {
+    this.started = new Promise((resolve, reject) => {
       onStarted = resolve
+      this.onStartFailed = reject
     })
+    this.started.catch(() => {})
     this.outcome = new Promise((resolve, reject) => {
       this.settle = { resolve, reject }
     })
@@ -83,6 +86,7 @@ export class GuestProcess {
           callback()
         },
       })
+      this.stdin.on('error', () => {}) // writes after the process ended are dropped
     }
     // The request side stays open until the process exits: signals travel on it.
   }
@@ -110,7 +114,7 @@ export class GuestProcess {
         ? split(Buffer.from(input))
         : (input as AsyncIterable<Buffer | string>)
     for await (const chunk of chunks) {
-      if (!this.settle) return
+      if (!this.settle || stdin.destroyed) return
       if (!stdin.write(chunk)) await new Promise<void>((resolve) => stdin.once('drain', resolve))
     }
     stdin.end()
@@ -122,6 +126,8 @@ export class GuestProcess {
     if (!settle) return
     this.settle = undefined
     this.call.cancel()
+    this.onStartFailed(error)
+    this.stdin?.destroy()
     ;(this.stdout as PassThrough).end()
     ;(this.stderr as PassThrough).end()
     settle.reject(error)
@@ -132,6 +138,8 @@ export class GuestProcess {
     if (!settle) return
     this.settle = undefined
     this.call.end()
+    this.onStartFailed(new Error('the process ended before it started'))
+    this.stdin?.destroy()
     ;(this.stdout as PassThrough).end()
     ;(this.stderr as PassThrough).end()
     settle.resolve(outcome)

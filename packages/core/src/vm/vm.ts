@@ -74,6 +74,15 @@ export interface VmProcess {
 const DEATH_NOTICE_MS = 1_500
 const TRANSFER_TIMEOUT_MS = 10 * 60_000
 const CALL_TIMEOUT_MS = 30_000
+const DESTROY_TIMEOUT_MS = 15_000
+
+function forceRemove(directory: VmDirectory): void {
+  const pid = directory.readStatus()?.pid
+  try {
+    if (pid) process.kill(pid, 'SIGKILL')
+  } catch {}
+  directory.remove()
+}
 
 let warnedAboutTcg = false
 
@@ -218,14 +227,17 @@ export class VM implements AsyncDisposable {
     const keep = options.buffer !== false
     const stdout: Buffer[] = []
     const stderr: Buffer[] = []
-    process.stdout.on('data', (chunk: Buffer) => {
-      if (keep) stdout.push(chunk)
-      options.stdout?.write(chunk)
-    })
-    process.stderr.on('data', (chunk: Buffer) => {
-      if (keep) stderr.push(chunk)
-      options.stderr?.write(chunk)
-    })
+    const relay = (source: Readable, chunks: Buffer[], target: Writable | undefined) =>
+      source.on('data', (chunk: Buffer) => {
+        if (keep) chunks.push(chunk)
+        // A slow target pauses the stream, and so the call and the process in the guest.
+        if (target && !target.write(chunk)) {
+          source.pause()
+          target.once('drain', () => source.resume())
+        }
+      })
+    relay(process.stdout, stdout, options.stdout)
+    relay(process.stderr, stderr, options.stderr)
     if (options.input !== undefined) process.feed(options.input).catch((error: Error) => process.fail(error))
     const outcome = await process.wait()
     const decode = (chunks: Buffer[]) =>
@@ -419,26 +431,26 @@ export class VM implements AsyncDisposable {
   /** Powers the guest off (or reboots it, which under vmctl also ends the VM) and cleans up. */
   async shutdown(options: { reboot?: boolean } = {}): Promise<void> {
     this.assertUsable()
-    const exited = new Promise<void>((resolve) => {
-      const check = () => (this.exitError ? resolve() : setTimeout(check, 50))
-      check()
-    })
-    await this.callAgent(
-      'shutdown',
-      () =>
-        new Promise<void>((resolve, reject) => {
-          this.agent.shutdown(
-            { reboot: !!options.reboot },
-            new Metadata(),
-            { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) },
-            (error) => (error ? reject(error) : resolve()),
-          )
-        }),
-    ).catch((error: unknown) => {
+    try {
+      await this.callAgent(
+        'shutdown',
+        () =>
+          new Promise<void>((resolve, reject) => {
+            this.agent.shutdown(
+              { reboot: !!options.reboot },
+              new Metadata(),
+              { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) },
+              (error) => (error ? reject(error) : resolve()),
+            )
+          }),
+      )
+    } catch (error) {
       // The guest may be gone before its answer arrives: that is the point.
       if (!(error instanceof VmExitedError)) throw error
-    })
-    await Promise.race([exited, new Promise((r) => setTimeout(r, CALL_TIMEOUT_MS))])
+    }
+    // Wait (bounded) for the supervisor to see QEMU exit, then clean up either way.
+    const deadline = Date.now() + CALL_TIMEOUT_MS
+    while (!this.exitError && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     await this.destroy()
   }
 
@@ -515,7 +527,14 @@ export class VM implements AsyncDisposable {
         for (const process of [...this.running])
           process.fail(new VmExitedError(this.name, 'it was destroyed', ''))
         this.agent.close()
-        if (!this.control.isClosed) await this.control.request({ op: 'destroy' })
+        if (!this.control.isClosed) {
+          const answered = await Promise.race([
+            this.control.request({ op: 'destroy' }).then(() => true),
+            new Promise<false>((r) => setTimeout(() => r(false), DESTROY_TIMEOUT_MS).unref()),
+          ])
+          // A supervisor that does not answer is killed; its QEMU dies with it (PDEATHSIG).
+          if (!answered) forceRemove(this.directory)
+        }
         this.control.close()
       })()
     }

@@ -129,6 +129,14 @@ describe('vm: exec in a real VM', () => {
     expect(() => vm.forwardedPort(9999)).toThrow(/not forwarded/)
   })
 
+  test('a command that leaves a background child holding stdout still returns', async () => {
+    const started = Date.now()
+    const result = await vm.exec('sleep 300 & echo started')
+    expect(result.stdout).toBe('started\n')
+    expect(Date.now() - started).toBeLessThan(15_000)
+    await vm.exec('pkill -f "sleep 300"', { reject: false })
+  })
+
   test('100 concurrent execs all get their own output', async () => {
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => vm.exec(['echo', `n${i}`])))
     for (const [i, result] of results.entries()) expect(result.stdout).toBe(`n${i}\n`)
