@@ -8,7 +8,7 @@ import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
 
 /** After a process exits, how long its pipes may stay open (held by a background child). */
-const PIPE_GRACE_MS = 250
+const PIPE_GRACE_MS = 500
 
 const BASE_ENV: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -150,11 +150,13 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         })
       proc.on('exit', (code, signal) => {
         exited = { code, signal }
+        const exitedAt = performance.now()
         // Cut the pipes only once they have been quiet for a while and we are not the ones
         // holding the output back (backpressure from a slow host reader).
         const idle = setInterval(() => {
           if (finished) return clearInterval(idle)
-          if (pausedStreams > 0 || performance.now() - lastOutputAt < PIPE_GRACE_MS) return
+          if (pausedStreams > 0 || performance.now() - Math.max(lastOutputAt, exitedAt) < PIPE_GRACE_MS)
+            return
           clearInterval(idle)
           proc.stdout?.destroy()
           proc.stderr?.destroy()

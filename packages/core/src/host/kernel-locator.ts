@@ -146,6 +146,7 @@ function describeMissing(path: string): string {
   } catch {
     return 'does not exist'
   }
-  if (!readable(path) && !statSync(path).isDirectory()) return 'not readable'
+  if (statSync(path).isDirectory()) return 'a directory without a readable vmlinux or vmlinuz'
+  if (!readable(path)) return 'not readable'
   return `not a kernel image (${basename(path)} is neither a vmlinux ELF nor a bzImage)`
 }

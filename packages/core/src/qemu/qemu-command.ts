@@ -71,10 +71,16 @@ export function kernelCommandLine(plan: QemuCommandPlan): string {
   args.push(`vmctl_hostname=${plan.hostname}`, `vmctl_net=${GUEST_ADDRESS}/24,${GUEST_GATEWAY},${GUEST_DNS}`)
   if (plan.hostRoot) {
     args.push(`vmctl_root=9p:${ROOT_MOUNT_TAG}`, `vmctl_chroot=${GUEST_CHROOT}`)
-    if (plan.modulesDir) args.push(`vmctl_modules=${plan.modulesDir}`)
+    // The kernel command line splits on spaces; a module path with one cannot be passed.
+    if (plan.modulesDir && !/\s/.test(plan.modulesDir)) args.push(`vmctl_modules=${plan.modulesDir}`)
   }
   args.push(...plan.kernelArgs)
   return args.join(' ')
+}
+
+/** QEMU option values separate fields with commas; a comma inside a value is doubled. */
+function optionValue(value: string): string {
+  return value.replace(/,/g, ',,')
 }
 
 /**
@@ -112,18 +118,18 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-serial',
     'chardev:console',
     '-qmp',
-    `unix:${plan.qmpSocket},server=on,wait=off`,
+    `unix:${optionValue(plan.qmpSocket)},server=on,wait=off`,
     // The agent's channel: QEMU listens, so the host can reconnect at will (snapshots, restarts).
     '-device',
     'virtio-serial-device,max_ports=4',
     '-chardev',
-    `socket,id=agent,path=${plan.agentSocket},server=on,wait=off`,
+    `socket,id=agent,path=${optionValue(plan.agentSocket)},server=on,wait=off`,
     '-device',
     `virtserialport,chardev=agent,name=${AGENT_PORT_NAME},id=${AGENT_PORT_DEVICE_ID}`,
     '-device',
     'virtio-rng-device',
     '-drive',
-    `if=none,id=runtime,file=${plan.runtimeDisk},format=raw,readonly=on`,
+    `if=none,id=runtime,file=${optionValue(plan.runtimeDisk)},format=raw,readonly=on`,
     '-device',
     `virtio-blk-device,drive=runtime,serial=${RUNTIME_DISK_SERIAL}`,
     '-netdev',
@@ -137,7 +143,7 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
   if (plan.hostRoot) {
     args.push(
       '-fsdev',
-      `local,id=hostroot,path=${plan.hostRoot},security_model=none,readonly=on,multidevs=remap`,
+      `local,id=hostroot,path=${optionValue(plan.hostRoot)},security_model=none,readonly=on,multidevs=remap`,
       '-device',
       `virtio-9p-device,fsdev=hostroot,mount_tag=${ROOT_MOUNT_TAG}`,
     )

@@ -32,6 +32,11 @@ export class ConsoleLog {
     return clean.trimEnd().split('\n').slice(-lines).join('\n')
   }
 
+  /** The first match of `pattern` in the recent console output. */
+  find(pattern: RegExp): RegExpMatchArray | null {
+    return this.tail.match(pattern)
+  }
+
   /** The kernel's panic line, if the guest panicked. */
   panicLine(): string | undefined {
     const match = this.tail.match(/Kernel panic - not syncing:[^\r\n]*/)

@@ -209,7 +209,7 @@ export class Supervisor {
       this.console.append(chunk)
       firstOutput?.()
       // The init reports a root it cannot mount on the console; fail now, not at the timeout.
-      const rootFailure = chunk.toString('latin1').match(/vmctl-init: root: ([^\r\n]*)/)
+      const rootFailure = this.console.find(/vmctl-init: root: ([^\r\n]*)\r?\n/)
       if (rootFailure && this.state === 'booting') this.guestFailure?.(rootFailure[1]!)
     })
     child.stderr?.on('data', (chunk: Buffer) => {
