@@ -1,4 +1,5 @@
-import { VM } from '@vmctl/core'
+import { randomBytes } from 'node:crypto'
+import { destroyVm, VM } from '@vmctl/core'
 import { HELP_OPTION, helpLines, type OptionSpec, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
@@ -30,11 +31,22 @@ export async function upCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0 || command.length > 0)
     throw new UsageError('vmctl up: takes no command; use vmctl exec NAME -- COMMAND')
-  const vm = await VM.up({
-    ...vmOptionsFrom(values),
-    name: values.name as string | undefined,
-    persistent: true,
-  })
+  const name = (values.name as string | undefined) ?? `vm-${randomBytes(3).toString('hex')}`
+  // A persistent VM has no lease: interrupted while it boots, it would be left running unseen.
+  const onSignal = () => {
+    void destroyVm(name)
+      .catch(() => {})
+      .finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let vm: VM
+  try {
+    vm = await VM.up({ ...vmOptionsFrom(values), name, persistent: true })
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
   const ports = Object.entries(vm.ports)
   console.log(vm.name)
   if (ports.length > 0)

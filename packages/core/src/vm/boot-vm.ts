@@ -52,6 +52,13 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
   const name = options.name ?? generateVmName()
   validateVmName(name)
   const directory = new VmDirectory(name, env)
+  // Unix socket paths are limited to 107 bytes; fail here, not deep inside QEMU.
+  if (Buffer.byteLength(directory.controlSocket) > 107) {
+    throw new VmctlError(
+      'PATH_TOO_LONG',
+      `VM socket paths would be too long (${directory.controlSocket}); set VMCTL_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a shorter directory, or use a shorter VM name`,
+    )
+  }
   directory.create()
 
   const spec: LaunchSpec = {

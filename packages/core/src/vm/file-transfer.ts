@@ -12,12 +12,17 @@ export function pushStream(
   deadline: Date,
 ): Promise<number> {
   return new Promise<number>((resolve, reject) => {
+    let failed = false
     const call = agent.push(
       new Metadata(),
       { deadline },
       (error: ServiceError | null, response?: { bytes: number }) => {
-        if (error) reject(error)
-        else resolve(response?.bytes ?? 0)
+        if (!error) return resolve(response?.bytes ?? 0)
+        // Stop reading a source nobody will take any more of, and release its file.
+        failed = true
+        if (!Buffer.isBuffer(source)) source.destroy()
+        call.emit('drain')
+        reject(error)
       },
     )
     call.write({ kind: { $case: 'header', value: header } })
@@ -26,6 +31,7 @@ export function pushStream(
         ? split(source)
         : (source as AsyncIterable<Buffer>)
       for await (const chunk of chunks) {
+        if (failed) return
         if (
           !call.write({ kind: { $case: 'data', value: Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk) } })
         ) {

@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs'
+import { StringDecoder } from 'node:string_decoder'
 import { Metadata } from '@grpc/grpc-js'
 import type { AgentClient, LogEntry } from '@vmctl/agent'
 
@@ -67,6 +68,7 @@ export async function* streamLogs(
   if (sources.includes('console')) {
     let offset = 0
     let partial = ''
+    const decoder = new StringDecoder('utf8')
     const readConsole = () => {
       let fd: number
       try {
@@ -81,7 +83,7 @@ export async function* streamLogs(
           const n = readSync(fd, buffer, 0, buffer.length, offset)
           if (n <= 0) break
           offset += n
-          const lines = (partial + buffer.toString('utf8', 0, n)).split('\n')
+          const lines = (partial + decoder.write(buffer.subarray(0, n))).split('\n')
           partial = lines.pop() ?? ''
           for (const line of lines) {
             const message = line.replace(/\r$/, '')
