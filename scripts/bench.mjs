@@ -103,10 +103,15 @@ async function upSample() {
 
 async function runSample() {
   const started = performance.now()
-  const code = await new Promise((resolve) =>
-    spawn(process.execPath, [cli, 'run', '--', 'true'], { stdio: 'ignore' }).on('exit', resolve),
-  )
-  if (code !== 0) throw new Error(`vmctl run -- true exited with ${code}`)
+  let stderr = ''
+  const code = await new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, 'run', '--', 'true'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    child.on('exit', resolve)
+  })
+  if (code !== 0) throw new Error(`vmctl run -- true exited with ${code}:\n${stderr}`)
   return performance.now() - started
 }
 
