@@ -23,6 +23,11 @@ export async function destroyVm(name: string, env: NodeJS.ProcessEnv = process.e
     control.close()
   } catch {}
   if (answered && !existsSync(directory.path)) return
+  forceRemove(directory)
+}
+
+/** Kills a VM's supervisor (its QEMU dies with it, through PDEATHSIG) and removes its directory. */
+export function forceRemove(directory: VmDirectory): void {
   const pid = directory.readStatus()?.pid
   try {
     if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL')

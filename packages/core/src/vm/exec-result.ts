@@ -67,6 +67,25 @@ function outputSection(name: string, output: string | Buffer): string {
   return `\n--- ${name} ---\n${tail}`
 }
 
+/** The result of a process from its exit status and collected output. */
+export function execResult<Output extends string | Buffer>(
+  command: string,
+  outcome: { exitCode: number; signal: string; durationMs: number; timedOut: boolean },
+  stdout: Output,
+  stderr: Output,
+): ExecResult<Output> {
+  return {
+    command,
+    exitCode: outcome.signal ? undefined : outcome.exitCode,
+    signal: outcome.signal || undefined,
+    stdout,
+    stderr,
+    durationMs: outcome.durationMs,
+    timedOut: outcome.timedOut,
+    failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
+  }
+}
+
 /** Shell-quotes argv for display. */
 export function displayCommand(command: string | string[]): string {
   if (typeof command === 'string') return command

@@ -10,7 +10,8 @@ import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { bootVm } from './boot-vm.js'
-import { displayCommand, ExecError, type ExecResult } from './exec-result.js'
+import { forceRemove } from './destroy-vm.js'
+import { displayCommand, ExecError, type ExecResult, execResult } from './exec-result.js'
 import { pullStream, pushStream } from './file-transfer.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import { GuestProcess } from './guest-process.js'
@@ -75,14 +76,6 @@ const DEATH_NOTICE_MS = 1_500
 const TRANSFER_TIMEOUT_MS = 10 * 60_000
 const CALL_TIMEOUT_MS = 30_000
 const DESTROY_TIMEOUT_MS = 15_000
-
-function forceRemove(directory: VmDirectory): void {
-  const pid = directory.readStatus()?.pid
-  try {
-    if (pid) process.kill(pid, 'SIGKILL')
-  } catch {}
-  directory.remove()
-}
 
 let warnedAboutTcg = false
 
@@ -240,18 +233,9 @@ export class VM implements AsyncDisposable {
     relay(process.stderr, stderr, options.stderr)
     if (options.input !== undefined) process.feed(options.input).catch((error: Error) => process.fail(error))
     const outcome = await process.wait()
-    const decode = (chunks: Buffer[]) =>
+    const decode = (chunks: Buffer[]): string | Buffer =>
       options.encoding === 'buffer' ? Buffer.concat(chunks) : Buffer.concat(chunks).toString('utf8')
-    const result: ExecResult<string | Buffer> = {
-      command: displayCommand(command),
-      exitCode: outcome.signal ? undefined : outcome.exitCode,
-      signal: outcome.signal || undefined,
-      stdout: decode(stdout),
-      stderr: decode(stderr),
-      durationMs: outcome.durationMs,
-      timedOut: outcome.timedOut,
-      failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
-    }
+    const result = execResult(displayCommand(command), outcome, decode(stdout), decode(stderr))
     if (result.failed && options.reject !== false) throw new ExecError(this.name, result)
     return result
   }
@@ -269,19 +253,7 @@ export class VM implements AsyncDisposable {
       stdin: process.stdin,
       pid: process.whenStarted(),
       kill: (signal) => process.kill(signal),
-      wait: async () => {
-        const outcome = await process.wait()
-        return {
-          command: display,
-          exitCode: outcome.signal ? undefined : outcome.exitCode,
-          signal: outcome.signal || undefined,
-          stdout: '',
-          stderr: '',
-          durationMs: outcome.durationMs,
-          timedOut: outcome.timedOut,
-          failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
-        }
-      },
+      wait: async () => execResult(display, await process.wait(), '', ''),
     }
   }
 
