@@ -1,16 +1,33 @@
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+let runDir: string | undefined
+
+/**
+ * Each run gets its own runtime directory (inherited by the workers and every vmctl they spawn), so
+ * the leak check below sees only this run's VMs, never those of a run next to it.
+ */
+export function setup(): void {
+  if (process.env.VMCTL_RUNTIME_DIR) return
+  runDir = mkdtempSync(join(tmpdir(), 'vmctl-run-'))
+  process.env.VMCTL_RUNTIME_DIR = runDir
+}
 
 /**
  * After the whole run: no QEMU that a test started may still be running. A leak fails the run (and
  * is killed, so it does not outlive CI either).
  */
 export async function teardown(): Promise<void> {
+  const scope = process.env.VMCTL_RUNTIME_DIR
   let pids: string[] = []
   try {
-    pids = execFileSync('pgrep', ['-f', 'qemu-system.*vmctl_hostname='], { encoding: 'utf8' })
+    pids = execFileSync('pgrep', ['-f', `qemu-system.*${scope ?? 'vmctl_hostname='}`], { encoding: 'utf8' })
       .split('\n')
       .filter(Boolean)
   } catch {}
+  if (runDir) rmSync(runDir, { recursive: true, force: true })
   if (pids.length === 0) return
   execFileSync('kill', ['-9', ...pids])
   throw new Error(`the test run leaked ${pids.length} QEMU process(es): ${pids.join(', ')} (killed now)`)
