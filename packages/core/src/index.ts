@@ -22,10 +22,17 @@ export {
 } from './errors.js'
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
+export { locateQemu } from './host/qemu-locator.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'
 export { destroyVm } from './vm/destroy-vm.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'
+export {
+  SHARED_KEEPER_ENV,
+  type SharedVmKeeper,
+  type SharedVmOptions,
+  startSharedVmKeeper,
+} from './vm/shared-vm.js'
 export { type ExecOptions, VM } from './vm/vm.js'
 export type { VmOptions } from './vm/vm-options.js'

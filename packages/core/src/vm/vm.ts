@@ -15,6 +15,7 @@ import { displayCommand, ExecError, type ExecResult, execResult } from './exec-r
 import { pullStream, pushStream } from './file-transfer.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import { GuestProcess } from './guest-process.js'
+import { type SharedVmOptions, upShared } from './shared-vm.js'
 import type { VmOptions } from './vm-options.js'
 
 export interface ProcessOptions {
@@ -154,6 +155,22 @@ export class VM implements AsyncDisposable {
       options,
       (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent),
     )
+  }
+
+  /**
+   * Boots a VM that outlives this process (like `vmctl up`): `close()` leaves it running, reach it
+   * with `vmctl exec NAME -- sh`, end it with `destroy()` or `vmctl down NAME`.
+   */
+  static upPersistent(options?: Omit<VmOptions, 'persistent'>): Promise<VM> {
+    return VM.up({ ...options, persistent: true })
+  }
+
+  /**
+   * The VM called `name`, booted once and used by every process that asks (test workers), counted
+   * across processes and destroyed when the last one lets go. See `upShared` in shared-vm.ts.
+   */
+  static upShared(name: string, options?: SharedVmOptions): Promise<VM> {
+    return upShared(name, options)
   }
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
