@@ -11,7 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # qemu-system-x86/qemu-utils: the VMs. busybox-static: the guest init. e2fsprogs: the agent's
 # runtime disk (mkfs.ext4 -d). xz-utils + kmod: unpacking the kernel and indexing its modules.
 # util-linux: setpriv, which ties QEMU's life to its supervisor. iproute2: `ip` for guest commands.
-packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs xz-utils kmod util-linux iproute2)
+# gcc + libc6-dev: vsock-bridge, a small static C program (the vsock transport; Node has no AF_VSOCK).
+packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs xz-utils kmod util-linux iproute2 gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

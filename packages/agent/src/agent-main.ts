@@ -1,7 +1,8 @@
 /**
  * The guest agent's entry point: started by vmctl's initramfs init before the guest's root is
  * mounted (so a snapshot can be taken before any host share exists), it serves gRPC on every
- * channel the host opens over the `vmctl.agent` virtio-serial port.
+ * channel the host opens over the `vmctl.agent` virtio-serial port, or over vsock when the kernel
+ * command line says `vmctl_agent=vsock:PORT`.
  */
 import { existsSync, readFileSync, watch } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
@@ -21,8 +22,12 @@ import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
 import { serveRawChannel } from './guest/raw-services.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
+import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js'
 
 const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
+const VSOCK_PORT = vsockPortFromEnv(process.env)
+/** The runtime disk's vsock-bridge, next to the agent executable. */
+const VSOCK_BRIDGE = '/vmctl/vsock-bridge'
 const STATUS_DIR = '/run/vmctl'
 const REOPEN_DELAY_MS = 20
 
@@ -113,7 +118,21 @@ function connectPort(): void {
   session.attach(port)
 }
 
+function connectVsock(port: number): void {
+  let restarted = false
+  const transport = openVsockTransport(VSOCK_BRIDGE, port, log, (reason) => {
+    if (restarted) return
+    restarted = true
+    log(`${reason}; restarting it`)
+    transport.destroy()
+    setTimeout(() => connectVsock(port), 200)
+  })
+  transport.on('error', (error) => log(`vsock transport: ${error.message}`))
+  session.attach(transport)
+}
+
 process.on('uncaughtException', (error) => log(`uncaught: ${error.stack ?? error}`))
 trackRootReadiness()
-connectPort()
+if (VSOCK_PORT !== undefined) connectVsock(VSOCK_PORT)
+else connectPort()
 log(`started (pid ${process.pid}, node ${process.version})`)

@@ -23,6 +23,7 @@ export {
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
 export { locateQemu } from './host/qemu-locator.js'
+export { type AgentTransport, chooseTransport, type TransportChoice } from './host/transport-choice.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'

@@ -17,6 +17,7 @@
  *   vmctl_modules    host path of the guest kernel's module tree (seen through the root share)
  *   vmctl_chroot     where the root is mounted and commands run (the agent reads it too)
  *   vmctl_runtime_serial  serial of the virtio-blk disk holding node and the agent
+ *   vmctl_agent      "vsock:PORT": the agent listens on vsock (its modules load first), else virtio-serial
  */
 export const INIT_SCRIPT = `#!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -32,6 +33,9 @@ say "started at $(uptime_s)s"
 while read -r m; do
   [ -n "$m" ] && { insmod "/lib/modules/$m" || say "insmod $m failed"; }
 done </etc/vmctl/modules
+case "$vmctl_agent" in
+  vsock:*) while read -r m; do [ -n "$m" ] && { insmod "/lib/modules/$m" || say "insmod $m failed"; }; done </etc/vmctl/modules-vsock ;;
+esac
 say "drivers loaded at $(uptime_s)s"
 
 ip link set lo up

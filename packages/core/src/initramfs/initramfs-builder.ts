@@ -29,6 +29,9 @@ export const BOOT_MODULES = [
   'overlay',
 ]
 
+/** Loaded only when the agent talks over vsock (`vmctl_agent=vsock:PORT`). */
+export const VSOCK_MODULES = ['vmw_vsock_virtio_transport']
+
 export interface InitramfsInputs {
   kernel: ResolvedKernel
   /** The node binary that runs the agent in the guest (the host's own by default). */
@@ -57,6 +60,9 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   const { order, missing } = modulesDep
     ? moduleLoadOrder(modulesDep, BOOT_MODULES)
     : { order: [], missing: [] }
+  const vsockOrder = modulesDep
+    ? moduleLoadOrder(modulesDep, VSOCK_MODULES).order.filter((m) => !order.includes(m))
+    : []
   const libraries = [
     ...new Set([...(await sharedLibraries(nodeBinary)), ...(await sharedLibraries(busybox))]),
   ]
@@ -66,7 +72,8 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   hash.update('vmctl-initramfs-v1\0')
   hash.update(INIT_SCRIPT)
   for (const file of [busybox, ...libraries]) hash.update(fileIdentity(file))
-  for (const module of order) hash.update(fileIdentity(join(inputs.kernel.modulesDir!, module)))
+  for (const module of [...order, ...vsockOrder])
+    hash.update(fileIdentity(join(inputs.kernel.modulesDir!, module)))
   hash.update(applets.join(','))
   const key = hash.digest('hex').slice(0, 20)
 
@@ -106,10 +113,12 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
     for (const library of libraries) cpio.file(library, readFileSync(library), 0o755)
     cpio.directory('vmctl')
     const release = inputs.kernel.release ?? 'unknown'
-    for (const module of order) {
+    for (const module of [...order, ...vsockOrder]) {
       cpio.file(`lib/modules/${release}/${module}`, readFileSync(join(inputs.kernel.modulesDir!, module)))
     }
-    cpio.file('etc/vmctl/modules', Buffer.from(`${order.map((m) => `${release}/${m}`).join('\n')}\n`))
+    const list = (modules: string[]) => Buffer.from(`${modules.map((m) => `${release}/${m}`).join('\n')}\n`)
+    cpio.file('etc/vmctl/modules', list(order))
+    cpio.file('etc/vmctl/modules-vsock', list(vsockOrder))
     cpio.close()
     renameSync(partial, path)
   } catch (error) {
@@ -153,7 +162,7 @@ async function busyboxApplets(busybox: string): Promise<Array<{ path: string }>>
 
 function fileIdentity(path: string): string {
   const stat = statSync(path)
-  return `${path}:${stat.size}:${stat.mtimeMs}:${stat.ino}\0`
+  return `${path}:${stat.size}:${stat.mtimeMs}\0`
 }
 
 function readIfExists(path: string): string | undefined {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { agentBundlePath, buildAgentExecutable } from '@vmctl/agent'
+import { agentBundlePath, buildAgentExecutable, vsockBridgePath } from '@vmctl/agent'
 import { execa } from 'execa'
 import { logger } from '../log.js'
 
@@ -17,7 +17,8 @@ export interface RuntimeDisk {
 
 /**
  * A small read-only ext4 image holding the agent as one executable (node's single executable
- * applications: node and the bundle in one file, see @vmctl/agent), attached as a virtio-blk disk.
+ * applications: node and the bundle in one file, see @vmctl/agent) and vsock-bridge, attached as a
+ * virtio-blk disk.
  *
  * Measured under TCG: with node (99 MB) inside the initramfs the kernel spent ~3 s unpacking it
  * before init ran; from a disk, node's pages are read on demand. A disk (unlike a 9p or virtiofs
@@ -28,9 +29,11 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   const agent = agentBundlePath()
   const node = statSync(nodeBinary)
   const hash = createHash('sha256')
-  hash.update('vmctl-runtime-disk-v2\0')
-  hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}:${node.ino}\0`)
+  const bridge = vsockBridgePath()
+  hash.update('vmctl-runtime-disk-v3\0')
+  hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}\0`)
   hash.update(readFileSync(agent))
+  if (bridge) hash.update(readFileSync(bridge))
   const key = hash.digest('hex').slice(0, 20)
   const dir = join(cacheDir, 'runtime')
   const path = join(dir, `${key}.ext4`)
@@ -45,6 +48,8 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
     mkdirSync(staging)
     const executable = join(staging, 'vmctl-agent')
     await buildAgentExecutable(nodeBinary, executable)
+    // The guest end of the vsock transport (static, so it needs nothing from the guest).
+    if (bridge) copyFileSync(bridge, join(staging, 'vsock-bridge'))
     const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
     await execa(mkfsBinary(), [

@@ -52,6 +52,14 @@ describe('QEMU command', () => {
     expect(kernelCommandLine({ ...plan, accel: 'kvm' })).not.toContain('tsc_early_khz')
   })
 
+  test('vsock: a vhost-vsock device whose fd and CID vsock-bridge fills in, and the agent told so', () => {
+    const args = qemuArguments({ ...plan, vsockPort: 7000 }).join(' ')
+    expect(args).toContain('vhost-vsock-device,guest-cid=@VSOCK_CID@,vhostfd=@VSOCK_FD@')
+    expect(kernelCommandLine({ ...plan, vsockPort: 7000 })).toContain('vmctl_agent=vsock:7000')
+    expect(qemuArguments(plan).join(' ')).not.toContain('vsock')
+    expect(kernelCommandLine(plan)).not.toContain('vmctl_agent')
+  })
+
   test('host ports are read back from info usernet', () => {
     const text =
       'Hub -1 (net0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n' +

@@ -25,6 +25,11 @@ export interface QemuCommandPlan {
   ports: PortForward[]
   qmpSocket: string
   agentSocket: string
+  /**
+   * The agent on vsock at this port. QEMU's vhost-vsock device gets its fd and CID from
+   * `vsock-bridge with-cid`, which reserves the CID and fills in these placeholders.
+   */
+  vsockPort?: number | undefined
   tscKhz: number | undefined
   kernelArgs: string[]
   extraArgs: string[]
@@ -38,6 +43,8 @@ export const AGENT_PORT_NAME = 'vmctl.agent'
 export const AGENT_PORT_DEVICE_ID = 'agentport'
 export const ROOT_MOUNT_TAG = 'hostroot'
 export const GUEST_CHROOT = '/newroot'
+export const VSOCK_FD_PLACEHOLDER = '@VSOCK_FD@'
+export const VSOCK_CID_PLACEHOLDER = '@VSOCK_CID@'
 
 /**
  * The kernel command line. Each parameter earned its place by measurement under TCG on the
@@ -68,6 +75,7 @@ export function kernelCommandLine(plan: QemuCommandPlan): string {
   ]
   if (plan.accel === 'tcg' && plan.tscKhz) args.push(`tsc_early_khz=${plan.tscKhz}`)
   args.push(`vmctl_runtime_serial=${RUNTIME_DISK_SERIAL}`)
+  if (plan.vsockPort !== undefined) args.push(`vmctl_agent=vsock:${plan.vsockPort}`)
   args.push(`vmctl_hostname=${plan.hostname}`, `vmctl_net=${GUEST_ADDRESS}/24,${GUEST_GATEWAY},${GUEST_DNS}`)
   if (plan.hostRoot) {
     args.push(`vmctl_root=9p:${ROOT_MOUNT_TAG}`, `vmctl_chroot=${GUEST_CHROOT}`)
@@ -140,6 +148,12 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-device',
     'virtio-net-device,netdev=net0',
   ]
+  if (plan.vsockPort !== undefined) {
+    args.push(
+      '-device',
+      `vhost-vsock-device,guest-cid=${VSOCK_CID_PLACEHOLDER},vhostfd=${VSOCK_FD_PLACEHOLDER}`,
+    )
+  }
   if (plan.hostRoot) {
     args.push(
       '-fsdev',

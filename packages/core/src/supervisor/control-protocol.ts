@@ -16,6 +16,9 @@ export interface VmStatus {
   qemuPid: number | undefined
   accel: string
   accelReason: string
+  /** How the host reaches the agent; with vsock, the guest's CID. */
+  transport: 'virtio-serial' | 'vsock'
+  vsockCid?: number | undefined
   createdAt: string
   persistent: boolean
   /** guest port → host port */

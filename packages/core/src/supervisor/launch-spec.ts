@@ -1,5 +1,6 @@
 import type { AcceleratorChoice } from '../host/accelerator.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
+import type { TransportChoice } from '../host/transport-choice.js'
 
 /** Everything the supervisor needs to boot one VM; written by the creator as launch.json. */
 export interface LaunchSpec {
@@ -18,6 +19,7 @@ export interface LaunchSpec {
   kernelArgs: string[]
   qemuArgs: string[]
   accel: AcceleratorChoice
+  transport: TransportChoice
   tscKhz: number | undefined
   /** Undefined: the default for the accelerator finally used. */
   bootTimeoutMs: number | undefined

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import { credentials, Metadata } from '@grpc/grpc-js'
-import { HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
+import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { logger } from '../log.js'
 import { AGENT_PORT_DEVICE_ID, qemuArguments } from '../qemu/qemu-command.js'
@@ -76,6 +77,8 @@ export class Supervisor {
   private qemuExited: Promise<void> = Promise.resolve()
   private lastExit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null }
   private guestFailure: ((message: string) => void) | undefined
+  private vsockCid: number | undefined
+  private vsockBridge: ChildProcess | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -192,15 +195,19 @@ export class Supervisor {
       ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: 0 })),
       qmpSocket: this.dir.qmpSocket,
       agentSocket: this.dir.portSocket,
+      vsockPort: this.usesVsock ? AGENT_VSOCK_PORT : undefined,
       tscKhz: this.spec.tscKhz,
       kernelArgs: this.spec.kernelArgs,
       extraArgs: this.spec.qemuArgs,
     })
-    for (const socket of [this.dir.qmpSocket, this.dir.portSocket]) rmSync(socket, { force: true })
-    const [file, fileArgs] = existsSync(SETPRIV)
-      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', this.spec.qemuBinary, ...args]]
-      : [this.spec.qemuBinary, args]
-    this.log('spawn %s %s', this.spec.qemuBinary, args.join(' '))
+    for (const path of [this.dir.qmpSocket, this.dir.portSocket, this.dir.vsockCidFile])
+      rmSync(path, { force: true })
+    // With vsock, vsock-bridge reserves a CID in the kernel and execs QEMU with the vhost fd.
+    const command = this.usesVsock
+      ? [this.spec.transport.bridge!, 'with-cid', this.dir.vsockCidFile, '--', this.spec.qemuBinary, ...args]
+      : [this.spec.qemuBinary, ...args]
+    const [file, fileArgs] = withParentDeathSignal(command)
+    this.log('spawn %s', command.join(' '))
     const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.qemu = child
     this.writeStatus()
@@ -254,6 +261,7 @@ export class Supervisor {
     const reason = this.exitReason(code, signal)
     this.log('qemu exited: %s', reason)
     this.qemu = undefined
+    this.stopVsockBridge()
     this.mux.detach(reason)
     if (this.state === 'booting') return // boot() sees it through raceBoot
     if (this.state === 'ready') {
@@ -305,7 +313,17 @@ export class Supervisor {
     })
   }
 
+  private get usesVsock(): boolean {
+    return this.spec.transport.transport === 'vsock'
+  }
+
   private async connectAgentPort(): Promise<void> {
+    if (this.usesVsock) {
+      this.vsockCid = await this.reservedCid()
+      this.log('guest vsock CID %d', this.vsockCid)
+      this.connectVsock(this.vsockCid)
+      return
+    }
     for (;;) {
       const socket = await new Promise<net.Socket | undefined>((resolve) => {
         const s = net.connect(this.dir.portSocket)
@@ -320,6 +338,58 @@ export class Supervisor {
       if (!this.qemu) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
       await delay(10)
     }
+  }
+
+  /** The CID vsock-bridge reserved for this VM (written before it execs QEMU). */
+  private async reservedCid(): Promise<number> {
+    for (;;) {
+      try {
+        const cid = Number.parseInt(readFileSync(this.dir.vsockCidFile, 'utf8'), 10)
+        if (cid > 2) return cid
+      } catch {}
+      if (!this.qemu) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
+      await delay(5)
+    }
+  }
+
+  /**
+   * The host end of the vsock transport: `vsock-bridge connect` (Node has no AF_VSOCK) retries
+   * until the agent listens, then carries the connection over its stdio. When the guest closes it
+   * (the agent died), open channels fail at once and a new bridge waits for the restarted agent.
+   */
+  private connectVsock(cid: number): void {
+    const [file, args] = withParentDeathSignal([
+      this.spec.transport.bridge!,
+      'connect',
+      String(cid),
+      String(AGENT_VSOCK_PORT),
+    ])
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    this.vsockBridge = child
+    child.stderr?.on('data', (chunk: Buffer) => this.log('vsock-bridge: %s', chunk.toString().trimEnd()))
+    child.once('error', (error) => this.log('vsock-bridge: %s', error.message))
+    const transport = Duplex.from({ readable: child.stdout!, writable: child.stdin! })
+    transport.on('error', (error) => this.log('vsock transport: %s', error.message))
+    child.once('exit', () => {
+      if (this.vsockBridge !== child) return
+      this.vsockBridge = undefined
+      if (!this.qemu || this.state === 'stopping' || this.state === 'exited') return
+      if (this.state === 'ready') {
+        const reason = 'the guest agent closed its vsock connection'
+        this.log('agent lost: %s', reason)
+        this.broadcast({ event: 'agent-lost', reason })
+      }
+      setTimeout(() => {
+        if (this.qemu && (this.state === 'booting' || this.state === 'ready')) this.connectVsock(cid)
+      }, 50)
+    })
+    this.mux.attach(transport)
+  }
+
+  private stopVsockBridge(): void {
+    const bridge = this.vsockBridge
+    this.vsockBridge = undefined
+    bridge?.kill('SIGKILL')
   }
 
   private async waitUntilHealthy(deadline: number): Promise<void> {
@@ -449,6 +519,8 @@ export class Supervisor {
       qemuPid: this.qemu?.pid,
       accel: this.accel,
       accelReason: this.accelReason,
+      transport: this.spec.transport.transport,
+      vsockCid: this.vsockCid,
       createdAt: this.spec.createdAt,
       persistent: this.spec.persistent,
       ports: this.ports,
@@ -500,6 +572,7 @@ export class Supervisor {
         this.log('QEMU stopped by %s', how)
       }
       await this.qemuExited
+      this.stopVsockBridge()
       this.qmp?.close()
       this.mux.detach(reason)
       if (!this.exitEvent && !this.failure) {
@@ -519,6 +592,13 @@ export class Supervisor {
     })()
     return this.stopping
   }
+}
+
+/** Runs `command` so that it is SIGKILLed when this supervisor dies, whatever kills it. */
+function withParentDeathSignal(command: string[]): [string, string[]] {
+  return existsSync(SETPRIV)
+    ? [SETPRIV, ['--pdeathsig', 'KILL', '--', ...command]]
+    : [command[0]!, command.slice(1)]
 }
 
 function listen(

@@ -39,6 +39,10 @@ export class VmDirectory {
   get portSocket(): string {
     return join(this.path, 'port.sock')
   }
+  /** The guest CID that vsock-bridge reserved (vsock transport only). */
+  get vsockCidFile(): string {
+    return join(this.path, 'vsock.cid')
+  }
   get qmpSocket(): string {
     return join(this.path, 'qmp.sock')
   }

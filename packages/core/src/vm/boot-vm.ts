@@ -5,6 +5,7 @@ import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { locateKernel } from '../host/kernel-locator.js'
 import { locateQemu, which } from '../host/qemu-locator.js'
+import { chooseTransport } from '../host/transport-choice.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
 import { logger } from '../log.js'
@@ -38,6 +39,7 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
   const kernel = locateKernel({ explicit: options.kernel, env })
   const cache = cacheDir(env)
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
+  const transport = chooseTransport(options.transport, kernel, env)
   const busybox = which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
   if (!busybox) {
     throw new VmctlError(
@@ -77,6 +79,7 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],
     accel,
+    transport,
     tscKhz: hostTscKhz(),
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,

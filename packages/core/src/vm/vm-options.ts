@@ -23,6 +23,11 @@ export interface VmOptions {
   /** "auto" (default): KVM when usable, else TCG. Also VMCTL_ACCEL. */
   accel?: 'auto' | 'kvm' | 'tcg'
   /**
+   * How the host reaches the guest agent. "auto" (default): vsock when the host has a usable
+   * /dev/vhost-vsock and the guest kernel supports it, else virtio-serial. Also VMCTL_TRANSPORT.
+   */
+  transport?: 'auto' | 'vsock' | 'virtio-serial'
+  /**
    * Host directory shared read-only as the guest's root, under a tmpfs overlay. Default "/".
    * false: no host share; commands run in vmctl's own minimal root (busybox and the agent).
    */
@@ -42,6 +47,7 @@ const FIELDS: Record<keyof VmOptions, string> = {
   env: 'Record<string, string>',
   ports: 'port number[]',
   accel: '"auto" | "kvm" | "tcg"',
+  transport: '"auto" | "vsock" | "virtio-serial"',
   hostRoot: 'string or false',
   persistent: 'boolean',
 }
@@ -89,7 +95,7 @@ function matches(expected: string, value: unknown): boolean {
         Object.values(value).every((v) => typeof v === 'string')
       )
     default:
-      return ['auto', 'kvm', 'tcg'].includes(value as string)
+      return expected.includes(`"${value}"`)
   }
 }
 

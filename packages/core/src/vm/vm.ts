@@ -203,6 +203,16 @@ export class VM implements AsyncDisposable {
     return this.statusSnapshot.accel
   }
 
+  /** How the host reaches the agent: "vsock" or "virtio-serial" (see VmOptions.transport). */
+  get transport(): 'vsock' | 'virtio-serial' {
+    return this.statusSnapshot.transport
+  }
+
+  /** The guest's vsock CID (vsock transport only). */
+  get vsockCid(): number | undefined {
+    return this.statusSnapshot.vsockCid
+  }
+
   /** Milliseconds from QEMU spawn to agent ready, as measured by the supervisor. */
   get bootMs(): number | undefined {
     return this.statusSnapshot.bootMs

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config'
+
+// `pnpm test:vsock`: the vsock transport tested against a nested VM (see vsock.nested.ts).
+export default defineConfig({
+  test: {
+    include: ['packages/*/src/**/*.nested.ts'],
+    pool: 'forks',
+    testTimeout: 60 * 60_000,
+    hookTimeout: 60 * 60_000,
+    reporters: ['default'],
+    globalSetup: ['./vitest.global-setup.ts'],
+  },
+})
