@@ -1,5 +1,81 @@
 /**
- * @vmctl/vitest: vitest integration for vmctl. A placeholder until the adapters issue fills it; for now
- * it re-exports the core API so test files can already import from here.
+ * @vmctl/vitest: VMs as vitest fixtures. `test` is vitest's, extended with a fresh `vm` per test,
+ * `fileVm` and `workerVm` for VMs several tests share, and `expect` knows the VM matchers.
+ *
+ * @example
+ * ```ts
+ * import { expect, test } from '@vmctl/vitest'
+ *
+ * test('a bridge', async ({ vm }) => {
+ *   expect(await vm.exec('ip link add br0 type bridge')).toSucceed()
+ *   await expect(vm).toHaveProcess('vmctl-agent')
+ * })
+ * ```
  */
+import type { VM } from '@vmctl/core'
+import { type VmMatchers, type VmOptionsInput, vmMatchers } from '@vmctl/testing'
+import { test as base, expect, type TestContext } from 'vitest'
+import { perTestVm, type ScopedVm, scopedVm, useScopedVm, useSharedVm } from './fixtures.js'
+
+expect.extend(vmMatchers)
+
+declare module 'vitest' {
+  // biome-ignore lint/suspicious/noExplicitAny: the type parameter must match vitest's declaration to merge.
+  interface Assertion<T = any> extends VmMatchers<void> {}
+}
+
+export interface VmFixtures {
+  /** Options of `vm`: inline, or the path of a JSON file. Override with test.extend/test.scoped. */
+  vmOptions: VmOptionsInput
+  /** Options of `fileVm` (file scope). */
+  fileVmOptions: VmOptionsInput
+  /** Options of `workerVm` (worker scope). */
+  workerVmOptions: VmOptionsInput
+  /** A fresh VM for this test, destroyed after it (kept under VMCTL_KEEP=1 if the test fails). */
+  vm: VM
+  /** One VM for all tests of this file that ask for it; booted on first use. */
+  fileVm: VM
+  /** One VM for all tests of this worker process that ask for it. */
+  workerVm: VM
+  /** @internal */
+  vmctlFileVm: ScopedVm
+  /** @internal */
+  vmctlWorkerVm: ScopedVm
+}
+
+/** vitest's `test` with the VM fixtures. */
+export const test = base.extend<VmFixtures>({
+  vmOptions: {},
+  fileVmOptions: [{}, { scope: 'file' }],
+  workerVmOptions: [{}, { scope: 'worker' }],
+  vmctlFileVm: [async ({ fileVmOptions }, use) => scopedVm(fileVmOptions, 'file-vm', use), { scope: 'file' }],
+  vmctlWorkerVm: [
+    async ({ workerVmOptions }, use) => scopedVm(workerVmOptions, 'worker-vm', use),
+    { scope: 'worker' },
+  ],
+  vm: async ({ vmOptions, task, skip }, use) => perTestVm(vmOptions, { task, skip }, use),
+  fileVm: async ({ vmctlFileVm, task, skip }, use) => useScopedVm(vmctlFileVm, { task, skip }, use),
+  workerVm: async ({ vmctlWorkerVm, task, skip }, use) => useScopedVm(vmctlWorkerVm, { task, skip }, use),
+})
+
+/**
+ * A fixture for the VM called `name`, shared by every test that uses it in every worker of the run
+ * (`VM.upShared`). Add `@vmctl/vitest/global-setup` to `globalSetup` so that it lives from its first
+ * use to the end of the run; without it, it lives while some worker holds it.
+ *
+ * @example
+ * ```ts
+ * const it = test.extend<{ db: VM }>({ db: sharedVm('pg', { ports: [5432] }) })
+ * it('answers', async ({ db }) => { ... })
+ * ```
+ */
+export function sharedVm(
+  name: string,
+  options?: VmOptionsInput,
+): (context: TestContext, use: (vm: VM) => Promise<void>) => Promise<void> {
+  return async ({ task, skip }, use) => useSharedVm(name, options, { task, skip }, use)
+}
+
 export { type ExecOptions, type ExecResult, VM, type VmOptions } from '@vmctl/core'
+export { type VmOptionsInput, vmDiagnostics, vmMatchers } from '@vmctl/testing'
+export { expect }

@@ -1,0 +1,144 @@
+import type { VM } from '@vmctl/core'
+import { VM as CoreVM } from '@vmctl/core'
+import {
+  finishTestVm,
+  isHostUnusable,
+  keepRequested,
+  keptMessage,
+  loadVmOptions,
+  skipNote,
+  startTestVm,
+  type VmOptionsInput,
+  VmsUnavailableError,
+  vmDiagnostics,
+  vmsRequired,
+  vmsUnavailableReason,
+} from '@vmctl/testing'
+import type { TestContext } from 'vitest'
+
+type Task = TestContext['task']
+
+/** Skips the test with the reason when the host cannot run VMs; fails it under VMCTL_REQUIRE=1. */
+export function skipIfNoVms(context: Pick<TestContext, 'skip'>, error?: unknown): void {
+  const reason = error !== undefined ? (error as Error).message : vmsUnavailableReason()
+  if (!reason) return
+  if (vmsRequired()) throw new VmsUnavailableError(reason)
+  context.skip(skipNote(reason))
+}
+
+/** Boots, or skips for a host that cannot run VMs. */
+async function bootOrSkip(context: Pick<TestContext, 'skip'>, boot: () => Promise<VM>): Promise<VM> {
+  skipIfNoVms(context)
+  try {
+    return await boot()
+  } catch (error) {
+    if (isHostUnusable(error)) skipIfNoVms(context, error)
+    throw error
+  }
+}
+
+function failed(task: Task): boolean {
+  return task.result?.state === 'fail'
+}
+
+/**
+ * Appends text to a failed test's errors. They are already serialised for the reporter at this
+ * point (plain objects), which is what lets us add to them after the test body has thrown.
+ */
+export function appendToFailure(task: Task, text: string): void {
+  const error = task.result?.errors?.[0]
+  if (!error) return
+  error.message = `${error.message}${text}`
+  if (typeof error.stack === 'string')
+    error.stack = error.stack.replace(/^[^\n]*/, (first) => `${first}${text}`)
+}
+
+/** A VM that several tests use (file or worker scope): booted on first use, ended with its scope. */
+export interface ScopedVm {
+  vm?: VM
+  unavailable?: unknown
+  failedTests: number
+}
+
+export async function scopedVm(
+  options: VmOptionsInput,
+  label: string,
+  use: (handle: ScopedVm) => Promise<void>,
+): Promise<void> {
+  const handle: ScopedVm = { failedTests: 0 }
+  const reason = vmsUnavailableReason()
+  if (reason) handle.unavailable = new Error(reason)
+  else {
+    try {
+      handle.vm = await startTestVm(options, label)
+    } catch (error) {
+      handle.unavailable = error
+    }
+  }
+  await use(handle)
+  if (!handle.vm) return
+  if (handle.failedTests > 0 && keepRequested()) await handle.vm.close()
+  else await handle.vm.destroy()
+}
+
+/** The test-side view of a scoped VM: skip or the boot error, and diagnostics when the test fails. */
+export async function useScopedVm(
+  handle: ScopedVm,
+  context: Pick<TestContext, 'skip' | 'task'>,
+  use: (vm: VM) => Promise<void>,
+): Promise<void> {
+  if (!handle.vm) {
+    const error = handle.unavailable
+    if (isHostUnusable(error) || !(error as { code?: string })?.code) skipIfNoVms(context, error)
+    throw error
+  }
+  await use(handle.vm)
+  if (!failed(context.task)) return
+  handle.failedTests++
+  const diagnostics = await vmDiagnostics(handle.vm).catch(
+    (error: Error) => `\n(no VM logs: ${error.message})`,
+  )
+  const keep = keepRequested() ? `\n\n${keptMessage(handle.vm.name)} (it stays after its scope ends)` : ''
+  appendToFailure(context.task, `${diagnostics}${keep}`)
+}
+
+export async function perTestVm(
+  options: VmOptionsInput,
+  context: Pick<TestContext, 'skip' | 'task'>,
+  use: (vm: VM) => Promise<void>,
+): Promise<void> {
+  const vm = await bootOrSkip(context, () => startTestVm(options, context.task.name))
+  try {
+    await use(vm)
+  } finally {
+    const extra = await finishTestVm(vm, failed(context.task))
+    if (extra) appendToFailure(context.task, extra)
+  }
+}
+
+const shared = new Map<string, Promise<VM>>()
+
+/** This process's handle on a shared VM; its lease lasts as long as the process. */
+export function sharedHandle(name: string, options: VmOptionsInput | undefined): Promise<VM> {
+  let vm = shared.get(name)
+  if (!vm) {
+    const { name: _name, persistent: _persistent, ...rest } = loadVmOptions(options)
+    vm = CoreVM.upShared(name, rest)
+    vm.catch(() => shared.delete(name))
+    shared.set(name, vm)
+  }
+  return vm
+}
+
+export async function useSharedVm(
+  name: string,
+  options: VmOptionsInput | undefined,
+  context: Pick<TestContext, 'skip' | 'task'>,
+  use: (vm: VM) => Promise<void>,
+): Promise<void> {
+  const vm = await bootOrSkip(context, () => sharedHandle(name, options))
+  await use(vm)
+  if (!failed(context.task)) return
+  const diagnostics = await vmDiagnostics(vm).catch((error: Error) => `\n(no VM logs: ${error.message})`)
+  appendToFailure(context.task, diagnostics)
+}
