@@ -1,25 +1,27 @@
-// Builds vsock-bridge (native/vsock-bridge.c) as a small static executable: the host side of the
-// vsock transport and, on the runtime disk, the guest side. Without a C compiler the build goes on
-// and vmctl uses virtio-serial only (vsock needs the bridge); the reason is printed once here.
+// Builds the native helpers as small static executables (no Node ABI, nothing needed from the
+// guest): vsock-bridge (native/vsock-bridge.c: both ends of the vsock transport) and clone-refresh
+// (native/clone-refresh.c: clock and RNG of a VM restored from a snapshot). Without a C compiler the
+// build goes on: vmctl then uses virtio-serial and no templates; the reason is printed here.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, rmSync } from 'node:fs'
 
-const output = 'dist/vsock-bridge'
-mkdirSync('dist', { recursive: true })
-rmSync(output, { force: true })
 const compiler = process.env.CC || 'cc'
-try {
-  execFileSync(
-    compiler,
-    ['-O2', '-static', '-s', '-Wall', '-Wextra', '-o', output, 'native/vsock-bridge.c'],
-    {
+mkdirSync('dist', { recursive: true })
+for (const [name, without] of [
+  ['vsock-bridge', 'VMs will use virtio-serial'],
+  ['clone-refresh', 'VM templates are off'],
+]) {
+  const output = `dist/${name}`
+  rmSync(output, { force: true })
+  try {
+    execFileSync(compiler, ['-O2', '-static', '-s', '-Wall', '-Wextra', '-o', output, `native/${name}.c`], {
       stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  )
-} catch (error) {
-  const reason =
-    error.code === 'ENOENT' ? `no C compiler (${compiler})` : String(error.stderr || error.message).trim()
-  console.warn(
-    `vsock-bridge not built (${reason}); VMs will use virtio-serial. For vsock: apt-get install gcc libc6-dev, then pnpm build`,
-  )
+    })
+  } catch (error) {
+    const reason =
+      error.code === 'ENOENT' ? `no C compiler (${compiler})` : String(error.stderr || error.message).trim()
+    console.warn(
+      `${name} not built (${reason}); ${without}. Fix: apt-get install gcc libc6-dev, then pnpm build`,
+    )
+  }
 }

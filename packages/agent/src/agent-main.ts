@@ -5,7 +5,7 @@
  * command line says `vmctl_agent=vsock:PORT`.
  */
 import { existsSync, readFileSync, watch } from 'node:fs'
-import { Server, ServerCredentials } from '@grpc/grpc-js'
+import { status as grpcStatus, Server, ServerCredentials } from '@grpc/grpc-js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
   HealthService,
@@ -21,6 +21,7 @@ import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
 import { serveRawChannel } from './guest/raw-services.js'
+import { refreshClone } from './guest/refresh-service.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js'
 
@@ -29,6 +30,7 @@ const VSOCK_PORT = vsockPortFromEnv(process.env)
 /** The runtime disk's vsock-bridge, next to the agent executable. */
 const VSOCK_BRIDGE = '/vmctl/vsock-bridge'
 const STATUS_DIR = '/run/vmctl'
+const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const REOPEN_DELAY_MS = 20
 
 function log(message: string): void {
@@ -42,6 +44,9 @@ const server = new Server({
   'grpc.keepalive_permit_without_calls': 1,
 })
 server.addService(HealthService, health.service())
+// "vmctl.agent" is SERVING as soon as the agent answers (templates are saved then); "" only once
+// commands can run (the root is mounted).
+health.set(AGENT_HEALTH_SERVICE, ServingStatus.SERVING)
 const agent: AgentServer = {
   exec: (call) => handleExec(call, root),
   push: (call, callback) => handlePush(call, callback, root),
@@ -52,6 +57,17 @@ const agent: AgentServer = {
     log(call.request.reboot ? 'reboot requested' : 'power-off requested')
     callback(null, {})
     powerOff(root, call.request.reboot)
+  },
+  refresh: (call, callback) => {
+    refreshClone(call.request).then(
+      (response) => {
+        log(
+          `refreshed after restore: clock stepped ${Math.round(response.clockStepUs / 1000)} ms, hostname ${call.request.hostname}`,
+        )
+        callback(null, response)
+      },
+      (error: Error) => callback({ code: grpcStatus.INTERNAL, details: error.message }),
+    )
   },
 }
 server.addService(AgentService, agent)

@@ -24,4 +24,4 @@ export {
 export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
 export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'
-export { AGENT_VSOCK_PORT, vsockBridgePath } from './host/vsock-bridge.js'
+export { AGENT_VSOCK_PORT, cloneRefreshPath, vsockBridgePath } from './host/native-helpers.js'

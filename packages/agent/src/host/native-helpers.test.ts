@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { describe, expect, test } from 'vitest'
-import { vsockBridgePath } from './vsock-bridge.js'
+import { vsockBridgePath } from './native-helpers.js'
 
 const run = promisify(execFile)
 

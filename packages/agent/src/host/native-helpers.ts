@@ -9,8 +9,17 @@ export const AGENT_VSOCK_PORT = 7000
  * (no C compiler at build time). The same static binary runs on the host and in the guest.
  */
 export function vsockBridgePath(): string | undefined {
-  const path = fileURLToPath(new URL('../vsock-bridge', import.meta.url))
+  return nativeHelperPath('vsock-bridge')
+}
+
+/** Path of clone-refresh (native/clone-refresh.c), or undefined when it was not built. */
+export function cloneRefreshPath(): string | undefined {
+  return nativeHelperPath('clone-refresh')
+}
+
+function nativeHelperPath(name: string): string | undefined {
+  const path = fileURLToPath(new URL(`../${name}`, import.meta.url))
   if (existsSync(path)) return path
-  const built = path.replace(/\/src\/vsock-bridge$/, '/dist/vsock-bridge')
+  const built = path.replace(/\/src\/([^/]+)$/, '/dist/$1')
   return existsSync(built) ? built : undefined
 }

@@ -18,6 +18,8 @@
  *   vmctl_chroot     where the root is mounted and commands run (the agent reads it too)
  *   vmctl_runtime_serial  serial of the virtio-blk disk holding node and the agent
  *   vmctl_agent      "vsock:PORT": the agent listens on vsock (its modules load first), else virtio-serial
+ *   vmctl_defer_root "1": mount the root only once /run/vmctl/go appears (a template is saved before
+ *                    that; each VM restored from it gets its hostname, clock and entropy, then goes)
  */
 export const INIT_SCRIPT = `#!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -102,7 +104,8 @@ mount_root() {
   say "root ready at $(uptime_s)s"
 }
 
-[ -n "$vmctl_root" ] && mount_root &
+defer_root() { while [ ! -e /run/vmctl/go ]; do sleep 0.02; done; }
+[ -n "$vmctl_root" ] && { [ -z "$vmctl_defer_root" ] || defer_root; mount_root; } &
 
 # PID 1 stays, reaping orphans (ash's wait collects any child).
 while :; do sleep 3600; done

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
-import { agentBundlePath, buildAgentExecutable, vsockBridgePath } from '@vmctl/agent'
+import { basename, join } from 'node:path'
+import { agentBundlePath, buildAgentExecutable, cloneRefreshPath, vsockBridgePath } from '@vmctl/agent'
 import { execa } from 'execa'
 import { logger } from '../log.js'
 
@@ -29,11 +29,11 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   const agent = agentBundlePath()
   const node = statSync(nodeBinary)
   const hash = createHash('sha256')
-  const bridge = vsockBridgePath()
-  hash.update('vmctl-runtime-disk-v3\0')
+  const helpers = [vsockBridgePath(), cloneRefreshPath()].filter((p): p is string => p !== undefined)
+  hash.update('vmctl-runtime-disk-v4\0')
   hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}\0`)
   hash.update(readFileSync(agent))
-  if (bridge) hash.update(readFileSync(bridge))
+  for (const helper of helpers) hash.update(readFileSync(helper))
   const key = hash.digest('hex').slice(0, 20)
   const dir = join(cacheDir, 'runtime')
   const path = join(dir, `${key}.ext4`)
@@ -48,8 +48,8 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
     mkdirSync(staging)
     const executable = join(staging, 'vmctl-agent')
     await buildAgentExecutable(nodeBinary, executable)
-    // The guest end of the vsock transport (static, so it needs nothing from the guest).
-    if (bridge) copyFileSync(bridge, join(staging, 'vsock-bridge'))
+    // The native helpers (static, so they need nothing from the guest): vsock and clone refresh.
+    for (const helper of helpers) copyFileSync(helper, join(staging, basename(helper)))
     const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
     await execa(mkfsBinary(), [

@@ -30,6 +30,15 @@ export interface QemuCommandPlan {
    * `vsock-bridge with-cid`, which reserves the CID and fills in these placeholders.
    */
   vsockPort?: number | undefined
+  /**
+   * Guest RAM in a file (templates): `shared` writes through to it (the VM a template is made
+   * from); otherwise it is mapped privately, copy-on-write (every VM restored from it).
+   */
+  memoryFile?: { path: string; shared: boolean } | undefined
+  /** Start paused, waiting for a saved state (`migrate-incoming` over QMP). */
+  incoming?: boolean | undefined
+  /** The init mounts the root only when the agent is told to go (see init-script.ts). */
+  deferRoot?: boolean | undefined
   tscKhz: number | undefined
   kernelArgs: string[]
   extraArgs: string[]
@@ -76,6 +85,7 @@ export function kernelCommandLine(plan: QemuCommandPlan): string {
   if (plan.accel === 'tcg' && plan.tscKhz) args.push(`tsc_early_khz=${plan.tscKhz}`)
   args.push(`vmctl_runtime_serial=${RUNTIME_DISK_SERIAL}`)
   if (plan.vsockPort !== undefined) args.push(`vmctl_agent=vsock:${plan.vsockPort}`)
+  if (plan.deferRoot) args.push('vmctl_defer_root=1')
   args.push(`vmctl_hostname=${plan.hostname}`, `vmctl_net=${GUEST_ADDRESS}/24,${GUEST_GATEWAY},${GUEST_DNS}`)
   if (plan.hostRoot) {
     args.push(`vmctl_root=9p:${ROOT_MOUNT_TAG}`, `vmctl_chroot=${GUEST_CHROOT}`)
@@ -98,9 +108,10 @@ function optionValue(value: string): string {
  * `rtc=on` avoids two 1 s RTC probe timeouts.
  */
 export function qemuArguments(plan: QemuCommandPlan): string[] {
+  const machine = `microvm,pit=off,pic=off,isa-serial=on,rtc=on${plan.memoryFile ? ',memory-backend=ram' : ''}`
   const args = [
     '-machine',
-    'microvm,pit=off,pic=off,isa-serial=on,rtc=on',
+    machine,
     '-accel',
     plan.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
     '-cpu',
@@ -148,6 +159,13 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-device',
     'virtio-net-device,netdev=net0',
   ]
+  if (plan.memoryFile) {
+    args.push(
+      '-object',
+      `memory-backend-file,id=ram,size=${plan.memoryMiB}M,mem-path=${optionValue(plan.memoryFile.path)},share=${plan.memoryFile.shared ? 'on' : 'off'}`,
+    )
+  }
+  if (plan.incoming) args.push('-incoming', 'defer')
   if (plan.vsockPort !== undefined) {
     args.push(
       '-device',

@@ -19,6 +19,8 @@ export interface VmStatus {
   /** How the host reaches the agent; with vsock, the guest's CID. */
   transport: 'virtio-serial' | 'vsock'
   vsockCid?: number | undefined
+  /** Things the user should know about this VM's start (a template rebuilt, say). */
+  warnings?: string[]
   createdAt: string
   persistent: boolean
   /** guest port → host port */

@@ -24,6 +24,8 @@ export interface LaunchSpec {
   /** Undefined: the default for the accelerator finally used. */
   bootTimeoutMs: number | undefined
   cacheDir: string
+  /** Boot from (and make) templates: see supervisor.ts bootFromTemplate. Off with VMCTL_TEMPLATES=0. */
+  templates: boolean
 }
 
 /** Boot budgets: generous under TCG, where 8 parallel boots on 2 cores take ~6x one boot. */

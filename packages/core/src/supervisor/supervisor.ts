@@ -1,13 +1,27 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
+import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import { credentials, Metadata } from '@grpc/grpc-js'
-import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
+import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { logger } from '../log.js'
-import { AGENT_PORT_DEVICE_ID, qemuArguments } from '../qemu/qemu-command.js'
+import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
+import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
+import { tryLock } from '../templates/cross-process-lock.js'
+import { templateKey, templateSummary } from '../templates/template-key.js'
+import {
+  checkTemplate,
+  publishTemplate,
+  removeTemplate,
+  type TemplateFiles,
+  templateFiles,
+  templatesDir,
+  touchTemplate,
+} from '../templates/template-store.js'
 import { ConsoleLog } from './console-log.js'
 import {
   type ControlEvent,
@@ -26,6 +40,13 @@ const FIRST_LEASE_GRACE_MS = 20_000
 /** After QMP `quit`, how long QEMU gets before SIGKILL. */
 const QUIT_GRACE_MS = 2_000
 const SETPRIV = '/usr/bin/setpriv'
+/** Health service the agent reports SERVING as soon as it answers, before the root is mounted. */
+const AGENT_HEALTH_SERVICE = 'vmctl.agent'
+/**
+ * A template restore answers in about a second under TCG; one that has not within this bound is
+ * broken (dropped and rebuilt), not slow. Generous for 8 parallel restores on 2 cores.
+ */
+const RESTORE_TIMEOUT_MS = 60_000
 
 interface ControlClient {
   socket: net.Socket
@@ -78,6 +99,7 @@ export class Supervisor {
   private lastExit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null }
   private guestFailure: ((message: string) => void) | undefined
   private vsockCid: number | undefined
+  private readonly warnings: string[] = []
   private vsockBridge: ChildProcess | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
@@ -142,11 +164,211 @@ export class Supervisor {
       }
     }
     const bootStarted = performance.now()
-    if (!this.qemu) await this.startQemu(this.accel)
     const deadline = bootStarted + this.bootTimeoutMs()
-    await this.raceBoot(this.connectAgentPort(), deadline)
-    await this.raceBoot(this.waitUntilHealthy(deadline), deadline)
-    this.qmp = await this.raceBoot(QmpClient.connect(this.dir.qmpSocket), deadline)
+    const restored = !this.qemu && this.spec.templates ? await this.bootFromTemplate(deadline) : false
+    if (!restored) {
+      if (!this.qemu) await this.startQemu(this.accel)
+      await this.raceBoot(this.connectAgentPort(), deadline)
+      await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+      this.qmp = await this.raceBoot(this.connectQmp(), deadline)
+    }
+    this.watchAgentPort()
+    await this.readForwardedPorts()
+    this.bootMs = performance.now() - started
+    this.state = 'ready'
+    this.writeStatus()
+    this.log(
+      'ready in %d ms (%s%s)',
+      Math.round(this.bootMs),
+      this.accel,
+      restored ? ', from a template' : '',
+    )
+    this.broadcast({ event: 'ready', status: this.status() })
+  }
+
+  /**
+   * Boots from the template of this VM's definition, making it first if there is none (once across
+   * processes: a kernel-released lock). A template that fails to restore is dropped with a warning
+   * and false is returned, so the caller cold-boots: a bad template costs one slow boot, never a
+   * hang or a failure.
+   */
+  private async bootFromTemplate(deadline: number): Promise<boolean> {
+    const cache = this.spec.cacheDir
+    const key = templateKey(this.spec)
+    let rebuilt = false
+    for (;;) {
+      const check = checkTemplate(cache, key)
+      if (check && 'problem' in check) {
+        this.warn(`the VM template ${key} is unusable (${check.problem}); rebuilding it`)
+        removeTemplate(cache, key)
+        continue
+      }
+      if (check) {
+        try {
+          await this.restoreTemplate(check.files, deadline)
+          touchTemplate(check.files)
+          return true
+        } catch (error) {
+          if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT') throw error
+          this.qmp?.close()
+          this.qmp = undefined
+          await this.stopQemu()
+          this.qemuStderr = ''
+          removeTemplate(cache, key)
+          if (rebuilt) {
+            this.warn(
+              `a fresh VM template did not restore (${(error as Error).message}); booting without one`,
+            )
+            return false
+          }
+          this.warn(`the VM template ${key} did not restore (${(error as Error).message}); rebuilding it`)
+          rebuilt = true
+          continue
+        }
+      }
+      const release = await tryLock(`vmctl-template-${key}`)
+      if (!release) {
+        // Another process is making it: wait for it, within this VM's boot time.
+        if (performance.now() > deadline)
+          throw new BootFailure('BOOT_TIMEOUT', 'waited too long for a VM template')
+        await delay(100)
+        continue
+      }
+      try {
+        if (!checkTemplate(cache, key)) {
+          await this.makeTemplate(key, deadline)
+          rebuilt = true
+        }
+      } finally {
+        release()
+      }
+    }
+  }
+
+  /** Cold-boots with RAM written through to a file, saves the device state once the agent answers. */
+  private async makeTemplate(key: string, deadline: number): Promise<void> {
+    const started = performance.now()
+    const staging = join(templatesDir(this.spec.cacheDir), `${key}.${process.pid}.staging`)
+    rmSync(staging, { recursive: true, force: true })
+    mkdirSync(staging, { recursive: true })
+    const files = templateFiles(staging)
+    try {
+      await this.startQemu(this.accel, undefined, {
+        memoryFile: { path: files.ram, shared: true },
+        deferRoot: true,
+      })
+      await this.raceBoot(this.connectAgentPort(), deadline)
+      await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
+      const qmp = await this.raceBoot(this.connectQmp(), deadline)
+      // The agent sees its host go before the pause, so a restored one waits for a new host.
+      this.mux.detach('saving a template')
+      this.stopVsockBridge()
+      await delay(50)
+      await qmp.execute('stop')
+      await saveDeviceState(qmp, files.state, true)
+      qmp.close()
+      await this.stopQemu()
+      publishTemplate(this.spec.cacheDir, staging, {
+        version: 1,
+        key,
+        createdAt: new Date().toISOString(),
+        memoryBytes: this.spec.memoryMiB * 1024 * 1024,
+        summary: templateSummary(this.spec),
+      })
+      this.log('template %s made in %d ms', key, Math.round(performance.now() - started))
+    } catch (error) {
+      await this.stopQemu()
+      rmSync(staging, { recursive: true, force: true })
+      throw error
+    }
+  }
+
+  private async restoreTemplate(files: TemplateFiles, deadline: number): Promise<void> {
+    const started = performance.now()
+    await this.startQemu(this.accel, undefined, {
+      memoryFile: { path: files.ram, shared: false },
+      deferRoot: true,
+      incoming: true,
+    })
+    const qmp = await this.raceBoot(this.connectQmp(), deadline)
+    this.qmp = qmp
+    // A restore that takes much longer than a cold boot would is a broken template, not a slow host.
+    const restoreDeadline = Math.min(deadline, performance.now() + RESTORE_TIMEOUT_MS)
+    const at = (): number => Math.round(performance.now() - started)
+    await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline)
+    const loaded = at()
+    await this.raceRestore(this.connectAgentPort(), restoreDeadline)
+    await this.raceRestore(this.refreshClone(restoreDeadline), restoreDeadline)
+    const refreshed = at()
+    await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+    this.log('restored from template in %d ms (state loaded %d, agent refreshed %d)', at(), loaded, refreshed)
+  }
+
+  /** Like raceBoot, but a timeout is a restore failure (the template is dropped), not a boot timeout. */
+  private async raceRestore<T>(work: Promise<T>, deadline: number): Promise<T> {
+    try {
+      return await this.raceBoot(work, deadline)
+    } catch (error) {
+      if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT')
+        throw new Error(`no answer within ${RESTORE_TIMEOUT_MS / 1000} s`)
+      throw error
+    }
+  }
+
+  /** Makes a restored guest its own: clock, entropy, hostname; then it mounts its root. */
+  private async refreshClone(deadline: number): Promise<void> {
+    const client = new AgentClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure())
+    try {
+      const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
+        const metadata = new Metadata()
+        metadata.setOptions({ waitForReady: true })
+        client.refresh(
+          {
+            hostname: this.spec.name,
+            unixTimeUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
+            entropy: randomBytes(64),
+          },
+          metadata,
+          { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) },
+          (error, reply) => (error ? reject(error) : resolve(reply)),
+        )
+      })
+      this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
+    } finally {
+      client.close()
+    }
+  }
+
+  /** QMP, once QEMU has created its socket (right after spawn it may not have yet). */
+  private async connectQmp(): Promise<QmpClient> {
+    for (;;) {
+      try {
+        return await QmpClient.connect(this.dir.qmpSocket)
+      } catch (error) {
+        if (!this.qemu) throw error
+        await delay(5)
+      }
+    }
+  }
+
+  private warn(message: string): void {
+    this.log('warning: %s', message)
+    this.warnings.push(message)
+  }
+
+  private async readForwardedPorts(): Promise<void> {
+    if (this.spec.guestPorts.length === 0 || !this.qmp) return
+    const forwards = parseUsernetForwards(await this.qmp.human('info usernet'))
+    for (const port of this.spec.guestPorts) {
+      const hostPort = forwards.get(port)
+      if (!hostPort)
+        throw new BootFailure('BOOT_FAILED', `QEMU did not set up the forward for guest port ${port}`)
+      this.ports[String(port)] = hostPort
+    }
+  }
+
+  private watchAgentPort(): void {
+    if (!this.qmp) return
     this.qmp.on('event', (name, data) => {
       const port = data as { id?: string; open?: boolean } | undefined
       if (
@@ -163,25 +385,16 @@ export class Supervisor {
       this.mux.resetPeer(reason)
       this.broadcast({ event: 'agent-lost', reason })
     })
-    if (this.spec.guestPorts.length > 0) {
-      const forwards = parseUsernetForwards(await this.qmp.human('info usernet'))
-      for (const port of this.spec.guestPorts) {
-        const hostPort = forwards.get(port)
-        if (!hostPort)
-          throw new BootFailure('BOOT_FAILED', `QEMU did not set up the forward for guest port ${port}`)
-        this.ports[String(port)] = hostPort
-      }
-    }
-    this.bootMs = performance.now() - started
-    this.state = 'ready'
-    this.writeStatus()
-    this.log('ready in %d ms (%s)', Math.round(this.bootMs), this.accel)
-    this.broadcast({ event: 'ready', status: this.status() })
   }
 
   /** Starts QEMU. With `probeMs`, says whether the console spoke within that time. */
-  private startQemu(accel: Accelerator, probeMs?: number): Promise<'alive' | 'silent' | 'exited'> {
+  private startQemu(
+    accel: Accelerator,
+    probeMs?: number,
+    variant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {},
+  ): Promise<'alive' | 'silent' | 'exited'> {
     const args = qemuArguments({
+      ...variant,
       binary: this.spec.qemuBinary,
       accel,
       kernel: this.spec.kernel,
@@ -392,7 +605,7 @@ export class Supervisor {
     bridge?.kill('SIGKILL')
   }
 
-  private async waitUntilHealthy(deadline: number): Promise<void> {
+  private async waitUntilHealthy(deadline: number, service: string): Promise<void> {
     const client = new HealthClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
       'grpc.initial_reconnect_backoff_ms': 50,
       'grpc.max_reconnect_backoff_ms': 250,
@@ -402,7 +615,7 @@ export class Supervisor {
         const status = await new Promise<ServingStatus | Error>((resolve) => {
           const metadata = new Metadata()
           metadata.setOptions({ waitForReady: true })
-          const call = client.watch({ service: '' }, metadata, {
+          const call = client.watch({ service }, metadata, {
             deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())),
           })
           call.on('data', (response: { status: ServingStatus }) => {
@@ -521,6 +734,7 @@ export class Supervisor {
       accelReason: this.accelReason,
       transport: this.spec.transport.transport,
       vsockCid: this.vsockCid,
+      warnings: this.warnings,
       createdAt: this.spec.createdAt,
       persistent: this.spec.persistent,
       ports: this.ports,

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { cloneRefreshPath } from '@vmctl/agent'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { locateKernel } from '../host/kernel-locator.js'
@@ -83,6 +84,7 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     tscKhz: hostTscKhz(),
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,
+    templates: templatesEnabled(env) && cloneRefreshPath() !== undefined,
   }
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
 
@@ -117,6 +119,11 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     if (!isAlive(supervisor.pid)) directory.remove()
     throw error
   }
+}
+
+function templatesEnabled(env: NodeJS.ProcessEnv): boolean {
+  const value = env.VMCTL_TEMPLATES
+  return !(value === '0' || value === 'false' || value === 'off')
 }
 
 function bootError(

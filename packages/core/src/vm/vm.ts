@@ -147,6 +147,7 @@ export class VM implements AsyncDisposable {
         `vmctl: KVM is not usable, using TCG software emulation (5-10x slower): ${status.accelReason}\n`,
       )
     }
+    for (const warning of status.warnings ?? []) process.stderr.write(`vmctl: ${warning}\n`)
   }
 
   /** Boots a fresh VM and resolves once its agent answers a health check. */

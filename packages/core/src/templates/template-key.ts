@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto'
+import { statSync } from 'node:fs'
+import { qemuArguments } from '../qemu/qemu-command.js'
+import type { LaunchSpec } from '../supervisor/launch-spec.js'
+
+/**
+ * The cache key of a VM's template: everything that defines the VM. QEMU's whole command line for
+ * a canonical instance (so any device, machine or kernel-argument change is a new template), plus
+ * the identity of the QEMU binary (its version), the kernel, and the initramfs and runtime disk
+ * (their names are already hashes of their contents: agent build, modules, init). Not in the key:
+ * the VM's name, forwarded ports and environment, which each restored VM gets for itself.
+ */
+export function templateKey(spec: LaunchSpec): string {
+  const canonical = qemuArguments({
+    binary: spec.qemuBinary,
+    accel: spec.accel.accel,
+    kernel: spec.kernel,
+    initramfs: spec.initramfs,
+    runtimeDisk: spec.runtimeDisk,
+    memoryMiB: spec.memoryMiB,
+    cpus: spec.cpus,
+    hostname: 'template',
+    hostRoot: spec.hostRoot,
+    modulesDir: spec.kernel.modulesDir,
+    ports: [],
+    qmpSocket: 'qmp',
+    agentSocket: 'agent',
+    vsockPort: spec.transport.transport === 'vsock' ? 1 : undefined,
+    memoryFile: { path: 'ram', shared: false },
+    deferRoot: true,
+    tscKhz: spec.tscKhz,
+    kernelArgs: spec.kernelArgs,
+    extraArgs: spec.qemuArgs,
+  })
+  const hash = createHash('sha256')
+  hash.update('vmctl-template-v1\0')
+  hash.update(`${canonical.join('\0')}\0`)
+  for (const file of [spec.qemuBinary, spec.kernel.image]) {
+    const stat = statSync(file)
+    hash.update(`${file}:${stat.size}:${stat.mtimeMs}\0`)
+  }
+  return hash.digest('hex').slice(0, 20)
+}
+
+/** One line for `vmctl template ls`. */
+export function templateSummary(spec: LaunchSpec): string {
+  const root = spec.hostRoot ? `host root ${spec.hostRoot}` : 'minimal root'
+  return `${spec.memoryMiB} MiB, ${spec.cpus} CPU, ${spec.accel.accel}, ${root}, ${spec.kernel.release ?? spec.kernel.image}, ${spec.transport.transport}`
+}

@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto'
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** What a template directory holds, and how it is checked before every restore. */
+export interface TemplateMeta {
+  version: 1
+  key: string
+  createdAt: string
+  /** Guest RAM size: the RAM file must be exactly this long. */
+  memoryBytes: number
+  /** sha256 of the device state file (small: tens of KB), to catch truncation and corruption. */
+  stateSha256: string
+  /** A readable summary of the definition, for `vmctl template ls`. */
+  summary: string
+}
+
+export interface TemplateFiles {
+  dir: string
+  /** Guest RAM: written through a shared mapping by the VM the template was made from; every
+   * restored VM maps it privately (copy-on-write), so none can change it. */
+  ram: string
+  /** Device state from QEMU's migration stream (RAM excluded with x-ignore-shared). */
+  state: string
+  meta: string
+}
+
+export interface ListedTemplate {
+  key: string
+  dir: string
+  bytes: number
+  createdAt: string
+  lastUsedAt: string
+  summary: string
+  valid: boolean
+}
+
+export function templatesDir(cacheDir: string): string {
+  return join(cacheDir, 'templates')
+}
+
+export function templateFiles(dir: string): TemplateFiles {
+  return { dir, ram: join(dir, 'ram'), state: join(dir, 'state'), meta: join(dir, 'meta.json') }
+}
+
+/**
+ * The template for `key`, or why it cannot be used: missing (undefined), or a problem (truncated
+ * RAM, corrupt or missing state, another definition) that the caller reports in one line before
+ * rebuilding it.
+ */
+export function checkTemplate(
+  cacheDir: string,
+  key: string,
+): { files: TemplateFiles } | { problem: string } | undefined {
+  const files = templateFiles(join(templatesDir(cacheDir), key))
+  if (!existsSync(files.dir)) return undefined
+  let meta: TemplateMeta
+  try {
+    meta = JSON.parse(readFileSync(files.meta, 'utf8')) as TemplateMeta
+  } catch {
+    return { problem: 'its meta.json is missing or unreadable' }
+  }
+  if (meta.version !== 1 || meta.key !== key) return { problem: 'it was made for another definition' }
+  const ramBytes = sizeOf(files.ram)
+  if (ramBytes !== meta.memoryBytes) {
+    return { problem: `its RAM file is ${ramBytes ?? 'missing'} bytes, not ${meta.memoryBytes}` }
+  }
+  let state: Buffer
+  try {
+    state = readFileSync(files.state)
+  } catch {
+    return { problem: 'its device state file is missing' }
+  }
+  if (sha256(state) !== meta.stateSha256) return { problem: 'its device state file is corrupt or truncated' }
+  return { files }
+}
+
+/** Seals a template built in `staging`: meta last, then one rename makes it visible. */
+export function publishTemplate(
+  cacheDir: string,
+  staging: string,
+  meta: Omit<TemplateMeta, 'stateSha256'>,
+): void {
+  const files = templateFiles(staging)
+  const full: TemplateMeta = { ...meta, stateSha256: sha256(readFileSync(files.state)) }
+  writeFileSync(files.meta, `${JSON.stringify(full, null, 2)}\n`)
+  const final = join(templatesDir(cacheDir), meta.key)
+  rmSync(final, { recursive: true, force: true })
+  renameSync(staging, final)
+}
+
+export function removeTemplate(cacheDir: string, key: string): void {
+  rmSync(join(templatesDir(cacheDir), key), { recursive: true, force: true })
+}
+
+/** Marks a template used now (prune's --unused-for reads it). */
+export function touchTemplate(files: TemplateFiles): void {
+  try {
+    const now = new Date()
+    writeFileSync(join(files.dir, 'last-used'), now.toISOString())
+  } catch {}
+}
+
+export function listTemplates(cacheDir: string): ListedTemplate[] {
+  let entries: string[]
+  try {
+    entries = readdirSync(templatesDir(cacheDir))
+  } catch {
+    return []
+  }
+  const listed: ListedTemplate[] = []
+  for (const entry of entries) {
+    const dir = join(templatesDir(cacheDir), entry)
+    const files = templateFiles(dir)
+    let meta: Partial<TemplateMeta> = {}
+    try {
+      meta = JSON.parse(readFileSync(files.meta, 'utf8'))
+    } catch {}
+    const check = checkTemplate(cacheDir, entry)
+    let lastUsedAt = meta.createdAt ?? ''
+    try {
+      lastUsedAt = readFileSync(join(dir, 'last-used'), 'utf8').trim()
+    } catch {}
+    listed.push({
+      key: entry,
+      dir,
+      bytes: diskUsage(dir),
+      createdAt: meta.createdAt ?? '',
+      lastUsedAt,
+      summary: meta.summary ?? '(incomplete)',
+      valid: check !== undefined && 'files' in check,
+    })
+  }
+  return listed.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+}
+
+/** Bytes a directory takes on disk (allocated blocks: the RAM file is sparse). */
+function diskUsage(dir: string): number {
+  let total = 0
+  try {
+    for (const entry of readdirSync(dir)) {
+      try {
+        total += statSync(join(dir, entry)).blocks * 512
+      } catch {}
+    }
+  } catch {}
+  return total
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return statSync(path).size
+  } catch {
+    return undefined
+  }
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}
