@@ -5,7 +5,14 @@
  * lease's connection closes (the creator exited, crashed or was SIGKILLed: the kernel closes its
  * sockets either way), the VM is destroyed.
  */
-export type ControlRequest = { op: 'attach'; lease: boolean } | { op: 'status' } | { op: 'destroy' }
+export type ControlRequest =
+  | { op: 'attach'; lease: boolean }
+  | { op: 'status' }
+  | { op: 'destroy' }
+  /** Saves the running VM as `name` (replies `{ ok, error? }`). */
+  | { op: 'snapshot'; name: string }
+  /** Puts the VM back to snapshot `name`, in place: same name, sockets and ports. */
+  | { op: 'restore'; name: string }
 
 export type VmState = 'booting' | 'ready' | 'stopping' | 'exited'
 
@@ -19,6 +26,8 @@ export interface VmStatus {
   /** How the host reaches the agent; with vsock, the guest's CID. */
   transport: 'virtio-serial' | 'vsock'
   vsockCid?: number | undefined
+  /** Booted from this template (key); `made`: this boot made it first. Absent: a cold boot. */
+  template?: { key: string; made: boolean } | undefined
   /** Things the user should know about this VM's start (a template rebuilt, say). */
   warnings?: string[]
   createdAt: string

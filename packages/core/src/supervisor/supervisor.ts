@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { Duplex } from 'node:stream'
@@ -100,6 +100,14 @@ export class Supervisor {
   private guestFailure: ((message: string) => void) | undefined
   private vsockCid: number | undefined
   private readonly warnings: string[] = []
+  /** A template restore reached the agent: what fails after that is not the template's fault. */
+  private restoredAgent = false
+  private restoring = false
+  private template: VmStatus['template']
+  private qemuVariant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {}
+  private agentPortSocket: net.Socket | undefined
+  /** Snapshot and restore run one at a time. */
+  private snapshotQueue: Promise<unknown> = Promise.resolve()
   private vsockBridge: ChildProcess | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
@@ -207,8 +215,12 @@ export class Supervisor {
         try {
           await this.restoreTemplate(check.files, deadline)
           touchTemplate(check.files)
+          this.template = { key, made: rebuilt }
+          // From here on it is this VM's own boot (its root mount): failures are real ones.
+          await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
           return true
         } catch (error) {
+          if (this.restoredAgent) throw error
           if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT') throw error
           this.qmp?.close()
           this.qmp = undefined
@@ -299,9 +311,8 @@ export class Supervisor {
     const loaded = at()
     await this.raceRestore(this.connectAgentPort(), restoreDeadline)
     await this.raceRestore(this.refreshClone(restoreDeadline), restoreDeadline)
-    const refreshed = at()
-    await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
-    this.log('restored from template in %d ms (state loaded %d, agent refreshed %d)', at(), loaded, refreshed)
+    this.restoredAgent = true
+    this.log('restored from template in %d ms (state loaded at %d)', at(), loaded)
   }
 
   /** Like raceBoot, but a timeout is a restore failure (the template is dropped), not a boot timeout. */
@@ -317,6 +328,8 @@ export class Supervisor {
 
   /** Makes a restored guest its own: clock, entropy, hostname; then it mounts its root. */
   private async refreshClone(deadline: number): Promise<void> {
+    // The channel first, so the host time sent is not stale by a handshake's worth of seconds.
+    await this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE)
     const client = new AgentClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure())
     try {
       const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
@@ -337,6 +350,102 @@ export class Supervisor {
     } finally {
       client.close()
     }
+  }
+
+  private snapshotFile(name: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+      throw new Error(
+        `snapshot names are letters, digits, ".", "_" and "-" (up to 64), not ${JSON.stringify(name)}`,
+      )
+    }
+    return join(this.dir.path, 'snapshots', name)
+  }
+
+  /** Drops the host end of the agent channel; calls in flight fail, new ones wait for reconnect. */
+  private disconnectAgent(reason: string): void {
+    this.stopVsockBridge()
+    this.mux.detach(reason)
+    this.agentPortSocket?.destroy()
+    this.agentPortSocket = undefined
+  }
+
+  private async reconnectAgent(deadline: number): Promise<void> {
+    await this.raceBoot(this.connectAgentPort(), deadline)
+    await this.raceBoot(this.refreshClone(deadline), deadline)
+    await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+  }
+
+  /**
+   * Saves the whole running VM (device state and all of its RAM) in the VM's directory. QEMU
+   * refuses while the host root is mounted over 9p; that is reported as what it means.
+   */
+  private async snapshot(name: string): Promise<void> {
+    const file = this.snapshotFile(name)
+    const qmp = this.qmp
+    if (this.state !== 'ready' || !qmp) throw new Error(`the VM is ${this.state}, not ready`)
+    mkdirSync(join(this.dir.path, 'snapshots'), { recursive: true, mode: 0o700 })
+    const started = performance.now()
+    this.disconnectAgent('the VM is being snapshotted')
+    await delay(50)
+    await qmp.execute('stop')
+    let failure: Error | undefined
+    try {
+      await saveDeviceState(qmp, `${file}.partial`, false)
+      renameSync(`${file}.partial`, file)
+    } catch (error) {
+      rmSync(`${file}.partial`, { force: true })
+      const message = (error as Error).message
+      failure = /VirtFS|9p|mount_tag/.test(message)
+        ? new Error(
+            `QEMU cannot snapshot a VM whose root is the host's, shared over 9p (${message}). Snapshots work for VMs with hostRoot: false and for image-mode VMs; in kernel mode a fresh VM.up() is restored from a template in about a second instead`,
+          )
+        : (error as Error)
+    }
+    await qmp.execute('cont')
+    await this.reconnectAgent(performance.now() + RESTORE_TIMEOUT_MS)
+    if (failure) throw failure
+    this.log('snapshot %s saved in %d ms', name, Math.round(performance.now() - started))
+  }
+
+  /** Replaces the running QEMU by one loaded from the snapshot: same sockets, name and host ports. */
+  private async restore(name: string): Promise<void> {
+    const file = this.snapshotFile(name)
+    if (!existsSync(file)) {
+      let known: string[] = []
+      try {
+        known = readdirSync(join(this.dir.path, 'snapshots')).filter((f) => !f.endsWith('.partial'))
+      } catch {}
+      throw new Error(
+        `this VM has no snapshot named ${JSON.stringify(name)} (it has ${known.length ? known.join(', ') : 'none'})`,
+      )
+    }
+    if (this.state !== 'ready') throw new Error(`the VM is ${this.state}, not ready`)
+    const started = performance.now()
+    this.restoring = true
+    try {
+      this.disconnectAgent('the VM is being restored to a snapshot')
+      this.qmp?.close()
+      this.qmp = undefined
+      await this.stopQemu()
+      const deadline = performance.now() + RESTORE_TIMEOUT_MS
+      await this.startQemu(this.accel, undefined, { ...this.qemuVariant, incoming: true }, this.ports)
+      const qmp = await this.raceBoot(this.connectQmp(), deadline)
+      this.qmp = qmp
+      await this.raceBoot(loadDeviceState(qmp, file, false), deadline)
+      this.watchAgentPort()
+      await this.reconnectAgent(deadline)
+    } catch (error) {
+      // A VM that cannot come back is gone: say so to every client, as if QEMU had died.
+      this.restoring = false
+      const reason = `restoring snapshot ${name} failed: ${(error as Error).message}`
+      this.exitEvent = { event: 'exited', reason, consoleTail: this.console.lastLines() }
+      this.broadcast(this.exitEvent)
+      void this.shutdown(reason)
+      throw error
+    }
+    this.restoring = false
+    this.writeStatus()
+    this.log('restored snapshot %s in %d ms', name, Math.round(performance.now() - started))
   }
 
   /** QMP, once QEMU has created its socket (right after spawn it may not have yet). */
@@ -392,7 +501,9 @@ export class Supervisor {
     accel: Accelerator,
     probeMs?: number,
     variant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {},
+    hostPorts: Record<string, number> = {},
   ): Promise<'alive' | 'silent' | 'exited'> {
+    this.qemuVariant = variant
     const args = qemuArguments({
       ...variant,
       binary: this.spec.qemuBinary,
@@ -405,7 +516,7 @@ export class Supervisor {
       hostname: this.spec.name,
       hostRoot: this.spec.hostRoot,
       modulesDir: this.spec.kernel.modulesDir,
-      ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: 0 })),
+      ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: hostPorts[guestPort] ?? 0 })),
       qmpSocket: this.dir.qmpSocket,
       agentSocket: this.dir.portSocket,
       vsockPort: this.usesVsock ? AGENT_VSOCK_PORT : undefined,
@@ -476,7 +587,7 @@ export class Supervisor {
     this.qemu = undefined
     this.stopVsockBridge()
     this.mux.detach(reason)
-    if (this.state === 'booting') return // boot() sees it through raceBoot
+    if (this.state === 'booting' || this.restoring) return // boot() sees it through raceBoot
     if (this.state === 'ready') {
       this.exitEvent = { event: 'exited', reason, consoleTail: this.console.lastLines() }
       this.broadcast(this.exitEvent)
@@ -545,6 +656,7 @@ export class Supervisor {
       })
       if (socket) {
         socket.on('error', (error) => this.log('agent port: %s', error.message))
+        this.agentPortSocket = socket
         this.mux.attach(socket)
         return
       }
@@ -713,6 +825,21 @@ export class Supervisor {
       case 'destroy':
         await this.shutdown('destroyed on request', () => send({ reply: 'destroy', ok: true }))
         return
+      case 'snapshot':
+      case 'restore': {
+        const work = this.snapshotQueue.then(() =>
+          request.op === 'snapshot' ? this.snapshot(request.name) : this.restore(request.name),
+        )
+        this.snapshotQueue = work.catch(() => {})
+        try {
+          await work
+          send({ reply: request.op, ok: true })
+        } catch (error) {
+          this.log('%s %s failed: %s', request.op, request.name, (error as Error).message)
+          send({ reply: request.op, ok: false, error: (error as Error).message })
+        }
+        return
+      }
       default:
         send({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
     }
@@ -735,6 +862,7 @@ export class Supervisor {
       transport: this.spec.transport.transport,
       vsockCid: this.vsockCid,
       warnings: this.warnings,
+      template: this.template,
       createdAt: this.spec.createdAt,
       persistent: this.spec.persistent,
       ports: this.ports,

@@ -209,6 +209,14 @@ export class VM implements AsyncDisposable {
     return this.statusSnapshot.transport
   }
 
+  /**
+   * The template this VM was restored from (`made`: this boot made it first), or undefined for a
+   * cold boot (VMCTL_TEMPLATES=0, a KVM probe boot, or a template that could not be used).
+   */
+  get template(): { key: string; made: boolean } | undefined {
+    return this.statusSnapshot.template
+  }
+
   /** The guest's vsock CID (vsock transport only). */
   get vsockCid(): number | undefined {
     return this.statusSnapshot.vsockCid
@@ -518,6 +526,38 @@ export class VM implements AsyncDisposable {
     if (this.exitError) return
     this.exitError = new VmExitedError(this.name, reason, consoleTail)
     for (const process of [...this.running]) process.fail(this.exitError)
+  }
+
+  /**
+   * Saves the running VM (memory, devices, processes) as `name`, kept in the VM's directory until it
+   * is destroyed. Calls in flight while it is taken fail; the VM then runs on. QEMU cannot save a VM
+   * whose root is the host's over 9p (the default kernel mode): use `hostRoot: false` or an image.
+   */
+  async snapshot(name: string): Promise<void> {
+    await this.snapshotRequest({ op: 'snapshot', name })
+  }
+
+  /**
+   * Puts the VM back to snapshot `name` in place: the same handle, name and forwarded ports, with
+   * the guest clock stepped to now and its RNG reseeded. Running processes and calls in flight end.
+   */
+  async restore(name: string): Promise<void> {
+    for (const process of [...this.running])
+      process.fail(new AgentError(this.name, `the VM was restored to snapshot ${name}`))
+    await this.snapshotRequest({ op: 'restore', name })
+  }
+
+  private async snapshotRequest(request: { op: 'snapshot' | 'restore'; name: string }): Promise<void> {
+    if (this.exitError) throw this.exitError
+    const reply = await this.control.request(request)
+    if (reply.reply === 'closed')
+      throw this.exitError ?? new VmExitedError(this.name, 'its supervisor exited', '')
+    if (reply.ok !== true) {
+      throw new VmctlError(
+        request.op === 'snapshot' ? 'SNAPSHOT_FAILED' : 'RESTORE_FAILED',
+        `${request.op} ${JSON.stringify(request.name)} of VM ${this.name} failed: ${String(reply.error)}`,
+      )
+    }
   }
 
   /** Stops the VM and removes everything it had on the host. Idempotent. */

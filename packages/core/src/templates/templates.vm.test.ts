@@ -1,0 +1,133 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { truncateSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, test } from 'vitest'
+import { cacheDir, VM } from '../index.js'
+import { templatesDir } from './template-store.js'
+
+const run = promisify(execFile)
+const fixture = fileURLToPath(new URL('../../test/fixtures/template-user.mjs', import.meta.url))
+
+/** A definition no other test uses, so this test makes (and owns) its template. */
+function uniqueDefinition(): { kernelArgs: string[] } {
+  return { kernelArgs: [`vmctl_test_case=${randomBytes(4).toString('hex')}`] }
+}
+
+async function bootInChild(options: object, env: NodeJS.ProcessEnv = {}) {
+  const { stdout } = await run(process.execPath, [fixture, JSON.stringify(options)], {
+    env: { ...process.env, ...env },
+  })
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+    name: string
+    template: { key: string; made: boolean } | null
+  }
+}
+
+/**
+ * The guest's wall clock in ms (perl from the host root: busybox date has whole seconds only), and
+ * the host's clock before and after asking: the guest read it somewhere in between.
+ */
+async function guestClockMs(vm: VM): Promise<{ guest: number; before: number; after: number }> {
+  const before = Date.now()
+  const { stdout } = await vm.exec(['perl', '-MTime::HiRes=time', '-e', 'printf "%.3f", time'])
+  return { guest: Number(stdout) * 1000, before, after: Date.now() }
+}
+
+describe('templates (vm)', () => {
+  test('clones of one template are not twins: own RNG, clock, hostname, memory; eight at once', async () => {
+    const definition = uniqueDefinition()
+    const first = await VM.up(definition)
+    expect(first.template?.made).toBe(true)
+    await first.destroy()
+
+    const clones = await Promise.all(Array.from({ length: 8 }, () => VM.up(definition)))
+    try {
+      for (const clone of clones) expect(clone.template).toEqual({ key: first.template!.key, made: false })
+      const [a, b] = clones as [VM, VM]
+      const [randomA, randomB] = await Promise.all(
+        [a, b].map((vm) => vm.exec('head -c 32 /dev/urandom | od -An -tx1').then((r) => r.stdout)),
+      )
+      expect(randomA).not.toBe(randomB)
+      // Right after a restore: the first command of a fresh clone.
+      const fresh = await VM.up(definition)
+      clones.push(fresh)
+      const clock = await guestClockMs(fresh)
+      expect(clock.guest).toBeGreaterThan(clock.before - 1000)
+      expect(clock.guest).toBeLessThan(clock.after + 1000)
+      const hostnames = await Promise.all(
+        clones.map((vm) => vm.exec('hostname').then((r) => r.stdout.trim())),
+      )
+      expect(hostnames).toEqual(clones.map((vm) => vm.name))
+      await a.exec('echo only-in-a > /root/mark')
+      expect((await b.exec('cat /root/mark', { reject: false })).exitCode).not.toBe(0)
+      expect((await a.exec('cat /root/mark')).stdout).toBe('only-in-a\n')
+    } finally {
+      await Promise.all(clones.map((vm) => vm.destroy()))
+    }
+    // And the template itself never saw that write: a new clone has no /root/mark.
+    await using later = await VM.up(definition)
+    expect((await later.exec('cat /root/mark', { reject: false })).exitCode).not.toBe(0)
+  })
+
+  test('two processes asking for a new template at once make it once', async () => {
+    const definition = uniqueDefinition()
+    const results = await Promise.all([bootInChild(definition), bootInChild(definition)])
+    expect(results.map((r) => r.template?.key)).toEqual([
+      results[0]!.template!.key,
+      results[0]!.template!.key,
+    ])
+    expect(results.filter((r) => r.template?.made).length).toBe(1)
+  })
+
+  test('a truncated template is rebuilt with a one-line warning; VMCTL_TEMPLATES=0 boots cold', async () => {
+    const definition = uniqueDefinition()
+    const made = await bootInChild(definition)
+    truncateSync(join(templatesDir(cacheDir()), made.template!.key, 'state'), 1000)
+    const stderr: string[] = []
+    const write = process.stderr.write.bind(process.stderr)
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      stderr.push(String(chunk))
+      return write(chunk, ...rest)
+    }) as typeof process.stderr.write
+    try {
+      await using vm = await VM.up(definition)
+      expect(vm.template).toEqual({ key: made.template!.key, made: true })
+      expect((await vm.exec('echo ok')).stdout).toBe('ok\n')
+    } finally {
+      process.stderr.write = write
+    }
+    expect(stderr.join('')).toMatch(
+      /vmctl: the VM template \w+ is unusable \(its device state file is corrupt or truncated\); rebuilding it/,
+    )
+    const cold = await bootInChild(definition, { VMCTL_TEMPLATES: '0' })
+    expect(cold.template).toBeNull()
+  })
+
+  test('snapshot and restore in place: same handle, name and ports; state back, clock now', async () => {
+    await using vm = await VM.up({ hostRoot: false, ports: [8080] })
+    const port = vm.forwardedPort(8080)
+    await vm.exec('echo provisioned > /root/state')
+    await vm.snapshot('provisioned')
+    await vm.exec('echo dirty > /root/state; touch /root/extra')
+    await new Promise((r) => setTimeout(r, 1500))
+    await vm.restore('provisioned')
+    expect((await vm.exec('cat /root/state')).stdout).toBe('provisioned\n')
+    expect((await vm.exec('ls /root/extra', { reject: false })).exitCode).not.toBe(0)
+    expect(vm.forwardedPort(8080)).toBe(port)
+    expect((await vm.exec('hostname')).stdout.trim()).toBe(vm.name)
+    const guestSeconds = Number((await vm.exec('date +%s')).stdout)
+    expect(Math.abs(guestSeconds * 1000 - Date.now())).toBeLessThan(2000)
+    await expect(vm.restore('never-taken')).rejects.toThrow(
+      /no snapshot named "never-taken" \(it has provisioned\)/,
+    )
+  })
+
+  test('kernel mode cannot snapshot over the 9p root, and says why; the VM runs on', async () => {
+    await using vm = await VM.up()
+    await expect(vm.snapshot('x')).rejects.toThrow(/host's, shared over 9p/)
+    expect((await vm.exec('echo still here')).stdout).toBe('still here\n')
+  })
+})
