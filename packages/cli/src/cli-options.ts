@@ -37,6 +37,11 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
     help: 'fail if the VM is not ready in time (default 30 KVM, 180 TCG)',
   },
   accel: { type: 'string', value: 'auto|kvm|tcg', help: 'accelerator (default auto: KVM when usable)' },
+  transport: {
+    type: 'string',
+    value: 'auto|vsock|virtio-serial',
+    help: 'agent transport (default auto: vsock when the host has it)',
+  },
 }
 
 export const EXEC_OPTIONS: Record<string, OptionSpec> = {
@@ -91,6 +96,14 @@ export function vmOptionsFrom(values: Values): VmOptions {
     if (!['auto', 'kvm', 'tcg'].includes(accel))
       throw new UsageError(`--accel must be auto, kvm or tcg, not ${JSON.stringify(accel)}`)
     options.accel = accel as VmOptions['accel']
+  }
+  if (values.transport !== undefined) {
+    const transport = values.transport as string
+    if (!['auto', 'vsock', 'virtio-serial'].includes(transport))
+      throw new UsageError(
+        `--transport must be auto, vsock or virtio-serial, not ${JSON.stringify(transport)}`,
+      )
+    options.transport = transport as VmOptions['transport']
   }
   return options
 }

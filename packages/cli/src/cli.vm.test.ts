@@ -43,12 +43,27 @@ describe('vmctl usage errors', () => {
   })
 
   test('every command has --help', async () => {
-    for (const command of ['run', 'up', 'exec', 'down', 'ps']) {
+    for (const command of ['run', 'up', 'exec', 'down', 'ps', 'template']) {
       const result = await vmctl([command, '--help'])
       expect(result.code).toBe(0)
       expect(result.stdout).toContain(`Usage: vmctl ${command}`)
     }
     expect((await vmctl(['--help'])).stdout).toContain('Commands:')
+  })
+})
+
+describe('vmctl template', () => {
+  test('ls lists templates with their size on disk; prune needs a known action; VMs use them', async () => {
+    expect((await vmctl(['template', 'frobnicate'])).code).toBe(2)
+    const booted = await vmctl(['run', '--', 'true'])
+    expect(booted.code).toBe(0)
+    const listed = await vmctl(['template', 'ls', '--json'])
+    expect(listed.code).toBe(0)
+    const templates = JSON.parse(listed.stdout) as Array<{ key: string; bytes: number; valid: boolean }>
+    expect(templates.some((t) => t.valid && t.bytes > 10_000_000)).toBe(true)
+    const table = await vmctl(['template', 'ls'])
+    expect(table.stdout).toMatch(/^KEY\s+SIZE\s+CREATED\s+LAST USED\s+DEFINITION/)
+    expect(table.stdout).toMatch(/template\(s\), [\d.]+ MB on disk/)
   })
 })
 

@@ -2,6 +2,7 @@ import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
+import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
 import { UsageError } from './usage-error.js'
 
@@ -12,6 +13,11 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
     exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
     down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
     ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
+    template: {
+      run: templateCommand,
+      help: TEMPLATE_HELP,
+      summary: 'list or prune VM templates (ls, prune)',
+    },
   }
 
 export const MAIN_HELP = `vmctl: throwaway virtual machines with a real kernel, for tests and shells.
@@ -20,7 +26,7 @@ Usage: vmctl COMMAND [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(6)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
   .join('\n')}
 
 Run vmctl COMMAND --help for a command's options. DEBUG=vmctl* shows what vmctl does.`

@@ -45,5 +45,12 @@ export function templateKey(spec: LaunchSpec): string {
 /** One line for `vmctl template ls`. */
 export function templateSummary(spec: LaunchSpec): string {
   const root = spec.hostRoot ? `host root ${spec.hostRoot}` : 'minimal root'
-  return `${spec.memoryMiB} MiB, ${spec.cpus} CPU, ${spec.accel.accel}, ${root}, ${spec.kernel.release ?? spec.kernel.image}, ${spec.transport.transport}`
+  const extras = [
+    spec.kernelArgs.length ? `kernel args: ${spec.kernelArgs.join(' ')}` : '',
+    spec.qemuArgs.length ? `QEMU args: ${spec.qemuArgs.join(' ')}` : '',
+  ].filter(Boolean)
+  return [
+    `${spec.memoryMiB} MiB, ${spec.cpus} CPU, ${spec.accel.accel}, ${root}, ${spec.kernel.release ?? spec.kernel.image}, ${spec.transport.transport}`,
+    ...extras,
+  ].join('; ')
 }

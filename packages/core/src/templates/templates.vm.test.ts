@@ -4,17 +4,24 @@ import { truncateSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { describe, expect, test } from 'vitest'
-import { cacheDir, VM } from '../index.js'
+import { afterAll, describe, expect, test } from 'vitest'
+import { cacheDir, removeTemplate, VM } from '../index.js'
 import { templatesDir } from './template-store.js'
 
 const run = promisify(execFile)
 const fixture = fileURLToPath(new URL('../../test/fixtures/template-user.mjs', import.meta.url))
 
-/** A definition no other test uses, so this test makes (and owns) its template. */
+const made = new Set<string>()
+
+/** A definition no other test uses, so this test makes (and owns, and removes) its template. */
 function uniqueDefinition(): { kernelArgs: string[] } {
   return { kernelArgs: [`vmctl_test_case=${randomBytes(4).toString('hex')}`] }
 }
+
+// Each template takes ~190 MB: the ones made here go when the file is done.
+afterAll(() => {
+  for (const key of made) removeTemplate(cacheDir(), key)
+})
 
 async function bootInChild(options: object, env: NodeJS.ProcessEnv = {}) {
   const { stdout } = await run(process.execPath, [fixture, JSON.stringify(options)], {
@@ -41,6 +48,7 @@ describe('templates (vm)', () => {
     const definition = uniqueDefinition()
     const first = await VM.up(definition)
     expect(first.template?.made).toBe(true)
+    made.add(first.template!.key)
     await first.destroy()
 
     const clones = await Promise.all(Array.from({ length: 8 }, () => VM.up(definition)))
@@ -108,6 +116,7 @@ describe('templates (vm)', () => {
 
   test('snapshot and restore in place: same handle, name and ports; state back, clock now', async () => {
     await using vm = await VM.up({ hostRoot: false, ports: [8080] })
+    if (vm.template) made.add(vm.template.key)
     const port = vm.forwardedPort(8080)
     await vm.exec('echo provisioned > /root/state')
     await vm.snapshot('provisioned')
