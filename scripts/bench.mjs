@@ -3,8 +3,13 @@
 // Each round measures, interleaved (one sample of each per round):
 //   floor     QEMU spawn → first line of vmctl's init on the serial console (kernel + initramfs,
 //             nothing of vmctl's agent): what any VM on this host costs at least
-//   up        VM.up() → agent healthy, in process
+//   cold      VM.up() → agent healthy with templates off (VMCTL_TEMPLATES=0): a cold boot
+//   up        VM.up() → agent healthy, restored from the default VM's template (the headline:
+//             up / cold, target ≤ 0.1)
 //   run       `vmctl run -- true`, a whole CLI process: boot, exec, destroy
+//   in-place  vm.restore(name) of a snapshot of a running VM (hostRoot: false) → next exec
+// Then 8 concurrent VM.up() from one template (total, per VM), the memory of an idle restored
+// VM's QEMU (PSS: pages shared with the template's RAM file count once), the template's disk.
 // Then, on one VM, 200 sequential `exec(['true'])` round trips (median and p99).
 //
 // Then the agent: 100 concurrent execs per second; push and pull of a 1 GiB file against the same
@@ -14,7 +19,16 @@
 // Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024), TRANSFER_RUNS=n (default 2). Results also go to
 // bench-results/latest.json.
 import { spawn } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -31,6 +45,8 @@ const { qemuArguments } = await core('qemu/qemu-command.js')
 const { cacheDir } = await core('paths.js')
 const { which, locateQemu } = await core('host/qemu-locator.js')
 const { VmDirectory } = await core('supervisor/vm-directory.js')
+const { listTemplates } = await core('templates/template-store.js')
+const { runtimeDir: runtimeDirectory } = await core('paths.js')
 const agentPackage = await import(join(root, 'packages/agent/dist/index.js'))
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
@@ -97,8 +113,30 @@ async function upSample() {
   const started = performance.now()
   const vm = await VM.up()
   const ms = performance.now() - started
+  if (!vm.template) throw new Error('VM.up() did not restore from a template')
   await vm.destroy()
   return ms
+}
+
+/** A cold boot: templates off (the first boot of a definition costs this plus saving one). */
+async function coldSample() {
+  process.env.VMCTL_TEMPLATES = '0'
+  try {
+    const started = performance.now()
+    const vm = await VM.up()
+    const ms = performance.now() - started
+    await vm.destroy()
+    return ms
+  } finally {
+    delete process.env.VMCTL_TEMPLATES
+  }
+}
+
+/** Proportional and resident memory of a QEMU process, in MB (PSS shares the template's pages). */
+function qemuMemoryMb(pid) {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0) / 1024
+  return { pss: field('Pss'), rss: field('Rss') }
 }
 
 async function runSample() {
@@ -125,16 +163,49 @@ const median = (values) => {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-const samples = { floor: [], up: [], run: [] }
+const samples = { floor: [], cold: [], up: [], run: [], inPlace: [] }
 process.stderr.write(`vmctl bench: ${ROUNDS} rounds, accelerator ${accel}\n`)
+await (await VM.up()).destroy() // makes the default template if there is none yet
+const snapshotted = await VM.up({ hostRoot: false })
+await snapshotted.exec('echo provisioned > /root/state')
+await snapshotted.snapshot('bench')
 for (let round = 1; round <= ROUNDS; round++) {
   samples.floor.push(await floorSample())
+  samples.cold.push(await coldSample())
   samples.up.push(await upSample())
   samples.run.push(await runSample())
+  const restoreStarted = performance.now()
+  await snapshotted.restore('bench')
+  await snapshotted.exec('true')
+  samples.inPlace.push(performance.now() - restoreStarted)
   process.stderr.write(
-    `  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms, run ${samples.run.at(-1).toFixed(0)} ms\n`,
+    `  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, cold ${samples.cold.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms, run ${samples.run.at(-1).toFixed(0)} ms, in-place restore ${samples.inPlace.at(-1).toFixed(0)} ms\n`,
   )
 }
+await snapshotted.destroy()
+
+// Eight restores at once (total and per VM), then the memory one idle restored VM costs the host.
+const parallel = []
+let idleMemory
+for (let run = 0; run < 3; run++) {
+  const started = performance.now()
+  const eight = await Promise.all(Array.from({ length: 8 }, () => VM.up()))
+  parallel.push(performance.now() - started)
+  if (run === 0) {
+    await new Promise((r) => setTimeout(r, 2000))
+    const memories = eight.map((v) =>
+      qemuMemoryMb(
+        JSON.parse(readFileSync(join(runtimeDirectory(), 'vms', v.name, 'status.json'), 'utf8')).qemuPid,
+      ),
+    )
+    idleMemory = { pss: median(memories.map((m) => m.pss)), rss: median(memories.map((m) => m.rss)) }
+  }
+  await Promise.all(eight.map((v) => v.destroy()))
+}
+const templates = listTemplates(cache)
+const defaultTemplate = templates.find(
+  (t) => t.summary.startsWith('1024 MiB, 2 CPU') && !t.summary.includes(';'),
+)
 
 const vm = await VM.up()
 const execTimes = []
@@ -254,8 +325,11 @@ async function rawSource(path, bytes) {
 
 const rows = [
   ['QEMU → init console line (floor)', samples.floor],
-  ['VM.up() → agent ready', samples.up],
+  ['cold boot → agent ready (VMCTL_TEMPLATES=0)', samples.cold],
+  ['VM.up() → agent ready (restored from the template)', samples.up],
   ['vmctl run -- true (end to end)', samples.run],
+  ['vm.restore(snapshot) in place → next exec answered', samples.inPlace],
+  ['8 concurrent VM.up() from one template, total (3 runs)', parallel],
 ]
 const mbps = (ms) => `${(TRANSFER_BYTES / 1e6 / (ms / 1000)).toFixed(1)} MB/s`
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`)
@@ -279,8 +353,11 @@ const lines = [
   '',
   `agent executable: ${(seaBytes / 1e6).toFixed(1)} MB, built in ${fmt(seaBuildMs)}`,
   `transfers against the floor: push ${(median(transfers.rawPush) / median(transfers.push)).toFixed(2)}, pull ${(median(transfers.rawPull) / median(transfers.pull)).toFixed(2)} of the raw channel's speed`,
-  `ratios of medians: VM.up / floor = ${(median(samples.up) / median(samples.floor)).toFixed(2)}, ` +
+  `ratios of medians: template restore / cold boot = ${(median(samples.up) / median(samples.cold)).toFixed(3)} (target ≤ 0.1), ` +
+    `cold boot / floor = ${(median(samples.cold) / median(samples.floor)).toFixed(2)}, ` +
     `vmctl run / VM.up = ${(median(samples.run) / median(samples.up)).toFixed(2)}`,
+  `8 concurrent restores: ${fmt(median(parallel) / 8)} per VM (total / 8); an idle restored VM's QEMU: PSS ${idleMemory.pss.toFixed(0)} MB, RSS ${idleMemory.rss.toFixed(0)} MB`,
+  `template disk: ${defaultTemplate ? `${(defaultTemplate.bytes / 1e6).toFixed(0)} MB for the default VM (RAM file, sparse, + device state)` : 'n/a'}; ${templates.length} template(s) in the cache`,
 ]
 console.log(lines.join('\n'))
 mkdirSync(join(root, 'bench-results'), { recursive: true })
@@ -292,6 +369,9 @@ writeFileSync(
       accel,
       rounds: ROUNDS,
       samples,
+      parallel,
+      idleMemory,
+      templateBytes: defaultTemplate?.bytes,
       execTimes,
       concurrentRates,
       transfers,
