@@ -10,6 +10,13 @@
  */
 
 export {
+  CONFIG_FILE_NAME,
+  ConfigError,
+  findConfig,
+  type LoadedConfig,
+  loadConfig,
+} from './config/config-file.js'
+export {
   AgentError,
   BootFailedError,
   BootTimeoutError,
@@ -24,6 +31,9 @@ export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
 export { locateQemu } from './host/qemu-locator.js'
 export { type AgentTransport, chooseTransport, type TransportChoice } from './host/transport-choice.js'
+export { type BuiltImage, buildImage, imageKey } from './images/image-builder.js'
+export { ImageError, inspectImage } from './images/image-file.js'
+export { ProvisionError } from './images/provision.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'
@@ -37,4 +47,4 @@ export {
   startSharedVmKeeper,
 } from './vm/shared-vm.js'
 export { type ExecOptions, VM } from './vm/vm.js'
-export type { VmOptions } from './vm/vm-options.js'
+export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'

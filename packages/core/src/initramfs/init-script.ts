@@ -13,7 +13,11 @@
  *
  *   vmctl_hostname   guest hostname
  *   vmctl_net        "ADDR/PREFIX,GATEWAY,DNS" for eth0 (QEMU user networking)
- *   vmctl_root       "9p:TAG" host root over virtio-9p, read-only, with a tmpfs overlay on top
+ *   vmctl_root       "9p:TAG" host root over virtio-9p, read-only, with a tmpfs overlay on top;
+ *                    "disk:SERIAL" image mode: the ext4 root filesystem of the virtio-blk disk with
+ *                    that serial (the whole disk, or the largest of its partitions holding one),
+ *                    mounted read-write (the disk is the VM's own qcow2 overlay)
+ *   vmctl_mounts     "TAG:GUESTPATH:ro|rw,..." host directories over 9p, mounted once the root is
  *   vmctl_modules    host path of the guest kernel's module tree (seen through the root share)
  *   vmctl_chroot     where the root is mounted and commands run (the agent reads it too)
  *   vmctl_runtime_serial  serial of the virtio-blk disk holding node and the agent
@@ -77,6 +81,25 @@ mount_root() {
       mount -t overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work overlay "$R" \\
         || { fail_root "cannot mount the overlay (does the kernel have overlayfs?)"; return; }
       ;;
+    disk:*)
+      mkdir -p "$R"
+      disk=""
+      for b in /sys/block/vd*; do
+        [ "$(cat "$b/serial" 2>/dev/null)" = "\${vmctl_root#disk:}" ] && disk="\${b##*/}"
+      done
+      [ -n "$disk" ] || { fail_root "the image disk is missing"; return; }
+      # A whole-disk filesystem, or partitions (cloud images: GPT, root usually the largest).
+      parts=$(for p in /sys/block/$disk/$disk*; do [ -e "$p/partition" ] && echo "$(cat "$p/size") \${p##*/}"; done | sort -rn | while read -r _ n; do echo "$n"; done)
+      mounted=""
+      for dev in $disk $parts; do
+        mount -t ext4 -o rw,noatime "/dev/$dev" "$R" 2>/dev/null || continue
+        if [ -e "$R/bin/sh" ] || [ -L "$R/bin/sh" ]; then mounted=$dev; break; fi
+        umount "$R"
+      done
+      [ -n "$mounted" ] || { fail_root "no ext4 root filesystem with /bin/sh on the image disk (devices tried: $disk $parts). vmctl boots images whose root is ext4, on the whole disk or a partition"; return; }
+      say "image root: /dev/$mounted"
+      mkdir -p "$R/proc" "$R/sys" "$R/dev" "$R/run" "$R/tmp"
+      ;;
     *) fail_root "unknown vmctl_root '$vmctl_root'"; return ;;
   esac
   mount -t proc proc "$R/proc"
@@ -94,6 +117,13 @@ mount_root() {
     mkdir -p "$R/lib/modules/$release"
     mount --bind "/mnt/lower$vmctl_modules" "$R/lib/modules/$release"
     mount --bind "/mnt/lower$vmctl_modules" "/lib/modules/$release"
+  fi
+  if [ -n "$vmctl_mounts" ]; then
+    for m in $(echo "$vmctl_mounts" | tr , ' '); do
+      tag=\${m%%:*}; rest=\${m#*:}; mode=\${rest##*:}; guest=\${rest%:*}
+      mkdir -p "$R$guest" && mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,cache=mmap,$mode" "$tag" "$R$guest" \
+        || { fail_root "cannot mount the host directory for $guest (9p tag $tag)"; return; }
+    done
   fi
   rm -f "$R/etc/resolv.conf" "$R/etc/hostname"
   [ -n "$dns" ] && echo "nameserver $dns" >"$R/etc/resolv.conf"

@@ -39,6 +39,10 @@ export interface QemuCommandPlan {
   incoming?: boolean | undefined
   /** The init mounts the root only when the agent is told to go (see init-script.ts). */
   deferRoot?: boolean | undefined
+  /** Image mode: the VM's own qcow2 overlay; the init mounts its root filesystem as the guest root. */
+  image?: { overlay: string } | undefined
+  /** Host directories shared over 9p, mounted by the init under the root once it is ready. */
+  mounts?: { host: string; guest: string; writable: boolean }[] | undefined
   tscKhz: number | undefined
   kernelArgs: string[]
   extraArgs: string[]
@@ -52,6 +56,8 @@ export const AGENT_PORT_NAME = 'vmctl.agent'
 export const AGENT_PORT_DEVICE_ID = 'agentport'
 export const ROOT_MOUNT_TAG = 'hostroot'
 export const GUEST_CHROOT = '/newroot'
+/** The virtio-blk serial of an image-mode VM's root disk (its overlay). */
+export const IMAGE_DISK_SERIAL = 'vmctl-image'
 export const VSOCK_FD_PLACEHOLDER = '@VSOCK_FD@'
 export const VSOCK_CID_PLACEHOLDER = '@VSOCK_CID@'
 
@@ -87,13 +93,23 @@ export function kernelCommandLine(plan: QemuCommandPlan): string {
   if (plan.vsockPort !== undefined) args.push(`vmctl_agent=vsock:${plan.vsockPort}`)
   if (plan.deferRoot) args.push('vmctl_defer_root=1')
   args.push(`vmctl_hostname=${plan.hostname}`, `vmctl_net=${GUEST_ADDRESS}/24,${GUEST_GATEWAY},${GUEST_DNS}`)
-  if (plan.hostRoot) {
+  if (plan.image) {
+    args.push(`vmctl_root=disk:${IMAGE_DISK_SERIAL}`, `vmctl_chroot=${GUEST_CHROOT}`)
+  } else if (plan.hostRoot) {
     args.push(`vmctl_root=9p:${ROOT_MOUNT_TAG}`, `vmctl_chroot=${GUEST_CHROOT}`)
     // The kernel command line splits on spaces; a module path with one cannot be passed.
     if (plan.modulesDir && !/\s/.test(plan.modulesDir)) args.push(`vmctl_modules=${plan.modulesDir}`)
   }
+  if (plan.mounts?.length)
+    args.push(
+      `vmctl_mounts=${plan.mounts.map((m, i) => `${mountTag(i)}:${m.guest}:${m.writable ? 'rw' : 'ro'}`).join(',')}`,
+    )
   args.push(...plan.kernelArgs)
   return args.join(' ')
+}
+
+export function mountTag(index: number): string {
+  return `vmctl_mount${index}`
 }
 
 /** QEMU option values separate fields with commas; a comma inside a value is doubled. */
@@ -172,7 +188,25 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
       `vhost-vsock-device,guest-cid=${VSOCK_CID_PLACEHOLDER},vhostfd=${VSOCK_FD_PLACEHOLDER}`,
     )
   }
-  if (plan.hostRoot) {
+  if (plan.image) {
+    // No cache=unsafe: a provisioning layer is this very file, and the guest's flushes must reach it.
+    args.push(
+      '-drive',
+      `if=none,id=image,file=${optionValue(plan.image.overlay)},format=qcow2,discard=unmap`,
+      '-device',
+      `virtio-blk-device,drive=image,serial=${IMAGE_DISK_SERIAL}`,
+    )
+  }
+  for (const [i, mount] of (plan.mounts ?? []).entries()) {
+    // security_model=none: the guest's writes land as the user running QEMU, like vmtest's shares.
+    args.push(
+      '-fsdev',
+      `local,id=${mountTag(i)},path=${optionValue(mount.host)},security_model=none${mount.writable ? '' : ',readonly=on'}`,
+      '-device',
+      `virtio-9p-device,fsdev=${mountTag(i)},mount_tag=${mountTag(i)}`,
+    )
+  }
+  if (plan.hostRoot && !plan.image) {
     args.push(
       '-fsdev',
       `local,id=hostroot,path=${optionValue(plan.hostRoot)},security_model=none,readonly=on,multidevs=remap`,

@@ -15,6 +15,13 @@ export interface LaunchSpec {
   memoryMiB: number
   cpus: number
   hostRoot: string | undefined
+  /**
+   * Image mode: the VM's qcow2 overlay (in its directory) and the identity of what it is backed by
+   * (the template key uses the identity, not the per-VM path).
+   */
+  image?: { overlay: string; identity: string } | undefined
+  /** Host directories shared over 9p. */
+  mounts?: { host: string; guest: string; writable: boolean }[] | undefined
   guestPorts: number[]
   kernelArgs: string[]
   qemuArgs: string[]

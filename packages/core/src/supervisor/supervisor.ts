@@ -515,6 +515,8 @@ export class Supervisor {
       cpus: this.spec.cpus,
       hostname: this.spec.name,
       hostRoot: this.spec.hostRoot,
+      image: this.spec.image,
+      mounts: this.spec.mounts,
       modulesDir: this.spec.kernel.modulesDir,
       ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: hostPorts[guestPort] ?? 0 })),
       qmpSocket: this.dir.qmpSocket,

@@ -21,6 +21,11 @@ export function templateKey(spec: LaunchSpec): string {
     cpus: spec.cpus,
     hostname: 'template',
     hostRoot: spec.hostRoot,
+    // A per-VM overlay of the same base has the same content when the template is saved (the
+    // root is mounted only after a restore), so the base's identity stands for it; mounts, likewise,
+    // are mounted only after a restore, so only their number, place and mode matter.
+    image: spec.image ? { overlay: `image:${spec.image.identity}` } : undefined,
+    mounts: spec.mounts?.map((m, i) => ({ host: `mount${i}`, guest: m.guest, writable: m.writable })),
     modulesDir: spec.kernel.modulesDir,
     ports: [],
     qmpSocket: 'qmp',
@@ -44,7 +49,11 @@ export function templateKey(spec: LaunchSpec): string {
 
 /** One line for `vmctl template ls`. */
 export function templateSummary(spec: LaunchSpec): string {
-  const root = spec.hostRoot ? `host root ${spec.hostRoot}` : 'minimal root'
+  const root = spec.image
+    ? `image ${spec.image.identity}`
+    : spec.hostRoot
+      ? `host root ${spec.hostRoot}`
+      : 'minimal root'
   const extras = [
     spec.kernelArgs.length ? `kernel args: ${spec.kernelArgs.join(' ')}` : '',
     spec.qemuArgs.length ? `QEMU args: ${spec.qemuArgs.join(' ')}` : '',

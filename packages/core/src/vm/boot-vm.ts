@@ -1,12 +1,17 @@
 import { spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cloneRefreshPath } from '@vmctl/agent'
-import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
+import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { locateKernel } from '../host/kernel-locator.js'
 import { locateQemu, which } from '../host/qemu-locator.js'
 import { chooseTransport } from '../host/transport-choice.js'
+import { stderrProgress } from '../images/image-builder.js'
+import { createVmDisk, resolveImage } from '../images/image-disk.js'
+import type { ImageInfo } from '../images/image-file.js'
+import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
 import { logger } from '../log.js'
@@ -22,6 +27,13 @@ const log = logger('boot')
 export const DEFAULT_MEMORY_MIB = 1024
 export const DEFAULT_CPUS = 2
 
+/** Image mode's extras: how to boot the VM that makes a provisioning layer, and where its disk goes. */
+export interface BootInternals {
+  provisioner?: BootForProvisioning
+  /** The VM's overlay path, when it must outlive the VM (a provisioning layer in the making). */
+  overlay?: string
+}
+
 type MakeVm<T> = (
   status: VmStatus,
   control: SupervisorClient,
@@ -33,7 +45,11 @@ type MakeVm<T> = (
  * Prepares everything that can fail in the caller's process (QEMU, kernel, options, initramfs), then
  * starts the VM's supervisor and waits for it to report the agent healthy or the boot failed.
  */
-export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Promise<T> {
+export async function bootVm<T>(
+  raw: VmOptions | undefined,
+  make: MakeVm<T>,
+  internals: BootInternals = {},
+): Promise<T> {
   const options = validateVmOptions(raw)
   const env = process.env
   const qemuBinary = locateQemu(env)
@@ -52,6 +68,30 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     buildInitramfs({ kernel, nodeBinary: process.execPath, busybox, cacheDir: cache }),
     buildRuntimeDisk(process.execPath, cache),
   ])
+  const mounts = (options.mounts ?? []).map((m) => ({
+    host: resolve(m.host),
+    guest: m.guest,
+    writable: m.writable ?? false,
+  }))
+  for (const mount of mounts) {
+    if (!existsSync(mount.host) || !statSync(mount.host).isDirectory())
+      throw new VmctlError(
+        'MOUNT_NOT_FOUND',
+        `the host directory ${mount.host} (to mount at ${mount.guest}) does not exist or is not a directory. Fix: create it or correct mounts[].host`,
+      )
+  }
+  // Image mode: the built image or provisioned layer is made (cached) before this VM exists.
+  let topImage: ImageInfo | undefined
+  if (options.image !== undefined) {
+    const provisioner = internals.provisioner
+    if ((options.provision?.length ?? 0) > 0 && !provisioner)
+      throw new VmctlError('PROVISION_UNSUPPORTED', 'provisioning needs VM.up()')
+    topImage = await resolveImage(options, cache, provisioner!, stderrProgress)
+  } else if (options.provision?.length) {
+    throw new InvalidOptionsError(
+      'provision needs an image: provisioning steps are cached as a layer on a disk image. Fix: set image (a path or { distribution })',
+    )
+  }
   const name = options.name ?? generateVmName()
   validateVmName(name)
   const directory = new VmDirectory(name, env)
@@ -63,6 +103,13 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     )
   }
   directory.create()
+  let image: LaunchSpec['image']
+  try {
+    if (topImage) image = await createVmDisk(topImage, directory.path, internals.overlay)
+  } catch (error) {
+    directory.remove()
+    throw error
+  }
 
   const spec: LaunchSpec = {
     name,
@@ -75,7 +122,9 @@ export async function bootVm<T>(raw: VmOptions | undefined, make: MakeVm<T>): Pr
     runtimeDisk: runtimeDisk.path,
     memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
     cpus: options.cpus ?? DEFAULT_CPUS,
-    hostRoot: options.hostRoot === false ? undefined : (options.hostRoot ?? '/'),
+    hostRoot: image || options.hostRoot === false ? undefined : (options.hostRoot ?? '/'),
+    image,
+    mounts,
     guestPorts: [...new Set(options.ports ?? [])],
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],

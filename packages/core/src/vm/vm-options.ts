@@ -34,6 +34,36 @@ export interface VmOptions {
   hostRoot?: string | false
   /** Keep the VM when the creating process exits (vmctl up); destroy with `vmctl down`. */
   persistent?: boolean
+  /**
+   * Image mode: the guest's userspace comes from a disk image instead of the host. A path is an
+   * existing qcow2 or raw image; an object builds a Debian image (cached). Each VM boots from its
+   * own qcow2 overlay in its directory; the image is never written. See docs/images.md.
+   */
+  image?: string | ImageBuildOptions
+  /** Image mode: commands run once on a fresh VM of the image; the disk is cached as a layer. */
+  provision?: string[]
+  /** Host directories shared with the guest (9p), read-only unless `writable`. */
+  mounts?: MountOptions[]
+}
+
+/** A Debian image built by vmctl (mmdebstrap), cached by a hash of these fields. */
+export interface ImageBuildOptions {
+  /** Debian suite, e.g. "bookworm". */
+  distribution: string
+  packages?: string[]
+  /** Default http://deb.debian.org/debian. */
+  mirror?: string
+  /** Root filesystem size seen by the guest. Default 4. */
+  diskGiB?: number
+}
+
+export interface MountOptions {
+  /** Host directory. */
+  host: string
+  /** Absolute guest path (no spaces, commas or colons). */
+  guest: string
+  /** Default false: the guest cannot write to it. */
+  writable?: boolean
 }
 
 const FIELDS: Record<keyof VmOptions, string> = {
@@ -50,6 +80,9 @@ const FIELDS: Record<keyof VmOptions, string> = {
   transport: '"auto" | "vsock" | "virtio-serial"',
   hostRoot: 'string or false',
   persistent: 'boolean',
+  image: 'image path or build options',
+  provision: 'string[]',
+  mounts: 'mount[]',
 }
 
 /** Rejects unknown fields and wrong types with a message naming the field and what it expects. */
@@ -93,6 +126,28 @@ function matches(expected: string, value: unknown): boolean {
         value !== null &&
         !Array.isArray(value) &&
         Object.values(value).every((v) => typeof v === 'string')
+      )
+    case 'image path or build options':
+      return (
+        (typeof value === 'string' && value.length > 0) ||
+        (typeof value === 'object' &&
+          value !== null &&
+          typeof (value as ImageBuildOptions).distribution === 'string' &&
+          Object.keys(value).every((k) => ['distribution', 'packages', 'mirror', 'diskGiB'].includes(k)))
+      )
+    case 'mount[]':
+      return (
+        Array.isArray(value) &&
+        value.every(
+          (m) =>
+            typeof m === 'object' &&
+            m !== null &&
+            typeof m.host === 'string' &&
+            typeof m.guest === 'string' &&
+            /^\/[^\s,:]+$/.test(m.guest) &&
+            (m.writable === undefined || typeof m.writable === 'boolean') &&
+            Object.keys(m).every((k) => ['host', 'guest', 'writable'].includes(k)),
+        )
       )
     default:
       return expected.includes(`"${value}"`)

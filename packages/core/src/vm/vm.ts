@@ -5,7 +5,9 @@ import { pipeline } from 'node:stream/promises'
 import { credentials, status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
 import { AgentClient, type InfoResponse } from '@vmctl/agent'
 import * as tar from 'tar'
+import { loadConfig, mergeOptions } from '../config/config-file.js'
 import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
+import type { ProvisioningVm } from '../images/provision.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
@@ -16,7 +18,7 @@ import { pullStream, pushStream } from './file-transfer.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import { GuestProcess } from './guest-process.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
-import type { VmOptions } from './vm-options.js'
+import { type VmOptions, validateVmOptions } from './vm-options.js'
 
 export interface ProcessOptions {
   /** Added to the VM's environment for this command. */
@@ -150,11 +152,31 @@ export class VM implements AsyncDisposable {
     for (const warning of status.warnings ?? []) process.stderr.write(`vmctl: ${warning}\n`)
   }
 
-  /** Boots a fresh VM and resolves once its agent answers a health check. */
-  static up(options?: VmOptions): Promise<VM> {
+  /**
+   * Boots a fresh VM and resolves once its agent answers a health check. Given a path, the VM is
+   * described by that vmctl.toml (docs/config.md), and `options` override the file's fields.
+   *
+   * @example
+   * ```ts
+   * await using vm = await VM.up('vmctl.toml', { memoryMiB: 2048 })
+   * ```
+   */
+  static up(options?: VmOptions): Promise<VM>
+  static up(configFile: string, options?: VmOptions): Promise<VM>
+  static up(first?: VmOptions | string, overrides?: VmOptions): Promise<VM> {
+    let options: VmOptions | undefined
+    try {
+      options =
+        typeof first === 'string'
+          ? mergeOptions(loadConfig(first, { name: overrides?.name }).options, validateVmOptions(overrides))
+          : first
+    } catch (error) {
+      return Promise.reject(error)
+    }
     return bootVm(
       options,
       (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent),
+      { provisioner: provisioningVm },
     )
   }
 
@@ -593,5 +615,28 @@ export class VM implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
+  }
+}
+
+/** The VM that runs provisioning steps (images/provision.ts); its overlay becomes the layer. */
+async function provisioningVm(options: VmOptions, overlay: string): Promise<ProvisioningVm> {
+  const vm = await bootVm(
+    options,
+    (status, control, directory, env) => new VM(status, control, directory, env, true),
+    {
+      overlay,
+    },
+  )
+  return {
+    async spawnStep(step, onOutput) {
+      const process = vm.spawn(['sh', '-c', step])
+      process.stdout.setEncoding('utf8').on('data', onOutput)
+      process.stderr.setEncoding('utf8').on('data', onOutput)
+      return (await process.wait()).exitCode ?? 128
+    },
+    async sync() {
+      await vm.exec(['sync'])
+    },
+    destroy: () => vm.destroy(),
   }
 }

@@ -1,0 +1,36 @@
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import type { VmOptions } from '../vm/vm-options.js'
+import { buildImage, type Progress } from './image-builder.js'
+import { createOverlay, type ImageInfo, inspectImage } from './image-file.js'
+import { type BootForProvisioning, fileIdentity, provisionLayer } from './provision.js'
+
+/** The image a VM's overlay is backed by: the given or built image, or its provisioned layer. */
+export async function resolveImage(
+  options: VmOptions,
+  cacheDir: string,
+  boot: BootForProvisioning,
+  progress: Progress,
+): Promise<ImageInfo> {
+  const image = options.image!
+  const base =
+    typeof image === 'string'
+      ? inspectImage(image)
+      : inspectImage((await buildImage(image, cacheDir, progress)).path)
+  const steps = options.provision ?? []
+  if (steps.length === 0) return base
+  return provisionLayer(base, steps, options, cacheDir, boot, progress)
+}
+
+/**
+ * The VM's own disk: a qcow2 overlay on `top`, by default in the VM's directory, so it goes when
+ * the VM's directory does. `identity` names what it is backed by (for the template key).
+ */
+export async function createVmDisk(
+  top: ImageInfo,
+  vmDirectory: string,
+  overlay = join(vmDirectory, 'disk.qcow2'),
+): Promise<{ overlay: string; identity: string }> {
+  await createOverlay(top, overlay)
+  return { overlay, identity: createHash('sha256').update(fileIdentity(top.path)).digest('hex').slice(0, 16) }
+}

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { VmctlError } from '../errors.js'
+import { tryLock } from '../templates/cross-process-lock.js'
+import type { VmOptions } from '../vm/vm-options.js'
+import { type Progress, touch } from './image-builder.js'
+import { type ImageInfo, inspectImage, qemuImgBinary } from './image-file.js'
+
+export function layersDir(cacheDir: string): string {
+  return join(cacheDir, 'layers')
+}
+
+/** A provisioning step failed: the step, its exit code and its output. No cache entry was made. */
+export class ProvisionError extends VmctlError {
+  readonly step: string
+  readonly exitCode: number
+  readonly output: string
+  constructor(step: string, index: number, exitCode: number, output: string) {
+    super(
+      'PROVISION_FAILED',
+      `provisioning step ${index + 1} failed with exit code ${exitCode}: ${step}\nIts output:\n${output.trimEnd() || '(none)'}\nNothing was cached; fix the step and boot again.`,
+    )
+    this.step = step
+    this.exitCode = exitCode
+    this.output = output
+  }
+}
+
+/** Identity of an image file, for cache keys: its path, size and modification time. */
+export function fileIdentity(path: string): string {
+  const stat = statSync(path)
+  return `${path}:${stat.size}:${Math.round(stat.mtimeMs)}`
+}
+
+export function layerKey(base: ImageInfo, steps: string[]): string {
+  return createHash('sha256')
+    .update(JSON.stringify(['vmctl-layer-v1', fileIdentity(base.path), steps]))
+    .digest('hex')
+    .slice(0, 20)
+}
+
+/** Boots a VM whose overlay is `overlay` (not in the VM's directory, so it survives the VM). */
+export type BootForProvisioning = (options: VmOptions, overlay: string) => Promise<ProvisioningVm>
+
+export interface ProvisioningVm {
+  spawnStep(step: string, onOutput: (chunk: string) => void): Promise<number>
+  sync(): Promise<void>
+  destroy(): Promise<void>
+}
+
+/**
+ * The provisioned layer of `base` for `steps`, made on first use: a VM boots from a fresh overlay
+ * of the base, runs the steps in order (each in `sh -c`, output shown as it comes), syncs and is
+ * destroyed; the overlay, checked, becomes `$cache/layers/KEY.qcow2`, a qcow2 backed by the base.
+ * Later VMs get their own overlay on top of it. A failing step throws ProvisionError and the
+ * half-made overlay is deleted.
+ */
+export async function provisionLayer(
+  base: ImageInfo,
+  steps: string[],
+  options: VmOptions,
+  cacheDir: string,
+  boot: BootForProvisioning,
+  progress: Progress,
+): Promise<ImageInfo> {
+  const key = layerKey(base, steps)
+  const dir = layersDir(cacheDir)
+  const path = join(dir, `${key}.qcow2`)
+  const cached = usable(path)
+  if (cached) return cached
+  mkdirSync(dir, { recursive: true })
+  let release = await tryLock(`vmctl-layer-${key}`)
+  if (!release) progress(`waiting for another process provisioning layer ${key}`)
+  while (!release) {
+    await new Promise((r) => setTimeout(r, 500))
+    release = await tryLock(`vmctl-layer-${key}`)
+  }
+  const staging = join(dir, `${key}.${process.pid}.staging.qcow2`)
+  try {
+    const again = usable(path)
+    if (again) return again
+    const started = performance.now()
+    progress(
+      `provisioning layer ${key} (${steps.length} step${steps.length === 1 ? '' : 's'}; cached afterwards)`,
+    )
+    rmSync(staging, { force: true })
+    const vm = await boot(
+      {
+        ...options,
+        image: base.path,
+        provision: undefined,
+        mounts: undefined,
+        ports: undefined,
+        name: undefined,
+        persistent: false,
+      },
+      staging,
+    )
+    try {
+      for (const [index, step] of steps.entries()) {
+        progress(`  step ${index + 1}/${steps.length}: ${step}`)
+        let output = ''
+        const exitCode = await vm.spawnStep(step, (chunk) => {
+          output += chunk
+          for (const line of chunk.split('\n')) if (line.trim()) progress(`    | ${line}`)
+        })
+        if (exitCode !== 0)
+          throw new ProvisionError(step, index, exitCode, output.split('\n').slice(-40).join('\n'))
+      }
+      // The guest's page cache and QEMU's write-back cache, down to the staging file.
+      await vm.sync()
+    } finally {
+      await vm.destroy()
+    }
+    await execa(qemuImgBinary(), ['check', '-q', staging])
+    writeFileSync(
+      join(dir, `${key}.json`),
+      `${JSON.stringify({ key, kind: 'layer', base: base.path, steps, builtAt: new Date().toISOString(), buildMs: Math.round(performance.now() - started) }, null, 2)}\n`,
+    )
+    renameSync(staging, path)
+    progress(`provisioned layer ${key} in ${((performance.now() - started) / 1000).toFixed(0)} s`)
+    return inspectImage(path)
+  } catch (error) {
+    rmSync(staging, { force: true })
+    throw error
+  } finally {
+    release()
+  }
+}
+
+/** A cached layer whose chain still opens; a broken one (its base moved or changed) is removed. */
+function usable(path: string): ImageInfo | undefined {
+  if (!existsSync(path)) return undefined
+  try {
+    const info = inspectImage(path)
+    touch(path.replace(/\.qcow2$/, '.json'))
+    return info
+  } catch {
+    rmSync(path, { force: true })
+    return undefined
+  }
+}
