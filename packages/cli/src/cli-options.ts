@@ -1,4 +1,4 @@
-import type { VmOptions } from '@vmctl/core'
+import { findConfig, loadConfig, type VmOptions } from '@vmctl/core'
 import { UsageError } from './usage-error.js'
 
 export interface OptionSpec {
@@ -14,6 +14,13 @@ export interface OptionSpec {
  * help text.
  */
 export const VM_OPTIONS: Record<string, OptionSpec> = {
+  config: {
+    type: 'string',
+    short: 'c',
+    value: 'FILE',
+    help: 'vmctl.toml describing the VM (default: ./vmctl.toml if present); flags override it',
+  },
+  vm: { type: 'string', value: 'NAME', help: 'which [vm.NAME] of the config file (when it has several)' },
   memory: { type: 'string', value: 'MIB', help: 'guest memory in MiB (default 1024)' },
   cpus: { type: 'string', value: 'N', help: 'virtual CPUs (default 2)' },
   kernel: { type: 'string', value: 'PATH', help: 'guest kernel (vmlinux, bzImage or a kernel directory)' },
@@ -81,7 +88,21 @@ export function helpLines(options: Record<string, OptionSpec>): string {
 
 type Values = Record<string, string | boolean | string[] | undefined>
 
+/**
+ * The VM the flags describe: the config file's (-c, or ./vmctl.toml when there is one), with
+ * every flag given overriding its field.
+ */
 export function vmOptionsFrom(values: Values): VmOptions {
+  const file = (values.config as string | undefined) ?? findConfig()
+  const fromFile = file
+    ? loadConfig(file, { name: (values.vm ?? values.name) as string | undefined }).options
+    : undefined
+  const flags = flagOptions(values)
+  if (!fromFile) return flags
+  return { ...fromFile, ...flags }
+}
+
+function flagOptions(values: Values): VmOptions {
   const options: VmOptions = {}
   if (values.memory !== undefined) options.memoryMiB = positiveInt('--memory', values.memory as string)
   if (values.cpus !== undefined) options.cpus = positiveInt('--cpus', values.cpus as string)

@@ -1,5 +1,6 @@
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
+import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
@@ -13,6 +14,11 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
     exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
     down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
     ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
+    image: {
+      run: imageCommand,
+      help: IMAGE_HELP,
+      summary: 'build, list or prune disk images and provisioning layers (build, ls, prune)',
+    },
     template: {
       run: templateCommand,
       help: TEMPLATE_HELP,

@@ -14,7 +14,8 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
   })
   const result = await vm.exec(command, {
     env: envFrom(values),
-    cwd: (values.cwd as string | undefined) ?? process.cwd(),
+    // The guest's view of this directory (an image-mode VM sees the host only through its mounts).
+    cwd: (values.cwd as string | undefined) ?? vm.guestPathOf(process.cwd()) ?? '/',
     user: values.user as string | undefined,
     timeoutMs: values.timeout !== undefined ? seconds('--timeout', values.timeout as string) : undefined,
     input,

@@ -31,7 +31,8 @@ export async function upCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0 || command.length > 0)
     throw new UsageError('vmctl up: takes no command; use vmctl exec NAME -- COMMAND')
-  const name = (values.name as string | undefined) ?? `vm-${randomBytes(3).toString('hex')}`
+  const options = vmOptionsFrom(values)
+  const name = (values.name as string | undefined) ?? options.name ?? `vm-${randomBytes(3).toString('hex')}`
   // A persistent VM has no lease: interrupted while it boots, it would be left running unseen.
   const onSignal = () => {
     void destroyVm(name)
@@ -42,7 +43,7 @@ export async function upCommand(args: string[]): Promise<number> {
   process.once('SIGTERM', onSignal)
   let vm: VM
   try {
-    vm = await VM.up({ ...vmOptionsFrom(values), name, persistent: true })
+    vm = await VM.up({ ...options, name, persistent: true })
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)

@@ -1,5 +1,5 @@
-import { createReadStream, createWriteStream, mkdirSync, statSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { createReadStream, createWriteStream, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { credentials, status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
@@ -296,6 +296,28 @@ export class VM implements AsyncDisposable {
     const result = execResult(displayCommand(command), outcome, decode(stdout), decode(stderr))
     if (result.failed && options.reject !== false) throw new ExecError(this.name, result)
     return result
+  }
+
+  /**
+   * Where a host path is seen in the guest, or undefined when it is not: in kernel mode the host
+   * root is the guest's (same paths); in image mode only `mounts` reach the host. The CLI runs
+   * commands in the guest's view of the current directory, or in / when it has none.
+   */
+  guestPathOf(hostPath: string): string | undefined {
+    let spec: { hostRoot?: string; image?: unknown; mounts?: { host: string; guest: string }[] }
+    try {
+      spec = JSON.parse(readFileSync(this.directory.launchFile, 'utf8'))
+    } catch {
+      return undefined
+    }
+    const path = resolve(hostPath)
+    for (const mount of spec.mounts ?? []) {
+      const rel = relative(mount.host, path)
+      if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) return join(mount.guest, rel)
+    }
+    if (spec.image || !spec.hostRoot) return undefined
+    const rel = relative(spec.hostRoot, path)
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel)) ? join('/', rel) : undefined
   }
 
   /**
