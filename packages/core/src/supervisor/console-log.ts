@@ -26,6 +26,11 @@ export class ConsoleLog {
     this.tail = (this.tail + chunk.toString('utf8')).slice(-TAIL_BYTES)
   }
 
+  /** The recent output as it came (up to 32 KB), to keep with a template. */
+  recentText(): string {
+    return this.tail
+  }
+
   /** The last `lines` lines, without carriage returns and ANSI escapes. */
   lastLines(lines = 25): string {
     const clean = this.tail.replace(/\r/g, '').replace(ANSI_ESCAPE, '')

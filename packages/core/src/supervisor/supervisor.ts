@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { Duplex } from 'node:stream'
 import { credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
@@ -280,6 +280,9 @@ export class Supervisor {
       await saveDeviceState(qmp, files.state, true)
       qmp.close()
       await this.stopQemu()
+      // Its boot's console goes with it: restored VMs show it, so a failure's console tail still
+      // has the kernel's and the init's lines.
+      writeFileSync(join(staging, 'console.log'), this.console.recentText())
       publishTemplate(this.spec.cacheDir, staging, {
         version: 1,
         key,
@@ -297,6 +300,12 @@ export class Supervisor {
 
   private async restoreTemplate(files: TemplateFiles, deadline: number): Promise<void> {
     const started = performance.now()
+    try {
+      const boot = readFileSync(join(files.dir, 'console.log'))
+      this.console.append(
+        Buffer.concat([boot, Buffer.from(`\r\nvmctl: restored from template ${basename(files.dir)}\r\n`)]),
+      )
+    } catch {}
     await this.startQemu(this.accel, undefined, {
       memoryFile: { path: files.ram, shared: false },
       deferRoot: true,
