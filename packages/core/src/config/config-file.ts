@@ -171,7 +171,7 @@ function validateValue(
         at,
         `${resolved} does not exist. Fix: correct the path (relative paths start at the config file's directory)`,
       )
-    if (field.check === VM_FIELDS.image!.check) {
+    if (field.diskImage) {
       try {
         inspectImage(resolved)
       } catch (error) {
@@ -198,9 +198,22 @@ function describe(value: unknown): string {
 
 function closest(key: string, known: string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, '')
-  return known.find(
-    (k) => norm(k) === norm(key) || norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)),
+  return (
+    known.find(
+      (k) => norm(k) === norm(key) || norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)),
+    ) ?? known.find((k) => distance(norm(k), norm(key)) <= 2)
   )
+}
+
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length]!
 }
 
 function displayPath(file: string): string {

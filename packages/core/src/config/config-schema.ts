@@ -17,6 +17,8 @@ export interface FieldSchema {
   /** The value may be a string (checked by `check`) or a table of `fields`. */
   stringOrTable?: boolean
   arrayOfTables?: boolean
+  /** The path names a disk image: checked with qemu-img when the file is loaded. */
+  diskImage?: boolean
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0
@@ -99,6 +101,7 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     doc: "Boot this disk image's userspace instead of the host's (image mode). A string is an existing qcow2 or raw image (whole-disk filesystem or partitioned, root on an ext4 partition); each VM gets its own qcow2 overlay and the image is never written. A table builds a Debian image (see [image]).",
     example: '"images/base.qcow2"',
     path: true,
+    diskImage: true,
     stringOrTable: true,
     fields: IMAGE_FIELDS,
   },
