@@ -27,8 +27,8 @@ import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js
 
 const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
 const VSOCK_PORT = vsockPortFromEnv(process.env)
-/** The runtime disk's vsock-bridge, next to the agent executable. */
-const VSOCK_BRIDGE = '/vmctl/vsock-bridge'
+/** The runtime disk's vsock-bridge, next to the agent executable (elsewhere in tests). */
+const VSOCK_BRIDGE = process.env.vmctl_vsock_bridge ?? '/vmctl/vsock-bridge'
 const STATUS_DIR = '/run/vmctl'
 const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const REOPEN_DELAY_MS = 20

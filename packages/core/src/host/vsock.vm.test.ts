@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import { vsockBridgePath } from '@vmctl/agent'
 import { describe, expect, test } from 'vitest'
 import { VM } from '../index.js'
@@ -50,5 +51,12 @@ describe('vsock in a vm', () => {
     const reserved = Number(lines.at(-1))
     expect(reserved).toBeGreaterThan(2)
     expect(started.stdout).toContain(`{"return": ${reserved}}`)
+
+    // The agent itself on its vsock transport, reached the way the supervisor reaches it.
+    const fixture = fileURLToPath(new URL('../../test/fixtures/vsock-loopback-agent.mjs', import.meta.url))
+    const agent = await vm.exec([process.execPath, fixture], { timeoutMs: 170_000 })
+    const findings = JSON.parse(agent.stdout.trim().split('\n').at(-1)!)
+    const release = (await vm.exec('uname -r')).stdout.trim()
+    expect(findings).toEqual({ first: release, afterReconnect: release })
   })
 })
