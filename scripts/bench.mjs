@@ -110,12 +110,15 @@ async function floorSample() {
 }
 
 async function upSample() {
-  const started = performance.now()
-  const vm = await VM.up()
-  const ms = performance.now() - started
-  if (!vm.template) throw new Error('VM.up() did not restore from a template')
-  await vm.destroy()
-  return ms
+  for (;;) {
+    const started = performance.now()
+    const vm = await VM.up()
+    const ms = performance.now() - started
+    await vm.destroy()
+    if (!vm.template) throw new Error('VM.up() did not restore from a template')
+    // A rebuilt template (the agent or initramfs changed under the bench) is a cold boot: again.
+    if (!vm.template.made) return ms
+  }
 }
 
 /** A cold boot: templates off (the first boot of a definition costs this plus saving one). */
