@@ -10,6 +10,7 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 180_000,
     reporters: ['default'],
-    globalSetup: ['./vitest.global-setup.ts'],
+    // The second holds VM.upShared() VMs until the run ends (its teardown runs first).
+    globalSetup: ['./vitest.global-setup.ts', './packages/vitest-adapter/src/global-setup.ts'],
   },
 })

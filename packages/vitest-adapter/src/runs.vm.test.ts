@@ -49,7 +49,7 @@ describe('vitest runs with the adapter', () => {
       expect(code).not.toBe(0)
       expect(output).toContain('to succeed, but it exited with 3')
       expect(output).toMatch(/--- stdout ---\nout\n--- stderr ---\nerr/)
-      expect(output).toMatch(/guest console, last \d+ lines ---\n[^]*vmctl-agent: started/)
+      expect(output).toMatch(/guest console, last \d+ lines ---\n[\s\S]*vmctl-agent: started/)
       expect(output).toMatch(/agent log, last \d+ lines ---\nstarted/)
     }
     expect(plain.output).toContain('Run with VMCTL_KEEP=1 to keep the VM of a failing test')

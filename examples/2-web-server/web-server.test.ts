@@ -1,0 +1,22 @@
+// A server started in a fresh VM, reached from the test through a forwarded port.
+import { expect, test } from '@vmctl/vitest'
+
+test.scoped({ vmOptions: { ports: [8080] } }) // for every test of this file
+
+test('serves a page through vm.forwardedPort() (vm)', async ({ vm }) => {
+  await vm.writeFile('/srv/www/index.html', '<h1>hello from the VM</h1>\n')
+  const server = vm.spawn('python3 -m http.server 8080 --directory /srv/www')
+
+  await expect
+    .poll(() => vm.exec('cat /proc/net/tcp /proc/net/tcp6'), { timeout: 60_000, interval: 250 })
+    .toHaveStdout(/:1F90 [0-9A-F:]+ 0A/) // 0x1F90 = 8080, 0A = LISTEN
+  await expect(vm).toHaveListeningPort(8080)
+  await expect(vm).toHaveProcess(/http\.server 8080/)
+
+  const response = await fetch(`http://127.0.0.1:${vm.forwardedPort(8080)}/`)
+  expect(response.status).toBe(200)
+  expect(await response.text()).toBe('<h1>hello from the VM</h1>\n')
+
+  server.kill()
+  await server.wait()
+})

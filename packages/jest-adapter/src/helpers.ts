@@ -1,0 +1,137 @@
+import { VM, type VmOptions } from '@vmctl/core'
+import {
+  finishTestVm,
+  isHostUnusable,
+  loadVmOptions,
+  skipNote,
+  startTestVm,
+  type VmOptionsInput,
+  VmsUnavailableError,
+  vmDiagnostics,
+  vmMatchers,
+  vmsRequired,
+  vmsUnavailableReason,
+} from '@vmctl/testing'
+import { appendToErrors, type CircusDescribeBlock, circusState, skipAll } from './circus-state.js'
+
+/** The jest globals of the test file the helpers are used in. */
+export interface JestGlobals {
+  beforeAll(fn: () => unknown, timeout?: number): void
+  afterAll(fn: () => unknown, timeout?: number): void
+  beforeEach(fn: () => unknown, timeout?: number): void
+  afterEach(fn: () => unknown, timeout?: number): void
+  expect?: { extend(matchers: object): void }
+}
+
+const BOOT_TIMEOUT_MS = 240_000
+const shared = new Map<string, Promise<VM>>()
+
+/**
+ * A VM handle that stands for whichever VM is current: the helpers return it when they are called
+ * (while jest collects tests), and tests use it once the hooks have set the VM.
+ */
+function standIn(current: () => VM | undefined, what: string): VM {
+  return new Proxy({} as VM, {
+    get(_target, property) {
+      const vm = current()
+      if (!vm) {
+        if (property === 'then') return undefined // not a thenable
+        throw new Error(`${what} is only there inside a test (it is set by beforeEach/beforeAll hooks)`)
+      }
+      const value = Reflect.get(vm, property, vm)
+      return typeof value === 'function' ? value.bind(vm) : value
+    },
+  })
+}
+
+/** Bound to one test file's jest globals by the entry shims. */
+export function bindToJest(globals: JestGlobals, sandbox: object) {
+  const failedTest = () => {
+    const test = circusState(sandbox)?.currentlyRunningTest
+    return test && test.errors.length > 0 ? test : undefined
+  }
+
+  /** Skips the block's tests (or fails them under VMCTL_REQUIRE=1) when VMs cannot run here. */
+  function guard(): { block: CircusDescribeBlock | undefined } {
+    const block = circusState(sandbox)?.currentDescribeBlock
+    return { block }
+  }
+
+  function cannotRun(reason: string, block: CircusDescribeBlock | undefined): void {
+    if (vmsRequired()) throw new VmsUnavailableError(reason)
+    if (block) skipAll(block)
+    process.stderr.write(`vmctl: skipping VM tests: ${skipNote(reason)}\n`)
+  }
+
+  return {
+    /**
+     * A fresh VM for each test of the enclosing describe block (or file), destroyed after it; kept
+     * under VMCTL_KEEP=1 when the test fails.
+     */
+    useVm(options?: VmOptionsInput): VM {
+      let vm: VM | undefined
+      let unusable = false
+      const { block } = guard()
+      globals.beforeAll(() => {
+        const reason = vmsUnavailableReason()
+        if (reason) {
+          unusable = true
+          cannotRun(reason, block)
+        }
+      })
+      globals.beforeEach(async () => {
+        if (unusable) return
+        const name = circusState(sandbox)?.currentlyRunningTest?.name
+        try {
+          vm = await startTestVm(options, name)
+        } catch (error) {
+          if (isHostUnusable(error)) cannotRun((error as Error).message, undefined)
+          throw error
+        }
+      }, BOOT_TIMEOUT_MS)
+      globals.afterEach(async () => {
+        if (!vm) return
+        const test = failedTest()
+        const current = vm
+        vm = undefined
+        const extra = await finishTestVm(current, !!test)
+        if (test && extra) appendToErrors(test, extra)
+      }, 60_000)
+      return standIn(() => vm, 'the VM of useVm()')
+    },
+
+    /**
+     * The VM called `name`, shared by every test file and worker of the run (`VM.upShared`); add
+     * `@vmctl/jest/global-setup` and `@vmctl/jest/global-teardown` to keep it until the run ends.
+     */
+    useSharedVm(name: string, options?: VmOptionsInput): VM {
+      let vm: VM | undefined
+      const { block } = guard()
+      globals.beforeAll(async () => {
+        const reason = vmsUnavailableReason()
+        if (reason) return cannotRun(reason, block)
+        let handle = shared.get(name)
+        if (!handle) {
+          const { name: _name, persistent: _persistent, ...rest } = loadVmOptions(options) as VmOptions
+          handle = VM.upShared(name, rest)
+          handle.catch(() => shared.delete(name))
+          shared.set(name, handle)
+        }
+        vm = await handle
+      }, BOOT_TIMEOUT_MS)
+      globals.afterEach(async () => {
+        const test = failedTest()
+        if (!vm || !test) return
+        appendToErrors(test, await vmDiagnostics(vm).catch((e: Error) => `\n(no VM logs: ${e.message})`))
+      }, 60_000)
+      return standIn(() => vm, `the shared VM ${name}`)
+    },
+
+    /** Adds the VM matchers to this file's expect (done by the entry shims already). */
+    installMatchers(): void {
+      globals.expect?.extend(vmMatchers)
+    },
+  }
+}
+
+export { vmMatchers }
