@@ -6,6 +6,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs'
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
-import { BootFailedError, cacheDir, ProvisionError, VM } from '../index.js'
+import { BootFailedError, cacheDir, ProvisionError, VM, type VmOptions } from '../index.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { buildImage } from './image-builder.js'
 import { layersDir } from './provision.js'
@@ -32,7 +33,7 @@ async function sha256(path: string): Promise<string> {
 }
 
 /** Boots and remembers the VM's directory, which must be gone once the VM is. */
-async function up(options: Parameters<typeof VM.up>[0]): Promise<VM> {
+async function up(options: VmOptions): Promise<VM> {
   const vm = await VM.up(options)
   const dir = new VmDirectory(vm.name).path
   vmDirectories.push(dir)
