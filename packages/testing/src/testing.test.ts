@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, test } from 'vitest'
+import { toFailWith, toHaveStdout, toSucceed } from './matchers.js'
+import { keptMessage, loadVmOptions, testVmName } from './test-vm.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'vmctl-testing-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const result = (exitCode: number | undefined, stdout = '', stderr = '', signal?: string) => ({
+  command: 'cmd',
+  exitCode,
+  stdout,
+  stderr,
+  signal,
+  timedOut: false,
+})
+
+describe('exec result matchers', () => {
+  test('pass and fail on exit codes, signals and stdout', () => {
+    expect(toSucceed(result(0)).pass).toBe(true)
+    expect(toSucceed(result(undefined, '', '', 'SIGKILL')).message()).toContain('was killed by SIGKILL')
+    expect(toFailWith(result(3), 3).pass).toBe(true)
+    expect(toHaveStdout(result(0, 'hi\n'), 'hi').pass).toBe(true)
+    expect(toHaveStdout(result(0, 'hi\nthere\n'), 'hi').pass).toBe(false)
+    expect(toHaveStdout(result(0, 'abc'), /b/).pass).toBe(true)
+  })
+
+  test('a Promise instead of a result says to await it', () => {
+    expect(toSucceed(Promise.resolve()).message()).toContain('await the command first')
+  })
+})
+
+describe('test VM options', () => {
+  test('from a JSON file, with paths relative to it', () => {
+    const file = join(dir, 'vm.json')
+    writeFileSync(file, JSON.stringify({ ports: [80], kernel: 'k/vmlinuz' }))
+    expect(loadVmOptions(file)).toEqual({ ports: [80], kernel: join(dir, 'k/vmlinuz'), hostRoot: undefined })
+    expect(loadVmOptions({ cpus: 1 })).toEqual({ cpus: 1 })
+    expect(() => loadVmOptions(join(dir, 'missing.json'))).toThrow(/cannot read VM options from/)
+  })
+
+  test('names come from the test name and stay valid VM names', () => {
+    expect(testVmName('Does a THING: with ünïcode & more words than fit')).toMatch(
+      /^does-a-thing-with-n-code-[0-9a-f]{6}$/,
+    )
+    expect(testVmName('!!!')).toMatch(/^t-[0-9a-f]{6}$/)
+  })
+
+  test('the kept message names the runtime directory when it is not the default', () => {
+    expect(keptMessage('x', { VMCTL_RUNTIME_DIR: '/r' })).toContain('VMCTL_RUNTIME_DIR=/r vmctl exec x -- sh')
+    expect(keptMessage('x', {})).toContain(': vmctl exec x -- sh')
+  })
+})
