@@ -14,6 +14,8 @@ export class ConfigError extends VmctlError {
   readonly file: string
   readonly line: number | undefined
   readonly field: string | undefined
+  /** The CLI exits with 2, as for any usage error. */
+  readonly exitCode = 2
   constructor(file: string, line: number | undefined, field: string | undefined, message: string) {
     super(
       'INVALID_CONFIG',
