@@ -1,4 +1,5 @@
-// One VM for this file, from the environment: the global `vm`.
+/** @jest-environment-options {"vm": {"env": {"GREETING": "hello"}}} */
+// One VM for this file, from the environment: the global `vm`; its options are in the docblock.
 describe('kernel features under jest (vm)', () => {
   test('a veth pair into a network namespace', async () => {
     await vm.exec(`
@@ -13,6 +14,7 @@ describe('kernel features under jest (vm)', () => {
   test('exit codes and output', async () => {
     expect(await vm.exec('echo hello; exit 3', { reject: false })).toFailWith(3)
     expect(await vm.exec('uname -s')).toHaveStdout('Linux')
+    expect(await vm.exec('echo $GREETING')).toHaveStdout('hello')
     await expect(vm.exec('exit 4')).rejects.toFailWith(4)
   })
 

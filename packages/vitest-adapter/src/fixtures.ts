@@ -56,7 +56,10 @@ export function appendToFailure(task: Task, text: string): void {
 /** A VM that several tests use (file or worker scope): booted on first use, ended with its scope. */
 export interface ScopedVm {
   vm?: VM
-  unavailable?: unknown
+  /** Why the host cannot run VMs (skip, or fail under VMCTL_REQUIRE=1). */
+  unavailable?: string
+  /** The boot failed for another reason: every test that asks for the VM fails with it. */
+  bootError?: unknown
   failedTests: number
 }
 
@@ -67,12 +70,13 @@ export async function scopedVm(
 ): Promise<void> {
   const handle: ScopedVm = { failedTests: 0 }
   const reason = vmsUnavailableReason()
-  if (reason) handle.unavailable = new Error(reason)
+  if (reason) handle.unavailable = reason
   else {
     try {
       handle.vm = await startTestVm(options, label)
     } catch (error) {
-      handle.unavailable = error
+      if (isHostUnusable(error)) handle.unavailable = (error as Error).message
+      else handle.bootError = error
     }
   }
   await use(handle)
@@ -88,9 +92,8 @@ export async function useScopedVm(
   use: (vm: VM) => Promise<void>,
 ): Promise<void> {
   if (!handle.vm) {
-    const error = handle.unavailable
-    if (isHostUnusable(error) || !(error as { code?: string })?.code) skipIfNoVms(context, error)
-    throw error
+    if (handle.unavailable !== undefined) skipIfNoVms(context, new Error(handle.unavailable))
+    throw handle.bootError
   }
   await use(handle.vm)
   if (!failed(context.task)) return
