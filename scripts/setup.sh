@@ -13,6 +13,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # util-linux: setpriv, which ties QEMU's life to its supervisor. iproute2: `ip` for guest commands.
 # gcc + libc6-dev: vsock-bridge, a small static C program (the vsock transport; Node has no AF_VSOCK).
 packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs xz-utils kmod util-linux iproute2 gcc libc6-dev)
+# mmdebstrap (+ fakeroot when not root): `vmctl image build`, Debian images from the archive without
+# root-only mounts (the filesystem is made with mkfs.ext4 -d).
+packages+=(mmdebstrap fakeroot)
 # runc, postgresql: guest programs of examples/1-kernel-features and examples/3-postgresql. (Debian
 # starts a host cluster when it installs postgresql; the example never uses it: its cluster lives in
 # the VM.)
