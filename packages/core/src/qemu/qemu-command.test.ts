@@ -31,6 +31,27 @@ const plan: QemuCommandPlan = {
 }
 
 describe('QEMU command', () => {
+  test('image mode: the overlay as a serial-tagged disk instead of the host root; mounts read-only unless writable', () => {
+    const image = {
+      ...plan,
+      image: { overlay: '/r/disk,1.qcow2' },
+      mounts: [
+        { host: '/src', guest: '/mnt/src', writable: false },
+        { host: '/out', guest: '/out', writable: true },
+      ],
+    }
+    const args = qemuArguments(image).join(' ')
+    expect(args).toContain('-drive if=none,id=image,file=/r/disk,,1.qcow2,format=qcow2,discard=unmap')
+    expect(args).toContain('virtio-blk-device,drive=image,serial=vmctl-image')
+    expect(args).not.toContain('mount_tag=hostroot')
+    expect(args).toContain('local,id=vmctl_mount0,path=/src,security_model=none,readonly=on')
+    expect(args).toContain('local,id=vmctl_mount1,path=/out,security_model=none -device')
+    const cmdline = kernelCommandLine(image)
+    expect(cmdline).toContain('vmctl_root=disk:vmctl-image vmctl_chroot=/newroot')
+    expect(cmdline).not.toContain('vmctl_modules=')
+    expect(cmdline).toContain('vmctl_mounts=vmctl_mount0:/mnt/src:ro,vmctl_mount1:/out:rw')
+  })
+
   test('microvm under TCG with the TSC hint, user args last', () => {
     const args = qemuArguments(plan)
     expect(args.slice(0, 2)).toEqual(['-machine', 'microvm,pit=off,pic=off,isa-serial=on,rtc=on'])
