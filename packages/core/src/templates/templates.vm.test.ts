@@ -59,6 +59,10 @@ describe('templates (vm)', () => {
         [a, b].map((vm) => vm.exec('head -c 32 /dev/urandom | od -An -tx1').then((r) => r.stdout)),
       )
       expect(randomA).not.toBe(randomB)
+      const bootIds = await Promise.all(
+        [a, b].map((vm) => vm.exec('cat /proc/sys/kernel/random/boot_id').then((r) => r.stdout)),
+      )
+      expect(bootIds[0]).not.toBe(bootIds[1])
       // Right after a restore: the first command of a fresh clone.
       const fresh = await VM.up(definition)
       clones.push(fresh)
