@@ -7,8 +7,12 @@ const bootId = async (vm: { exec(c: string): Promise<{ stdout: string }> }) =>
 const seen: Record<string, string[]> = { vm: [], fileVm: [] }
 
 describe('vitest fixtures (vm)', () => {
-  test('vm is a fresh VM, and writes to it stay in it', async ({ vm }) => {
+  test.scoped({ vmOptions: { ports: [8080], env: { GREETING: 'hi' } } })
+
+  test('vm is a fresh VM with the options of test.scoped, and writes to it stay in it', async ({ vm }) => {
     seen.vm!.push(await bootId(vm))
+    expect(vm.forwardedPort(8080)).toBeGreaterThan(0)
+    expect(await vm.exec('echo $GREETING')).toHaveStdout('hi')
     await vm.writeFile('/tmp/marker', 'first')
     await expect(vm).toHaveFile('/tmp/marker', 'first')
   })
@@ -17,12 +21,6 @@ describe('vitest fixtures (vm)', () => {
     seen.vm!.push(await bootId(vm))
     expect(seen.vm![0]).not.toBe(seen.vm![1])
     await expect(vm).not.toHaveFile('/tmp/marker')
-  })
-
-  test.scoped({ vmOptions: { ports: [8080], env: { GREETING: 'hi' } } })
-  test('options come from test.scoped', async ({ vm }) => {
-    expect(vm.forwardedPort(8080)).toBeGreaterThan(0)
-    expect(await vm.exec('echo $GREETING')).toHaveStdout('hi')
   })
 })
 
