@@ -5,7 +5,7 @@
  * connected; a snapshot was taken mid-stream; an agent died mid-frame), so neither end may start
  * parsing frames until both agree where the new session begins:
  *
- *   host  → `HELLO n` every 250 ms        guest → `OK n` for each HELLO it sees
+ *   host  → `HELLO n` every 100 ms        guest → `OK n` for each HELLO it sees
  *   host  → `GO n` once, stops HELLO      guest → discards everything up to GO, answers `READY n`,
  *                                                  parses frames from the byte after GO
  *   host  → discards everything up to READY, parses frames from the byte after it

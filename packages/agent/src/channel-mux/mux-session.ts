@@ -21,7 +21,7 @@ import { MuxChannel } from './mux-channel.js'
 
 export type MuxRole = 'host' | 'guest'
 
-const HELLO_INTERVAL_MS = 250
+const HELLO_INTERVAL_MS = 100
 const AGENT_UP_INTERVAL_MS = 500
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready'

@@ -14,19 +14,18 @@ export const ROOT_GO_FILE = '/run/vmctl/go'
  */
 export function refreshClone(request: RefreshRequest): Promise<RefreshResponse> {
   return new Promise((resolve, reject) => {
+    // The hostname and the go first: the init mounts the root while clone-refresh runs (the mount
+    // needs neither the clock nor the RNG; the host waits for both before the VM is ready).
+    try {
+      if (request.hostname) writeFileSync('/proc/sys/kernel/hostname', request.hostname)
+      writeFileSync(ROOT_GO_FILE, '')
+    } catch (failure) {
+      reject(failure)
+      return
+    }
     const child = execFile(CLONE_REFRESH, [`${request.unixTimeUs}000`], (error, stdout, stderr) => {
-      if (error) {
-        reject(new Error(`clone-refresh failed: ${stderr.trim() || error.message}`))
-        return
-      }
-      try {
-        if (request.hostname) writeFileSync('/proc/sys/kernel/hostname', request.hostname)
-        writeFileSync(ROOT_GO_FILE, '')
-      } catch (failure) {
-        reject(failure)
-        return
-      }
-      resolve({ clockStepUs: Math.round(Number(stdout.trim()) / 1000) || 0 })
+      if (error) reject(new Error(`clone-refresh failed: ${stderr.trim() || error.message}`))
+      else resolve({ clockStepUs: Math.round(Number(stdout.trim()) / 1000) || 0 })
     })
     child.stdin?.end(request.entropy)
   })

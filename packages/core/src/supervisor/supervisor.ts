@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import net from 'node:net'
 import { basename, join } from 'node:path'
 import { Duplex } from 'node:stream'
-import { credentials, Metadata } from '@grpc/grpc-js'
+import { Channel, credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { logger } from '../log.js'
@@ -104,6 +104,7 @@ export class Supervisor {
   private restoredAgent = false
   private restoring = false
   private template: VmStatus['template']
+  private grpcClients: { channel: Channel; health: HealthClient; agent: AgentClient } | undefined
   private qemuVariant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {}
   private agentPortSocket: net.Socket | undefined
   /** Snapshot and restore run one at a time. */
@@ -319,9 +320,11 @@ export class Supervisor {
     await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline)
     const loaded = at()
     await this.raceRestore(this.connectAgentPort(), restoreDeadline)
+    await this.raceRestore(this.waitUntilHealthy(restoreDeadline, AGENT_HEALTH_SERVICE), restoreDeadline)
+    const answered = at()
     await this.raceRestore(this.refreshClone(restoreDeadline), restoreDeadline)
     this.restoredAgent = true
-    this.log('restored from template in %d ms (state loaded at %d)', at(), loaded)
+    this.log('restored from template in %d ms (state loaded at %d, agent answered at %d)', at(), loaded, answered)
   }
 
   /** Like raceBoot, but a timeout is a restore failure (the template is dropped), not a boot timeout. */
@@ -336,11 +339,10 @@ export class Supervisor {
   }
 
   /** Makes a restored guest its own: clock, entropy, hostname; then it mounts its root. */
+  /** Call with the agent answering, so the host time sent is not stale by a handshake's worth. */
   private async refreshClone(deadline: number): Promise<void> {
-    // The channel first, so the host time sent is not stale by a handshake's worth of seconds.
-    await this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE)
-    const client = new AgentClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure())
-    try {
+    const client = this.agentClients().agent
+    {
       const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
         const metadata = new Metadata()
         metadata.setOptions({ waitForReady: true })
@@ -356,9 +358,27 @@ export class Supervisor {
         )
       })
       this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
-    } finally {
-      client.close()
     }
+  }
+
+  /**
+   * The supervisor's own gRPC clients, on one channel (one HTTP/2 connection through the mux):
+   * every connection set up in a just-restored guest costs emulated round trips.
+   */
+  private agentClients(): { channel: Channel; health: HealthClient; agent: AgentClient } {
+    if (!this.grpcClients) {
+      const channel = new Channel(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 50,
+        'grpc.max_reconnect_backoff_ms': 250,
+      })
+      const options = { channelOverride: channel }
+      this.grpcClients = {
+        channel,
+        health: new HealthClient('', credentials.createInsecure(), options),
+        agent: new AgentClient('', credentials.createInsecure(), options),
+      }
+    }
+    return this.grpcClients
   }
 
   private snapshotFile(name: string): string {
@@ -380,6 +400,7 @@ export class Supervisor {
 
   private async reconnectAgent(deadline: number): Promise<void> {
     await this.raceBoot(this.connectAgentPort(), deadline)
+    await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
     await this.raceBoot(this.refreshClone(deadline), deadline)
     await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
   }
@@ -729,35 +750,28 @@ export class Supervisor {
   }
 
   private async waitUntilHealthy(deadline: number, service: string): Promise<void> {
-    const client = new HealthClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
-      'grpc.initial_reconnect_backoff_ms': 50,
-      'grpc.max_reconnect_backoff_ms': 250,
-    })
-    try {
-      for (;;) {
-        const status = await new Promise<ServingStatus | Error>((resolve) => {
-          const metadata = new Metadata()
-          metadata.setOptions({ waitForReady: true })
-          const call = client.watch({ service }, metadata, {
-            deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())),
-          })
-          call.on('data', (response: { status: ServingStatus }) => {
-            if (response.status === ServingStatus.SERVING) {
-              resolve(ServingStatus.SERVING)
-              call.cancel()
-            }
-          })
-          call.on('error', (error: Error) => resolve(error))
-          call.on('end', () => resolve(new Error('health watch ended')))
+    const client = this.agentClients().health
+    for (;;) {
+      const status = await new Promise<ServingStatus | Error>((resolve) => {
+        const metadata = new Metadata()
+        metadata.setOptions({ waitForReady: true })
+        const call = client.watch({ service }, metadata, {
+          deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())),
         })
-        if (status === ServingStatus.SERVING) return
-        if (performance.now() >= deadline)
-          throw new BootFailure('BOOT_TIMEOUT', 'the agent did not report healthy in time')
-        this.log('health watch: %s', (status as Error).message)
-        await delay(100)
-      }
-    } finally {
-      client.close()
+        call.on('data', (response: { status: ServingStatus }) => {
+          if (response.status === ServingStatus.SERVING) {
+            resolve(ServingStatus.SERVING)
+            call.cancel()
+          }
+        })
+        call.on('error', (error: Error) => resolve(error))
+        call.on('end', () => resolve(new Error('health watch ended')))
+      })
+      if (status === ServingStatus.SERVING) return
+      if (performance.now() >= deadline)
+        throw new BootFailure('BOOT_TIMEOUT', 'the agent did not report healthy in time')
+      this.log('health watch: %s', (status as Error).message)
+      await delay(100)
     }
   }
 
@@ -925,6 +939,7 @@ export class Supervisor {
         this.log('QEMU stopped by %s', how)
       }
       await this.qemuExited
+      this.grpcClients?.channel.close()
       this.stopVsockBridge()
       this.qmp?.close()
       this.mux.detach(reason)
