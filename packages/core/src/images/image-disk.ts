@@ -32,5 +32,10 @@ export async function createVmDisk(
   overlay = join(vmDirectory, 'disk.qcow2'),
 ): Promise<{ overlay: string; identity: string }> {
   await createOverlay(top, overlay)
-  return { overlay, identity: createHash('sha256').update(fileIdentity(top.path)).digest('hex').slice(0, 16) }
+  return { overlay, identity: imageIdentity(top.path) }
+}
+
+/** What a VM template of an image-mode VM is keyed by (its summary says `image IDENTITY`). */
+export function imageIdentity(path: string): string {
+  return createHash('sha256').update(fileIdentity(path)).digest('hex').slice(0, 16)
 }
