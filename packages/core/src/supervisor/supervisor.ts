@@ -324,7 +324,12 @@ export class Supervisor {
     const answered = at()
     await this.raceRestore(this.refreshClone(restoreDeadline), restoreDeadline)
     this.restoredAgent = true
-    this.log('restored from template in %d ms (state loaded at %d, agent answered at %d)', at(), loaded, answered)
+    this.log(
+      'restored from template in %d ms (state loaded at %d, agent answered at %d)',
+      at(),
+      loaded,
+      answered,
+    )
   }
 
   /** Like raceBoot, but a timeout is a restore failure (the template is dropped), not a boot timeout. */
@@ -342,23 +347,21 @@ export class Supervisor {
   /** Call with the agent answering, so the host time sent is not stale by a handshake's worth. */
   private async refreshClone(deadline: number): Promise<void> {
     const client = this.agentClients().agent
-    {
-      const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
-        const metadata = new Metadata()
-        metadata.setOptions({ waitForReady: true })
-        client.refresh(
-          {
-            hostname: this.spec.name,
-            unixTimeUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
-            entropy: randomBytes(64),
-          },
-          metadata,
-          { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) },
-          (error, reply) => (error ? reject(error) : resolve(reply)),
-        )
-      })
-      this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
-    }
+    const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
+      const metadata = new Metadata()
+      metadata.setOptions({ waitForReady: true })
+      client.refresh(
+        {
+          hostname: this.spec.name,
+          unixTimeUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
+          entropy: randomBytes(64),
+        },
+        metadata,
+        { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) },
+        (error, reply) => (error ? reject(error) : resolve(reply)),
+      )
+    })
+    this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
   }
 
   /**
