@@ -18,7 +18,7 @@ describe('vsock transport (nested vm)', () => {
       const started = Date.now()
       const inner = await outer.exec([process.execPath, fixture], {
         reject: false,
-        timeoutMs: 40 * 60_000,
+        timeoutMs: 55 * 60_000,
         env: { VMCTL_RUNTIME_DIR: '/tmp/vmctl-nested', VMCTL_CACHE_DIR: cacheDir(), DEBUG: 'vmctl:*' },
       })
       const log = inner.stderr
