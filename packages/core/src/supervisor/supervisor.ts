@@ -1,6 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  constants as fsConstants,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import net from 'node:net'
 import { basename, join } from 'node:path'
 import { Duplex } from 'node:stream'
@@ -409,8 +419,9 @@ export class Supervisor {
   }
 
   /**
-   * Saves the whole running VM (device state and all of its RAM) in the VM's directory. QEMU
-   * refuses while the host root is mounted over 9p; that is reported as what it means.
+   * Saves the whole running VM (device state, all of its RAM and, in image mode, its disk overlay)
+   * in the VM's directory. QEMU refuses while a 9p share is mounted; that is reported as what it
+   * means.
    */
   private async snapshot(name: string): Promise<void> {
     const file = this.snapshotFile(name)
@@ -424,13 +435,18 @@ export class Supervisor {
     let failure: Error | undefined
     try {
       await saveDeviceState(qmp, `${file}.partial`, false)
+      // The migration ended with the disks flushed and QEMU not writing them until `cont`: the
+      // overlay now matches the RAM just saved, and a restore must bring both back together.
+      if (this.spec.image)
+        copyFileSync(this.spec.image.overlay, `${file}.qcow2`, fsConstants.COPYFILE_FICLONE)
       renameSync(`${file}.partial`, file)
     } catch (error) {
       rmSync(`${file}.partial`, { force: true })
+      rmSync(`${file}.qcow2`, { force: true })
       const message = (error as Error).message
       failure = /VirtFS|9p|mount_tag/.test(message)
         ? new Error(
-            `QEMU cannot snapshot a VM whose root is the host's, shared over 9p (${message}). Snapshots work for VMs with hostRoot: false and for image-mode VMs; in kernel mode a fresh VM.up() is restored from a template in about a second instead`,
+            `QEMU cannot snapshot a VM while a host directory is mounted in it over 9p (the kernel-mode root, or \`mounts\`): ${message}. Snapshots work for VMs with hostRoot: false and image-mode VMs without mounts; in kernel mode a fresh VM.up() is restored from a template in about a second instead`,
           )
         : (error as Error)
     }
@@ -446,7 +462,7 @@ export class Supervisor {
     if (!existsSync(file)) {
       let known: string[] = []
       try {
-        known = readdirSync(join(this.dir.path, 'snapshots')).filter((f) => !f.endsWith('.partial'))
+        known = readdirSync(join(this.dir.path, 'snapshots')).filter((f) => !/\.(partial|qcow2)$/.test(f))
       } catch {}
       throw new Error(
         `this VM has no snapshot named ${JSON.stringify(name)} (it has ${known.length ? known.join(', ') : 'none'})`,
@@ -460,6 +476,9 @@ export class Supervisor {
       this.qmp?.close()
       this.qmp = undefined
       await this.stopQemu()
+      // Image mode: the disk as it was when the snapshot was taken (the snapshot's copy stays).
+      if (this.spec.image)
+        copyFileSync(`${file}.qcow2`, this.spec.image.overlay, fsConstants.COPYFILE_FICLONE)
       const deadline = performance.now() + RESTORE_TIMEOUT_MS
       await this.startQemu(this.accel, undefined, { ...this.qemuVariant, incoming: true }, this.ports)
       const qmp = await this.raceBoot(this.connectQmp(), deadline)

@@ -140,7 +140,7 @@ describe('templates (vm)', () => {
 
   test('kernel mode cannot snapshot over the 9p root, and says why; the VM runs on', async () => {
     await using vm = await VM.up()
-    await expect(vm.snapshot('x')).rejects.toThrow(/host's, shared over 9p/)
+    await expect(vm.snapshot('x')).rejects.toThrow(/mounted in it over 9p/)
     expect((await vm.exec('echo still here')).stdout).toBe('still here\n')
   })
 })
