@@ -188,7 +188,9 @@ function bootError(
 }
 
 async function connectControl(directory: VmDirectory, pid: number | undefined): Promise<SupervisorClient> {
-  const deadline = Date.now() + 15_000
+  // A node process's start: well under a second on a quiet host, but a minute is not unheard of
+  // inside a TCG guest (vmctl in a VM) or on a host running many VMs.
+  const deadline = Date.now() + 60_000
   for (;;) {
     try {
       return await SupervisorClient.connect(directory.controlSocket)
