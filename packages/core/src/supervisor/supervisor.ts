@@ -57,6 +57,8 @@ const AGENT_HEALTH_SERVICE = 'vmctl.agent'
  * broken (dropped and rebuilt), not slow. Generous for 8 parallel restores on 2 cores.
  */
 const RESTORE_TIMEOUT_MS = 60_000
+/** The init's report of a root it could not mount (init-script.ts fail_root). */
+const ROOT_FAILURE_LINE = /vmctl-init: root: ([^\r\n]*)\r?\n/
 
 interface ControlClient {
   socket: net.Socket
@@ -332,8 +334,10 @@ export class Supervisor {
     await this.raceRestore(this.connectAgentPort(), restoreDeadline)
     await this.raceRestore(this.waitUntilHealthy(restoreDeadline, AGENT_HEALTH_SERVICE), restoreDeadline)
     const answered = at()
-    await this.raceRestore(this.refreshClone(restoreDeadline), restoreDeadline)
+    // The template is proven: what fails from here on (the root mount, say) is this VM's own
+    // failure, reported as such, not a reason to rebuild the template.
     this.restoredAgent = true
+    await this.raceBoot(this.refreshClone(deadline), deadline)
     this.log(
       'restored from template in %d ms (state loaded at %d, agent answered at %d)',
       at(),
@@ -594,7 +598,7 @@ export class Supervisor {
       this.console.append(chunk)
       firstOutput?.()
       // The init reports a root it cannot mount on the console; fail now, not at the timeout.
-      const rootFailure = this.console.find(/vmctl-init: root: ([^\r\n]*)\r?\n/)
+      const rootFailure = this.console.find(ROOT_FAILURE_LINE)
       if (rootFailure && this.state === 'booting') this.guestFailure?.(rootFailure[1]!)
     })
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -673,6 +677,9 @@ export class Supervisor {
       child.once('exit', onExit)
       this.guestFailure = (message) =>
         reject(new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${message}`))
+      // Reported between two waits: no new console output would bring it up again.
+      const reported = this.console.find(ROOT_FAILURE_LINE)
+      if (reported && this.state === 'booting') this.guestFailure(reported[1]!)
       const timer = setTimeout(
         () =>
           reject(
