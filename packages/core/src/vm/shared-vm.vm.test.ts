@@ -4,22 +4,28 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { VmDirectory } from '../supervisor/vm-directory.js'
-import { startSharedVmKeeper } from './shared-vm.js'
+import { SHARED_KEEPER_ENV, startSharedVmKeeper } from './shared-vm.js'
 
 // Children import the built package, as worker processes of a test runner would.
 const coreDist = fileURLToPath(new URL('../../dist/index.js', import.meta.url))
 const children: ChildProcess[] = []
 
 /** A process that gets the shared VM, says which boot of which VM it sees, and waits to be killed. */
-function user(name: string): Promise<{ child: ChildProcess; vmName: string; bootId: string }> {
+function user(
+  name: string,
+  keeperPath?: string,
+): Promise<{ child: ChildProcess; vmName: string; bootId: string }> {
   const script = `
     import { VM } from ${JSON.stringify(coreDist)}
     const vm = await VM.upShared(${JSON.stringify(name)})
     const { stdout } = await vm.exec('cat /proc/sys/kernel/random/boot_id')
     console.log(JSON.stringify({ vmName: vm.name, bootId: stdout.trim() }))
     setInterval(() => {}, 1 << 30)`
+  // Not the test run's keeper (vitest.config.ts starts one): these tests count leases themselves.
+  const { [SHARED_KEEPER_ENV]: _keeper, ...env } = process.env
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: keeperPath ? { ...env, [SHARED_KEEPER_ENV]: keeperPath } : env,
   })
   children.push(child)
   return new Promise((resolve, reject) => {
@@ -63,10 +69,10 @@ describe('shared vm across processes', () => {
     const name = `shared-b-${process.pid}`
     const keeper = await startSharedVmKeeper()
     try {
-      const first = await user(name)
+      const first = await user(name, keeper.path)
       await kill(first.child)
       expect(keeper.held).toEqual([name])
-      const second = await user(name) // joins the same boot: no second VM
+      const second = await user(name, keeper.path) // joins the same boot: no second VM
       expect(second.bootId).toBe(first.bootId)
       await kill(second.child)
       expect(existsSync(new VmDirectory(name).path)).toBe(true)
