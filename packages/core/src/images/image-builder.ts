@@ -12,9 +12,9 @@ import {
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { VmctlError } from '../errors.js'
+import { tryLock } from '../host/cross-process-lock.js'
 import { which } from '../host/qemu-locator.js'
 import { logger } from '../log.js'
-import { tryLock } from '../templates/cross-process-lock.js'
 import type { ImageBuildOptions } from '../vm/vm-options.js'
 import { qemuImgBinary } from './image-file.js'
 

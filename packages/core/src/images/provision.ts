@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } fr
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { VmctlError } from '../errors.js'
-import { tryLock } from '../templates/cross-process-lock.js'
+import { tryLock } from '../host/cross-process-lock.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type Progress, touch } from './image-builder.js'
 import { type ImageInfo, inspectImage, qemuImgBinary } from './image-file.js'

@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, join } from 'node:path'
 import { agentBundlePath, buildAgentExecutable, cloneRefreshPath, vsockBridgePath } from '@vmctl/agent'
 import { execa } from 'execa'
+import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
 
 const log = logger('runtime-disk')
@@ -39,6 +40,25 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   const path = join(dir, `${key}.ext4`)
   if (existsSync(path)) return { path, key }
 
+  // Test workers starting on an empty cache would each spend seconds of CPU on the same build:
+  // one builds (under a lock the kernel drops if it dies), the others wait for its result.
+  for (;;) {
+    const release = await tryLock(`vmctl-runtime-disk-${key}`)
+    if (release) {
+      try {
+        if (!existsSync(path)) await buildInto(nodeBinary, dir, path, key)
+      } finally {
+        release()
+      }
+      return { path, key }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    if (existsSync(path)) return { path, key }
+  }
+}
+
+async function buildInto(nodeBinary: string, dir: string, path: string, key: string): Promise<void> {
+  const helpers = [vsockBridgePath(), cloneRefreshPath()].filter((p): p is string => p !== undefined)
   mkdirSync(dir, { recursive: true })
   const started = performance.now()
   const staging = join(dir, `${key}.${process.pid}.staging`)
@@ -84,7 +104,6 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
     rmSync(staging, { recursive: true, force: true })
   }
   log('built %s in %d ms', path, Math.round(performance.now() - started))
-  return { path, key }
 }
 
 function mkfsBinary(): string {

@@ -17,11 +17,11 @@ import { Duplex } from 'node:stream'
 import { Channel, credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
+import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
-import { tryLock } from '../templates/cross-process-lock.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
 import {
   checkTemplate,

@@ -3,6 +3,7 @@ import { existsSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { VmctlError } from '../errors.js'
+import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
 import { runtimeDir } from '../paths.js'
 import { encodeMessage, LineDecoder, type VmStatus } from '../supervisor/control-protocol.js'
@@ -108,24 +109,15 @@ async function waitGone(directory: VmDirectory): Promise<void> {
 
 function lockName(name: string): string {
   const digest = createHash('sha256').update(`${runtimeDir()}\0${name}`).digest('hex').slice(0, 32)
-  return `\0vmctl-shared-${digest}`
+  return `vmctl-shared-${digest}`
 }
 
-/** A cross-process mutex: binding an abstract Unix socket name succeeds for one process at a time. */
+/** Waits for the cross-process lock (see cross-process-lock.ts), for as long as a boot may take. */
 async function acquireLock(name: string): Promise<() => void> {
   const deadline = Date.now() + LOCK_TIMEOUT_MS
   for (;;) {
-    const server = net.createServer()
-    const acquired = await new Promise<boolean>((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) =>
-        error.code === 'EADDRINUSE' ? resolve(false) : reject(error),
-      )
-      server.listen(name, () => resolve(true))
-    })
-    if (acquired) {
-      server.unref()
-      return () => server.close()
-    }
+    const release = await tryLock(name)
+    if (release) return release
     if (Date.now() > deadline) {
       throw new VmctlError('SHARED_LOCK_TIMEOUT', 'waited 10 minutes for another process to boot a shared VM')
     }
