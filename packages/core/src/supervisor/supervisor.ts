@@ -329,10 +329,14 @@ export class Supervisor {
     // A restore that takes much longer than a cold boot would is a broken template, not a slow host.
     const restoreDeadline = Math.min(deadline, performance.now() + RESTORE_TIMEOUT_MS)
     const at = (): number => Math.round(performance.now() - started)
-    await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline)
+    await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
     const loaded = at()
-    await this.raceRestore(this.connectAgentPort(), restoreDeadline)
-    await this.raceRestore(this.waitUntilHealthy(restoreDeadline, AGENT_HEALTH_SERVICE), restoreDeadline)
+    await this.raceRestore(this.connectAgentPort(), restoreDeadline, deadline)
+    await this.raceRestore(
+      this.waitUntilHealthy(restoreDeadline, AGENT_HEALTH_SERVICE),
+      restoreDeadline,
+      deadline,
+    )
     const answered = at()
     // The template is proven: what fails from here on (the root mount, say) is this VM's own
     // failure, reported as such, not a reason to rebuild the template.
@@ -346,12 +350,17 @@ export class Supervisor {
     )
   }
 
-  /** Like raceBoot, but a timeout is a restore failure (the template is dropped), not a boot timeout. */
-  private async raceRestore<T>(work: Promise<T>, deadline: number): Promise<T> {
+  /**
+   * Like raceBoot, but running out of the restore's own budget is a restore failure (the template
+   * is dropped), not a boot timeout.
+   */
+  private async raceRestore<T>(work: Promise<T>, restoreDeadline: number, bootDeadline: number): Promise<T> {
     try {
-      return await this.raceBoot(work, deadline)
+      return await this.raceBoot(work, restoreDeadline)
     } catch (error) {
-      if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT')
+      // The VM's own boot timeout (bootTimeoutMs) is a boot timeout, and says nothing of the template.
+      const template = restoreDeadline < bootDeadline
+      if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT' && template)
         throw new Error(`no answer within ${RESTORE_TIMEOUT_MS / 1000} s`)
       throw error
     }
