@@ -39,10 +39,10 @@ export class InvalidOptionsError extends VmctlError {
 
 export class BootTimeoutError extends VmctlError {
   readonly consoleTail: string
-  constructor(name: string, timeoutMs: number, accel: string, consoleTail: string) {
+  constructor(name: string, timeoutMs: number, accel: string, consoleTail: string, detail = '') {
     super(
       'BOOT_TIMEOUT',
-      `VM ${name} did not become ready within ${(timeoutMs / 1000).toFixed(0)} s (${accel}). QEMU was stopped.${accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''}\nLast console lines:\n${indent(consoleTail)}`,
+      `VM ${name} did not become ready within ${(timeoutMs / 1000).toFixed(0)} s (${accel}${detail ? `; ${detail}` : ''}). QEMU was stopped.${accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''}\nLast console lines:\n${indent(consoleTail)}`,
     )
     this.consoleTail = consoleTail
   }

@@ -216,6 +216,7 @@ export class Supervisor {
   private async bootFromTemplate(deadline: number): Promise<boolean> {
     const cache = this.spec.cacheDir
     const key = templateKey(this.spec)
+    const waitLimit = performance.now() + (deadline - performance.now()) / 2
     let rebuilt = false
     for (;;) {
       const check = checkTemplate(cache, key)
@@ -253,9 +254,12 @@ export class Supervisor {
       }
       const release = await tryLock(`vmctl-template-${key}`)
       if (!release) {
-        // Another process is making it: wait for it, within this VM's boot time.
-        if (performance.now() > deadline)
-          throw new BootFailure('BOOT_TIMEOUT', 'waited too long for a VM template')
+        // Another process is making it: wait for it, but a template is only a shortcut: past half
+        // of this VM's boot time, boot cold rather than time out on someone else's build.
+        if (performance.now() > waitLimit) {
+          this.warn(`another process is still making VM template ${key}; booting without it`)
+          return false
+        }
         await delay(100)
         continue
       }

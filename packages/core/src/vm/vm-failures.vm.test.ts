@@ -54,7 +54,7 @@ describe('vm: failures during and after boot', () => {
     const error = await VM.up({ name, kernelArgs: ['rdinit=/no-such-init'], bootTimeoutMs: 120_000 }).catch(
       (e: unknown) => e,
     )
-    expect(error).toBeInstanceOf(BootFailedError)
+    expect(error, String(error)).toBeInstanceOf(BootFailedError)
     expect((error as Error).message).toMatch(/panicked/)
     expect((error as BootFailedError).consoleTail).toMatch(/Kernel panic/)
     expect(Date.now() - started).toBeLessThan(60_000)
@@ -68,7 +68,7 @@ describe('vm: failures during and after boot', () => {
   test('a boot that does not finish in time is stopped and reports the console tail', async () => {
     const name = `slow-${process.pid}`
     const error = await VM.up({ name, bootTimeoutMs: 1_500 }).catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(BootTimeoutError)
+    expect(error, String(error)).toBeInstanceOf(BootTimeoutError)
     expect((error as Error).message).toMatch(/did not become ready within 2 s/)
     expect((error as Error).message).toContain('Last console lines')
     await eventually(
