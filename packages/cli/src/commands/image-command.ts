@@ -10,6 +10,7 @@ import {
 } from '@vmctl/core'
 import { HELP_OPTION, helpLines, type OptionSpec } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
+import { megabytes, printTable } from '../print-table.js'
 import { UsageError } from '../usage-error.js'
 
 const OPTIONS: Record<string, OptionSpec> = {
@@ -143,19 +144,4 @@ function total(entries: CachedImage[]): number {
 
 function date(iso: string): string {
   return iso.slice(0, 16).replace('T', ' ') || '-'
-}
-
-function megabytes(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`
-}
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
 }

@@ -1,6 +1,7 @@
 import { listVms } from '@vmctl/core'
 import { HELP_OPTION, helpLines } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
+import { printTable } from '../print-table.js'
 import { UsageError } from '../usage-error.js'
 
 export const PS_HELP = `Usage: vmctl ps [--json]
@@ -45,14 +46,7 @@ export async function psCommand(args: string[]): Promise<number> {
         .join(',') || '-',
     ])
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
+  printTable(rows)
   return 0
 }
 

@@ -1,6 +1,7 @@
 import { cacheDir, listTemplates, removeTemplate } from '@vmctl/core'
 import { HELP_OPTION, helpLines } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
+import { megabytes, printTable } from '../print-table.js'
 import { UsageError } from '../usage-error.js'
 
 const OPTIONS = {
@@ -80,19 +81,4 @@ export async function templateCommand(args: string[]): Promise<number> {
   throw new UsageError(
     `vmctl template: expected ls or prune${action ? `, not ${JSON.stringify(action)}` : ''}`,
   )
-}
-
-function megabytes(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`
-}
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
 }
