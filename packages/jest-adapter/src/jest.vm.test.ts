@@ -30,6 +30,13 @@ async function jest(project: string, args: string[] = [], env: Record<string, st
   return { code: result.code, output: `${result.stdout}\n${result.stderr}` }
 }
 
+/** Whether `path` is gone within 15 s: a VM's removal follows its last lease by a moment. */
+async function goneWithin(path: string): Promise<boolean> {
+  const deadline = Date.now() + 15_000
+  while (existsSync(path) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  return !existsSync(path)
+}
+
 function vmDir(name: string): string {
   const base = process.env.VMCTL_RUNTIME_DIR ?? join(tmpdir(), `vmctl-${process.getuid?.()}`)
   return join(base, 'vms', name)
@@ -47,7 +54,7 @@ describe('jest with @vmctl/jest', () => {
     const { code, output } = await jest('../test/esm', [], { SMOKE_SHARED_NAME: name }, true)
     expect(code, output).toBe(0)
     expect(output).toMatch(/Tests:\s+2 passed, 2 total/)
-    expect(existsSync(vmDir(name))).toBe(false)
+    expect(await goneWithin(vmDir(name))).toBe(true)
   })
 
   test('a host that cannot run VMs skips with the reason; VMCTL_REQUIRE=1 fails', async () => {

@@ -24,6 +24,13 @@ async function vitest(filter: string, env: Record<string, string> = {}) {
   return { code: result.code, output: `${result.stdout}\n${result.stderr}` }
 }
 
+/** Whether `path` is gone within 15 s: a VM's removal follows its last lease by a moment. */
+async function goneWithin(path: string): Promise<boolean> {
+  const deadline = Date.now() + 15_000
+  while (existsSync(path) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  return !existsSync(path)
+}
+
 function vmDir(name: string): string {
   const base = process.env.VMCTL_RUNTIME_DIR ?? join(tmpdir(), `vmctl-${process.getuid?.()}`)
   return join(base, 'vms', name)
@@ -55,7 +62,7 @@ describe('vitest runs with the adapter', () => {
     expect(plain.output).toContain('Run with VMCTL_KEEP=1 to keep the VM of a failing test')
     const plainName = /VM (a-command-that-fails-[0-9a-f]+): guest console/.exec(plain.output)?.[1]
     expect(plainName).toBeDefined()
-    expect(existsSync(vmDir(plainName!))).toBe(false)
+    expect(await goneWithin(vmDir(plainName!))).toBe(true)
 
     const name = /VMCTL_KEEP=1: VM (\S+) is still running. Reach it with: .*vmctl exec \1 -- sh/.exec(
       kept.output,
@@ -81,7 +88,7 @@ describe('vitest runs with the adapter', () => {
       const boots = new Set(lines.map((line) => line.split(' ')[2]))
       expect(boots.size).toBe(1)
       expect(lines.every((line) => line.split(' ')[1] === name)).toBe(true)
-      expect(existsSync(vmDir(name))).toBe(false)
+      expect(await goneWithin(vmDir(name))).toBe(true)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
