@@ -54,6 +54,29 @@ export interface BuiltInitramfs {
 export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInitramfs> {
   const busybox = realpathSync(inputs.busybox)
   const nodeBinary = realpathSync(inputs.nodeBinary)
+  // Every VM.up() asks; working out the key runs ldd twice and busybox once (~50 ms, a few % of a
+  // template restore). Within one process, the same inputs give the same image.
+  const memoKey = [
+    inputs.kernel.image,
+    inputs.kernel.modulesDir,
+    inputs.cacheDir,
+    fileIdentity(busybox),
+    fileIdentity(nodeBinary),
+  ].join('\0')
+  const known = builtInThisProcess.get(memoKey)
+  if (known && existsSync(known.path)) return known
+  const built = await buildUncached(inputs, busybox, nodeBinary)
+  builtInThisProcess.set(memoKey, built)
+  return built
+}
+
+const builtInThisProcess = new Map<string, BuiltInitramfs>()
+
+async function buildUncached(
+  inputs: InitramfsInputs,
+  busybox: string,
+  nodeBinary: string,
+): Promise<BuiltInitramfs> {
   const modulesDep = inputs.kernel.modulesDir
     ? readIfExists(join(inputs.kernel.modulesDir, 'modules.dep'))
     : undefined
