@@ -14,7 +14,7 @@ import {
 import net from 'node:net'
 import { basename, join } from 'node:path'
 import { Duplex } from 'node:stream'
-import { Channel, credentials, Metadata } from '@grpc/grpc-js'
+import { Channel, credentials, status as grpcStatus, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { tryLock } from '../host/cross-process-lock.js'
@@ -385,7 +385,15 @@ export class Supervisor {
         },
         metadata,
         { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) },
-        (error, reply) => (error ? reject(error) : resolve(reply)),
+        (error, reply) => {
+          if (!error) resolve(reply)
+          // The call's deadline is the boot's: running out of it is a boot timeout like any other.
+          else if (error.code === grpcStatus.DEADLINE_EXCEEDED)
+            reject(
+              new BootFailure('BOOT_TIMEOUT', 'the agent did not finish refreshing the restored VM in time'),
+            )
+          else reject(error)
+        },
       )
     })
     this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
