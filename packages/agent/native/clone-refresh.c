@@ -1,60 +1,205 @@
 /*
  * clone-refresh: what a VM restored from a snapshot needs so that it is not a twin of its siblings.
  *
- *   clone-refresh UNIX_TIME_NS < ENTROPY
+ *   clone-refresh serve PORT_NAME GO_FIFO
+ *       Started by the init at boot. Reads requests from the virtio-serial port named PORT_NAME,
+ *       one per line, and answers each:
+ *         REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex>
+ *           →   OK <id> <clock step ns>   |   ERR <id> <text>
+ *       then lets a deferred root mount go by writing to GO_FIFO (once; see the init script).
+ *       A template is saved with this process blocked in read() and the port's host connected, so
+ *       a restored VM runs this first, in C, while the Node agent is still waking up: the clock,
+ *       the RNG, the hostname and the start of the root mount cost no JavaScript.
  *
- * Mixes the host's random bytes (stdin, up to 512) into the kernel's pool, crediting them, and
- * forces the kernel's RNG to reseed: every clone of one snapshot starts with the same RNG state,
- * and microvm has no ACPI vmgenid table to do this for us. Then steps CLOCK_REALTIME to the host's
- * time (the guest clock stands still while a snapshot sits on disk). Prints the step in ns.
- * Node can do neither (no ioctl, no clock_settime), hence this small static program.
+ * What a refresh does: mixes the host's random bytes (up to 512) into the kernel's pool, crediting
+ * them, and forces the kernel's RNG to reseed (every clone of one snapshot starts with the same RNG
+ * state, and microvm has no ACPI vmgenid table to do this for us); steps CLOCK_REALTIME to the
+ * host's time (the guest clock stands still while a snapshot sits on disk); sets the hostname.
+ * Node can do none of this (no ioctl, no clock_settime, no sethostname), hence this small static
+ * program.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/random.h>
 
-static void die(const char *what) {
-  fprintf(stderr, "clone-refresh: %s: %s\n", what, strerror(errno));
-  exit(1);
+#define MAX_ENTROPY 512
+
+static int reseed(const unsigned char *bytes, size_t length, char *error, size_t error_size) {
+  if (length == 0) return 0;
+  struct {
+    struct rand_pool_info info;
+    unsigned char bytes[MAX_ENTROPY];
+  } pool;
+  if (length > MAX_ENTROPY) length = MAX_ENTROPY;
+  memcpy(pool.bytes, bytes, length);
+  pool.info.entropy_count = (int)(length * 8);
+  pool.info.buf_size = (int)length;
+  int random = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+  if (random < 0) return snprintf(error, error_size, "open /dev/urandom: %s", strerror(errno)), -1;
+  int failed = ioctl(random, RNDADDENTROPY, &pool) < 0 ? 1 : ioctl(random, RNDRESEEDCRNG) < 0 ? 2 : 0;
+  int saved = errno;
+  close(random);
+  if (failed)
+    return snprintf(error, error_size, "%s: %s", failed == 1 ? "RNDADDENTROPY" : "RNDRESEEDCRNG",
+                    strerror(saved)),
+           -1;
+  return 0;
+}
+
+/** Steps the clock to target_ns; *step_ns is how far it moved. */
+static int step_clock(long long target_ns, long long *step_ns, char *error, size_t error_size) {
+  *step_ns = 0;
+  if (target_ns <= 0) return 0;
+  struct timespec before, now = {.tv_sec = target_ns / 1000000000LL, .tv_nsec = target_ns % 1000000000LL};
+  clock_gettime(CLOCK_REALTIME, &before);
+  if (clock_settime(CLOCK_REALTIME, &now) < 0)
+    return snprintf(error, error_size, "clock_settime: %s", strerror(errno)), -1;
+  *step_ns = target_ns - ((long long)before.tv_sec * 1000000000LL + before.tv_nsec);
+  return 0;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/** The deferred root mount may start: the init blocks opening the FIFO until a writer comes. */
+static void release_root(const char *fifo) {
+  for (int attempt = 0; attempt < 400; attempt++) {
+    int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+      if (write(fd, "go\n", 3) < 0) perror("clone-refresh: write go");
+      close(fd);
+      return;
+    }
+    // No FIFO: the root was not deferred. Root already there: a snapshot of a running VM.
+    if (errno != ENXIO) return;
+    if (access("/run/vmctl/root-ready", F_OK) == 0 || access("/run/vmctl/root-failed", F_OK) == 0) return;
+    usleep(5000); // the init is about to open its end
+  }
+}
+
+/** One request line, answered into `reply`. */
+static void handle(char *line, const char *fifo, char *reply, size_t reply_size) {
+  char error[160] = "";
+  char *fields[5] = {0};
+  int count = 0;
+  for (char *save = NULL, *field = strtok_r(line, " ", &save); field && count < 5;
+       field = strtok_r(NULL, " ", &save))
+    fields[count++] = field;
+  if (count != 5 || strcmp(fields[0], "REFRESH") != 0 || strlen(fields[1]) > 32) {
+    snprintf(reply, reply_size, "ERR - expected: REFRESH <id> <unix_time_ns> <hostname|-> <entropy hex>\n");
+    return;
+  }
+  const char *id = fields[1];
+  unsigned char entropy[MAX_ENTROPY];
+  size_t length = 0;
+  for (const char *p = fields[4]; p[0] && p[1] && length < MAX_ENTROPY; p += 2) {
+    int high = hex_value(p[0]), low = hex_value(p[1]);
+    if (high < 0 || low < 0) {
+      snprintf(reply, reply_size, "ERR %s entropy is not hex\n", id);
+      return;
+    }
+    entropy[length++] = (unsigned char)(high << 4 | low);
+  }
+  long long step = 0;
+  if (strcmp(fields[3], "-") != 0 && sethostname(fields[3], strlen(fields[3])) < 0) {
+    snprintf(reply, reply_size, "ERR %s sethostname: %s\n", id, strerror(errno));
+    return;
+  }
+  if (reseed(entropy, length, error, sizeof error) < 0 ||
+      step_clock(strtoll(fields[2], NULL, 10), &step, error, sizeof error) < 0) {
+    snprintf(reply, reply_size, "ERR %s %s\n", id, error);
+    return;
+  }
+  release_root(fifo);
+  snprintf(reply, reply_size, "OK %s %lld\n", id, step);
+}
+
+/** /dev/vportNpM of the virtio-serial port called `name`, once the kernel has made it. */
+static int find_port(const char *name, char *path, size_t size) {
+  DIR *dir = opendir("/sys/class/virtio-ports");
+  if (!dir) return -1;
+  int found = -1;
+  for (struct dirent *entry; found < 0 && (entry = readdir(dir));) {
+    if (entry->d_name[0] == '.') continue;
+    char file[300], text[128] = "";
+    snprintf(file, sizeof file, "/sys/class/virtio-ports/%s/name", entry->d_name);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n > 0 && text[n - 1] == '\n') text[n - 1] = 0;
+    if (n > 0 && strcmp(text, name) == 0) {
+      snprintf(path, size, "/dev/%s", entry->d_name);
+      found = 0;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+static _Noreturn void serve(const char *name, const char *fifo) {
+  char path[300];
+  // Ports appear just after the driver loads; a VM without this port has no use for us.
+  for (int waited = 0; find_port(name, path, sizeof path) < 0; waited++) {
+    if (waited == 500) {
+      fprintf(stderr, "clone-refresh: no virtio-serial port named %s\n", name);
+      exit(3);
+    }
+    usleep(10000);
+  }
+  int port = -1;
+  char buffer[2048];
+  size_t used = 0;
+  for (;;) {
+    if (port < 0 && (port = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+      perror("clone-refresh: open port");
+      sleep(1);
+      continue;
+    }
+    // Blocks while the host is connected and quiet; with no host it reads 0 at once, so wait.
+    ssize_t n = read(port, buffer + used, sizeof buffer - used - 1);
+    if (n == 0) {
+      usleep(100000);
+      continue;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      close(port);
+      port = -1;
+      usleep(100000);
+      continue;
+    }
+    used += (size_t)n;
+    char *newline;
+    while ((newline = memchr(buffer, '\n', used))) {
+      *newline = 0;
+      char reply[256];
+      handle(buffer, fifo, reply, sizeof reply);
+      if (write(port, reply, strlen(reply)) < 0) perror("clone-refresh: reply");
+      size_t rest = used - (size_t)(newline + 1 - buffer);
+      memmove(buffer, newline + 1, rest);
+      used = rest;
+    }
+    if (used == sizeof buffer - 1) used = 0; // a line this long is garbage
+  }
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: clone-refresh UNIX_TIME_NS < ENTROPY\n");
+  if (argc != 4 || strcmp(argv[1], "serve") != 0) {
+    fprintf(stderr, "usage: clone-refresh serve PORT_NAME GO_FIFO\n");
     return 2;
   }
-  struct {
-    struct rand_pool_info info;
-    unsigned char bytes[512];
-  } pool;
-  size_t length = 0;
-  ssize_t n;
-  while (length < sizeof pool.bytes && (n = read(0, pool.bytes + length, sizeof pool.bytes - length)) > 0)
-    length += (size_t)n;
-  if (length > 0) {
-    int random = open("/dev/urandom", O_RDWR);
-    if (random < 0) die("open /dev/urandom");
-    pool.info.entropy_count = (int)(length * 8);
-    pool.info.buf_size = (int)length;
-    if (ioctl(random, RNDADDENTROPY, &pool) < 0) die("RNDADDENTROPY");
-    if (ioctl(random, RNDRESEEDCRNG) < 0) die("RNDRESEEDCRNG");
-    close(random);
-  }
-  long long target = strtoll(argv[1], NULL, 10);
-  if (target > 0) {
-    struct timespec before, now = {.tv_sec = target / 1000000000LL, .tv_nsec = target % 1000000000LL};
-    clock_gettime(CLOCK_REALTIME, &before);
-    if (clock_settime(CLOCK_REALTIME, &now) < 0) die("clock_settime");
-    long long step = target - ((long long)before.tv_sec * 1000000000LL + before.tv_nsec);
-    printf("%lld\n", step);
-  } else {
-    printf("0\n");
-  }
-  return 0;
+  serve(argv[2], argv[3]);
 }

@@ -5,7 +5,7 @@
  * command line says `vmctl_agent=vsock:PORT`.
  */
 import { existsSync, readFileSync, watch } from 'node:fs'
-import { status as grpcStatus, Server, ServerCredentials } from '@grpc/grpc-js'
+import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
   HealthService,
@@ -21,7 +21,6 @@ import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
 import { serveRawChannel } from './guest/raw-services.js'
-import { refreshClone } from './guest/refresh-service.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js'
 
@@ -57,17 +56,6 @@ const agent: AgentServer = {
     log(call.request.reboot ? 'reboot requested' : 'power-off requested')
     callback(null, {})
     powerOff(root, call.request.reboot)
-  },
-  refresh: (call, callback) => {
-    refreshClone(call.request).then(
-      (response) => {
-        log(
-          `refreshed after restore: clock stepped ${Math.round(response.clockStepUs / 1000)} ms, hostname ${call.request.hostname}`,
-        )
-        callback(null, response)
-      },
-      (error: Error) => callback({ code: grpcStatus.INTERNAL, details: error.message }),
-    )
   },
 }
 server.addService(AgentService, agent)

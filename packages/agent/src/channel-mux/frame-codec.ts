@@ -23,6 +23,13 @@ export enum FrameType {
   Close = 4,
   /** Payload is a u32: the receiver consumed that many bytes, the sender may send that many more. */
   Window = 5,
+  /**
+   * host → guest: the session ends here, with the transport left connected. The guest drops its
+   * channels, answers `PARKED nonce` (the payload) and waits, idle, for the next HELLO. Sent before
+   * a snapshot: a guest restored from it wakes on the new host's first bytes instead of polling a
+   * port with no host behind it.
+   */
+  Park = 6,
 }
 
 export interface Frame {
@@ -63,7 +70,7 @@ export type DecodeStep =
 export function decodeFrame(buf: Buffer): DecodeStep {
   if (buf.length >= 1 && buf[0] !== FRAME_MAGIC_0) return { kind: 'lost-sync', rest: buf }
   if (buf.length >= 2 && buf[1] !== FRAME_MAGIC_1) return { kind: 'lost-sync', rest: buf }
-  if (buf.length >= 3 && (buf[2]! < FrameType.Open || buf[2]! > FrameType.Window)) {
+  if (buf.length >= 3 && (buf[2]! < FrameType.Open || buf[2]! > FrameType.Park)) {
     return { kind: 'lost-sync', rest: buf }
   }
   if (buf.length < FRAME_HEADER_BYTES) return { kind: 'incomplete' }

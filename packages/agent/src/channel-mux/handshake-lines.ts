@@ -13,6 +13,9 @@
  * A guest agent that (re)starts announces itself with `AGENT-UP id` until it sees a HELLO, which
  * makes a host holding an old session start a new one. (Found necessary by the prototype in
  * shared/MEASURED.md section 5.)
+ *
+ *   host  → PARK frame (nonce)            guest → drops its channels, answers `PARKED nonce`, then
+ *                                                  waits for a HELLO without announcing itself
  */
 export type HandshakeLine =
   | { kind: 'hello'; nonce: string }
@@ -20,6 +23,7 @@ export type HandshakeLine =
   | { kind: 'go'; nonce: string }
   | { kind: 'ready'; nonce: string }
   | { kind: 'agent-up'; nonce: string }
+  | { kind: 'parked'; nonce: string }
 
 const PREFIX = 'VMCTL-'
 const KINDS: Record<string, HandshakeLine['kind']> = {
@@ -28,6 +32,7 @@ const KINDS: Record<string, HandshakeLine['kind']> = {
   GO: 'go',
   READY: 'ready',
   'AGENT-UP': 'agent-up',
+  PARKED: 'parked',
 }
 const WIRE_NAMES: Record<HandshakeLine['kind'], string> = {
   hello: 'HELLO',
@@ -35,6 +40,7 @@ const WIRE_NAMES: Record<HandshakeLine['kind'], string> = {
   go: 'GO',
   ready: 'READY',
   'agent-up': 'AGENT-UP',
+  parked: 'PARKED',
 }
 
 export function encodeHandshakeLine(line: HandshakeLine): Buffer {

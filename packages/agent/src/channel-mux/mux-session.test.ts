@@ -171,4 +171,35 @@ describe('channel multiplexer over a real socket', () => {
     channel.write('new')
     expect((await echoed).toString()).toBe('new')
   })
+
+  test('a parked session keeps its transport; the guest waits silently and a new host session starts on it', async () => {
+    const { host, guestSocket, hostSocket } = await connectedSessions()
+    const first = host.openChannel()
+    await readAll((first.write('ping'), first), 4)
+    const closed = new Promise((r) => first.on('close', r))
+    expect(await host.park(5_000)).toBe(true)
+    await closed
+    expect(host.isReady).toBe(false)
+    expect(hostSocket.destroyed).toBe(false)
+    // Parked, the guest sends nothing (no AGENT-UP): a snapshot taken now wakes on the host's bytes.
+    const heard: Buffer[] = []
+    hostSocket.on('data', (chunk: Buffer) => heard.push(chunk))
+    await new Promise((r) => setTimeout(r, 700))
+    expect(Buffer.concat(heard).toString('latin1')).not.toContain('AGENT-UP')
+    hostSocket.removeAllListeners('data')
+    // The next host (here the same socket, as after a restore with the host connected) syncs at once.
+    const ready = new Promise<void>((r) => host.once('ready', () => r()))
+    host.attach(hostSocket)
+    await ready
+    const second = host.openChannel()
+    const echoed = readAll(second, 5)
+    second.write('again')
+    expect((await echoed).toString()).toBe('again')
+    expect(guestSocket.destroyed).toBe(false)
+  })
+
+  test('parking a session that is not ready resolves false at once', async () => {
+    const host = new MuxSession('host')
+    expect(await host.park(5_000)).toBe(false)
+  })
 })

@@ -24,7 +24,7 @@ export type MuxRole = 'host' | 'guest'
 const HELLO_INTERVAL_MS = 100
 const AGENT_UP_INTERVAL_MS = 500
 
-type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready'
+type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
 export interface MuxSessionEvents {
   /** Both ends agreed on a fresh session; channels flow. */
@@ -59,6 +59,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   private transportBlocked = false
   private readonly drainWaiters: Array<() => void> = []
   private readonly agentId = randomBytes(4).toString('hex')
+  private parked: (() => void) | undefined
 
   constructor(role: MuxRole) {
     super()
@@ -67,6 +68,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
 
   get isReady(): boolean {
     return this.state === 'ready'
+  }
+
+  /** A transport is in use (the session may still be syncing). */
+  get isAttached(): boolean {
+    return this.transport !== undefined
   }
 
   get openChannels(): number {
@@ -104,6 +110,38 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.resetChannels(reason)
     this.state = 'detached'
     for (const wake of this.drainWaiters.splice(0)) wake()
+    this.parked?.()
+  }
+
+  /**
+   * Host side: ends the session but keeps the transport, and resolves once the guest has
+   * acknowledged (true) or after `timeoutMs` (false). The guest then waits idle for a HELLO: the
+   * state to snapshot a VM in, with the host still connected, so the guest never sees its host
+   * leave. `attach` (the same transport or a new one) starts the next session.
+   */
+  park(timeoutMs: number): Promise<boolean> {
+    const transport = this.transport
+    if (this.role !== 'host' || !transport || this.state !== 'ready') {
+      this.detach('parked')
+      return Promise.resolve(false)
+    }
+    this.resetChannels('the host parked the session')
+    const nonce = randomBytes(8).toString('hex')
+    this.nonce = nonce
+    transport.write(encodeFrame(FrameType.Park, 0, Buffer.from(nonce, 'latin1')))
+    this.state = 'parking'
+    this.mode = 'lines'
+    this.inbound = Buffer.alloc(0)
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => finish(false), timeoutMs)
+      const finish = (acknowledged: boolean) => {
+        clearTimeout(timer)
+        this.parked = undefined
+        this.detach('parked')
+        resolve(acknowledged)
+      }
+      this.parked = () => finish(true)
+    })
   }
 
   /**
@@ -246,7 +284,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         for (const channel of this.unopened) this.sendOpen(channel)
         this.unopened.clear()
         this.emit('ready')
-      } else if (line.kind === 'agent-up' && this.state !== 'syncing') {
+      } else if (line.kind === 'parked' && this.state === 'parking' && line.nonce === this.nonce) {
+        this.parked?.()
+      } else if (line.kind === 'agent-up' && this.state !== 'syncing' && this.state !== 'parking') {
         this.resetChannels('the guest agent restarted')
         this.startSync()
       }
@@ -289,6 +329,16 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       case FrameType.Window:
         if (frame.payload.length === 4) existing?.receiveWindow(frame.payload.readUInt32BE(0))
         return
+      case FrameType.Park: {
+        if (this.role !== 'guest') return
+        const nonce = frame.payload.toString('latin1')
+        this.resetChannels('the host parked the session')
+        this.clearTimer()
+        this.mode = 'lines'
+        this.state = 'syncing'
+        this.writeRaw(encodeHandshakeLine({ kind: 'parked', nonce }))
+        return
+      }
     }
   }
 

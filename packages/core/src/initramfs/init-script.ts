@@ -22,8 +22,10 @@
  *   vmctl_chroot     where the root is mounted and commands run (the agent reads it too)
  *   vmctl_runtime_serial  serial of the virtio-blk disk holding node and the agent
  *   vmctl_agent      "vsock:PORT": the agent listens on vsock (its modules load first), else virtio-serial
- *   vmctl_defer_root "1": mount the root only once /run/vmctl/go appears (a template is saved before
- *                    that; each VM restored from it gets its hostname, clock and entropy, then goes)
+ *   vmctl_defer_root "1": mount the root only once the agent writes to the FIFO /run/vmctl/go (a
+ *                    template is saved before that, with this shell asleep in open(): no polling
+ *                    wakes a saved guest; each VM restored from it gets its hostname, clock and
+ *                    entropy, then goes)
  */
 export const INIT_SCRIPT = `#!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -31,6 +33,7 @@ mount -t devtmpfs -o mode=0755 devtmpfs /dev 2>/dev/null
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mkdir -p /run/vmctl /tmp /dev/pts /dev/shm
+[ -n "$vmctl_defer_root" ] && mkfifo /run/vmctl/go
 exec </dev/null >/dev/console 2>&1
 say() { echo "vmctl-init: $*"; }
 uptime_s() { read -r up _ </proc/uptime; echo "$up"; }
@@ -58,6 +61,16 @@ for b in /sys/block/vd*; do
   [ "$(cat "$b/serial" 2>/dev/null)" = "$vmctl_runtime_serial" ] && rt="/dev/\${b##*/}"
 done
 mount -t ext4 -o ro,noload "$rt" /vmctl || say "cannot mount the runtime disk '$rt'"
+
+# Refreshes a VM restored from a snapshot (clock, RNG, hostname) and lets a deferred root go, in C,
+# before the agent is awake (see clone-refresh.c). It exits with 3 when the VM has no such port.
+[ -x /vmctl/clone-refresh ] && (
+  while :; do
+    /vmctl/clone-refresh serve vmctl.refresh /run/vmctl/go
+    [ $? = 3 ] && break
+    sleep 1
+  done
+) &
 
 # The agent, restarted whenever it exits.
 (
@@ -134,7 +147,7 @@ mount_root() {
   say "root ready at $(uptime_s)s"
 }
 
-defer_root() { while [ ! -e /run/vmctl/go ]; do sleep 0.02; done; }
+defer_root() { read -r _ </run/vmctl/go; }
 [ -n "$vmctl_root" ] && { [ -z "$vmctl_defer_root" ] || defer_root; mount_root; } &
 
 # PID 1 stays, reaping orphans (ash's wait collects any child).

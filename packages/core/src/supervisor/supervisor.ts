@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import {
   copyFileSync,
   existsSync,
@@ -14,8 +13,8 @@ import {
 import net from 'node:net'
 import { basename, join } from 'node:path'
 import { Duplex } from 'node:stream'
-import { Channel, credentials, status as grpcStatus, Metadata } from '@grpc/grpc-js'
-import { AGENT_VSOCK_PORT, AgentClient, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
+import { credentials, Metadata } from '@grpc/grpc-js'
+import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
@@ -43,6 +42,7 @@ import {
   type VmStatus,
 } from './control-protocol.js'
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from './launch-spec.js'
+import { RefreshPort } from './refresh-port.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
@@ -57,6 +57,8 @@ const AGENT_HEALTH_SERVICE = 'vmctl.agent'
  * broken (dropped and rebuilt), not slow. Generous for 8 parallel restores on 2 cores.
  */
 const RESTORE_TIMEOUT_MS = 60_000
+/** How long a guest agent gets to acknowledge a park before a snapshot is saved regardless. */
+const PARK_TIMEOUT_MS = 5_000
 /** The init's report of a root it could not mount (init-script.ts fail_root). */
 const ROOT_FAILURE_LINE = /vmctl-init: root: ([^\r\n]*)\r?\n/
 
@@ -116,12 +118,18 @@ export class Supervisor {
   private restoredAgent = false
   private restoring = false
   private template: VmStatus['template']
-  private grpcClients: { channel: Channel; health: HealthClient; agent: AgentClient } | undefined
+  private health: HealthClient | undefined
   private qemuVariant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {}
   private agentPortSocket: net.Socket | undefined
   /** Snapshot and restore run one at a time. */
   private snapshotQueue: Promise<unknown> = Promise.resolve()
   private vsockBridge: ChildProcess | undefined
+  /** The guest's refresh port, connecting from QEMU's start (see RefreshPort). */
+  private refreshPort: Promise<RefreshPort | undefined> = Promise.resolve(undefined)
+  /** When the phases of a template restore ended (performance.now()), for the log. */
+  private restoreTimes:
+    | { started: number; loaded: number; refreshed: number; synced: () => number }
+    | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -232,6 +240,7 @@ export class Supervisor {
           this.template = { key, made: rebuilt }
           // From here on it is this VM's own boot (its root mount): failures are real ones.
           await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+          this.logRestore()
           return true
         } catch (error) {
           if (this.restoredAgent) throw error
@@ -289,14 +298,14 @@ export class Supervisor {
       await this.raceBoot(this.connectAgentPort(), deadline)
       await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
-      // The agent sees its host go before the pause, so a restored one waits for a new host.
-      this.mux.detach('saving a template')
-      this.stopVsockBridge()
-      await delay(50)
+      // Saved with the refresh port's host connected, so restored VMs see no change on it.
+      await this.raceBoot(this.refreshPort, deadline)
+      await this.parkAgent()
       await qmp.execute('stop')
       await saveDeviceState(qmp, files.state, true)
       qmp.close()
       await this.stopQemu()
+      this.dropAgentPort()
       // Its boot's console goes with it: restored VMs show it, so a failure's console tail still
       // has the kernel's and the init's lines.
       writeFileSync(join(staging, 'console.log'), this.console.recentText())
@@ -333,25 +342,22 @@ export class Supervisor {
     // A restore that takes much longer than a cold boot would is a broken template, not a slow host.
     const restoreDeadline = Math.min(deadline, performance.now() + RESTORE_TIMEOUT_MS)
     const at = (): number => Math.round(performance.now() - started)
-    await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
-    const loaded = at()
+    let synced = -1
+    this.mux.once('ready', () => {
+      synced = at()
+    })
+    // Both ports connected before the state loads: their host side is as it was when the template
+    // was saved, so the guest sees no change; clone-refresh and the parked agent wake on our bytes.
     await this.raceRestore(this.connectAgentPort(), restoreDeadline, deadline)
-    await this.raceRestore(
-      this.waitUntilHealthy(restoreDeadline, AGENT_HEALTH_SERVICE),
-      restoreDeadline,
-      deadline,
-    )
-    const answered = at()
+    await this.raceRestore(this.refreshPort, restoreDeadline, deadline)
+    await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
+    const loaded = performance.now()
+    await this.raceRestore(this.refreshGuest(restoreDeadline), restoreDeadline, deadline)
+    const refreshed = performance.now()
     // The template is proven: what fails from here on (the root mount, say) is this VM's own
     // failure, reported as such, not a reason to rebuild the template.
     this.restoredAgent = true
-    await this.raceBoot(this.refreshClone(deadline), deadline)
-    this.log(
-      'restored from template in %d ms (state loaded at %d, agent answered at %d)',
-      at(),
-      loaded,
-      answered,
-    )
+    this.restoreTimes = { started, loaded, refreshed, synced: () => synced }
   }
 
   /**
@@ -370,53 +376,47 @@ export class Supervisor {
     }
   }
 
-  /** Makes a restored guest its own: clock, entropy, hostname; then it mounts its root. */
-  /** Call with the agent answering, so the host time sent is not stale by a handshake's worth. */
-  private async refreshClone(deadline: number): Promise<void> {
-    const client = this.agentClients().agent
-    const response = await new Promise<{ clockStepUs: number }>((resolve, reject) => {
-      const metadata = new Metadata()
-      metadata.setOptions({ waitForReady: true })
-      client.refresh(
-        {
-          hostname: this.spec.name,
-          unixTimeUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
-          entropy: randomBytes(64),
-        },
-        metadata,
-        { deadline: new Date(Date.now() + Math.max(1, deadline - performance.now())) },
-        (error, reply) => {
-          if (!error) resolve(reply)
-          // The call's deadline is the boot's: running out of it is a boot timeout like any other.
-          else if (error.code === grpcStatus.DEADLINE_EXCEEDED)
-            reject(
-              new BootFailure('BOOT_TIMEOUT', 'the agent did not finish refreshing the restored VM in time'),
-            )
-          else reject(error)
-        },
-      )
-    })
-    this.log('clone refreshed: clock stepped %d ms', Math.round(response.clockStepUs / 1000))
+  /**
+   * Makes a restored guest its own (clock, entropy, hostname) and starts its deferred root mount,
+   * through clone-refresh on the refresh port: no agent call, so it runs while the agent wakes.
+   */
+  private async refreshGuest(deadline: number): Promise<void> {
+    const port = await this.refreshPort
+    if (!port) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
+    const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())))
+    try {
+      const result = await port.refresh(this.spec.name, signal)
+      this.log('guest refreshed: clock stepped %d ms', result.clockStepMs)
+    } catch (error) {
+      if (signal.aborted)
+        throw new BootFailure('BOOT_TIMEOUT', 'the restored VM did not refresh itself in time')
+      throw error
+    }
   }
 
-  /**
-   * The supervisor's own gRPC clients, on one channel (one HTTP/2 connection through the mux):
-   * every connection set up in a just-restored guest costs emulated round trips.
-   */
-  private agentClients(): { channel: Channel; health: HealthClient; agent: AgentClient } {
-    if (!this.grpcClients) {
-      const channel = new Channel(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
+  private logRestore(): void {
+    const times = this.restoreTimes
+    if (!times) return
+    const since = (at: number) => Math.round(at - times.started)
+    this.log(
+      'restored from template in %d ms (state loaded at %d, refreshed at %d, agent session at %d, ready at %d)',
+      since(performance.now()),
+      since(times.loaded),
+      since(times.refreshed),
+      times.synced(),
+      since(performance.now()),
+    )
+  }
+
+  /** The supervisor's health client, made once: reconnects with a short backoff after restores. */
+  private healthClient(): HealthClient {
+    if (!this.health) {
+      this.health = new HealthClient(`unix://${this.dir.agentSocket}`, credentials.createInsecure(), {
         'grpc.initial_reconnect_backoff_ms': 50,
         'grpc.max_reconnect_backoff_ms': 250,
       })
-      const options = { channelOverride: channel }
-      this.grpcClients = {
-        channel,
-        health: new HealthClient('', credentials.createInsecure(), options),
-        agent: new AgentClient('', credentials.createInsecure(), options),
-      }
     }
-    return this.grpcClients
+    return this.health
   }
 
   private snapshotFile(name: string): string {
@@ -432,14 +432,39 @@ export class Supervisor {
   private disconnectAgent(reason: string): void {
     this.stopVsockBridge()
     this.mux.detach(reason)
+    this.dropAgentPort()
+  }
+
+  /**
+   * Before a snapshot: the guest agent ends its session and idles waiting for the next HELLO, with
+   * the port's host side still connected (see MuxSession.park). A guest restored from that state
+   * wakes on the new host's first bytes instead of polling a port that had no host. Over vsock the
+   * connection itself goes (the guest's bridge listens again).
+   */
+  private async parkAgent(): Promise<void> {
+    if (this.usesVsock) {
+      this.mux.detach('the VM is being snapshotted')
+      this.stopVsockBridge()
+      await delay(50)
+      return
+    }
+    if (!(await this.mux.park(PARK_TIMEOUT_MS)))
+      this.log('the guest agent did not acknowledge the park within %d ms; saving anyway', PARK_TIMEOUT_MS)
+  }
+
+  private dropAgentPort(): void {
     this.agentPortSocket?.destroy()
     this.agentPortSocket = undefined
   }
 
+  /** After a snapshot or restore: a new session on the port (connecting it unless it still is). */
   private async reconnectAgent(deadline: number): Promise<void> {
-    await this.raceBoot(this.connectAgentPort(), deadline)
-    await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
-    await this.raceBoot(this.refreshClone(deadline), deadline)
+    const socket = this.agentPortSocket
+    if (this.mux.isAttached) {
+      // Connected before the state loaded (a restore): the session is already starting.
+    } else if (socket && !socket.destroyed && !this.usesVsock) this.mux.attach(socket)
+    else await this.raceBoot(this.connectAgentPort(), deadline)
+    await this.raceBoot(this.refreshGuest(deadline), deadline)
     await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
   }
 
@@ -454,8 +479,7 @@ export class Supervisor {
     if (this.state !== 'ready' || !qmp) throw new Error(`the VM is ${this.state}, not ready`)
     mkdirSync(join(this.dir.path, 'snapshots'), { recursive: true, mode: 0o700 })
     const started = performance.now()
-    this.disconnectAgent('the VM is being snapshotted')
-    await delay(50)
+    await this.parkAgent()
     await qmp.execute('stop')
     let failure: Error | undefined
     try {
@@ -508,6 +532,9 @@ export class Supervisor {
       await this.startQemu(this.accel, undefined, { ...this.qemuVariant, incoming: true }, this.ports)
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
       this.qmp = qmp
+      // As for templates: ports connected before the state loads leave the parked guest asleep.
+      await this.raceBoot(this.connectAgentPort(), deadline)
+      await this.raceBoot(this.refreshPort, deadline)
       await this.raceBoot(loadDeviceState(qmp, file, false), deadline)
       this.watchAgentPort()
       await this.reconnectAgent(deadline)
@@ -598,12 +625,18 @@ export class Supervisor {
       ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: hostPorts[guestPort] ?? 0 })),
       qmpSocket: this.dir.qmpSocket,
       agentSocket: this.dir.portSocket,
+      refreshSocket: this.dir.refreshSocket,
       vsockPort: this.usesVsock ? AGENT_VSOCK_PORT : undefined,
       tscKhz: this.spec.tscKhz,
       kernelArgs: this.spec.kernelArgs,
       extraArgs: this.spec.qemuArgs,
     })
-    for (const path of [this.dir.qmpSocket, this.dir.portSocket, this.dir.vsockCidFile])
+    for (const path of [
+      this.dir.qmpSocket,
+      this.dir.portSocket,
+      this.dir.refreshSocket,
+      this.dir.vsockCidFile,
+    ])
       rmSync(path, { force: true })
     // With vsock, vsock-bridge reserves a CID in the kernel and execs QEMU with the vhost fd.
     const command = this.usesVsock
@@ -613,6 +646,8 @@ export class Supervisor {
     this.log('spawn %s', command.join(' '))
     const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.qemu = child
+    void this.refreshPort.then((port) => port?.close())
+    this.refreshPort = RefreshPort.connect(this.dir.refreshSocket, () => this.qemu === child)
     this.writeStatus()
     let firstOutput: (() => void) | undefined
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -800,7 +835,7 @@ export class Supervisor {
   }
 
   private async waitUntilHealthy(deadline: number, service: string): Promise<void> {
-    const client = this.agentClients().health
+    const client = this.healthClient()
     for (;;) {
       const status = await new Promise<ServingStatus | Error>((resolve) => {
         const metadata = new Metadata()
@@ -989,7 +1024,7 @@ export class Supervisor {
         this.log('QEMU stopped by %s', how)
       }
       await this.qemuExited
-      this.grpcClients?.channel.close()
+      this.health?.close()
       this.stopVsockBridge()
       this.qmp?.close()
       this.mux.detach(reason)

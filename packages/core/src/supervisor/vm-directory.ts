@@ -39,6 +39,10 @@ export class VmDirectory {
   get portSocket(): string {
     return join(this.path, 'port.sock')
   }
+  /** QEMU's end of the guest's refresh port (see clone-refresh.c). */
+  get refreshSocket(): string {
+    return join(this.path, 'refresh.sock')
+  }
   /** The guest CID that vsock-bridge reserved (vsock transport only). */
   get vsockCidFile(): string {
     return join(this.path, 'vsock.cid')

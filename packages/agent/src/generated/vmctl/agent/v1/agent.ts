@@ -175,19 +175,6 @@ export interface ShutdownRequest {
 export interface ShutdownResponse {
 }
 
-export interface RefreshRequest {
-  hostname: string;
-  /** The host's clock when it sent this, in microseconds since the epoch (a safe JS integer). */
-  unixTimeUs: number;
-  /** Random bytes from the host, credited to the guest kernel's pool before a forced reseed. */
-  entropy: Buffer;
-}
-
-export interface RefreshResponse {
-  /** How far the guest clock was stepped, in microseconds (host time minus guest time before). */
-  clockStepUs: number;
-}
-
 function createBaseExecStart(): ExecStart {
   return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false, user: "" };
 }
@@ -2275,184 +2262,6 @@ export const ShutdownResponse: MessageFns<ShutdownResponse> = {
   },
 };
 
-function createBaseRefreshRequest(): RefreshRequest {
-  return { hostname: "", unixTimeUs: 0, entropy: Buffer.alloc(0) };
-}
-
-export const RefreshRequest: MessageFns<RefreshRequest> = {
-  encode(message: RefreshRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.hostname !== "") {
-      writer.uint32(10).string(message.hostname);
-    }
-    if (message.unixTimeUs !== 0) {
-      writer.uint32(16).int64(message.unixTimeUs);
-    }
-    if (message.entropy.length !== 0) {
-      writer.uint32(26).bytes(message.entropy);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RefreshRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRefreshRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.hostname = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.unixTimeUs = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.entropy = Buffer.from(reader.bytes());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RefreshRequest {
-    return {
-      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
-      unixTimeUs: isSet(object.unixTimeUs)
-        ? globalThis.Number(object.unixTimeUs)
-        : isSet(object.unix_time_us)
-        ? globalThis.Number(object.unix_time_us)
-        : 0,
-      entropy: isSet(object.entropy) ? Buffer.from(bytesFromBase64(object.entropy)) : Buffer.alloc(0),
-    };
-  },
-
-  toJSON(message: RefreshRequest): unknown {
-    const obj: any = {};
-    if (message.hostname !== "") {
-      obj.hostname = message.hostname;
-    }
-    if (message.unixTimeUs !== 0) {
-      obj.unixTimeUs = Math.round(message.unixTimeUs);
-    }
-    if (message.entropy.length !== 0) {
-      obj.entropy = base64FromBytes(message.entropy);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RefreshRequest>, I>>(base?: I): RefreshRequest {
-    return RefreshRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RefreshRequest>, I>>(object: I): RefreshRequest {
-    const message = createBaseRefreshRequest();
-    message.hostname = object.hostname ?? "";
-    message.unixTimeUs = object.unixTimeUs ?? 0;
-    message.entropy = object.entropy ?? Buffer.alloc(0);
-    return message;
-  },
-};
-
-function createBaseRefreshResponse(): RefreshResponse {
-  return { clockStepUs: 0 };
-}
-
-export const RefreshResponse: MessageFns<RefreshResponse> = {
-  encode(message: RefreshResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clockStepUs !== 0) {
-      writer.uint32(8).int64(message.clockStepUs);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RefreshResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRefreshResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.clockStepUs = longToNumber(reader.int64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RefreshResponse {
-    return {
-      clockStepUs: isSet(object.clockStepUs)
-        ? globalThis.Number(object.clockStepUs)
-        : isSet(object.clock_step_us)
-        ? globalThis.Number(object.clock_step_us)
-        : 0,
-    };
-  },
-
-  toJSON(message: RefreshResponse): unknown {
-    const obj: any = {};
-    if (message.clockStepUs !== 0) {
-      obj.clockStepUs = Math.round(message.clockStepUs);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RefreshResponse>, I>>(base?: I): RefreshResponse {
-    return RefreshResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RefreshResponse>, I>>(object: I): RefreshResponse {
-    const message = createBaseRefreshResponse();
-    message.clockStepUs = object.clockStepUs ?? 0;
-    return message;
-  },
-};
-
 export type AgentService = typeof AgentService;
 export const AgentService = {
   /**
@@ -2522,20 +2331,6 @@ export const AgentService = {
     responseSerialize: (value: ShutdownResponse): Buffer => Buffer.from(ShutdownResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShutdownResponse => ShutdownResponse.decode(value),
   },
-  /**
-   * Right after a restore from a template or snapshot: makes this clone its own (clock stepped to
-   * the host's, host entropy mixed in and the kernel's RNG reseeded, its hostname), then finishes a
-   * deferred boot (mounts the root that a template was saved without).
-   */
-  refresh: {
-    path: "/vmctl.agent.v1.Agent/Refresh" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: RefreshRequest): Buffer => Buffer.from(RefreshRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RefreshRequest => RefreshRequest.decode(value),
-    responseSerialize: (value: RefreshResponse): Buffer => Buffer.from(RefreshResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RefreshResponse => RefreshResponse.decode(value),
-  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
@@ -2558,12 +2353,6 @@ export interface AgentServer extends UntypedServiceImplementation {
   info: handleUnaryCall<InfoRequest, InfoResponse>;
   /** Powers the guest off or reboots it (QEMU runs with -no-reboot, so both end the VM). */
   shutdown: handleUnaryCall<ShutdownRequest, ShutdownResponse>;
-  /**
-   * Right after a restore from a template or snapshot: makes this clone its own (clock stepped to
-   * the host's, host entropy mixed in and the kernel's RNG reseeded, its hostname), then finishes a
-   * deferred boot (mounts the root that a template was saved without).
-   */
-  refresh: handleUnaryCall<RefreshRequest, RefreshResponse>;
 }
 
 export interface AgentClient extends Client {
@@ -2627,26 +2416,6 @@ export interface AgentClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShutdownResponse) => void,
-  ): ClientUnaryCall;
-  /**
-   * Right after a restore from a template or snapshot: makes this clone its own (clock stepped to
-   * the host's, host entropy mixed in and the kernel's RNG reseeded, its hostname), then finishes a
-   * deferred boot (mounts the root that a template was saved without).
-   */
-  refresh(
-    request: RefreshRequest,
-    callback: (error: ServiceError | null, response: RefreshResponse) => void,
-  ): ClientUnaryCall;
-  refresh(
-    request: RefreshRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RefreshResponse) => void,
-  ): ClientUnaryCall;
-  refresh(
-    request: RefreshRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RefreshResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto'
+import net from 'node:net'
+
+/** What clone-refresh did in the guest. */
+export interface RefreshResult {
+  /** How far the guest clock was stepped to reach the host's time. */
+  clockStepMs: number
+}
+
+/**
+ * The host end of the guest's `vmctl.refresh` port, served by clone-refresh
+ * (packages/agent/native/clone-refresh.c): one line per request, one line per answer.
+ *
+ *   host  → `REFRESH id unix_time_ns hostname entropy_hex`
+ *   guest → `OK id clock_step_ns` | `ERR id text`
+ *
+ * The supervisor stays connected from QEMU's start: a template or snapshot is then saved with the
+ * port's host side connected, and a VM restored from it with the host connected before its state
+ * loads sees no change on the port: clone-refresh, blocked in read(), wakes on the first request.
+ */
+export class RefreshPort {
+  private readonly socket: net.Socket
+  private received = ''
+  private readonly waiting = new Map<string, (line: string) => void>()
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      this.received += chunk
+      for (let newline = this.received.indexOf('\n'); newline >= 0; newline = this.received.indexOf('\n')) {
+        const line = this.received.slice(0, newline)
+        this.received = this.received.slice(newline + 1)
+        const id = line.split(' ')[1] ?? ''
+        this.waiting.get(id)?.(line)
+      }
+      if (this.received.length > 4096) this.received = ''
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      for (const answer of this.waiting.values()) answer('ERR - the refresh port closed (QEMU exited)')
+    })
+  }
+
+  /** Connects to QEMU's end of the port, retrying while QEMU creates it; undefined once `alive` says no. */
+  static async connect(path: string, alive: () => boolean): Promise<RefreshPort | undefined> {
+    for (;;) {
+      const socket = await new Promise<net.Socket | undefined>((resolve) => {
+        const s = net.connect(path)
+        s.once('connect', () => resolve(s))
+        s.once('error', () => resolve(undefined))
+      })
+      if (socket) return new RefreshPort(socket)
+      if (!alive()) return undefined
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  }
+
+  /**
+   * Makes a restored guest its own: its clock stepped to the host's time (taken as the request is
+   * sent), 64 bytes of host entropy credited and the kernel RNG reseeded, `hostname` set, and a
+   * deferred root mount started. Rejects with the guest's reason, or when `signal` aborts.
+   */
+  refresh(hostname: string, signal: AbortSignal): Promise<RefreshResult> {
+    const id = randomBytes(6).toString('hex')
+    return new Promise<RefreshResult>((resolve, reject) => {
+      const finish = () => {
+        this.waiting.delete(id)
+        signal.removeEventListener('abort', aborted)
+      }
+      const aborted = () => {
+        finish()
+        reject(signal.reason)
+      }
+      if (signal.aborted) return aborted()
+      signal.addEventListener('abort', aborted)
+      this.waiting.set(id, (line) => {
+        finish()
+        const [verdict, , ...rest] = line.split(' ')
+        if (verdict === 'OK') resolve({ clockStepMs: Math.round(Number(rest[0]) / 1e6) || 0 })
+        else reject(new Error(`the guest could not refresh itself: ${rest.join(' ') || line}`))
+      })
+      const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n
+      this.socket.write(`REFRESH ${id} ${nowNs} ${hostname} ${randomBytes(64).toString('hex')}\n`)
+    })
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+}
