@@ -1,22 +1,18 @@
 /*
- * clone-refresh: what a VM restored from a snapshot needs so that it is not a twin of its siblings.
+ * Refreshing a VM restored from a snapshot, so that it is not a twin of its siblings.
  *
- *   clone-refresh serve PORT_NAME GO_FIFO
- *       Started by the init at boot. Reads requests from the virtio-serial port named PORT_NAME,
- *       one per line, and answers each:
- *         REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex>
- *           →   OK <id> <clock step ns>   |   ERR <id> <text>
- *       then lets a deferred root mount go by writing to GO_FIFO (once; see the init script).
- *       A template is saved with this process blocked in read() and the port's host connected, so
- *       a restored VM runs this first, in C, while the Node agent is still waking up: the clock,
- *       the RNG, the hostname and the start of the root mount cost no JavaScript.
+ * The host sends requests on the `vmctl.refresh` virtio-serial port, one per line, and gets one
+ * answer each:
+ *     REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex>
+ *       →   OK <id> <clock step ns>   |   ERR <id> <text>
+ * A template is saved with this loop blocked in read() and the port's host connected, so a
+ * restored VM runs it first, in C, while the Node agent is still waking up.
  *
- * What a refresh does: mixes the host's random bytes (up to 512) into the kernel's pool, crediting
- * them, and forces the kernel's RNG to reseed (every clone of one snapshot starts with the same RNG
- * state, and microvm has no ACPI vmgenid table to do this for us); steps CLOCK_REALTIME to the
- * host's time (the guest clock stands still while a snapshot sits on disk); sets the hostname.
- * Node can do none of this (no ioctl, no clock_settime, no sethostname), hence this small static
- * program.
+ * A refresh mixes the host's random bytes (up to 512) into the kernel's pool, crediting them, and
+ * forces the kernel's RNG to reseed (every clone of one snapshot starts with the same RNG state,
+ * and microvm has no ACPI vmgenid table to do this for us); steps CLOCK_REALTIME to the host's
+ * time (the guest clock stands still while a snapshot sits on disk); sets the hostname. Node can
+ * do none of this (no ioctl, no clock_settime, no sethostname).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/random.h>
+
+#include "guest-setup.h"
 
 #define MAX_ENTROPY 512
 
@@ -73,24 +71,8 @@ static int hex_value(char c) {
   return -1;
 }
 
-/** The deferred root mount may start: the init blocks opening the FIFO until a writer comes. */
-static void release_root(const char *fifo) {
-  for (int attempt = 0; attempt < 400; attempt++) {
-    int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd >= 0) {
-      if (write(fd, "go\n", 3) < 0) perror("clone-refresh: write go");
-      close(fd);
-      return;
-    }
-    // No FIFO: the root was not deferred. Root already there: a snapshot of a running VM.
-    if (errno != ENXIO) return;
-    if (access("/run/vmctl/root-ready", F_OK) == 0 || access("/run/vmctl/root-failed", F_OK) == 0) return;
-    usleep(5000); // the init is about to open its end
-  }
-}
-
 /** One request line, answered into `reply`. */
-static void handle(char *line, const char *fifo, char *reply, size_t reply_size) {
+static int handle(char *line, char *reply, size_t reply_size) {
   char error[160] = "";
   char *fields[5] = {0};
   int count = 0;
@@ -99,7 +81,7 @@ static void handle(char *line, const char *fifo, char *reply, size_t reply_size)
     fields[count++] = field;
   if (count != 5 || strcmp(fields[0], "REFRESH") != 0 || strlen(fields[1]) > 32) {
     snprintf(reply, reply_size, "ERR - expected: REFRESH <id> <unix_time_ns> <hostname|-> <entropy hex>\n");
-    return;
+    return -1;
   }
   const char *id = fields[1];
   unsigned char entropy[MAX_ENTROPY];
@@ -108,22 +90,22 @@ static void handle(char *line, const char *fifo, char *reply, size_t reply_size)
     int high = hex_value(p[0]), low = hex_value(p[1]);
     if (high < 0 || low < 0) {
       snprintf(reply, reply_size, "ERR %s entropy is not hex\n", id);
-      return;
+      return -1;
     }
     entropy[length++] = (unsigned char)(high << 4 | low);
   }
   long long step = 0;
   if (strcmp(fields[3], "-") != 0 && sethostname(fields[3], strlen(fields[3])) < 0) {
     snprintf(reply, reply_size, "ERR %s sethostname: %s\n", id, strerror(errno));
-    return;
+    return -1;
   }
   if (reseed(entropy, length, error, sizeof error) < 0 ||
       step_clock(strtoll(fields[2], NULL, 10), &step, error, sizeof error) < 0) {
     snprintf(reply, reply_size, "ERR %s %s\n", id, error);
-    return;
+    return -1;
   }
-  release_root(fifo);
   snprintf(reply, reply_size, "OK %s %lld\n", id, step);
+  return 0;
 }
 
 /** /dev/vportNpM of the virtio-serial port called `name`, once the kernel has made it. */
@@ -149,13 +131,13 @@ static int find_port(const char *name, char *path, size_t size) {
   return found;
 }
 
-static _Noreturn void serve(const char *name, const char *fifo) {
+void serve_refresh(const char *name, void (*after_refresh)(void)) {
   char path[300];
   // Ports appear just after the driver loads; a VM without this port has no use for us.
   for (int waited = 0; find_port(name, path, sizeof path) < 0; waited++) {
     if (waited == 500) {
-      fprintf(stderr, "clone-refresh: no virtio-serial port named %s\n", name);
-      exit(3);
+      fprintf(stderr, "guest-setup: no virtio-serial port named %s\n", name);
+      return;
     }
     usleep(10000);
   }
@@ -164,7 +146,7 @@ static _Noreturn void serve(const char *name, const char *fifo) {
   size_t used = 0;
   for (;;) {
     if (port < 0 && (port = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-      perror("clone-refresh: open port");
+      perror("guest-setup: open port");
       sleep(1);
       continue;
     }
@@ -186,20 +168,14 @@ static _Noreturn void serve(const char *name, const char *fifo) {
     while ((newline = memchr(buffer, '\n', used))) {
       *newline = 0;
       char reply[256];
-      handle(buffer, fifo, reply, sizeof reply);
-      if (write(port, reply, strlen(reply)) < 0) perror("clone-refresh: reply");
+      int refreshed = handle(buffer, reply, sizeof reply) == 0;
+      if (write(port, reply, strlen(reply)) < 0) perror("guest-setup: reply");
+      // Answered first: a root that then fails to mount is this VM's failure, not the template's.
+      if (refreshed) after_refresh();
       size_t rest = used - (size_t)(newline + 1 - buffer);
       memmove(buffer, newline + 1, rest);
       used = rest;
     }
     if (used == sizeof buffer - 1) used = 0; // a line this long is garbage
   }
-}
-
-int main(int argc, char **argv) {
-  if (argc != 4 || strcmp(argv[1], "serve") != 0) {
-    fprintf(stderr, "usage: clone-refresh serve PORT_NAME GO_FIFO\n");
-    return 2;
-  }
-  serve(argv[2], argv[3]);
 }

@@ -24,4 +24,9 @@ export {
 export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
 export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'
-export { AGENT_VSOCK_PORT, cloneRefreshPath, vsockBridgePath } from './host/native-helpers.js'
+export {
+  AGENT_VSOCK_PORT,
+  guestHelperPaths,
+  guestSetupPath,
+  vsockBridgePath,
+} from './host/native-helpers.js'

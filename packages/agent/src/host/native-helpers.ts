@@ -12,9 +12,17 @@ export function vsockBridgePath(): string | undefined {
   return nativeHelperPath('vsock-bridge')
 }
 
-/** Path of clone-refresh (native/clone-refresh.c), or undefined when it was not built. */
-export function cloneRefreshPath(): string | undefined {
-  return nativeHelperPath('clone-refresh')
+/**
+ * Path of guest-setup (native/guest-setup.c), which mounts the guest's root filesystem and
+ * refreshes VMs restored from snapshots; undefined when it was not built. VMs cannot boot without it.
+ */
+export function guestSetupPath(): string | undefined {
+  return nativeHelperPath('guest-setup')
+}
+
+/** The helpers that go on the guest's runtime disk, next to the agent (those that were built). */
+export function guestHelperPaths(): string[] {
+  return [vsockBridgePath(), guestSetupPath()].filter((p): p is string => p !== undefined)
 }
 
 function nativeHelperPath(name: string): string | undefined {

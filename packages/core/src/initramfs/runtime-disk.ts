@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { agentBundlePath, buildAgentExecutable, cloneRefreshPath, vsockBridgePath } from '@vmctl/agent'
+import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/agent'
 import { execa } from 'execa'
 import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
@@ -30,8 +30,8 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   const agent = agentBundlePath()
   const node = statSync(nodeBinary)
   const hash = createHash('sha256')
-  const helpers = [vsockBridgePath(), cloneRefreshPath()].filter((p): p is string => p !== undefined)
-  hash.update('vmctl-runtime-disk-v4\0')
+  const helpers = guestHelperPaths()
+  hash.update('vmctl-runtime-disk-v5\0')
   hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}\0`)
   hash.update(readFileSync(agent))
   for (const helper of helpers) hash.update(readFileSync(helper))
@@ -58,7 +58,7 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
 }
 
 async function buildInto(nodeBinary: string, dir: string, path: string, key: string): Promise<void> {
-  const helpers = [vsockBridgePath(), cloneRefreshPath()].filter((p): p is string => p !== undefined)
+  const helpers = guestHelperPaths()
   mkdirSync(dir, { recursive: true })
   const started = performance.now()
   const staging = join(dir, `${key}.${process.pid}.staging`)
@@ -68,7 +68,7 @@ async function buildInto(nodeBinary: string, dir: string, path: string, key: str
     mkdirSync(staging)
     const executable = join(staging, 'vmctl-agent')
     await buildAgentExecutable(nodeBinary, executable)
-    // The native helpers (static, so they need nothing from the guest): vsock and clone refresh.
+    // The native helpers (static, so they need nothing from the guest): vsock, refresh, root mount.
     for (const helper of helpers) copyFileSync(helper, join(staging, basename(helper)))
     const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8

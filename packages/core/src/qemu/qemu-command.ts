@@ -26,7 +26,7 @@ export interface QemuCommandPlan {
   qmpSocket: string
   agentSocket: string
   /**
-   * QEMU's end of the `vmctl.refresh` port, served in the guest by clone-refresh (clock, RNG,
+   * QEMU's end of the `vmctl.refresh` port, served in the guest by guest-setup (clock, RNG,
    * hostname and the deferred root of a restored VM, before the agent is awake).
    */
   refreshSocket?: string | undefined

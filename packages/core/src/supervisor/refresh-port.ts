@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 
-/** What clone-refresh did in the guest. */
+/** What the guest's refresh did. */
 export interface RefreshResult {
   /** How far the guest clock was stepped to reach the host's time. */
   clockStepMs: number
 }
 
 /**
- * The host end of the guest's `vmctl.refresh` port, served by clone-refresh
+ * The host end of the guest's `vmctl.refresh` port, served by guest-setup
  * (packages/agent/native/clone-refresh.c): one line per request, one line per answer.
  *
  *   host  → `REFRESH id unix_time_ns hostname entropy_hex`
@@ -16,7 +16,7 @@ export interface RefreshResult {
  *
  * The supervisor stays connected from QEMU's start: a template or snapshot is then saved with the
  * port's host side connected, and a VM restored from it with the host connected before its state
- * loads sees no change on the port: clone-refresh, blocked in read(), wakes on the first request.
+ * loads sees no change on the port: guest-setup, blocked in read(), wakes on the first request.
  */
 export class RefreshPort {
   private readonly socket: net.Socket

@@ -141,6 +141,7 @@ export class Supervisor {
   }
 
   async run(): Promise<void> {
+    this.log('supervisor running %d ms after its process started', Math.round(performance.now()))
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       process.on(signal, () => void this.shutdown(`supervisor received ${signal}`))
     }
@@ -347,7 +348,7 @@ export class Supervisor {
       synced = at()
     })
     // Both ports connected before the state loads: their host side is as it was when the template
-    // was saved, so the guest sees no change; clone-refresh and the parked agent wake on our bytes.
+    // was saved, so the guest sees no change; guest-setup and the parked agent wake on our bytes.
     await this.raceRestore(this.connectAgentPort(), restoreDeadline, deadline)
     await this.raceRestore(this.refreshPort, restoreDeadline, deadline)
     await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
@@ -378,7 +379,7 @@ export class Supervisor {
 
   /**
    * Makes a restored guest its own (clock, entropy, hostname) and starts its deferred root mount,
-   * through clone-refresh on the refresh port: no agent call, so it runs while the agent wakes.
+   * through guest-setup on the refresh port (clone-refresh.c): no agent call, so it runs while the agent wakes.
    */
   private async refreshGuest(deadline: number): Promise<void> {
     const port = await this.refreshPort

@@ -67,7 +67,11 @@ describe('vm: failures during and after boot', () => {
 
   test('a boot that does not finish in time is stopped and reports the console tail', async () => {
     const name = `slow-${process.pid}`
-    const error = await VM.up({ name, bootTimeoutMs: 1_500 }).catch((e: unknown) => e)
+    // A cold boot (a restore from a template can be ready within 1.5 s).
+    process.env.VMCTL_TEMPLATES = '0'
+    const error = await VM.up({ name, bootTimeoutMs: 1_500 })
+      .catch((e: unknown) => e)
+      .finally(() => delete process.env.VMCTL_TEMPLATES)
     expect(error, String(error)).toBeInstanceOf(BootTimeoutError)
     expect((error as Error).message).toMatch(/did not become ready within 2 s/)
     expect((error as Error).message).toContain('Last console lines')

@@ -1,0 +1,28 @@
+/*
+ * guest-setup: the guest's native helper, started by vmctl's init (see guest-setup.c). Two parts:
+ * mount-root.c assembles the root filesystem commands run in; clone-refresh.c makes a VM restored
+ * from a snapshot its own (clock, RNG, hostname) on request from the host.
+ */
+#ifndef VMCTL_GUEST_SETUP_H
+#define VMCTL_GUEST_SETUP_H
+
+#include <stddef.h>
+
+/**
+ * Mounts the root described by the init's environment (vmctl_root, vmctl_chroot, vmctl_modules,
+ * vmctl_mounts, vmctl_net), then creates /run/vmctl/root-ready. On failure, writes the reason to
+ * /run/vmctl/root-failed, prints it on the console as "vmctl-init: root: REASON" and returns -1.
+ * Does nothing when the root is already done (this process was restarted).
+ */
+int mount_root(void);
+
+/** True when the init's environment asks for a root (kernel and image modes). */
+int root_wanted(void);
+
+/**
+ * Serves refresh requests on the virtio-serial port called `port_name` (see clone-refresh.c),
+ * calling `after_refresh` after each successful one. Returns only when the VM has no such port.
+ */
+void serve_refresh(const char *port_name, void (*after_refresh)(void));
+
+#endif
