@@ -1,10 +1,12 @@
 /*
  * Refreshing a VM restored from a snapshot, so that it is not a twin of its siblings.
  *
- * The host sends requests on the `vmctl.refresh` virtio-serial port, one per line, and gets one
- * answer each:
+ * The host sends requests on the `vmctl.setup` virtio-serial port, one per line, and gets one
+ * answer each, in order:
  *     REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex>
  *       →   OK <id> <clock step ns>   |   ERR <id> <text>
+ *     ROOT <id>        (is the root for commands mounted? see mount-root.c)
+ *       →   OK <id>                   |   ERR <id> <why not>
  * A template is saved with this loop blocked in read() and the port's host connected, so a
  * restored VM runs it first, in C, while the Node agent is still waking up.
  *
@@ -167,7 +169,15 @@ void serve_refresh(const char *name, void (*after_refresh)(void)) {
     char *newline;
     while ((newline = memchr(buffer, '\n', used))) {
       *newline = 0;
-      char reply[256];
+      char reply[640];
+      if (strncmp(buffer, "ROOT ", 5) == 0) {
+        root_status(buffer + 5, reply, sizeof reply);
+        if (write(port, reply, strlen(reply)) < 0) perror("guest-setup: reply");
+        size_t rest = used - (size_t)(newline + 1 - buffer);
+        memmove(buffer, newline + 1, rest);
+        used = rest;
+        continue;
+      }
       int refreshed = handle(buffer, reply, sizeof reply) == 0;
       if (write(port, reply, strlen(reply)) < 0) perror("guest-setup: reply");
       // Answered first: a root that then fails to mount is this VM's failure, not the template's.

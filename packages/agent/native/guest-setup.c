@@ -6,7 +6,7 @@
  * Mounts the root for commands (mount-root.c) at once, or, when the init's environment says
  * vmctl_defer_root=1 (a VM that a template is saved from), after the first refresh, that is in
  * each VM restored from the template, which is then its own (clone-refresh.c). Keeps serving
- * refreshes on the `vmctl.refresh` port (snapshots of running VMs are refreshed too).
+ * refreshes on the `vmctl.setup` port (snapshots of running VMs are refreshed too).
  *
  * One static C process, no fork or exec after a restore: the guest's clock, RNG, hostname and
  * root are done while the Node agent is still waking up. Exits 3 when the VM has no refresh port
@@ -23,6 +23,6 @@ static void after_refresh(void) {
 int main(void) {
   const char *defer = getenv("vmctl_defer_root");
   if (root_wanted() && !(defer && *defer)) mount_root();
-  serve_refresh("vmctl.refresh", after_refresh);
+  serve_refresh("vmctl.setup", after_refresh);
   return 3;
 }

@@ -16,6 +16,12 @@
  */
 int mount_root(void);
 
+/**
+ * The answer to the host's `ROOT <id>` request: "OK <id>" once the root is mounted (or when the VM
+ * has none to mount), "ERR <id> <reason>" when it failed or is still deferred.
+ */
+void root_status(const char *id, char *reply, size_t size);
+
 /** True when the init's environment asks for a root (kernel and image modes). */
 int root_wanted(void);
 

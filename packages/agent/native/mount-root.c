@@ -109,10 +109,6 @@ static const char *env(const char *name) {
   return value ? value : "";
 }
 
-int root_wanted(void) {
-  return *env("vmctl_root") != 0;
-}
-
 static int read_line(const char *path, char *out, size_t size) {
   out[0] = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -123,6 +119,20 @@ static int read_line(const char *path, char *out, size_t size) {
   out[n] = 0;
   out[strcspn(out, "\n")] = 0;
   return 0;
+}
+
+int root_wanted(void) {
+  return *env("vmctl_root") != 0;
+}
+
+void root_status(const char *id, char *reply, size_t size) {
+  char reason[512];
+  if (!root_wanted() || access("/run/vmctl/root-ready", F_OK) == 0)
+    snprintf(reply, size, "OK %.32s\n", id);
+  else if (read_line("/run/vmctl/root-failed", reason, sizeof reason) == 0)
+    snprintf(reply, size, "ERR %.32s %s\n", id, reason);
+  else
+    snprintf(reply, size, "ERR %.32s the root is not mounted yet (deferred until a refresh)\n", id);
 }
 
 struct candidate {

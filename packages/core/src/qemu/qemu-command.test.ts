@@ -31,6 +31,13 @@ const plan: QemuCommandPlan = {
 }
 
 describe('QEMU command', () => {
+  test("guest-setup's port: a second virtio-serial port on its own socket, only when asked for", () => {
+    const args = qemuArguments({ ...plan, setupSocket: '/r/setup,1.sock' }).join(' ')
+    expect(args).toContain('-chardev socket,id=setup,path=/r/setup,,1.sock,server=on,wait=off')
+    expect(args).toContain('-device virtserialport,chardev=setup,name=vmctl.setup')
+    expect(qemuArguments(plan).join(' ')).not.toContain('vmctl.setup')
+  })
+
   test('image mode: the overlay as a serial-tagged disk instead of the host root; mounts read-only unless writable', () => {
     const image = {
       ...plan,

@@ -26,10 +26,10 @@ export interface QemuCommandPlan {
   qmpSocket: string
   agentSocket: string
   /**
-   * QEMU's end of the `vmctl.refresh` port, served in the guest by guest-setup (clock, RNG,
+   * QEMU's end of the `vmctl.setup` port, served in the guest by guest-setup (clock, RNG,
    * hostname and the deferred root of a restored VM, before the agent is awake).
    */
-  refreshSocket?: string | undefined
+  setupSocket?: string | undefined
   /**
    * The agent on vsock at this port. QEMU's vhost-vsock device gets its fd and CID from
    * `vsock-bridge with-cid`, which reserves the CID and fills in these placeholders.
@@ -57,7 +57,7 @@ export const GUEST_ADDRESS = '10.0.2.15'
 export const GUEST_GATEWAY = '10.0.2.2'
 export const GUEST_DNS = '10.0.2.3'
 export const AGENT_PORT_NAME = 'vmctl.agent'
-export const REFRESH_PORT_NAME = 'vmctl.refresh'
+export const SETUP_PORT_NAME = 'vmctl.setup'
 /** QEMU reports the guest opening and closing this port as VSERPORT_CHANGE events with this id. */
 export const AGENT_PORT_DEVICE_ID = 'agentport'
 export const ROOT_MOUNT_TAG = 'hostroot'
@@ -167,12 +167,12 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     `socket,id=agent,path=${optionValue(plan.agentSocket)},server=on,wait=off`,
     '-device',
     `virtserialport,chardev=agent,name=${AGENT_PORT_NAME},id=${AGENT_PORT_DEVICE_ID}`,
-    ...(plan.refreshSocket
+    ...(plan.setupSocket
       ? [
           '-chardev',
-          `socket,id=refresh,path=${optionValue(plan.refreshSocket)},server=on,wait=off`,
+          `socket,id=setup,path=${optionValue(plan.setupSocket)},server=on,wait=off`,
           '-device',
-          `virtserialport,chardev=refresh,name=${REFRESH_PORT_NAME}`,
+          `virtserialport,chardev=setup,name=${SETUP_PORT_NAME}`,
         ]
       : []),
     '-device',

@@ -41,8 +41,8 @@ import {
   type VmState,
   type VmStatus,
 } from './control-protocol.js'
+import { GuestSetupPort, RootMountError } from './guest-setup-port.js'
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from './launch-spec.js'
-import { RefreshPort } from './refresh-port.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
@@ -124,8 +124,8 @@ export class Supervisor {
   /** Snapshot and restore run one at a time. */
   private snapshotQueue: Promise<unknown> = Promise.resolve()
   private vsockBridge: ChildProcess | undefined
-  /** The guest's refresh port, connecting from QEMU's start (see RefreshPort). */
-  private refreshPort: Promise<RefreshPort | undefined> = Promise.resolve(undefined)
+  /** The guest's refresh port, connecting from QEMU's start (see GuestSetupPort). */
+  private setupPort: Promise<GuestSetupPort | undefined> = Promise.resolve(undefined)
   /** When the phases of a template restore ended (performance.now()), for the log. */
   private restoreTimes:
     | { started: number; loaded: number; refreshed: number; synced: () => number }
@@ -199,7 +199,7 @@ export class Supervisor {
     if (!restored) {
       if (!this.qemu) await this.startQemu(this.accel)
       await this.raceBoot(this.connectAgentPort(), deadline)
-      await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+      await this.raceBoot(this.waitUntilReady(deadline), deadline)
       this.qmp = await this.raceBoot(this.connectQmp(), deadline)
     }
     this.watchAgentPort()
@@ -240,7 +240,7 @@ export class Supervisor {
           touchTemplate(check.files)
           this.template = { key, made: rebuilt }
           // From here on it is this VM's own boot (its root mount): failures are real ones.
-          await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+          await this.raceBoot(this.waitUntilReady(deadline), deadline)
           this.logRestore()
           return true
         } catch (error) {
@@ -300,7 +300,7 @@ export class Supervisor {
       await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
       // Saved with the refresh port's host connected, so restored VMs see no change on it.
-      await this.raceBoot(this.refreshPort, deadline)
+      await this.raceBoot(this.setupPort, deadline)
       await this.parkAgent()
       await qmp.execute('stop')
       await saveDeviceState(qmp, files.state, true)
@@ -350,7 +350,7 @@ export class Supervisor {
     // Both ports connected before the state loads: their host side is as it was when the template
     // was saved, so the guest sees no change; guest-setup and the parked agent wake on our bytes.
     await this.raceRestore(this.connectAgentPort(), restoreDeadline, deadline)
-    await this.raceRestore(this.refreshPort, restoreDeadline, deadline)
+    await this.raceRestore(this.setupPort, restoreDeadline, deadline)
     await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
     const loaded = performance.now()
     await this.raceRestore(this.refreshGuest(restoreDeadline), restoreDeadline, deadline)
@@ -382,7 +382,7 @@ export class Supervisor {
    * through guest-setup on the refresh port (clone-refresh.c): no agent call, so it runs while the agent wakes.
    */
   private async refreshGuest(deadline: number): Promise<void> {
-    const port = await this.refreshPort
+    const port = await this.setupPort
     if (!port) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
     const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())))
     try {
@@ -466,7 +466,7 @@ export class Supervisor {
     } else if (socket && !socket.destroyed && !this.usesVsock) this.mux.attach(socket)
     else await this.raceBoot(this.connectAgentPort(), deadline)
     await this.raceBoot(this.refreshGuest(deadline), deadline)
-    await this.raceBoot(this.waitUntilHealthy(deadline, ''), deadline)
+    await this.raceBoot(this.waitUntilReady(deadline), deadline)
   }
 
   /**
@@ -535,7 +535,7 @@ export class Supervisor {
       this.qmp = qmp
       // As for templates: ports connected before the state loads leave the parked guest asleep.
       await this.raceBoot(this.connectAgentPort(), deadline)
-      await this.raceBoot(this.refreshPort, deadline)
+      await this.raceBoot(this.setupPort, deadline)
       await this.raceBoot(loadDeviceState(qmp, file, false), deadline)
       this.watchAgentPort()
       await this.reconnectAgent(deadline)
@@ -626,18 +626,13 @@ export class Supervisor {
       ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: hostPorts[guestPort] ?? 0 })),
       qmpSocket: this.dir.qmpSocket,
       agentSocket: this.dir.portSocket,
-      refreshSocket: this.dir.refreshSocket,
+      setupSocket: this.dir.setupSocket,
       vsockPort: this.usesVsock ? AGENT_VSOCK_PORT : undefined,
       tscKhz: this.spec.tscKhz,
       kernelArgs: this.spec.kernelArgs,
       extraArgs: this.spec.qemuArgs,
     })
-    for (const path of [
-      this.dir.qmpSocket,
-      this.dir.portSocket,
-      this.dir.refreshSocket,
-      this.dir.vsockCidFile,
-    ])
+    for (const path of [this.dir.qmpSocket, this.dir.portSocket, this.dir.setupSocket, this.dir.vsockCidFile])
       rmSync(path, { force: true })
     // With vsock, vsock-bridge reserves a CID in the kernel and execs QEMU with the vhost fd.
     const command = this.usesVsock
@@ -647,8 +642,8 @@ export class Supervisor {
     this.log('spawn %s', command.join(' '))
     const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.qemu = child
-    void this.refreshPort.then((port) => port?.close())
-    this.refreshPort = RefreshPort.connect(this.dir.refreshSocket, () => this.qemu === child)
+    void this.setupPort.then((port) => port?.close())
+    this.setupPort = GuestSetupPort.connect(this.dir.setupSocket, () => this.qemu === child)
     this.writeStatus()
     let firstOutput: (() => void) | undefined
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -833,6 +828,38 @@ export class Supervisor {
     const bridge = this.vsockBridge
     this.vsockBridge = undefined
     bridge?.kill('SIGKILL')
+  }
+
+  /**
+   * Ready for commands: the agent answers on its channel (the multiplexer's session is up, so its
+   * event loop runs with its gRPC server in place) and guest-setup reports the root mounted. No
+   * gRPC call is needed: after a restore every HTTP/2 connection is set up by a guest whose
+   * translation cache is cold, and VM.up()'s caller has already started its own.
+   */
+  private async waitUntilReady(deadline: number): Promise<void> {
+    const port = await this.setupPort
+    if (!port) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
+    const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())))
+    const session = new Promise<void>((resolve, reject) => {
+      if (this.mux.isReady) return resolve()
+      const ready = () => {
+        signal.removeEventListener('abort', aborted)
+        resolve()
+      }
+      const aborted = () => {
+        this.mux.off('ready', ready)
+        reject(new BootFailure('BOOT_TIMEOUT', 'the agent did not answer in time'))
+      }
+      this.mux.once('ready', ready)
+      signal.addEventListener('abort', aborted)
+    })
+    const root = port.rootReady(signal).catch((error: Error) => {
+      if (error instanceof RootMountError)
+        throw new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${error.message}`)
+      if (signal.aborted) throw new BootFailure('BOOT_TIMEOUT', 'the guest did not mount its root in time')
+      throw error
+    })
+    await Promise.all([session, root])
   }
 
   private async waitUntilHealthy(deadline: number, service: string): Promise<void> {

@@ -40,8 +40,8 @@ export class VmDirectory {
     return join(this.path, 'port.sock')
   }
   /** QEMU's end of the guest's refresh port (guest-setup, see clone-refresh.c). */
-  get refreshSocket(): string {
-    return join(this.path, 'refresh.sock')
+  get setupSocket(): string {
+    return join(this.path, 'setup.sock')
   }
   /** The guest CID that vsock-bridge reserved (vsock transport only). */
   get vsockCidFile(): string {

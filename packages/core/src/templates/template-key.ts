@@ -30,7 +30,7 @@ export function templateKey(spec: LaunchSpec): string {
     ports: [],
     qmpSocket: 'qmp',
     agentSocket: 'agent',
-    refreshSocket: 'refresh',
+    setupSocket: 'refresh',
     vsockPort: spec.transport.transport === 'vsock' ? 1 : undefined,
     memoryFile: { path: 'ram', shared: false },
     deferRoot: true,

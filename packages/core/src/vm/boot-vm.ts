@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { guestSetupPath } from '@vmctl/agent'
+import { type AgentClient, guestSetupPath } from '@vmctl/agent'
 import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { locateKernel } from '../host/kernel-locator.js'
@@ -20,6 +20,7 @@ import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../supervisor/launch-spec.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { generateVmName, isAlive, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
+import { agentClient } from './agent-client.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 
 const log = logger('boot')
@@ -39,6 +40,7 @@ type MakeVm<T> = (
   control: SupervisorClient,
   directory: VmDirectory,
   env: Record<string, string>,
+  agent: AgentClient,
 ) => T
 
 /**
@@ -165,7 +167,7 @@ export async function bootVm<T>(
     const outcome = await waitForBoot(control, bootBudget)
     if (outcome.event === 'ready') {
       control.unref()
-      return make(outcome.status, control, directory, options.env ?? {})
+      return make(outcome.status, control, directory, options.env ?? {}, agentClient(directory))
     }
     throw bootError(name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
   } catch (error) {

@@ -59,8 +59,8 @@ export async function upShared(name: string, options: SharedVmOptions = {}): Pro
     let vm = await attachWithLease(name, options.env ?? {})
     if (vm) log('%s: joined', name)
     else {
-      vm = await bootVm({ ...options, name }, (status, control, directory, env) => {
-        return new VM(status, control, directory, env, false)
+      vm = await bootVm({ ...options, name }, (status, control, directory, env, agent) => {
+        return new VM(status, control, directory, env, false, agent)
       })
       log('%s: booted', name)
     }

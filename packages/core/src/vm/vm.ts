@@ -2,8 +2,8 @@ import { createReadStream, createWriteStream, mkdirSync, readFileSync, statSync 
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { credentials, status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
-import { AgentClient, type InfoResponse } from '@vmctl/agent'
+import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
+import type { AgentClient, InfoResponse } from '@vmctl/agent'
 import * as tar from 'tar'
 import { loadConfig, mergeOptions } from '../config/config-file.js'
 import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
@@ -11,6 +11,7 @@ import type { ProvisioningVm } from '../images/provision.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
+import { agentClient } from './agent-client.js'
 import { bootVm } from './boot-vm.js'
 import { forceRemove } from './destroy-vm.js'
 import { displayCommand, ExecError, type ExecResult, execResult } from './exec-result.js'
@@ -110,6 +111,7 @@ export class VM implements AsyncDisposable {
     directory: VmDirectory,
     env: Record<string, string>,
     owned: boolean,
+    agent?: AgentClient,
   ) {
     this.name = status.name
     this.statusSnapshot = status
@@ -117,15 +119,7 @@ export class VM implements AsyncDisposable {
     this.directory = directory
     this.owned = owned
     this.defaultEnv = env
-    this.agent = new AgentClient(`unix://${directory.agentSocket}`, credentials.createInsecure(), {
-      'grpc.max_receive_message_length': -1,
-      'grpc.max_send_message_length': -1,
-      'grpc.initial_reconnect_backoff_ms': 50,
-      'grpc.max_reconnect_backoff_ms': 1000,
-      // HTTP/2's default 64 KB window makes output a round trip per 64 KB; through a guest under
-      // TCG that capped 10 MB of stdout at ~2 MB/s.
-      'grpc-node.flow_control_window': 16 * 1024 * 1024,
-    })
+    this.agent = agent ?? agentClient(directory)
     control.on('event', (event: ControlEvent) => {
       if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
       else if (event.event === 'ready') this.statusSnapshot = event.status
@@ -153,8 +147,8 @@ export class VM implements AsyncDisposable {
   }
 
   /**
-   * Boots a fresh VM and resolves once its agent answers a health check. Given a path, the VM is
-   * described by that vmctl.toml (docs/config.md), and `options` override the file's fields.
+   * Boots a fresh VM and resolves once its agent answers and its root is mounted. Given a path, the
+   * VM is described by that vmctl.toml (docs/config.md), and `options` override the file's fields.
    *
    * @example
    * ```ts
@@ -175,7 +169,8 @@ export class VM implements AsyncDisposable {
     }
     return bootVm(
       options,
-      (status, control, directory, env) => new VM(status, control, directory, env, !options?.persistent),
+      (status, control, directory, env, agent) =>
+        new VM(status, control, directory, env, !options?.persistent, agent),
       { provisioner: provisioningVm },
     )
   }
@@ -644,7 +639,7 @@ export class VM implements AsyncDisposable {
 async function provisioningVm(options: VmOptions, overlay: string): Promise<ProvisioningVm> {
   const vm = await bootVm(
     options,
-    (status, control, directory, env) => new VM(status, control, directory, env, true),
+    (status, control, directory, env, agent) => new VM(status, control, directory, env, true, agent),
     {
       overlay,
     },

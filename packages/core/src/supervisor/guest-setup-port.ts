@@ -7,18 +7,21 @@ export interface RefreshResult {
   clockStepMs: number
 }
 
+/** The guest could not mount its root (guest-setup's reason). */
+export class RootMountError extends Error {}
+
 /**
- * The host end of the guest's `vmctl.refresh` port, served by guest-setup
- * (packages/agent/native/clone-refresh.c): one line per request, one line per answer.
+ * The host end of the guest's `vmctl.setup` port, served by guest-setup
+ * (packages/agent/native/clone-refresh.c): one line per request, one line per answer, in order.
  *
- *   host  → `REFRESH id unix_time_ns hostname entropy_hex`
- *   guest → `OK id clock_step_ns` | `ERR id text`
+ *   host  → `REFRESH id unix_time_ns hostname entropy_hex`   guest → `OK id clock_step_ns` | `ERR id text`
+ *   host  → `ROOT id`                                         guest → `OK id` | `ERR id reason`
  *
  * The supervisor stays connected from QEMU's start: a template or snapshot is then saved with the
  * port's host side connected, and a VM restored from it with the host connected before its state
  * loads sees no change on the port: guest-setup, blocked in read(), wakes on the first request.
  */
-export class RefreshPort {
+export class GuestSetupPort {
   private readonly socket: net.Socket
   private received = ''
   private readonly waiting = new Map<string, (line: string) => void>()
@@ -38,19 +41,19 @@ export class RefreshPort {
     })
     socket.on('error', () => {})
     socket.on('close', () => {
-      for (const answer of this.waiting.values()) answer('ERR - the refresh port closed (QEMU exited)')
+      for (const answer of this.waiting.values()) answer('ERR - the setup port closed (QEMU exited)')
     })
   }
 
   /** Connects to QEMU's end of the port, retrying while QEMU creates it; undefined once `alive` says no. */
-  static async connect(path: string, alive: () => boolean): Promise<RefreshPort | undefined> {
+  static async connect(path: string, alive: () => boolean): Promise<GuestSetupPort | undefined> {
     for (;;) {
       const socket = await new Promise<net.Socket | undefined>((resolve) => {
         const s = net.connect(path)
         s.once('connect', () => resolve(s))
         s.once('error', () => resolve(undefined))
       })
-      if (socket) return new RefreshPort(socket)
+      if (socket) return new GuestSetupPort(socket)
       if (!alive()) return undefined
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
@@ -58,12 +61,32 @@ export class RefreshPort {
 
   /**
    * Makes a restored guest its own: its clock stepped to the host's time (taken as the request is
-   * sent), 64 bytes of host entropy credited and the kernel RNG reseeded, `hostname` set, and a
-   * deferred root mount started. Rejects with the guest's reason, or when `signal` aborts.
+   * sent), 64 bytes of host entropy credited and the kernel RNG reseeded, `hostname` set; then a
+   * deferred root mount starts. Rejects with the guest's reason, or when `signal` aborts.
    */
-  refresh(hostname: string, signal: AbortSignal): Promise<RefreshResult> {
+  async refresh(hostname: string, signal: AbortSignal): Promise<RefreshResult> {
+    const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n
+    const [verdict, ...rest] = await this.request(
+      (id) => `REFRESH ${id} ${nowNs} ${hostname} ${randomBytes(64).toString('hex')}`,
+      signal,
+    )
+    if (verdict !== 'OK') throw new Error(`the guest could not refresh itself: ${rest.join(' ')}`)
+    return { clockStepMs: Math.round(Number(rest[0]) / 1e6) || 0 }
+  }
+
+  /**
+   * Resolves once the guest's root for commands is mounted (at once for a VM without one). Rejects
+   * with a RootMountError carrying guest-setup's reason when the mount failed.
+   */
+  async rootReady(signal: AbortSignal): Promise<void> {
+    const [verdict, ...rest] = await this.request((id) => `ROOT ${id}`, signal)
+    if (verdict !== 'OK') throw new RootMountError(rest.join(' '))
+  }
+
+  /** Sends one request line; resolves with the answer's verdict and the words after its id. */
+  private request(line: (id: string) => string, signal: AbortSignal): Promise<string[]> {
     const id = randomBytes(6).toString('hex')
-    return new Promise<RefreshResult>((resolve, reject) => {
+    return new Promise<string[]>((resolve, reject) => {
       const finish = () => {
         this.waiting.delete(id)
         signal.removeEventListener('abort', aborted)
@@ -74,14 +97,12 @@ export class RefreshPort {
       }
       if (signal.aborted) return aborted()
       signal.addEventListener('abort', aborted)
-      this.waiting.set(id, (line) => {
+      this.waiting.set(id, (answer) => {
         finish()
-        const [verdict, , ...rest] = line.split(' ')
-        if (verdict === 'OK') resolve({ clockStepMs: Math.round(Number(rest[0]) / 1e6) || 0 })
-        else reject(new Error(`the guest could not refresh itself: ${rest.join(' ') || line}`))
+        const [verdict = '', , ...rest] = answer.split(' ')
+        resolve([verdict, ...rest])
       })
-      const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n
-      this.socket.write(`REFRESH ${id} ${nowNs} ${hostname} ${randomBytes(64).toString('hex')}\n`)
+      this.socket.write(`${line(id)}\n`)
     })
   }
 

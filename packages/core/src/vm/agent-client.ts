@@ -1,0 +1,24 @@
+import { credentials } from '@grpc/grpc-js'
+import { AgentClient } from '@vmctl/agent'
+import type { VmDirectory } from '../supervisor/vm-directory.js'
+
+/**
+ * A gRPC client for a VM's agent, through its supervisor's agent socket (each connection becomes
+ * one channel of the multiplexed port). It connects on its first call.
+ *
+ * Not earlier: connecting while the VM boots saved ~0.09 s of the first call after a restore, but
+ * a connection still being set up when the channel is reset (a snapshot right after VM.up())
+ * leaves grpc-js failing every call at once until its reconnect backoff ends.
+ */
+export function agentClient(directory: VmDirectory): AgentClient {
+  const client = new AgentClient(`unix://${directory.agentSocket}`, credentials.createInsecure(), {
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+    'grpc.initial_reconnect_backoff_ms': 50,
+    'grpc.max_reconnect_backoff_ms': 1000,
+    // HTTP/2's default 64 KB window makes output a round trip per 64 KB; through a guest under
+    // TCG that capped 10 MB of stdout at ~2 MB/s.
+    'grpc-node.flow_control_window': 16 * 1024 * 1024,
+  })
+  return client
+}
