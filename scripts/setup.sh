@@ -11,7 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # qemu-system-x86/qemu-utils: the VMs. busybox-static: the guest init. e2fsprogs: the agent's
 # runtime disk (mkfs.ext4 -d). xz-utils + kmod: unpacking the kernel and indexing its modules.
 # util-linux: setpriv, which ties QEMU's life to its supervisor. iproute2: `ip` for guest commands.
-# gcc + libc6-dev: vsock-bridge, a small static C program (the vsock transport; Node has no AF_VSOCK).
+# gcc + libc6-dev: the native helpers, small static C programs: guest-setup (the guest's root mount and
+# the refresh of VMs restored from templates; required) and vsock-bridge (Node has no AF_VSOCK).
 packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs xz-utils kmod util-linux iproute2 gcc libc6-dev)
 # mmdebstrap (+ fakeroot when not root): `vmctl image build`, Debian images from the archive without
 # root-only mounts (the filesystem is made with mkfs.ext4 -d).
