@@ -33,6 +33,8 @@ export interface LaunchSpec {
   cacheDir: string
   /** Boot from (and make) templates: see supervisor.ts bootFromTemplate. Off with VMCTL_TEMPLATES=0. */
   templates: boolean
+  /** The templates' disk budget in MiB (VMCTL_TEMPLATE_CACHE_MB; 0: no cap); optional in older specs. */
+  templateCacheMiB?: number
 }
 
 /** Boot budgets: generous under TCG, where 8 parallel boots on 2 cores take ~6x one boot. */

@@ -24,6 +24,8 @@ import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
 import {
   checkTemplate,
+  DEFAULT_TEMPLATE_CACHE_MB,
+  evictTemplates,
   publishTemplate,
   removeTemplate,
   type TemplateFiles,
@@ -318,6 +320,14 @@ export class Supervisor {
         summary: templateSummary(this.spec),
       })
       this.log('template %s made in %d ms', key, Math.round(performance.now() - started))
+      const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
+      for (const evicted of evictTemplates(this.spec.cacheDir, maxMiB, key))
+        this.log(
+          'template cache over %d MiB: removed %s, last used %s',
+          maxMiB,
+          evicted.key,
+          evicted.lastUsedAt,
+        )
     } catch (error) {
       await this.stopQemu()
       rmSync(staging, { recursive: true, force: true })

@@ -89,6 +89,55 @@ export function publishTemplate(
   renameSync(staging, final)
 }
 
+/** The templates' disk budget when VMCTL_TEMPLATE_CACHE_MB does not set one: ~25 default VMs. */
+export const DEFAULT_TEMPLATE_CACHE_MB = 5 * 1024
+/** A template used or made this recently may be in a restore right now: never evicted. */
+const EVICTION_GRACE_MS = 10 * 60_000
+
+/**
+ * The templates' disk budget in MiB from VMCTL_TEMPLATE_CACHE_MB (0: no cap), or an error that
+ * names the variable.
+ */
+export function templateCacheMiB(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.VMCTL_TEMPLATE_CACHE_MB
+  if (raw === undefined || raw === '') return DEFAULT_TEMPLATE_CACHE_MB
+  const mib = Number(raw)
+  if (!Number.isFinite(mib) || mib < 0)
+    throw new Error(
+      `VMCTL_TEMPLATE_CACHE_MB must be a number of MiB (0 for no cap), not ${JSON.stringify(raw)}`,
+    )
+  return mib
+}
+
+/**
+ * Keeps the template cache within `maxMiB` (0: no cap) by removing the least recently used
+ * templates: never `keep` (the one just made), never one used or made in the last ten minutes (a
+ * VM may be restoring from it), never one still being made. Returns the removed ones.
+ */
+export function evictTemplates(
+  cacheDir: string,
+  maxMiB: number,
+  keep: string,
+  now = Date.now(),
+): ListedTemplate[] {
+  if (maxMiB === 0) return []
+  const maxBytes = maxMiB * 1024 * 1024
+  const all = listTemplates(cacheDir)
+  let total = all.reduce((sum, t) => sum + t.bytes, 0)
+  const removed: ListedTemplate[] = []
+  const lastUse = (t: ListedTemplate) => Date.parse(t.lastUsedAt) || 0
+  const candidates = all
+    .filter((t) => t.key !== keep && !t.key.endsWith('.staging') && now - lastUse(t) > EVICTION_GRACE_MS)
+    .sort((a, b) => lastUse(a) - lastUse(b))
+  for (const template of candidates) {
+    if (total <= maxBytes) break
+    removeTemplate(cacheDir, template.key)
+    total -= template.bytes
+    removed.push(template)
+  }
+  return removed
+}
+
 export function removeTemplate(cacheDir: string, key: string): void {
   rmSync(join(templatesDir(cacheDir), key), { recursive: true, force: true })
 }

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { truncateSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, test } from 'vitest'
-import { cacheDir, removeTemplate, VM } from '../index.js'
+import { cacheDir, listTemplates, removeTemplate, VM } from '../index.js'
 import { templatesDir } from './template-store.js'
 
 const run = promisify(execFile)
@@ -92,6 +92,29 @@ describe('templates (vm)', () => {
       results[0]!.template!.key,
     ])
     expect(results.filter((r) => r.template?.made).length).toBe(1)
+  })
+
+  test('making a template keeps the cache within its budget: the least recently used goes', async () => {
+    // A stale 600 MiB template (blocks allocated, last used a year ago), and a budget with room for
+    // everything else plus the new one: making the new one must evict exactly the stale one.
+    const stale = join(templatesDir(cacheDir()), `stale-${randomBytes(4).toString('hex')}`)
+    mkdirSync(stale, { recursive: true })
+    await run('fallocate', ['-l', '600M', join(stale, 'ram')])
+    const yearAgo = new Date(Date.now() - 365 * 86_400_000).toISOString()
+    writeFileSync(join(stale, 'meta.json'), JSON.stringify({ createdAt: yearAgo, summary: 'stale' }))
+    writeFileSync(join(stale, 'last-used'), yearAgo)
+    const others = listTemplates(cacheDir()).filter((t) => t.dir !== stale)
+    const budgetMiB = Math.ceil(others.reduce((sum, t) => sum + t.bytes, 0) / 2 ** 20) + 450
+    try {
+      const result = await bootInChild(uniqueDefinition(), { VMCTL_TEMPLATE_CACHE_MB: String(budgetMiB) })
+      made.add(result.template!.key)
+      expect(result.template?.made).toBe(true)
+      expect(existsSync(stale)).toBe(false)
+      expect(existsSync(join(templatesDir(cacheDir()), result.template!.key))).toBe(true)
+      for (const other of others) expect(existsSync(other.dir), other.key).toBe(true)
+    } finally {
+      rmSync(stale, { recursive: true, force: true })
+    }
   })
 
   test('a truncated template is rebuilt with a one-line warning; VMCTL_TEMPLATES=0 boots cold', async () => {

@@ -20,6 +20,7 @@ import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../supervisor/launch-spec.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { generateVmName, isAlive, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
+import { templateCacheMiB } from '../templates/template-store.js'
 import { agentClient } from './agent-client.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 
@@ -142,6 +143,7 @@ export async function bootVm<T>(
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,
     templates: templatesEnabled(env),
+    templateCacheMiB: templateCacheBudget(env),
   }
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
 
@@ -178,6 +180,14 @@ export async function bootVm<T>(
     await waitUntil(() => !existsSync(directory.path) || !isAlive(supervisor.pid), 5_000)
     if (!isAlive(supervisor.pid)) directory.remove()
     throw error
+  }
+}
+
+function templateCacheBudget(env: NodeJS.ProcessEnv): number {
+  try {
+    return templateCacheMiB(env)
+  } catch (error) {
+    throw new VmctlError('INVALID_ENV', (error as Error).message)
   }
 }
 
