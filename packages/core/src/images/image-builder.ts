@@ -10,9 +10,9 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { VmctlError } from '../errors.js'
 import { tryLock } from '../host/cross-process-lock.js'
+import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
 import { logger } from '../log.js'
 import type { ImageBuildOptions } from '../vm/vm-options.js'
@@ -132,6 +132,7 @@ async function build(spec: ImageBuildOptions, key: string, dir: string, progress
     // As root: a plain directory. Otherwise: unshare mode into a tarball, unpacked under fakeroot
     // (which also runs mkfs.ext4 -d, so the filesystem records root as the files' owner).
     const target = asRoot ? root : join(staging, 'root.tar')
+    const execa = await loadExeca()
     const command = execa(
       mmdebstrap,
       [

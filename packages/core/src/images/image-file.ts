@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { statSync } from 'node:fs'
-import { execa } from 'execa'
 import { VmctlError } from '../errors.js'
+import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
 
 /** A disk image vmctl cannot use: names the image, what is wrong and what to do. */
@@ -76,6 +76,7 @@ export function inspectImage(path: string): ImageInfo {
 
 /** A new qcow2 file whose unwritten clusters read from `backing`, which QEMU opens read-only. */
 export async function createOverlay(backing: ImageInfo, overlay: string): Promise<void> {
+  const execa = await loadExeca()
   await execa(qemuImgBinary(), [
     'create',
     '-q',

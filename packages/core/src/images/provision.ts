@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { VmctlError } from '../errors.js'
 import { tryLock } from '../host/cross-process-lock.js'
+import { loadExeca } from '../host/lazy-execa.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type Progress, touch } from './image-builder.js'
 import { type ImageInfo, inspectImage, qemuImgBinary } from './image-file.js'
@@ -114,6 +114,7 @@ export async function provisionLayer(
     } finally {
       await vm.destroy()
     }
+    const execa = await loadExeca()
     await execa(qemuImgBinary(), ['check', '-q', staging])
     writeFileSync(
       join(dir, `${key}.json`),

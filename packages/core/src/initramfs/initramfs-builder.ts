@@ -1,8 +1,17 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
+import { loadExeca } from '../host/lazy-execa.js'
 import { logger } from '../log.js'
 import { CpioArchive } from './cpio-archive.js'
 import { INIT_SCRIPT } from './init-script.js'
@@ -55,7 +64,8 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   const busybox = realpathSync(inputs.busybox)
   const nodeBinary = realpathSync(inputs.nodeBinary)
   // Every VM.up() asks; working out the key runs ldd twice and busybox once (~50 ms, a few % of a
-  // template restore). Within one process, the same inputs give the same image.
+  // template restore). The same inputs give the same image: remembered in this process, and on disk
+  // for the next one.
   const memoKey = [
     inputs.kernel.image,
     inputs.kernel.modulesDir,
@@ -63,20 +73,70 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
     fileIdentity(busybox),
     fileIdentity(nodeBinary),
   ].join('\0')
-  const known = builtInThisProcess.get(memoKey)
-  if (known && existsSync(known.path)) return known
-  const built = await buildUncached(inputs, busybox, nodeBinary)
+  const known = builtInThisProcess.get(memoKey) ?? rememberedOnDisk(inputs, memoKey)
+  if (known && existsSync(known.path)) {
+    builtInThisProcess.set(memoKey, known)
+    return known
+  }
+  const { libraries, ...built } = await buildUncached(inputs, busybox, nodeBinary)
   builtInThisProcess.set(memoKey, built)
+  remember(inputs, memoKey, built, libraries)
   return built
 }
 
 const builtInThisProcess = new Map<string, BuiltInitramfs>()
 
+/**
+ * Across processes (each `vmctl` command, each test worker is a new one), a small file per input
+ * set remembers the result, with the identity of every library ldd named: if one of those changed
+ * (a libc upgrade), the entry no longer holds and the key is worked out again.
+ */
+interface RememberedInitramfs extends BuiltInitramfs {
+  libraries: Array<{ path: string; identity: string }>
+}
+
+function memoFile(inputs: InitramfsInputs, memoKey: string): string {
+  const modulesDep = inputs.kernel.modulesDir ? join(inputs.kernel.modulesDir, 'modules.dep') : ''
+  const hash = createHash('sha256').update(memoKey).update(INIT_SCRIPT)
+  if (modulesDep && existsSync(modulesDep)) hash.update(fileIdentity(modulesDep))
+  hash.update(fileIdentity(inputs.kernel.image))
+  return join(inputs.cacheDir, 'initramfs', `memo-${hash.digest('hex').slice(0, 20)}.json`)
+}
+
+function rememberedOnDisk(inputs: InitramfsInputs, memoKey: string): BuiltInitramfs | undefined {
+  try {
+    const entry = JSON.parse(readFileSync(memoFile(inputs, memoKey), 'utf8')) as RememberedInitramfs
+    if (entry.libraries.some((library) => fileIdentity(library.path) !== library.identity)) return undefined
+    return { path: entry.path, key: entry.key, missingModules: entry.missingModules }
+  } catch {
+    return undefined
+  }
+}
+
+function remember(
+  inputs: InitramfsInputs,
+  memoKey: string,
+  built: BuiltInitramfs,
+  libraries: string[],
+): void {
+  try {
+    const entry: RememberedInitramfs = {
+      path: built.path,
+      key: built.key,
+      missingModules: built.missingModules,
+      libraries: libraries.map((path) => ({ path, identity: fileIdentity(path) })),
+    }
+    const file = memoFile(inputs, memoKey)
+    writeFileSync(`${file}.${process.pid}`, JSON.stringify(entry))
+    renameSync(`${file}.${process.pid}`, file)
+  } catch {}
+}
+
 async function buildUncached(
   inputs: InitramfsInputs,
   busybox: string,
   nodeBinary: string,
-): Promise<BuiltInitramfs> {
+): Promise<BuiltInitramfs & { libraries: string[] }> {
   const modulesDep = inputs.kernel.modulesDir
     ? readIfExists(join(inputs.kernel.modulesDir, 'modules.dep'))
     : undefined
@@ -102,7 +162,7 @@ async function buildUncached(
 
   const dir = join(inputs.cacheDir, 'initramfs')
   const path = join(dir, `${key}.cpio`)
-  if (existsSync(path)) return { path, key, missingModules: missing }
+  if (existsSync(path)) return { path, key, missingModules: missing, libraries }
 
   mkdirSync(dir, { recursive: true })
   const started = performance.now()
@@ -155,10 +215,11 @@ async function buildUncached(
     order.length,
     missing,
   )
-  return { path, key, missingModules: missing }
+  return { path, key, missingModules: missing, libraries }
 }
 
 async function busyboxApplets(busybox: string): Promise<Array<{ path: string }>> {
+  const execa = await loadExeca()
   const result = await execa(busybox, ['--list-full'], { reject: false })
   if (result.exitCode !== 0) {
     return [

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/agent'
-import { execa } from 'execa'
 import { tryLock } from '../host/cross-process-lock.js'
+import { loadExeca } from '../host/lazy-execa.js'
 import { logger } from '../log.js'
 
 const log = logger('runtime-disk')
@@ -72,6 +72,7 @@ async function buildInto(nodeBinary: string, dir: string, path: string, key: str
     for (const helper of helpers) copyFileSync(helper, join(staging, basename(helper)))
     const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
+    const execa = await loadExeca()
     await execa(mkfsBinary(), [
       '-q',
       '-F',

@@ -1,10 +1,11 @@
-import { execa } from 'execa'
+import { loadExeca } from '../host/lazy-execa.js'
 
 /**
  * The shared libraries (and the ELF interpreter) an executable needs, as absolute host paths,
  * resolved by the host's dynamic loader through `ldd`. Empty for a static executable.
  */
 export async function sharedLibraries(executable: string): Promise<string[]> {
+  const execa = await loadExeca()
   const result = await execa('ldd', [executable], { reject: false, env: { LC_ALL: 'C' } })
   if (result.exitCode !== 0) {
     if (/not a dynamic executable|statically linked/.test(`${result.stdout}${result.stderr}`)) return []
