@@ -5,9 +5,12 @@
 
 import type * as Helpers from './helpers.js'
 import { hostRequire } from './host-require.cjs'
+// Typed through jest-types.ts, so that the matchers' declarations come with this entry's types.
+import type { CommonJsEntry } from './jest-types.js'
 
 const helpers = hostRequire(__filename)('./helpers.js') as typeof Helpers
 const bound = helpers.bindToJest(globalThis as unknown as Helpers.JestGlobals, globalThis)
 bound.installMatchers()
 
-export = { ...bound, vmMatchers: helpers.vmMatchers }
+const entry: CommonJsEntry = { ...bound, vmMatchers: helpers.vmMatchers }
+export = entry

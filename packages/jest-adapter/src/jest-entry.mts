@@ -9,3 +9,5 @@ bound.installMatchers()
 
 export const { useVm, useSharedVm } = bound
 export const { vmMatchers } = helpers
+// The matchers' types on jest's expect (jest-types.ts).
+export type { VmMatchers } from './jest-types.js'
