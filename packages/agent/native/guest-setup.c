@@ -9,7 +9,7 @@
  * refreshes on the `vmctl.setup` port (snapshots of running VMs are refreshed too).
  *
  * One static C process, no fork or exec after a restore: the guest's clock, RNG, hostname and
- * root are done while the Node agent is still waking up. Exits 3 when the VM has no refresh port
+ * root are done while the Node agent is still waking up. Exits 3 when the VM has no vmctl.setup port
  * (the init then stops restarting it).
  */
 #include <stdlib.h>

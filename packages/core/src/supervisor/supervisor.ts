@@ -126,7 +126,7 @@ export class Supervisor {
   /** Snapshot and restore run one at a time. */
   private snapshotQueue: Promise<unknown> = Promise.resolve()
   private vsockBridge: ChildProcess | undefined
-  /** The guest's refresh port, connecting from QEMU's start (see GuestSetupPort). */
+  /** The guest's setup port, connecting from QEMU's start (see GuestSetupPort). */
   private setupPort: Promise<GuestSetupPort | undefined> = Promise.resolve(undefined)
   /** When the phases of a template restore ended (performance.now()), for the log. */
   private restoreTimes:
@@ -301,7 +301,7 @@ export class Supervisor {
       await this.raceBoot(this.connectAgentPort(), deadline)
       await this.raceBoot(this.waitUntilHealthy(deadline, AGENT_HEALTH_SERVICE), deadline)
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
-      // Saved with the refresh port's host connected, so restored VMs see no change on it.
+      // Saved with the setup port's host connected, so restored VMs see no change on it.
       await this.raceBoot(this.setupPort, deadline)
       await this.parkAgent()
       await qmp.execute('stop')
@@ -389,7 +389,7 @@ export class Supervisor {
 
   /**
    * Makes a restored guest its own (clock, entropy, hostname) and starts its deferred root mount,
-   * through guest-setup on the refresh port (clone-refresh.c): no agent call, so it runs while the agent wakes.
+   * through guest-setup on its port (clone-refresh.c): no agent call, so it runs while the agent wakes.
    */
   private async refreshGuest(deadline: number): Promise<void> {
     const port = await this.setupPort
@@ -410,12 +410,11 @@ export class Supervisor {
     if (!times) return
     const since = (at: number) => Math.round(at - times.started)
     this.log(
-      'restored from template in %d ms (state loaded at %d, refreshed at %d, agent session at %d, ready at %d)',
+      'restored from template, ready in %d ms (state loaded at %d, guest refreshed at %d, agent session at %d)',
       since(performance.now()),
       since(times.loaded),
       since(times.refreshed),
       times.synced(),
-      since(performance.now()),
     )
   }
 

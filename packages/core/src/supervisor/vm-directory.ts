@@ -39,7 +39,7 @@ export class VmDirectory {
   get portSocket(): string {
     return join(this.path, 'port.sock')
   }
-  /** QEMU's end of the guest's refresh port (guest-setup, see clone-refresh.c). */
+  /** QEMU's end of the guest's vmctl.setup port (served by guest-setup, see clone-refresh.c). */
   get setupSocket(): string {
     return join(this.path, 'setup.sock')
   }
