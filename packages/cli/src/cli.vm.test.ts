@@ -63,7 +63,7 @@ describe('vmctl template', () => {
     expect(templates.some((t) => t.valid && t.bytes > 10_000_000)).toBe(true)
     const table = await vmctl(['template', 'ls'])
     expect(table.stdout).toMatch(/^KEY\s+SIZE\s+CREATED\s+LAST USED\s+DEFINITION/)
-    expect(table.stdout).toMatch(/template\(s\), [\d.]+ MB on disk/)
+    expect(table.stdout).toMatch(/template\(s\), [\d.]+ MB on disk of a 5368.7 MB budget/)
   })
 })
 

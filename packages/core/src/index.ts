@@ -38,7 +38,12 @@ export { ProvisionError } from './images/provision.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'
-export { type ListedTemplate, listTemplates, removeTemplate } from './templates/template-store.js'
+export {
+  type ListedTemplate,
+  listTemplates,
+  removeTemplate,
+  templateCacheMiB,
+} from './templates/template-store.js'
 export { destroyVm } from './vm/destroy-vm.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'
 export {

@@ -1,4 +1,4 @@
-import { cacheDir, listTemplates, removeTemplate } from '@vmctl/core'
+import { cacheDir, listTemplates, removeTemplate, templateCacheMiB } from '@vmctl/core'
 import { HELP_OPTION, helpLines } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { megabytes, printTable } from '../print-table.js'
@@ -22,6 +22,8 @@ VM templates: the first boot of each VM definition saves a snapshot that later b
 definition restore from (in about a second instead of a cold boot). They live in
 ${cacheDir()}/templates. ls shows each with its size on disk; prune removes unused ones
 (also broken and half-made ones). VMs running from a template are not affected by its removal.
+Making a template evicts the least recently used ones over the cache's budget: 5 GiB, or
+VMCTL_TEMPLATE_CACHE_MB (0: no cap).
 
 Options:
 ${helpLines(OPTIONS)}`
@@ -37,6 +39,7 @@ export async function templateCommand(args: string[]): Promise<number> {
   const cache = cacheDir()
   const templates = listTemplates(cache)
   if (action === 'ls') {
+    const budget = templateCacheMiB()
     if (values.json) {
       console.log(JSON.stringify(templates, null, 2))
       return 0
@@ -53,7 +56,8 @@ export async function templateCommand(args: string[]): Promise<number> {
     }
     printTable(rows)
     console.log(
-      `${templates.length} template(s), ${megabytes(templates.reduce((n, t) => n + t.bytes, 0))} on disk`,
+      `${templates.length} template(s), ${megabytes(templates.reduce((n, t) => n + t.bytes, 0))} on disk` +
+        (budget === 0 ? ' (no cap)' : ` of a ${megabytes(budget * 1024 * 1024)} budget`),
     )
     return 0
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { VmctlError } from '../errors.js'
 
 /** What a template directory holds, and how it is checked before every restore. */
 export interface TemplateMeta {
@@ -103,7 +104,8 @@ export function templateCacheMiB(env: NodeJS.ProcessEnv = process.env): number {
   if (raw === undefined || raw === '') return DEFAULT_TEMPLATE_CACHE_MB
   const mib = Number(raw)
   if (!Number.isFinite(mib) || mib < 0)
-    throw new Error(
+    throw new VmctlError(
+      'INVALID_ENV',
       `VMCTL_TEMPLATE_CACHE_MB must be a number of MiB (0 for no cap), not ${JSON.stringify(raw)}`,
     )
   return mib

@@ -143,7 +143,7 @@ export async function bootVm<T>(
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,
     templates: templatesEnabled(env),
-    templateCacheMiB: templateCacheBudget(env),
+    templateCacheMiB: templateCacheMiB(env),
   }
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
 
@@ -180,14 +180,6 @@ export async function bootVm<T>(
     await waitUntil(() => !existsSync(directory.path) || !isAlive(supervisor.pid), 5_000)
     if (!isAlive(supervisor.pid)) directory.remove()
     throw error
-  }
-}
-
-function templateCacheBudget(env: NodeJS.ProcessEnv): number {
-  try {
-    return templateCacheMiB(env)
-  } catch (error) {
-    throw new VmctlError('INVALID_ENV', (error as Error).message)
   }
 }
 
