@@ -202,4 +202,36 @@ describe('channel multiplexer over a real socket', () => {
     const host = new MuxSession('host')
     expect(await host.park(5_000)).toBe(false)
   })
+
+  test('a host that knows its guest is parked sends GO with HELLO: one round trip; a guest mid-session resyncs too', async () => {
+    const { host, hostSocket } = await connectedSessions()
+    const first = host.openChannel()
+    await readAll((first.write('ping'), first), 4)
+    expect(await host.park(5_000)).toBe(true)
+    const written: string[] = []
+    const write = hostSocket.write.bind(hostSocket)
+    hostSocket.write = ((chunk: Buffer, ...rest: never[]) => {
+      written.push(chunk.toString('latin1'))
+      return write(chunk, ...rest)
+    }) as typeof hostSocket.write
+    const ready = new Promise<void>((r) => host.once('ready', () => r()))
+    host.attach(hostSocket, { peerParked: true })
+    // Both lines go out before the guest has answered anything.
+    expect(written.join('')).toMatch(/VMCTL-HELLO ([0-9a-f]+)\n\nVMCTL-GO \1\n/)
+    await ready
+    const second = host.openChannel()
+    const echoed = readAll(second, 4)
+    second.write('pong')
+    expect((await echoed).toString()).toBe('pong')
+    hostSocket.write = write
+
+    // Told "parked" about a guest that is in the middle of a session, the host still gets one.
+    const again = new Promise<void>((r) => host.once('ready', () => r()))
+    host.attach(hostSocket, { peerParked: true })
+    await again
+    const third = host.openChannel()
+    const echoedAgain = readAll(third, 5)
+    third.write('again')
+    expect((await echoedAgain).toString()).toBe('again')
+  })
 })

@@ -22,6 +22,8 @@ import { MuxChannel } from './mux-channel.js'
 export type MuxRole = 'host' | 'guest'
 
 const HELLO_INTERVAL_MS = 100
+/** How long a guest believed parked gets to answer GO before the ordinary handshake starts. */
+const PARKED_SYNC_MS = 3_000
 const AGENT_UP_INTERVAL_MS = 500
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
@@ -79,8 +81,13 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return this.channels.size
   }
 
-  /** Starts using `transport`; any previous one is dropped along with its session. */
-  attach(transport: Duplex): void {
+  /**
+   * Starts using `transport`; any previous one is dropped along with its session. Host side, with
+   * `peerParked` (the guest is known to wait for a HELLO: restored from a snapshot taken after
+   * park()), GO follows HELLO at once, saving the round trip of waiting for OK; should the guest
+   * not answer within PARKED_SYNC_MS, the ordinary handshake starts over.
+   */
+  attach(transport: Duplex, options: { peerParked?: boolean } = {}): void {
     this.detach('transport replaced')
     this.transport = transport
     this.transportBlocked = false
@@ -95,7 +102,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     transport.once('close', lost)
     transport.once('end', lost)
     transport.on('error', lost)
-    if (this.role === 'host') this.startSync()
+    if (this.role === 'host') this.startSync(options.peerParked ?? false)
     else this.announceAgent()
   }
 
@@ -279,6 +286,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         this.state = 'go-sent'
         this.writeRaw(encodeHandshakeLine({ kind: 'go', nonce: this.nonce }))
       } else if (line.kind === 'ready' && this.state === 'go-sent' && line.nonce === this.nonce) {
+        this.clearTimer()
         this.mode = 'frames'
         this.state = 'ready'
         for (const channel of this.unopened) this.sendOpen(channel)
@@ -347,14 +355,20 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     channel.opened()
   }
 
-  private startSync(): void {
+  private startSync(peerParked = false): void {
     this.clearTimer()
     this.state = 'syncing'
     this.mode = 'lines'
     this.nonce = randomBytes(8).toString('hex')
     const hello = encodeHandshakeLine({ kind: 'hello', nonce: this.nonce })
     this.writeRaw(hello)
-    this.timer = setInterval(() => this.writeRaw(hello), HELLO_INTERVAL_MS)
+    if (peerParked) {
+      this.state = 'go-sent'
+      this.writeRaw(encodeHandshakeLine({ kind: 'go', nonce: this.nonce }))
+      this.timer = setTimeout(() => this.startSync(), PARKED_SYNC_MS)
+    } else {
+      this.timer = setInterval(() => this.writeRaw(hello), HELLO_INTERVAL_MS)
+    }
     this.timer.unref()
   }
 

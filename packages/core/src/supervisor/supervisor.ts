@@ -359,7 +359,7 @@ export class Supervisor {
     })
     // Both ports connected before the state loads: their host side is as it was when the template
     // was saved, so the guest sees no change; guest-setup and the parked agent wake on our bytes.
-    await this.raceRestore(this.connectAgentPort(), restoreDeadline, deadline)
+    await this.raceRestore(this.connectAgentPort(true), restoreDeadline, deadline)
     await this.raceRestore(this.setupPort, restoreDeadline, deadline)
     await this.raceRestore(loadDeviceState(qmp, files.state, true), restoreDeadline, deadline)
     const loaded = performance.now()
@@ -472,7 +472,7 @@ export class Supervisor {
     const socket = this.agentPortSocket
     if (this.mux.isAttached) {
       // Connected before the state loaded (a restore): the session is already starting.
-    } else if (socket && !socket.destroyed && !this.usesVsock) this.mux.attach(socket)
+    } else if (socket && !socket.destroyed && !this.usesVsock) this.mux.attach(socket, { peerParked: true })
     else await this.raceBoot(this.connectAgentPort(), deadline)
     await this.raceBoot(this.refreshGuest(deadline), deadline)
     await this.raceBoot(this.waitUntilReady(deadline), deadline)
@@ -543,7 +543,7 @@ export class Supervisor {
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
       this.qmp = qmp
       // As for templates: ports connected before the state loads leave the parked guest asleep.
-      await this.raceBoot(this.connectAgentPort(), deadline)
+      await this.raceBoot(this.connectAgentPort(true), deadline)
       await this.raceBoot(this.setupPort, deadline)
       await this.raceBoot(loadDeviceState(qmp, file, false), deadline)
       this.watchAgentPort()
@@ -763,7 +763,8 @@ export class Supervisor {
     return this.spec.transport.transport === 'vsock'
   }
 
-  private async connectAgentPort(): Promise<void> {
+  /** `peerParked`: the guest was restored from a state saved after park() (see MuxSession.attach). */
+  private async connectAgentPort(peerParked = false): Promise<void> {
     if (this.usesVsock) {
       this.vsockCid = await this.reservedCid()
       this.log('guest vsock CID %d', this.vsockCid)
@@ -779,7 +780,7 @@ export class Supervisor {
       if (socket) {
         socket.on('error', (error) => this.log('agent port: %s', error.message))
         this.agentPortSocket = socket
-        this.mux.attach(socket)
+        this.mux.attach(socket, { peerParked })
         return
       }
       if (!this.qemu) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
