@@ -95,23 +95,25 @@ describe('templates (vm)', () => {
   })
 
   test('making a template keeps the cache within its budget: the least recently used goes', async () => {
-    // A stale 600 MiB template (blocks allocated, last used a year ago), and a budget with room for
-    // everything else plus the new one: making the new one must evict exactly the stale one.
+    // A stale 2 GiB template (blocks allocated, last used a year ago) and a budget 1.5 GiB above
+    // everything else: making a new template (~0.2 GiB) goes over it, and the stale one, the least
+    // recently used, is evicted first, which brings the cache back within budget. (Other test files
+    // make and remove templates meanwhile, so which others survive is not asserted here; the order
+    // of eviction is pinned by template-store.test.ts.)
     const stale = join(templatesDir(cacheDir()), `stale-${randomBytes(4).toString('hex')}`)
     mkdirSync(stale, { recursive: true })
-    await run('fallocate', ['-l', '600M', join(stale, 'ram')])
+    await run('fallocate', ['-l', '2G', join(stale, 'ram')])
     const yearAgo = new Date(Date.now() - 365 * 86_400_000).toISOString()
     writeFileSync(join(stale, 'meta.json'), JSON.stringify({ createdAt: yearAgo, summary: 'stale' }))
     writeFileSync(join(stale, 'last-used'), yearAgo)
     const others = listTemplates(cacheDir()).filter((t) => t.dir !== stale)
-    const budgetMiB = Math.ceil(others.reduce((sum, t) => sum + t.bytes, 0) / 2 ** 20) + 450
+    const budgetMiB = Math.ceil(others.reduce((sum, t) => sum + t.bytes, 0) / 2 ** 20) + 1536
     try {
       const result = await bootInChild(uniqueDefinition(), { VMCTL_TEMPLATE_CACHE_MB: String(budgetMiB) })
       made.add(result.template!.key)
       expect(result.template?.made).toBe(true)
       expect(existsSync(stale)).toBe(false)
       expect(existsSync(join(templatesDir(cacheDir()), result.template!.key))).toBe(true)
-      for (const other of others) expect(existsSync(other.dir), other.key).toBe(true)
     } finally {
       rmSync(stale, { recursive: true, force: true })
     }
