@@ -117,14 +117,9 @@ static int find_port(const char *name, char *path, size_t size) {
   int found = -1;
   for (struct dirent *entry; found < 0 && (entry = readdir(dir));) {
     if (entry->d_name[0] == '.') continue;
-    char file[300], text[128] = "";
+    char file[300], text[128];
     snprintf(file, sizeof file, "/sys/class/virtio-ports/%s/name", entry->d_name);
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n > 0 && text[n - 1] == '\n') text[n - 1] = 0;
-    if (n > 0 && strcmp(text, name) == 0) {
+    if (read_line(file, text, sizeof text) == 0 && strcmp(text, name) == 0) {
       snprintf(path, size, "/dev/%s", entry->d_name);
       found = 0;
     }

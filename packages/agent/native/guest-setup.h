@@ -22,6 +22,9 @@ int mount_root(void);
  */
 void root_status(const char *id, char *reply, size_t size);
 
+/** The first line of a (small) file, without its newline; -1 when it cannot be read or is empty. */
+int read_line(const char *path, char *out, size_t size);
+
 /** True when the init's environment asks for a root (kernel and image modes). */
 int root_wanted(void);
 

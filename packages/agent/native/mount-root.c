@@ -109,7 +109,7 @@ static const char *env(const char *name) {
   return value ? value : "";
 }
 
-static int read_line(const char *path, char *out, size_t size) {
+int read_line(const char *path, char *out, size_t size) {
   out[0] = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;

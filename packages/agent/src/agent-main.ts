@@ -4,7 +4,6 @@
  * channel the host opens over the `vmctl.agent` virtio-serial port, or over vsock when the kernel
  * command line says `vmctl_agent=vsock:PORT`.
  */
-import { existsSync, readFileSync, watch } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
@@ -28,7 +27,6 @@ const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
 const VSOCK_PORT = vsockPortFromEnv(process.env)
 /** The runtime disk's vsock-bridge, next to the agent executable (elsewhere in tests). */
 const VSOCK_BRIDGE = process.env.vmctl_vsock_bridge ?? '/vmctl/vsock-bridge'
-const STATUS_DIR = '/run/vmctl'
 const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const REOPEN_DELAY_MS = 20
 
@@ -43,8 +41,9 @@ const server = new Server({
   'grpc.keepalive_permit_without_calls': 1,
 })
 server.addService(HealthService, health.service())
-// "vmctl.agent" is SERVING as soon as the agent answers (templates are saved then); "" only once
-// commands can run (the root is mounted).
+// SERVING as soon as the agent answers (templates are saved then). Whether commands can run (the
+// root is mounted) is guest-setup's to say, on its own port: see packages/agent/native.
+health.set('', ServingStatus.SERVING)
 health.set(AGENT_HEALTH_SERVICE, ServingStatus.SERVING)
 const agent: AgentServer = {
   exec: (call) => handleExec(call, root),
@@ -66,31 +65,6 @@ session.on('channel', (channel, service) => {
   if (!service) injector.injectConnection(channel)
   else if (!serveRawChannel(channel, service)) channel.destroy()
 })
-
-function trackRootReadiness(): void {
-  if (!root.chrootPath) {
-    health.set('', ServingStatus.SERVING)
-    return
-  }
-  const check = () => {
-    if (existsSync(`${STATUS_DIR}/root-failed`)) {
-      log(`root mount failed: ${readFileSync(`${STATUS_DIR}/root-failed`, 'utf8').trim()}`)
-      health.set('', ServingStatus.NOT_SERVING)
-      return true
-    }
-    if (existsSync(`${STATUS_DIR}/root-ready`)) {
-      health.set('', ServingStatus.SERVING)
-      return true
-    }
-    return false
-  }
-  if (check()) return
-  const watcher = watch(STATUS_DIR, () => {
-    if (check()) watcher.close()
-  })
-  // In case the file appeared between the first check and the watch.
-  if (check()) watcher.close()
-}
 
 function connectPort(): void {
   const path = findVirtioPort(PORT_NAME)
@@ -136,7 +110,6 @@ function connectVsock(port: number): void {
 }
 
 process.on('uncaughtException', (error) => log(`uncaught: ${error.stack ?? error}`))
-trackRootReadiness()
 if (VSOCK_PORT !== undefined) connectVsock(VSOCK_PORT)
 else connectPort()
 log(`started (pid ${process.pid}, node ${process.version})`)

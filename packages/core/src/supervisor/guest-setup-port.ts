@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import net from 'node:net'
+import type net from 'node:net'
+import { connectChardev } from '../qemu/chardev-socket.js'
 
 /** What the guest's refresh did. */
 export interface RefreshResult {
@@ -47,16 +48,8 @@ export class GuestSetupPort {
 
   /** Connects to QEMU's end of the port, retrying while QEMU creates it; undefined once `alive` says no. */
   static async connect(path: string, alive: () => boolean): Promise<GuestSetupPort | undefined> {
-    for (;;) {
-      const socket = await new Promise<net.Socket | undefined>((resolve) => {
-        const s = net.connect(path)
-        s.once('connect', () => resolve(s))
-        s.once('error', () => resolve(undefined))
-      })
-      if (socket) return new GuestSetupPort(socket)
-      if (!alive()) return undefined
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
+    const socket = await connectChardev(path, alive)
+    return socket && new GuestSetupPort(socket)
   }
 
   /**

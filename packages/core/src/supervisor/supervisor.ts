@@ -18,6 +18,7 @@ import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmct
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { tryLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
+import { connectChardev } from '../qemu/chardev-socket.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
@@ -771,21 +772,11 @@ export class Supervisor {
       this.connectVsock(this.vsockCid)
       return
     }
-    for (;;) {
-      const socket = await new Promise<net.Socket | undefined>((resolve) => {
-        const s = net.connect(this.dir.portSocket)
-        s.once('connect', () => resolve(s))
-        s.once('error', () => resolve(undefined))
-      })
-      if (socket) {
-        socket.on('error', (error) => this.log('agent port: %s', error.message))
-        this.agentPortSocket = socket
-        this.mux.attach(socket, { peerParked })
-        return
-      }
-      if (!this.qemu) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
-      await delay(10)
-    }
+    const socket = await connectChardev(this.dir.portSocket, () => this.qemu !== undefined)
+    if (!socket) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
+    socket.on('error', (error) => this.log('agent port: %s', error.message))
+    this.agentPortSocket = socket
+    this.mux.attach(socket, { peerParked })
   }
 
   /** The CID vsock-bridge reserved for this VM (written before it execs QEMU). */
