@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config'
 // starving QEMU. VM tests carry "vm" in their describe name so a reader knows which are slow.
 export default defineConfig({
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'examples/*/**/*.test.ts'],
+    include: ['packages/*/src/**/*.test.ts', 'examples/*/**/*.test.ts', 'e2e/**/*.test.ts'],
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 180_000,

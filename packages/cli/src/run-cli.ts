@@ -1,3 +1,4 @@
+import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js'
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
@@ -24,6 +25,11 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
       help: TEMPLATE_HELP,
       summary: 'list or prune VM templates (ls, prune)',
     },
+    'cache-key': {
+      run: cacheKeyCommand,
+      help: CACHE_KEY_HELP,
+      summary: 'print a key for caching ~/.cache/vmctl on CI',
+    },
   }
 
 export const MAIN_HELP = `vmctl: throwaway virtual machines with a real kernel, for tests and shells.
@@ -32,7 +38,7 @@ Usage: vmctl COMMAND [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
   .join('\n')}
 
 Run vmctl COMMAND --help for a command's options. DEBUG=vmctl* shows what vmctl does.`

@@ -28,6 +28,7 @@ export {
   VmNotFoundError,
 } from './errors.js'
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
+export { ciCacheKey } from './host/ci-cache-key.js'
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
 export { locateQemu } from './host/qemu-locator.js'
 export { type AgentTransport, chooseTransport, type TransportChoice } from './host/transport-choice.js'
