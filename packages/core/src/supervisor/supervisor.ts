@@ -397,7 +397,9 @@ export class Supervisor {
     if (!port) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
     const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())))
     try {
-      const result = await port.refresh(this.spec.name, signal)
+      // The module tree's place on this host: the guest's command line names the template maker's.
+      const modules = this.spec.hostRoot && !this.spec.image ? this.spec.kernel.modulesDir : undefined
+      const result = await port.refresh(this.spec.name, signal, modules)
       this.log('guest refreshed: clock stepped %d ms', result.clockStepMs)
     } catch (error) {
       if (signal.aborted)
