@@ -84,6 +84,11 @@ describe('template key across hosts', () => {
     expect(templateKey({ ...hostRooted, ...specIn(cacheB) })).not.toBe(key)
   })
 
+  test('the TSC rate counts to the MHz: runners of one CPU model measure it a few kHz apart', () => {
+    expect(templateKey({ ...spec, tscKhz: 1996249 })).toBe(templateKey({ ...spec, tscKhz: 1996251 }))
+    expect(templateKey({ ...spec, tscKhz: 1996249 })).not.toBe(templateKey({ ...spec, tscKhz: 2445426 }))
+  })
+
   test("under KVM the host's CPU model is part of the key (a -cpu host guest is bound to it)", () => {
     const kvm = { ...spec, accel: { accel: 'kvm' as const, reason: '', probe: false } }
     expect(templateKey(kvm)).not.toBe(templateKey(spec))
