@@ -3,7 +3,7 @@
  *
  * The host sends requests on the `vmctl.setup` virtio-serial port, one per line, and gets one
  * answer each, in order:
- *     REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex>
+ *     REFRESH <id> <unix_time_ns> <hostname|-> <entropy as hex> [<modules path|->]
  *       →   OK <id> <clock step ns>   |   ERR <id> <text>
  *     ROOT <id>        (is the root for commands mounted? see mount-root.c)
  *       →   OK <id>                   |   ERR <id> <why not>
@@ -14,7 +14,10 @@
  * forces the kernel's RNG to reseed (every clone of one snapshot starts with the same RNG state,
  * and microvm has no ACPI vmgenid table to do this for us); steps CLOCK_REALTIME to the host's
  * time (the guest clock stands still while a snapshot sits on disk); sets the hostname. Node can
- * do none of this (no ioctl, no clock_settime, no sethostname).
+ * do none of this (no ioctl, no clock_settime, no sethostname). The optional last field replaces
+ * vmctl_modules for the deferred root mount: the kernel command line a template was booted with
+ * names the module tree where it was on the host that made it, and a cache restored on another
+ * host (another $HOME) has it elsewhere.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -76,13 +79,14 @@ static int hex_value(char c) {
 /** One request line, answered into `reply`. */
 static int handle(char *line, char *reply, size_t reply_size) {
   char error[160] = "";
-  char *fields[5] = {0};
+  char *fields[6] = {0};
   int count = 0;
-  for (char *save = NULL, *field = strtok_r(line, " ", &save); field && count < 5;
+  for (char *save = NULL, *field = strtok_r(line, " ", &save); field && count < 6;
        field = strtok_r(NULL, " ", &save))
     fields[count++] = field;
-  if (count != 5 || strcmp(fields[0], "REFRESH") != 0 || strlen(fields[1]) > 32) {
-    snprintf(reply, reply_size, "ERR - expected: REFRESH <id> <unix_time_ns> <hostname|-> <entropy hex>\n");
+  if (count < 5 || strcmp(fields[0], "REFRESH") != 0 || strlen(fields[1]) > 32) {
+    snprintf(reply, reply_size,
+             "ERR - expected: REFRESH <id> <unix_time_ns> <hostname|-> <entropy hex> [<modules path|->]\n");
     return -1;
   }
   const char *id = fields[1];
@@ -99,6 +103,10 @@ static int handle(char *line, char *reply, size_t reply_size) {
   long long step = 0;
   if (strcmp(fields[3], "-") != 0 && sethostname(fields[3], strlen(fields[3])) < 0) {
     snprintf(reply, reply_size, "ERR %s sethostname: %s\n", id, strerror(errno));
+    return -1;
+  }
+  if (count == 6 && strcmp(fields[5], "-") != 0 && setenv("vmctl_modules", fields[5], 1) < 0) {
+    snprintf(reply, reply_size, "ERR %s setenv: %s\n", id, strerror(errno));
     return -1;
   }
   if (reseed(entropy, length, error, sizeof error) < 0 ||

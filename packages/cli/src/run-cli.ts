@@ -7,6 +7,7 @@ import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
 import { UsageError } from './usage-error.js'
+import { versionText } from './version.js'
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string; summary: string }> =
   {
@@ -41,7 +42,8 @@ ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
   .join('\n')}
 
-Run vmctl COMMAND --help for a command's options. DEBUG=vmctl* shows what vmctl does.`
+Run vmctl COMMAND --help for a command's options, vmctl --version (-v) for the version.
+DEBUG=vmctl* shows what vmctl does.`
 
 /** Runs the CLI; resolves with the process exit code. */
 export async function runCli(args: string[]): Promise<number> {
@@ -49,6 +51,10 @@ export async function runCli(args: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined
     console.log(topic && COMMANDS[topic] ? COMMANDS[topic].help : MAIN_HELP)
+    return 0
+  }
+  if (name === '--version' || name === '-v') {
+    console.log(versionText())
     return 0
   }
   const command = COMMANDS[name]

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { contentHash } from '../host/content-hash.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { buildImage, type Progress } from './image-builder.js'
 import { createOverlay, type ImageInfo, inspectImage } from './image-file.js'
-import { type BootForProvisioning, fileIdentity, provisionLayer } from './provision.js'
+import { type BootForProvisioning, provisionLayer } from './provision.js'
 
 /** The image a VM's overlay is backed by: the given or built image, or its provisioned layer. */
 export async function resolveImage(
@@ -29,13 +29,17 @@ export async function resolveImage(
 export async function createVmDisk(
   top: ImageInfo,
   vmDirectory: string,
+  cacheDir: string,
   overlay = join(vmDirectory, 'disk.qcow2'),
 ): Promise<{ overlay: string; identity: string }> {
-  await createOverlay(top, overlay)
-  return { overlay, identity: imageIdentity(top.path) }
+  await createOverlay(top, overlay, cacheDir)
+  return { overlay, identity: imageIdentity(top.path, cacheDir) }
 }
 
-/** What a VM template of an image-mode VM is keyed by (its summary says `image IDENTITY`). */
-export function imageIdentity(path: string): string {
-  return createHash('sha256').update(fileIdentity(path)).digest('hex').slice(0, 16)
+/**
+ * What a VM template of an image-mode VM is keyed by (its summary says `image IDENTITY`): the
+ * content of the image it is backed by, so the key holds on another host.
+ */
+export function imageIdentity(path: string, cacheDir: string): string {
+  return contentHash(path, cacheDir).slice(0, 16)
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { statSync } from 'node:fs'
+import { dirname, relative } from 'node:path'
 import { VmctlError } from '../errors.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
@@ -74,8 +75,15 @@ export function inspectImage(path: string): ImageInfo {
   return { path, format: info.format, virtualSize: info['virtual-size'] ?? size }
 }
 
-/** A new qcow2 file whose unwritten clusters read from `backing`, which QEMU opens read-only. */
-export async function createOverlay(backing: ImageInfo, overlay: string): Promise<void> {
+/**
+ * A new qcow2 file whose unwritten clusters read from `backing`, which QEMU opens read-only. When
+ * both are in the cache (a provisioning layer on a built image) the overlay names its backing file
+ * relative to itself, so the cache still opens when it is restored elsewhere (another $HOME).
+ */
+export async function createOverlay(backing: ImageInfo, overlay: string, cacheDir?: string): Promise<void> {
+  const inCache = (path: string) => cacheDir !== undefined && !relative(cacheDir, path).startsWith('..')
+  const backingName =
+    inCache(backing.path) && inCache(overlay) ? relative(dirname(overlay), backing.path) : backing.path
   const execa = await loadExeca()
   await execa(qemuImgBinary(), [
     'create',
@@ -85,7 +93,7 @@ export async function createOverlay(backing: ImageInfo, overlay: string): Promis
     '-F',
     backing.format,
     '-b',
-    backing.path,
+    backingName,
     overlay,
   ])
 }

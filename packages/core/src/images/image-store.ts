@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { imagesDir, readMeta } from './image-builder.js'
 import { layersDir } from './provision.js'
 
@@ -51,6 +51,8 @@ export function listCachedImages(cacheDir: string): CachedImage[] {
     const metaFile = join(layers, `${key}.json`)
     const meta = readJson(metaFile)
     const steps = (meta?.steps as string[] | undefined) ?? []
+    // Recorded relative to the cache when the base is in it (the cache may have moved since).
+    const base = meta?.base === undefined ? undefined : resolve(cacheDir, String(meta.base))
     out.push({
       kind: 'layer',
       key,
@@ -58,9 +60,9 @@ export function listCachedImages(cacheDir: string): CachedImage[] {
       bytes: allocated(path) + allocated(metaFile),
       createdAt: String(meta?.builtAt ?? ''),
       lastUsedAt: mtime(metaFile),
-      summary: meta ? `on ${meta.base}: ${steps.join(' && ')}` : 'unfinished provisioning',
-      base: meta?.base as string | undefined,
-      broken: !meta || !existsSync(path) || key.includes('.staging') || !existsSync(String(meta.base)),
+      summary: meta ? `on ${base}: ${steps.join(' && ')}` : 'unfinished provisioning',
+      base,
+      broken: !meta || !existsSync(path) || key.includes('.staging') || !base || !existsSync(base),
     })
   }
   return out

@@ -179,7 +179,7 @@ describe('vm: image mode', () => {
     const layer = layerFiles().find((f) => f.endsWith('.qcow2') && !f.includes('staging'))
     expect(layer).toBeDefined()
     // This run's layer is new, so its VM template is too: remove it rather than leave 180 MB behind.
-    const identity = imageIdentity(join(layersDir(cache), layer!))
+    const identity = imageIdentity(join(layersDir(cache), layer!), cache)
     for (const t of listTemplates(cache))
       if (t.summary.includes(`image ${identity}`)) removeTemplate(cache, t.key)
   })

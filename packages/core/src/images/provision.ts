@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { isAbsolute, join, relative } from 'node:path'
 import { VmctlError } from '../errors.js'
+import { contentHash } from '../host/content-hash.js'
 import { tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import type { VmOptions } from '../vm/vm-options.js'
@@ -28,17 +29,21 @@ export class ProvisionError extends VmctlError {
   }
 }
 
-/** Identity of an image file, for cache keys: its path, size and modification time. */
-export function fileIdentity(path: string): string {
-  const stat = statSync(path)
-  return `${path}:${stat.size}:${Math.round(stat.mtimeMs)}`
-}
-
-export function layerKey(base: ImageInfo, steps: string[]): string {
+/**
+ * A layer's key: the base image's content (not its path or mtime, so a cache restored on another
+ * host under another $HOME keeps its layers) and the steps.
+ */
+export function layerKey(base: ImageInfo, steps: string[], cacheDir: string): string {
   return createHash('sha256')
-    .update(JSON.stringify(['vmctl-layer-v1', fileIdentity(base.path), steps]))
+    .update(JSON.stringify(['vmctl-layer-v2', contentHash(base.path, cacheDir), steps]))
     .digest('hex')
     .slice(0, 20)
+}
+
+/** A path inside the cache as relative to it (what the cache's own records hold), else as it is. */
+export function cacheRelative(path: string, cacheDir: string): string {
+  const inside = relative(cacheDir, path)
+  return inside.startsWith('..') || isAbsolute(inside) ? path : inside
 }
 
 /** Boots a VM whose overlay is `overlay` (not in the VM's directory, so it survives the VM). */
@@ -65,7 +70,7 @@ export async function provisionLayer(
   boot: BootForProvisioning,
   progress: Progress,
 ): Promise<ImageInfo> {
-  const key = layerKey(base, steps)
+  const key = layerKey(base, steps, cacheDir)
   const dir = layersDir(cacheDir)
   const path = join(dir, `${key}.qcow2`)
   const cached = usable(path)
@@ -118,7 +123,7 @@ export async function provisionLayer(
     await execa(qemuImgBinary(), ['check', '-q', staging])
     writeFileSync(
       join(dir, `${key}.json`),
-      `${JSON.stringify({ key, kind: 'layer', base: base.path, steps, builtAt: new Date().toISOString(), buildMs: Math.round(performance.now() - started) }, null, 2)}\n`,
+      `${JSON.stringify({ key, kind: 'layer', base: cacheRelative(base.path, cacheDir), steps, builtAt: new Date().toISOString(), buildMs: Math.round(performance.now() - started) }, null, 2)}\n`,
     )
     renameSync(staging, path)
     progress(`provisioned layer ${key} in ${((performance.now() - started) / 1000).toFixed(0)} s`)

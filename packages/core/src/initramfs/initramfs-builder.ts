@@ -1,15 +1,7 @@
 import { createHash } from 'node:crypto'
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { contentHash } from '../host/content-hash.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { logger } from '../log.js'
@@ -65,13 +57,16 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   const nodeBinary = realpathSync(inputs.nodeBinary)
   // Every VM.up() asks; working out the key runs ldd twice and busybox once (~50 ms, a few % of a
   // template restore). The same inputs give the same image: remembered in this process, and on disk
-  // for the next one.
+  // for the next one. Content hashes, not paths or mtimes, so the memo holds on another host too.
+  const hash = (path: string) => contentHash(path, inputs.cacheDir)
+  const modulesDep = inputs.kernel.modulesDir ? join(inputs.kernel.modulesDir, 'modules.dep') : ''
   const memoKey = [
-    inputs.kernel.image,
-    inputs.kernel.modulesDir,
-    inputs.cacheDir,
-    fileIdentity(busybox),
-    fileIdentity(nodeBinary),
+    FORMAT,
+    hash(busybox),
+    hash(nodeBinary),
+    hash(inputs.kernel.image),
+    modulesDep && existsSync(modulesDep) ? hash(modulesDep) : 'no modules',
+    inputs.kernel.release ?? '',
   ].join('\0')
   const known = builtInThisProcess.get(memoKey) ?? rememberedOnDisk(inputs, memoKey)
   if (known && existsSync(known.path)) {
@@ -84,30 +79,42 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   return built
 }
 
+/** Bumped when the image's layout or its key changes (v2: keys of content, not path and mtime). */
+const FORMAT = 'vmctl-initramfs-v2'
+
 const builtInThisProcess = new Map<string, BuiltInitramfs>()
 
 /**
  * Across processes (each `vmctl` command, each test worker is a new one), a small file per input
- * set remembers the result, with the identity of every library ldd named: if one of those changed
- * (a libc upgrade), the entry no longer holds and the key is worked out again.
+ * set remembers the result, with the content hash of every library ldd named: if one of those
+ * changed (a libc upgrade), the entry no longer holds and the key is worked out again. It holds the
+ * key, not the path, so it stays true when the cache moves to another directory or host.
  */
-interface RememberedInitramfs extends BuiltInitramfs {
-  libraries: Array<{ path: string; identity: string }>
+interface RememberedInitramfs {
+  key: string
+  missingModules: string[]
+  libraries: Array<{ path: string; sha256: string }>
+}
+
+function initramfsPath(cacheDir: string, key: string): string {
+  return join(cacheDir, 'initramfs', `${key}.cpio`)
 }
 
 function memoFile(inputs: InitramfsInputs, memoKey: string): string {
-  const modulesDep = inputs.kernel.modulesDir ? join(inputs.kernel.modulesDir, 'modules.dep') : ''
   const hash = createHash('sha256').update(memoKey).update(INIT_SCRIPT)
-  if (modulesDep && existsSync(modulesDep)) hash.update(fileIdentity(modulesDep))
-  hash.update(fileIdentity(inputs.kernel.image))
   return join(inputs.cacheDir, 'initramfs', `memo-${hash.digest('hex').slice(0, 20)}.json`)
 }
 
 function rememberedOnDisk(inputs: InitramfsInputs, memoKey: string): BuiltInitramfs | undefined {
   try {
     const entry = JSON.parse(readFileSync(memoFile(inputs, memoKey), 'utf8')) as RememberedInitramfs
-    if (entry.libraries.some((library) => fileIdentity(library.path) !== library.identity)) return undefined
-    return { path: entry.path, key: entry.key, missingModules: entry.missingModules }
+    if (entry.libraries.some((library) => contentHash(library.path, inputs.cacheDir) !== library.sha256))
+      return undefined
+    return {
+      path: initramfsPath(inputs.cacheDir, entry.key),
+      key: entry.key,
+      missingModules: entry.missingModules,
+    }
   } catch {
     return undefined
   }
@@ -121,10 +128,9 @@ function remember(
 ): void {
   try {
     const entry: RememberedInitramfs = {
-      path: built.path,
       key: built.key,
       missingModules: built.missingModules,
-      libraries: libraries.map((path) => ({ path, identity: fileIdentity(path) })),
+      libraries: libraries.map((path) => ({ path, sha256: contentHash(path, inputs.cacheDir) })),
     }
     const file = memoFile(inputs, memoKey)
     writeFileSync(`${file}.${process.pid}`, JSON.stringify(entry))
@@ -151,17 +157,24 @@ async function buildUncached(
   ]
   const applets = await busyboxApplets(busybox)
 
+  // What goes in, by content and by its place in the image; nothing of where the inputs sit on
+  // this host (the libraries' paths are their places in the image too).
+  const content = (path: string) => contentHash(path, inputs.cacheDir)
   const hash = createHash('sha256')
-  hash.update('vmctl-initramfs-v1\0')
+  hash.update(`${FORMAT}\0`)
   hash.update(INIT_SCRIPT)
-  for (const file of [busybox, ...libraries]) hash.update(fileIdentity(file))
-  for (const module of [...order, ...vsockOrder])
-    hash.update(fileIdentity(join(inputs.kernel.modulesDir!, module)))
-  hash.update(applets.join(','))
+  hash.update(`\0bin/busybox ${content(busybox)}\0`)
+  for (const library of libraries) hash.update(`${library} ${content(library)}\0`)
+  const release = inputs.kernel.release ?? 'unknown'
+  for (const module of order)
+    hash.update(`boot ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
+  for (const module of vsockOrder)
+    hash.update(`vsock ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
+  hash.update(applets.map((a) => a.path).join(','))
   const key = hash.digest('hex').slice(0, 20)
 
   const dir = join(inputs.cacheDir, 'initramfs')
-  const path = join(dir, `${key}.cpio`)
+  const path = initramfsPath(inputs.cacheDir, key)
   if (existsSync(path)) return { path, key, missingModules: missing, libraries }
 
   mkdirSync(dir, { recursive: true })
@@ -195,7 +208,6 @@ async function buildUncached(
     }
     for (const library of libraries) cpio.file(library, readFileSync(library), 0o755)
     cpio.directory('vmctl')
-    const release = inputs.kernel.release ?? 'unknown'
     for (const module of [...order, ...vsockOrder]) {
       cpio.file(`lib/modules/${release}/${module}`, readFileSync(join(inputs.kernel.modulesDir!, module)))
     }
@@ -242,11 +254,6 @@ async function busyboxApplets(busybox: string): Promise<Array<{ path: string }>>
     .split('\n')
     .filter(Boolean)
     .map((path) => ({ path }))
-}
-
-function fileIdentity(path: string): string {
-  const stat = statSync(path)
-  return `${path}:${stat.size}:${stat.mtimeMs}\0`
 }
 
 function readIfExists(path: string): string | undefined {

@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
 import { basename, join } from 'node:path'
 import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/agent'
+import { contentHash } from '../host/content-hash.js'
 import { tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { logger } from '../log.js'
@@ -10,6 +20,19 @@ const log = logger('runtime-disk')
 
 /** The virtio-blk serial the init looks for to find the runtime disk among other disks. */
 export const RUNTIME_DISK_SERIAL = 'vmctl-runtime'
+
+/**
+ * Bumped whenever what goes on the disk, or how, changes (v6: modes set here, keys of content).
+ * Part of the key, so a disk made the old way is never reused.
+ */
+const FORMAT = 'vmctl-runtime-disk-v6'
+
+/**
+ * The mode of every file on the disk. Set here, not taken from the package: `pnpm pack` drops the
+ * execute bit of dist/guest-setup and dist/vsock-bridge (npm pack keeps it), and a guest whose
+ * helpers cannot run never boots. Part of the key too.
+ */
+const EXECUTABLE_MODE = 0o755
 
 export interface RuntimeDisk {
   path: string
@@ -27,15 +50,7 @@ export interface RuntimeDisk {
  * is mounted. ext4 without journal or metadata checksums needs no crc32c module in the guest.
  */
 export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Promise<RuntimeDisk> {
-  const agent = agentBundlePath()
-  const node = statSync(nodeBinary)
-  const hash = createHash('sha256')
-  const helpers = guestHelperPaths()
-  hash.update('vmctl-runtime-disk-v5\0')
-  hash.update(`${nodeBinary}:${node.size}:${node.mtimeMs}\0`)
-  hash.update(readFileSync(agent))
-  for (const helper of helpers) hash.update(readFileSync(helper))
-  const key = hash.digest('hex').slice(0, 20)
+  const key = runtimeDiskKey(nodeBinary, cacheDir)
   const dir = join(cacheDir, 'runtime')
   const path = join(dir, `${key}.ext4`)
   if (existsSync(path)) return { path, key }
@@ -57,6 +72,24 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   }
 }
 
+/**
+ * A hash of everything that goes on the disk, and nothing of the host it is made on (no paths, no
+ * mtimes): the format, the node binary's content (the agent executable is made from it), the
+ * agent bundle, and each helper's name, mode and content. The same inputs give the same key on any
+ * host, so a cache restored on another CI runner is used there.
+ */
+export function runtimeDiskKey(nodeBinary: string, cacheDir: string): string {
+  const hash = createHash('sha256')
+  hash.update(`${FORMAT}\0`)
+  hash.update(`vmctl-agent ${EXECUTABLE_MODE.toString(8)} ${contentHash(nodeBinary, cacheDir)}\0`)
+  hash.update(readFileSync(agentBundlePath()))
+  for (const helper of guestHelperPaths()) {
+    hash.update(`\0${basename(helper)} ${EXECUTABLE_MODE.toString(8)}\0`)
+    hash.update(readFileSync(helper))
+  }
+  return hash.digest('hex').slice(0, 20)
+}
+
 async function buildInto(nodeBinary: string, dir: string, path: string, key: string): Promise<void> {
   const helpers = guestHelperPaths()
   mkdirSync(dir, { recursive: true })
@@ -66,10 +99,16 @@ async function buildInto(nodeBinary: string, dir: string, path: string, key: str
   try {
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging)
+    chmodSync(staging, EXECUTABLE_MODE) // the disk's root: whatever the umask
     const executable = join(staging, 'vmctl-agent')
     await buildAgentExecutable(nodeBinary, executable)
+    chmodSync(executable, EXECUTABLE_MODE)
     // The native helpers (static, so they need nothing from the guest): vsock, refresh, root mount.
-    for (const helper of helpers) copyFileSync(helper, join(staging, basename(helper)))
+    for (const helper of helpers) {
+      const copy = join(staging, basename(helper))
+      copyFileSync(helper, copy)
+      chmodSync(copy, EXECUTABLE_MODE)
+    }
     const bytes = statSync(executable).size
     const sizeMiB = Math.ceil((bytes * 1.08) / 2 ** 20) + 8
     const execa = await loadExeca()

@@ -43,16 +43,28 @@ async function fakeGuest(
 const forever = () => new AbortController().signal
 
 describe('the guest-setup port, host side', () => {
-  test('a refresh sends the host time, hostname and 64 bytes of entropy, and reads the clock step', async () => {
+  test('a refresh sends the host time, hostname, 64 bytes of entropy and the modules path, and reads the clock step', async () => {
     const guest = await fakeGuest((line) => `OK ${line.split(' ')[1]} 1500000000\n`)
     const port = (await GuestSetupPort.connect(guest.path, () => true))!
     const before = Date.now()
-    expect(await port.refresh('vm-1', forever())).toEqual({ clockStepMs: 1500 })
-    const [kind, id, timeNs, hostname, entropy] = guest.lines[0]!.split(' ')
-    expect([kind, hostname]).toEqual(['REFRESH', 'vm-1'])
+    expect(
+      await port.refresh('vm-1', forever(), '/home/ci/.cache/vmctl/kernels/6.1/lib/modules/6.1'),
+    ).toEqual({
+      clockStepMs: 1500,
+    })
+    const [kind, id, timeNs, hostname, entropy, modules] = guest.lines[0]!.split(' ')
+    expect([kind, hostname, modules]).toEqual([
+      'REFRESH',
+      'vm-1',
+      '/home/ci/.cache/vmctl/kernels/6.1/lib/modules/6.1',
+    ])
     expect(id).toMatch(/^[0-9a-f]{12}$/)
     expect(Number(BigInt(timeNs!) / 1_000_000n)).toBeGreaterThanOrEqual(before - 1)
     expect(entropy).toMatch(/^[0-9a-f]{128}$/)
+    // No modules, or a path one field cannot carry: "-", and the guest keeps its own.
+    await port.refresh('vm-1', forever(), '/a path/with spaces')
+    await port.refresh('vm-1', forever())
+    expect(guest.lines.slice(1).map((line) => line.split(' ')[5])).toEqual(['-', '-'])
     port.close()
   })
 

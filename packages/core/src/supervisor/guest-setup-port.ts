@@ -15,7 +15,7 @@ export class RootMountError extends Error {}
  * The host end of the guest's `vmctl.setup` port, served by guest-setup
  * (packages/agent/native/clone-refresh.c): one line per request, one line per answer, in order.
  *
- *   host  → `REFRESH id unix_time_ns hostname entropy_hex`   guest → `OK id clock_step_ns` | `ERR id text`
+ *   host  → `REFRESH id unix_time_ns hostname entropy_hex modules`   guest → `OK id clock_step_ns` | `ERR id text`
  *   host  → `ROOT id`                                         guest → `OK id` | `ERR id reason`
  *
  * The supervisor stays connected from QEMU's start: a template or snapshot is then saved with the
@@ -55,12 +55,17 @@ export class GuestSetupPort {
   /**
    * Makes a restored guest its own: its clock stepped to the host's time (taken as the request is
    * sent), 64 bytes of host entropy credited and the kernel RNG reseeded, `hostname` set; then a
-   * deferred root mount starts. Rejects with the guest's reason, or when `signal` aborts.
+   * deferred root mount starts. `modulesDir`, the host path of the guest kernel's module tree, is
+   * where the root mount finds it now: a template's kernel command line names where it was on the
+   * host that made the template, which may be another (a CI cache restored under another $HOME).
+   * Rejects with the guest's reason, or when `signal` aborts.
    */
-  async refresh(hostname: string, signal: AbortSignal): Promise<RefreshResult> {
+  async refresh(hostname: string, signal: AbortSignal, modulesDir?: string): Promise<RefreshResult> {
     const nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n
+    // One field of a space-separated line (the kernel command line cannot carry such a path either).
+    const modules = modulesDir && !/\s/.test(modulesDir) && modulesDir.length < 1024 ? modulesDir : '-'
     const [verdict, ...rest] = await this.request(
-      (id) => `REFRESH ${id} ${nowNs} ${hostname} ${randomBytes(64).toString('hex')}`,
+      (id) => `REFRESH ${id} ${nowNs} ${hostname} ${randomBytes(64).toString('hex')} ${modules}`,
       signal,
     )
     if (verdict !== 'OK') throw new Error(`the guest could not refresh itself: ${rest.join(' ')}`)

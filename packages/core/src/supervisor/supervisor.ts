@@ -8,6 +8,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs'
 import net from 'node:net'
@@ -22,12 +23,14 @@ import { connectChardev } from '../qemu/chardev-socket.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
+import { rewriteSparse } from '../templates/sparse-ram.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
 import {
   checkTemplate,
   DEFAULT_TEMPLATE_CACHE_MB,
   evictTemplates,
   publishTemplate,
+  ramDenserThanSaved,
   removeTemplate,
   type TemplateFiles,
   templateFiles,
@@ -238,6 +241,7 @@ export class Supervisor {
         continue
       }
       if (check) {
+        if (ramDenserThanSaved(check.files)) await this.makeRamSparse(key, check.files)
         try {
           await this.restoreTemplate(check.files, deadline)
           touchTemplate(check.files)
@@ -284,6 +288,34 @@ export class Supervisor {
       } finally {
         release()
       }
+    }
+  }
+
+  /**
+   * Makes a template's RAM file sparse again when it was copied without its holes (a CI cache
+   * restored with plain tar: 1.1 GB instead of ~190 MB, and as much in every later save), once,
+   * under the template's lock; when another process holds it (making or rewriting it), or the
+   * rewrite fails (a full disk), the dense file is used as it is.
+   */
+  private async makeRamSparse(key: string, files: TemplateFiles): Promise<void> {
+    const release = await tryLock(`vmctl-template-${key}`)
+    if (!release) return
+    try {
+      if (!ramDenserThanSaved(files)) return
+      const started = performance.now()
+      const before = statSync(files.ram).blocks * 512
+      const after = await rewriteSparse(files.ram)
+      this.log(
+        'template %s: RAM file made sparse again (%d MiB on disk, was %d MiB) in %d ms',
+        key,
+        Math.round(after / 2 ** 20),
+        Math.round(before / 2 ** 20),
+        Math.round(performance.now() - started),
+      )
+    } catch (error) {
+      this.log('template %s: could not make its RAM file sparse: %s', key, (error as Error).message)
+    } finally {
+      release()
     }
   }
 
@@ -397,7 +429,9 @@ export class Supervisor {
     if (!port) throw new BootFailure('BOOT_FAILED', this.exitReason(null, null))
     const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())))
     try {
-      const result = await port.refresh(this.spec.name, signal)
+      // The module tree's place on this host: the guest's command line names the template maker's.
+      const modules = this.spec.hostRoot && !this.spec.image ? this.spec.kernel.modulesDir : undefined
+      const result = await port.refresh(this.spec.name, signal, modules)
       this.log('guest refreshed: clock stepped %d ms', result.clockStepMs)
     } catch (error) {
       if (signal.aborted)

@@ -1,22 +1,29 @@
 import { createHash } from 'node:crypto'
-import { statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+import { release as osRelease } from 'node:os'
+import { contentHash } from '../host/content-hash.js'
 import { qemuArguments } from '../qemu/qemu-command.js'
 import type { LaunchSpec } from '../supervisor/launch-spec.js'
 
 /**
- * The cache key of a VM's template: everything that defines the VM. QEMU's whole command line for
- * a canonical instance (so any device, machine or kernel-argument change is a new template), plus
- * the identity of the QEMU binary (its version), the kernel, and the initramfs and runtime disk
- * (their names are already hashes of their contents: agent build, modules, init). Not in the key:
- * the VM's name, forwarded ports and environment, which each restored VM gets for itself.
+ * The cache key of a VM's template: everything that defines the VM, and nothing of where the
+ * cache or the tools sit on this host, so a cache restored on another CI runner (another $HOME)
+ * keeps its templates. QEMU's whole command line for a canonical instance, with the files in it
+ * replaced by placeholders (so any device, machine or kernel-argument change is a new template),
+ * plus the content hashes of those files: the QEMU binary (its version), the kernel, the initramfs
+ * and the runtime disk (the very bytes the saved RAM was booted from: a disk rebuilt under the same
+ * name gets another filesystem UUID). Under KVM the guest runs on the host's CPU model (`-cpu
+ * host`), which a saved device state is bound to, and KVM's CPUID depends on the host kernel: both
+ * are in the key; under TCG the CPU is QEMU's own (`-cpu max`), covered by the QEMU binary. Not in
+ * the key: the VM's name, forwarded ports and environment, which each restored VM gets for itself.
  */
 export function templateKey(spec: LaunchSpec): string {
   const canonical = qemuArguments({
-    binary: spec.qemuBinary,
+    binary: 'qemu',
     accel: spec.accel.accel,
-    kernel: spec.kernel,
-    initramfs: spec.initramfs,
-    runtimeDisk: spec.runtimeDisk,
+    kernel: { ...spec.kernel, image: 'kernel', modulesDir: spec.kernel.modulesDir && 'modules' },
+    initramfs: 'initramfs',
+    runtimeDisk: 'runtime-disk',
     memoryMiB: spec.memoryMiB,
     cpus: spec.cpus,
     hostname: 'template',
@@ -26,7 +33,9 @@ export function templateKey(spec: LaunchSpec): string {
     // are mounted only after a restore, so only their number, place and mode matter.
     image: spec.image ? { overlay: `image:${spec.image.identity}` } : undefined,
     mounts: spec.mounts?.map((m, i) => ({ host: `mount${i}`, guest: m.guest, writable: m.writable })),
-    modulesDir: spec.kernel.modulesDir,
+    // Where the modules sit on this host is told to a restored guest in its refresh (see
+    // guest-setup-port.ts): only whether there are any is part of the definition.
+    modulesDir: spec.kernel.modulesDir && 'modules',
     ports: [],
     qmpSocket: 'qmp',
     agentSocket: 'agent',
@@ -34,18 +43,41 @@ export function templateKey(spec: LaunchSpec): string {
     vsockPort: spec.transport.transport === 'vsock' ? 1 : undefined,
     memoryFile: { path: 'ram', shared: false },
     deferRoot: true,
-    tscKhz: spec.tscKhz,
+    // Measured from /proc/cpuinfo's "cpu MHz" where the model name has no nominal rate (AMD
+    // EPYC, say): two runners of one CPU model differ in the last kHz. To the MHz, a clone's guest
+    // clock runs at most 0.05% off until its next refresh steps it.
+    tscKhz: spec.tscKhz && Math.round(spec.tscKhz / 1000) * 1000,
     kernelArgs: spec.kernelArgs,
     extraArgs: spec.qemuArgs,
   })
   const hash = createHash('sha256')
-  hash.update('vmctl-template-v1\0')
+  hash.update('vmctl-template-v2\0')
   hash.update(`${canonical.join('\0')}\0`)
-  for (const file of [spec.qemuBinary, spec.kernel.image]) {
-    const stat = statSync(file)
-    hash.update(`${file}:${stat.size}:${stat.mtimeMs}\0`)
+  const files = {
+    qemu: spec.qemuBinary,
+    kernel: spec.kernel.image,
+    initramfs: spec.initramfs,
+    'runtime-disk': spec.runtimeDisk,
   }
+  for (const [name, file] of Object.entries(files))
+    hash.update(`${name} ${contentHash(file, spec.cacheDir)}\0`)
+  if (spec.accel.accel === 'kvm') hash.update(`host cpu ${hostCpuModel()}\0host kernel ${osRelease()}\0`)
   return hash.digest('hex').slice(0, 20)
+}
+
+/** The host CPU as KVM shows it to a `-cpu host` guest: vendor, family, model, stepping and flags. */
+export function hostCpuModel(cpuinfo = readCpuinfo()): string {
+  const first = cpuinfo.split('\n\n')[0] ?? ''
+  const field = (name: string) => first.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim() ?? ''
+  return ['vendor_id', 'cpu family', 'model', 'model name', 'stepping', 'flags'].map(field).join('|')
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8')
+  } catch {
+    return ''
+  }
 }
 
 /** One line for `vmctl template ls`. */

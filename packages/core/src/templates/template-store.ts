@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { VmctlError } from '../errors.js'
+import { allocatedBytes, denserThanSaved } from './sparse-ram.js'
 
 /** What a template directory holds, and how it is checked before every restore. */
 export interface TemplateMeta {
@@ -14,6 +15,11 @@ export interface TemplateMeta {
   stateSha256: string
   /** A readable summary of the definition, for `vmctl template ls`. */
   summary: string
+  /**
+   * Bytes the (sparse) RAM file took on disk when it was saved: one that takes much more now was
+   * copied without its holes (a CI cache) and is made sparse again (see sparse-ram.ts).
+   */
+  ramBytesOnDisk?: number
 }
 
 export interface TemplateFiles {
@@ -76,14 +82,32 @@ export function checkTemplate(
   return { files }
 }
 
+/**
+ * Whether the template's RAM file takes much more disk than when it was saved (copied without its
+ * holes: a CI cache restored with plain tar), so that it should be made sparse again.
+ */
+export function ramDenserThanSaved(files: TemplateFiles): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(files.meta, 'utf8')) as TemplateMeta
+    if (meta.ramBytesOnDisk === undefined) return false
+    return denserThanSaved(allocatedBytes(statSync(files.ram)), meta.ramBytesOnDisk)
+  } catch {
+    return false
+  }
+}
+
 /** Seals a template built in `staging`: meta last, then one rename makes it visible. */
 export function publishTemplate(
   cacheDir: string,
   staging: string,
-  meta: Omit<TemplateMeta, 'stateSha256'>,
+  meta: Omit<TemplateMeta, 'stateSha256' | 'ramBytesOnDisk'>,
 ): void {
   const files = templateFiles(staging)
-  const full: TemplateMeta = { ...meta, stateSha256: sha256(readFileSync(files.state)) }
+  const full: TemplateMeta = {
+    ...meta,
+    stateSha256: sha256(readFileSync(files.state)),
+    ramBytesOnDisk: allocatedBytes(statSync(files.ram)),
+  }
   writeFileSync(files.meta, `${JSON.stringify(full, null, 2)}\n`)
   const final = join(templatesDir(cacheDir), meta.key)
   rmSync(final, { recursive: true, force: true })

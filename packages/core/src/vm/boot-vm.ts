@@ -114,7 +114,7 @@ export async function bootVm<T>(
   directory.create()
   let image: LaunchSpec['image']
   try {
-    if (topImage) image = await createVmDisk(topImage, directory.path, internals.overlay)
+    if (topImage) image = await createVmDisk(topImage, directory.path, cache, internals.overlay)
   } catch (error) {
     directory.remove()
     throw error

@@ -1,0 +1,13 @@
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+
+/**
+ * `vmctl --version`: this CLI's version from its package.json, and @vmctl/core's when it differs
+ * (a project may have installed another core next to the CLI; that one boots the VMs).
+ */
+export function versionText(): string {
+  const cli = (require('../package.json') as { version: string }).version
+  const core = (require('@vmctl/core/package.json') as { version: string }).version
+  return core === cli ? `vmctl ${cli}` : `vmctl ${cli} (@vmctl/core ${core})`
+}
