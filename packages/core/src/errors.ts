@@ -22,6 +22,22 @@ export class KernelNotFoundError extends VmctlError {
   }
 }
 
+/**
+ * The default guest kernel (or busybox) could not be downloaded from Debian's archive: offline, DNS,
+ * a proxy that refused, a mirror that is down, or a download that failed its checksum.
+ */
+export class KernelFetchError extends VmctlError {
+  readonly url: string
+  constructor(url: string, reason: string, setupCommand: string, options?: { cause?: unknown }) {
+    super(
+      'KERNEL_FETCH_FAILED',
+      `could not download the guest kernel from Debian's archive (${url}): ${reason}. Fix: point VMCTL_KERNEL at a kernel (a vmlinuz/vmlinux, or a directory with vmlinux, release and lib/modules/RELEASE); behind a proxy set HTTPS_PROXY (and NO_PROXY); set VMCTL_DEBIAN_MIRROR for another Debian mirror; or run ${setupCommand} once where the network works.`,
+      options,
+    )
+    this.url = url
+  }
+}
+
 export class QemuNotFoundError extends VmctlError {
   constructor(binary: string, path: string | undefined) {
     super(

@@ -1,0 +1,73 @@
+import { KernelFetchError } from '../errors.js'
+import { SETUP_COMMAND } from '../paths.js'
+
+/** Response headers within this long, else the mirror (or the proxy) is taken for unreachable. */
+const CONNECT_TIMEOUT_MS = 10_000
+const HEADERS_TIMEOUT_MS = 20_000
+/** A download that stalls (no byte for this long) fails instead of hanging a test run. */
+const BODY_TIMEOUT_MS = 60_000
+
+type Undici = typeof import('undici')
+let undici: Promise<{ fetch: Undici['fetch']; dispatcher: InstanceType<Undici['EnvHttpProxyAgent']> }>
+
+/**
+ * undici's fetch with its EnvHttpProxyAgent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY (either case),
+ * which Node 20's built-in fetch ignores. undici 7 (Node >= 20.18.1) is the last line that runs
+ * on Node 20. Loaded on first use: most VM.up() calls never download anything.
+ */
+function client(): typeof undici {
+  undici ??= import('undici').then(({ fetch, EnvHttpProxyAgent }) => ({
+    fetch,
+    dispatcher: new EnvHttpProxyAgent({
+      connect: { timeout: CONNECT_TIMEOUT_MS },
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      bodyTimeout: BODY_TIMEOUT_MS,
+    }),
+  }))
+  return undici
+}
+
+/**
+ * GET that either returns a 200 response with a body or throws the one KernelFetchError that names
+ * the ways out (VMCTL_KERNEL, HTTPS_PROXY, vmctl setup), whatever went wrong underneath.
+ */
+export async function httpGet(url: string): Promise<Response> {
+  const { fetch, dispatcher } = await client()
+  let response: Awaited<ReturnType<typeof fetch>>
+  try {
+    response = await fetch(url, { dispatcher })
+  } catch (error) {
+    throw fetchError(url, error)
+  }
+  if (!response.ok || !response.body) {
+    await response.body?.cancel().catch(() => {})
+    throw new KernelFetchError(url, `the server answered HTTP ${response.status}`, SETUP_COMMAND)
+  }
+  return response as unknown as Response
+}
+
+/** The error of a failed request or body read, in the user's terms. */
+export function fetchError(url: string, error: unknown): KernelFetchError {
+  if (error instanceof KernelFetchError) return error
+  return new KernelFetchError(url, describeNetworkError(error), SETUP_COMMAND, { cause: error })
+}
+
+function describeNetworkError(error: unknown): string {
+  // undici's fetch throws TypeError('fetch failed') with the real error as its cause.
+  let e = error as (Error & { code?: string; cause?: unknown }) | undefined
+  while (e?.cause && (e.message === 'fetch failed' || !e.code)) e = e.cause as typeof e
+  const code = e?.code ?? ''
+  const message = e?.message ?? String(error)
+  const proxy =
+    process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY || process.env.http_proxy
+  if (/proxy/i.test(message)) return `the proxy refused the connection (${message})`
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return `the host name does not resolve (${code}: no network or no DNS${proxy ? '' : '; no HTTPS_PROXY set'})`
+  if (code === 'ECONNREFUSED')
+    return `the connection was refused (${message}${proxy ? `, through the proxy ${proxy}` : ''})`
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT')
+    return `no answer within ${CONNECT_TIMEOUT_MS / 1000} s (offline, or a firewall that needs HTTPS_PROXY)`
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return `no response within ${HEADERS_TIMEOUT_MS / 1000} s`
+  if (code === 'UND_ERR_BODY_TIMEOUT') return `the download stalled for ${BODY_TIMEOUT_MS / 1000} s`
+  return code ? `${code}: ${message}` : message
+}
