@@ -25,7 +25,7 @@ export interface ArchiveSource {
 /**
  * bookworm-security first, then bookworm: a kernel with a security fix reaches the security suite
  * weeks before a point release moves it into bookworm, and it is what apt on a Debian 12 host
- * installs (the kernel scripts/fetch-kernel.sh used to fetch). VMCTL_DEBIAN_MIRROR replaces the
+ * installs. VMCTL_DEBIAN_MIRROR replaces the
  * main archive; a mirror set that way is used alone unless VMCTL_DEBIAN_SECURITY_MIRROR names its
  * security counterpart (a local mirror seldom carries both).
  */

@@ -6,7 +6,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -23,6 +22,7 @@ import { unpackDebData } from './deb-unpack.js'
 import { dependsNames } from './deb822.js'
 import { archiveSources, downloadPackage, findInArchive } from './debian-archive.js'
 import { writeModulesDep } from './module-deps.js'
+import { type DefaultKernel, installedDefaultKernel } from './resolve-kernel.js'
 
 /** The metapackage whose Depends names the current kernel of the suite. */
 const KERNEL_METAPACKAGE = 'linux-image-amd64'
@@ -35,28 +35,6 @@ export interface KernelFetchPhases {
   unpackMs: number
   /** modules.dep (and depmod's indexes when the host has depmod), vmlinux. */
   prepareMs: number
-}
-
-export interface DefaultKernel {
-  release: string
-  /** `$CACHE/kernels/<release>`, laid out as kernel-locator.ts reads it. */
-  dir: string
-  /** false when it was already in the cache. */
-  fetched: boolean
-  phases?: KernelFetchPhases
-  downloadBytes?: number
-}
-
-/** The cache's default kernel when it is complete, else undefined. */
-export function installedDefaultKernel(cacheDir: string): DefaultKernel | undefined {
-  const kernels = join(cacheDir, 'kernels')
-  try {
-    const release = readlinkSync(join(kernels, 'default'))
-    const dir = join(kernels, release)
-    if (existsSync(join(dir, '.complete')) && existsSync(join(dir, 'vmlinux')))
-      return { release, dir, fetched: false }
-  } catch {}
-  return undefined
 }
 
 /**
