@@ -42,7 +42,7 @@ interface XzBlock {
 }
 
 /** One xz stream, possibly followed by other bytes (the kernel appends the uncompressed size). */
-async function decodeXz(stream: Buffer): Promise<Buffer> {
+export async function decodeXz(stream: Buffer): Promise<Buffer> {
   const checkType = stream[7]! & 0x0f
   const checkSize = CHECK_SIZES[checkType]!
   const blocks = readBlocks(stream, checkSize)

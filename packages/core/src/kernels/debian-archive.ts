@@ -20,6 +20,8 @@ const INDEX = 'main/binary-amd64/Packages.xz'
 export interface ArchiveSource {
   mirror: string
   suite: string
+  /** The environment its proxy settings come from. */
+  env: NodeJS.ProcessEnv
 }
 
 /**
@@ -35,8 +37,8 @@ export function archiveSources(env: NodeJS.ProcessEnv = process.env): ArchiveSou
     trimSlash(env.VMCTL_DEBIAN_SECURITY_MIRROR) ||
     (env.VMCTL_DEBIAN_MIRROR ? undefined : DEFAULT_SECURITY_MIRROR)
   return [
-    ...(security ? [{ mirror: security, suite: `${DEBIAN_SUITE}-security` }] : []),
-    { mirror: main, suite: DEBIAN_SUITE },
+    ...(security ? [{ mirror: security, suite: `${DEBIAN_SUITE}-security`, env }] : []),
+    { mirror: main, suite: DEBIAN_SUITE, env },
   ]
 }
 
@@ -67,7 +69,7 @@ export async function findInArchive(
  * OpenPGP implementation; the default mirror is reached over HTTPS.) Fetched once per process.
  */
 export function packagesIndex(source: ArchiveSource): Promise<string> {
-  const key = `${source.mirror} ${source.suite}`
+  const key = `${source.mirror} ${source.suite} ${source.env.HTTPS_PROXY ?? source.env.https_proxy ?? ''}`
   let index = indexes.get(key)
   if (!index) {
     index = loadIndex(source)
@@ -79,7 +81,7 @@ export function packagesIndex(source: ArchiveSource): Promise<string> {
 
 async function loadIndex(source: ArchiveSource): Promise<string> {
   const base = `${source.mirror}/dists/${source.suite}`
-  const release = parseStanza(await getText(`${base}/Release`))
+  const release = parseStanza((await getBytes(`${base}/Release`, source.env)).toString('utf8'))
   const expected = releaseChecksums(release).get(INDEX)
   if (!expected)
     throw new KernelFetchError(
@@ -87,7 +89,7 @@ async function loadIndex(source: ArchiveSource): Promise<string> {
       `the Release file lists no SHA256 for ${INDEX}`,
       SETUP_COMMAND,
     )
-  const compressed = await getBytes(`${base}/${INDEX}`)
+  const compressed = await getBytes(`${base}/${INDEX}`, source.env)
   verify(`${base}/${INDEX}`, compressed.length, sha256(compressed), expected)
   return (await unxz(compressed)).toString('utf8')
 }
@@ -107,7 +109,7 @@ export async function downloadPackage(found: FoundPackage, path: string, label =
       `the index entry of ${found.name} has no Filename, Size or SHA256`,
       SETUP_COMMAND,
     )
-  const response = await httpGet(url)
+  const response = await httpGet(url, found.source.env)
   const hash = createHash('sha256')
   const progress = new DownloadProgress(label, size)
   let received = 0
@@ -120,23 +122,19 @@ export async function downloadPackage(found: FoundPackage, path: string, label =
   try {
     await pipeline(body, createWriteStream(path))
   } catch (error) {
-    throw fetchError(url, error)
+    throw fetchError(url, error, found.source.env)
   }
   progress.finish()
   verify(url, received, hash.digest('hex'), { sha256: expected, size })
 }
 
-async function getBytes(url: string): Promise<Buffer> {
-  const response = await httpGet(url)
+async function getBytes(url: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
+  const response = await httpGet(url, env)
   try {
     return Buffer.from(await response.arrayBuffer())
   } catch (error) {
-    throw fetchError(url, error)
+    throw fetchError(url, error, env)
   }
-}
-
-async function getText(url: string): Promise<string> {
-  return (await getBytes(url)).toString('utf8')
 }
 
 function verify(url: string, size: number, sha: string, expected: { sha256: string; size: number }): void {
