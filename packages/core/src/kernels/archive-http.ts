@@ -73,6 +73,9 @@ function describeNetworkError(error: unknown, env: NodeJS.ProcessEnv): string {
   const message = e?.message ?? String(error)
   const proxy = env.HTTPS_PROXY || env.https_proxy || env.HTTP_PROXY || env.http_proxy
   if (/proxy/i.test(message)) return `the proxy refused the connection (${message})`
+  // fetch() never connects to ports like 1, 21 or 6000 (the Fetch standard's "bad ports").
+  if (message === 'bad port')
+    return "fetch refuses to connect to that port (one of the Fetch standard's bad ports)"
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
     return `the host name does not resolve (${code}: no network or no DNS${proxy ? '' : '; no HTTPS_PROXY set'})`
   if (code === 'ECONNREFUSED')
