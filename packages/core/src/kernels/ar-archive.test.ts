@@ -17,7 +17,7 @@ function header(name: string, size: number): Buffer {
 
 /** An ar archive as dpkg writes it, members padded to even offsets. */
 function archive(members: Array<[string, Buffer]>, magic = '!<arch>\n'): Buffer {
-  const parts = [Buffer.from(magic, 'latin1')]
+  const parts: Buffer[] = [Buffer.from(magic, 'latin1')]
   for (const [name, data] of members) {
     parts.push(header(name, data.length), data)
     if (data.length % 2) parts.push(Buffer.from('\n'))

@@ -47,7 +47,7 @@ describe('bzImage → vmlinux', () => {
       // A flipped byte in the compressed payload fails loudly instead of making a bad vmlinux.
       const broken = Buffer.from(image)
       const payload = (broken[0x1f1]! + 1) * 512 + broken.readUInt32LE(0x248)
-      broken[payload + 4096] ^= 0xff
+      broken[payload + 4096] = broken[payload + 4096]! ^ 0xff
       await expect(extractVmlinux(broken)).rejects.toThrow()
       await expect(extractVmlinux(Buffer.alloc(0x300))).rejects.toThrow(/not a bzImage/)
     },
