@@ -16,7 +16,7 @@ export class KernelNotFoundError extends VmctlError {
   constructor(tried: string[], setupCommand: string) {
     super(
       'KERNEL_NOT_FOUND',
-      `no guest kernel found. Tried:\n${tried.map((t) => `  - ${t}`).join('\n')}\nFix: run ${setupCommand} to download Debian's kernel into the cache, or pass { kernel: '/path/to/vmlinuz' } / set VMCTL_KERNEL.`,
+      `no guest kernel found. Tried:\n${tried.map((t) => `  - ${t}`).join('\n')}\nFix: correct the kernel option or VMCTL_KERNEL (a vmlinuz/vmlinux, or a kernel directory), or leave both unset: vmctl then uses Debian's kernel, fetched into the cache on first use (${setupCommand} fetches it ahead of time).`,
     )
     this.tried = tried
   }

@@ -75,11 +75,12 @@ async function kernelCheck(cache: string, env: NodeJS.ProcessEnv): Promise<HostC
         detail: `${kernel.image} (VMCTL_KERNEL, ${kernel.release ?? 'release unknown'})`,
       }
     } catch (error) {
+      const tried = (error as { tried?: string[] }).tried
       return {
         name: 'kernel',
         status: 'missing',
-        detail: firstLine(error),
-        fix: 'correct or unset VMCTL_KERNEL',
+        detail: tried ? `no kernel at ${tried.join('; ')}` : firstLine(error),
+        fix: "correct VMCTL_KERNEL, or unset it to use Debian's kernel (fetched into the cache)",
       }
     }
   }
