@@ -71,9 +71,9 @@ async function fetchKernel(
   env: NodeJS.ProcessEnv,
   say: (line: string) => void,
 ): Promise<DefaultKernel> {
-  // Under the lock, a staging directory is a killed run's leftover.
+  // Under the lock, a staging directory (or a link not yet renamed) is a killed run's leftover.
   for (const entry of readdirSync(kernels))
-    if (entry.startsWith('.stage-')) rmSync(join(kernels, entry), { recursive: true, force: true })
+    if (/^\.(stage|default)-/.test(entry)) rmSync(join(kernels, entry), { recursive: true, force: true })
   let mark = Date.now()
   const lap = () => {
     const now = Date.now()
