@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Sets up everything vmctl needs on a Debian/Ubuntu machine, idempotently: a second run takes
 # seconds. System packages (with sudo only when not root), pnpm, the workspace's dependencies and
-# build, and the default guest kernel in ~/.cache/vmctl (or $XDG_CACHE_HOME/vmctl).
+# build, then `vmctl setup` (what users run as `npx vmctl setup`): the default guest kernel in
+# ~/.cache/vmctl (or $XDG_CACHE_HOME/vmctl), fetched from Debian's archive in Node, and the host check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1mvmctl setup:\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# qemu-system-x86/qemu-utils: the VMs. busybox-static: the guest init. e2fsprogs: the agent's
-# runtime disk (mkfs.ext4 -d). xz-utils + kmod: unpacking the kernel and indexing its modules.
+# qemu-system-x86/qemu-utils: the VMs. busybox-static: the guest init (vmctl fetches Debian's when a
+# host has none; the host's is preferred). e2fsprogs: the agent's runtime disk (mkfs.ext4 -d).
+# kmod: depmod, for the module indexes kmod's modprobe reads in the guest.
 # util-linux: setpriv, which ties QEMU's life to its supervisor. iproute2: `ip` for guest commands.
 # gcc + libc6-dev: the native helpers, small static C programs: guest-setup (the guest's root mount and
 # the refresh of VMs restored from templates; required) and vsock-bridge (Node has no AF_VSOCK).
-packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs xz-utils kmod util-linux iproute2 gcc libc6-dev)
+packages=(qemu-system-x86 qemu-utils busybox-static e2fsprogs kmod util-linux iproute2 gcc libc6-dev)
 # mmdebstrap (+ fakeroot when not root): `vmctl image build`, Debian images from the archive without
 # root-only mounts (the filesystem is made with mkfs.ext4 -d).
 packages+=(mmdebstrap fakeroot)
@@ -48,5 +50,6 @@ pnpm install --frozen-lockfile --reporter=silent
 say "building"
 TURBO_TELEMETRY_DISABLED=1 pnpm -s turbo run build --output-logs=errors-only >/dev/null
 
-bash scripts/fetch-kernel.sh
+# The same code path as a user's `npx vmctl setup` (and as VM.up() on a host without a kernel).
+node packages/cli/dist/main.js setup
 say "ready. Try: pnpm vmctl run -- uname -a"

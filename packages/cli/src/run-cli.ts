@@ -4,6 +4,7 @@ import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
+import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
 import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
 import { UsageError } from './usage-error.js'
@@ -11,6 +12,11 @@ import { versionText } from './version.js'
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string; summary: string }> =
   {
+    setup: {
+      run: setupCommand,
+      help: SETUP_HELP,
+      summary: 'fetch the guest kernel now and check the host (QEMU, KVM, ...)',
+    },
     run: { run: runCommand, help: RUN_HELP, summary: 'boot a fresh VM, run a command in it, destroy it' },
     up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
     exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },

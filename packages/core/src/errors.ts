@@ -16,9 +16,25 @@ export class KernelNotFoundError extends VmctlError {
   constructor(tried: string[], setupCommand: string) {
     super(
       'KERNEL_NOT_FOUND',
-      `no guest kernel found. Tried:\n${tried.map((t) => `  - ${t}`).join('\n')}\nFix: run ${setupCommand} to download Debian's kernel into the cache, or pass { kernel: '/path/to/vmlinuz' } / set VMCTL_KERNEL.`,
+      `no guest kernel found. Tried:\n${tried.map((t) => `  - ${t}`).join('\n')}\nFix: correct the kernel option or VMCTL_KERNEL (a vmlinuz/vmlinux, or a kernel directory), or leave both unset: vmctl then uses Debian's kernel, fetched into the cache on first use (${setupCommand} fetches it ahead of time).`,
     )
     this.tried = tried
+  }
+}
+
+/**
+ * The default guest kernel (or busybox) could not be downloaded from Debian's archive: offline, DNS,
+ * a proxy that refused, a mirror that is down, or a download that failed its checksum.
+ */
+export class KernelFetchError extends VmctlError {
+  readonly url: string
+  constructor(url: string, reason: string, setupCommand: string, options?: { cause?: unknown }) {
+    super(
+      'KERNEL_FETCH_FAILED',
+      `could not download the guest kernel from Debian's archive (${url}): ${reason}. Fix: point VMCTL_KERNEL at a kernel (a vmlinuz/vmlinux, or a directory with vmlinux, release and lib/modules/RELEASE); behind a proxy set HTTPS_PROXY (and NO_PROXY); set VMCTL_DEBIAN_MIRROR for another Debian mirror; or run ${setupCommand} once where the network works.`,
+      options,
+    )
+    this.url = url
   }
 }
 

@@ -21,6 +21,7 @@ export {
   BootFailedError,
   BootTimeoutError,
   InvalidOptionsError,
+  KernelFetchError,
   KernelNotFoundError,
   QemuNotFoundError,
   VmctlError,
@@ -36,6 +37,14 @@ export { type BuiltImage, buildImage, imageKey } from './images/image-builder.js
 export { ImageError, inspectImage } from './images/image-file.js'
 export { type CachedImage, listCachedImages, removeCachedImage } from './images/image-store.js'
 export { ProvisionError } from './images/provision.js'
+export type { KernelFetchPhases } from './kernels/default-kernel.js'
+export {
+  type DefaultKernel,
+  fetchDefaultKernel,
+  hostBusybox,
+  installedDefaultKernel,
+  prepareBusybox,
+} from './kernels/resolve-kernel.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'

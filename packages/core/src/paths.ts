@@ -51,5 +51,5 @@ function assertPrivateDirectory(path: string): void {
   }
 }
 
-/** The command that installs what vmctl needs; named in every "missing piece" error. */
-export const SETUP_COMMAND = 'pnpm setup (in a vmctl checkout) or scripts/setup.sh'
+/** The command that fetches and checks what vmctl needs; named in every "missing piece" error. */
+export const SETUP_COMMAND = 'npx vmctl setup (in a vmctl checkout: pnpm setup)'

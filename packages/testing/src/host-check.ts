@@ -1,28 +1,30 @@
-import { accessSync, constants } from 'node:fs'
-import { delimiter, join } from 'node:path'
 import { locateKernel, locateQemu } from '@vmctl/core'
 
 /** `VMCTL_REQUIRE=1`: a host that cannot run VMs fails the tests instead of skipping them. */
 export const REQUIRE_ENV = 'VMCTL_REQUIRE'
 
 /** Error codes that mean "this host cannot run VMs" rather than "this VM failed". */
-const UNUSABLE_CODES = new Set(['QEMU_NOT_FOUND', 'KERNEL_NOT_FOUND', 'BUSYBOX_NOT_FOUND'])
+const UNUSABLE_CODES = new Set([
+  'QEMU_NOT_FOUND',
+  'KERNEL_NOT_FOUND',
+  'KERNEL_FETCH_FAILED',
+  'BUSYBOX_NOT_FOUND',
+])
 
 let cached: { reason: string | undefined } | undefined
 
 /**
  * Why VMs cannot run on this host, or undefined when they can (as far as can be told without
- * booting one): QEMU, a guest kernel and busybox must be found. Checked once per process.
+ * booting one): QEMU must be found, and a kernel named by VMCTL_KERNEL must exist. A missing default
+ * kernel or busybox is not a reason: VM.up() fetches them (and an offline host then fails with
+ * KERNEL_FETCH_FAILED, which isHostUnusable() counts). Checked once per process.
  */
 export function vmsUnavailableReason(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (cached) return cached.reason
   let reason: string | undefined
   try {
     locateQemu(env)
-    locateKernel({ env })
-    if (!onPath('busybox', `${env.PATH ?? ''}${delimiter}/bin${delimiter}/usr/bin`)) {
-      reason = 'busybox was not found (it builds the guest init). Fix: sudo apt-get install busybox-static'
-    }
+    if (env.VMCTL_KERNEL) locateKernel({ env })
   } catch (error) {
     reason = (error as Error).message
   }
@@ -51,16 +53,4 @@ export class VmsUnavailableError extends Error {
     super(`vmctl cannot run VMs on this host and ${REQUIRE_ENV}=1 is set: ${reason}`)
     this.name = 'VmsUnavailableError'
   }
-}
-
-function onPath(binary: string, path: string): boolean {
-  return path.split(delimiter).some((dir) => {
-    if (!dir) return false
-    try {
-      accessSync(join(dir, binary), constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
 }

@@ -70,7 +70,7 @@ ${table(MOUNT_FIELDS)}
 function table(fields: Record<string, FieldSchema>): string {
   const rows = Object.entries(fields).map(
     ([name, f]) =>
-      `| \`${name}\` | ${f.expected}${f.path ? ' (relative to the file)' : ''} | ${f.default ? `\`${f.default}\``.replace('`Debian kernel fetched by setup`', 'Debian kernel fetched by setup').replace(/`(\d+ \(KVM\).*)`/, '$1') : '—'} | \`${name} = ${f.example}\` | ${f.doc} |`,
+      `| \`${name}\` | ${f.expected}${f.path ? ' (relative to the file)' : ''} | ${f.default ? `\`${f.default}\``.replace('`Debian kernel, fetched on first use`', 'Debian kernel, fetched on first use ([kernels.md](kernels.md))').replace(/`(\d+ \(KVM\).*)`/, '$1') : '—'} | \`${name} = ${f.example}\` | ${f.doc} |`,
   )
   return ['| field | type | default | example | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join(
     '\n',

@@ -139,7 +139,7 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     expected: 'a path to a kernel (vmlinux, bzImage) or a kernel directory',
     check: isString,
     doc: "Guest kernel. Also the kernel image mode boots the image's userspace with.",
-    default: 'Debian kernel fetched by setup',
+    default: 'Debian kernel, fetched on first use',
     example: '"kernels/vmlinux"',
     path: true,
   },

@@ -17,3 +17,21 @@ export function tryLock(name: string): Promise<(() => void) | undefined> {
     })
   })
 }
+
+/**
+ * Runs `task` holding the lock, waiting for it as long as another process holds it (`onWait` is
+ * called once, to say so). The holder's death releases the lock, so the wait cannot outlive it.
+ */
+export async function withLock<T>(name: string, task: () => Promise<T>, onWait?: () => void): Promise<T> {
+  let release = await tryLock(name)
+  if (!release) onWait?.()
+  while (!release) {
+    await new Promise((r) => setTimeout(r, 250))
+    release = await tryLock(name)
+  }
+  try {
+    return await task()
+  } finally {
+    release()
+  }
+}

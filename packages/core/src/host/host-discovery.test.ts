@@ -47,7 +47,7 @@ describe('kernel locator', () => {
     const message = (error as Error).message
     expect(message).toContain(join(empty, 'kernels', 'default'))
     expect(message).toContain('/boot/vmlinuz-no-such-release')
-    expect(message).toMatch(/Fix: run .*setup/)
+    expect(message).toMatch(/Fix: .*npx vmctl setup/)
   })
 
   test('a file that is not a kernel is named as such', () => {

@@ -5,8 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { type AgentClient, guestSetupPath } from '@vmctl/agent'
 import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
-import { locateKernel } from '../host/kernel-locator.js'
-import { locateQemu, which } from '../host/qemu-locator.js'
+import { locateQemu } from '../host/qemu-locator.js'
 import { chooseTransport } from '../host/transport-choice.js'
 import { stderrProgress } from '../images/image-builder.js'
 import { createVmDisk, resolveImage } from '../images/image-disk.js'
@@ -14,6 +13,7 @@ import type { ImageInfo } from '../images/image-file.js'
 import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
+import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { logger } from '../log.js'
 import { cacheDir } from '../paths.js'
 import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control-protocol.js'
@@ -56,17 +56,11 @@ export async function bootVm<T>(
   const options = validateVmOptions(raw)
   const env = process.env
   const qemuBinary = locateQemu(env)
-  const kernel = locateKernel({ explicit: options.kernel, env })
   const cache = cacheDir(env)
+  const kernel = await resolveKernel({ explicit: options.kernel, env }, cache)
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
   const transport = chooseTransport(options.transport, kernel, env)
-  const busybox = which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
-  if (!busybox) {
-    throw new VmctlError(
-      'BUSYBOX_NOT_FOUND',
-      'busybox was not found; it builds the guest init. Fix: sudo apt-get install busybox-static',
-    )
-  }
+  const busybox = await resolveBusybox(cache, env)
   if (!guestSetupPath()) {
     throw new VmctlError(
       'NOT_BUILT',

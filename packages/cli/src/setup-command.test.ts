@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, test } from 'vitest'
+
+const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+const cache = mkdtempSync(join(tmpdir(), 'vmctl-setup-'))
+afterAll(() => rmSync(cache, { recursive: true, force: true }))
+
+function vmctl(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }, (error, stdout) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout }),
+    )
+  })
+}
+
+describe('vmctl setup (no network: VMCTL_KERNEL names the kernel)', () => {
+  test('one line per check; a missing kernel is named with its fix and fails the command', async () => {
+    const { code, stdout } = await vmctl(['setup'], {
+      XDG_CACHE_HOME: cache,
+      VMCTL_KERNEL: '/nonexistent/vmlinuz',
+    })
+    const lines = stdout.trimEnd().split('\n')
+    for (const name of [
+      'node',
+      'qemu',
+      'mkfs.ext4',
+      'qemu-img',
+      'setpriv',
+      'kvm',
+      'vhost-vsock',
+      'cache',
+      'kernel',
+    ])
+      expect(
+        lines.filter((line) => line.split(/\s+/)[1] === name),
+        name,
+      ).toHaveLength(1)
+    expect(stdout).toMatch(/^ok +node +v\d+/m)
+    expect(stdout).toMatch(
+      /^missing +kernel +no kernel at \$VMCTL_KERNEL: \/nonexistent\/vmlinuz \(does not exist\); fix: /m,
+    )
+    expect(stdout).toMatch(new RegExp(`^ok +cache +${join(cache, 'vmctl')}: `, 'm'))
+    expect(lines.at(-1)).toMatch(/cannot run VMs here yet: kernel missing/)
+    expect(code).toBe(1)
+  })
+
+  test('--help says what it fetches and checks', async () => {
+    const { code, stdout } = await vmctl(['setup', '--help'], {})
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/Usage: vmctl setup \[--boot\]/)
+    expect(stdout).toMatch(/VMCTL_DEBIAN_MIRROR/)
+  })
+})

@@ -1,0 +1,101 @@
+import { existsSync, readlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { KernelNotFoundError } from '../errors.js'
+import { type KernelSearch, locateKernel, type ResolvedKernel } from '../host/kernel-locator.js'
+import { which } from '../host/qemu-locator.js'
+import type { KernelFetchPhases } from './default-kernel.js'
+
+/**
+ * The guest kernel for a VM: found by locateKernel's chain (option, VMCTL_KERNEL, cache, host /boot)
+ * or, when none of them has one, Debian's default kernel fetched into the cache first, the way a
+ * container library pulls an image on first use. An explicit kernel (option or VMCTL_KERNEL) that
+ * does not work still fails at once: it is never replaced by a download.
+ */
+export async function resolveKernel(search: KernelSearch, cacheDir: string): Promise<ResolvedKernel> {
+  const env = search.env ?? process.env
+  try {
+    return locateKernel(search)
+  } catch (error) {
+    if (!(error instanceof KernelNotFoundError) || search.explicit || env.VMCTL_KERNEL) throw error
+  }
+  await fetchDefaultKernel(cacheDir, env)
+  return locateKernel(search)
+}
+
+/**
+ * busybox for the guest init: the host's (on PATH, /bin, /usr/bin), else the one fetched into the
+ * cache, fetched now when there is none. The host's comes first so that a host with everything
+ * installed never needs the network and its existing caches stay valid.
+ */
+export async function resolveBusybox(
+  cacheDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  const host = hostBusybox(env)
+  if (host) return host
+  const cached = cachedBusyboxPath(cacheDir)
+  if (existsSync(cached)) return cached
+  // Loaded only now: the HTTP client and the xz decoder cost start-up time no cached run needs.
+  const { ensureBusybox } = await import('./fetched-busybox.js')
+  return ensureBusybox(cacheDir, env)
+}
+
+/**
+ * busybox fetched into the cache (Debian's busybox-static) unless the host has one; for `vmctl
+ * setup`. Resolves to the path used and whether it is the host's.
+ */
+export async function prepareBusybox(
+  cacheDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ path: string; source: 'host' | 'cache' }> {
+  const host = hostBusybox(env)
+  if (host) return { path: host, source: 'host' }
+  return { path: await resolveBusybox(cacheDir, env), source: 'cache' }
+}
+
+export function hostBusybox(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
+}
+
+/** Where a fetched busybox lives: one static binary, with the package version beside it. */
+export function cachedBusyboxPath(cacheDir: string): string {
+  return join(cacheDir, 'busybox', 'busybox')
+}
+
+/** The cache's default kernel: where it is, and whether this call fetched it. */
+export interface DefaultKernel {
+  release: string
+  /** `$CACHE/kernels/<release>`, laid out as kernel-locator.ts reads it. */
+  dir: string
+  /** false when it was already in the cache. */
+  fetched: boolean
+  phases?: KernelFetchPhases
+  downloadBytes?: number
+}
+
+/** The cache's default kernel when it is complete, else undefined. */
+export function installedDefaultKernel(cacheDir: string): DefaultKernel | undefined {
+  const kernels = join(cacheDir, 'kernels')
+  try {
+    const release = readlinkSync(join(kernels, 'default'))
+    const dir = join(kernels, release)
+    if (existsSync(join(dir, '.complete')) && existsSync(join(dir, 'vmlinux')))
+      return { release, dir, fetched: false }
+  } catch {}
+  return undefined
+}
+
+/**
+ * The cache's default kernel, fetched from Debian's archive when the cache has none (what
+ * `vmctl setup` and a VM.up() without a kernel do). See default-kernel.ts.
+ */
+export async function fetchDefaultKernel(
+  cacheDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+  say?: (line: string) => void,
+): Promise<DefaultKernel> {
+  const ready = installedDefaultKernel(cacheDir)
+  if (ready) return ready
+  const { ensureDefaultKernel } = await import('./default-kernel.js')
+  return ensureDefaultKernel(cacheDir, env, say)
+}
