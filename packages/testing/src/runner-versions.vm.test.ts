@@ -40,49 +40,72 @@ function noWarnings({ output }: RunResult): void {
   expect(output).not.toMatch(/timed out/i)
 }
 
-describe.concurrent.each(versions)('%s %s as installed by npm (vm)', (runner, major) => {
-  test('a README test with a cold VM boot passes under the default timeout, without warnings', async () => {
-    const project = await runnerProject(runner, major)
-    const set = files[runner]
-    const started = Date.now()
-    const result = await project.run(
-      {
-        [`readme.test.${set.ext}`]: set.readme,
-        ...('timeouts' in set ? { 'timeouts.test.ts': set.timeouts } : {}),
-      },
-      { VMCTL_TEMPLATES: '0' }, // a cold boot: ~10 s under TCG, twice the default timeout
-    )
-    console.log(
-      `${runner} ${project.version}: README test run with a cold boot in ${Date.now() - started} ms`,
-    )
-    expect(result.code, result.output).toBe(0)
-    noWarnings(result)
-    if (runner === 'vitest') {
-      expect(result.output).toMatch(/Test Files\s+2 passed \(2\)/)
-      expect(result.output).toMatch(/Tests\s+1[56] passed/) // vitest 4 counts the todo apart, 3.2 as skipped
-      expect(result.output).not.toMatch(/\d+ failed/)
-    } else expect(result.output).toMatch(/Tests:\s+1 passed, 1 total/)
-  })
+// A first install of a runner takes a minute, and a cold boot on a busy TCG host a few.
+const TIMEOUT = 10 * 60_000
 
-  test('a host without QEMU: one line per run with the whole reason and the fix; VMCTL_REQUIRE=1 fails', async () => {
-    const project = await runnerProject(runner, major)
-    const set = files[runner]
-    const two = { [`a.test.${set.ext}`]: set.readme, [`b.test.${set.ext}`]: set.readme }
-    const broken = { VMCTL_QEMU: '/nonexistent/qemu' }
-    const skipped = await project.run(two, broken)
-    expect(skipped.code, skipped.output).toBe(0)
-    noWarnings(skipped)
-    const lines = [...skipped.output.matchAll(SKIP_LINE)].map((m) => m[1]!)
-    expect(lines, skipped.output).toHaveLength(1)
-    expect(lines[0]).toMatch(
-      /^VMCTL_QEMU=\/nonexistent\/qemu was not found in PATH \(.*\)\. Fix: install QEMU .*\(VMCTL_REQUIRE=1 fails them instead\)$/,
-    )
-    expect(skipped.output).toMatch(
-      runner === 'vitest' ? /Tests\s+2 skipped \(2\)/ : /Tests:\s+2 skipped, 2 total/,
-    )
+// One version after another (a version's tests at once): each of them boots VMs under TCG.
+describe.each(versions)('%s %s as installed by npm (vm)', (runner, major) => {
+  test.concurrent(
+    'a README test with a cold VM boot passes under the default timeout, without warnings',
+    async () => {
+      const project = await runnerProject(runner, major)
+      const set = files[runner]
+      const started = Date.now()
+      const result = await project.run(
+        {
+          [`readme.test.${set.ext}`]: set.readme,
+          ...('timeouts' in set ? { 'timeouts.test.ts': set.timeouts } : {}),
+        },
+        { VMCTL_TEMPLATES: '0' }, // a cold boot: ~10 s under TCG, twice the default timeout
+      )
+      console.log(
+        `${runner} ${project.version}: README test run with a cold boot in ${Date.now() - started} ms`,
+      )
+      expect(result.code, result.output).toBe(0)
+      noWarnings(result)
+      if (runner === 'vitest') {
+        expect(result.output).toMatch(/Test Files\s+2 passed \(2\)/)
+        expect(result.output).toMatch(/Tests\s+1[56] passed/) // vitest 4 counts the todo apart, 3.2 as skipped
+        expect(result.output).not.toMatch(/\d+ failed/)
+      } else expect(result.output).toMatch(/Tests:\s+1 passed, 1 total/)
+    },
+    TIMEOUT,
+  )
 
-    const required = await project.run(two, { ...broken, VMCTL_REQUIRE: '1' })
-    expect(required.code).not.toBe(0)
-    expect(required.output).toContain('VMCTL_REQUIRE=1 is set: VMCTL_QEMU=/nonexistent/qemu was not found')
-  })
+  test.concurrent.runIf(runner === 'vitest')(
+    'the README test type-checks under nodenext + strict',
+    async () => {
+      const project = await runnerProject(runner, major)
+      const { readme, timeouts } = files.vitest
+      const result = await project.typecheck({ 'readme.test.ts': readme, 'timeouts.test.ts': timeouts })
+      expect(result.code, result.output).toBe(0)
+    },
+    TIMEOUT,
+  )
+
+  test.concurrent(
+    'a host without QEMU: one line per run with the whole reason and the fix; VMCTL_REQUIRE=1 fails',
+    async () => {
+      const project = await runnerProject(runner, major)
+      const set = files[runner]
+      const two = { [`a.test.${set.ext}`]: set.readme, [`b.test.${set.ext}`]: set.readme }
+      const broken = { VMCTL_QEMU: '/nonexistent/qemu' }
+      const skipped = await project.run(two, broken)
+      expect(skipped.code, skipped.output).toBe(0)
+      noWarnings(skipped)
+      const lines = [...skipped.output.matchAll(SKIP_LINE)].map((m) => m[1]!)
+      expect(lines, skipped.output).toHaveLength(1)
+      expect(lines[0]).toMatch(
+        /^VMCTL_QEMU=\/nonexistent\/qemu was not found in PATH \(.*\)\. Fix: install QEMU .*\(VMCTL_REQUIRE=1 fails them instead\)$/,
+      )
+      expect(skipped.output).toMatch(
+        runner === 'vitest' ? /Tests\s+2 skipped \(2\)/ : /Tests:\s+2 skipped, 2 total/,
+      )
+
+      const required = await project.run(two, { ...broken, VMCTL_REQUIRE: '1' })
+      expect(required.code).not.toBe(0)
+      expect(required.output).toContain('VMCTL_REQUIRE=1 is set: VMCTL_QEMU=/nonexistent/qemu was not found')
+    },
+    TIMEOUT,
+  )
 })

@@ -26,7 +26,7 @@ declare module 'vitest' {
 }
 
 export interface VmFixtures {
-  /** Options of `vm`: inline, or the path of a JSON file. Override with test.extend/test.scoped. */
+  /** Options of `vm`: inline, or the path of a JSON file. Override with test.extend/test.override. */
   vmOptions: VmOptionsInput
   /** Options of `fileVm` (file scope). */
   fileVmOptions: VmOptionsInput

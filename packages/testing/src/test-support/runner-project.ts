@@ -41,6 +41,31 @@ export interface RunnerProject {
   version: string
   /** Runs the runner in the project on the given test files (name: source path), removed after. */
   run(files: Record<string, string>, env?: Record<string, string>): Promise<RunResult>
+  /** Type-checks the given TypeScript files as a user's project would: nodenext, strict. */
+  typecheck(files: Record<string, string>): Promise<RunResult>
+}
+
+// The workspace's TypeScript: the project checks what it installed, with a compiler of its time.
+const tsc = fileURLToPath(new URL('../../../../node_modules/typescript/bin/tsc', import.meta.url))
+const TSCONFIG = {
+  compilerOptions: {
+    module: 'nodenext',
+    moduleResolution: 'nodenext',
+    target: 'es2022',
+    strict: true,
+    noEmit: true,
+    skipLibCheck: false,
+    types: [],
+  },
+  include: ['*.ts'],
+}
+
+async function outcome(pending: Promise<{ stdout: string; stderr: string }>): Promise<RunResult> {
+  const result = await pending.then(
+    (r) => ({ ...r, code: 0 }),
+    (e: { stdout: string; stderr: string; code: number }) => e,
+  )
+  return { code: result.code, output: `${result.stdout}\n${result.stderr}` }
 }
 
 /** The workspace packages a project of `runner` installs (the adapter and what it depends on). */
@@ -123,17 +148,32 @@ async function setUp(runner: Runner, major: string): Promise<RunnerProject> {
           ? [join(dir, 'node_modules/vitest/vitest.mjs'), 'run', filter]
           : [join(dir, 'node_modules/jest/bin/jest.js'), '--ci', filter]
       try {
-        const result = await run(process.execPath, bin, {
-          cwd: dir,
-          env: { ...process.env, NODE_OPTIONS: undefined, ...env, CI: '1', NO_COLOR: '1', FORCE_COLOR: '0' },
-          maxBuffer: 16 * 1024 * 1024,
-        }).then(
-          (r) => ({ ...r, code: 0 }),
-          (e: { stdout: string; stderr: string; code: number }) => e,
+        return await outcome(
+          run(process.execPath, bin, {
+            cwd: dir,
+            env: {
+              ...process.env,
+              NODE_OPTIONS: undefined,
+              ...env,
+              CI: '1',
+              NO_COLOR: '1',
+              FORCE_COLOR: '0',
+            },
+            maxBuffer: 16 * 1024 * 1024,
+          }),
         )
-        return { code: result.code, output: `${result.stdout}\n${result.stderr}` }
       } finally {
         rmSync(runDir, { recursive: true, force: true })
+      }
+    },
+    async typecheck(files) {
+      const checkDir = mkdtempSync(join(dir, 'types-'))
+      try {
+        for (const [name, source] of Object.entries(files)) copyFileSync(source, join(checkDir, name))
+        writeFileSync(join(checkDir, 'tsconfig.json'), JSON.stringify(TSCONFIG))
+        return await outcome(run(process.execPath, [tsc, '-p', checkDir], { cwd: checkDir }))
+      } finally {
+        rmSync(checkDir, { recursive: true, force: true })
       }
     },
   }
