@@ -26,10 +26,15 @@ const here = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const files = {
   vitest: {
     readme: here('../../vitest-adapter/test/runner-project/readme.test.ts'),
+    hang: here('../../vitest-adapter/test/runner-project/hang.test.ts'),
     timeouts: here('../../vitest-adapter/test/runner-project/timeouts.test.ts'),
     ext: 'ts',
   },
-  jest: { readme: here('../../jest-adapter/test/runner-project/readme.test.js'), ext: 'js' },
+  jest: {
+    readme: here('../../jest-adapter/test/runner-project/readme.test.js'),
+    hang: here('../../jest-adapter/test/runner-project/hang.test.js'),
+    ext: 'js',
+  },
 }
 
 /** The one line a run that skips prints: the whole reason and the fix. */
@@ -72,7 +77,20 @@ describe.each(versions)('%s %s as installed by npm (vm)', (runner, major) => {
     TIMEOUT,
   )
 
-  test.concurrent.runIf(runner === 'vitest')(
+  test.concurrent(
+    "a boot that hangs fails with vmctl's BootTimeoutError, not the runner's timeout",
+    async () => {
+      const project = await runnerProject(runner, major)
+      const set = files[runner]
+      const result = await project.run({ [`hang.test.${set.ext}`]: set.hang }, { VMCTL_TEMPLATES: '0' })
+      expect(result.code, result.output).not.toBe(0)
+      expect(result.output).toMatch(/BootTimeoutError|did not become ready within 8 s/)
+      expect(result.output).not.toMatch(/timed out in \d+ms|Exceeded timeout/i)
+    },
+    TIMEOUT,
+  )
+
+  test.runIf(runner === 'vitest').concurrent(
     'the README test type-checks under nodenext + strict',
     async () => {
       const project = await runnerProject(runner, major)
