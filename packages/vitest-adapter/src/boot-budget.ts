@@ -23,7 +23,10 @@ const runnerStatics = (vitest as unknown as { TestRunner?: { getCurrentSuite?: (
   .TestRunner
 const currentSuite: () => SuiteCollector | undefined =
   runnerStatics?.getCurrentSuite ??
-  ((await import('vitest/suite')).getCurrentSuite as unknown as () => SuiteCollector | undefined)
+  (await import('vitest/suite').then(
+    (suite) => suite.getCurrentSuite as unknown as () => SuiteCollector | undefined,
+    () => () => undefined, // a vitest with neither: describe timeouts are not seen, test ones are
+  ))
 
 /** vitest's default testTimeout, as configured (read from the worker's state; 5 s if unknown). */
 function configuredTestTimeout(): number {
