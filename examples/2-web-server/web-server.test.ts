@@ -1,7 +1,7 @@
 // A server started in a fresh VM, reached from the test through a forwarded port.
 import { expect, test } from '@vmctl/vitest'
 
-test.scoped({ vmOptions: { ports: [8080] } }) // for every test of this file
+test.override({ vmOptions: { ports: [8080] } }) // for every test of this file
 
 test('serves a page through vm.forwardedPort() (vm)', async ({ vm }) => {
   await vm.writeFile('/srv/www/index.html', '<h1>hello from the VM</h1>\n')

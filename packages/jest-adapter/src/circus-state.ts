@@ -7,6 +7,8 @@ export interface CircusTest {
   mode?: string
   errors: unknown[]
   type?: string
+  /** The test's own timeout; jest uses the run's testTimeout when it is unset. */
+  timeout?: number
 }
 export interface CircusDescribeBlock {
   children: Array<CircusTest | CircusDescribeBlock>
@@ -16,6 +18,7 @@ export interface CircusDescribeBlock {
 interface CircusState {
   currentlyRunningTest?: CircusTest | null
   currentDescribeBlock?: CircusDescribeBlock
+  testTimeout?: number
 }
 
 export function circusState(global: object): CircusState | undefined {
@@ -50,4 +53,18 @@ export function appendToErrors(test: CircusTest, text: string): void {
       if (!error.stack) asyncError.message = `${asyncError.message ?? ''}${text}`
     } catch {}
   }
+}
+
+/**
+ * Gives a test that has no timeout of its own the run's testTimeout plus `budget`. jest reads a
+ * test's timeout when it calls the test function, after the beforeEach hooks: setting it from a
+ * hook or from test_start is in time.
+ */
+export function addToTimeout(
+  test: CircusTest | null | undefined,
+  state: CircusState | undefined,
+  budget: number,
+): void {
+  if (!test || test.timeout) return
+  test.timeout = (state?.testTimeout ?? 5_000) + budget
 }

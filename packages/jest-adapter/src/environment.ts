@@ -13,8 +13,9 @@ import {
   isHostUnusable,
   keepRequested,
   keptMessage,
-  skipNote,
+  noteSkipOncePerRun,
   startTestVm,
+  VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
   VmsUnavailableError,
   vmDiagnostics,
@@ -22,15 +23,16 @@ import {
   vmsUnavailableReason,
 } from '@vmctl/testing'
 import { TestEnvironment as NodeEnvironment } from 'jest-environment-node'
-import { appendToErrors, type CircusTest } from './circus-state.js'
+import { addToTimeout, appendToErrors, type CircusTest } from './circus-state.js'
+import { jestRunPid } from './run-pid.js'
 
 type CircusEvent = { name: string; test?: CircusTest }
+type CircusState = Parameters<typeof addToTimeout>[1]
 type JestEnvironmentConfig = ConstructorParameters<typeof NodeEnvironment>[0]
 type EnvironmentContext = ConstructorParameters<typeof NodeEnvironment>[1]
 
 export default class VmEnvironment extends NodeEnvironment {
   private readonly options: VmOptionsInput | undefined
-  private readonly testPath: string
   private vm: VM | undefined
   private unavailable: string | undefined
   private failures = 0
@@ -38,7 +40,6 @@ export default class VmEnvironment extends NodeEnvironment {
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context)
     this.options = (config.projectConfig.testEnvironmentOptions as { vm?: VmOptionsInput }).vm
-    this.testPath = context.testPath
   }
 
   override async setup(): Promise<void> {
@@ -57,11 +58,14 @@ export default class VmEnvironment extends NodeEnvironment {
   private cannotRun(reason: string): void {
     if (vmsRequired()) throw new VmsUnavailableError(reason)
     this.unavailable = reason
-    process.stderr.write(`vmctl: skipping the tests of ${this.testPath}: ${skipNote(reason)}\n`)
+    noteSkipOncePerRun(reason, jestRunPid())
   }
 
-  async handleTestEvent(event: CircusEvent): Promise<void> {
+  async handleTestEvent(event: CircusEvent, state: CircusState): Promise<void> {
     if (event.name === 'test_start' && this.unavailable && event.test) event.test.mode = 'skip'
+    // A test in a VM's file gets the VM budget on top of testTimeout (guest commands are slow
+    // under TCG), unless it has a timeout of its own.
+    if (event.name === 'test_start' && this.vm) addToTimeout(event.test, state, VM_BOOT_BUDGET_MS)
     if (event.name !== 'test_done' || !event.test || event.test.errors.length === 0 || !this.vm) return
     this.failures++
     const diagnostics = await vmDiagnostics(this.vm).catch(

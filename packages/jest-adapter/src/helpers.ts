@@ -3,8 +3,9 @@ import {
   finishTestVm,
   isHostUnusable,
   loadVmOptions,
-  skipNote,
+  noteSkipOncePerRun,
   startTestVm,
+  VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
   VmsUnavailableError,
   vmDiagnostics,
@@ -12,7 +13,14 @@ import {
   vmsRequired,
   vmsUnavailableReason,
 } from '@vmctl/testing'
-import { appendToErrors, type CircusDescribeBlock, circusState, skipAll } from './circus-state.js'
+import {
+  addToTimeout,
+  appendToErrors,
+  type CircusDescribeBlock,
+  circusState,
+  skipAll,
+} from './circus-state.js'
+import { jestRunPid } from './run-pid.js'
 
 /** The jest globals of the test file the helpers are used in. */
 export interface JestGlobals {
@@ -23,7 +31,11 @@ export interface JestGlobals {
   expect?: { extend(matchers: object): void }
 }
 
-const BOOT_TIMEOUT_MS = 240_000
+// Hooks that boot get vmctl's whole boot budget: a boot that hangs ends with vmctl's own error. The
+// tests that use the VM get it on top of testTimeout too (unless they have a timeout of their own):
+// under TCG everything in the guest is 5-10x slower, and a test's first commands run in a guest that
+// has just booted.
+const BOOT_TIMEOUT_MS = VM_BOOT_BUDGET_MS
 const shared = new Map<string, Promise<VM>>()
 
 /**
@@ -60,7 +72,7 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
   function cannotRun(reason: string, block: CircusDescribeBlock | undefined): void {
     if (vmsRequired()) throw new VmsUnavailableError(reason)
     if (block) skipAll(block)
-    process.stderr.write(`vmctl: skipping VM tests: ${skipNote(reason)}\n`)
+    noteSkipOncePerRun(reason, jestRunPid())
   }
 
   return {
@@ -81,7 +93,9 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
       })
       globals.beforeEach(async () => {
         if (unusable) return
-        const name = circusState(sandbox)?.currentlyRunningTest?.name
+        const state = circusState(sandbox)
+        addToTimeout(state?.currentlyRunningTest, state, VM_BOOT_BUDGET_MS)
+        const name = state?.currentlyRunningTest?.name
         try {
           vm = await startTestVm(options, name)
         } catch (error) {
@@ -119,6 +133,10 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
         }
         vm = await handle
       }, BOOT_TIMEOUT_MS)
+      globals.beforeEach(() => {
+        const state = circusState(sandbox)
+        if (vm) addToTimeout(state?.currentlyRunningTest, state, VM_BOOT_BUDGET_MS)
+      })
       globals.afterEach(async () => {
         const test = failedTest()
         if (!vm || !test) return

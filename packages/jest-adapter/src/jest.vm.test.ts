@@ -65,7 +65,12 @@ describe('jest with @vmctl/jest', () => {
     ])
     expect(skipped.code, skipped.output).toBe(0)
     expect(skipped.output).toMatch(/Tests:\s+2 skipped, 2 total/)
-    expect(skipped.output).toContain('vmctl cannot run VMs here: VMCTL_QEMU=/nonexistent/qemu was not found')
+    // One line for the run (two files), with the whole reason and the fix.
+    expect(skipped.output.match(/^vmctl: skipping VM tests, this host cannot run VMs: .*$/gm)).toEqual([
+      expect.stringMatching(
+        /VMCTL_QEMU=\/nonexistent\/qemu was not found in PATH \(.*\)\. Fix: install QEMU .*VMCTL_REQUIRE=1 fails them instead\)$/,
+      ),
+    ])
     expect(required.code).not.toBe(0)
     expect(required.output.match(/VMCTL_REQUIRE=1 is set/g)?.length).toBeGreaterThanOrEqual(2)
   })

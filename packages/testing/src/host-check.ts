@@ -41,11 +41,6 @@ export function vmsRequired(env: NodeJS.ProcessEnv = process.env): boolean {
   return !!env[REQUIRE_ENV] && env[REQUIRE_ENV] !== '0'
 }
 
-/** The text runners show for a skipped VM test. */
-export function skipNote(reason: string): string {
-  return `vmctl cannot run VMs here: ${reason.split('\n')[0]} (set ${REQUIRE_ENV}=1 to fail instead of skipping)`
-}
-
 /** Thrown in place of a skip when VMCTL_REQUIRE=1. */
 export class VmsUnavailableError extends Error {
   readonly code = 'VMS_UNAVAILABLE'

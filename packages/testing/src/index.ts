@@ -15,7 +15,6 @@ export { type DiagnosticsOptions, vmDiagnostics } from './diagnostics.js'
 export {
   isHostUnusable,
   REQUIRE_ENV,
-  skipNote,
   VmsUnavailableError,
   vmsRequired,
   vmsUnavailableReason,
@@ -32,6 +31,7 @@ export {
   type VmMatchers,
   vmMatchers,
 } from './matchers.js'
+export { noteSkipOncePerRun, oneLine, SHORT_SKIP_NOTE, skipLine } from './skip-notice.js'
 export {
   finishTestVm,
   KEEP_ENV,
@@ -40,5 +40,6 @@ export {
   loadVmOptions,
   startTestVm,
   testVmName,
+  VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
 } from './test-vm.js'

@@ -7,6 +7,15 @@ import { vmDiagnostics } from './diagnostics.js'
 /** `VMCTL_KEEP=1`: the VM of a failing test stays up, for `vmctl exec NAME -- sh`. */
 export const KEEP_ENV = 'VMCTL_KEEP'
 
+/**
+ * How long a test runner should allow for getting a test its VM, on top of the test's own timeout:
+ * longer than anything vmctl itself waits before it fails with its own error (a TCG boot 180 s, the
+ * KVM probe 8 s and 30 s of margin around the boot, 60 s for the VM's supervisor to start), with
+ * room for a host's first VM (kernel download, agent build) and a wait for another process making
+ * the same template or shared VM. A boot that hangs fails with vmctl's BootTimeoutError well before.
+ */
+export const VM_BOOT_BUDGET_MS = 10 * 60_000
+
 /** Inline options, or the path of a JSON file holding them (relative to the working directory). */
 export type VmOptionsInput = VmOptions | string
 

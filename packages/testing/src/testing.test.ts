@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { toFailWith, toHaveStdout, toSucceed } from './matchers.js'
+import { oneLine, skipLine } from './skip-notice.js'
 import { keptMessage, loadVmOptions, testVmName } from './test-vm.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-testing-'))
@@ -51,5 +52,24 @@ describe('test VM options', () => {
   test('the kept message names the runtime directory when it is not the default', () => {
     expect(keptMessage('x', { VMCTL_RUNTIME_DIR: '/r' })).toContain('VMCTL_RUNTIME_DIR=/r vmctl exec x -- sh')
     expect(keptMessage('x', {})).toContain(': vmctl exec x -- sh')
+  })
+})
+
+describe('the skip line', () => {
+  test('holds a multi-line reason whole: its list, then the fix', () => {
+    const reason = [
+      'no guest kernel found. Tried:',
+      '  - $VMCTL_KERNEL (unset)',
+      '  - /root/.cache/vmctl/kernel',
+      'Fix: run vmctl setup to download it, or set VMCTL_KERNEL.',
+    ].join('\n')
+    expect(oneLine(reason)).toBe(
+      'no guest kernel found. Tried: $VMCTL_KERNEL (unset); /root/.cache/vmctl/kernel. Fix: run vmctl setup to download it, or set VMCTL_KERNEL.',
+    )
+    expect(skipLine(reason)).not.toContain('\n')
+    expect(skipLine(reason)).toMatch(
+      /^vmctl: skipping VM tests, .*Fix: run vmctl setup.*VMCTL_REQUIRE=1 fails them instead\)$/,
+    )
+    expect(oneLine('one line. Fix: this.')).toBe('one line. Fix: this.')
   })
 })

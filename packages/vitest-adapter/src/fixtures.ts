@@ -1,3 +1,4 @@
+import { isMainThread } from 'node:worker_threads'
 import type { VM } from '@vmctl/core'
 import { VM as CoreVM } from '@vmctl/core'
 import {
@@ -6,7 +7,8 @@ import {
   keepRequested,
   keptMessage,
   loadVmOptions,
-  skipNote,
+  noteSkipOncePerRun,
+  SHORT_SKIP_NOTE,
   startTestVm,
   type VmOptionsInput,
   VmsUnavailableError,
@@ -23,7 +25,9 @@ export function skipIfNoVms(context: Pick<TestContext, 'skip'>, error?: unknown)
   const reason = error !== undefined ? (error as Error).message : vmsUnavailableReason()
   if (!reason) return
   if (vmsRequired()) throw new VmsUnavailableError(reason)
-  context.skip(skipNote(reason))
+  // The run's main process: the parent of a forked worker, or this process for worker threads.
+  noteSkipOncePerRun(reason, isMainThread ? process.ppid : process.pid)
+  context.skip(SHORT_SKIP_NOTE)
 }
 
 /** Boots, or skips for a host that cannot run VMs. */

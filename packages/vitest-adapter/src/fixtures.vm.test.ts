@@ -7,9 +7,9 @@ const bootId = async (vm: { exec(c: string): Promise<{ stdout: string }> }) =>
 const seen: Record<string, string[]> = { vm: [], fileVm: [] }
 
 describe('vitest fixtures (vm)', () => {
-  test.scoped({ vmOptions: { ports: [8080], env: { GREETING: 'hi' } } })
+  test.override({ vmOptions: { ports: [8080], env: { GREETING: 'hi' } } })
 
-  test('vm is a fresh VM with the options of test.scoped, and writes to it stay in it', async ({ vm }) => {
+  test('vm is a fresh VM with the options of test.override, and writes to it stay in it', async ({ vm }) => {
     seen.vm!.push(await bootId(vm))
     expect(vm.forwardedPort(8080)).toBeGreaterThan(0)
     expect(await vm.exec('echo $GREETING')).toHaveStdout('hi')

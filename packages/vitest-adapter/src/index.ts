@@ -14,7 +14,8 @@
  */
 import type { VM } from '@vmctl/core'
 import { type VmMatchers, type VmOptionsInput, vmMatchers } from '@vmctl/testing'
-import { test as base, expect, type TestContext } from 'vitest'
+import { test as base, expect, type TestAPI, type TestContext } from 'vitest'
+import { budgeted } from './boot-budget.js'
 import { perTestVm, type ScopedVm, scopedVm, useScopedVm, useSharedVm } from './fixtures.js'
 
 expect.extend(vmMatchers)
@@ -25,7 +26,7 @@ declare module 'vitest' {
 }
 
 export interface VmFixtures {
-  /** Options of `vm`: inline, or the path of a JSON file. Override with test.extend/test.scoped. */
+  /** Options of `vm`: inline, or the path of a JSON file. Override with test.extend/test.override. */
   vmOptions: VmOptionsInput
   /** Options of `fileVm` (file scope). */
   fileVmOptions: VmOptionsInput
@@ -43,20 +44,41 @@ export interface VmFixtures {
   vmctlWorkerVm: ScopedVm
 }
 
-/** vitest's `test` with the VM fixtures. */
-export const test = base.extend<VmFixtures>({
-  vmOptions: {},
-  fileVmOptions: [{}, { scope: 'file' }],
-  workerVmOptions: [{}, { scope: 'worker' }],
-  vmctlFileVm: [async ({ fileVmOptions }, use) => scopedVm(fileVmOptions, 'file-vm', use), { scope: 'file' }],
-  vmctlWorkerVm: [
-    async ({ workerVmOptions }, use) => scopedVm(workerVmOptions, 'worker-vm', use),
-    { scope: 'worker' },
-  ],
-  vm: async ({ vmOptions, task, skip }, use) => perTestVm(vmOptions, { task, skip }, use),
-  fileVm: async ({ vmctlFileVm, task, skip }, use) => useScopedVm(vmctlFileVm, { task, skip }, use),
-  workerVm: async ({ vmctlWorkerVm, task, skip }, use) => useScopedVm(vmctlWorkerVm, { task, skip }, use),
-})
+/** What `test.override()` takes: values for the option fixtures, per file or describe block. */
+export type VmFixtureOverrides = Partial<Pick<VmFixtures, 'vmOptions' | 'fileVmOptions' | 'workerVmOptions'>>
+
+/** vitest's `test` with the VM fixtures, and `override()` on every supported vitest version. */
+export type VmTestAPI = TestAPI<VmFixtures> & {
+  /**
+   * Sets fixture values for the tests of this file, or of the describe block it is called in
+   * (vitest 4's `test.override()`; on vitest 3.2 it calls `test.scoped()`).
+   */
+  override(fixtures: VmFixtureOverrides): VmTestAPI
+}
+
+/**
+ * vitest's `test` with the VM fixtures. A test registered with it gets the configured testTimeout
+ * plus VM_BOOT_BUDGET_MS (10 min), so that a VM's boot is not charged to the test's time; a timeout
+ * given to the test or its describe block is kept as it is and covers the boot too.
+ */
+export const test: VmTestAPI = budgeted(
+  base.extend<VmFixtures>({
+    vmOptions: {},
+    fileVmOptions: [{}, { scope: 'file' }],
+    workerVmOptions: [{}, { scope: 'worker' }],
+    vmctlFileVm: [
+      async ({ fileVmOptions }, use) => scopedVm(fileVmOptions, 'file-vm', use),
+      { scope: 'file' },
+    ],
+    vmctlWorkerVm: [
+      async ({ workerVmOptions }, use) => scopedVm(workerVmOptions, 'worker-vm', use),
+      { scope: 'worker' },
+    ],
+    vm: async ({ vmOptions, task, skip }, use) => perTestVm(vmOptions, { task, skip }, use),
+    fileVm: async ({ vmctlFileVm, task, skip }, use) => useScopedVm(vmctlFileVm, { task, skip }, use),
+    workerVm: async ({ vmctlWorkerVm, task, skip }, use) => useScopedVm(vmctlWorkerVm, { task, skip }, use),
+  }) as VmTestAPI,
+)
 
 /**
  * A fixture for the VM called `name`, shared by every test that uses it in every worker of the run
@@ -77,5 +99,5 @@ export function sharedVm(
 }
 
 export { type ExecOptions, type ExecResult, VM, type VmOptions } from '@vmctl/core'
-export { type VmOptionsInput, vmDiagnostics, vmMatchers } from '@vmctl/testing'
+export { VM_BOOT_BUDGET_MS, type VmOptionsInput, vmDiagnostics, vmMatchers } from '@vmctl/testing'
 export { expect }

@@ -45,7 +45,9 @@ describe('vitest runs with the adapter', () => {
     ])
     expect(skipped.code, skipped.output).toBe(0)
     expect(skipped.output).toMatch(/1 skipped/)
-    expect(skipped.output).toContain('vmctl cannot run VMs here: VMCTL_QEMU=/nonexistent/qemu was not found')
+    expect(skipped.output).toMatch(
+      /^vmctl: skipping VM tests, this host cannot run VMs: VMCTL_QEMU=\/nonexistent\/qemu was not found in PATH \(.*\)\. Fix: install QEMU .*VMCTL_REQUIRE=1 fails them instead\)$/m,
+    )
     expect(required.code).not.toBe(0)
     expect(required.output).toContain('VMCTL_REQUIRE=1 is set: VMCTL_QEMU=/nonexistent/qemu was not found')
   })
