@@ -10,7 +10,6 @@
  */
 import { execFile } from 'node:child_process'
 import {
-  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -70,8 +69,8 @@ async function outcome(pending: Promise<{ stdout: string; stderr: string }>): Pr
 
 /** The workspace packages a project of `runner` installs (the adapter and what it depends on). */
 const PACKAGES: Record<Runner, string[]> = {
-  vitest: ['agent', 'core', 'testing', 'vitest-adapter'],
-  jest: ['agent', 'core', 'testing', 'jest-adapter'],
+  vitest: ['agent', 'core', 'cli', 'testing', 'vitest-adapter'],
+  jest: ['agent', 'core', 'cli', 'testing', 'jest-adapter'],
 }
 
 async function npm(cwd: string, args: string[]): Promise<void> {
@@ -124,11 +123,8 @@ async function setUp(runner: Runner, major: string): Promise<RunnerProject> {
       ),
     )
     const tarballs = readdirSync(packs).map((file) => `./packs/${file}`)
+    // As packed: pnpm pack drops the native helpers' execute bit, and vmctl must not need it.
     await npm(dir, ['install', ...tarballs])
-    // pnpm pack drops the execute bit of the native helpers (issue 11, part 1, fixed elsewhere);
-    // the runtime disk is built from them, so set it before any VM boots from this project.
-    for (const helper of ['guest-setup', 'vsock-bridge'])
-      chmodSync(join(dir, 'node_modules/@vmctl/agent/dist', helper), 0o755)
   } catch (error) {
     rmSync(dir, { recursive: true, force: true }) // no cache of a failed install
     throw error
