@@ -51,5 +51,6 @@ say "building"
 TURBO_TELEMETRY_DISABLED=1 pnpm -s turbo run build --output-logs=errors-only >/dev/null
 
 # The same code path as a user's `npx vmctl setup` (and as VM.up() on a host without a kernel).
-node packages/cli/dist/main.js setup
+# --no-kernel (CI, before a cached ~/.cache/vmctl is restored): check the host, download nothing.
+if [ "${1:-}" = "--no-kernel" ]; then node packages/cli/dist/main.js setup --no-fetch; else node packages/cli/dist/main.js setup; fi
 say "ready. Try: pnpm vmctl run -- uname -a"

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -48,10 +48,26 @@ describe('vmctl setup (no network: VMCTL_KERNEL names the kernel)', () => {
     expect(code).toBe(1)
   })
 
+  test('--no-fetch downloads nothing: an empty cache is a warning that the first VM fetches the kernel', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'vmctl-setup-empty-'))
+    try {
+      const { code, stdout } = await vmctl(['setup', '--no-fetch'], {
+        XDG_CACHE_HOME: empty,
+        VMCTL_KERNEL: '',
+        VMCTL_DEBIAN_MIRROR: 'http://127.0.0.1:9',
+      })
+      expect(stdout).toMatch(/^warn +kernel +not cached yet: the first VM fetches it/m)
+      expect(existsSync(join(empty, 'vmctl', 'kernels'))).toBe(false)
+      expect(code).toBe(0)
+    } finally {
+      rmSync(empty, { recursive: true, force: true })
+    }
+  })
+
   test('--help says what it fetches and checks', async () => {
     const { code, stdout } = await vmctl(['setup', '--help'], {})
     expect(code).toBe(0)
-    expect(stdout).toMatch(/Usage: vmctl setup \[--boot\]/)
+    expect(stdout).toMatch(/Usage: vmctl setup \[--boot\] \[--no-fetch\]/)
     expect(stdout).toMatch(/VMCTL_DEBIAN_MIRROR/)
   })
 })

@@ -14,6 +14,10 @@ import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
 
 const OPTIONS = {
+  'no-fetch': {
+    type: 'boolean' as const,
+    help: 'download nothing: check the host and say whether the kernel is cached (the first VM fetches it; on CI, before the cache is restored)',
+  },
   boot: {
     type: 'boolean' as const,
     help: "then boot one VM: makes the agent's runtime disk, the KVM verdict and the default template now, not in the first test",
@@ -21,7 +25,7 @@ const OPTIONS = {
   ...HELP_OPTION,
 }
 
-export const SETUP_HELP = `Usage: vmctl setup [--boot]
+export const SETUP_HELP = `Usage: vmctl setup [--boot] [--no-fetch]
 
 Gets this host ready for vmctl ahead of time, and says what is missing. Downloads the default guest
 kernel (Debian's linux-image-amd64, from the Debian archive over HTTPS; VMCTL_DEBIAN_MIRROR for
@@ -52,8 +56,21 @@ export async function setupCommand(args: string[]): Promise<number> {
     console.log(`${check.status.padEnd(8)} ${check.name.padEnd(12)} ${check.detail}${fix}`)
   }
   for (const check of checkHost(cache, packageManager(), env)) report(check)
-  report(await kernelCheck(cache, env))
-  report(await busyboxCheck(cache, env))
+  if (values['no-fetch']) {
+    const kernel = installedDefaultKernel(cache)
+    report({
+      name: 'kernel',
+      status: kernel || env.VMCTL_KERNEL ? 'ok' : 'warn',
+      detail: kernel
+        ? `${kernel.release} in ${kernel.dir} (cached)`
+        : env.VMCTL_KERNEL
+          ? `VMCTL_KERNEL=${env.VMCTL_KERNEL} (not checked: --no-fetch)`
+          : 'not cached yet: the first VM fetches it (or run vmctl setup)',
+    })
+  } else {
+    report(await kernelCheck(cache, env))
+    report(await busyboxCheck(cache, env))
+  }
   const ready = !checks.some((c) => c.status === 'missing')
   if (values.boot && ready) report(await bootCheck())
   const missing = checks.filter((c) => c.status === 'missing').map((c) => c.name)
