@@ -62,8 +62,10 @@ const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const RESTORE_TIMEOUT_MS = 60_000
 /** How long a guest agent gets to acknowledge a park before a snapshot is saved regardless. */
 const PARK_TIMEOUT_MS = 5_000
-/** The init's report of a root it could not mount (init-script.ts fail_root). */
+/** guest-setup's report of a root it could not mount (packages/agent/native/mount-root.c). */
 const ROOT_FAILURE_LINE = /vmctl-init: root: ([^\r\n]*)\r?\n/
+/** The init's report of a boot that cannot succeed, with its cause and fix (init-script.ts fatal). */
+const GUEST_FATAL_LINE = /vmctl-init: fatal: ([^\r\n]*)\r?\n/
 
 interface ControlClient {
   socket: net.Socket
@@ -141,6 +143,7 @@ export class Supervisor {
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
+    this.mux.on('reset', (reason) => this.log('agent session reset: %s', reason))
   }
 
   async run(): Promise<void> {
@@ -659,9 +662,9 @@ export class Supervisor {
     child.stdout?.on('data', (chunk: Buffer) => {
       this.console.append(chunk)
       firstOutput?.()
-      // The init reports a root it cannot mount on the console; fail now, not at the timeout.
-      const rootFailure = this.console.find(ROOT_FAILURE_LINE)
-      if (rootFailure && this.state === 'booting') this.guestFailure?.(rootFailure[1]!)
+      // The guest reports a boot that cannot succeed on the console; fail now, not at the timeout.
+      const failure = this.guestReportedFailure()
+      if (failure && this.state === 'booting') this.guestFailure?.(failure)
     })
     child.stderr?.on('data', (chunk: Buffer) => {
       this.qemuStderr = (this.qemuStderr + chunk.toString()).slice(-8192)
@@ -715,9 +718,23 @@ export class Supervisor {
     }
   }
 
+  /**
+   * What the guest said on its console about a boot that cannot succeed: the init giving up (a
+   * runtime disk or helper that cannot work, an agent that cannot start) or a root it cannot mount.
+   */
+  private guestReportedFailure(): string | undefined {
+    const fatal = this.console.find(GUEST_FATAL_LINE)
+    if (fatal) return `the guest's init gave up: ${fatal[1]}`
+    const root = this.console.find(ROOT_FAILURE_LINE)
+    if (root) return `the guest could not mount its root: ${root[1]}`
+    return undefined
+  }
+
   private exitReason(code: number | null, signal: NodeJS.Signals | null): string {
     const panic = this.console.panicLine()
     if (panic) return `the guest kernel panicked (${panic})`
+    const reported = this.guestReportedFailure()
+    if (reported) return reported
     if (signal) return `QEMU was killed by ${signal}`
     if (code === 0) return 'the guest shut down or rebooted (QEMU exited)'
     const stderr = this.qemuStderr.trim().split('\n').slice(-3).join(' | ')
@@ -737,11 +754,11 @@ export class Supervisor {
         return
       }
       child.once('exit', onExit)
-      this.guestFailure = (message) =>
-        reject(new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${message}`))
+      const guestFailure = (message: string) => reject(new BootFailure('BOOT_FAILED', message))
+      this.guestFailure = guestFailure
       // Reported between two waits: no new console output would bring it up again.
-      const reported = this.console.find(ROOT_FAILURE_LINE)
-      if (reported && this.state === 'booting') this.guestFailure(reported[1]!)
+      const reported = this.guestReportedFailure()
+      if (reported && this.state === 'booting') guestFailure(reported)
       const timer = setTimeout(
         () =>
           reject(
@@ -755,7 +772,8 @@ export class Supervisor {
       work.then(resolve, reject).finally(() => {
         clearTimeout(timer)
         child.off('exit', onExit)
-        this.guestFailure = undefined
+        // Only if still ours: this runs after the caller may have started its next raceBoot.
+        if (this.guestFailure === guestFailure) this.guestFailure = undefined
       })
     })
   }
