@@ -28,7 +28,9 @@ import {
   DEFAULT_TEMPLATE_CACHE_MB,
   evictTemplates,
   publishTemplate,
+  removeStaleStaging,
   removeTemplate,
+  sealTemplate,
   type TemplateFiles,
   templateFiles,
   templatesDir,
@@ -122,6 +124,8 @@ export class Supervisor {
   /** A template restore reached the agent: what fails after that is not the template's fault. */
   private restoredAgent = false
   private restoring = false
+  /** KVM passed its probe (the console spoke) but this boot has not proven it yet. */
+  private kvmOnProbation = false
   private template: VmStatus['template']
   private health: HealthClient | undefined
   private qemuVariant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {}
@@ -174,6 +178,10 @@ export class Supervisor {
         timeoutMs: this.bootTimeoutMs(),
       }
       this.log('boot failed: %s', failure.message)
+      // KVM that fails a real boot is not usable, whatever a probe said: later boots use TCG.
+      const kvmError = this.accel === 'kvm' ? this.kvmError() : undefined
+      if (kvmError)
+        recordVerdict(this.spec.cacheDir, false, `KVM at /dev/kvm failed a boot (${kvmError.trim()})`)
       this.broadcast({ event: 'failed', error: this.failure })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
@@ -183,8 +191,9 @@ export class Supervisor {
     const started = performance.now()
     if (this.spec.accel.accel === 'kvm' && this.spec.accel.probe) {
       const probe = await this.startQemu('kvm', KVM_PROBE_MS)
-      const kvmError = this.qemuStderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
-      if (probe === 'alive') recordVerdict(this.spec.cacheDir, true, '')
+      const kvmError = this.kvmError()
+      // Alive is not yet usable: the verdict is written once this boot is ready (or fails on KVM).
+      if (probe === 'alive') this.kvmOnProbation = true
       else if (probe === 'exited' && !kvmError) {
         // QEMU refused to start for a reason of its own (bad qemuArgs, say): not KVM's fault.
         throw new BootFailure('BOOT_FAILED', this.exitReason(this.lastExit.code, this.lastExit.signal))
@@ -210,6 +219,7 @@ export class Supervisor {
     }
     this.watchAgentPort()
     await this.readForwardedPorts()
+    if (this.kvmOnProbation) recordVerdict(this.spec.cacheDir, true, '')
     this.bootMs = performance.now() - started
     this.state = 'ready'
     this.writeStatus()
@@ -227,12 +237,18 @@ export class Supervisor {
    * processes: a kernel-released lock). A template that fails to restore is dropped with a warning
    * and false is returned, so the caller cold-boots: a bad template costs one slow boot, never a
    * hang or a failure.
+   *
+   * A template counts only once a VM made from it became ready (root mounted, agent answering):
+   * the new one stays in its staging directory, invisible to other boots, until this VM restored
+   * from it is ready, and goes with this VM's failure otherwise (a bad image, a kernel that cannot
+   * mount the root, a guest that gave up).
    */
   private async bootFromTemplate(deadline: number): Promise<boolean> {
     const cache = this.spec.cacheDir
-    const key = templateKey(this.spec)
+    // The accelerator in use, not the one asked for: after a failed KVM probe a TCG VM must not
+    // make (or find) a template under KVM's key.
+    const key = templateKey(this.definition())
     const waitLimit = performance.now() + (deadline - performance.now()) / 2
-    let rebuilt = false
     for (;;) {
       const check = checkTemplate(cache, key)
       if (check && 'problem' in check) {
@@ -244,27 +260,17 @@ export class Supervisor {
         try {
           await this.restoreTemplate(check.files, deadline)
           touchTemplate(check.files)
-          this.template = { key, made: rebuilt }
+          this.template = { key, made: false }
           // From here on it is this VM's own boot (its root mount): failures are real ones.
           await this.raceBoot(this.waitUntilReady(deadline), deadline)
           this.logRestore()
           return true
         } catch (error) {
-          if (this.restoredAgent) throw error
-          if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT') throw error
-          this.qmp?.close()
-          this.qmp = undefined
-          await this.stopQemu()
-          this.qemuStderr = ''
+          // Shutting down (the owner died, say) is no verdict on the template.
+          if (this.restoredAgent || this.isTimeout(error) || this.stopping) throw error
+          await this.abandonRestore()
           removeTemplate(cache, key)
-          if (rebuilt) {
-            this.warn(
-              `a fresh VM template did not restore (${(error as Error).message}); booting without one`,
-            )
-            return false
-          }
           this.warn(`the VM template ${key} did not restore (${(error as Error).message}); rebuilding it`)
-          rebuilt = true
           continue
         }
       }
@@ -280,19 +286,76 @@ export class Supervisor {
         continue
       }
       try {
-        if (!checkTemplate(cache, key)) {
-          await this.makeTemplate(key, deadline)
-          rebuilt = true
-        }
+        // Made by another process between the check and the lock: use it.
+        if (checkTemplate(cache, key)) continue
+        return await this.bootFromNewTemplate(key, deadline)
       } finally {
         release()
       }
     }
   }
 
-  /** Cold-boots with RAM written through to a file, saves the device state once the agent answers. */
-  private async makeTemplate(key: string, deadline: number): Promise<void> {
+  /**
+   * Makes the template (under its lock), boots this VM from it, and publishes it once this VM is
+   * ready. A fresh template that does not restore costs a cold boot; any other failure is this
+   * VM's, and the template goes with it.
+   */
+  private async bootFromNewTemplate(key: string, deadline: number): Promise<boolean> {
+    const cache = this.spec.cacheDir
+    const staging = await this.makeTemplate(key, deadline)
+    const files = templateFiles(staging)
+    try {
+      try {
+        await this.restoreTemplate(files, deadline)
+      } catch (error) {
+        if (this.restoredAgent || this.isTimeout(error) || this.stopping) throw error
+        await this.abandonRestore()
+        this.warn(`a fresh VM template did not restore (${(error as Error).message}); booting without one`)
+        rmSync(staging, { recursive: true, force: true })
+        return false
+      }
+      this.template = { key, made: true }
+      await this.raceBoot(this.waitUntilReady(deadline), deadline)
+    } catch (error) {
+      this.log('template %s dropped: the VM made from it did not become ready', key)
+      rmSync(staging, { recursive: true, force: true })
+      throw error
+    }
+    // QEMU keeps its mapping of the RAM file across the rename.
+    publishTemplate(cache, staging, key)
+    this.log('template %s published: the VM made from it is ready', key)
+    this.logRestore()
+    const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
+    for (const evicted of evictTemplates(cache, maxMiB, key))
+      this.log(
+        'template cache over %d MiB: removed %s, last used %s',
+        maxMiB,
+        evicted.key,
+        evicted.lastUsedAt,
+      )
+    return true
+  }
+
+  private isTimeout(error: unknown): boolean {
+    return error instanceof BootFailure && error.code === 'BOOT_TIMEOUT'
+  }
+
+  /** After a restore that failed for the template's sake: its QEMU goes, a cold boot may follow. */
+  private async abandonRestore(): Promise<void> {
+    this.qmp?.close()
+    this.qmp = undefined
+    await this.stopQemu()
+    this.qemuStderr = ''
+  }
+
+  /**
+   * Cold-boots with RAM written through to a file and saves the device state once the agent
+   * answers, before the root is mounted. Returns the sealed template's staging directory (not yet
+   * visible to other boots: see bootFromNewTemplate); removes it if anything fails.
+   */
+  private async makeTemplate(key: string, deadline: number): Promise<string> {
     const started = performance.now()
+    removeStaleStaging(this.spec.cacheDir)
     const staging = join(templatesDir(this.spec.cacheDir), `${key}.${process.pid}.staging`)
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging, { recursive: true })
@@ -316,22 +379,15 @@ export class Supervisor {
       // Its boot's console goes with it: restored VMs show it, so a failure's console tail still
       // has the kernel's and the init's lines.
       writeFileSync(join(staging, 'console.log'), this.console.recentText())
-      publishTemplate(this.spec.cacheDir, staging, {
+      sealTemplate(staging, {
         version: 1,
         key,
         createdAt: new Date().toISOString(),
         memoryBytes: this.spec.memoryMiB * 1024 * 1024,
-        summary: templateSummary(this.spec),
+        summary: templateSummary(this.definition()),
       })
       this.log('template %s made in %d ms', key, Math.round(performance.now() - started))
-      const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
-      for (const evicted of evictTemplates(this.spec.cacheDir, maxMiB, key))
-        this.log(
-          'template cache over %d MiB: removed %s, last used %s',
-          maxMiB,
-          evicted.key,
-          evicted.lastUsedAt,
-        )
+      return staging
     } catch (error) {
       await this.stopQemu()
       rmSync(staging, { recursive: true, force: true })
@@ -728,6 +784,15 @@ export class Supervisor {
     const root = this.console.find(ROOT_FAILURE_LINE)
     if (root) return `the guest could not mount its root: ${root[1]}`
     return undefined
+  }
+
+  private kvmError(): string | undefined {
+    return this.qemuStderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
+  }
+
+  /** This VM's definition as it boots: with the accelerator a KVM probe may have changed. */
+  private definition(): LaunchSpec {
+    return { ...this.spec, accel: { ...this.spec.accel, accel: this.accel } }
   }
 
   private exitReason(code: number | null, signal: NodeJS.Signals | null): string {

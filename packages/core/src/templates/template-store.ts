@@ -76,18 +76,46 @@ export function checkTemplate(
   return { files }
 }
 
-/** Seals a template built in `staging`: meta last, then one rename makes it visible. */
-export function publishTemplate(
-  cacheDir: string,
-  staging: string,
-  meta: Omit<TemplateMeta, 'stateSha256'>,
-): void {
+/** Seals a template built in `staging`: its meta.json, with the device state's checksum. */
+export function sealTemplate(staging: string, meta: Omit<TemplateMeta, 'stateSha256'>): void {
   const files = templateFiles(staging)
   const full: TemplateMeta = { ...meta, stateSha256: sha256(readFileSync(files.state)) }
   writeFileSync(files.meta, `${JSON.stringify(full, null, 2)}\n`)
-  const final = join(templatesDir(cacheDir), meta.key)
+}
+
+/**
+ * Makes a sealed template visible to every boot, in one rename. Only once a VM made from it became
+ * ready: a template saved before the root is mounted says nothing yet about whether the root mounts.
+ */
+export function publishTemplate(cacheDir: string, staging: string, key: string): void {
+  const final = join(templatesDir(cacheDir), key)
   rmSync(final, { recursive: true, force: true })
   renameSync(staging, final)
+}
+
+/** Staging directories (`KEY.PID.staging`) whose maker died before it published or dropped them. */
+export function removeStaleStaging(cacheDir: string): string[] {
+  const removed: string[] = []
+  let entries: string[] = []
+  try {
+    entries = readdirSync(templatesDir(cacheDir))
+  } catch {}
+  for (const entry of entries) {
+    const pid = Number(entry.match(/\.(\d+)\.staging$/)?.[1])
+    if (!pid || isAlive(pid)) continue
+    rmSync(join(templatesDir(cacheDir), entry), { recursive: true, force: true })
+    removed.push(entry)
+  }
+  return removed
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /** The templates' disk budget when VMCTL_TEMPLATE_CACHE_MB does not set one: ~25 default VMs. */
