@@ -100,4 +100,18 @@ describe('templates: a boot that never became ready leaves none (vm)', () => {
     }
     expect(halfMade()).toEqual([])
   })
+
+  test('a boot that probes KVM leaves no template under an accelerator it does not use', async () => {
+    rmSync(join(cache, 'kvm-verdict.json'), { force: true })
+    const marker = `vmctl_test_case=${randomBytes(4).toString('hex')}`
+    const vm = await VM.up({ kernelArgs: [marker] })
+    const accel = vm.accel
+    await vm.destroy()
+    const mine = listTemplates(cache).filter((t) => t.summary.includes(marker))
+    // Working KVM: the probe's own QEMU becomes the VM, no template. Broken KVM (this host's
+    // kind): TCG after the probe, and a template filed as TCG's, not under KVM's key.
+    if (accel === 'kvm') expect(mine).toEqual([])
+    else expect(mine.map((t) => t.summary.match(/, (kvm|tcg), /)?.[1])).toEqual(['tcg'])
+    expect(halfMade()).toEqual([])
+  })
 })
