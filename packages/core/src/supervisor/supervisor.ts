@@ -321,8 +321,12 @@ export class Supervisor {
       rmSync(staging, { recursive: true, force: true })
       throw error
     }
-    // QEMU keeps its mapping of the RAM file across the rename.
-    publishTemplate(cache, staging, key)
+    // QEMU keeps its mapping of the RAM file across the rename; a later restore of a snapshot of
+    // this VM starts a QEMU that maps it again, from where it now is.
+    const published = publishTemplate(cache, staging, key)
+    const memoryFile = this.qemuVariant.memoryFile
+    if (memoryFile)
+      this.qemuVariant = { ...this.qemuVariant, memoryFile: { ...memoryFile, path: published.ram } }
     this.log('template %s published: the VM made from it is ready', key)
     this.logRestore()
     const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
@@ -400,7 +404,10 @@ export class Supervisor {
     try {
       const boot = readFileSync(join(files.dir, 'console.log'))
       this.console.append(
-        Buffer.concat([boot, Buffer.from(`\r\nvmctl: restored from template ${basename(files.dir)}\r\n`)]),
+        Buffer.concat([
+          boot,
+          Buffer.from(`\r\nvmctl: restored from template ${basename(files.dir).split('.')[0]}\r\n`),
+        ]),
       )
     } catch {}
     await this.startQemu(this.accel, undefined, {

@@ -84,11 +84,21 @@ describe('templates: a boot that never became ready leaves none (vm)', () => {
   })
 
   test('a VM that became ready publishes its template, and the next VM uses it', async () => {
-    const definition = { kernelArgs: [`vmctl_test_case=${randomBytes(4).toString('hex')}`] }
+    const definition = {
+      hostRoot: false as const,
+      kernelArgs: [`vmctl_test_case=${randomBytes(4).toString('hex')}`],
+    }
     const first = await VM.up(definition)
     try {
       expect(first.template?.made).toBe(true)
       expect(listTemplates(cache).map((t) => [t.key, t.valid])).toEqual([[first.template!.key, true]])
+      // Its QEMU mapped the template's RAM from the staging directory: a snapshot restore maps it
+      // again, from where it was published.
+      await first.writeFile('/tmp/state', 'before')
+      await first.snapshot('s')
+      await first.writeFile('/tmp/state', 'after')
+      await first.restore('s')
+      expect(await first.readFile('/tmp/state')).toBe('before')
     } finally {
       await first.destroy()
     }

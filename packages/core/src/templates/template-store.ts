@@ -87,10 +87,11 @@ export function sealTemplate(staging: string, meta: Omit<TemplateMeta, 'stateSha
  * Makes a sealed template visible to every boot, in one rename. Only once a VM made from it became
  * ready: a template saved before the root is mounted says nothing yet about whether the root mounts.
  */
-export function publishTemplate(cacheDir: string, staging: string, key: string): void {
+export function publishTemplate(cacheDir: string, staging: string, key: string): TemplateFiles {
   const final = join(templatesDir(cacheDir), key)
   rmSync(final, { recursive: true, force: true })
   renameSync(staging, final)
+  return templateFiles(final)
 }
 
 /** Staging directories (`KEY.PID.staging`) whose maker died before it published or dropped them. */
