@@ -85,6 +85,7 @@ err="$(mount -t ext4 -o ro,noload "$rt" /vmctl 2>&1)" ||
   fatal "cannot mount vmctl's runtime disk $rt (ext4, read-only): \${err:-mount failed}. Fix: delete the cached runtime disks in ~/.cache/vmctl/runtime so that vmctl builds a new one; the guest kernel needs ext4"
 check_executable /vmctl/guest-setup
 check_executable /vmctl/vmctl-agent
+case "$vmctl_agent" in vsock:*) check_executable /vmctl/vsock-bridge ;; esac
 
 # The root for commands, and the refreshes of VMs restored from snapshots (clock, RNG, hostname):
 # guest-setup, one static C process (packages/agent/native/guest-setup.c). The same root mount as

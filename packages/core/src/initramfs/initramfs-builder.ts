@@ -12,6 +12,7 @@ import {
 import { join } from 'node:path'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { loadExeca } from '../host/lazy-execa.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 import { CpioArchive } from './cpio-archive.js'
 import { INIT_SCRIPT } from './init-script.js'
@@ -165,6 +166,7 @@ async function buildUncached(
   if (existsSync(path)) return { path, key, missingModules: missing, libraries }
 
   mkdirSync(dir, { recursive: true })
+  removeStaleBuilds(dir)
   const started = performance.now()
   const partial = `${path}.${process.pid}.partial`
   try {

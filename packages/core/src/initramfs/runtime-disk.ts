@@ -4,6 +4,7 @@ import { basename, join } from 'node:path'
 import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/agent'
 import { tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 
 const log = logger('runtime-disk')
@@ -60,6 +61,7 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
 async function buildInto(nodeBinary: string, dir: string, path: string, key: string): Promise<void> {
   const helpers = guestHelperPaths()
   mkdirSync(dir, { recursive: true })
+  removeStaleBuilds(dir)
   const started = performance.now()
   const staging = join(dir, `${key}.${process.pid}.staging`)
   const partial = `${path}.${process.pid}.partial`

@@ -17,6 +17,7 @@ import { credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { tryLock } from '../host/cross-process-lock.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 import { connectChardev } from '../qemu/chardev-socket.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
@@ -28,7 +29,6 @@ import {
   DEFAULT_TEMPLATE_CACHE_MB,
   evictTemplates,
   publishTemplate,
-  removeStaleStaging,
   removeTemplate,
   sealTemplate,
   type TemplateFiles,
@@ -359,7 +359,7 @@ export class Supervisor {
    */
   private async makeTemplate(key: string, deadline: number): Promise<string> {
     const started = performance.now()
-    removeStaleStaging(this.spec.cacheDir)
+    removeStaleBuilds(templatesDir(this.spec.cacheDir))
     const staging = join(templatesDir(this.spec.cacheDir), `${key}.${process.pid}.staging`)
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging, { recursive: true })

@@ -2,13 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
-import {
-  evictTemplates,
-  listTemplates,
-  removeStaleStaging,
-  templateCacheMiB,
-  templatesDir,
-} from './template-store.js'
+import { evictTemplates, listTemplates, templateCacheMiB, templatesDir } from './template-store.js'
 
 // Template directories made by hand (the eviction is bookkeeping over files); the real templates
 // are made and restored by templates.vm.test.ts.
@@ -66,24 +60,5 @@ describe('template cache budget', () => {
     expect(templateCacheMiB({ VMCTL_TEMPLATE_CACHE_MB: '0' })).toBe(0)
     expect(templateCacheMiB({ VMCTL_TEMPLATE_CACHE_MB: '2048' })).toBe(2048)
     expect(() => templateCacheMiB({ VMCTL_TEMPLATE_CACHE_MB: 'lots' })).toThrow(/VMCTL_TEMPLATE_CACHE_MB/)
-  })
-})
-
-describe('template staging directories', () => {
-  test('those of a maker that died go; those of a live one (this process) and templates stay', () => {
-    // PID 2^22 + 1 is above Linux's pid_max ceiling: no process has it.
-    const dead = `a.${2 ** 22 + 1}.staging`
-    const live = `b.${process.pid}.staging`
-    const cache = cacheWith({
-      a: { mib: 1, lastUsed: minutesAgo(1) },
-      [dead]: { mib: 1, lastUsed: minutesAgo(1) },
-      [live]: { mib: 1, lastUsed: minutesAgo(1) },
-    })
-    expect(removeStaleStaging(cache)).toEqual([dead])
-    expect(
-      listTemplates(cache)
-        .map((t) => t.key)
-        .sort(),
-    ).toEqual(['a', live])
   })
 })

@@ -94,31 +94,6 @@ export function publishTemplate(cacheDir: string, staging: string, key: string):
   return templateFiles(final)
 }
 
-/** Staging directories (`KEY.PID.staging`) whose maker died before it published or dropped them. */
-export function removeStaleStaging(cacheDir: string): string[] {
-  const removed: string[] = []
-  let entries: string[] = []
-  try {
-    entries = readdirSync(templatesDir(cacheDir))
-  } catch {}
-  for (const entry of entries) {
-    const pid = Number(entry.match(/\.(\d+)\.staging$/)?.[1])
-    if (!pid || isAlive(pid)) continue
-    rmSync(join(templatesDir(cacheDir), entry), { recursive: true, force: true })
-    removed.push(entry)
-  }
-  return removed
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /** The templates' disk budget when VMCTL_TEMPLATE_CACHE_MB does not set one: ~25 default VMs. */
 export const DEFAULT_TEMPLATE_CACHE_MB = 5 * 1024
 /** A template used or made this recently may be in a restore right now: never evicted. */

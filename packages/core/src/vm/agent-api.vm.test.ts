@@ -1,5 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -15,6 +23,7 @@ describe('vm: the agent API', () => {
   })
   afterAll(async () => {
     await vm?.destroy()
+    rmSync(local, { recursive: true, force: true })
   })
 
   test('push and pull keep bytes, mode and owner; parents are created', async () => {

@@ -16,7 +16,7 @@ describe('vm: calls after the guest agent restarts', () => {
   })
 
   test('the first call after each of several agent kills works', async () => {
-    const gaps = [0, 50, 200, 0, 50, 200]
+    const gaps = [0, 50, 200, 0, 50, 200, 0, 50, 200]
     const failures: string[] = []
     for (const [round, gap] of gaps.entries()) {
       const pending = vm.exec('sleep 60')
