@@ -55,7 +55,8 @@ async function failingBoot(
   const vmName = `${name}-${process.pid}`
   if (disk) process.env.VMCTL_TEST_RUNTIME_DISK = disk
   const started = Date.now()
-  const error = await VM.up({ ...options, name: vmName })
+  // A boot timeout well inside the test's: a missed failure shows as one, with its console tail.
+  const error = await VM.up({ bootTimeoutMs: 90_000, ...options, name: vmName })
     .then(async (vm) => {
       await vm.destroy()
       return new Error('the VM booted')
