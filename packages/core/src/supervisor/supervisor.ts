@@ -787,7 +787,9 @@ export class Supervisor {
    */
   private guestReportedFailure(): string | undefined {
     const fatal = this.console.find(GUEST_FATAL_LINE)
-    if (fatal) return `the guest's init gave up: ${fatal[1]}`
+    // The init cannot know where this host keeps vmctl's cache (XDG_CACHE_HOME, VMCTL_CACHE_DIR).
+    if (fatal)
+      return `the guest's init gave up: ${fatal[1]!.replaceAll('~/.cache/vmctl', this.spec.cacheDir)}`
     const root = this.console.find(ROOT_FAILURE_LINE)
     if (root) return `the guest could not mount its root: ${root[1]}`
     return undefined

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { guestHelperPaths } from '@vmctl/agent'
 import { afterAll, describe, expect, test } from 'vitest'
-import { BootFailedError, VM, type VmOptions } from '../index.js'
+import { BootFailedError, cacheDir, VM, type VmOptions } from '../index.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 /**
@@ -100,7 +100,7 @@ describe('vm: a boot that cannot succeed fails fast with the cause', () => {
     writeFileSync(disk, Buffer.alloc(4 * 1024 * 1024, 0x5a))
     const { error } = await failingBoot('rt-garbage', {}, disk)
     expect(error.message).toMatch(/cannot mount vmctl's runtime disk \/dev\/vd\w+ \(ext4, read-only\)/)
-    expect(error.message).toMatch(/Fix: delete the cached runtime disks/)
+    expect(error.message).toContain(`Fix: delete the cached runtime disks in ${cacheDir()}/runtime`)
   })
 
   test('a kernel argument that hides the runtime disk', async () => {
