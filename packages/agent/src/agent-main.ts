@@ -4,6 +4,7 @@
  * channel the host opens over the `vmctl.agent` virtio-serial port, or over vsock when the kernel
  * command line says `vmctl_agent=vsock:PORT`.
  */
+import { writeFileSync } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
@@ -29,6 +30,7 @@ const VSOCK_PORT = vsockPortFromEnv(process.env)
 const VSOCK_BRIDGE = process.env.vmctl_vsock_bridge ?? '/vmctl/vsock-bridge'
 const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const REOPEN_DELAY_MS = 20
+const SESSION_MARKER = '/run/vmctl/agent-session'
 
 function log(message: string): void {
   agentLog.write(message)
@@ -61,6 +63,13 @@ server.addService(AgentService, agent)
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 
 const session = new MuxSession('guest')
+// Tells the init that this agent served a host: from then on an exit is a crash to restart, not
+// an agent that cannot start (see the init script's restart loop). In RAM, so templates keep it.
+session.once('ready', () => {
+  try {
+    writeFileSync(SESSION_MARKER, `${process.pid}\n`)
+  } catch {}
+})
 session.on('channel', (channel, service) => {
   if (!service) injector.injectConnection(channel)
   else if (!serveRawChannel(channel, service)) channel.destroy()

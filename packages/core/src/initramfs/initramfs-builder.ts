@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { contentHash } from '../host/content-hash.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { loadExeca } from '../host/lazy-execa.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 import { CpioArchive } from './cpio-archive.js'
 import { INIT_SCRIPT } from './init-script.js'
@@ -178,6 +179,7 @@ async function buildUncached(
   if (existsSync(path)) return { path, key, missingModules: missing, libraries }
 
   mkdirSync(dir, { recursive: true })
+  removeStaleBuilds(dir)
   const started = performance.now()
   const partial = `${path}.${process.pid}.partial`
   try {

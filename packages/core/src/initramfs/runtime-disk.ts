@@ -14,6 +14,7 @@ import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/
 import { contentHash } from '../host/content-hash.js'
 import { tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 
 const log = logger('runtime-disk')
@@ -93,6 +94,7 @@ export function runtimeDiskKey(nodeBinary: string, cacheDir: string): string {
 async function buildInto(nodeBinary: string, dir: string, path: string, key: string): Promise<void> {
   const helpers = guestHelperPaths()
   mkdirSync(dir, { recursive: true })
+  removeStaleBuilds(dir)
   const started = performance.now()
   const staging = join(dir, `${key}.${process.pid}.staging`)
   const partial = `${path}.${process.pid}.partial`

@@ -18,6 +18,7 @@ import { credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { tryLock } from '../host/cross-process-lock.js'
+import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 import { connectChardev } from '../qemu/chardev-socket.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
@@ -32,6 +33,7 @@ import {
   publishTemplate,
   ramDenserThanSaved,
   removeTemplate,
+  sealTemplate,
   type TemplateFiles,
   templateFiles,
   templatesDir,
@@ -65,8 +67,10 @@ const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const RESTORE_TIMEOUT_MS = 60_000
 /** How long a guest agent gets to acknowledge a park before a snapshot is saved regardless. */
 const PARK_TIMEOUT_MS = 5_000
-/** The init's report of a root it could not mount (init-script.ts fail_root). */
+/** guest-setup's report of a root it could not mount (packages/agent/native/mount-root.c). */
 const ROOT_FAILURE_LINE = /vmctl-init: root: ([^\r\n]*)\r?\n/
+/** The init's report of a boot that cannot succeed, with its cause and fix (init-script.ts fatal). */
+const GUEST_FATAL_LINE = /vmctl-init: fatal: ([^\r\n]*)\r?\n/
 
 interface ControlClient {
   socket: net.Socket
@@ -123,6 +127,8 @@ export class Supervisor {
   /** A template restore reached the agent: what fails after that is not the template's fault. */
   private restoredAgent = false
   private restoring = false
+  /** KVM passed its probe (the console spoke) but this boot has not proven it yet. */
+  private kvmOnProbation = false
   private template: VmStatus['template']
   private health: HealthClient | undefined
   private qemuVariant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {}
@@ -144,6 +150,7 @@ export class Supervisor {
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
+    this.mux.on('reset', (reason) => this.log('agent session reset: %s', reason))
   }
 
   async run(): Promise<void> {
@@ -174,6 +181,10 @@ export class Supervisor {
         timeoutMs: this.bootTimeoutMs(),
       }
       this.log('boot failed: %s', failure.message)
+      // KVM that fails a real boot is not usable, whatever a probe said: later boots use TCG.
+      const kvmError = this.accel === 'kvm' ? this.kvmError() : undefined
+      if (kvmError)
+        recordVerdict(this.spec.cacheDir, false, `KVM at /dev/kvm failed a boot (${kvmError.trim()})`)
       this.broadcast({ event: 'failed', error: this.failure })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
@@ -183,8 +194,9 @@ export class Supervisor {
     const started = performance.now()
     if (this.spec.accel.accel === 'kvm' && this.spec.accel.probe) {
       const probe = await this.startQemu('kvm', KVM_PROBE_MS)
-      const kvmError = this.qemuStderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
-      if (probe === 'alive') recordVerdict(this.spec.cacheDir, true, '')
+      const kvmError = this.kvmError()
+      // Alive is not yet usable: the verdict is written once this boot is ready (or fails on KVM).
+      if (probe === 'alive') this.kvmOnProbation = true
       else if (probe === 'exited' && !kvmError) {
         // QEMU refused to start for a reason of its own (bad qemuArgs, say): not KVM's fault.
         throw new BootFailure('BOOT_FAILED', this.exitReason(this.lastExit.code, this.lastExit.signal))
@@ -210,6 +222,7 @@ export class Supervisor {
     }
     this.watchAgentPort()
     await this.readForwardedPorts()
+    if (this.kvmOnProbation) recordVerdict(this.spec.cacheDir, true, '')
     this.bootMs = performance.now() - started
     this.state = 'ready'
     this.writeStatus()
@@ -227,12 +240,18 @@ export class Supervisor {
    * processes: a kernel-released lock). A template that fails to restore is dropped with a warning
    * and false is returned, so the caller cold-boots: a bad template costs one slow boot, never a
    * hang or a failure.
+   *
+   * A template counts only once a VM made from it became ready (root mounted, agent answering):
+   * the new one stays in its staging directory, invisible to other boots, until this VM restored
+   * from it is ready, and goes with this VM's failure otherwise (a bad image, a kernel that cannot
+   * mount the root, a guest that gave up).
    */
   private async bootFromTemplate(deadline: number): Promise<boolean> {
     const cache = this.spec.cacheDir
-    const key = templateKey(this.spec)
+    // The accelerator in use, not the one asked for: after a failed KVM probe a TCG VM must not
+    // make (or find) a template under KVM's key.
+    const key = templateKey(this.definition())
     const waitLimit = performance.now() + (deadline - performance.now()) / 2
-    let rebuilt = false
     for (;;) {
       const check = checkTemplate(cache, key)
       if (check && 'problem' in check) {
@@ -245,27 +264,17 @@ export class Supervisor {
         try {
           await this.restoreTemplate(check.files, deadline)
           touchTemplate(check.files)
-          this.template = { key, made: rebuilt }
+          this.template = { key, made: false }
           // From here on it is this VM's own boot (its root mount): failures are real ones.
           await this.raceBoot(this.waitUntilReady(deadline), deadline)
           this.logRestore()
           return true
         } catch (error) {
-          if (this.restoredAgent) throw error
-          if (error instanceof BootFailure && error.code === 'BOOT_TIMEOUT') throw error
-          this.qmp?.close()
-          this.qmp = undefined
-          await this.stopQemu()
-          this.qemuStderr = ''
+          // Shutting down (the owner died, say) is no verdict on the template.
+          if (this.restoredAgent || this.isTimeout(error) || this.stopping) throw error
+          await this.abandonRestore()
           removeTemplate(cache, key)
-          if (rebuilt) {
-            this.warn(
-              `a fresh VM template did not restore (${(error as Error).message}); booting without one`,
-            )
-            return false
-          }
           this.warn(`the VM template ${key} did not restore (${(error as Error).message}); rebuilding it`)
-          rebuilt = true
           continue
         }
       }
@@ -281,10 +290,9 @@ export class Supervisor {
         continue
       }
       try {
-        if (!checkTemplate(cache, key)) {
-          await this.makeTemplate(key, deadline)
-          rebuilt = true
-        }
+        // Made by another process between the check and the lock: use it.
+        if (checkTemplate(cache, key)) continue
+        return await this.bootFromNewTemplate(key, deadline)
       } finally {
         release()
       }
@@ -319,9 +327,71 @@ export class Supervisor {
     }
   }
 
-  /** Cold-boots with RAM written through to a file, saves the device state once the agent answers. */
-  private async makeTemplate(key: string, deadline: number): Promise<void> {
+  /**
+   * Makes the template (under its lock), boots this VM from it, and publishes it once this VM is
+   * ready. A fresh template that does not restore costs a cold boot; any other failure is this
+   * VM's, and the template goes with it.
+   */
+  private async bootFromNewTemplate(key: string, deadline: number): Promise<boolean> {
+    const cache = this.spec.cacheDir
+    const staging = await this.makeTemplate(key, deadline)
+    const files = templateFiles(staging)
+    try {
+      try {
+        await this.restoreTemplate(files, deadline)
+      } catch (error) {
+        if (this.restoredAgent || this.isTimeout(error) || this.stopping) throw error
+        await this.abandonRestore()
+        this.warn(`a fresh VM template did not restore (${(error as Error).message}); booting without one`)
+        rmSync(staging, { recursive: true, force: true })
+        return false
+      }
+      this.template = { key, made: true }
+      await this.raceBoot(this.waitUntilReady(deadline), deadline)
+    } catch (error) {
+      this.log('template %s dropped: the VM made from it did not become ready', key)
+      rmSync(staging, { recursive: true, force: true })
+      throw error
+    }
+    // QEMU keeps its mapping of the RAM file across the rename; a later restore of a snapshot of
+    // this VM starts a QEMU that maps it again, from where it now is.
+    const published = publishTemplate(cache, staging, key)
+    const memoryFile = this.qemuVariant.memoryFile
+    if (memoryFile)
+      this.qemuVariant = { ...this.qemuVariant, memoryFile: { ...memoryFile, path: published.ram } }
+    this.log('template %s published: the VM made from it is ready', key)
+    this.logRestore()
+    const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
+    for (const evicted of evictTemplates(cache, maxMiB, key))
+      this.log(
+        'template cache over %d MiB: removed %s, last used %s',
+        maxMiB,
+        evicted.key,
+        evicted.lastUsedAt,
+      )
+    return true
+  }
+
+  private isTimeout(error: unknown): boolean {
+    return error instanceof BootFailure && error.code === 'BOOT_TIMEOUT'
+  }
+
+  /** After a restore that failed for the template's sake: its QEMU goes, a cold boot may follow. */
+  private async abandonRestore(): Promise<void> {
+    this.qmp?.close()
+    this.qmp = undefined
+    await this.stopQemu()
+    this.qemuStderr = ''
+  }
+
+  /**
+   * Cold-boots with RAM written through to a file and saves the device state once the agent
+   * answers, before the root is mounted. Returns the sealed template's staging directory (not yet
+   * visible to other boots: see bootFromNewTemplate); removes it if anything fails.
+   */
+  private async makeTemplate(key: string, deadline: number): Promise<string> {
     const started = performance.now()
+    removeStaleBuilds(templatesDir(this.spec.cacheDir))
     const staging = join(templatesDir(this.spec.cacheDir), `${key}.${process.pid}.staging`)
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging, { recursive: true })
@@ -345,22 +415,15 @@ export class Supervisor {
       // Its boot's console goes with it: restored VMs show it, so a failure's console tail still
       // has the kernel's and the init's lines.
       writeFileSync(join(staging, 'console.log'), this.console.recentText())
-      publishTemplate(this.spec.cacheDir, staging, {
+      sealTemplate(staging, {
         version: 1,
         key,
         createdAt: new Date().toISOString(),
         memoryBytes: this.spec.memoryMiB * 1024 * 1024,
-        summary: templateSummary(this.spec),
+        summary: templateSummary(this.definition()),
       })
       this.log('template %s made in %d ms', key, Math.round(performance.now() - started))
-      const maxMiB = this.spec.templateCacheMiB ?? DEFAULT_TEMPLATE_CACHE_MB
-      for (const evicted of evictTemplates(this.spec.cacheDir, maxMiB, key))
-        this.log(
-          'template cache over %d MiB: removed %s, last used %s',
-          maxMiB,
-          evicted.key,
-          evicted.lastUsedAt,
-        )
+      return staging
     } catch (error) {
       await this.stopQemu()
       rmSync(staging, { recursive: true, force: true })
@@ -373,7 +436,10 @@ export class Supervisor {
     try {
       const boot = readFileSync(join(files.dir, 'console.log'))
       this.console.append(
-        Buffer.concat([boot, Buffer.from(`\r\nvmctl: restored from template ${basename(files.dir)}\r\n`)]),
+        Buffer.concat([
+          boot,
+          Buffer.from(`\r\nvmctl: restored from template ${basename(files.dir).split('.')[0]}\r\n`),
+        ]),
       )
     } catch {}
     await this.startQemu(this.accel, undefined, {
@@ -693,9 +759,9 @@ export class Supervisor {
     child.stdout?.on('data', (chunk: Buffer) => {
       this.console.append(chunk)
       firstOutput?.()
-      // The init reports a root it cannot mount on the console; fail now, not at the timeout.
-      const rootFailure = this.console.find(ROOT_FAILURE_LINE)
-      if (rootFailure && this.state === 'booting') this.guestFailure?.(rootFailure[1]!)
+      // The guest reports a boot that cannot succeed on the console; fail now, not at the timeout.
+      const failure = this.guestReportedFailure()
+      if (failure && this.state === 'booting') this.guestFailure?.(failure)
     })
     child.stderr?.on('data', (chunk: Buffer) => {
       this.qemuStderr = (this.qemuStderr + chunk.toString()).slice(-8192)
@@ -749,9 +815,34 @@ export class Supervisor {
     }
   }
 
+  /**
+   * What the guest said on its console about a boot that cannot succeed: the init giving up (a
+   * runtime disk or helper that cannot work, an agent that cannot start) or a root it cannot mount.
+   */
+  private guestReportedFailure(): string | undefined {
+    const fatal = this.console.find(GUEST_FATAL_LINE)
+    // The init cannot know where this host keeps vmctl's cache (XDG_CACHE_HOME, VMCTL_CACHE_DIR).
+    if (fatal)
+      return `the guest's init gave up: ${fatal[1]!.replaceAll('~/.cache/vmctl', this.spec.cacheDir)}`
+    const root = this.console.find(ROOT_FAILURE_LINE)
+    if (root) return `the guest could not mount its root: ${root[1]}`
+    return undefined
+  }
+
+  private kvmError(): string | undefined {
+    return this.qemuStderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
+  }
+
+  /** This VM's definition as it boots: with the accelerator a KVM probe may have changed. */
+  private definition(): LaunchSpec {
+    return { ...this.spec, accel: { ...this.spec.accel, accel: this.accel } }
+  }
+
   private exitReason(code: number | null, signal: NodeJS.Signals | null): string {
     const panic = this.console.panicLine()
     if (panic) return `the guest kernel panicked (${panic})`
+    const reported = this.guestReportedFailure()
+    if (reported) return reported
     if (signal) return `QEMU was killed by ${signal}`
     if (code === 0) return 'the guest shut down or rebooted (QEMU exited)'
     const stderr = this.qemuStderr.trim().split('\n').slice(-3).join(' | ')
@@ -771,11 +862,11 @@ export class Supervisor {
         return
       }
       child.once('exit', onExit)
-      this.guestFailure = (message) =>
-        reject(new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${message}`))
+      const guestFailure = (message: string) => reject(new BootFailure('BOOT_FAILED', message))
+      this.guestFailure = guestFailure
       // Reported between two waits: no new console output would bring it up again.
-      const reported = this.console.find(ROOT_FAILURE_LINE)
-      if (reported && this.state === 'booting') this.guestFailure(reported[1]!)
+      const reported = this.guestReportedFailure()
+      if (reported && this.state === 'booting') guestFailure(reported)
       const timer = setTimeout(
         () =>
           reject(
@@ -789,7 +880,8 @@ export class Supervisor {
       work.then(resolve, reject).finally(() => {
         clearTimeout(timer)
         child.off('exit', onExit)
-        this.guestFailure = undefined
+        // Only if still ours: this runs after the caller may have started its next raceBoot.
+        if (this.guestFailure === guestFailure) this.guestFailure = undefined
       })
     })
   }

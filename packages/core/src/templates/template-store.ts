@@ -96,9 +96,8 @@ export function ramDenserThanSaved(files: TemplateFiles): boolean {
   }
 }
 
-/** Seals a template built in `staging`: meta last, then one rename makes it visible. */
-export function publishTemplate(
-  cacheDir: string,
+/** Seals a template built in `staging`: its meta.json, with the device state's checksum. */
+export function sealTemplate(
   staging: string,
   meta: Omit<TemplateMeta, 'stateSha256' | 'ramBytesOnDisk'>,
 ): void {
@@ -109,9 +108,17 @@ export function publishTemplate(
     ramBytesOnDisk: allocatedBytes(statSync(files.ram)),
   }
   writeFileSync(files.meta, `${JSON.stringify(full, null, 2)}\n`)
-  const final = join(templatesDir(cacheDir), meta.key)
+}
+
+/**
+ * Makes a sealed template visible to every boot, in one rename. Only once a VM made from it became
+ * ready: a template saved before the root is mounted says nothing yet about whether the root mounts.
+ */
+export function publishTemplate(cacheDir: string, staging: string, key: string): TemplateFiles {
+  const final = join(templatesDir(cacheDir), key)
   rmSync(final, { recursive: true, force: true })
   renameSync(staging, final)
+  return templateFiles(final)
 }
 
 /** The templates' disk budget when VMCTL_TEMPLATE_CACHE_MB does not set one: ~25 default VMs. */

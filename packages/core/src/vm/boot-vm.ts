@@ -67,9 +67,12 @@ export async function bootVm<T>(
       "vmctl's guest-setup helper is not built (it needs a C compiler); the guest cannot mount its root without it. Fix: sudo apt-get install gcc libc6-dev, then pnpm build",
     )
   }
+  // VMCTL_TEST_RUNTIME_DISK is for vmctl's own tests only: a runtime disk they broke on purpose
+  // (helpers without their execute bit, an agent that cannot start) to prove the boot fails fast.
+  const testRuntimeDisk = env.VMCTL_TEST_RUNTIME_DISK
   const [initramfs, runtimeDisk] = await Promise.all([
     buildInitramfs({ kernel, nodeBinary: process.execPath, busybox, cacheDir: cache }),
-    buildRuntimeDisk(process.execPath, cache),
+    testRuntimeDisk ? { path: resolve(testRuntimeDisk) } : buildRuntimeDisk(process.execPath, cache),
   ])
   const mounts = (options.mounts ?? []).map((m) => ({
     host: resolve(m.host),

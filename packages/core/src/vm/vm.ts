@@ -97,7 +97,7 @@ export class VM implements AsyncDisposable {
   private statusSnapshot: VmStatus
   private readonly control: SupervisorClient
   private readonly directory: VmDirectory
-  private readonly agent: AgentClient
+  private agent: AgentClient
   private readonly defaultEnv: Record<string, string>
   private readonly owned: boolean
   private exitError: VmExitedError | undefined
@@ -129,6 +129,7 @@ export class VM implements AsyncDisposable {
           `the guest agent process died (${event.reason}); the guest restarts it, so calls made from now on work again`,
         )
         for (const process of [...this.running]) process.fail(error)
+        this.renewAgentClient()
       }
     })
     control.on('close', () => this.markExited('its supervisor process exited', ''))
@@ -537,6 +538,18 @@ export class VM implements AsyncDisposable {
   private assertUsable(): void {
     if (this.exitError) throw this.exitError
     if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+  }
+
+  /**
+   * After the guest agent died: calls from now on go over a new connection, which waits for the
+   * restarted agent. The old one is dead, but this event can arrive before its socket's close does:
+   * a call made at once would be put on it by grpc-js and fail with ECONNRESET.
+   */
+  private renewAgentClient(): void {
+    if (this.destroying) return
+    const old = this.agent
+    this.agent = agentClient(this.directory)
+    old.close()
   }
 
   /** Turns a transport error into "the VM died (console tail)" when that is what happened. */

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { AgentError, VM } from '../index.js'
+
+/**
+ * The guest agent killed again and again in one VM: each time the pending call fails at once, and
+ * the next call, made right after that rejection (0, 50 or 200 ms later), works: it waits for the
+ * restarted agent instead of failing on the connection the dead agent left behind.
+ */
+describe('vm: calls after the guest agent restarts', () => {
+  let vm: VM
+  beforeAll(async () => {
+    vm = await VM.up()
+  })
+  afterAll(async () => {
+    await vm?.destroy()
+  })
+
+  test('the first call after each of several agent kills works', async () => {
+    const gaps = [0, 50, 200, 0, 50, 200, 0, 50, 200]
+    const failures: string[] = []
+    for (const [round, gap] of gaps.entries()) {
+      const pending = vm.exec('sleep 60')
+      pending.catch(() => {})
+      // The pending call must have reached the agent before it is killed.
+      await new Promise((r) => setTimeout(r, 300))
+      await vm.exec('kill -KILL $(pidof vmctl-agent)', { reject: false }).catch(() => {})
+      const killed = await pending.then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(killed, `round ${round}`).toBeInstanceOf(AgentError)
+      if (gap) await new Promise((r) => setTimeout(r, gap))
+      const started = Date.now()
+      const next = await vm.exec('echo back').then(
+        (r) => r.stdout,
+        (e: unknown) => `FAILED: ${(e as Error).message}`,
+      )
+      if (next !== 'back\n') failures.push(`round ${round} (+${gap} ms): ${next}`)
+      console.log(`round ${round}: next call after ${Date.now() - started} ms: ${JSON.stringify(next)}`)
+    }
+    expect(failures).toEqual([])
+  })
+})
