@@ -136,6 +136,12 @@ describe('vmctl installed from npm tarballs into a fresh project (vm)', () => {
   test('the README files pass on an empty cache (the kernel is fetched), and again from the cache', async () => {
     await readmeRun()
     await readmeRun()
+    const setup = await run('npx', ['vmctl', 'setup'], projects.jest)
+    expect(setup.code, setup.output).toBe(0)
+    expect(setup.output).toMatch(/^ok +kernel +\S+ in .* \(cached\)$/m)
+    expect(setup.output).toContain('vmctl is ready')
+    const version = await run('npx', ['vmctl', '--version'], projects.vitest)
+    expect(version.output).toMatch(/^vmctl \d+\.\d+\.\d+/m)
     const line = (name: string) => `${name} ${times[name]!.map((s) => `${s.toFixed(1)} s`).join(' then ')}`
     console.log(`installed from npm: ${['vitest', 'jest', 'vmctl'].map(line).join('; ')}`)
   }, 900_000)
