@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { type AgentClient, guestSetupPath } from '@vmctl/agent'
 import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
+import { checkGuestMemory } from '../host/host-memory.js'
 import { locateQemu } from '../host/qemu-locator.js'
 import { chooseTransport } from '../host/transport-choice.js'
 import { stderrProgress } from '../images/image-builder.js'
@@ -54,6 +55,7 @@ export async function bootVm<T>(
   internals: BootInternals = {},
 ): Promise<T> {
   const options = validateVmOptions(raw)
+  checkGuestMemory(options.memoryMiB ?? DEFAULT_MEMORY_MIB)
   const env = process.env
   const qemuBinary = locateQemu(env)
   const cache = cacheDir(env)
