@@ -109,6 +109,17 @@ describe('vm: vmctl against real VMs', () => {
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)
       expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')
+      // Bad input exits 2 with one line naming the cause and the fix.
+      const again = await vmctl(['up', '--name', name])
+      expect(again.code).toBe(2)
+      expect(again.stderr).toBe(
+        `vmctl: a VM named "${name}" is already running or starting; pick another name or run: vmctl down ${name}\n`,
+      )
+      const noDir = await vmctl(['exec', name, '--cwd', '/no/such/dir', '--', 'true'])
+      expect(noDir.code).toBe(2)
+      expect(noDir.stderr).toBe(
+        `vmctl: VM ${name}: the working directory /no/such/dir does not exist in the guest. Fix: create it first (mkdir -p /no/such/dir) or pass another cwd\n`,
+      )
     } finally {
       const down = await vmctl(['down', name])
       expect(down.code, down.stderr).toBe(0)
