@@ -5,13 +5,16 @@ import { InvalidOptionsError } from '../errors.js'
 export interface VmOptions {
   /** VM name (also the guest hostname); generated when absent. */
   name?: string
-  /** Guest memory in MiB. Default 1024 (under TCG untouched memory costs nothing on the host). */
+  /**
+   * Guest memory in MiB, at most the host's MemTotal. Default 1024 (untouched memory costs nothing
+   * on the host).
+   */
   memoryMiB?: number
   /** Virtual CPUs. Default 2. */
   cpus?: number
   /** Guest kernel: a vmlinux/bzImage path or a kernel directory. Default: see locateKernel(). */
   kernel?: string
-  /** Extra kernel command line parameters. */
+  /** Extra kernel command line parameters; init= and rdinit= are refused (vmctl's init must run). */
   kernelArgs?: string[]
   /** Extra QEMU arguments, appended verbatim. */
   qemuArgs?: string[]
