@@ -6,10 +6,10 @@
  *              mounted at vmctl_chroot (kernel mode);
  *              "disk:SERIAL": the ext4 root filesystem of the virtio-blk disk with that serial, the
  *              whole disk or the largest of its partitions holding /bin/sh (image mode).
- * Then, in it: proc, sys, dev, dev/pts, dev/shm, run and the cgroup2 hierarchy; the guest kernel's
- * modules (vmctl_modules, seen through the 9p share) where modprobe looks for them; the host
- * directories of vmctl_mounts ("TAG:GUESTPATH:ro|rw,..."); resolv.conf (vmctl_net's DNS),
- * hostname and hosts. Last, /run/vmctl/root-ready.
+ * Then, in it: proc, sys, dev, dev/pts, dev/shm, run and the cgroup2 hierarchy (its controllers
+ * enabled for child cgroups); the guest kernel's modules (vmctl_modules, seen through the 9p share)
+ * where modprobe looks for them; the host directories of vmctl_mounts ("TAG:GUESTPATH:ro|rw,...");
+ * resolv.conf (vmctl_net's DNS), hostname and hosts. Last, /run/vmctl/root-ready.
  *
  * Why C: the same steps as busybox commands cost about twenty fork/execs (busybox mount forks once
  * more to look for a mount.TYPE helper in every PATH directory), 0.5-0.6 s under TCG, and a VM
@@ -70,6 +70,33 @@ static int mount_at(const char *source, const char *root, const char *path, cons
   if (join(target, sizeof target, root, path) < 0) return -1;
   make_dirs(target, 0755);
   return mount(source, target, type, flags, data);
+}
+
+/*
+ * Every controller the kernel offers is made available to child cgroups, as systemd does on a
+ * host, so a test can `mkdir /sys/fs/cgroup/x` and set x/memory.max at once. One write per
+ * controller: one the root cannot delegate (cpu, with realtime threads) must not hold back the
+ * rest. Kernel state made by every boot and restore alike (a template is saved before this runs).
+ */
+static void enable_controllers(const char *root) {
+  char path[4096], controllers[512] = "";
+  if (join(path, sizeof path, root, "/sys/fs/cgroup/cgroup.controllers") < 0) return;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t length = read(fd, controllers, sizeof controllers - 1);
+  close(fd);
+  if (length <= 0) return;
+  controllers[length] = 0;
+  if (join(path, sizeof path, root, "/sys/fs/cgroup/cgroup.subtree_control") < 0) return;
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  for (char *name = strtok(controllers, " \n"); name; name = strtok(NULL, " \n")) {
+    char enable[64];
+    snprintf(enable, sizeof enable, "+%s", name);
+    if (write(fd, enable, strlen(enable)) < 0)
+      printf("vmctl-init: cgroup controller %s not enabled for child cgroups: %s\n", name, strerror(errno));
+  }
+  close(fd);
 }
 
 static void write_file(const char *path, const char *text) {
@@ -241,7 +268,8 @@ int mount_root(void) {
   if (mount_at("shm", root, "/dev/shm", "tmpfs", 0, "mode=1777") < 0)
     return fail("cannot mount /dev/shm: %s", strerror(errno));
   if (mount_at("run", root, "/run", "tmpfs", 0, "mode=0755") < 0) return fail("cannot mount /run: %s", strerror(errno));
-  mount_at("cgroup2", root, "/sys/fs/cgroup", "cgroup2", 0, NULL); // a kernel without cgroup v2 is fine
+  // A kernel without cgroup v2 is fine.
+  if (mount_at("cgroup2", root, "/sys/fs/cgroup", "cgroup2", 0, NULL) == 0) enable_controllers(root);
   join(path, sizeof path, root, "/tmp");
   make_dirs(path, 01777);
 

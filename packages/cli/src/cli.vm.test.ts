@@ -109,6 +109,18 @@ describe('vm: vmctl against real VMs', () => {
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)
       expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')
+      // Bad input exits 2 with one line naming the cause and the fix.
+      const again = await vmctl(['up', '--name', name])
+      expect(again.code).toBe(2)
+      // The last line: a host without usable KVM adds its notice before it.
+      expect(again.stderr.trimEnd().split('\n').at(-1)).toBe(
+        `vmctl: a VM named "${name}" is already running or starting; pick another name or run: vmctl down ${name}`,
+      )
+      const noDir = await vmctl(['exec', name, '--cwd', '/no/such/dir', '--', 'true'])
+      expect(noDir.code).toBe(2)
+      expect(noDir.stderr.trimEnd().split('\n').at(-1)).toBe(
+        `vmctl: VM ${name}: the working directory /no/such/dir does not exist in the guest. Fix: create it first (mkdir -p /no/such/dir) or pass another cwd`,
+      )
     } finally {
       const down = await vmctl(['down', name])
       expect(down.code, down.stderr).toBe(0)

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { VmctlError } from '@vmctl/core'
+import { exitCodeFor } from './exit-code.js'
 import { runCli } from './run-cli.js'
 
 runCli(process.argv.slice(2)).then(
@@ -10,7 +11,6 @@ runCli(process.argv.slice(2)).then(
     if (error instanceof VmctlError || (error as { exitCode?: number }).exitCode === 2) {
       process.stderr.write(`vmctl: ${(error as Error).message}\n`)
     } else process.stderr.write(`vmctl: ${(error as Error).stack ?? error}\n`)
-    process.exitCode =
-      (error as { exitCode?: number }).exitCode ?? ((error as VmctlError).code === 'VM_NOT_FOUND' ? 2 : 1)
+    process.exitCode = exitCodeFor(error)
   },
 )

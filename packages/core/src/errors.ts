@@ -47,7 +47,9 @@ export class QemuNotFoundError extends VmctlError {
   }
 }
 
+/** Bad input (an option, a name already taken): the CLI exits with 2, as for any usage error. */
 export class InvalidOptionsError extends VmctlError {
+  readonly exitCode = 2
   constructor(message: string) {
     super('INVALID_OPTIONS', message)
   }

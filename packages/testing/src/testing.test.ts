@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type VM, VmExitedError } from '@vmctl/core'
 import { afterAll, describe, expect, test } from 'vitest'
+import { vmDiagnostics } from './diagnostics.js'
 import { toFailWith, toHaveStdout, toSucceed } from './matchers.js'
 import { oneLine, skipLine } from './skip-notice.js'
 import { keptMessage, loadVmOptions, testVmName } from './test-vm.js'
@@ -71,5 +73,21 @@ describe('the skip line', () => {
       /^vmctl: skipping VM tests, .*Fix: run vmctl setup.*VMCTL_REQUIRE=1 fails them instead\)$/,
     )
     expect(oneLine('one line. Fix: this.')).toBe('one line. Fix: this.')
+  })
+})
+
+describe('diagnostics of a failed test', () => {
+  test('a VM that died is not given its console tail twice (the VmExitedError has it)', async () => {
+    const error = new VmExitedError('vm-x', 'the guest kernel panicked', 'TAIL-LINE')
+    const dead = {
+      name: 'vm-x',
+      // biome-ignore lint/correctness/useYield: a VM that died fails its first log read
+      async *logs() {
+        throw error
+      },
+    } as unknown as VM
+    const text = await vmDiagnostics(dead)
+    expect(`${error.message}${text}`.split('TAIL-LINE')).toHaveLength(2)
+    expect(text).toContain('its last console lines are in the VmExitedError above')
   })
 })

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { statSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
@@ -55,6 +56,26 @@ export function resolveUser(spec: string, root: GuestRoot): (PasswdEntry & { gid
   return gid === undefined ? `no group ${JSON.stringify(group)} in the guest's /etc/group` : { ...entry, gid }
 }
 
+/**
+ * Why a working directory cannot be used, in the guest's own terms, or undefined. Checked here so
+ * the caller gets a call error naming the directory, not nsenter's message with the agent's
+ * internal path and an exit status that reads as the command's own.
+ */
+export function checkCwd(cwd: string, root: GuestRoot): string | undefined {
+  let stat: ReturnType<typeof statSync>
+  try {
+    stat = statSync(resolveInRoot(root.chrootPath, cwd))
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      return `the working directory ${cwd} does not exist in the guest. Fix: create it first (mkdir -p ${cwd}) or pass another cwd`
+    return `the working directory ${cwd} cannot be used: ${(error as Error).message.split(',')[0]}`
+  }
+  if (!stat?.isDirectory())
+    return `the working directory ${cwd} is not a directory in the guest. Fix: pass a directory as cwd`
+  return undefined
+}
+
 /** The environment of a command: a login-like base for its user, then the request's variables. */
 function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<string, string> {
   const env = { ...BASE_ENV }
@@ -96,6 +117,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
       const user = start.user ? resolveUser(start.user, root) : undefined
       if (typeof user === 'string') return fail(status.NOT_FOUND, user)
+      const cwdProblem = checkCwd(start.cwd || '/', root)
+      if (cwdProblem) return fail(status.NOT_FOUND, cwdProblem)
       stdinWanted = start.stdin
       const plan = planSpawn(start, root, user)
       const startedAt = performance.now()

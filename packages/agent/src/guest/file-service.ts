@@ -8,6 +8,7 @@ import {
   mkdirSync,
   renameSync,
   rmSync,
+  statfsSync,
   statSync,
 } from 'node:fs'
 import { posix } from 'node:path'
@@ -50,13 +51,22 @@ function fsError(error: NodeJS.ErrnoException, path: string, action: string): Gr
       )
     case 'ENOTDIR':
       return grpcError(status.FAILED_PRECONDITION, `cannot ${action} ${path}: a parent is not a directory`)
+    case 'EROFS':
+      return grpcError(
+        status.FAILED_PRECONDITION,
+        `cannot ${action} ${path}: it is on a read-only file system in the guest (a read-only mount). Fix: write it elsewhere, or mount that directory writable`,
+      )
     case 'ENOSPC':
       return grpcError(
         status.RESOURCE_EXHAUSTED,
         `cannot ${action} ${path}: no space left in the guest (the overlay lives in guest RAM)`,
       )
     default:
-      return grpcError(status.INTERNAL, `cannot ${action} ${path}: ${error.message}`)
+      // Node's message ends with the path it used, which for a push is the agent's temp file.
+      return grpcError(
+        status.INTERNAL,
+        `cannot ${action} ${path}: ${error.message.replace(/, \w+ '.*'$/, '')}`,
+      )
   }
 }
 
@@ -149,10 +159,19 @@ function openFileSink(header: FileHeader, root: GuestRoot) {
       `cannot write ${header.path}: its directory ${posix.dirname(header.path)} does not exist in the guest (pass parents: true)`,
     )
   }
-  if (safeStat(target)?.isDirectory()) {
+  const existing = safeStat(target)
+  if (existing?.isDirectory()) {
     throw grpcError(
       status.FAILED_PRECONDITION,
       `cannot write ${header.path}: it is a directory (push a directory with copyDirTo)`,
+    )
+  }
+  const special = pseudoFilesystem(dir)
+  if (special || (existing && !existing.isFile())) {
+    // A push writes a new file beside the target and renames it over: neither works on these.
+    throw grpcError(
+      status.FAILED_PRECONDITION,
+      `cannot write ${header.path}: it is not a regular file (${special ? `${posix.dirname(header.path)} is on ${special}, a kernel interface` : 'a device, pipe or socket'}). Fix: write it from a command, e.g. vm.exec('echo VALUE > ${header.path}')`,
     )
   }
   const owner = header.owner ? ownerIds(root, header.owner) : undefined
@@ -283,6 +302,30 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
       call.once('drain', () => source.resume())
     }
   })
+}
+
+/** Kernel interfaces mounted as filesystems, by statfs type: their files are not files. */
+const PSEUDO_FILESYSTEMS: Record<number, string> = {
+  40864: 'proc',
+  1650812274: 'sysfs',
+  1667723888: 'cgroup2',
+  2613483: 'cgroup',
+  1684170528: 'debugfs',
+  1953653091: 'tracefs',
+  1935894131: 'securityfs',
+  3405662737: 'bpf',
+  7377: 'devpts',
+  1650812272: 'configfs',
+  3730735588: 'efivarfs',
+  1634035564: 'pstore',
+}
+
+function pseudoFilesystem(dir: string): string | undefined {
+  try {
+    return PSEUDO_FILESYSTEMS[Number(statfsSync(dir).type) >>> 0]
+  } catch {
+    return undefined
+  }
 }
 
 function safeStat(path: string) {

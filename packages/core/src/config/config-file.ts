@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
+import { closestName } from '../closest-name.js'
 import { VmctlError } from '../errors.js'
 import { inspectImage } from '../images/image-file.js'
 import type { VmOptions } from '../vm/vm-options.js'
@@ -95,7 +96,7 @@ export function loadConfig(file: string, select?: { name?: string | undefined })
         path,
         undefined,
         undefined,
-        `defines several VMs (${names.join(', ')}); pick one: VM.up(file, { name }) or vmctl run -c FILE --name NAME`,
+        `defines several VMs (${names.join(', ')}); pick one: VM.up(file, { name: NAME }), vmctl run -c FILE --vm NAME or vmctl up -c FILE --vm NAME`,
       )
     const own = byName.get(chosen)
     if (own) options = { ...mergeOptions(defaults, own), name: own.name ?? chosen }
@@ -134,7 +135,7 @@ function validateTable(
     const field = schema[key]
     const here = [...at, key]
     if (!field) {
-      const suggestion = closest(key, Object.keys(schema))
+      const suggestion = closestName(key, Object.keys(schema))
       fail(
         here,
         `unknown field${suggestion ? ` (did you mean ${suggestion}?)` : ''}; known fields here: ${Object.keys(schema).join(', ')}`,
@@ -196,26 +197,6 @@ function describe(value: unknown): string {
   if (typeof value === 'bigint') return `the integer ${value}`
   if (value instanceof Date) return `a date`
   return `${typeof value === 'string' ? 'the string' : `the ${typeof value}`} ${JSON.stringify(value)?.slice(0, 60)}`
-}
-
-function closest(key: string, known: string[]): string | undefined {
-  const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, '')
-  return (
-    known.find(
-      (k) => norm(k) === norm(key) || norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)),
-    ) ?? known.find((k) => distance(norm(k), norm(key)) <= 2)
-  )
-}
-
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i]
-    for (let j = 1; j <= b.length; j++)
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    row = next
-  }
-  return row[b.length]!
 }
 
 function displayPath(file: string): string {

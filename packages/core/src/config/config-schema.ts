@@ -124,7 +124,7 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
   memoryMiB: {
     expected: 'a positive integer (MiB)',
     check: isPositiveInt,
-    doc: 'Guest memory.',
+    doc: "Guest memory, at most the host's MemTotal (allocated only as the guest touches it).",
     default: '1024',
     example: '2048',
   },
@@ -146,7 +146,7 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
   kernelArgs: {
     expected: 'an array of strings',
     check: isStrings,
-    doc: 'Extra kernel command line parameters.',
+    doc: "Extra kernel command line parameters. init= and rdinit= are refused: vmctl's own init must run to mount the root and start the agent.",
     default: '[]',
     example: '["nokaslr"]',
   },

@@ -4,12 +4,16 @@ import { dirname, relative } from 'node:path'
 import { VmctlError } from '../errors.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
+import { diskSignature } from './disk-signature.js'
 
 /** A disk image vmctl cannot use: names the image, what is wrong and what to do. */
 export class ImageError extends VmctlError {
   readonly image: string
+  readonly exitCode: number
   constructor(image: string, message: string, options?: { cause?: unknown }) {
     super('IMAGE_INVALID', message, options)
+    // Bad input: the CLI exits with 2, as for any usage error.
+    this.exitCode = 2
     this.image = image
   }
 }
@@ -71,6 +75,11 @@ export function inspectImage(path: string): ImageInfo {
     throw new ImageError(
       path,
       `the disk image ${path} is ${size} bytes, too small to hold a root filesystem. Fix: point image at a real disk image`,
+    )
+  if (info.format === 'raw' && !diskSignature(path))
+    throw new ImageError(
+      path,
+      `${path} is not a disk image: it is neither qcow2 nor a raw disk with a partition table or a filesystem (ext4, XFS, btrfs, ...). Fix: point image at a qcow2 or raw disk image (a cloud image, or one vmctl builds: image: { distribution: 'bookworm' })`,
     )
   return { path, format: info.format, virtualSize: info['virtual-size'] ?? size }
 }

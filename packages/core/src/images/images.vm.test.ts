@@ -145,10 +145,13 @@ describe('vm: image mode', () => {
   })
 
   test('an image without a root filesystem fails the boot, saying what is missing', async () => {
-    const image = join(cache, 'test-images', 'empty.raw')
+    // An empty MBR: a disk by its partition table (so it passes the check before boot), no root.
+    const image = join(cache, 'test-images', 'empty-mbr.raw')
     if (!existsSync(image)) {
       mkdirSync(join(cache, 'test-images'), { recursive: true })
-      writeFileSync(image, Buffer.alloc(4 * 1024 * 1024))
+      const disk = Buffer.alloc(4 * 1024 * 1024)
+      disk.writeUInt16LE(0xaa55, 510)
+      writeFileSync(image, disk)
     }
     const error = await VM.up({ image }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(BootFailedError)

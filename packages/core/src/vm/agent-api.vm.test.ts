@@ -10,6 +10,7 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { AgentError, VM, VmExitedError } from '../index.js'
@@ -133,6 +134,48 @@ describe('vm: the agent API', () => {
     const result = await vm.exec('id -un; echo $HOME', { user: 'nobody' })
     expect(result.stdout).toBe('nobody\n/nonexistent\n')
     await expect(vm.exec('true', { user: 'ghost' })).rejects.toThrow(/no user "ghost"/)
+  })
+
+  test('a cwd that does not exist is a call error naming the directory, not the command failing', async () => {
+    const started = performance.now()
+    const error = await vm.exec('true', { cwd: '/no/such/dir', reject: false }).catch((e: unknown) => e)
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(error).toBeInstanceOf(AgentError)
+    expect((error as AgentError).grpcCode).toBe('NOT_FOUND')
+    expect((error as Error).message).toBe(
+      `VM ${vm.name}: the working directory /no/such/dir does not exist in the guest. Fix: create it first (mkdir -p /no/such/dir) or pass another cwd`,
+    )
+    await expect(vm.exec('true', { cwd: '/etc/hostname' })).rejects.toThrow(
+      'the working directory /etc/hostname is not a directory in the guest',
+    )
+    expect((await vm.exec('pwd', { cwd: '/etc' })).stdout).toBe('/etc\n')
+  })
+
+  test('a push to a read-only or special path names the real cause', async () => {
+    const special = await vm.writeFile('/proc/version', 'x').catch((e: unknown) => e)
+    expect(special).toBeInstanceOf(AgentError)
+    expect((special as Error).message).toContain(
+      'cannot write /proc/version: it is not a regular file (/proc is on proc, a kernel interface)',
+    )
+    await vm.exec('mkdir -p /mnt/ro && mount -t tmpfs -o ro tmpfs /mnt/ro')
+    const readOnly = await vm.writeFile('/mnt/ro/file', 'x').catch((e: unknown) => e)
+    expect((readOnly as Error).message).toContain(
+      'cannot write /mnt/ro/file: it is on a read-only file system',
+    )
+    expect((readOnly as Error).message).not.toContain('.vmctl-push')
+  })
+
+  test('cgroup controllers are enabled for child cgroups, after a cold boot and a restore alike', async () => {
+    console.log(
+      `cgroup check on a VM ${vm.template ? (vm.template.made ? 'that made its template' : 'restored from a template') : 'cold-booted'}`,
+    )
+    const result = await vm.exec(
+      'mkdir /sys/fs/cgroup/limited && echo 32M > /sys/fs/cgroup/limited/memory.max && cat /sys/fs/cgroup/limited/memory.max; rmdir /sys/fs/cgroup/limited',
+    )
+    expect(result.stdout).toBe(`${32 * 1024 * 1024}\n`)
+    expect((await vm.exec('cat /sys/fs/cgroup/cgroup.subtree_control')).stdout.split(/\s/)).toContain(
+      'memory',
+    )
   })
 
   test('a missing binary exits 127 with a message and the agent carries on', async () => {

@@ -5,11 +5,12 @@ import { fileURLToPath } from 'node:url'
 import { type AgentClient, guestSetupPath } from '@vmctl/agent'
 import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
+import { checkGuestMemory } from '../host/host-memory.js'
 import { locateQemu } from '../host/qemu-locator.js'
 import { chooseTransport } from '../host/transport-choice.js'
 import { stderrProgress } from '../images/image-builder.js'
 import { createVmDisk, resolveImage } from '../images/image-disk.js'
-import type { ImageInfo } from '../images/image-file.js'
+import { type ImageInfo, inspectImage } from '../images/image-file.js'
 import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
@@ -54,6 +55,9 @@ export async function bootVm<T>(
   internals: BootInternals = {},
 ): Promise<T> {
   const options = validateVmOptions(raw)
+  checkGuestMemory(options.memoryMiB ?? DEFAULT_MEMORY_MIB)
+  // A given image is checked first, before the kernel and initramfs are looked up or built.
+  if (typeof options.image === 'string') inspectImage(options.image)
   const env = process.env
   const qemuBinary = locateQemu(env)
   const cache = cacheDir(env)

@@ -17,11 +17,21 @@ describe('VM options', () => {
   test('unknown fields and wrong types are named', () => {
     expect(() => validateVmOptions({ memory: 512 })).toThrow(InvalidOptionsError)
     expect(() => validateVmOptions({ memory: 512 })).toThrow(
-      /unknown VM option "memory"; known options: name, memoryMiB/,
+      /unknown VM option "memory" \(did you mean memoryMiB\?\); known options: name, memoryMiB/,
     )
+    expect(() => validateVmOptions({ memroy: 512 })).toThrow(/"memroy" \(did you mean memoryMiB\?\)/)
+    expect(() => validateVmOptions({ zzz: 1 })).toThrow(/unknown VM option "zzz"; known options/)
     expect(() => validateVmOptions({ ports: [80, 70000] })).toThrow(/ports must be port number\[\]/)
     expect(() => validateVmOptions({ env: { A: 1 } })).toThrow(/env must be Record<string, string>/)
     expect(() => validateVmOptions('big')).toThrow(/must be an object/)
+  })
+
+  test('init= in kernelArgs is refused with the reason', () => {
+    for (const arg of ['init=/bin/sh', 'rdinit=/sbin/init'])
+      expect(() => validateVmOptions({ kernelArgs: ['quiet', arg] })).toThrow(
+        `kernelArgs "${arg}" cannot be used: vmctl's own init must run as PID 1`,
+      )
+    expect(() => validateVmOptions({ kernelArgs: ['quiet', 'vmctl_init=x', 'noinit=1'] })).not.toThrow()
   })
 })
 

@@ -1,16 +1,20 @@
+import { closestName } from '../closest-name.js'
 import { InvalidOptionsError } from '../errors.js'
 
 /** What to boot. Every field is optional: `VM.up()` boots the built-in default VM. */
 export interface VmOptions {
   /** VM name (also the guest hostname); generated when absent. */
   name?: string
-  /** Guest memory in MiB. Default 1024 (under TCG untouched memory costs nothing on the host). */
+  /**
+   * Guest memory in MiB, at most the host's MemTotal. Default 1024 (untouched memory costs nothing
+   * on the host).
+   */
   memoryMiB?: number
   /** Virtual CPUs. Default 2. */
   cpus?: number
   /** Guest kernel: a vmlinux/bzImage path or a kernel directory. Default: see locateKernel(). */
   kernel?: string
-  /** Extra kernel command line parameters. */
+  /** Extra kernel command line parameters; init= and rdinit= are refused (vmctl's init must run). */
   kernelArgs?: string[]
   /** Extra QEMU arguments, appended verbatim. */
   qemuArgs?: string[]
@@ -95,15 +99,30 @@ export function validateVmOptions(options: unknown): VmOptions {
     if (value === undefined) continue
     const expected = FIELDS[key as keyof VmOptions]
     if (!expected) {
+      const suggestion = closestName(key, Object.keys(FIELDS))
       throw new InvalidOptionsError(
-        `unknown VM option ${JSON.stringify(key)}; known options: ${Object.keys(FIELDS).join(', ')}`,
+        `unknown VM option ${JSON.stringify(key)}${suggestion ? ` (did you mean ${suggestion}?)` : ''}; known options: ${Object.keys(FIELDS).join(', ')}`,
       )
     }
     if (!matches(expected, value)) {
       throw new InvalidOptionsError(`VM option ${key} must be ${expected}, got ${describe(value)}`)
     }
   }
+  checkKernelArgs((options as VmOptions).kernelArgs ?? [])
   return options as VmOptions
+}
+
+/**
+ * init= and rdinit= are refused, not ignored: vmctl's own init must be PID 1, because it mounts the
+ * guest's root and starts the agent every call goes through; another init would boot a VM that
+ * vmctl cannot reach. A program meant to run at boot is a command (vm.exec) or a provision step.
+ */
+function checkKernelArgs(args: string[]): void {
+  const init = args.find((arg) => /^(rd)?init=/.test(arg))
+  if (init)
+    throw new InvalidOptionsError(
+      `kernelArgs ${JSON.stringify(init)} cannot be used: vmctl's own init must run as PID 1 to mount the guest's root and start its agent. Fix: drop it and start the program with vm.exec() after boot (or as a provision step in image mode)`,
+    )
 }
 
 function matches(expected: string, value: unknown): boolean {

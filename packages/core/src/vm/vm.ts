@@ -567,11 +567,17 @@ export class VM implements AsyncDisposable {
       while (Date.now() < deadline && !this.exitError) await new Promise((r) => setTimeout(r, 50))
       if (this.exitError) return this.exitError
     }
-    return new AgentError(
-      this.name,
-      `agent call failed: ${(error as ServiceError).details || error.message}`,
-      { cause: error },
+    // The agent refused the request (a missing cwd or user): its own words, and the gRPC code so a
+    // caller (the CLI's exit status) can tell bad input from a broken call.
+    const details = (error as ServiceError).details
+    if (
+      details &&
+      (code === grpcStatus.NOT_FOUND ||
+        code === grpcStatus.INVALID_ARGUMENT ||
+        code === grpcStatus.FAILED_PRECONDITION)
     )
+      return new AgentError(this.name, details, { cause: error, grpcCode: grpcStatus[code] })
+    return new AgentError(this.name, `agent call failed: ${details || error.message}`, { cause: error })
   }
 
   private markExited(reason: string, consoleTail: string): void {
