@@ -77,7 +77,7 @@ async function firstVm(round) {
     const spawns = supervisor.filter((l) => l.message.includes('spawn '))
     const probe = spawns.length >= 3 && /-accel kvm/.test(spawns[0].message) ? spawns[1].at - spawns[0].at : 0
     const template = msIn(supervisor, 'vmctl:supervisor', /template \S+ made in/)
-    const ready = msIn(supervisor, 'vmctl:supervisor', /ready in/)
+    const restore = msIn(supervisor, 'vmctl:supervisor', /restored from template, ready in/)
     return {
       totalMs: first.ms,
       ...kernelPhases(first.stderr),
@@ -85,7 +85,7 @@ async function firstVm(round) {
       initramfsMs: msIn(host, 'vmctl:initramfs', /built/),
       kvmProbeMs: probe,
       templateMs: template,
-      restoreMs: ready !== undefined && template !== undefined ? ready - template - probe : undefined,
+      restoreMs: restore,
       secondMs: second.ms,
     }
   } finally {
