@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto'
 import net from 'node:net'
+import { resolve } from 'node:path'
 
 /**
  * A cross-process mutex that the kernel releases when its holder dies, whatever kills it: binding
@@ -34,4 +36,14 @@ export async function withLock<T>(name: string, task: () => Promise<T>, onWait?:
   } finally {
     release()
   }
+}
+
+/**
+ * The lock name for `name` in `directory`. Cache entries are named by content, so two caches on
+ * one host (two users, a test's own XDG_CACHE_HOME, a CI cache restored elsewhere) hold entries of
+ * the same name; abstract socket names are host-wide (per network namespace, not per user), so a
+ * lock must name the directory it guards, or one cache's build would hold up another's.
+ */
+export function lockIn(directory: string, name: string): string {
+  return `${name}@${createHash('sha256').update(resolve(directory)).digest('hex').slice(0, 16)}`
 }

@@ -11,7 +11,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { VmctlError } from '../errors.js'
-import { tryLock } from '../host/cross-process-lock.js'
+import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
 import { logger } from '../log.js'
@@ -80,12 +80,12 @@ export async function buildImage(
     return { path, key, cached: true }
   }
   mkdirSync(imagesDir(cacheDir), { recursive: true })
-  let release = await tryLock(`vmctl-image-${key}`)
+  let release = await tryLock(lockIn(imagesDir(cacheDir), `vmctl-image-${key}`))
   if (!release) {
     progress(`waiting for another process building image ${key}`)
     while (!release) {
       await new Promise((r) => setTimeout(r, 500))
-      release = await tryLock(`vmctl-image-${key}`)
+      release = await tryLock(lockIn(imagesDir(cacheDir), `vmctl-image-${key}`))
     }
   }
   try {

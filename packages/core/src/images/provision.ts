@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { isAbsolute, join, relative } from 'node:path'
 import { VmctlError } from '../errors.js'
 import { contentHash } from '../host/content-hash.js'
-import { tryLock } from '../host/cross-process-lock.js'
+import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type Progress, touch } from './image-builder.js'
@@ -76,11 +76,11 @@ export async function provisionLayer(
   const cached = usable(path)
   if (cached) return cached
   mkdirSync(dir, { recursive: true })
-  let release = await tryLock(`vmctl-layer-${key}`)
+  let release = await tryLock(lockIn(dir, `vmctl-layer-${key}`))
   if (!release) progress(`waiting for another process provisioning layer ${key}`)
   while (!release) {
     await new Promise((r) => setTimeout(r, 500))
-    release = await tryLock(`vmctl-layer-${key}`)
+    release = await tryLock(lockIn(dir, `vmctl-layer-${key}`))
   }
   const staging = join(dir, `${key}.${process.pid}.staging.qcow2`)
   try {

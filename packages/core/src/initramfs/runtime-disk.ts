@@ -12,7 +12,7 @@ import {
 import { basename, join } from 'node:path'
 import { agentBundlePath, buildAgentExecutable, guestHelperPaths } from '@vmctl/agent'
 import { contentHash } from '../host/content-hash.js'
-import { tryLock } from '../host/cross-process-lock.js'
+import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
@@ -59,7 +59,7 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
   // Test workers starting on an empty cache would each spend seconds of CPU on the same build:
   // one builds (under a lock the kernel drops if it dies), the others wait for its result.
   for (;;) {
-    const release = await tryLock(`vmctl-runtime-disk-${key}`)
+    const release = await tryLock(lockIn(dir, `vmctl-runtime-disk-${key}`))
     if (release) {
       try {
         if (!existsSync(path)) await buildInto(nodeBinary, dir, path, key)
