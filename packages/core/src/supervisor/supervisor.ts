@@ -270,6 +270,8 @@ export class Supervisor {
     const key = templateKey(this.definition())
     const waitLimit = performance.now() + (deadline - performance.now()) / 2
     for (;;) {
+      // A stopping supervisor neither removes, makes nor locks a template (nor waits for one).
+      this.assertNotStopping()
       const check = checkTemplate(cache, key)
       if (check && 'problem' in check) {
         this.warn(`the VM template ${key} is unusable (${check.problem}); rebuilding it`)
@@ -387,6 +389,10 @@ export class Supervisor {
         evicted.lastUsedAt,
       )
     return true
+  }
+
+  private assertNotStopping(): void {
+    if (this.stopping) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
   }
 
   private isTimeout(error: unknown): boolean {
@@ -735,6 +741,8 @@ export class Supervisor {
     variant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {},
     hostPorts: Record<string, number> = {},
   ): Promise<'alive' | 'silent' | 'exited'> {
+    // shutdown() stops the QEMU it finds; one started after that would outlive it (and hang it).
+    this.assertNotStopping()
     this.qemuVariant = variant
     const args = qemuArguments({
       ...variant,
