@@ -51,7 +51,7 @@ import {
 } from './control-protocol.js'
 import { GuestSetupPort, RootMountError } from './guest-setup-port.js'
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from './launch-spec.js'
-import type { VmDirectory } from './vm-directory.js'
+import { isAlive, type VmDirectory } from './vm-directory.js'
 
 /** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
 const FIRST_LEASE_GRACE_MS = 20_000
@@ -163,11 +163,7 @@ export class Supervisor {
     // Half-open for byte channels: a client that ends its side (a raw sink) still gets the answer.
     this.agentServer = await listen(this.dir.agentSocket, true, (socket) => this.onAgentClient(socket))
     this.rawServer = await listen(this.dir.rawSocket, true, (socket) => this.onRawClient(socket))
-    if (!this.spec.persistent) {
-      setTimeout(() => {
-        if (!this.everLeased) void this.shutdown('no process attached to the VM after it was started')
-      }, FIRST_LEASE_GRACE_MS).unref()
-    }
+    if (!this.spec.persistent) this.watchCreator()
     try {
       await this.boot()
     } catch (error) {
@@ -188,6 +184,27 @@ export class Supervisor {
       this.broadcast({ event: 'failed', error: this.failure })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
+  }
+
+  /**
+   * Until the first lease, the VM belongs to the process that created it. One killed before it
+   * attached (while this supervisor started) cannot close a lease: without this its VM would boot
+   * and run for FIRST_LEASE_GRACE_MS (the chaos run saw 20 s).
+   */
+  private watchCreator(): void {
+    const started = performance.now()
+    const timer = setInterval(() => {
+      if (this.everLeased || this.stopping) return clearInterval(timer)
+      const creatorGone = !isAlive(this.spec.creatorPid)
+      if (!creatorGone && performance.now() - started < FIRST_LEASE_GRACE_MS) return
+      clearInterval(timer)
+      void this.shutdown(
+        creatorGone
+          ? 'the process that created the VM exited before attaching to it'
+          : 'no process attached to the VM after it was started',
+      )
+    }, 100)
+    timer.unref()
   }
 
   private async boot(): Promise<void> {
@@ -253,6 +270,8 @@ export class Supervisor {
     const key = templateKey(this.definition())
     const waitLimit = performance.now() + (deadline - performance.now()) / 2
     for (;;) {
+      // A stopping supervisor neither removes, makes nor locks a template (nor waits for one).
+      this.assertNotStopping()
       const check = checkTemplate(cache, key)
       if (check && 'problem' in check) {
         this.warn(`the VM template ${key} is unusable (${check.problem}); rebuilding it`)
@@ -370,6 +389,10 @@ export class Supervisor {
         evicted.lastUsedAt,
       )
     return true
+  }
+
+  private assertNotStopping(): void {
+    if (this.stopping) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
   }
 
   private isTimeout(error: unknown): boolean {
@@ -718,6 +741,8 @@ export class Supervisor {
     variant: Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'> = {},
     hostPorts: Record<string, number> = {},
   ): Promise<'alive' | 'silent' | 'exited'> {
+    // shutdown() stops the QEMU it finds; one started after that would outlive it (and hang it).
+    this.assertNotStopping()
     this.qemuVariant = variant
     const args = qemuArguments({
       ...variant,
