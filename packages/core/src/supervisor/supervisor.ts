@@ -17,7 +17,7 @@ import { Duplex } from 'node:stream'
 import { credentials, Metadata } from '@grpc/grpc-js'
 import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmctl/agent'
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
-import { tryLock } from '../host/cross-process-lock.js'
+import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
 import { connectChardev } from '../qemu/chardev-socket.js'
@@ -297,7 +297,7 @@ export class Supervisor {
           continue
         }
       }
-      const release = await tryLock(`vmctl-template-${key}`)
+      const release = await tryLock(lockIn(this.spec.cacheDir, `vmctl-template-${key}`))
       if (!release) {
         // Another process is making it: wait for it, but a template is only a shortcut: past half
         // of this VM's boot time, boot cold rather than time out on someone else's build.
@@ -325,7 +325,7 @@ export class Supervisor {
    * rewrite fails (a full disk), the dense file is used as it is.
    */
   private async makeRamSparse(key: string, files: TemplateFiles): Promise<void> {
-    const release = await tryLock(`vmctl-template-${key}`)
+    const release = await tryLock(lockIn(this.spec.cacheDir, `vmctl-template-${key}`))
     if (!release) return
     try {
       if (!ramDenserThanSaved(files)) return
