@@ -23,6 +23,8 @@ packages+=(mmdebstrap fakeroot)
 # starts a host cluster when it installs postgresql; the example never uses it: its cluster lives in
 # the VM.)
 packages+=(runc postgresql)
+# zstd: the test that carries a vmctl cache through tar and zstd, as actions/cache does.
+packages+=(zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
