@@ -12,7 +12,7 @@
  *
  * A guest agent that (re)starts announces itself with `AGENT-UP id` until it sees a HELLO, which
  * makes a host holding an old session start a new one. (Found necessary by the prototype in
- * shared/MEASURED.md section 5.)
+ * docs/prototype-measurements.md section 5.)
  *
  *   host  → PARK frame (nonce)            guest → drops its channels, answers `PARKED nonce`, then
  *                                                  waits for a HELLO without announcing itself

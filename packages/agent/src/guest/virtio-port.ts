@@ -31,7 +31,7 @@ export function findVirtioPort(name: string): string | undefined {
  *
  * `new net.Socket({ fd })` refuses character devices (libuv calls them files), and fs streams go
  * through the thread pool: 15 MB/s against 126 MB/s for an epoll-driven pipe handle on the same
- * port under TCG (shared/MEASURED.md section 5). So we open the fd ourselves and wrap it in a libuv
+ * port under TCG (docs/prototype-measurements.md section 5). So we open the fd ourselves and wrap it in a libuv
  * pipe handle, falling back to fs streams if this Node ever drops the binding.
  */
 export function openVirtioPort(path: string, log: (message: string) => void = () => {}): Duplex {

@@ -17,7 +17,7 @@ export interface AcceleratorChoice {
  * How long a KVM guest may stay silent on the console before KVM is declared unusable. A stock
  * kernel under working KVM prints its first init line in well under a second; under the
  * paravirtual KVM (kvm-pvm) of some cloud VMs it takes 30 s or more and then dies with
- * "KVM internal error" (shared/MEASURED.md section 0).
+ * "KVM internal error" (docs/prototype-measurements.md section 0).
  */
 export const KVM_PROBE_MS = 8_000
 

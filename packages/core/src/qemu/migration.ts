@@ -13,7 +13,7 @@ function shellQuote(path: string): string {
 /**
  * Saves a stopped VM's device state to `path`. With x-ignore-shared, RAM that lives in a shared
  * memory-backend-file is not copied (it already is the file): the state is tens of KB and the save
- * takes milliseconds (shared/MEASURED.md section 6). QEMU 7.2 has no `file:` URI, hence `exec:`.
+ * takes milliseconds (docs/prototype-measurements.md section 6). QEMU 7.2 has no `file:` URI, hence `exec:`.
  */
 export async function saveDeviceState(qmp: QmpClient, path: string, ignoreShared: boolean): Promise<void> {
   await qmp.execute('migrate-set-capabilities', {

@@ -69,7 +69,7 @@ export const VSOCK_CID_PLACEHOLDER = '@VSOCK_CID@'
 
 /**
  * The kernel command line. Each parameter earned its place by measurement under TCG on the
- * reference machine (docs/boot-recipe.md, shared/MEASURED.md section 2):
+ * reference machine (docs/boot-recipe.md, docs/prototype-measurements.md section 2):
  * - `console=ttyS0 quiet`: a serial console sees panics from the first instruction; quiet keeps
  *   the slow per-byte serial path short.
  * - `panic=-1` with QEMU's -no-reboot: a panic ends QEMU at once instead of hanging.
@@ -126,7 +126,7 @@ function optionValue(value: string): string {
 /**
  * QEMU's arguments. microvm (virtio-mmio, no PCI, no legacy devices) with its default qboot
  * firmware and the PVH entry of an uncompressed vmlinux was the fastest recipe measured here:
- * 2.6 s median to init under TCG against 3.2-3.6 s for q35/pc (shared/MEASURED.md section 2).
+ * 2.6 s median to init under TCG against 3.2-3.6 s for q35/pc (docs/prototype-measurements.md section 2).
  * `rtc=on` avoids two 1 s RTC probe timeouts.
  */
 export function qemuArguments(plan: QemuCommandPlan): string[] {
