@@ -2,7 +2,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } fro
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import type { LaunchSpec } from '../supervisor/launch-spec.js'
+import type { LaunchSpec } from '../launch-spec.js'
 import { hostCpuModel, templateKey } from '../templates/template-key.js'
 
 // A cache laid out like the real one, with small stand-ins for QEMU, the kernel and the images.

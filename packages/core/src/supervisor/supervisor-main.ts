@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import type { LaunchSpec } from './launch-spec.js'
+import type { LaunchSpec } from '../launch-spec.js'
 import { Supervisor } from './supervisor.js'
 import { VmDirectory } from './vm-directory.js'
 

@@ -19,10 +19,12 @@ import { AGENT_VSOCK_PORT, HealthClient, MuxSession, ServingStatus } from '@vmct
 import { type Accelerator, KVM_PROBE_MS, recordVerdict } from '../host/accelerator.js'
 import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
+import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
 import { connectChardev } from '../qemu/chardev-socket.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
+import { qemuPlanFor } from '../qemu/qemu-plan.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { rewriteSparse } from '../templates/sparse-ram.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
@@ -50,7 +52,6 @@ import {
   type VmStatus,
 } from './control-protocol.js'
 import { GuestSetupPort, RootMountError } from './guest-setup-port.js'
-import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from './launch-spec.js'
 import { isAlive, type VmDirectory } from './vm-directory.js'
 
 /** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
@@ -744,29 +745,19 @@ export class Supervisor {
     // shutdown() stops the QEMU it finds; one started after that would outlive it (and hang it).
     this.assertNotStopping()
     this.qemuVariant = variant
-    const args = qemuArguments({
-      ...variant,
-      binary: this.spec.qemuBinary,
-      accel,
-      kernel: this.spec.kernel,
-      initramfs: this.spec.initramfs,
-      runtimeDisk: this.spec.runtimeDisk,
-      memoryMiB: this.spec.memoryMiB,
-      cpus: this.spec.cpus,
-      hostname: this.spec.name,
-      hostRoot: this.spec.hostRoot,
-      image: this.spec.image,
-      mounts: this.spec.mounts,
-      modulesDir: this.spec.kernel.modulesDir,
-      ports: this.spec.guestPorts.map((guestPort) => ({ guestPort, hostPort: hostPorts[guestPort] ?? 0 })),
-      qmpSocket: this.dir.qmpSocket,
-      agentSocket: this.dir.portSocket,
-      setupSocket: this.dir.setupSocket,
-      vsockPort: this.usesVsock ? AGENT_VSOCK_PORT : undefined,
-      tscKhz: this.spec.tscKhz,
-      kernelArgs: this.spec.kernelArgs,
-      extraArgs: this.spec.qemuArgs,
-    })
+    const args = qemuArguments(
+      qemuPlanFor(
+        { ...this.spec, accel: { ...this.spec.accel, accel } },
+        {
+          ...variant,
+          qmpSocket: this.dir.qmpSocket,
+          agentSocket: this.dir.portSocket,
+          setupSocket: this.dir.setupSocket,
+          vsockPort: AGENT_VSOCK_PORT,
+          hostPorts,
+        },
+      ),
+    )
     for (const path of [this.dir.qmpSocket, this.dir.portSocket, this.dir.setupSocket, this.dir.vsockCidFile])
       rmSync(path, { force: true })
     // With vsock, vsock-bridge reserves a CID in the kernel and execs QEMU with the vhost fd.

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { release as osRelease } from 'node:os'
 import { contentHash } from '../host/content-hash.js'
+import type { LaunchSpec } from '../launch-spec.js'
 import { qemuArguments } from '../qemu/qemu-command.js'
-import type { LaunchSpec } from '../supervisor/launch-spec.js'
+import { type QemuInstance, qemuPlanFor } from '../qemu/qemu-plan.js'
 
 /**
  * The cache key of a VM's template: everything that defines the VM, and nothing of where the
@@ -18,38 +19,7 @@ import type { LaunchSpec } from '../supervisor/launch-spec.js'
  * the key: the VM's name, forwarded ports and environment, which each restored VM gets for itself.
  */
 export function templateKey(spec: LaunchSpec): string {
-  const canonical = qemuArguments({
-    binary: 'qemu',
-    accel: spec.accel.accel,
-    kernel: { ...spec.kernel, image: 'kernel', modulesDir: spec.kernel.modulesDir && 'modules' },
-    initramfs: 'initramfs',
-    runtimeDisk: 'runtime-disk',
-    memoryMiB: spec.memoryMiB,
-    cpus: spec.cpus,
-    hostname: 'template',
-    hostRoot: spec.hostRoot,
-    // A per-VM overlay of the same base has the same content when the template is saved (the
-    // root is mounted only after a restore), so the base's identity stands for it; mounts, likewise,
-    // are mounted only after a restore, so only their number, place and mode matter.
-    image: spec.image ? { overlay: `image:${spec.image.identity}` } : undefined,
-    mounts: spec.mounts?.map((m, i) => ({ host: `mount${i}`, guest: m.guest, writable: m.writable })),
-    // Where the modules sit on this host is told to a restored guest in its refresh (see
-    // guest-setup-port.ts): only whether there are any is part of the definition.
-    modulesDir: spec.kernel.modulesDir && 'modules',
-    ports: [],
-    qmpSocket: 'qmp',
-    agentSocket: 'agent',
-    setupSocket: 'refresh',
-    vsockPort: spec.transport.transport === 'vsock' ? 1 : undefined,
-    memoryFile: { path: 'ram', shared: false },
-    deferRoot: true,
-    // Measured from /proc/cpuinfo's "cpu MHz" where the model name has no nominal rate (AMD
-    // EPYC, say): two runners of one CPU model differ in the last kHz. To the MHz, a clone's guest
-    // clock runs at most 0.05% off until its next refresh steps it.
-    tscKhz: spec.tscKhz && Math.round(spec.tscKhz / 1000) * 1000,
-    kernelArgs: spec.kernelArgs,
-    extraArgs: spec.qemuArgs,
-  })
+  const canonical = qemuArguments(qemuPlanFor(canonicalSpec(spec), CANONICAL_INSTANCE))
   const hash = createHash('sha256')
   hash.update('vmctl-template-v2\0')
   hash.update(`${canonical.join('\0')}\0`)
@@ -63,6 +33,44 @@ export function templateKey(spec: LaunchSpec): string {
     hash.update(`${name} ${contentHash(file, spec.cacheDir)}\0`)
   if (spec.accel.accel === 'kvm') hash.update(`host cpu ${hostCpuModel()}\0host kernel ${osRelease()}\0`)
   return hash.digest('hex').slice(0, 20)
+}
+
+/** Sockets and RAM file as placeholders; RAM mapped the way a restored VM maps it. */
+const CANONICAL_INSTANCE: QemuInstance = {
+  qmpSocket: 'qmp',
+  agentSocket: 'agent',
+  setupSocket: 'refresh',
+  vsockPort: 1,
+  memoryFile: { path: 'ram', shared: false },
+  deferRoot: true,
+}
+
+/**
+ * The spec as the key sees it: every field passes through (a new one reaches the key), except the
+ * per-instance ones, fixed to canonical values, and the files, replaced by their roles (their
+ * content hashes are in the key on their own).
+ */
+function canonicalSpec(spec: LaunchSpec): LaunchSpec {
+  return {
+    ...spec,
+    name: 'template',
+    guestPorts: [],
+    qemuBinary: 'qemu',
+    // Where the modules sit on this host is told to a restored guest in its refresh (see
+    // guest-setup-port.ts): only whether there are any is part of the definition.
+    kernel: { ...spec.kernel, image: 'kernel', modulesDir: spec.kernel.modulesDir && 'modules' },
+    initramfs: 'initramfs',
+    runtimeDisk: 'runtime-disk',
+    // A per-VM overlay of the same base has the same content when the template is saved (the
+    // root is mounted only after a restore), so the base's identity stands for it; mounts, likewise,
+    // are mounted only after a restore, so only their number, place and mode matter.
+    image: spec.image && { overlay: `image:${spec.image.identity}`, identity: spec.image.identity },
+    mounts: spec.mounts?.map((m, i) => ({ host: `mount${i}`, guest: m.guest, writable: m.writable })),
+    // Measured from /proc/cpuinfo's "cpu MHz" where the model name has no nominal rate (AMD
+    // EPYC, say): two runners of one CPU model differ in the last kHz. To the MHz, a clone's guest
+    // clock runs at most 0.05% off until its next refresh steps it.
+    tscKhz: spec.tscKhz && Math.round(spec.tscKhz / 1000) * 1000,
+  }
 }
 
 /** The host CPU as KVM shows it to a `-cpu host` guest: vendor, family, model, stepping and flags. */

@@ -1,6 +1,6 @@
-import type { AcceleratorChoice } from '../host/accelerator.js'
-import type { ResolvedKernel } from '../host/kernel-locator.js'
-import type { TransportChoice } from '../host/transport-choice.js'
+import type { AcceleratorChoice } from './host/accelerator.js'
+import type { ResolvedKernel } from './host/kernel-locator.js'
+import type { TransportChoice } from './host/transport-choice.js'
 
 /** Everything the supervisor needs to boot one VM; written by the creator as launch.json. */
 export interface LaunchSpec {

@@ -1,0 +1,146 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, test } from 'vitest'
+import type { LaunchSpec } from '../launch-spec.js'
+import { templateKey } from './template-key.js'
+
+// Small stand-ins for QEMU, the kernel and the images, and a second of each with other content.
+const dir = mkdtempSync(join(tmpdir(), 'template-key-fields-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const file = (name: string, content: string): string => {
+  writeFileSync(join(dir, name), content)
+  return join(dir, name)
+}
+const otherCache = join(dir, 'other-cache')
+mkdirSync(otherCache)
+
+// Every key present: a field added to LaunchSpec must be given here (typecheck) and classified below.
+const sample: LaunchSpec & Record<keyof LaunchSpec, unknown> = {
+  name: 'a',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  creatorPid: 1,
+  persistent: false,
+  qemuBinary: file('qemu', 'qemu 7.2'),
+  kernel: {
+    image: file('vmlinux', 'kernel'),
+    format: 'elf',
+    release: '6.1.0',
+    modulesDir: '/m',
+    source: 'cache',
+  },
+  initramfs: file('initramfs', 'initramfs'),
+  runtimeDisk: file('runtime', 'runtime disk'),
+  memoryMiB: 512,
+  cpus: 2,
+  hostRoot: '/',
+  image: undefined,
+  mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: false }],
+  guestPorts: [8080],
+  kernelArgs: [],
+  qemuArgs: [],
+  accel: { accel: 'tcg', reason: 'test', probe: false },
+  transport: { transport: 'virtio-serial', reason: 'test' },
+  tscKhz: 1_996_249,
+  bootTimeoutMs: undefined,
+  cacheDir: dir,
+  templates: true,
+  templateCacheMiB: 0,
+}
+
+type Role = 'defines the VM' | 'per instance'
+type Fields = { [K in keyof LaunchSpec]-?: { role: Role; change: (spec: LaunchSpec) => LaunchSpec[K] } }
+
+/**
+ * Every field of the spec, with its role and a change to it. "defines the VM": a change must give
+ * another key (another template). "per instance": what each VM made or restored from a template has
+ * for itself, or what only steers vmctl: a change must keep the key. The type needs every field.
+ */
+const fields: Fields = {
+  qemuBinary: { role: 'defines the VM', change: () => file('qemu-8', 'qemu 8.0') },
+  kernel: {
+    role: 'defines the VM',
+    change: (s) => ({ ...s.kernel, image: file('vmlinux-2', 'another kernel') }),
+  },
+  initramfs: { role: 'defines the VM', change: () => file('initramfs-2', 'another initramfs') },
+  runtimeDisk: { role: 'defines the VM', change: () => file('runtime-2', 'runtime disk, rebuilt') },
+  memoryMiB: { role: 'defines the VM', change: () => 1024 },
+  cpus: { role: 'defines the VM', change: () => 1 },
+  hostRoot: { role: 'defines the VM', change: () => undefined },
+  image: {
+    role: 'defines the VM',
+    change: () => ({ overlay: '/run/vmctl/a/disk.qcow2', identity: 'base-1' }),
+  },
+  mounts: {
+    role: 'defines the VM',
+    change: (s) => [...(s.mounts ?? []), { host: '/data', guest: '/mnt/data', writable: true }],
+  },
+  kernelArgs: { role: 'defines the VM', change: () => ['loglevel=7'] },
+  qemuArgs: { role: 'defines the VM', change: () => ['-device', 'virtio-balloon-device'] },
+  accel: { role: 'defines the VM', change: (s) => ({ ...s.accel, accel: 'kvm' }) },
+  transport: { role: 'defines the VM', change: (s) => ({ ...s.transport, transport: 'vsock' }) },
+  tscKhz: { role: 'defines the VM', change: () => 2_445_426 },
+  name: { role: 'per instance', change: () => 'b' },
+  createdAt: { role: 'per instance', change: () => '2026-02-02T00:00:00.000Z' },
+  creatorPid: { role: 'per instance', change: () => 2 },
+  persistent: { role: 'per instance', change: () => true },
+  guestPorts: { role: 'per instance', change: () => [22, 5432] },
+  bootTimeoutMs: { role: 'per instance', change: () => 5_000 },
+  cacheDir: { role: 'per instance', change: () => otherCache },
+  templates: { role: 'per instance', change: () => false },
+  templateCacheMiB: { role: 'per instance', change: () => 100 },
+}
+
+const withRole = (role: Role) =>
+  Object.entries(fields)
+    .filter(([, f]) => f.role === role)
+    .map(([name, f]) => [name, f.change] as const)
+
+describe('template key: every launch spec field is in it or named per-instance', () => {
+  test('each field of the spec has a role', () => {
+    // The types hold this too (sample must have every key, fields needs every key); this is
+    // the same check for a run without typecheck.
+    expect(Object.keys(fields).sort()).toEqual(Object.keys(sample).sort())
+  })
+
+  const key = templateKey(sample)
+  test.each(withRole('defines the VM'))('changing %s gives another key', (field, change) => {
+    const changed = { ...sample, [field]: change(sample) }
+    expect(changed[field as keyof LaunchSpec]).not.toEqual(sample[field as keyof LaunchSpec])
+    expect(templateKey(changed)).not.toBe(key)
+  })
+
+  test.each(withRole('per instance'))('changing %s keeps the key', (field, change) => {
+    const changed = { ...sample, [field]: change(sample) }
+    expect(changed[field as keyof LaunchSpec]).not.toEqual(sample[field as keyof LaunchSpec])
+    expect(templateKey(changed)).toBe(key)
+  })
+
+  test('within the defining fields: what a restored VM gets for itself stays out, the rest counts', () => {
+    const imaged = {
+      ...sample,
+      hostRoot: undefined,
+      image: { overlay: '/run/vmctl/a/disk.qcow2', identity: 'base-1' },
+    }
+    const imageKey = templateKey(imaged)
+    // Another VM's overlay of the same base, another mount source, modules elsewhere: same key.
+    expect(
+      templateKey({ ...imaged, image: { overlay: '/run/vmctl/b/disk.qcow2', identity: 'base-1' } }),
+    ).toBe(imageKey)
+    expect(
+      templateKey({ ...sample, mounts: [{ host: '/elsewhere', guest: '/mnt/p', writable: false }] }),
+    ).toBe(key)
+    expect(templateKey({ ...sample, kernel: { ...sample.kernel, modulesDir: '/other/modules' } })).toBe(key)
+    // Another base, a mount's place or mode, modules or none: another key.
+    expect(
+      templateKey({ ...imaged, image: { overlay: '/run/vmctl/a/disk.qcow2', identity: 'base-2' } }),
+    ).not.toBe(imageKey)
+    expect(
+      templateKey({ ...sample, mounts: [{ host: '/home/me/project', guest: '/mnt/q', writable: false }] }),
+    ).not.toBe(key)
+    expect(
+      templateKey({ ...sample, mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: true }] }),
+    ).not.toBe(key)
+    expect(templateKey({ ...sample, kernel: { ...sample.kernel, modulesDir: undefined } })).not.toBe(key)
+  })
+})
