@@ -14,8 +14,6 @@ import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 import type { ExecOptions, FileOptions, SpawnOptions, VmProcess } from './vm-types.js'
 
-let warnedAboutTcg = false
-
 /**
  * A running VM. Get one with `VM.up()`; dispose of it with `destroy()` or `await using`.
  *
@@ -38,19 +36,6 @@ export class VM implements AsyncDisposable {
     this.connection = new VmConnection(parts)
     this.name = this.connection.name
     this.destroyOnClose = destroyOnClose
-    const status = parts.status
-    if (
-      status.accel === 'tcg' &&
-      status.accelReason &&
-      !warnedAboutTcg &&
-      !/=tcg$/.test(status.accelReason)
-    ) {
-      warnedAboutTcg = true
-      process.stderr.write(
-        `vmctl: KVM is not usable, using TCG software emulation (5-10x slower): ${status.accelReason}\n`,
-      )
-    }
-    for (const warning of status.warnings ?? []) process.stderr.write(`vmctl: ${warning}\n`)
   }
 
   /**
@@ -121,6 +106,18 @@ export class VM implements AsyncDisposable {
   /** Milliseconds from QEMU spawn to agent ready, as measured by the supervisor. */
   get bootMs(): number | undefined {
     return this.connection.status.bootMs
+  }
+
+  /**
+   * What the user should know about this VM's start, one sentence each: KVM was not usable so it
+   * runs under TCG (not said when TCG was asked for), a template was unusable and rebuilt. vmctl
+   * itself prints nothing; the test adapters and the CLI print these (each text once per process).
+   */
+  get warnings(): readonly string[] {
+    const { accel, accelReason, warnings = [] } = this.connection.status
+    // accelReason ends in "=tcg" when VMCTL_ACCEL=tcg or accel: 'tcg' chose it: nothing to warn of.
+    if (accel !== 'tcg' || !accelReason || /=tcg$/.test(accelReason)) return warnings
+    return [`KVM is not usable, using TCG software emulation (5-10x slower): ${accelReason}`, ...warnings]
   }
 
   /** Every forwarded port: guest port → host port on 127.0.0.1. */
