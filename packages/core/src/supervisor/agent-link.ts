@@ -25,7 +25,7 @@ import type { VmDirectory } from './vm-directory.js'
  * virtio-serial the guest closes the port (a QMP event), over vsock the bridge's connection ends;
  * a vsock link then waits for the restarted agent by itself.
  */
-export class AgentLink extends EventEmitter<{ lost: [reason: string] }> {
+export class AgentLink extends EventEmitter<{ lost: [reason: string, how: 'port-closed' | 'vsock-closed'] }> {
   readonly mux = new MuxSession('host')
   private readonly spec: LaunchSpec
   private readonly dir: VmDirectory
@@ -97,11 +97,9 @@ export class AgentLink extends EventEmitter<{ lost: [reason: string] }> {
     qmp.on('event', (name, data) => {
       const port = data as { id?: string; open?: boolean } | undefined
       if (name !== 'VSERPORT_CHANGE' || port?.id !== AGENT_PORT_DEVICE_ID || port.open) return
-      // Without this the host would only learn when the restarted agent announces itself, seconds later.
       const reason = 'the guest closed the agent port'
       this.log('agent lost: %s', reason)
-      this.mux.resetPeer(reason)
-      this.emit('lost', reason)
+      this.emit('lost', reason, 'port-closed')
     })
   }
 
@@ -168,7 +166,7 @@ export class AgentLink extends EventEmitter<{ lost: [reason: string] }> {
       this.bridge = undefined
       const reason = 'the guest agent closed its vsock connection'
       this.log('agent lost: %s', reason)
-      this.emit('lost', reason)
+      this.emit('lost', reason, 'vsock-closed')
       void sleep(50).then(() => {
         if (!this.bridge && this.cid === cid && qemu.alive) this.connectVsock(cid, qemu)
       })

@@ -96,8 +96,12 @@ export class Supervisor {
       this.log('%s → %s', from, to)
       this.writeStatus()
     })
-    this.link.on('lost', (reason) => {
-      if (this.lifecycle.is('ready', 'snapshotting')) this.control.broadcast({ event: 'agent-lost', reason })
+    this.link.on('lost', (reason, how) => {
+      if (!this.lifecycle.is('ready', 'snapshotting')) return
+      // The guest closed the port: without a reset the host would only learn when the restarted
+      // agent announces itself, seconds later.
+      if (how === 'port-closed') this.link.mux.resetPeer(reason)
+      this.control.broadcast({ event: 'agent-lost', reason })
     })
     this.control.on('request', (request, client, reply) => void this.onRequest(request, client, reply))
     this.control.on('last-lease-gone', () => {
@@ -171,7 +175,8 @@ export class Supervisor {
       this.template = { key: fromTemplate.key, made: fromTemplate.made }
       this.variant = fromTemplate.variant
     } else {
-      const qemu = this.qemu ?? this.startQemu({})
+      // The probe's QEMU, still booting; not a clone's, killed when the template failed it.
+      const qemu = this.qemu?.alive ? this.qemu : this.startQemu({})
       await withinDeadline(this.link.connect(qemu), qemu, deadline)
       await withinDeadline(untilReady(this.link.mux, qemu, deadline), qemu, deadline)
     }
