@@ -27,6 +27,7 @@ export {
   VmctlError,
   VmExitedError,
   VmNotFoundError,
+  VmStoppedError,
 } from './errors.js'
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { ciCacheKey } from './host/ci-cache-key.js'
@@ -64,3 +65,4 @@ export {
 } from './vm/shared-vm.js'
 export { type ExecOptions, VM } from './vm/vm.js'
 export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'
+export type { StopResult } from './vm/vm-power.js'

@@ -22,9 +22,13 @@ export class AgentProxy {
     this.servers.push(await listen(rawSocket, true, (socket) => this.onRawClient(socket)))
   }
 
-  /** From now on, connections are closed at once (the VM is going down). */
+  /** From now on, connections are closed at once (the VM is stopped or going down), until accept(). */
   refuse(): void {
     this.refusing = true
+  }
+
+  accept(): void {
+    this.refusing = false
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 import type { Accelerator } from '../host/accelerator.js'
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
+import type { ErrorPayload } from './control-protocol.js'
 import type { QemuProcess } from './qemu-process.js'
 
 /** A boot (or start, or restore) that failed: `code` is the ErrorPayload code clients turn into errors. */
@@ -9,6 +10,16 @@ export class BootFailure extends Error {
     super(message)
     this.code = code
   }
+
+  /** What clients get in the `failed` event. */
+  payload(consoleTail: string, accel: string, timeoutMs: number): ErrorPayload {
+    return { code: this.code, message: this.message, consoleTail, accel, timeoutMs }
+  }
+}
+
+/** Any error of a boot, as a BootFailure (BOOT_FAILED unless it is one already). */
+export function asBootFailure(error: unknown): BootFailure {
+  return error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
 }
 
 export function isBootTimeout(error: unknown): boolean {

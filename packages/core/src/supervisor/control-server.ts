@@ -1,7 +1,12 @@
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
+import { pollUntil } from '../util/timing.js'
 import { listen } from '../util/unix-socket.js'
 import { type ControlEvent, type ControlRequest, encodeMessage, LineDecoder } from './control-protocol.js'
+import { isAlive } from './vm-directory.js'
+
+/** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
+const FIRST_LEASE_GRACE_MS = 20_000
 
 /** One connection to the control socket. */
 export interface ControlClient {
@@ -34,6 +39,23 @@ export class ControlServer extends EventEmitter<{
   /** Some process held a lease at some point (the creator attached). */
   get everLeased(): boolean {
     return this.leasedOnce
+  }
+
+  /**
+   * Until the first lease, the VM belongs to the process that created it. One killed before it
+   * attached (while the supervisor started) cannot close a lease: without this its VM would boot
+   * and run for FIRST_LEASE_GRACE_MS (the chaos run saw 20 s). Resolves with the reason the VM is
+   * orphaned, or undefined once a lease was taken (or `stop()` says stop watching).
+   */
+  async watchCreator(creatorPid: number, stop: () => boolean): Promise<string | undefined> {
+    const verdict = await pollUntil(
+      () => (this.leasedOnce || stop() ? 'leased' : !isAlive(creatorPid) && 'gone'),
+      { timeoutMs: FIRST_LEASE_GRACE_MS, everyMs: 100 },
+    )
+    if (verdict === 'leased') return undefined
+    return verdict === 'gone'
+      ? 'the process that created the VM exited before attaching to it'
+      : 'no process attached to the VM after it was started'
   }
 
   /** Gives `client` a lease (once). */

@@ -35,24 +35,15 @@ export interface SnapshotContext {
 }
 
 /**
- * Snapshots of a running VM, in its directory: names, one operation at a time, save and rollback
+ * Snapshots of a running VM, in its directory: names, save and rollback
  * ("restore", the public name). The saving and loading themselves are state-transfer's, shared
  * with templates.
  */
 export class Snapshots {
   private readonly ctx: SnapshotContext
-  /** Snapshot and rollback run one at a time. */
-  private queue: Promise<unknown> = Promise.resolve()
 
   constructor(ctx: SnapshotContext) {
     this.ctx = ctx
-  }
-
-  /** Runs `work` after every operation queued before it. */
-  enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work)
-    this.queue = next.catch(() => {})
-    return next
   }
 
   /** Throws the user's error for a bad name or (`mustExist`) one never taken. */

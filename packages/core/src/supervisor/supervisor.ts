@@ -16,40 +16,34 @@
  * `ready` goes to every attached client, and `vm.exec()` reaches the guest through `agent.sock`
  * (agent-proxy.ts). Snapshots and rollbacks: snapshots.ts. The end: `shutdown()` below.
  */
-import type { HealthClient } from '@vmctl/agent'
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
-import { pollUntil } from '../util/timing.js'
 import { AgentLink } from './agent-link.js'
 import { AgentProxy } from './agent-proxy.js'
-import { BootFailure, bootDeadline, bootTimeoutMs, withinDeadline } from './boot-deadline.js'
+import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
+import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
-import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
-import { type ControlClient, ControlServer } from './control-server.js'
+import { serveRequests } from './control-dispatch.js'
+import type { ControlEvent, VmStatus } from './control-protocol.js'
+import { ControlServer } from './control-server.js'
+import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
-import { healthClient, untilReady } from './readiness.js'
 import { Snapshots } from './snapshots.js'
-import { TemplateClone } from './template-clone.js'
-import { isAlive, type VmDirectory } from './vm-directory.js'
+import type { TemplateContext } from './template-clone.js'
+import type { VmDirectory } from './vm-directory.js'
 import { publicState, VmLifecycle } from './vm-lifecycle.js'
 
-/** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
-const FIRST_LEASE_GRACE_MS = 20_000
 /** After QMP `quit`, how long QEMU gets before SIGKILL. */
 const QUIT_GRACE_MS = 2_000
 
 /**
- * Owns one VM: spawns QEMU as its child, holds the agent channel, serves clients, and tears
- * everything down when the VM's owners are gone. One supervisor process per VM, detached from its
- * creator, so the same mechanism serves `vmctl up` (a VM outliving the CLI), VMs shared between
- * test workers (several leases), and cleanup after a crashed test runner (the lease socket closes
- * when the kernel reaps the runner, whatever killed it). QEMU runs under `setpriv --pdeathsig KILL`:
- * if this supervisor is SIGKILLed, the kernel kills QEMU too.
- *
- * The orchestrator: the parts (files beside this one) own their state and emit events; only this
- * class listens and decides, and only it moves the lifecycle (vm-lifecycle.ts). No part imports it.
+ * Owns one VM, in its own detached process: spawns QEMU (which dies with it: PR_SET_PDEATHSIG),
+ * holds the agent channel, serves clients, and tears everything down when the VM's owners are
+ * gone (the last lease's socket closes, whatever killed its holder). The orchestrator: the parts
+ * (files beside this one) own their state and emit events; only this class listens, decides and
+ * moves the lifecycle (vm-lifecycle.ts). No part imports it.
  */
 export class Supervisor {
   private readonly dir: VmDirectory
@@ -72,7 +66,6 @@ export class Supervisor {
   private teardown: Promise<void> | undefined
   private readonly warnings: string[] = []
   private template: VmStatus['template']
-  private health: HealthClient | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -103,7 +96,26 @@ export class Supervisor {
       if (how === 'port-closed') this.link.mux.resetPeer(reason)
       this.control.broadcast({ event: 'agent-lost', reason })
     })
-    this.control.on('request', (request, client, reply) => void this.onRequest(request, client, reply))
+    serveRequests(
+      this.control,
+      {
+        status: () => this.status(),
+        catchUp: () => {
+          const { outcome } = this.lifecycle
+          if (outcome) return [outcome]
+          return publicState(this.lifecycle.state) === 'ready'
+            ? [{ event: 'ready', status: this.status() }]
+            : []
+        },
+        destroy: (replied) => this.shutdown('destroyed on request', replied),
+        snapshot: (name) => this.snapshot(name),
+        rollback: (name) => this.rollback(name),
+        stop: () => this.stop(),
+        start: () => this.start(),
+        restart: (hard) => this.restart(hard),
+      },
+      this.log,
+    )
     this.control.on('last-lease-gone', () => {
       if (!this.spec.persistent) void this.shutdown('the process that created the VM exited')
     })
@@ -116,98 +128,71 @@ export class Supervisor {
     this.writeStatus()
     await this.control.listen(this.dir.controlSocket)
     await this.proxy.listen(this.dir.agentSocket, this.dir.rawSocket)
-    if (!this.spec.persistent) void this.watchCreator()
+    if (!this.spec.persistent)
+      void this.control
+        .watchCreator(this.spec.creatorPid, () => this.lifecycle.goingDown)
+        .then((orphaned) => orphaned && void this.shutdown(orphaned))
     try {
       await this.boot()
     } catch (error) {
-      const failure =
-        error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
+      const failure = asBootFailure(error)
       this.log('boot failed: %s', failure.message)
       if (this.accel === 'kvm') kvmFailedBoot(this.spec.cacheDir, this.qemu)
-      this.end({
-        event: 'failed',
-        error: {
-          code: failure.code,
-          message: failure.message,
-          consoleTail: this.console.lastLines(),
-          accel: this.accel,
-          timeoutMs: bootTimeoutMs(this.spec, this.accel),
-        },
-      })
+      const timeoutMs = bootTimeoutMs(this.spec, this.accel)
+      this.end({ event: 'failed', error: failure.payload(this.console.lastLines(), this.accel, timeoutMs) })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
   }
 
-  /**
-   * Until the first lease, the VM belongs to the process that created it. One killed before it
-   * attached (while this supervisor started) cannot close a lease: without this its VM would boot
-   * and run for FIRST_LEASE_GRACE_MS (the chaos run saw 20 s).
-   */
-  private async watchCreator(): Promise<void> {
-    const verdict = await pollUntil(
-      () => (this.control.everLeased || this.teardown ? 'leased' : !isAlive(this.spec.creatorPid) && 'gone'),
-      { timeoutMs: FIRST_LEASE_GRACE_MS, everyMs: 100 },
-    )
-    if (verdict === 'leased') return
-    void this.shutdown(
-      verdict === 'gone'
-        ? 'the process that created the VM exited before attaching to it'
-        : 'no process attached to the VM after it was started',
-    )
-  }
-
   private async boot(): Promise<void> {
     const started = performance.now()
-    let kvmOnProbation = false
+    let probing: QemuProcess | undefined
     if (this.spec.accel.accel === 'kvm' && this.spec.accel.probe) {
-      const probe = await probeKvm(this.startQemu({}), this.spec.cacheDir)
-      if (probe === 'probation') kvmOnProbation = true
-      else {
+      probing = this.startQemu({})
+      const probe = await probeKvm(probing, this.spec.cacheDir)
+      if (probe !== 'probation') {
         this.accel = 'tcg'
         this.accelReason = probe.tcg
-        this.qemu = undefined
+        probing = undefined
       }
     }
-    const deadline = bootDeadline(bootTimeoutMs(this.spec, this.accel))
-    const fromTemplate =
-      !this.qemu && this.spec.templates ? await this.templateClone().boot(deadline) : undefined
-    if (fromTemplate) {
-      this.template = { key: fromTemplate.key, made: fromTemplate.made }
-      this.variant = fromTemplate.variant
-    } else {
-      // The probe's QEMU, still booting; not a clone's, killed when the template failed it.
-      const qemu = this.qemu?.alive ? this.qemu : this.startQemu({})
-      await withinDeadline(this.link.connect(qemu), qemu, deadline)
-      await withinDeadline(untilReady(this.link.mux, qemu, deadline), qemu, deadline)
-    }
-    const qemu = this.qemu!
-    const qmp = await withinDeadline(qemu.connectQmp(), qemu, deadline)
-    this.link.watchPort(qmp)
-    this.ports = await qemu.forwardedPorts(this.spec.guestPorts)
-    if (kvmOnProbation) confirmKvm(this.spec.cacheDir)
-    if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
+    // A probe's boot goes on cold: it makes no template (its accelerator was not proven yet).
+    const up = await this.bringUp(this.spec.templates && !probing, probing)
+    this.template = up.template
+    if (probing) confirmKvm(this.spec.cacheDir)
     this.bootMs = performance.now() - started
     this.lifecycle.to('ready')
     this.log(
       'ready in %d ms (%s%s)',
       Math.round(this.bootMs),
       this.accel,
-      fromTemplate ? ', from a template' : '',
+      up.template ? ', from a template' : '',
     )
     this.control.broadcast({ event: 'ready', status: this.status() })
   }
 
-  private templateClone(): TemplateClone {
-    return new TemplateClone({
+  /** Brings this VM's QEMU to ready (boot-sequence.ts) and keeps what later QEMUs need. */
+  private async bringUp(templates: boolean, reuse?: QemuProcess): Promise<BroughtUp> {
+    const up = await bringUp(this.templateContext(), {
+      templates,
+      reuse,
+      deadline: bootDeadline(bootTimeoutMs(this.spec, this.accel)),
+      guestPorts: this.spec.guestPorts,
+    })
+    if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
+    this.variant = up.variant
+    this.ports = up.ports
+    return up
+  }
+
+  private templateContext(): TemplateContext {
+    return {
       // The accelerator in use, not the one asked for: after a failed KVM probe a TCG VM must not
       // make (or find) a template under KVM's key.
       definition: { ...this.spec, accel: { ...this.spec.accel, accel: this.accel } },
       console: this.console,
       link: this.link,
-      health: () => {
-        this.health ??= healthClient(this.dir.agentSocket)
-        return this.health
-      },
+      agentSocket: this.dir.agentSocket,
       log: this.log,
       warn: (message) => {
         this.log('warning: %s', message)
@@ -215,11 +200,14 @@ export class Supervisor {
       },
       startQemu: (variant) => this.startQemu(variant),
       goingDown: () => this.lifecycle.goingDown,
-    })
+    }
   }
 
-  /** Starts this VM's QEMU. Refused once the teardown began: a QEMU started after it would outlive it. */
-  private startQemu(variant: QemuVariant, hostPorts: Record<string, number> = {}): QemuProcess {
+  /**
+   * Starts this VM's QEMU, with the host ports it had (none yet at the first boot: the kernel picks).
+   * Refused once the teardown began: a QEMU started after it would outlive it.
+   */
+  private startQemu(variant: QemuVariant, hostPorts = this.ports): QemuProcess {
     if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
     const qemu = new QemuProcess({
       spec: this.spec,
@@ -252,48 +240,68 @@ export class Supervisor {
     if (this.lifecycle.end(event)) this.control.broadcast(event)
   }
 
-  private async onRequest(
-    request: ControlRequest,
-    client: ControlClient,
-    reply: (message: unknown) => void,
-  ): Promise<void> {
-    switch (request.op) {
-      case 'attach': {
-        client.attached = true
-        if (request.lease) this.control.lease(client)
-        reply({ reply: 'attach', status: this.status() })
-        const outcome = this.lifecycle.outcome
-        if (outcome) reply(outcome)
-        else if (publicState(this.lifecycle.state) === 'ready')
-          reply({ event: 'ready', status: this.status() })
-        return
-      }
-      case 'status':
-        reply({ reply: 'status', status: this.status() })
-        return
-      case 'destroy':
-        await this.shutdown('destroyed on request', () => reply({ reply: 'destroy', ok: true }))
-        return
-      case 'snapshot':
-      case 'restore': {
-        const { op, name } = request
-        try {
-          await this.snapshots.enqueue(() => (op === 'snapshot' ? this.snapshot(name) : this.rollback(name)))
-          reply({ reply: op, ok: true })
-        } catch (error) {
-          this.log('%s %s failed: %s', op, name, (error as Error).message)
-          reply({ reply: op, ok: false, error: (error as Error).message })
-        }
-        return
-      }
-      default:
-        reply({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
-    }
-  }
-
   private assertReady(): void {
     if (!this.lifecycle.is('ready'))
       throw new Error(`the VM is ${publicState(this.lifecycle.state)}, not ready`)
+  }
+
+  /** `vm.stop()`: the guest powers off (forced after a bound); the VM stays, stopped. Idempotent. */
+  private async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
+    if (this.lifecycle.is('stopped')) return { how: 'it was already stopped', alreadyStopped: true }
+    this.assertReady()
+    this.lifecycle.to('powering-off')
+    const how = await endGuest(this.qemu!, 'poweroff', this.dir.agentSocket)
+    this.stopped(how)
+    return { how }
+  }
+
+  /** `vm.start()`: a stopped VM boots again from its disks. */
+  private async start(): Promise<void> {
+    if (!this.lifecycle.is('stopped')) {
+      const state = publicState(this.lifecycle.state)
+      throw new Error(
+        `the VM is ${state === 'ready' ? 'already running' : state}; start() boots a stopped VM`,
+      )
+    }
+    this.lifecycle.to('starting')
+    await this.bootAgain()
+  }
+
+  /** `vm.restart()`: the guest reboots (`hard`: a reset through QMP), then boots as start() does. */
+  private async restart(hard: boolean): Promise<{ how: string }> {
+    this.assertReady()
+    this.lifecycle.to('starting')
+    const how = await endGuest(this.qemu!, hard ? 'reset' : 'reboot', this.dir.agentSocket)
+    this.log('restarting: %s', how)
+    this.link.detach('the VM is restarting')
+    await this.bootAgain()
+    return { how }
+  }
+
+  /** From `starting`: a new QEMU on the VM's disks, to ready. A failure leaves the VM stopped. */
+  private async bootAgain(): Promise<void> {
+    this.proxy.accept()
+    try {
+      // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
+      // hold the disk's blocks as they were then. Without a disk of its own a clone is a fresh boot.
+      await this.bringUp(this.spec.templates && !this.spec.image)
+    } catch (error) {
+      await this.qemu?.kill()
+      this.stopped(`the start failed: ${(error as Error).message}`)
+      throw error
+    }
+    this.lifecycle.to('ready')
+    this.control.broadcast({ event: 'ready', status: this.status() })
+  }
+
+  /** QEMU is gone on purpose: the VM stays (unless it is being destroyed meanwhile), stopped. */
+  private stopped(how: string): void {
+    this.link.detach('the VM was stopped')
+    if (!this.lifecycle.can('stopped')) return
+    this.proxy.refuse()
+    this.lifecycle.to('stopped')
+    this.log('stopped: %s', how)
+    this.control.broadcast({ event: 'stopped', how })
   }
 
   private async snapshot(name: string): Promise<void> {
@@ -363,7 +371,6 @@ export class Supervisor {
       const how = await qemu?.quit(QUIT_GRACE_MS)
       if (how) this.log('QEMU stopped by %s', how)
       await qemu?.exited
-      this.health?.close()
       this.link.close(reason)
       this.end({ event: 'exited', reason, consoleTail: '' })
       this.lifecycle.to('exited')

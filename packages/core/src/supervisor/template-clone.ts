@@ -1,6 +1,5 @@
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import type { HealthClient } from '@vmctl/agent'
 import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
 import type { LaunchSpec } from '../launch-spec.js'
@@ -25,7 +24,7 @@ import type { AgentLink } from './agent-link.js'
 import { BootFailure, type Deadline, isBootTimeout, withinDeadline } from './boot-deadline.js'
 import type { ConsoleLog } from './console-log.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
-import { AGENT_HEALTH_SERVICE, untilHealthy, untilReady } from './readiness.js'
+import { AGENT_HEALTH_SERVICE, healthClient, untilHealthy, untilReady } from './readiness.js'
 import { loadState, saveState } from './state-transfer.js'
 
 /**
@@ -40,7 +39,8 @@ export interface TemplateContext {
   definition: LaunchSpec
   console: ConsoleLog
   link: AgentLink
-  health: () => HealthClient
+  /** Where the agent's gRPC clients connect (the template maker asks the agent's health). */
+  agentSocket: string
   log: ReturnType<typeof logger>
   warn: (message: string) => void
   /** Starts this VM's QEMU (refused once the VM is going down). */
@@ -51,6 +51,8 @@ export interface TemplateContext {
 
 /** A VM booted from a template: which one, and how its later QEMUs (snapshot rollbacks) start. */
 export interface TemplateBoot {
+  /** The cloned VM's QEMU, ready. */
+  qemu: QemuProcess
   key: string
   /** This boot made the template first. */
   made: boolean
@@ -115,7 +117,7 @@ export class TemplateClone {
         touchTemplate(check.files)
         // From here on it is this VM's own boot (its root mount): failures are real ones.
         await withinDeadline(untilReady(this.ctx.link.mux, qemu, deadline), qemu, deadline)
-        return { key, made: false, variant }
+        return { qemu, key, made: false, variant }
       }
       const release = await tryLock(lockIn(cacheDir, `vmctl-template-${key}`))
       if (!release) {
@@ -159,8 +161,8 @@ export class TemplateClone {
     const staging = await this.make(deadline)
     const files = templateFiles(staging)
     const variant: QemuVariant = { memoryFile: { path: files.ram, shared: false }, deferRoot: true }
+    let qemu: QemuProcess
     try {
-      let qemu: QemuProcess
       try {
         qemu = await this.clone(files, variant, deadline)
       } catch (error) {
@@ -187,7 +189,12 @@ export class TemplateClone {
         evicted.key,
         evicted.lastUsedAt,
       )
-    return { key, made: true, variant: { ...variant, memoryFile: { path: published.ram, shared: false } } }
+    return {
+      qemu,
+      key,
+      made: true,
+      variant: { ...variant, memoryFile: { path: published.ram, shared: false } },
+    }
   }
 
   /**
@@ -204,11 +211,12 @@ export class TemplateClone {
     mkdirSync(staging, { recursive: true })
     const files = templateFiles(staging)
     let qemu: QemuProcess | undefined
+    const health = healthClient(this.ctx.agentSocket)
     try {
       qemu = this.ctx.startQemu({ memoryFile: { path: files.ram, shared: true }, deferRoot: true })
       const within = <T>(work: Promise<T>) => withinDeadline(work, qemu, deadline)
       await within(this.ctx.link.connect(qemu))
-      await within(untilHealthy(this.ctx.health(), AGENT_HEALTH_SERVICE, deadline, this.ctx.log))
+      await within(untilHealthy(health, AGENT_HEALTH_SERVICE, deadline, this.ctx.log))
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
       await within(qemu.setupPort)
       await within(saveState(qemu, this.ctx.link, files.state, true))
@@ -230,6 +238,8 @@ export class TemplateClone {
       await qemu?.kill()
       rmSync(staging, { recursive: true, force: true })
       throw error
+    } finally {
+      health.close()
     }
   }
 

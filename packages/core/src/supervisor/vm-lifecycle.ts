@@ -116,6 +116,6 @@ export function publicState(state: LifecycleState): VmState {
     case 'restoring':
       return 'ready'
     default:
-      return state as VmState
+      return state
   }
 }

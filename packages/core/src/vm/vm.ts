@@ -6,9 +6,16 @@ import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js
 import type { AgentClient, InfoResponse } from '@vmctl/agent'
 import * as tar from 'tar'
 import { loadConfig, mergeOptions } from '../config/config-file.js'
-import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
+import {
+  AgentError,
+  InvalidOptionsError,
+  VmctlError,
+  VmExitedError,
+  VmNotFoundError,
+  VmStoppedError,
+} from '../errors.js'
 import type { ProvisioningVm } from '../images/provision.js'
-import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
+import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { agentClient } from './agent-client.js'
@@ -20,6 +27,7 @@ import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.j
 import { GuestProcess } from './guest-process.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
+import { powerRequest, type StopResult, stopResult } from './vm-power.js'
 
 export interface ProcessOptions {
   /** Added to the VM's environment for this command. */
@@ -122,7 +130,8 @@ export class VM implements AsyncDisposable {
     this.agent = agent ?? agentClient(directory)
     control.on('event', (event: ControlEvent) => {
       if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
-      else if (event.event === 'ready') this.statusSnapshot = event.status
+      else if (event.event === 'ready') this.becameReady(event.status)
+      else if (event.event === 'stopped') this.markStopped('stopped')
       else if (event.event === 'agent-lost') {
         const error = new AgentError(
           this.name,
@@ -209,7 +218,8 @@ export class VM implements AsyncDisposable {
     const reply = await control.request({ op: 'attach', lease: false })
     let status = reply.status as VmStatus | undefined
     if (status?.state === 'booting') status = await ready
-    if (status?.state !== 'ready') {
+    // A stopped VM is attached too: start() and destroy() work on it (vmctl start NAME).
+    if (status?.state !== 'ready' && status?.state !== 'stopped') {
       control.close()
       throw new VmNotFoundError(name)
     }
@@ -538,6 +548,75 @@ export class VM implements AsyncDisposable {
   private assertUsable(): void {
     if (this.exitError) throw this.exitError
     if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+    const { state } = this.statusSnapshot
+    if (state === 'stopped' || state === 'powering-off' || state === 'starting')
+      throw new VmStoppedError(this.name, state)
+  }
+
+  /**
+   * Where the VM is in its life: `ready`, `stopped` after `stop()`, `exited` once destroyed or
+   * dead; `powering-off` and `starting` while `stop()`, `start()` or `restart()` run.
+   */
+  get state(): VmState {
+    if (this.exitError || this.destroying) return 'exited'
+    return this.statusSnapshot.state
+  }
+
+  /**
+   * Powers the guest off (it syncs its disks; QEMU is killed if it has not gone within 15 s, and
+   * `forced` says so). The VM stays defined: name, directory, disks and forwarded host ports are
+   * kept, and every call but `start()` and `destroy()` rejects with a VmStoppedError. Stopping a
+   * stopped VM does nothing (`how` says it was already stopped).
+   */
+  async stop(): Promise<StopResult> {
+    if (this.exitError) throw this.exitError
+    if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+    if (this.statusSnapshot.state === 'ready') this.markStopped('powering-off')
+    const reply = await powerRequest(this.control, this.name, { op: 'stop' }).catch((e) => this.resync(e))
+    this.markStopped('stopped')
+    return stopResult(reply)
+  }
+
+  /** Boots a stopped VM again from its disks; resolves when it is ready. */
+  async start(): Promise<void> {
+    if (this.exitError) throw this.exitError
+    if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+    await powerRequest(this.control, this.name, { op: 'start' }).catch((e) => this.resync(e))
+    this.becameReady(this.statusSnapshot)
+  }
+
+  /**
+   * Reboots the guest and resolves when the VM is ready again: same handle, name, disks and
+   * forwarded ports. `hard`: a reset through QEMU (nothing synced), not a guest reboot. Running
+   * processes and calls in flight end.
+   */
+  async restart(options: { hard?: boolean } = {}): Promise<void> {
+    this.assertUsable()
+    this.markStopped('starting')
+    const request = { op: 'restart', hard: options.hard === true } as const
+    await powerRequest(this.control, this.name, request).catch((e) => this.resync(e))
+    this.becameReady(this.statusSnapshot)
+  }
+
+  /** The VM is not running (`state`): what runs in it ends. */
+  private markStopped(state: 'powering-off' | 'stopped' | 'starting'): void {
+    this.statusSnapshot = { ...this.statusSnapshot, state }
+    const error = new VmStoppedError(this.name, state)
+    for (const process of [...this.running]) process.fail(error)
+  }
+
+  /** Ready (again): after a start, calls go over a new connection (the old one ended with QEMU). */
+  private becameReady(status: VmStatus): void {
+    const wasReady = this.statusSnapshot.state === 'ready'
+    this.statusSnapshot = { ...status, state: 'ready' }
+    if (!wasReady) this.renewAgentClient()
+  }
+
+  /** After a refused or failed stop, start or restart: the state as the supervisor has it, then the error. */
+  private async resync(error: unknown): Promise<never> {
+    const status = await this.control.status().catch(() => undefined)
+    if (status) this.statusSnapshot = status
+    throw error
   }
 
   /**
