@@ -16,6 +16,10 @@ export {
   type LoadedConfig,
   loadConfig,
 } from './config/config-file.js'
+export type { AttachDiskOptions, DiskAttachment } from './disks/disk-attach.js'
+export { DiskError, type DiskErrorCode } from './disks/disk-error.js'
+export { disksDir } from './disks/disks-dir.js'
+export { type DiskCreateOptions, type DiskFormat, VmDisk } from './disks/vm-disk.js'
 export {
   AgentError,
   BootFailedError,
@@ -47,6 +51,7 @@ export {
 } from './kernels/resolve-kernel.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
+export type { AttachedDisk } from './supervisor/disk-hotplug.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'
 export {
   type ListedTemplate,

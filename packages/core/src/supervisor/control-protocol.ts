@@ -13,6 +13,11 @@ export type ControlRequest =
   | { op: 'snapshot'; name: string }
   /** Puts the VM back to snapshot `name`, in place: same name, sockets and ports. */
   | { op: 'restore'; name: string }
+  /** Plugs a disk file into the running VM (replies `{ ok, disk | code, error }`): disk-hotplug.ts. */
+  | { op: 'attach-disk'; path: string; format: 'qcow2' | 'raw'; readOnly: boolean; serial?: string }
+  | { op: 'detach-disk'; path: string }
+  /** The disks plugged into the VM (replies `{ ok, disks }`). */
+  | { op: 'disks' }
 
 export type VmState = 'booting' | 'ready' | 'stopping' | 'exited'
 

@@ -51,6 +51,7 @@ import {
   type VmState,
   type VmStatus,
 } from './control-protocol.js'
+import { DiskHotplug } from './disk-hotplug.js'
 import { GuestSetupPort, RootMountError } from './guest-setup-port.js'
 import { isAlive, type VmDirectory } from './vm-directory.js'
 
@@ -140,6 +141,7 @@ export class Supervisor {
   /** The guest's setup port, connecting from QEMU's start (see GuestSetupPort). */
   private setupPort: Promise<GuestSetupPort | undefined> = Promise.resolve(undefined)
   /** When the phases of a template restore ended (performance.now()), for the log. */
+  private readonly disks: DiskHotplug
   private restoreTimes:
     | { started: number; loaded: number; refreshed: number; synced: () => number }
     | undefined
@@ -151,6 +153,7 @@ export class Supervisor {
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
+    this.disks = new DiskHotplug(dir.disksFile, this.log)
     this.mux.on('reset', (reason) => this.log('agent session reset: %s', reason))
   }
 
@@ -612,6 +615,8 @@ export class Supervisor {
     const file = this.snapshotFile(name)
     const qmp = this.qmp
     if (this.state !== 'ready' || !qmp) throw new Error(`the VM is ${this.state}, not ready`)
+    const blocker = this.disks.snapshotBlocker()
+    if (blocker) throw new Error(blocker)
     mkdirSync(join(this.dir.path, 'snapshots'), { recursive: true, mode: 0o700 })
     const started = performance.now()
     await this.parkAgent()
@@ -660,6 +665,7 @@ export class Supervisor {
       this.qmp?.close()
       this.qmp = undefined
       await this.stopQemu()
+      this.disks.forgetAll()
       // Image mode: the disk as it was when the snapshot was taken (the snapshot's copy stays).
       if (this.spec.image)
         copyFileSync(`${file}.qcow2`, this.spec.image.overlay, fsConstants.COPYFILE_FICLONE)
@@ -1105,6 +1111,11 @@ export class Supervisor {
         return
       case 'destroy':
         await this.shutdown('destroyed on request', () => send({ reply: 'destroy', ok: true }))
+        return
+      case 'attach-disk':
+      case 'detach-disk':
+      case 'disks':
+        send(await this.disks.handle(request, this.qmp, this.state))
         return
       case 'snapshot':
       case 'restore': {

@@ -6,9 +6,19 @@ import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js
 import type { AgentClient, InfoResponse } from '@vmctl/agent'
 import * as tar from 'tar'
 import { loadConfig, mergeOptions } from '../config/config-file.js'
+import {
+  type AttachDiskOptions,
+  attachDisk,
+  type DiskAttachment,
+  type DiskVmContext,
+  detachDisk,
+  listDisks,
+} from '../disks/disk-attach.js'
+import type { VmDisk } from '../disks/vm-disk.js'
 import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
 import type { ProvisioningVm } from '../images/provision.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
+import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { agentClient } from './agent-client.js'
@@ -19,6 +29,7 @@ import { pullStream, pushStream } from './file-transfer.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import { GuestProcess } from './guest-process.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
+import { guestIp } from './vm-ip.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 
 export interface ProcessOptions {
@@ -465,6 +476,36 @@ export class VM implements AsyncDisposable {
           )
         }),
     )
+  }
+
+  /** The guest's IPv4 address on its default network (or, once VMs join networks, on `network`). */
+  async ip(network?: string): Promise<string> {
+    return guestIp(this.name, await this.info(), network)
+  }
+
+  /**
+   * Plugs a disk into the running VM; resolves when the guest sees it, with where (docs/disks.md).
+   * A file or VmDisk; `readOnly` is read-only in the guest too.
+   */
+  async attachDisk(disk: VmDisk | string, options?: AttachDiskOptions): Promise<DiskAttachment> {
+    this.assertUsable()
+    return attachDisk(this.diskContext(), disk, options)
+  }
+
+  /** Unplugs a disk; resolves when it is gone from the guest and from QEMU. Refuses a mounted one. */
+  async detachDisk(disk: VmDisk | string, options?: { force?: boolean; timeoutMs?: number }): Promise<void> {
+    this.assertUsable()
+    return detachDisk(this.diskContext(), disk, options)
+  }
+
+  /** The disks plugged into this VM. */
+  async disks(): Promise<AttachedDisk[]> {
+    this.assertUsable()
+    return listDisks(this.diskContext())
+  }
+
+  private diskContext(): DiskVmContext {
+    return { name: this.name, control: this.control, agent: () => this.agent }
   }
 
   /**
