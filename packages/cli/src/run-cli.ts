@@ -1,6 +1,8 @@
 import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js'
+import { DISK_HELP, diskCommand } from './commands/disk-command.js'
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
+import { GC_HELP, gcCommand } from './commands/gc-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
@@ -21,7 +23,13 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
     up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
     exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
     down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
-    ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
+    ps: { run: psCommand, help: PS_HELP, summary: "list this user's VMs and what is out of place" },
+    gc: { run: gcCommand, help: GC_HELP, summary: 'repair or remove what vmctl ps finds out of place' },
+    disk: {
+      run: diskCommand,
+      help: DISK_HELP,
+      summary: 'disks to plug into running VMs (create, attach, detach, ls, rm)',
+    },
     image: {
       run: imageCommand,
       help: IMAGE_HELP,

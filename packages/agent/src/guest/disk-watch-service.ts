@@ -57,11 +57,13 @@ async function answer<T>(callback: sendUnaryData<T>, work: () => Promise<T>): Pr
 
 async function waitDisk(request: WaitDiskRequest, root: GuestRoot): Promise<GuestDisk> {
   const timeoutMs = request.timeoutMs || DEFAULT_TIMEOUT_MS
+  // The bound covers loading the drivers too: it is the caller's whole wait.
+  const deadline = Date.now() + timeoutMs
   await loadDiskModules(root)
   const name = await watchDev(
-    timeoutMs,
+    Math.max(0, deadline - Date.now()),
     () => findDisk(request.serial),
-    `a disk with serial ${request.serial}`,
+    `the guest kernel did not see a disk with serial ${request.serial} within ${timeoutMs} ms`,
   )
   const byId = `${BY_ID_DIR}/${byIdName(name, request.serial)}`
   try {
@@ -87,7 +89,7 @@ async function waitDiskGone(request: WaitDiskRequest): Promise<WaitDiskGoneRespo
     await watchDev(
       timeoutMs,
       () => (existsSync(`/dev/${name}`) || findDisk(request.serial) ? undefined : name),
-      `the disk with serial ${request.serial} (${name}) to go`,
+      `the guest kernel still had the disk with serial ${request.serial} (${name}) after ${timeoutMs} ms`,
     )
   }
   for (const link of safeReaddir(BY_ID_DIR))
@@ -100,12 +102,16 @@ async function waitDiskGone(request: WaitDiskRequest): Promise<WaitDiskGoneRespo
  * Resolves with `check()`'s value as soon as it has one: checked once the watch is set (so a
  * change between the check and the watch cannot be missed), then on every change in /dev.
  */
-function watchDev(timeoutMs: number, check: () => string | undefined, what: string): Promise<string> {
+function watchDev(
+  timeoutMs: number,
+  check: () => string | undefined,
+  timeoutMessage: string,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     let watcher: FSWatcher | undefined
     const timer = setTimeout(() => {
       finish()
-      reject(new DeadlineError(`the guest kernel did not see ${what} within ${timeoutMs} ms`))
+      reject(new DeadlineError(timeoutMessage))
     }, timeoutMs)
     const finish = () => {
       clearTimeout(timer)

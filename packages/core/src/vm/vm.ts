@@ -17,6 +17,7 @@ import {
 import type { VmDisk } from '../disks/vm-disk.js'
 import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
 import type { ProvisioningVm } from '../images/provision.js'
+import { type ObservedVm, observeHost } from '../observer/host-observer.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
@@ -201,6 +202,14 @@ export class VM implements AsyncDisposable {
    */
   static upShared(name: string, options?: SharedVmOptions): Promise<VM> {
     return upShared(name, options)
+  }
+
+  /**
+   * Every VM of this user on this host, with its state and what is out of place about it (a dead
+   * supervisor, a QEMU gone): `observeHost()` has the whole list of findings, `gcHost()` repairs.
+   */
+  static list(): ObservedVm[] {
+    return observeHost().vms
   }
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
