@@ -1,4 +1,6 @@
 import { rmSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { disksDir } from '../disks/disks-dir.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil, sleep } from '../util/timing.js'
@@ -45,9 +47,12 @@ export async function gcHost(
 async function repair(finding: Finding, env: NodeJS.ProcessEnv): Promise<void> {
   switch (finding.kind) {
     case 'dead-supervisor':
-    case 'unreferenced-disk':
     case 'template-staging':
       rmSync(finding.path!, { recursive: true, force: true })
+      return
+    case 'unreferenced-disk':
+      rmSync(finding.path!, { force: true })
+      removeDiskRecord(finding.path!, env)
       return
     case 'qemu-without-supervisor': {
       await killAndWait(finding.pid!)
@@ -71,9 +76,16 @@ async function repair(finding: Finding, env: NodeJS.ProcessEnv): Promise<void> {
       } finally {
         client.close()
       }
+      removeDiskRecord(finding.path!, env)
       return
     }
   }
+}
+
+/** A disk file of vmctl's disks directory goes with its record (NAME.json beside NAME.qcow2). */
+function removeDiskRecord(path: string, env: NodeJS.ProcessEnv): void {
+  if (dirname(path) !== disksDir(env) || !/\.(qcow2|raw)$/.test(path)) return
+  rmSync(path.replace(/\.(qcow2|raw)$/, '.json'), { force: true })
 }
 
 async function askToDestroy(directory: VmDirectory): Promise<boolean> {

@@ -164,7 +164,8 @@ function diskFindings(dir: string, referenced: Set<string>): Finding[] {
     }
     if (entry.endsWith('.json')) {
       const manifest = manifests.get(entry.slice(0, -'.json'.length))
-      if (!manifest || !existsSync(join(dir, manifest.file)))
+      // A record whose file a VM still has plugged in is that VM's missing-disk finding.
+      if (!manifest || (!existsSync(join(dir, manifest.file)) && !referenced.has(join(dir, manifest.file))))
         unreferenced(`${path} describes a disk whose file is gone`)
       continue
     }
