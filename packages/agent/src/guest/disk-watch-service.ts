@@ -199,8 +199,9 @@ function diskMounts(name: string, root: GuestRoot): string[] {
 let modulesLoaded: Promise<void> | undefined
 
 /**
- * virtio_scsi and sd_mod with their dependencies, in order, once per agent process. They are not
- * loaded at boot: a VM that never gets a disk never pays for them (~9 insmods under TCG).
+ * virtio_scsi and sd_mod with their dependencies, in order, once per agent process, if they are
+ * not loaded yet. vmctl's init loads them at boot; this covers a guest whose init did not (a module
+ * that failed to load there, an older initramfs).
  */
 function loadDiskModules(root: GuestRoot): Promise<void> {
   modulesLoaded ??= (async () => {

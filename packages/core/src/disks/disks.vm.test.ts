@@ -122,3 +122,17 @@ describe('hot-plugged disks (vm)', () => {
     await vm.detachDisk(disk)
   })
 })
+
+// Shares this file's VM (a restore saved): vm.ip() and vm.info() need nothing of their own.
+describe('vm.ip() (vm)', () => {
+  test("ip() is the default network's address, info() lists them all, a named network is refused", async () => {
+    expect(await vm.ip()).toBe('10.0.2.15')
+    // Another address on the same NIC does not change which one is the default network's.
+    await vm.exec('ip addr add 192.168.77.5/24 dev eth0')
+    expect(await vm.ip()).toBe('10.0.2.15')
+    const addresses = (await vm.info()).addresses.map((a) => a.address)
+    expect(addresses).toEqual(expect.arrayContaining(['127.0.0.1', '10.0.2.15', '192.168.77.5']))
+    await expect(vm.ip('backend')).rejects.toThrow(/no network named "backend"/)
+    await vm.exec('ip addr del 192.168.77.5/24 dev eth0')
+  })
+})

@@ -36,7 +36,8 @@ export const VSOCK_MODULES = ['vmw_vsock_virtio_transport']
 
 /**
  * The SCSI disk drivers for hot-plugged disks (the VM's virtio-scsi controller, see
- * qemu-command.ts): loaded by the agent on the first `attachDisk`, not at boot (docs/disks.md).
+ * qemu-command.ts): loaded by the init before the agent starts, so templates hold them
+ * (docs/disks.md has the measurement that chose boot over the first attachDisk).
  */
 export const DISK_MODULES = ['virtio_scsi', 'sd_mod']
 
