@@ -24,8 +24,7 @@ export function vmQemuProcesses(vmsDir: string): VmQemuProcess[] {
       if (uid !== undefined && statSync(`/proc/${pid}`).uid !== uid) continue
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
       if (!basename(argv[0] ?? '').startsWith('qemu-system')) continue
-      const qmp = argv[argv.indexOf('-qmp') + 1] ?? ''
-      const socket = qmp.match(/^unix:(.*?)(?:,[a-z-]+=[^,]*)*$/)?.[1]?.replace(/,,/g, ',')
+      const socket = qmpSocketPath(argv)
       if (!socket || dirname(dirname(socket)) !== vmsDir) continue
       found.push({ pid, ppid: parentPid(pid), vm: basename(dirname(socket)) })
     } catch {
@@ -33,6 +32,20 @@ export function vmQemuProcesses(vmsDir: string): VmQemuProcess[] {
     }
   }
   return found
+}
+
+/**
+ * The path of `-qmp unix:PATH,server=on,...` in QEMU's argv (QEMU doubles a comma inside a value),
+ * or undefined.
+ */
+export function qmpSocketPath(argv: string[]): string | undefined {
+  const at = argv.indexOf('-qmp')
+  if (at < 0) return undefined
+  const value = argv[at + 1] ?? ''
+  if (!value.startsWith('unix:')) return undefined
+  // Up to the first single comma: the options follow it.
+  const path = value.slice('unix:'.length).match(/^((?:[^,]|,,)*)/)?.[1] ?? ''
+  return path ? path.replace(/,,/g, ',') : undefined
 }
 
 export function parentPid(pid: number): number {
