@@ -70,8 +70,8 @@ async function floorSample(variant, base) {
   try {
     const ms = await new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`floor ${variant}: no init line within 120 s`)),
-        120_000,
+        () => reject(new Error(`floor ${variant}: no init line within 300 s`)),
+        300_000,
       )
       qemu.stdout.on('data', (chunk) => {
         console += chunk

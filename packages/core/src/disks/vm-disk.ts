@@ -196,10 +196,14 @@ function registerOwnDisk(disk: VmDisk): void {
   exitHook = true
   process.once('exit', () => {
     for (const own of ownDisks) {
-      // One still plugged into a VM that outlives this process is that VM's now; gc decides later.
-      if (vmsUsingDisk(own.path).length) continue
-      rmSync(own.path, { force: true })
-      if (own.name) rmSync(join(disksDir(), `${own.name}.json`), { force: true })
+      try {
+        // One still plugged into a VM that outlives this process is that VM's now; gc decides later.
+        if (vmsUsingDisk(own.path).length) continue
+        rmSync(own.path, { force: true })
+        if (own.name) rmSync(join(disksDir(), `${own.name}.json`), { force: true })
+      } catch {
+        // An exit hook must not throw; what is left is `vmctl gc`'s to find.
+      }
     }
   })
 }
