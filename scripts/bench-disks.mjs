@@ -156,7 +156,7 @@ const lines = [
   row(`attachDisk → guest sees it, first disk of a VM, n=${samples.firstAttach.length}`, samples.firstAttach),
   row(`attachDisk → guest sees it, drivers loaded, n=${samples.attach.length}`, samples.attach),
   row(`detachDisk → gone from guest and QEMU, n=${samples.detach.length}`, samples.detach),
-  row(`exec(['true']) on the same VMs, n=${samples.exec.length}`, samples.exec),
+  row(`first exec(['true']) on the same fresh VMs, n=${samples.exec.length}`, samples.exec),
 ]
 if (floors.base.length) {
   lines.push(
@@ -167,7 +167,7 @@ if (floors.base.length) {
 }
 console.log(lines.join('\n'))
 console.log(
-  `ratios of medians: attach (drivers loaded) / exec = ${(median(samples.attach) / median(samples.exec)).toFixed(1)}, ` +
+  `ratios of medians: attach (drivers loaded) / first exec = ${(median(samples.attach) / median(samples.exec)).toFixed(1)}, ` +
     `first attach / attach = ${(median(samples.firstAttach) / median(samples.attach)).toFixed(2)}` +
     (floors.base.length
       ? `, floor with one more controller / as shipped = ${(median(floors.extraController) / median(floors.base)).toFixed(3)}, pcie / as shipped = ${(median(floors.pcie) / median(floors.base)).toFixed(3)}`
