@@ -32,12 +32,16 @@ function vmctl(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 }
 
 afterAll(async () => {
-  await vmctl(['down', name])
-  rmSync(scratch, { recursive: true, force: true })
-})
+  try {
+    await vmctl(['down', name])
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}, 120_000)
 
 describe('vmctl disk and gc (vm)', () => {
-  test('create, attach, ls, detach, rm; gc finds nothing out of place', async () => {
+  // A dozen CLI processes, each a Node start-up: minutes on a busy 2-core host.
+  test('create, attach, ls, detach, rm; gc finds nothing out of place', { timeout: 420_000 }, async () => {
     expect((await vmctl(['up', '--name', name])).code).toBe(0)
     const created = await vmctl(['disk', 'create', 'cli-data', '--size', '16'])
     expect(created, created.stderr).toMatchObject({
