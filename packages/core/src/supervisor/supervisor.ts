@@ -140,8 +140,9 @@ export class Supervisor {
   private vsockBridge: ChildProcess | undefined
   /** The guest's setup port, connecting from QEMU's start (see GuestSetupPort). */
   private setupPort: Promise<GuestSetupPort | undefined> = Promise.resolve(undefined)
-  /** When the phases of a template restore ended (performance.now()), for the log. */
+  /** Disks plugged into the running VM (disk-hotplug.ts). */
   private readonly disks: DiskHotplug
+  /** When the phases of a template restore ended (performance.now()), for the log. */
   private restoreTimes:
     | { started: number; loaded: number; refreshed: number; synced: () => number }
     | undefined
