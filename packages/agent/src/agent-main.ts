@@ -12,7 +12,9 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from './generated/grpc/health/v1/health.js'
 import { type AgentServer, AgentService } from './generated/vmctl/agent/v1/agent.js'
+import { DevicesService } from './generated/vmctl/agent/v1/devices.js'
 import { agentLog } from './guest/agent-log.js'
+import { devicesService } from './guest/disk-watch-service.js'
 import { handleExec } from './guest/exec-service.js'
 import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
@@ -60,6 +62,7 @@ const agent: AgentServer = {
   },
 }
 server.addService(AgentService, agent)
+server.addService(DevicesService, devicesService(root))
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 
 const session = new MuxSession('guest')

@@ -22,6 +22,7 @@ export {
   type PullResponse,
   type PushRequest,
 } from './generated/vmctl/agent/v1/agent.js'
+export { DevicesClient, type GuestDisk } from './generated/vmctl/agent/v1/devices.js'
 export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
 export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'

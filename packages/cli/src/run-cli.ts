@@ -1,6 +1,8 @@
 import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js'
+import { DISK_HELP, diskCommand } from './commands/disk-command.js'
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
+import { GC_HELP, gcCommand } from './commands/gc-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
 import { powerCommand, RESTART_HELP, START_HELP, STOP_HELP } from './commands/power-commands.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
@@ -25,7 +27,13 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
     stop: { run: powerCommand('stop'), help: STOP_HELP, summary: 'power a VM off; it stays defined' },
     start: { run: powerCommand('start'), help: START_HELP, summary: 'boot a stopped VM again' },
     restart: { run: powerCommand('restart'), help: RESTART_HELP, summary: 'reboot a VM (--hard: reset)' },
-    ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
+    ps: { run: psCommand, help: PS_HELP, summary: "list this user's VMs and what is out of place" },
+    gc: { run: gcCommand, help: GC_HELP, summary: 'repair or remove what vmctl ps finds out of place' },
+    disk: {
+      run: diskCommand,
+      help: DISK_HELP,
+      summary: 'disks to plug into running VMs (create, attach, detach, ls, rm)',
+    },
     image: {
       run: imageCommand,
       help: IMAGE_HELP,

@@ -16,6 +16,11 @@ export {
   type LoadedConfig,
   loadConfig,
 } from './config/config-file.js'
+export type { AttachDiskOptions, DiskAttachment } from './disks/disk-attach.js'
+export { DiskError, type DiskErrorCode } from './disks/disk-error.js'
+export { type ListedDisk, listDisks } from './disks/disk-list.js'
+export { disksDir } from './disks/disks-dir.js'
+export { type DiskCreateOptions, type DiskFormat, VmDisk } from './disks/vm-disk.js'
 export {
   AgentError,
   BootFailedError,
@@ -46,8 +51,17 @@ export {
   installedDefaultKernel,
   prepareBusybox,
 } from './kernels/resolve-kernel.js'
+export { type GcAction, gcHost } from './observer/host-gc.js'
+export {
+  type Finding,
+  type FindingKind,
+  type HostObservation,
+  type ObservedVm,
+  observeHost,
+} from './observer/host-observer.js'
 export { cacheDir, runtimeDir } from './paths.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
+export type { AttachedDisk } from './supervisor/disk-hotplug.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'
 export {
   type ListedTemplate,

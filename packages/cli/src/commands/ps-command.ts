@@ -1,4 +1,4 @@
-import { listVms } from '@vmctl/core'
+import { observeHost } from '@vmctl/core'
 import { HELP_OPTION, helpLines } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { printTable } from '../print-table.js'
@@ -6,10 +6,13 @@ import { UsageError } from '../usage-error.js'
 
 export const PS_HELP = `Usage: vmctl ps [--json]
 
-Lists this user's VMs with their state, age and supervisor pid.
+Lists every VM of this user with its state, age, supervisor pid and plugged disks, then whatever is
+out of place (a VM directory whose supervisor died, a supervisor without its QEMU, a QEMU without
+its supervisor, a plugged disk whose file is gone, a disk file nothing references, a template a
+crash left half-made), each with what \`vmctl gc\` would do about it. Changes nothing.
 
 Options:
-${helpLines({ json: { type: 'boolean', help: 'print JSON' }, ...HELP_OPTION })}`
+${helpLines({ json: { type: 'boolean', help: 'print JSON ({ vms, findings })' }, ...HELP_OPTION })}`
 
 export async function psCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(
@@ -22,31 +25,33 @@ export async function psCommand(args: string[]): Promise<number> {
     return 0
   }
   if (positionals.length > 0) throw new UsageError(`vmctl ps: unexpected ${JSON.stringify(positionals[0])}`)
-  const vms = listVms()
+  const { vms, findings } = observeHost()
   if (values.json) {
-    console.log(
-      JSON.stringify(
-        vms.map((vm) => vm.status ?? { name: vm.directory.name, state: 'starting' }),
-        null,
-        2,
-      ),
-    )
+    console.log(JSON.stringify({ vms, findings }, null, 2))
     return 0
   }
-  const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS']]
-  for (const { directory, status } of vms) {
+  const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS', 'DISKS', 'FLAGS']]
+  for (const vm of vms) {
+    const status = vm.status
     rows.push([
-      directory.name,
-      status?.state ?? 'starting',
+      vm.name,
+      vm.state,
       status ? age(Date.now() - Date.parse(status.createdAt)) : '-',
       String(status?.pid ?? '-'),
       status?.accel ?? '-',
       Object.entries(status?.ports ?? {})
         .map(([guest, host]) => `${host}->${guest}`)
         .join(',') || '-',
+      String(vm.disks.length),
+      vm.problems.join(',') || '-',
     ])
   }
   printTable(rows)
+  if (findings.length) {
+    console.log(`\n${findings.length} thing(s) out of place (vmctl gc repairs them; --dry-run says how):`)
+    for (const finding of findings)
+      console.log(`  ${finding.kind}: ${finding.detail}; gc would ${finding.repair}`)
+  }
   return 0
 }
 

@@ -62,6 +62,12 @@ done </etc/vmctl/modules
 case "$vmctl_agent" in
   vsock:*) while read -r m; do [ -n "$m" ] && { insmod "/lib/modules/$m" || say "insmod $m failed"; }; done </etc/vmctl/modules-vsock ;;
 esac
+# The SCSI disk drivers of hot-plugged disks, loaded before the agent (and so before a template is
+# saved): every VM restored from the template has them, and its first attachDisk does not pay ~9
+# insmods under TCG (docs/disks.md).
+while read -r m; do
+  [ -n "$m" ] && { insmod "/lib/modules/$m" || say "insmod $m failed"; }
+done </etc/vmctl/modules-disks
 say "drivers loaded at $(uptime_s)s"
 
 ip link set lo up

@@ -34,6 +34,13 @@ export const BOOT_MODULES = [
 /** Loaded only when the agent talks over vsock (`vmctl_agent=vsock:PORT`). */
 export const VSOCK_MODULES = ['vmw_vsock_virtio_transport']
 
+/**
+ * The SCSI disk drivers for hot-plugged disks (the VM's virtio-scsi controller, see
+ * qemu-command.ts): loaded by the init before the agent starts, so templates hold them
+ * (docs/disks.md has the measurement that chose boot over the first attachDisk).
+ */
+export const DISK_MODULES = ['virtio_scsi', 'sd_mod']
+
 export interface InitramfsInputs {
   kernel: ResolvedKernel
   /** The node binary that runs the agent in the guest (the host's own by default). */
@@ -68,6 +75,9 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
     hash(inputs.kernel.image),
     modulesDep && existsSync(modulesDep) ? hash(modulesDep) : 'no modules',
     inputs.kernel.release ?? '',
+    // The module lists are the builder's code, not files: without them here a changed list kept
+    // finding the image built from the old one.
+    [...BOOT_MODULES, '|', ...VSOCK_MODULES, '|', ...DISK_MODULES].join(','),
   ].join('\0')
   const known = builtInThisProcess.get(memoKey) ?? rememberedOnDisk(inputs, memoKey)
   if (known && existsSync(known.path)) {
@@ -80,8 +90,11 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<BuiltInit
   return built
 }
 
-/** Bumped when the image's layout or its key changes (v2: keys of content, not path and mtime). */
-const FORMAT = 'vmctl-initramfs-v2'
+/**
+ * Bumped when the image's layout or its key changes (v2: keys of content, not path and mtime; v3:
+ * the lazily loaded disk modules, etc/vmctl/modules-disks).
+ */
+const FORMAT = 'vmctl-initramfs-v3'
 
 const builtInThisProcess = new Map<string, BuiltInitramfs>()
 
@@ -153,6 +166,9 @@ async function buildUncached(
   const vsockOrder = modulesDep
     ? moduleLoadOrder(modulesDep, VSOCK_MODULES).order.filter((m) => !order.includes(m))
     : []
+  const diskOrder = modulesDep
+    ? moduleLoadOrder(modulesDep, DISK_MODULES).order.filter((m) => !order.includes(m))
+    : []
   const libraries = [
     ...new Set([...(await sharedLibraries(nodeBinary)), ...(await sharedLibraries(busybox))]),
   ]
@@ -171,6 +187,8 @@ async function buildUncached(
     hash.update(`boot ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
   for (const module of vsockOrder)
     hash.update(`vsock ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
+  for (const module of diskOrder)
+    hash.update(`disks ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
   hash.update(applets.map((a) => a.path).join(','))
   const key = hash.digest('hex').slice(0, 20)
 
@@ -210,12 +228,13 @@ async function buildUncached(
     }
     for (const library of libraries) cpio.file(library, readFileSync(library), 0o755)
     cpio.directory('vmctl')
-    for (const module of [...order, ...vsockOrder]) {
+    for (const module of new Set([...order, ...vsockOrder, ...diskOrder])) {
       cpio.file(`lib/modules/${release}/${module}`, readFileSync(join(inputs.kernel.modulesDir!, module)))
     }
     const list = (modules: string[]) => Buffer.from(`${modules.map((m) => `${release}/${m}`).join('\n')}\n`)
     cpio.file('etc/vmctl/modules', list(order))
     cpio.file('etc/vmctl/modules-vsock', list(vsockOrder))
+    cpio.file('etc/vmctl/modules-disks', list(diskOrder))
     cpio.close()
     renameSync(partial, path)
   } catch (error) {

@@ -64,6 +64,8 @@ export const ROOT_MOUNT_TAG = 'hostroot'
 export const GUEST_CHROOT = '/newroot'
 /** The virtio-blk serial of an image-mode VM's root disk (its overlay). */
 export const IMAGE_DISK_SERIAL = 'vmctl-image'
+/** The virtio-scsi controller that hot-plugged disks attach to (bus `${DISK_CONTROLLER_ID}.0`). */
+export const DISK_CONTROLLER_ID = 'vmctl-scsi'
 export const VSOCK_FD_PLACEHOLDER = '@VSOCK_FD@'
 export const VSOCK_CID_PLACEHOLDER = '@VSOCK_CID@'
 
@@ -177,6 +179,11 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
       : []),
     '-device',
     'virtio-rng-device',
+    // Hot-plugged disks (vm.attachDisk) go on this controller as scsi-hd: virtio-mmio has no
+    // hot-plug, a SCSI bus does. Present from boot in every VM, so templates stay one per
+    // definition; its driver loads on the first attach (docs/disks.md).
+    '-device',
+    `virtio-scsi-device,id=${DISK_CONTROLLER_ID}`,
     '-drive',
     `if=none,id=runtime,file=${optionValue(plan.runtimeDisk)},format=raw,readonly=on`,
     '-device',

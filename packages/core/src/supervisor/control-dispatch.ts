@@ -1,6 +1,7 @@
 import type { logger } from '../log.js'
 import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
 import type { ControlServer } from './control-server.js'
+import type { DiskRequest } from './disk-hotplug.js'
 
 /** What the supervisor does for each request; how requests become calls and replies is here. */
 export interface ControlHandlers {
@@ -13,6 +14,8 @@ export interface ControlHandlers {
   stop(): Promise<Record<string, unknown>>
   start(): Promise<void>
   restart(hard: boolean): Promise<Record<string, unknown>>
+  /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts); replies as it says. */
+  disks(request: DiskRequest): Promise<Record<string, unknown>>
 }
 
 /**
@@ -55,6 +58,11 @@ export function serveRequests(
         return
       case 'destroy':
         await handlers.destroy(() => reply({ reply: 'destroy', ok: true }))
+        return
+      case 'attach-disk':
+      case 'detach-disk':
+      case 'disks':
+        reply(await handlers.disks(request))
         return
       case 'snapshot':
       case 'restore':

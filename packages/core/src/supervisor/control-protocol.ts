@@ -22,6 +22,11 @@ export type ControlRequest =
   | { op: 'start' }
   /** Reboots the guest (`hard`: a reset through QMP) and replies once it is ready again. */
   | { op: 'restart'; hard: boolean }
+  /** Plugs a disk file into the running VM (replies `{ ok, disk | code, error }`): disk-hotplug.ts. */
+  | { op: 'attach-disk'; path: string; format: 'qcow2' | 'raw'; readOnly: boolean; serial?: string }
+  | { op: 'detach-disk'; path: string }
+  /** The disks plugged into the VM (replies `{ ok, disks }`). */
+  | { op: 'disks' }
 
 /**
  * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the

@@ -27,6 +27,7 @@ import { ConsoleLog } from './console-log.js'
 import { serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
+import { DiskHotplug } from './disk-hotplug.js'
 import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
@@ -66,6 +67,8 @@ export class Supervisor {
   private teardown: Promise<void> | undefined
   private readonly warnings: string[] = []
   private template: VmStatus['template']
+  /** Disks plugged into the running VM (disk-hotplug.ts); a new QEMU starts with none. */
+  private readonly disks: DiskHotplug
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -74,6 +77,7 @@ export class Supervisor {
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
+    this.disks = new DiskHotplug(dir.disksFile, this.log)
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
     this.snapshots = new Snapshots({
@@ -113,6 +117,7 @@ export class Supervisor {
         stop: () => this.stop(),
         start: () => this.start(),
         restart: (hard) => this.restart(hard),
+        disks: (request) => this.disks.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state)),
       },
       this.log,
     )
@@ -280,6 +285,7 @@ export class Supervisor {
 
   /** From `starting`: a new QEMU on the VM's disks, to ready. A failure leaves the VM stopped. */
   private async bootAgain(): Promise<void> {
+    this.disks.forgetAll()
     this.proxy.accept()
     try {
       // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
@@ -297,6 +303,7 @@ export class Supervisor {
   /** QEMU is gone on purpose: the VM stays (unless it is being destroyed meanwhile), stopped. */
   private stopped(how: string): void {
     this.link.detach('the VM was stopped')
+    this.disks.forgetAll()
     if (!this.lifecycle.can('stopped')) return
     this.proxy.refuse()
     this.lifecycle.to('stopped')
@@ -307,6 +314,8 @@ export class Supervisor {
   private async snapshot(name: string): Promise<void> {
     this.snapshots.file(name, false)
     this.assertReady()
+    const blocker = this.disks.snapshotBlocker()
+    if (blocker) throw new Error(blocker)
     this.lifecycle.to('snapshotting')
     try {
       await this.snapshots.save(name)
@@ -320,6 +329,7 @@ export class Supervisor {
     this.assertReady()
     this.lifecycle.to('restoring')
     try {
+      this.disks.forgetAll()
       const qemu = await this.snapshots.rollback(name)
       this.link.watchPort(await qemu.connectQmp())
     } catch (error) {

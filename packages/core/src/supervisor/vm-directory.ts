@@ -59,6 +59,10 @@ export class VmDirectory {
   get launchFile(): string {
     return join(this.path, 'launch.json')
   }
+  /** The disks plugged into the running VM (supervisor/disk-hotplug.ts). */
+  get disksFile(): string {
+    return join(this.path, 'disks.json')
+  }
   get statusFile(): string {
     return join(this.path, 'status.json')
   }

@@ -1,8 +1,19 @@
 import type { InfoResponse } from '@vmctl/agent'
 import { loadConfig, mergeOptions } from '../config/config-file.js'
+import {
+  type AttachDiskOptions,
+  attachDisk,
+  type DiskAttachment,
+  type DiskVmContext,
+  detachDisk,
+  listDisks,
+} from '../disks/disk-attach.js'
+import type { VmDisk } from '../disks/vm-disk.js'
 import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from '../errors.js'
+import { type ObservedVm, observeHost } from '../observer/host-observer.js'
 import { guestPathIn, readLaunchSpec } from '../read-launch-spec.js'
 import type { VmState } from '../supervisor/control-protocol.js'
+import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
 import { attachVm } from './attach-vm.js'
 import { execIn, spawnIn } from './exec.js'
 import type { ExecResult } from './exec-result.js'
@@ -12,6 +23,7 @@ import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { startVm } from './start-vm.js'
 import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
+import { guestIp } from './vm-ip.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 import type { StopResult } from './vm-power.js'
 import type { ExecOptions, FileOptions, SpawnOptions, VmProcess } from './vm-types.js'
@@ -73,6 +85,14 @@ export class VM implements AsyncDisposable {
    */
   static async upShared(name: string, options?: SharedVmOptions): Promise<VM> {
     return new VM(await upShared(name, options), false)
+  }
+
+  /**
+   * Every VM of this user on this host, with its state and what is out of place about it (a dead
+   * supervisor, a QEMU gone): `observeHost()` has the whole list of findings, `gcHost()` repairs.
+   */
+  static list(): ObservedVm[] {
+    return observeHost().vms
   }
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
@@ -217,6 +237,37 @@ export class VM implements AsyncDisposable {
   async info(): Promise<InfoResponse> {
     this.connection.assertUsable()
     return this.connection.unary<InfoResponse>('info', (agent, ...call) => agent.info({}, ...call))
+  }
+
+  /** The guest's IPv4 address on its default network (or, once VMs join networks, on `network`). */
+  async ip(network?: string): Promise<string> {
+    return guestIp(this.name, await this.info(), network)
+  }
+
+  /**
+   * Plugs a disk into the running VM; resolves when the guest sees it, with where (docs/disks.md).
+   * A file or VmDisk; `readOnly` is read-only in the guest too.
+   */
+  async attachDisk(disk: VmDisk | string, options?: AttachDiskOptions): Promise<DiskAttachment> {
+    this.connection.assertUsable()
+    return attachDisk(this.diskContext(), disk, options)
+  }
+
+  /** Unplugs a disk; resolves when it is gone from the guest and from QEMU. Refuses a mounted one. */
+  async detachDisk(disk: VmDisk | string, options?: { force?: boolean; timeoutMs?: number }): Promise<void> {
+    this.connection.assertUsable()
+    return detachDisk(this.diskContext(), disk, options)
+  }
+
+  /** The disks plugged into this VM. */
+  async disks(): Promise<AttachedDisk[]> {
+    this.connection.assertUsable()
+    return listDisks(this.diskContext())
+  }
+
+  private diskContext(): DiskVmContext {
+    const connection = this.connection
+    return { name: this.name, control: connection.control, agent: () => connection.agent }
   }
 
   /**
