@@ -16,6 +16,7 @@ export {
   type LoadedConfig,
   loadConfig,
 } from './config/config-file.js'
+export { coreVersion } from './core-version.js'
 export {
   AgentError,
   BootFailedError,
