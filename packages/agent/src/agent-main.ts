@@ -25,12 +25,12 @@ import { powerOff } from './guest/power-service.js'
 import { serveRawChannel } from './guest/raw-services.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js'
+import { AGENT_HEALTH_SERVICE, AGENT_PORT_NAME } from './protocol-names.js'
 
-const PORT_NAME = process.env.vmctl_agent_port ?? 'vmctl.agent'
+const PORT_NAME = process.env.vmctl_agent_port ?? AGENT_PORT_NAME
 const VSOCK_PORT = vsockPortFromEnv(process.env)
 /** The runtime disk's vsock-bridge, next to the agent executable (elsewhere in tests). */
 const VSOCK_BRIDGE = process.env.vmctl_vsock_bridge ?? '/vmctl/vsock-bridge'
-const AGENT_HEALTH_SERVICE = 'vmctl.agent'
 const REOPEN_DELAY_MS = 20
 const SESSION_MARKER = '/run/vmctl/agent-session'
 

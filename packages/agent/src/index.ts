@@ -27,8 +27,13 @@ export { planSpawn } from './guest/exec-service.js'
 export type { GuestRoot } from './guest/guest-root.js'
 export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'
 export {
-  AGENT_VSOCK_PORT,
   guestHelperPaths,
   guestSetupPath,
   vsockBridgePath,
 } from './host/native-helpers.js'
+export {
+  AGENT_HEALTH_SERVICE,
+  AGENT_PORT_NAME,
+  AGENT_VSOCK_PORT,
+  SETUP_PORT_NAME,
+} from './protocol-names.js'

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { coreVersion } from '@vmctl/core'
 
 const require = createRequire(import.meta.url)
 
@@ -8,6 +9,6 @@ const require = createRequire(import.meta.url)
  */
 export function versionText(): string {
   const cli = (require('../package.json') as { version: string }).version
-  const core = (require('@vmctl/core/package.json') as { version: string }).version
+  const core = coreVersion()
   return core === cli ? `vmctl ${cli}` : `vmctl ${cli} (@vmctl/core ${core})`
 }

@@ -16,6 +16,7 @@ export {
   type LoadedConfig,
   loadConfig,
 } from './config/config-file.js'
+export { coreVersion } from './core-version.js'
 export type { AttachDiskOptions, DiskAttachment } from './disks/disk-attach.js'
 export { DiskError, type DiskErrorCode } from './disks/disk-error.js'
 export { type ListedDisk, listDisks } from './disks/disk-list.js'

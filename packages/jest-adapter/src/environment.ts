@@ -10,16 +10,14 @@
  */
 import type { VM } from '@vmctl/core'
 import {
+  failureDiagnostics,
   isHostUnusable,
   keepRequested,
   keptMessage,
-  noteSkipOncePerRun,
+  skipOrRequire,
   startTestVm,
   VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
-  VmsUnavailableError,
-  vmDiagnostics,
-  vmsRequired,
   vmsUnavailableReason,
 } from '@vmctl/testing'
 import { TestEnvironment as NodeEnvironment } from 'jest-environment-node'
@@ -56,9 +54,8 @@ export default class VmEnvironment extends NodeEnvironment {
   }
 
   private cannotRun(reason: string): void {
-    if (vmsRequired()) throw new VmsUnavailableError(reason)
+    skipOrRequire(reason, jestRunPid())
     this.unavailable = reason
-    noteSkipOncePerRun(reason, jestRunPid())
   }
 
   async handleTestEvent(event: CircusEvent, state: CircusState): Promise<void> {
@@ -68,9 +65,7 @@ export default class VmEnvironment extends NodeEnvironment {
     if (event.name === 'test_start' && this.vm) addToTimeout(event.test, state, VM_BOOT_BUDGET_MS)
     if (event.name !== 'test_done' || !event.test || event.test.errors.length === 0 || !this.vm) return
     this.failures++
-    const diagnostics = await vmDiagnostics(this.vm).catch(
-      (error: Error) => `\n(no VM logs: ${error.message})`,
-    )
+    const diagnostics = await failureDiagnostics(this.vm)
     const keep = keepRequested() ? `\n\n${keptMessage(this.vm.name)} (it stays after this file)` : ''
     appendToErrors(event.test, `${diagnostics}${keep}`)
   }

@@ -1,17 +1,15 @@
 import { VM, type VmOptions } from '@vmctl/core'
 import {
+  failureDiagnostics,
   finishTestVm,
   isHostUnusable,
   loadVmOptions,
-  noteSkipOncePerRun,
   printVmWarnings,
+  skipOrRequire,
   startTestVm,
   VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
-  VmsUnavailableError,
-  vmDiagnostics,
   vmMatchers,
-  vmsRequired,
   vmsUnavailableReason,
 } from '@vmctl/testing'
 import {
@@ -71,9 +69,8 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
   }
 
   function cannotRun(reason: string, block: CircusDescribeBlock | undefined): void {
-    if (vmsRequired()) throw new VmsUnavailableError(reason)
+    skipOrRequire(reason, jestRunPid())
     if (block) skipAll(block)
-    noteSkipOncePerRun(reason, jestRunPid())
   }
 
   return {
@@ -144,7 +141,7 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
       globals.afterEach(async () => {
         const test = failedTest()
         if (!vm || !test) return
-        appendToErrors(test, await vmDiagnostics(vm).catch((e: Error) => `\n(no VM logs: ${e.message})`))
+        appendToErrors(test, await failureDiagnostics(vm))
       }, 60_000)
       return standIn(() => vm, `the shared VM ${name}`)
     },

@@ -45,3 +45,11 @@ export async function vmDiagnostics(vm: VM, options: DiagnosticsOptions = {}): P
     `\n--- VM ${vm.name}: ${title}, last ${Math.min(count, lines.length)} lines${note} ---\n${lines.slice(-count).join('\n') || '(empty)'}`
   return `${block('guest console', console, consoleLines)}${block('agent log', agent, agentLines)}`
 }
+
+/**
+ * `vmDiagnostics`, or one line saying why there are none: for appending to a failed test's error,
+ * where a second failure (the logs could not be read) must not replace the first.
+ */
+export function failureDiagnostics(vm: VM, options: DiagnosticsOptions = {}): Promise<string> {
+  return vmDiagnostics(vm, options).catch((error: Error) => `\n(no VM logs: ${error.message})`)
+}

@@ -11,7 +11,7 @@
  * await expect(vm).toHaveListeningPort(8080)
  * ```
  */
-export { type DiagnosticsOptions, vmDiagnostics } from './diagnostics.js'
+export { type DiagnosticsOptions, failureDiagnostics, vmDiagnostics } from './diagnostics.js'
 export {
   isHostUnusable,
   REQUIRE_ENV,
@@ -31,7 +31,7 @@ export {
   type VmMatchers,
   vmMatchers,
 } from './matchers.js'
-export { noteSkipOncePerRun, oneLine, SHORT_SKIP_NOTE, skipLine } from './skip-notice.js'
+export { noteSkipOncePerRun, oneLine, SHORT_SKIP_NOTE, skipLine, skipOrRequire } from './skip-notice.js'
 export {
   finishTestVm,
   KEEP_ENV,

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runtimeDir } from '@vmctl/core'
-import { REQUIRE_ENV } from './host-check.js'
+import { REQUIRE_ENV, VmsUnavailableError, vmsRequired } from './host-check.js'
 
 /**
  * A multi-line reason (a "Tried:" list, then "Fix: ...") as one line, so that a runner's output
@@ -66,4 +66,14 @@ function processStart(pid: number): string {
   } catch {
     return 'gone'
   }
+}
+
+/**
+ * What an adapter does when the host cannot run VMs, for `reason`: under VMCTL_REQUIRE=1 throws
+ * VmsUnavailableError (the tests fail); otherwise prints the run's one skip line (see
+ * noteSkipOncePerRun) and returns, and the adapter skips its tests in its runner's own way.
+ */
+export function skipOrRequire(reason: string, runPid: number): void {
+  if (vmsRequired()) throw new VmsUnavailableError(reason)
+  noteSkipOncePerRun(reason, runPid)
 }

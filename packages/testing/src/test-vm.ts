@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { VM, type VmOptions } from '@vmctl/core'
-import { vmDiagnostics } from './diagnostics.js'
+import { failureDiagnostics } from './diagnostics.js'
 import { printVmWarnings } from './vm-warnings.js'
 
 /** `VMCTL_KEEP=1`: the VM of a failing test stays up, for `vmctl exec NAME -- sh`. */
@@ -86,7 +86,7 @@ export async function finishTestVm(vm: VM, failed: boolean): Promise<string | un
     await vm.destroy()
     return undefined
   }
-  const diagnostics = await vmDiagnostics(vm).catch((error: Error) => `\n(no VM logs: ${error.message})`)
+  const diagnostics = await failureDiagnostics(vm)
   if (keepRequested()) {
     await vm.close()
     return `${diagnostics}\n\n${keptMessage(vm.name)}`

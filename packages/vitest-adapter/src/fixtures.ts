@@ -2,19 +2,17 @@ import { isMainThread } from 'node:worker_threads'
 import type { VM } from '@vmctl/core'
 import { VM as CoreVM } from '@vmctl/core'
 import {
+  failureDiagnostics,
   finishTestVm,
   isHostUnusable,
   keepRequested,
   keptMessage,
   loadVmOptions,
-  noteSkipOncePerRun,
   printVmWarnings,
   SHORT_SKIP_NOTE,
+  skipOrRequire,
   startTestVm,
   type VmOptionsInput,
-  VmsUnavailableError,
-  vmDiagnostics,
-  vmsRequired,
   vmsUnavailableReason,
 } from '@vmctl/testing'
 import type { TestContext } from 'vitest'
@@ -25,9 +23,8 @@ type Task = TestContext['task']
 export function skipIfNoVms(context: Pick<TestContext, 'skip'>, error?: unknown): void {
   const reason = error !== undefined ? (error as Error).message : vmsUnavailableReason()
   if (!reason) return
-  if (vmsRequired()) throw new VmsUnavailableError(reason)
   // The run's main process: the parent of a forked worker, or this process for worker threads.
-  noteSkipOncePerRun(reason, isMainThread ? process.ppid : process.pid)
+  skipOrRequire(reason, isMainThread ? process.ppid : process.pid)
   context.skip(SHORT_SKIP_NOTE)
 }
 
@@ -103,9 +100,7 @@ export async function useScopedVm(
   await use(handle.vm)
   if (!failed(context.task)) return
   handle.failedTests++
-  const diagnostics = await vmDiagnostics(handle.vm).catch(
-    (error: Error) => `\n(no VM logs: ${error.message})`,
-  )
+  const diagnostics = await failureDiagnostics(handle.vm)
   const keep = keepRequested() ? `\n\n${keptMessage(handle.vm.name)} (it stays after its scope ends)` : ''
   appendToFailure(context.task, `${diagnostics}${keep}`)
 }
@@ -150,6 +145,6 @@ export async function useSharedVm(
   const vm = await bootOrSkip(context, () => sharedHandle(name, options))
   await use(vm)
   if (!failed(context.task)) return
-  const diagnostics = await vmDiagnostics(vm).catch((error: Error) => `\n(no VM logs: ${error.message})`)
+  const diagnostics = await failureDiagnostics(vm)
   appendToFailure(context.task, diagnostics)
 }

@@ -1,9 +1,6 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-/** The guest's agent listens on this vsock port (any port above 1023 would do). */
-export const AGENT_VSOCK_PORT = 7000
-
 /**
  * Path of the vsock-bridge executable (native/vsock-bridge.c), or undefined when it was not built
  * (no C compiler at build time). The same static binary runs on the host and in the guest.

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { coreVersion } from '../core-version.js'
 import { locateQemu } from './qemu-locator.js'
 
 /**
@@ -18,11 +19,6 @@ export function ciCacheKey(env: NodeJS.ProcessEnv = process.env): string {
     `cpu-${shortHash(cpuModel())}`,
   ]
   return parts.join('-')
-}
-
-export function coreVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
-  return String(manifest.version)
 }
 
 function qemuVersion(env: NodeJS.ProcessEnv): string {

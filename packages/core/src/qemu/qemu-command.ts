@@ -1,3 +1,4 @@
+import { AGENT_PORT_NAME, SETUP_PORT_NAME } from '@vmctl/agent'
 import type { Accelerator } from '../host/accelerator.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { RUNTIME_DISK_SERIAL } from '../initramfs/runtime-disk.js'
@@ -56,8 +57,6 @@ export interface QemuCommandPlan {
 export const GUEST_ADDRESS = '10.0.2.15'
 export const GUEST_GATEWAY = '10.0.2.2'
 export const GUEST_DNS = '10.0.2.3'
-export const AGENT_PORT_NAME = 'vmctl.agent'
-export const SETUP_PORT_NAME = 'vmctl.setup'
 /** QEMU reports the guest opening and closing this port as VSERPORT_CHANGE events with this id. */
 export const AGENT_PORT_DEVICE_ID = 'agentport'
 export const ROOT_MOUNT_TAG = 'hostroot'

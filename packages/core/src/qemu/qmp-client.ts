@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
+import { LineSplitter } from '../util/lines.js'
 
 interface Pending {
   resolve: (value: unknown) => void
@@ -9,7 +10,6 @@ interface Pending {
 /** A minimal QMP client: capabilities negotiation, commands by id, events. */
 export class QmpClient extends EventEmitter<{ event: [name: string, data: unknown]; close: [] }> {
   private readonly socket: net.Socket
-  private buffer = ''
   private nextId = 1
   private readonly pending = new Map<string, Pending>()
   private greeted: Promise<void>
@@ -22,15 +22,9 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
       onGreeting = resolve
     })
     socket.setEncoding('utf8')
+    const lines = new LineSplitter()
     socket.on('data', (chunk: string) => {
-      this.buffer += chunk
-      let newline = this.buffer.indexOf('\n')
-      while (newline >= 0) {
-        const line = this.buffer.slice(0, newline).trim()
-        this.buffer = this.buffer.slice(newline + 1)
-        if (line) this.onMessage(JSON.parse(line), onGreeting)
-        newline = this.buffer.indexOf('\n')
-      }
+      for (const line of lines.push(chunk)) if (line.trim()) this.onMessage(JSON.parse(line), onGreeting)
     })
     socket.on('close', () => {
       for (const pending of this.pending.values()) pending.reject(new Error('QMP connection closed'))

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import type { LaunchSpec } from '../launch-spec.js'
+import { sampleLaunchSpec, writeSampleCache } from '../test-support/sample-launch-spec.js'
 import { templateKey } from './template-key.js'
 
-// Small stand-ins for QEMU, the kernel and the images, and a second of each with other content.
+// A cache of small stand-ins for QEMU, the kernel and the images, and a second of each with other content.
 const dir = mkdtempSync(join(tmpdir(), 'template-key-fields-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const file = (name: string, content: string): string => {
@@ -14,39 +15,8 @@ const file = (name: string, content: string): string => {
 }
 const otherCache = join(dir, 'other-cache')
 mkdirSync(otherCache)
-
-// Every key present: a field added to LaunchSpec must be given here (typecheck) and classified below.
-const sample: LaunchSpec & Record<keyof LaunchSpec, unknown> = {
-  name: 'a',
-  createdAt: '2026-01-01T00:00:00.000Z',
-  creatorPid: 1,
-  persistent: false,
-  qemuBinary: file('qemu', 'qemu 7.2'),
-  kernel: {
-    image: file('vmlinux', 'kernel'),
-    format: 'elf',
-    release: '6.1.0',
-    modulesDir: '/m',
-    source: 'cache',
-  },
-  initramfs: file('initramfs', 'initramfs'),
-  runtimeDisk: file('runtime', 'runtime disk'),
-  memoryMiB: 512,
-  cpus: 2,
-  hostRoot: '/',
-  image: undefined,
-  mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: false }],
-  guestPorts: [8080],
-  kernelArgs: [],
-  qemuArgs: [],
-  accel: { accel: 'tcg', reason: 'test', probe: false },
-  transport: { transport: 'virtio-serial', reason: 'test' },
-  tscKhz: 1_996_249,
-  bootTimeoutMs: undefined,
-  cacheDir: dir,
-  templates: true,
-  templateCacheMiB: 0,
-}
+writeSampleCache(dir)
+const sample = sampleLaunchSpec(dir)
 
 type Role = 'defines the VM' | 'per instance'
 type Fields = { [K in keyof LaunchSpec]-?: { role: Role; change: (spec: LaunchSpec) => LaunchSpec[K] } }

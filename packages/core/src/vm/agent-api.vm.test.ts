@@ -227,10 +227,12 @@ describe('vm: the agent API', () => {
     expect((await vm.exec('echo back')).stdout).toBe('back\n')
   })
 
+  // Its own VM: shutting down the file's VM would make every test after it depend on running first.
   test('shutdown ends the VM and cleans up', async () => {
-    const name = vm.name
-    await vm.shutdown()
-    await expect(vm.exec('true')).rejects.toBeInstanceOf(VmExitedError)
+    const own = await VM.up()
+    const name = own.name
+    await own.shutdown()
+    await expect(own.exec('true')).rejects.toBeInstanceOf(VmExitedError)
     await eventually(() => !vmDirectoryExists(name), 5_000, 'VM directory removed')
   })
 })

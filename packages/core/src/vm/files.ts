@@ -17,6 +17,7 @@ const TRANSFER_TIMEOUT_MS = 10 * 60_000
 
 /** Copies a local file into the guest, atomically (temp file, then rename). */
 export function push(connection: VmConnection, localPath: string, remotePath: string, options: FileOptions) {
+  connection.assertUsable() // a dead VM says so before a missing local file does
   const mode = options.mode ?? statSync(localPath).mode & 0o7777
   return pushTo(
     connection,
