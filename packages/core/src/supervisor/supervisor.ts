@@ -26,6 +26,7 @@ import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import { AGENT_PORT_DEVICE_ID, type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { qemuPlanFor } from '../qemu/qemu-plan.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
+import { warmUpAgent } from '../templates/agent-warm-up.js'
 import { rewriteSparse } from '../templates/sparse-ram.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
 import {
@@ -430,6 +431,7 @@ export class Supervisor {
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
       // Saved with the setup port's host connected, so restored VMs see no change on it.
       await this.raceBoot(this.setupPort, deadline)
+      this.log('agent warmed up in %d ms', await this.raceBoot(warmUpAgent(this.dir, deadline), deadline))
       await this.parkAgent()
       await qmp.execute('stop')
       await saveDeviceState(qmp, files.state, true)

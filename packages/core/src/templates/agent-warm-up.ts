@@ -1,0 +1,79 @@
+import { Metadata } from '@grpc/grpc-js'
+import type { AgentClient, ExecResponse } from '@vmctl/agent'
+import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { agentClient } from '../vm/agent-client.js'
+import { pullStream, pushStream } from '../vm/file-transfer.js'
+
+/**
+ * Rounds of calls. V8 compiles a function on its first call; one round and three measured the
+ * same within noise (docs/performance.md), two leave room for the few that tier up later.
+ */
+const WARM_UP_ROUNDS = 2
+/**
+ * Where the file round trip writes. With a root to mount this is inside the empty mount point,
+ * which the root is later mounted over: no restored VM ever sees it. In a minimal-root VM it is
+ * the agent's own runtime directory, and the last exec removes it.
+ */
+const WARM_UP_FILE = '/run/vmctl/warm-up'
+
+/**
+ * Runs the calls a test makes first (exec, a file each way, info) through the agent of a VM
+ * whose template is about to be saved, so that every VM restored from it starts with them done.
+ *
+ * V8 compiles the agent's JavaScript lazily, function by function, on first use, and the code it
+ * compiled lives in the guest's RAM, which the template saves. Without this, every restored VM
+ * compiled grpc-js's server-side call path, HTTP/2 stream handling, the exec service and
+ * child_process's spawn again, in a guest where every instruction of the compiler is emulated.
+ * What it does not carry over is QEMU's translation of guest code, which lives on the host.
+ *
+ * The root is not mounted yet (it never is in a template), so in a VM with one the commands fail
+ * to start inside the empty mount point: the agent still spawns busybox's nsenter, reads its
+ * pipes and reports an exit status, which is the code path every command takes. Resolves with the
+ * time it took.
+ */
+export async function warmUpAgent(directory: VmDirectory, deadline: number): Promise<number> {
+  const started = performance.now()
+  // For measuring only (docs/performance.md): the template key does not say how it was warmed, so
+  // an A/B run gives each side its own VMCTL_CACHE_DIR.
+  const rounds = Number(process.env.VMCTL_WARM_UP_ROUNDS ?? WARM_UP_ROUNDS)
+  const agent = agentClient(directory)
+  const callDeadline = () => new Date(Date.now() + Math.max(1, deadline - performance.now()))
+  try {
+    for (let round = 0; round < rounds; round++) {
+      await execTrue(agent, ['true'], callDeadline())
+      await new Promise<void>((resolve, reject) =>
+        agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
+          error ? reject(error) : resolve(),
+        ),
+      )
+      const header = { path: WARM_UP_FILE, mode: 0o600, owner: '', parents: true, directory: false }
+      await pushStream(agent, header, Buffer.from('warm\n'), callDeadline())
+      const pulled = pullStream(agent, WARM_UP_FILE, false, callDeadline())
+      await pulled.stat
+      for await (const _chunk of pulled.stream);
+    }
+    if (rounds > 0) await execTrue(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
+  } finally {
+    agent.close()
+  }
+  return performance.now() - started
+}
+
+/** One exec to its exit status, whatever that status is. */
+function execTrue(agent: AgentClient, argv: string[], deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.exec(new Metadata(), { deadline })
+    call.on('data', (response: ExecResponse) => {
+      if (response.kind?.$case === 'exit') resolve()
+    })
+    call.on('error', reject)
+    call.on('end', resolve)
+    call.write({
+      kind: {
+        $case: 'start',
+        value: { argv, shell: '', env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
+      },
+    })
+    call.end()
+  })
+}
