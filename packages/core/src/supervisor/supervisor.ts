@@ -431,7 +431,7 @@ export class Supervisor {
       const qmp = await this.raceBoot(this.connectQmp(), deadline)
       // Saved with the setup port's host connected, so restored VMs see no change on it.
       await this.raceBoot(this.setupPort, deadline)
-      this.log('agent warmed up in %d ms', await this.raceBoot(warmUpAgent(this.dir, deadline), deadline))
+      this.log('%s', await this.raceBoot(warmUpAgent(this.dir, deadline), deadline))
       await this.parkAgent()
       await qmp.execute('stop')
       await saveDeviceState(qmp, files.state, true)
