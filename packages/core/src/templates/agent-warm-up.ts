@@ -2,7 +2,6 @@ import { Metadata } from '@grpc/grpc-js'
 import type { AgentClient, ExecResponse } from '@vmctl/agent'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { agentClient } from '../vm/agent-client.js'
-import { pullStream, pushStream } from '../vm/file-transfer.js'
 
 /**
  * Rounds of calls. V8 compiles a function on its first call; one round and three measured the
@@ -51,11 +50,8 @@ export async function warmUpAgent(directory: VmDirectory, deadline: number): Pro
           error ? reject(error) : resolve(),
         ),
       )
-      const header = { path: WARM_UP_FILE, mode: 0o600, owner: '', parents: true, directory: false }
-      await pushStream(agent, header, Buffer.from('warm\n'), callDeadline())
-      const pulled = pullStream(agent, WARM_UP_FILE, false, callDeadline())
-      await pulled.stat
-      for await (const _chunk of pulled.stream);
+      await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
+      await pullFile(agent, WARM_UP_FILE, callDeadline())
     }
     if (rounds > 0) await execToExit(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
   } catch (error) {
@@ -82,5 +78,26 @@ function execToExit(agent: AgentClient, argv: string[], deadline: Date): Promise
       },
     })
     call.end()
+  })
+}
+
+/** A small file into the guest, the way vm.writeFile() sends it. */
+function pushFile(agent: AgentClient, path: string, data: Buffer, deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.push(new Metadata(), { deadline }, (error) => (error ? reject(error) : resolve()))
+    const header = { path, mode: 0o600, owner: '', parents: true, directory: false }
+    call.write({ kind: { $case: 'header', value: header } })
+    call.write({ kind: { $case: 'data', value: data } })
+    call.end()
+  })
+}
+
+/** A guest file read to its end, the way vm.readFile() reads it. */
+function pullFile(agent: AgentClient, path: string, deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.pull({ path, directory: false }, new Metadata(), { deadline })
+    call.on('data', () => {})
+    call.on('end', resolve)
+    call.on('error', reject)
   })
 }
