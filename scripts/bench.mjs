@@ -11,7 +11,8 @@
 //   in-place  vm.restore(name) of a snapshot of a running VM (hostRoot: false) → next exec
 // Then 8 concurrent VM.up() from one template (total, per VM), the memory of an idle restored
 // VM's QEMU (PSS: pages shared with the template's RAM file count once), the template's disk.
-// Then, on one VM, 200 sequential `exec(['true'])` round trips (median and p99).
+// Then, on one VM, 200 rounds of an `exec(['true'])`, a `vm.info()` and a small `vm.readFile()`
+// round trip (median and p99), and the guest's own fork+exec of /bin/true, timed by bash inside.
 //
 // Then the agent: 100 concurrent execs per second; push and pull of a 1 GiB file against the same
 // bytes over a raw multiplexer channel without gRPC (the floor), all on one VM; and the agent as
@@ -225,15 +226,36 @@ const defaultTemplate = templates.find(
 
 const vm = await VM.up()
 const execTimes = []
+const infoTimes = []
+const readTimes = []
+let guestForkExec
 try {
   await vm.exec(['true']) // the first exec pays for cold caches in the guest
+  await vm.info()
+  await vm.readFile('/etc/hostname')
+  // Interleaved, so that a burst of load on the host lands on all three alike.
   for (let i = 0; i < EXEC_CALLS; i++) {
-    const started = performance.now()
-    await vm.exec(['true'])
-    execTimes.push(performance.now() - started)
+    execTimes.push(await timed(() => vm.exec(['true'])))
+    infoTimes.push(await timed(() => vm.info()))
+    readTimes.push(await timed(() => vm.readFile('/etc/hostname')))
   }
+  guestForkExec = await guestForkExecMs(vm)
 } finally {
   await vm.destroy()
+}
+
+/**
+ * The guest's own cost of starting /bin/true: bash forking and executing it 50 times in a loop,
+ * per start (5 runs, in the same VM): the floor an exec round trip is measured against.
+ */
+async function guestForkExecMs(machine) {
+  const script = 'TIMEFORMAT=%R; time (for i in $(seq 50); do /bin/true; done)'
+  const runs = []
+  for (let i = 0; i < 5; i++) {
+    const { stderr } = await machine.exec(['bash', '-c', script])
+    runs.push((Number(stderr.trim()) * 1000) / 50)
+  }
+  return runs
 }
 
 // ---- the agent: concurrency and transfers, on one VM with room for a 1 GiB file in its overlay
@@ -358,6 +380,9 @@ const lines = [
     ([label, v]) => `| ${label} | ${fmt(median(v))} | ${fmt(Math.min(...v))} | ${fmt(Math.max(...v))} |`,
   ),
   `| exec(['true']) round trip, ${EXEC_CALLS} calls | ${fmt(median(execTimes))} | ${fmt(Math.min(...execTimes))} | p99 ${fmt(quantile(execTimes, 0.99))} |`,
+  `| the guest's own fork+exec of /bin/true (bash loop of 50), 5 runs | ${fmt(median(guestForkExec))} | ${fmt(Math.min(...guestForkExec))} | ${fmt(Math.max(...guestForkExec))} |`,
+  `| vm.info() round trip, ${EXEC_CALLS} calls | ${fmt(median(infoTimes))} | ${fmt(Math.min(...infoTimes))} | p99 ${fmt(quantile(infoTimes, 0.99))} |`,
+  `| vm.readFile('/etc/hostname') round trip, ${EXEC_CALLS} calls | ${fmt(median(readTimes))} | ${fmt(Math.min(...readTimes))} | p99 ${fmt(quantile(readTimes, 0.99))} |`,
   `| 100 concurrent exec(['true']), 3 runs | ${median(concurrentRates).toFixed(1)} execs/s | ${Math.min(...concurrentRates).toFixed(1)} | ${Math.max(...concurrentRates).toFixed(1)} |`,
   ...[
     ['push', 'rawPush'],
@@ -374,7 +399,8 @@ const lines = [
   `ratios of medians: template restore / cold boot = ${(median(samples.up) / median(samples.cold)).toFixed(3)} (target ≤ 0.1), ` +
     `to the first exec answered: restored / cold = ${(median(samples.upExec) / median(samples.coldExec)).toFixed(3)}, ` +
     `cold boot / floor = ${(median(samples.cold) / median(samples.floor)).toFixed(2)}, ` +
-    `vmctl run / VM.up = ${(median(samples.run) / median(samples.up)).toFixed(2)}`,
+    `vmctl run / VM.up = ${(median(samples.run) / median(samples.up)).toFixed(2)}, ` +
+    `exec round trip / the guest's own fork+exec = ${(median(execTimes) / median(guestForkExec)).toFixed(2)}`,
   `8 concurrent restores: ${fmt(median(parallel) / 8)} per VM (total / 8); an idle restored VM's QEMU: PSS ${idleMemory.pss.toFixed(0)} MB, RSS ${idleMemory.rss.toFixed(0)} MB`,
   `template disk: ${defaultTemplate ? `${(defaultTemplate.bytes / 1e6).toFixed(0)} MB for the default VM (RAM file, sparse, + device state)` : 'n/a'}; ${templates.length} template(s) in the cache`,
 ]
@@ -392,6 +418,9 @@ writeFileSync(
       idleMemory,
       templateBytes: defaultTemplate?.bytes,
       execTimes,
+      infoTimes,
+      readTimes,
+      guestForkExec,
       concurrentRates,
       transfers,
       transferBytes: TRANSFER_BYTES,

@@ -46,7 +46,7 @@ export class MuxChannel extends Duplex {
   receive(data: Buffer): void {
     this.unacknowledged += data.length
     // Credit goes back in batches (a WINDOW frame per 4 KB piece would double the frame count),
-    // and only while the reader keeps up; _read() returns the rest when it asks for more.
+    // and only while the reader keeps up; _read() returns it once the reader catches up.
     if (this.push(data) && this.unacknowledged >= CREDIT_BATCH_BYTES) this.grantCredit()
   }
 
@@ -70,7 +70,10 @@ export class MuxChannel extends Duplex {
   }
 
   override _read(): void {
-    this.grantCredit()
+    // Not every time the reader asks: a WINDOW frame for each small DATA frame doubled the frames
+    // of a unary call (each one a wake-up of the emulated guest). A sender can only be stuck
+    // waiting for credit once a whole window is unacknowledged, which is more than a batch.
+    if (this.unacknowledged >= CREDIT_BATCH_BYTES) this.grantCredit()
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {

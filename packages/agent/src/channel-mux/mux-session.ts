@@ -24,6 +24,8 @@ const HELLO_INTERVAL_MS = 100
 /** How long a guest believed parked gets to answer GO before the ordinary handshake starts. */
 const PARKED_SYNC_MS = 3_000
 const AGENT_UP_INTERVAL_MS = 500
+/** DATA frames up to this size go out as one buffer (header copied in front of the payload). */
+const COPY_FRAME_BYTES = 16 * 1024
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
@@ -174,13 +176,24 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   // The five methods below are the ChannelSink contract (channel-sink.ts), for MuxChannel only.
+  // sendData sends one DATA frame; it returns a promise only when the transport is full.
   sendData(channel: number, payload: Buffer): Promise<void> | undefined {
     const transport = this.transport
     if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
-    transport.cork()
-    transport.write(encodeFrameHeader(FrameType.Data, channel, payload.length))
-    const ok = transport.write(payload)
-    transport.uncork()
+    const header = encodeFrameHeader(FrameType.Data, channel, payload.length)
+    let ok: boolean
+    if (payload.length <= COPY_FRAME_BYTES) {
+      // One write: a virtio-serial port has no vectored write, so the kernel turns a writev into
+      // a write, and a transfer to the host, per piece.
+      ok = transport.write(Buffer.concat([header, payload], header.length + payload.length))
+    } else {
+      // Large payloads go in a vectored write without a copy: one more transfer costs less than
+      // copying them in an emulated guest.
+      transport.cork()
+      transport.write(header)
+      ok = transport.write(payload)
+      transport.uncork()
+    }
     if (ok) return undefined
     this.transportBlocked = true
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))

@@ -21,6 +21,7 @@ import {
 } from '../templates/template-store.js'
 import { sleep } from '../util/timing.js'
 import type { AgentLink } from './agent-link.js'
+import { warmUpAgent } from './agent-warm-up.js'
 import { BootFailure, type Deadline, isBootTimeout, withinDeadline } from './boot-deadline.js'
 import type { ConsoleLog } from './console-log.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
@@ -219,6 +220,7 @@ export class TemplateClone {
       await within(untilHealthy(health, AGENT_HEALTH_SERVICE, deadline, this.ctx.log))
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
       await within(qemu.setupPort)
+      this.ctx.log('%s', await within(warmUpAgent({ agentSocket: this.ctx.agentSocket }, deadline.at)))
       await within(saveState(qemu, this.ctx.link, files.state, true))
       await qemu.kill()
       this.ctx.link.dropPort()

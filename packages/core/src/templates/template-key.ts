@@ -21,7 +21,8 @@ import { type QemuInstance, qemuPlanFor } from '../qemu/qemu-plan.js'
 export function templateKey(spec: LaunchSpec): string {
   const canonical = qemuArguments(qemuPlanFor(canonicalSpec(spec), CANONICAL_INSTANCE))
   const hash = createHash('sha256')
-  hash.update('vmctl-template-v2\0')
+  // v3: templates are saved with the agent warmed up (agent-warm-up.ts); older ones are remade.
+  hash.update('vmctl-template-v3\0')
   hash.update(`${canonical.join('\0')}\0`)
   const files = {
     qemu: spec.qemuBinary,

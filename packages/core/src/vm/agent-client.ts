@@ -10,7 +10,7 @@ import type { VmDirectory } from '../supervisor/vm-directory.js'
  * a connection still being set up when the channel is reset (a snapshot right after VM.up())
  * leaves grpc-js failing every call at once until its reconnect backoff ends.
  */
-export function agentClient(directory: VmDirectory): AgentClient {
+export function agentClient(directory: Pick<VmDirectory, 'agentSocket'>): AgentClient {
   const client = new AgentClient(`unix://${directory.agentSocket}`, credentials.createInsecure(), {
     'grpc.max_receive_message_length': -1,
     'grpc.max_send_message_length': -1,

@@ -1,0 +1,106 @@
+import { Metadata } from '@grpc/grpc-js'
+import type { AgentClient, ExecResponse } from '@vmctl/agent'
+import { agentClient } from '../vm/agent-client.js'
+import type { VmDirectory } from './vm-directory.js'
+
+/**
+ * Rounds of calls. V8 compiles a function on its first call; one round and three measured the
+ * same within noise (docs/performance.md), two leave room for the few that tier up later.
+ */
+const WARM_UP_ROUNDS = 2
+/** Far more than the warm-up takes even on a loaded host: one that needs longer is stuck. */
+const WARM_UP_BUDGET_MS = 30_000
+/**
+ * Where the file round trip writes. With a root to mount this is inside the empty mount point,
+ * which the root is later mounted over: no restored VM ever sees it. In a minimal-root VM it is
+ * the agent's own runtime directory, and the last exec removes it.
+ */
+const WARM_UP_FILE = '/run/vmctl/warm-up'
+
+/**
+ * Runs the calls a test makes first (exec, a file each way, info) through the agent of a VM
+ * whose template is about to be saved, so that every VM restored from it starts with them done.
+ *
+ * V8 compiles the agent's JavaScript lazily, function by function, on first use, and the code it
+ * compiled lives in the guest's RAM, which the template saves. Without this, every restored VM
+ * compiled grpc-js's server-side call path, HTTP/2 stream handling, the exec service and
+ * child_process's spawn again, in a guest where every instruction of the compiler is emulated.
+ * What it does not carry over is QEMU's translation of guest code, which lives on the host.
+ *
+ * The root is not mounted yet (it never is in a template), so in a VM with one the commands fail
+ * to start inside the empty mount point: the agent still spawns busybox's nsenter, reads its
+ * pipes and reports an exit status, which is the code path every command takes.
+ *
+ * Only a shortcut: a warm-up that fails or takes longer than WARM_UP_BUDGET_MS is given up and
+ * the template saved as it is. Resolves with a line for the supervisor's log.
+ */
+export async function warmUpAgent(
+  directory: Pick<VmDirectory, 'agentSocket'>,
+  deadline: number,
+): Promise<string> {
+  const started = performance.now()
+  const until = Math.min(deadline, started + WARM_UP_BUDGET_MS)
+  // For measuring only (docs/performance.md): the template key does not say how it was warmed, so
+  // an A/B run gives each side its own VMCTL_CACHE_DIR.
+  const rounds = Number(process.env.VMCTL_WARM_UP_ROUNDS ?? WARM_UP_ROUNDS)
+  const agent = agentClient(directory)
+  const callDeadline = () => new Date(Date.now() + Math.max(1, until - performance.now()))
+  try {
+    for (let round = 0; round < rounds; round++) {
+      await execToExit(agent, ['true'], callDeadline())
+      await new Promise<void>((resolve, reject) =>
+        agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
+          error ? reject(error) : resolve(),
+        ),
+      )
+      await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
+      await pullFile(agent, WARM_UP_FILE, callDeadline())
+    }
+    if (rounds > 0) await execToExit(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
+  } catch (error) {
+    return `agent warm-up given up after ${Math.round(performance.now() - started)} ms (${(error as Error).message}); the template is saved without it`
+  } finally {
+    agent.close()
+  }
+  return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)`
+}
+
+/** One exec to its exit status, whatever that status is. */
+function execToExit(agent: AgentClient, argv: string[], deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.exec(new Metadata(), { deadline })
+    call.on('data', (response: ExecResponse) => {
+      if (response.kind?.$case === 'exit') resolve()
+    })
+    call.on('error', reject)
+    call.on('end', resolve)
+    call.write({
+      kind: {
+        $case: 'start',
+        value: { argv, shell: '', env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
+      },
+    })
+    call.end()
+  })
+}
+
+/** A small file into the guest, the way vm.writeFile() sends it. */
+function pushFile(agent: AgentClient, path: string, data: Buffer, deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.push(new Metadata(), { deadline }, (error) => (error ? reject(error) : resolve()))
+    const header = { path, mode: 0o600, owner: '', parents: true, directory: false }
+    call.write({ kind: { $case: 'header', value: header } })
+    call.write({ kind: { $case: 'data', value: data } })
+    call.end()
+  })
+}
+
+/** A guest file read to its end, the way vm.readFile() reads it. */
+function pullFile(agent: AgentClient, path: string, deadline: Date): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = agent.pull({ path, directory: false }, new Metadata(), { deadline })
+    call.on('data', () => {})
+    call.on('end', resolve)
+    call.on('error', reject)
+  })
+}
