@@ -1,20 +1,21 @@
 /**
  * The life of `VM.up()`, through two processes:
  *
- * Caller's process: `VM.up()` (vm/vm.ts) → `bootVm()` (vm/boot-vm.ts): options checked, kernel,
- * initramfs, runtime disk and image resolved, the VM's directory made (vm-directory.ts) and its
- * `launch.json` written (a LaunchSpec) → spawns `node supervisor-main.js <dir>`, detached → connects
- * to `control.sock`, attaches with a lease, and waits for the `ready` or `failed` event.
+ * Caller's process: `VM.up()` (vm/vm.ts) → `bootVm()` (vm/boot-vm.ts): options checked; kernel,
+ * initramfs, runtime disk and image resolved; the VM's directory made (vm-directory.ts) with its
+ * `launch.json` (a LaunchSpec) → spawns `node supervisor-main.js <dir>`, detached → connects to
+ * `control.sock`, attaches with a lease, waits for the `ready` or `failed` event.
  *
  * Supervisor process: `supervisor-main.ts` → `Supervisor.run()` (this file): control socket and
- * agent proxy up → `boot()`: a KVM probe if KVM is unproven (kvm-probe.ts); then, with templates
- * on, `TemplateClone.boot()` (template-clone.ts): clone the definition's template (state-transfer
- * `loadState`), or make it first (a cold boot saved by `saveState` before the root mounts, then
- * cloned, published once this VM is ready); else a cold boot. Every QEMU is a QemuProcess
- * (qemu-process.ts); every wait is bounded by `withinDeadline` (boot-deadline.ts); "ready" is
- * `untilReady` (readiness.ts): the agent's session up (agent-link.ts) and the root mounted. Then
- * `ready` goes to every attached client, and `vm.exec()` reaches the guest through `agent.sock`
- * (agent-proxy.ts). Snapshots and rollbacks: snapshots.ts. The end: `shutdown()` below.
+ * agent proxy up → `boot()`: a KVM probe if KVM is unproven (kvm-probe.ts) → `bringUp()`
+ * (boot-sequence.ts): with templates on, `TemplateClone.boot()` (template-clone.ts) clones the
+ * definition's template (`loadState`, state-transfer.ts) or makes it first (a cold boot saved by
+ * `saveState` before the root mounts, published once this VM is ready); else a cold boot. Each
+ * QEMU is a QemuProcess (qemu-process.ts), each wait bounded by `withinDeadline` (boot-deadline.ts);
+ * ready is `untilReady` (readiness.ts): the agent's session up (agent-link.ts), the root mounted.
+ * Then `ready` goes to every client, and `vm.exec()` reaches the guest through `agent.sock`
+ * (agent-proxy.ts). Requests (control-dispatch.ts): snapshots (snapshots.ts), stop/start/restart
+ * (guest-power.ts, then `bringUp()` again). The end: `shutdown()`. States: vm-lifecycle.ts.
  */
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
@@ -24,7 +25,7 @@ import { AgentProxy } from './agent-proxy.js'
 import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
 import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
-import { serveRequests } from './control-dispatch.js'
+import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { endGuest } from './guest-power.js'
@@ -45,7 +46,7 @@ const QUIT_GRACE_MS = 2_000
  * (files beside this one) own their state and emit events; only this class listens, decides and
  * moves the lifecycle (vm-lifecycle.ts). No part imports it.
  */
-export class Supervisor {
+export class Supervisor implements ControlHandlers {
   private readonly dir: VmDirectory
   private readonly spec: LaunchSpec
   private readonly log
@@ -96,26 +97,7 @@ export class Supervisor {
       if (how === 'port-closed') this.link.mux.resetPeer(reason)
       this.control.broadcast({ event: 'agent-lost', reason })
     })
-    serveRequests(
-      this.control,
-      {
-        status: () => this.status(),
-        catchUp: () => {
-          const { outcome } = this.lifecycle
-          if (outcome) return [outcome]
-          return publicState(this.lifecycle.state) === 'ready'
-            ? [{ event: 'ready', status: this.status() }]
-            : []
-        },
-        destroy: (replied) => this.shutdown('destroyed on request', replied),
-        snapshot: (name) => this.snapshot(name),
-        rollback: (name) => this.rollback(name),
-        stop: () => this.stop(),
-        start: () => this.start(),
-        restart: (hard) => this.restart(hard),
-      },
-      this.log,
-    )
+    serveRequests(this.control, this, this.log)
     this.control.on('last-lease-gone', () => {
       if (!this.spec.persistent) void this.shutdown('the process that created the VM exited')
     })
@@ -246,7 +228,7 @@ export class Supervisor {
   }
 
   /** `vm.stop()`: the guest powers off (forced after a bound); the VM stays, stopped. Idempotent. */
-  private async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
+  async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
     if (this.lifecycle.is('stopped')) return { how: 'it was already stopped', alreadyStopped: true }
     this.assertReady()
     this.lifecycle.to('powering-off')
@@ -256,7 +238,7 @@ export class Supervisor {
   }
 
   /** `vm.start()`: a stopped VM boots again from its disks. */
-  private async start(): Promise<void> {
+  async start(): Promise<void> {
     if (!this.lifecycle.is('stopped')) {
       const state = publicState(this.lifecycle.state)
       throw new Error(
@@ -268,7 +250,7 @@ export class Supervisor {
   }
 
   /** `vm.restart()`: the guest reboots (`hard`: a reset through QMP), then boots as start() does. */
-  private async restart(hard: boolean): Promise<{ how: string }> {
+  async restart(hard: boolean): Promise<{ how: string }> {
     this.assertReady()
     this.lifecycle.to('starting')
     const how = await endGuest(this.qemu!, hard ? 'reset' : 'reboot', this.dir.agentSocket)
@@ -304,7 +286,7 @@ export class Supervisor {
     this.control.broadcast({ event: 'stopped', how })
   }
 
-  private async snapshot(name: string): Promise<void> {
+  async snapshot(name: string): Promise<void> {
     this.snapshots.file(name, false)
     this.assertReady()
     this.lifecycle.to('snapshotting')
@@ -315,7 +297,7 @@ export class Supervisor {
     }
   }
 
-  private async rollback(name: string): Promise<void> {
+  async rollback(name: string): Promise<void> {
     this.snapshots.file(name, true)
     this.assertReady()
     this.lifecycle.to('restoring')
@@ -332,7 +314,7 @@ export class Supervisor {
     if (this.lifecycle.is('restoring')) this.lifecycle.to('ready')
   }
 
-  private status(): VmStatus {
+  status(): VmStatus {
     return {
       name: this.spec.name,
       state: publicState(this.lifecycle.state),
@@ -349,6 +331,17 @@ export class Supervisor {
       ports: this.ports,
       bootMs: this.bootMs,
     }
+  }
+
+  /** Events a client that attaches now must get: how the VM ended, or that it is ready. */
+  catchUp(): ControlEvent[] {
+    const { outcome } = this.lifecycle
+    if (outcome) return [outcome]
+    return publicState(this.lifecycle.state) === 'ready' ? [{ event: 'ready', status: this.status() }] : []
+  }
+
+  destroy(replied: () => void): Promise<void> {
+    return this.shutdown('destroyed on request', replied)
   }
 
   private writeStatus(): void {
