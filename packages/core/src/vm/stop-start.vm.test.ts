@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
-import { foreignImage } from '../images/test-images.js'
 import { cacheDir, listVms, VM, VmctlError, VmExitedError, VmStoppedError } from '../index.js'
+import { foreignImage } from '../test-support/test-images.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const CLI = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url))
