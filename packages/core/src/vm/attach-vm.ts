@@ -15,7 +15,7 @@ export type NotAttached = 'unreachable' | 'not-ready'
  */
 export async function attachVm(
   name: string,
-  options: { lease: boolean; env: Record<string, string>; stopped?: boolean },
+  options: { lease: boolean; env: Record<string, string>; allowStopped?: boolean },
 ): Promise<VmParts | NotAttached> {
   const directory = new VmDirectory(name)
   let control: SupervisorClient
@@ -31,8 +31,9 @@ export async function attachVm(
   const reply = await control.request({ op: 'attach', lease: options.lease })
   let status = reply.status as VmStatus | undefined
   if (status?.state === 'booting') status = await ready
-  // `stopped`: a stopped VM is attached too, for start() and destroy() (vmctl start NAME).
-  if (status?.state !== 'ready' && !(options.stopped && status?.state === 'stopped')) {
+  // A stopped VM is attached only when asked (VM.attach: `vmctl start NAME` needs a handle on it).
+  const usable = status?.state === 'ready' || (options.allowStopped === true && status?.state === 'stopped')
+  if (!status || !usable) {
     control.close()
     return 'not-ready'
   }

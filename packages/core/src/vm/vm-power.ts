@@ -1,5 +1,5 @@
 import { VmctlError, VmExitedError } from '../errors.js'
-import type { VmConnection } from './vm-connection.js'
+import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 
 /** How `vm.stop()` ended the guest. */
 export interface StopResult {
@@ -9,53 +9,27 @@ export interface StopResult {
   how: string
 }
 
-type PowerOp = { op: 'stop' } | { op: 'start' } | { op: 'restart'; hard: boolean }
+/**
+ * Sends `stop`, `start` or `restart` to a VM's supervisor and returns its reply; a refusal or a
+ * failure becomes a VmctlError (`STOP_FAILED`, `START_FAILED`, `RESTART_FAILED`) with the
+ * supervisor's reason, a supervisor gone a VmExitedError.
+ */
+export async function powerRequest(
+  control: SupervisorClient,
+  name: string,
+  request: { op: 'stop' } | { op: 'start' } | { op: 'restart'; hard: boolean },
+): Promise<Record<string, unknown>> {
+  const reply = await control.request(request)
+  if (reply.reply === 'closed') throw new VmExitedError(name, 'its supervisor exited', '')
+  if (reply.ok !== true)
+    throw new VmctlError(
+      `${request.op.toUpperCase()}_FAILED`,
+      `${request.op} of VM ${name} failed: ${String(reply.error)}`,
+    )
+  return reply
+}
 
-/** `vm.stop()`: what runs in the guest ends, the supervisor powers it off; the VM stays, stopped. */
-export async function stopVm(connection: VmConnection): Promise<StopResult> {
-  assertNotGone(connection)
-  if (connection.state === 'ready') connection.markStopped('powering-off')
-  const reply = await request(connection, { op: 'stop' })
-  connection.markStopped('stopped')
+export function stopResult(reply: Record<string, unknown>): StopResult {
   const how = String(reply.how ?? '')
   return { forced: how.startsWith('forced'), how }
-}
-
-/** `vm.start()`: the supervisor boots the stopped VM again; resolves when it is ready. */
-export async function startStoppedVm(connection: VmConnection): Promise<void> {
-  assertNotGone(connection)
-  await request(connection, { op: 'start' })
-  connection.becameReady(connection.status)
-}
-
-/** `vm.restart()`: the guest reboots (`hard`: a reset through QMP); resolves when it is ready again. */
-export async function restartVm(connection: VmConnection, hard: boolean): Promise<void> {
-  connection.assertUsable()
-  connection.markStopped('starting')
-  await request(connection, { op: 'restart', hard })
-  connection.becameReady(connection.status)
-}
-
-function assertNotGone(connection: VmConnection): void {
-  if (connection.exited) throw connection.exited
-  if (connection.isDestroyed) throw new VmExitedError(connection.name, 'it was destroyed', '')
-}
-
-/**
- * Sends `stop`, `start` or `restart` to the supervisor; a refusal or a failure becomes a VmctlError
- * (`STOP_FAILED`, `START_FAILED`, `RESTART_FAILED`) with the supervisor's reason, after the
- * connection took the state the supervisor reports.
- */
-async function request(connection: VmConnection, op: PowerOp): Promise<Record<string, unknown>> {
-  const reply = await connection.control.request(op)
-  if (reply.reply === 'closed')
-    throw connection.exited ?? new VmExitedError(connection.name, 'its supervisor exited', '')
-  if (reply.ok !== true) {
-    await connection.refreshStatus()
-    throw new VmctlError(
-      `${op.op.toUpperCase()}_FAILED`,
-      `${op.op} of VM ${connection.name} failed: ${String(reply.error)}`,
-    )
-  }
-  return reply
 }
