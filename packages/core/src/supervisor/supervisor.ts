@@ -1,20 +1,22 @@
 /**
  * The life of `VM.up()`, through two processes:
  *
- * Caller's process: `VM.up()` (vm/vm.ts) → `bootVm()` (vm/boot-vm.ts): options checked, kernel,
- * initramfs, runtime disk and image resolved, the VM's directory made (vm-directory.ts) and its
- * `launch.json` written (a LaunchSpec) → spawns `node supervisor-main.js <dir>`, detached → connects
- * to `control.sock`, attaches with a lease, and waits for the `ready` or `failed` event.
+ * Caller's process: `VM.up()` (vm/vm.ts) → `startVm()` (vm/start-vm.ts) → `prepareLaunch()`
+ * (vm/prepare-launch.ts): options checked; kernel, initramfs, runtime disk and image resolved; the
+ * VM's directory made (vm-directory.ts) with its `launch.json` (a LaunchSpec) → spawns
+ * `node supervisor-main.js <dir>`, detached → connects to `control.sock`, attaches with a lease,
+ * waits for the `ready` or `failed` event (docs/caller-side.md walks this half).
  *
  * Supervisor process: `supervisor-main.ts` → `Supervisor.run()` (this file): control socket and
- * agent proxy up → `boot()`: a KVM probe if KVM is unproven (kvm-probe.ts); then, with templates
- * on, `TemplateClone.boot()` (template-clone.ts): clone the definition's template (state-transfer
- * `loadState`), or make it first (a cold boot saved by `saveState` before the root mounts, then
- * cloned, published once this VM is ready); else a cold boot. Every QEMU is a QemuProcess
- * (qemu-process.ts); every wait is bounded by `withinDeadline` (boot-deadline.ts); "ready" is
- * `untilReady` (readiness.ts): the agent's session up (agent-link.ts) and the root mounted. Then
- * `ready` goes to every attached client, and `vm.exec()` reaches the guest through `agent.sock`
- * (agent-proxy.ts). Snapshots and rollbacks: snapshots.ts. The end: `shutdown()` below.
+ * agent proxy up → `boot()`: a KVM probe if KVM is unproven (kvm-probe.ts) → `bringUp()`
+ * (boot-sequence.ts): with templates on, `TemplateClone.boot()` (template-clone.ts) clones the
+ * definition's template (`loadState`, state-transfer.ts) or makes it first (a cold boot saved by
+ * `saveState` before the root mounts, published once this VM is ready); else a cold boot. Each
+ * QEMU is a QemuProcess (qemu-process.ts), each wait bounded by `withinDeadline` (boot-deadline.ts);
+ * ready is `untilReady` (readiness.ts): the agent's session up (agent-link.ts), the root mounted.
+ * Then `ready` goes to every client, and `vm.exec()` reaches the guest through `agent.sock`
+ * (agent-proxy.ts). Requests (control-dispatch.ts): snapshots (snapshots.ts), stop/start/restart
+ * (guest-power.ts, then `bringUp()` again). The end: `shutdown()`. States: vm-lifecycle.ts.
  */
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
@@ -24,10 +26,10 @@ import { AgentProxy } from './agent-proxy.js'
 import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
 import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
-import { serveRequests } from './control-dispatch.js'
+import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
-import { DiskHotplug } from './disk-hotplug.js'
+import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
@@ -46,7 +48,7 @@ const QUIT_GRACE_MS = 2_000
  * (files beside this one) own their state and emit events; only this class listens, decides and
  * moves the lifecycle (vm-lifecycle.ts). No part imports it.
  */
-export class Supervisor {
+export class Supervisor implements ControlHandlers {
   private readonly dir: VmDirectory
   private readonly spec: LaunchSpec
   private readonly log
@@ -68,7 +70,7 @@ export class Supervisor {
   private readonly warnings: string[] = []
   private template: VmStatus['template']
   /** Disks plugged into the running VM (disk-hotplug.ts); a new QEMU starts with none. */
-  private readonly disks: DiskHotplug
+  private readonly diskHotplug: DiskHotplug
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -77,7 +79,7 @@ export class Supervisor {
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
-    this.disks = new DiskHotplug(dir.disksFile, this.log)
+    this.diskHotplug = new DiskHotplug(dir.disksFile, this.log)
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
     this.snapshots = new Snapshots({
@@ -100,27 +102,7 @@ export class Supervisor {
       if (how === 'port-closed') this.link.mux.resetPeer(reason)
       this.control.broadcast({ event: 'agent-lost', reason })
     })
-    serveRequests(
-      this.control,
-      {
-        status: () => this.status(),
-        catchUp: () => {
-          const { outcome } = this.lifecycle
-          if (outcome) return [outcome]
-          return publicState(this.lifecycle.state) === 'ready'
-            ? [{ event: 'ready', status: this.status() }]
-            : []
-        },
-        destroy: (replied) => this.shutdown('destroyed on request', replied),
-        snapshot: (name) => this.snapshot(name),
-        rollback: (name) => this.rollback(name),
-        stop: () => this.stop(),
-        start: () => this.start(),
-        restart: (hard) => this.restart(hard),
-        disks: (request) => this.disks.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state)),
-      },
-      this.log,
-    )
+    serveRequests(this.control, this, this.log)
     this.control.on('last-lease-gone', () => {
       if (!this.spec.persistent) void this.shutdown('the process that created the VM exited')
     })
@@ -251,7 +233,7 @@ export class Supervisor {
   }
 
   /** `vm.stop()`: the guest powers off (forced after a bound); the VM stays, stopped. Idempotent. */
-  private async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
+  async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
     if (this.lifecycle.is('stopped')) return { how: 'it was already stopped', alreadyStopped: true }
     this.assertReady()
     this.lifecycle.to('powering-off')
@@ -261,7 +243,7 @@ export class Supervisor {
   }
 
   /** `vm.start()`: a stopped VM boots again from its disks. */
-  private async start(): Promise<void> {
+  async start(): Promise<void> {
     if (!this.lifecycle.is('stopped')) {
       const state = publicState(this.lifecycle.state)
       throw new Error(
@@ -273,7 +255,7 @@ export class Supervisor {
   }
 
   /** `vm.restart()`: the guest reboots (`hard`: a reset through QMP), then boots as start() does. */
-  private async restart(hard: boolean): Promise<{ how: string }> {
+  async restart(hard: boolean): Promise<{ how: string }> {
     this.assertReady()
     this.lifecycle.to('starting')
     const how = await endGuest(this.qemu!, hard ? 'reset' : 'reboot', this.dir.agentSocket)
@@ -285,7 +267,7 @@ export class Supervisor {
 
   /** From `starting`: a new QEMU on the VM's disks, to ready. A failure leaves the VM stopped. */
   private async bootAgain(): Promise<void> {
-    this.disks.forgetAll()
+    this.diskHotplug.forgetAll()
     this.proxy.accept()
     try {
       // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
@@ -303,7 +285,7 @@ export class Supervisor {
   /** QEMU is gone on purpose: the VM stays (unless it is being destroyed meanwhile), stopped. */
   private stopped(how: string): void {
     this.link.detach('the VM was stopped')
-    this.disks.forgetAll()
+    this.diskHotplug.forgetAll()
     if (!this.lifecycle.can('stopped')) return
     this.proxy.refuse()
     this.lifecycle.to('stopped')
@@ -311,10 +293,10 @@ export class Supervisor {
     this.control.broadcast({ event: 'stopped', how })
   }
 
-  private async snapshot(name: string): Promise<void> {
+  async snapshot(name: string): Promise<void> {
     this.snapshots.file(name, false)
     this.assertReady()
-    const blocker = this.disks.snapshotBlocker()
+    const blocker = this.diskHotplug.snapshotBlocker()
     if (blocker) throw new Error(blocker)
     this.lifecycle.to('snapshotting')
     try {
@@ -324,12 +306,12 @@ export class Supervisor {
     }
   }
 
-  private async rollback(name: string): Promise<void> {
+  async rollback(name: string): Promise<void> {
     this.snapshots.file(name, true)
     this.assertReady()
     this.lifecycle.to('restoring')
     try {
-      this.disks.forgetAll()
+      this.diskHotplug.forgetAll()
       const qemu = await this.snapshots.rollback(name)
       this.link.watchPort(await qemu.connectQmp())
     } catch (error) {
@@ -342,7 +324,7 @@ export class Supervisor {
     if (this.lifecycle.is('restoring')) this.lifecycle.to('ready')
   }
 
-  private status(): VmStatus {
+  status(): VmStatus {
     return {
       name: this.spec.name,
       state: publicState(this.lifecycle.state),
@@ -359,6 +341,22 @@ export class Supervisor {
       ports: this.ports,
       bootMs: this.bootMs,
     }
+  }
+
+  /** Events a client that attaches now must get: how the VM ended, or that it is ready. */
+  catchUp(): ControlEvent[] {
+    const { outcome } = this.lifecycle
+    if (outcome) return [outcome]
+    return publicState(this.lifecycle.state) === 'ready' ? [{ event: 'ready', status: this.status() }] : []
+  }
+
+  /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts). */
+  disks(request: DiskRequest): Promise<Record<string, unknown>> {
+    return this.diskHotplug.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state))
+  }
+
+  destroy(replied: () => void): Promise<void> {
+    return this.shutdown('destroyed on request', replied)
   }
 
   private writeStatus(): void {

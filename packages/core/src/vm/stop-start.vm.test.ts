@@ -11,6 +11,14 @@ import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-pr
 const CLI = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url))
 const STOPPED_CREATOR = fileURLToPath(new URL('../../test/fixtures/stopped-creator.mjs', import.meta.url))
 
+/** Runs `work` and prints how long it took: the figures docs/vm-lifecycle.md quotes come from here. */
+async function timed<T>(what: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now()
+  const result = await work()
+  console.log(`${what}: ${Math.round(performance.now() - started)} ms`)
+  return result
+}
+
 function vmctl(...args: string[]): string {
   return execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8' })
 }
@@ -45,7 +53,7 @@ describe('vm: stop, start and restart an image-mode VM', () => {
     const firstBoot = await bootId(vm)
     // Not synced by the test: stop() must get it onto the disk.
     await vm.exec('echo kept > /root/kept')
-    const stopped = await vm.stop()
+    const stopped = await timed('image mode: stop', () => vm.stop())
     expect(stopped).toEqual({ forced: false, how: 'the guest powered off' })
     expect(vm.state).toBe('stopped')
     expect(stateOf(vm.name)).toBe('stopped')
@@ -57,7 +65,7 @@ describe('vm: stop, start and restart an image-mode VM', () => {
     expect(String(call)).toContain(`VM ${vm.name} is stopped: only start() and destroy() work`)
     expect(await vm.stop()).toEqual({ forced: false, how: 'it was already stopped' })
 
-    await vm.start()
+    await timed('image mode: start (cold boot)', () => vm.start())
     expect(vm.state).toBe('ready')
     expect((await vm.exec('cat /root/kept')).stdout).toBe('kept\n')
     expect(await bootId(vm)).not.toBe(firstBoot)
@@ -83,12 +91,12 @@ describe('vm: stop, start and restart an image-mode VM', () => {
   test('restart reboots the guest; a hard restart resets it; what was synced survives both', async () => {
     const before = await bootId(vm)
     await vm.exec('echo soft > /root/soft')
-    await vm.restart()
+    await timed('image mode: restart', () => vm.restart())
     const afterSoft = await bootId(vm)
     expect(afterSoft).not.toBe(before)
     expect((await vm.exec('cat /root/soft')).stdout).toBe('soft\n')
     await vm.exec('echo hard > /root/hard && sync')
-    await vm.restart({ hard: true })
+    await timed('image mode: restart --hard', () => vm.restart({ hard: true }))
     expect(await bootId(vm)).not.toBe(afterSoft)
     expect((await vm.exec('cat /root/hard /root/kept')).stdout).toBe('hard\nkept\n')
   })
@@ -98,8 +106,8 @@ describe('vm: stop and start in kernel mode', () => {
   test('a started kernel-mode VM sees the host root afresh: what the guest wrote is gone', async () => {
     await using vm = await VM.up()
     await vm.exec('echo guest > /tmp/vmctl-stop-start-written && echo x > /etc/vmctl-stop-start')
-    await vm.stop()
-    await vm.start()
+    await timed('kernel mode: stop', () => vm.stop())
+    await timed('kernel mode: start (template clone)', () => vm.start())
     const r = await vm.exec('ls /tmp/vmctl-stop-start-written /etc/vmctl-stop-start', { reject: false })
     expect(r.exitCode).not.toBe(0)
     expect((await vm.exec('cat /etc/os-release')).stdout).toMatch(/PRETTY_NAME/)
