@@ -23,7 +23,12 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
   vm: { type: 'string', value: 'NAME', help: 'which [vm.NAME] of the config file (when it has several)' },
   memory: { type: 'string', value: 'MIB', help: 'guest memory in MiB (default 1024)' },
   cpus: { type: 'string', value: 'N', help: 'virtual CPUs (default 2)' },
-  kernel: { type: 'string', value: 'PATH', help: 'guest kernel (vmlinux, bzImage or a kernel directory)' },
+  kernel: {
+    type: 'string',
+    short: 'k',
+    value: 'KERNEL',
+    help: 'guest kernel: a name (debian:trixie, debian:bookworm/rt, ...; fetched once) or a path (vmlinux, bzImage, a directory)',
+  },
   'kernel-arg': {
     type: 'string',
     multiple: true,

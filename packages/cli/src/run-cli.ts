@@ -2,6 +2,7 @@ import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
+import { KERNEL_HELP, kernelCommand } from './commands/kernel-command.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
@@ -26,6 +27,11 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
       run: imageCommand,
       help: IMAGE_HELP,
       summary: 'build, list or prune disk images and provisioning layers (build, ls, prune)',
+    },
+    kernel: {
+      run: kernelCommand,
+      help: KERNEL_HELP,
+      summary: 'fetch, list or prune guest kernels (debian:trixie, debian:bookworm/rt, ...)',
     },
     template: {
       run: templateCommand,

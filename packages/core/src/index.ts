@@ -38,9 +38,13 @@ export { ImageError, inspectImage } from './images/image-file.js'
 export { type CachedImage, listCachedImages, removeCachedImage } from './images/image-store.js'
 export { ProvisionError } from './images/provision.js'
 export type { KernelFetchPhases } from './kernels/default-kernel.js'
+export { isKernelName, type KernelName, parseKernelName } from './kernels/kernel-name.js'
+export type { CachedKernel } from './kernels/kernel-package.js'
+export { type KernelEntry, listCachedKernels, pruneKernels } from './kernels/kernel-store.js'
 export {
   type DefaultKernel,
   fetchDefaultKernel,
+  fetchNamedKernel,
   hostBusybox,
   installedDefaultKernel,
   prepareBusybox,
