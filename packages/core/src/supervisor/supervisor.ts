@@ -41,6 +41,7 @@ import {
   templatesDir,
   touchTemplate,
 } from '../templates/template-store.js'
+import { withBootFailureCause } from './boot-failure-cause.js'
 import { ConsoleLog } from './console-log.js'
 import {
   type ControlEvent,
@@ -170,10 +171,11 @@ export class Supervisor {
     } catch (error) {
       const failure =
         error instanceof BootFailure ? error : new BootFailure('BOOT_FAILED', (error as Error).message)
+      const consoleTail = this.console.lastLines()
       this.failure = {
         code: failure.code,
-        message: failure.message,
-        consoleTail: this.console.lastLines(),
+        message: withBootFailureCause(failure.message, this.dir.consoleLog, consoleTail),
+        consoleTail,
         accel: this.accel,
         timeoutMs: this.bootTimeoutMs(),
       }
