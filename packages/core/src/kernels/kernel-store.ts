@@ -34,8 +34,7 @@ export function installedNamedKernel(cacheDir: string, name: KernelName): Cached
     const target = readlinkSync(join(namesDir(cacheDir), kernelNameFile(name)))
     const release = target.replace(/^\.\.\//, '')
     const dir = join(cacheDir, 'kernels', release)
-    if (existsSync(join(dir, '.complete')) && existsSync(join(dir, 'vmlinux')))
-      return { release, dir, fetched: false }
+    if (existsSync(join(dir, '.complete'))) return { release, dir, fetched: false }
   } catch {}
   return undefined
 }

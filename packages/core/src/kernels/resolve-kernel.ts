@@ -32,7 +32,10 @@ export async function resolveKernel(search: KernelSearch, cacheDir: string): Pro
     return resolved
   }
   try {
-    return locateKernel(search)
+    const kernel = locateKernel(search)
+    if (kernel.modulesDir) return kernel
+    const { withCustomModules } = await import('./custom-modules.js')
+    return withCustomModules(kernel, cacheDir, env)
   } catch (error) {
     if (!(error instanceof KernelNotFoundError) || search.explicit || env.VMCTL_KERNEL) throw error
   }
