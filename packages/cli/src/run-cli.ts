@@ -8,6 +8,7 @@ import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
 import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
+import { VMTEST_HELP, vmtestCommand } from './commands/vmtest-command.js'
 import { UsageError } from './usage-error.js'
 import { versionText } from './version.js'
 
@@ -37,6 +38,11 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
       run: templateCommand,
       help: TEMPLATE_HELP,
       summary: 'list or prune VM templates (ls, prune)',
+    },
+    vmtest: {
+      run: vmtestCommand,
+      help: VMTEST_HELP,
+      summary: "run a vmtest.toml's targets (vmtest's config, its output and exit code)",
     },
     'cache-key': {
       run: cacheKeyCommand,

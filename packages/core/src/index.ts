@@ -17,6 +17,14 @@ export {
   loadConfig,
 } from './config/config-file.js'
 export {
+  isVmtestConfig,
+  loadVmtestConfig,
+  memoryMiB,
+  VMTEST_MOUNT,
+  VmtestConfigError,
+  type VmtestTarget,
+} from './config/vmtest-config.js'
+export {
   AgentError,
   BootFailedError,
   BootTimeoutError,

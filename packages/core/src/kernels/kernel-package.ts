@@ -15,7 +15,7 @@ import { which } from '../host/qemu-locator.js'
 import { extractVmlinux, ZstdUnavailableError } from './bzimage.js'
 import { unpackDebData } from './deb-unpack.js'
 import { downloadPackage, type FoundPackage } from './debian-archive.js'
-import { writeModulesDep } from './module-deps.js'
+import { listModules, writeModulesDep } from './module-deps.js'
 
 export interface KernelFetchPhases {
   /** Release file and Packages indexes. */
@@ -137,9 +137,16 @@ export async function prepareModules(
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const depmod = which('depmod', `${env.PATH ?? ''}:/usr/sbin:/sbin`)
+  const modulesDir = join(kernelDir, 'lib/modules', release)
+  let depmodWrote = false
   if (depmod) {
     const execa = await loadExeca()
-    await execa(depmod, ['-b', kernelDir, release], { reject: false, stdin: 'ignore' })
+    const result = await execa(depmod, ['-b', kernelDir, release], { reject: false, stdin: 'ignore' })
+    depmodWrote = result.exitCode === 0 && existsSync(join(modulesDir, 'modules.dep'))
   }
-  await writeModulesDep(join(kernelDir, 'lib/modules', release))
+  // Compressed modules (trixie's 4,000 .ko.xz): reading each .modinfo means decompressing every
+  // module in WebAssembly, a minute and more on a busy host; depmod's modules.dep lists the same
+  // modules, so it is kept where depmod ran.
+  if (depmodWrote && listModules(modulesDir).some((m) => !m.endsWith('.ko'))) return
+  await writeModulesDep(modulesDir)
 }
