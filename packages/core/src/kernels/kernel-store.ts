@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -90,7 +91,10 @@ export function listCachedKernels(cacheDir: string): KernelEntry[] {
     defaultRelease = readlinkSync(join(kernels, 'default'))
   } catch {}
   return readdirSync(kernels)
-    .filter((entry) => existsSync(join(kernels, entry, '.complete')))
+    .filter(
+      (entry) =>
+        !lstatSync(join(kernels, entry)).isSymbolicLink() && existsSync(join(kernels, entry, '.complete')),
+    )
     .map((release) => ({
       release,
       dir: join(kernels, release),
