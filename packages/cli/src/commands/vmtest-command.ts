@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { loadVmtestConfig, VM, type VmtestTarget } from '@vmctl/core'
-import { HELP_OPTION, helpLines } from '../cli-options.js'
+import { HELP_OPTION, helpLines, hostEnvironment } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
 
@@ -98,20 +98,4 @@ async function runTarget(target: VmtestTarget): Promise<boolean> {
   }
   say('FAILED')
   return false
-}
-
-/** This shell's environment, minus what belongs to this host's session and would mislead the guest. */
-export function hostEnvironment(): Record<string, string> {
-  const skip = new Set([
-    'PWD',
-    'OLDPWD',
-    'SHLVL',
-    '_',
-    'XDG_RUNTIME_DIR',
-    'SSH_AUTH_SOCK',
-    'DBUS_SESSION_BUS_ADDRESS',
-  ])
-  return Object.fromEntries(
-    Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !skip.has(e[0])),
-  )
 }

@@ -141,7 +141,7 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     expected:
       'a kernel name (debian:trixie, debian:bookworm/rt, ...) or a path to a kernel (vmlinux, bzImage) or a kernel directory',
     check: isString,
-    doc: "Guest kernel: a name (`debian:bullseye`, `debian:trixie`, `debian:bookworm-backports`, `debian:bookworm/rt`, `debian:bookworm@6.1.0-57`; fetched from Debian's archive on first use, see docs/kernel-names.md) or a path. Also the kernel image mode boots the image's userspace with.",
+    doc: "Guest kernel: a name (`debian:bullseye`, `debian:trixie`, `debian:bookworm-backports`, `debian:bookworm/rt`, `debian:bookworm@6.1.0-57`; fetched from Debian's archive on first use, see docs/any-kernel.md) or a path. Also the kernel image mode boots the image's userspace with.",
     default: 'debian:bookworm, fetched on first use',
     example: '"debian:trixie"',
     path: true,
