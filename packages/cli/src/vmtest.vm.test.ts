@@ -37,7 +37,7 @@ describe('vmctl vmtest and vmctl as a test runner (vm)', () => {
       join(dir, 'vmtest.toml'),
       `[[target]]
 name = "Debian kernel"
-kernel = "${join(kernel.dir, 'vmlinuz')}"
+kernel = "${join(kernel.dir, 'vmlinux')}"
 command = "uname -r | grep -e amd64$ && test \\"$VMTEST_PROBE\\" = from-host && test \\"$PWD\\" = ${dir} && touch /mnt/vmtest/kernel-was-here"
 
 [[target]]

@@ -27,8 +27,8 @@ export async function extractVmlinux(bzImage: Buffer): Promise<Buffer> {
   // trixie's kernels: zstd, with the uncompressed size appended (4 bytes) as for every format.
   else if (payload.readUInt32LE(0) === ZSTD_MAGIC) vmlinux = await decodeZstd(payload.subarray(0, -4))
   else
-    throw new Error(
-      `the bzImage's payload is compressed with a format vmctl does not unpack (first bytes ${payload.subarray(0, 4).toString('hex')}; xz and gzip are supported)`,
+    throw new PayloadFormatError(
+      `the bzImage's payload is compressed with a format vmctl does not unpack (first bytes ${payload.subarray(0, 4).toString('hex')}; xz, gzip and zstd are)`,
     )
   if (vmlinux.readUInt32BE(0) !== 0x7f454c46) throw new Error('the bzImage payload is not an ELF vmlinux')
   return vmlinux
@@ -36,8 +36,11 @@ export async function extractVmlinux(bzImage: Buffer): Promise<Buffer> {
 
 const ZSTD_MAGIC = 0xfd2fb528
 
-/** Thrown when a bzImage's payload is zstd and neither Node nor the host can decompress it. */
-export class ZstdUnavailableError extends Error {}
+/**
+ * Thrown when vmctl cannot unpack a bzImage's payload here (lz4, as in Debian's cloud kernel; zstd
+ * without a decoder): the bzImage still boots, through its own decompressor.
+ */
+export class PayloadFormatError extends Error {}
 
 /**
  * A zstd frame: node:zlib's decoder where Node has one (22.15+), else the host's `zstd` (Debian's
@@ -48,7 +51,7 @@ async function decodeZstd(frame: Buffer): Promise<Buffer> {
   if (zstd) return zstd(frame)
   const binary = which('zstd', `${process.env.PATH ?? ''}:/usr/bin`)
   if (!binary)
-    throw new ZstdUnavailableError(
+    throw new PayloadFormatError(
       'the bzImage is zstd-compressed and neither Node 22.15+ nor a zstd command is here',
     )
   const execa = await loadExeca()

@@ -12,7 +12,7 @@ import {
 import { join } from 'node:path'
 import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
-import { extractVmlinux, ZstdUnavailableError } from './bzimage.js'
+import { extractVmlinux, PayloadFormatError } from './bzimage.js'
 import { unpackDebData } from './deb-unpack.js'
 import { downloadPackage, type FoundPackage } from './debian-archive.js'
 import { listModules, writeModulesDep } from './module-deps.js'
@@ -97,8 +97,8 @@ export async function installKernelPackage(
       writeFileSync(join(stage, 'vmlinux'), await extractVmlinux(readFileSync(join(stage, 'vmlinuz'))))
     } catch (error) {
       // Without a vmlinux QEMU boots the bzImage: slower (the in-guest decompressor), but it boots.
-      if (!(error instanceof ZstdUnavailableError)) throw error
-      say(`${error.message}: booting the bzImage (slower than the vmlinux; install zstd for it)`)
+      if (!(error instanceof PayloadFormatError)) throw error
+      say(`${error.message}: booting the bzImage itself (slower than a vmlinux)`)
     }
     writeFileSync(join(stage, 'release'), `${release}\n`)
     writeFileSync(
