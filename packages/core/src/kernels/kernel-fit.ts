@@ -95,7 +95,7 @@ export function checkKernelFits(kernel: ResolvedKernel, needs: KernelNeeds): voi
     missing.every((m) => /9p|overlay/.test(m))
   )
     fixes.push(
-      "hostRoot: false (a root of busybox and the agent) or an image (image: { distribution: 'debian-12' } or a path): neither needs 9p",
+      "hostRoot: false (a root of busybox and the agent) or an image (image: { distribution: 'bookworm' } or a path): neither needs 9p",
     )
   if (missing.length)
     fixes.push(
