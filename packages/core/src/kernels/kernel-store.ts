@@ -107,7 +107,7 @@ export function listCachedKernels(cacheDir: string): KernelEntry[] {
 
 /**
  * Removes cached kernels: those given by release or name, or (with none given) every kernel that
- * is neither the default nor pointed at by a name. Names pointing at a removed kernel go too.
+ * is neither the default nor pointed at by a name, and the module trees made for custom kernels. Names pointing at a removed kernel go too.
  * Under the kernels lock, so a fetch in progress is never cut short. VMs already running keep
  * their kernel (QEMU has it open); a template made from it is rebuilt if the kernel comes back.
  */
@@ -130,6 +130,9 @@ export async function pruneKernels(
           rmSync(join(namesDir(cacheDir), kernelNameFile(parseKernelName(n))), { force: true })
         if (k.isDefault) rmSync(join(cacheDir, 'kernels', 'default'), { force: true })
       }
+      // The module trees made for kernels given by path (custom-modules.ts): remade in seconds by
+      // the next VM that needs one, so a prune with nothing named removes them all.
+      if (which.length === 0) rmSync(join(cacheDir, 'kernels', 'custom'), { recursive: true, force: true })
       // Leftovers of killed fetches: safe to remove under the lock.
       for (const entry of readdirSync(join(cacheDir, 'kernels')))
         if (/^\.(stage|default)-/.test(entry))
