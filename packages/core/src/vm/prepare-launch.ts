@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { type AgentClient, guestSetupPath } from '@vmctl/agent'
-import { BootFailedError, BootTimeoutError, InvalidOptionsError, VmctlError } from '../errors.js'
+import { existsSync, statSync, writeFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { guestSetupPath } from '@vmctl/agent'
+import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { checkGuestMemory } from '../host/host-memory.js'
 import { locateQemu } from '../host/qemu-locator.js'
@@ -17,16 +15,10 @@ import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
 import { checkKernelFits } from '../kernels/kernel-fit.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
-import { logger } from '../log.js'
 import { cacheDir } from '../paths.js'
-import type { ControlEvent, ErrorPayload, VmStatus } from '../supervisor/control-protocol.js'
-import { SupervisorClient } from '../supervisor/supervisor-client.js'
-import { generateVmName, isAlive, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
+import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
-import { agentClient } from './agent-client.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
-
-const log = logger('boot')
 
 export const DEFAULT_MEMORY_MIB = 1024
 export const DEFAULT_CPUS = 2
@@ -38,23 +30,26 @@ export interface BootInternals {
   overlay?: string
 }
 
-type MakeVm<T> = (
-  status: VmStatus,
-  control: SupervisorClient,
-  directory: VmDirectory,
-  env: Record<string, string>,
-  agent: AgentClient,
-) => T
+/** A VM ready for its supervisor: its directory made, its launch.json written. */
+export interface PreparedLaunch {
+  spec: LaunchSpec
+  directory: VmDirectory
+  /** Added to every command's environment (VmOptions.env). */
+  env: Record<string, string>
+  /** How long the caller waits for the supervisor to report ready or failed. */
+  bootBudgetMs: number
+}
 
 /**
- * Prepares everything that can fail in the caller's process (QEMU, kernel, options, initramfs), then
- * starts the VM's supervisor and waits for it to report the agent healthy or the boot failed.
+ * Everything that can fail in the caller's process, before any supervisor or QEMU exists: the
+ * options, the host (QEMU, memory, kernel, busybox, the guest-setup helper), the initramfs and
+ * runtime disk, the mounts, the image (which may boot a whole provisioning VM through
+ * `internals.provisioner`), the name; then the VM's directory and its LaunchSpec.
  */
-export async function bootVm<T>(
+export async function prepareLaunch(
   raw: VmOptions | undefined,
-  make: MakeVm<T>,
   internals: BootInternals = {},
-): Promise<T> {
+): Promise<PreparedLaunch> {
   const options = validateVmOptions(raw)
   checkGuestMemory(options.memoryMiB ?? DEFAULT_MEMORY_MIB)
   // A given image is checked first, before the kernel and initramfs are looked up or built.
@@ -152,124 +147,12 @@ export async function bootVm<T>(
     templateCacheMiB: templateCacheMiB(env),
   }
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
-
-  const logFd = openSync(directory.supervisorLog, 'a', 0o600)
-  const supervisor = spawn(process.execPath, [supervisorMainPath(), directory.path], {
-    detached: true,
-    stdio: ['ignore', logFd, logFd],
-    // Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
-    // process, and NODE_EXTRA_CA_CERTS (set on many CI hosts) costs ~0.15 s of start-up parsing
-    // certificates that a supervisor, which makes no TLS connection, never uses.
-    env: { ...env, VMCTL_RUNTIME_DIR: undefined, NODE_OPTIONS: undefined, NODE_EXTRA_CA_CERTS: undefined },
-  })
-  closeSync(logFd)
-  supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
-  supervisor.unref()
-  log('%s: supervisor pid %d', name, supervisor.pid)
-
-  let control: SupervisorClient | undefined
-  try {
-    control = await connectControl(directory, supervisor.pid)
-    const bootBudget =
-      (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
-    const outcome = await waitForBoot(control, bootBudget)
-    if (outcome.event === 'ready') {
-      control.unref()
-      return make(outcome.status, control, directory, options.env ?? {}, agentClient(directory))
-    }
-    throw bootError(name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
-  } catch (error) {
-    control?.close()
-    try {
-      if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')
-    } catch {}
-    await waitUntil(() => !existsSync(directory.path) || !isAlive(supervisor.pid), 5_000)
-    if (!isAlive(supervisor.pid)) directory.remove()
-    throw error
-  }
+  const bootBudgetMs =
+    (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
+  return { spec, directory, env: options.env ?? {}, bootBudgetMs }
 }
 
 function templatesEnabled(env: NodeJS.ProcessEnv): boolean {
   const value = env.VMCTL_TEMPLATES
   return !(value === '0' || value === 'false' || value === 'off')
-}
-
-function bootError(
-  name: string,
-  failure: ErrorPayload | undefined,
-  outcome: ControlEvent | { event: 'timeout' },
-): Error {
-  if (failure?.code === 'BOOT_TIMEOUT')
-    return new BootTimeoutError(name, failure.timeoutMs, failure.accel, failure.consoleTail, failure.message)
-  if (failure) return new BootFailedError(name, failure.message, failure.consoleTail)
-  if (outcome.event === 'exited') return new BootFailedError(name, outcome.reason, outcome.consoleTail)
-  return new BootFailedError(name, 'its supervisor stopped answering', '')
-}
-
-async function connectControl(directory: VmDirectory, pid: number | undefined): Promise<SupervisorClient> {
-  // A node process's start: well under a second on a quiet host, but a minute is not unheard of
-  // inside a TCG guest (vmctl in a VM) or on a host running many VMs.
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    try {
-      return await SupervisorClient.connect(directory.controlSocket)
-    } catch {
-      if (!isAlive(pid)) {
-        throw new VmctlError(
-          'SUPERVISOR_FAILED',
-          `the VM supervisor exited during start-up:\n${tail(directory.supervisorLog)}`,
-        )
-      }
-      if (Date.now() > deadline)
-        throw new VmctlError(
-          'SUPERVISOR_FAILED',
-          `the VM supervisor did not start:\n${tail(directory.supervisorLog)}`,
-        )
-      await new Promise((r) => setTimeout(r, 15))
-    }
-  }
-}
-
-function waitForBoot(
-  control: SupervisorClient,
-  budgetMs: number,
-): Promise<ControlEvent | { event: 'timeout' }> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ event: 'timeout' }), budgetMs)
-    control.on('event', (event) => {
-      clearTimeout(timer)
-      resolve(event)
-    })
-    control.on('close', () => {
-      clearTimeout(timer)
-      resolve({ event: 'exited', reason: 'the VM supervisor exited during boot', consoleTail: '' })
-    })
-    void control.request({ op: 'attach', lease: true })
-  })
-}
-
-async function waitUntil(predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
-}
-
-function tail(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
-  } catch {
-    return '(no supervisor log)'
-  }
-}
-
-/**
- * The supervisor entry: the one-file bundle that `pnpm build` makes (it starts in ~0.15 s against
- * ~0.35 s for the separate modules), else the compiled module; in dist/ even when this module runs
- * from src/ under a TS test runner.
- */
-function supervisorMainPath(): string {
-  const dist = fileURLToPath(new URL('..', import.meta.url)).replace(/\/src\/$/, '/dist/')
-  for (const entry of ['supervisor.cjs', 'supervisor/supervisor-main.js']) {
-    if (existsSync(join(dist, entry))) return join(dist, entry)
-  }
-  throw new VmctlError('NOT_BUILT', `vmctl's supervisor is not built (${dist} has none). Fix: pnpm build`)
 }
