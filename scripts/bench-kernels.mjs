@@ -4,7 +4,7 @@
 //   cold       `VMCTL_TEMPLATES=0 vmctl run -k KERNEL -- true`: no template, a full boot
 //   template   `vmctl run -k KERNEL -- true` once a template of that kernel exists: a restore
 //
-// Kernels are fetched first (not timed). ROUNDS=n (default 3) runs of each; medians are printed and
+// Kernels are fetched first (not timed). KERNELS=a,b to choose them; ROUNDS=n (default 3) runs of each; medians are printed and
 // written to bench-results/kernels.json. virtme-ng (`vng`) is not compared: it is packaged for
 // Debian 13, not for the Debian 12 reference machine.
 import { spawn } from 'node:child_process'
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const cli = join(root, 'packages/cli/dist/main.js')
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const KERNELS = ['debian:bullseye', 'debian:bookworm', 'debian:trixie']
+const KERNELS = process.env.KERNELS?.split(',') ?? ['debian:bullseye', 'debian:bookworm', 'debian:trixie']
 
 function vmctl(args, env = {}) {
   const started = performance.now()
@@ -54,7 +54,9 @@ for (const kernel of KERNELS) {
     `${kernel.padEnd(16)} cold ${seconds(median(cold))} s   from a template ${seconds(median(template))} s   (${(median(cold) / median(template)).toFixed(1)}x, median of ${ROUNDS})`,
   )
 }
-writeFileSync(
-  join(root, 'bench-results/kernels.json'),
-  `${JSON.stringify({ date: new Date().toISOString(), results }, null, 2)}\n`,
-)
+// A run over chosen kernels (KERNELS=...) prints its figures but keeps the file of the full matrix.
+if (!process.env.KERNELS)
+  writeFileSync(
+    join(root, 'bench-results/kernels.json'),
+    `${JSON.stringify({ date: new Date().toISOString(), results }, null, 2)}\n`,
+  )
