@@ -23,7 +23,12 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
   vm: { type: 'string', value: 'NAME', help: 'which [vm.NAME] of the config file (when it has several)' },
   memory: { type: 'string', value: 'MIB', help: 'guest memory in MiB (default 1024)' },
   cpus: { type: 'string', value: 'N', help: 'virtual CPUs (default 2)' },
-  kernel: { type: 'string', value: 'PATH', help: 'guest kernel (vmlinux, bzImage or a kernel directory)' },
+  kernel: {
+    type: 'string',
+    short: 'k',
+    value: 'KERNEL',
+    help: 'guest kernel: a name (debian:trixie, debian:bookworm/rt, ...; fetched once) or a path (vmlinux, bzImage, a directory)',
+  },
   'kernel-arg': {
     type: 'string',
     multiple: true,
@@ -52,6 +57,11 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
 }
 
 export const EXEC_OPTIONS: Record<string, OptionSpec> = {
+  'host-env': {
+    type: 'boolean',
+    short: 'E',
+    help: "pass this shell's environment to the command (as go test -exec or a cargo runner expects)",
+  },
   env: {
     type: 'string',
     multiple: true,
@@ -130,7 +140,7 @@ function flagOptions(values: Values): VmOptions {
 }
 
 export function envFrom(values: Values): Record<string, string> {
-  const env: Record<string, string> = {}
+  const env: Record<string, string> = values['host-env'] ? hostEnvironment() : {}
   for (const pair of (values.env as string[] | undefined) ?? []) {
     const eq = pair.indexOf('=')
     if (eq <= 0) throw new UsageError(`--env takes KEY=VALUE, got ${JSON.stringify(pair)}`)
@@ -158,4 +168,20 @@ function port(text: string): number {
   if (!Number.isInteger(n) || n <= 0 || n > 65535)
     throw new UsageError(`--port takes a TCP port number (1-65535), got ${JSON.stringify(text)}`)
   return n
+}
+
+/** This shell's environment, minus what belongs to this host's session and would mislead the guest. */
+export function hostEnvironment(): Record<string, string> {
+  const skip = new Set([
+    'PWD',
+    'OLDPWD',
+    'SHLVL',
+    '_',
+    'XDG_RUNTIME_DIR',
+    'SSH_AUTH_SOCK',
+    'DBUS_SESSION_BUS_ADDRESS',
+  ])
+  return Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !skip.has(e[0])),
+  )
 }

@@ -43,7 +43,7 @@ describe('vmctl usage errors', () => {
   })
 
   test('every command has --help', async () => {
-    for (const command of ['run', 'up', 'exec', 'down', 'ps', 'template']) {
+    for (const command of ['run', 'up', 'exec', 'down', 'ps', 'template', 'kernel', 'vmtest']) {
       const result = await vmctl([command, '--help'])
       expect(result.code).toBe(0)
       expect(result.stdout).toContain(`Usage: vmctl ${command}`)

@@ -4,12 +4,14 @@ import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { GC_HELP, gcCommand } from './commands/gc-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
+import { KERNEL_HELP, kernelCommand } from './commands/kernel-command.js'
 import { powerCommand, RESTART_HELP, START_HELP, STOP_HELP } from './commands/power-commands.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
 import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
 import { UP_HELP, upCommand } from './commands/up-command.js'
+import { VMTEST_HELP, vmtestCommand } from './commands/vmtest-command.js'
 import { UsageError } from './usage-error.js'
 import { versionText } from './version.js'
 
@@ -39,10 +41,20 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
       help: IMAGE_HELP,
       summary: 'build, list or prune disk images and provisioning layers (build, ls, prune)',
     },
+    kernel: {
+      run: kernelCommand,
+      help: KERNEL_HELP,
+      summary: 'fetch, list or prune guest kernels (debian:trixie, debian:bookworm/rt, ...)',
+    },
     template: {
       run: templateCommand,
       help: TEMPLATE_HELP,
       summary: 'list or prune VM templates (ls, prune)',
+    },
+    vmtest: {
+      run: vmtestCommand,
+      help: VMTEST_HELP,
+      summary: "run a vmtest.toml's targets (vmtest's config, its output and exit code)",
     },
     'cache-key': {
       run: cacheKeyCommand,

@@ -16,6 +16,14 @@ export {
   type LoadedConfig,
   loadConfig,
 } from './config/config-file.js'
+export {
+  isVmtestConfig,
+  loadVmtestConfig,
+  memoryMiB,
+  VMTEST_MOUNT,
+  VmtestConfigError,
+  type VmtestTarget,
+} from './config/vmtest-config.js'
 export { coreVersion } from './core-version.js'
 export type { AttachDiskOptions, DiskAttachment } from './disks/disk-attach.js'
 export { DiskError, type DiskErrorCode } from './disks/disk-error.js'
@@ -45,9 +53,13 @@ export { ImageError, inspectImage } from './images/image-file.js'
 export { type CachedImage, listCachedImages, removeCachedImage } from './images/image-store.js'
 export { ProvisionError } from './images/provision.js'
 export type { KernelFetchPhases } from './kernels/default-kernel.js'
+export { isKernelName, type KernelName, parseKernelName } from './kernels/kernel-name.js'
+export type { CachedKernel } from './kernels/kernel-package.js'
+export { type KernelEntry, listCachedKernels, pruneKernels } from './kernels/kernel-store.js'
 export {
   type DefaultKernel,
   fetchDefaultKernel,
+  fetchNamedKernel,
   hostBusybox,
   installedDefaultKernel,
   prepareBusybox,

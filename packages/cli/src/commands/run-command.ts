@@ -1,9 +1,10 @@
-import { VM } from '@vmctl/core'
+import { isVmtestConfig, VM } from '@vmctl/core'
 import { EXEC_OPTIONS, HELP_OPTION, helpLines, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { guestCommand, parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
 import { printVmWarnings } from '../vm-warnings.js'
 import { execAndReport } from './exec-and-report.js'
+import { runVmtestFile } from './vmtest-command.js'
 
 const OPTIONS = { ...VM_OPTIONS, ...EXEC_OPTIONS, ...HELP_OPTION }
 
@@ -23,6 +24,8 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0)
     throw new UsageError(`vmctl run: unexpected ${JSON.stringify(positionals[0])}; put the command after --`)
+  // A vmtest.toml given to run: its targets, as `vmctl vmtest -c FILE` runs them.
+  if (typeof values.config === 'string' && isVmtestConfig(values.config)) return runVmtestFile(values.config)
   if (command.length === 0)
     throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
   const options = vmOptionsFrom(values)

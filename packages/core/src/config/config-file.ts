@@ -4,6 +4,7 @@ import { parse, TomlError } from 'smol-toml'
 import { closestName } from '../closest-name.js'
 import { VmctlError } from '../errors.js'
 import { inspectImage } from '../images/image-file.js'
+import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type FieldSchema, VM_FIELDS } from './config-schema.js'
 import { formatPath, type KeyPath, keyLines, lineOf } from './key-lines.js'
@@ -168,6 +169,14 @@ function validateValue(
   if (!field.check(value)) fail(at, `expected ${field.expected}, got ${describe(value)}`)
   if (typeof value === 'bigint') return Number(value)
   if (field.path && typeof value === 'string') {
+    // A kernel name (`debian:trixie`) is not a path: checked by its parser, at the line it is on.
+    if (field.kernelName && isKernelName(value)) {
+      try {
+        return parseKernelName(value).text
+      } catch (error) {
+        fail(at, (error as Error).message)
+      }
+    }
     const resolved = isAbsolute(value) ? value : resolve(base, value)
     if (!existsSync(resolved))
       fail(

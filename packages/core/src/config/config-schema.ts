@@ -12,6 +12,8 @@ export interface FieldSchema {
   example: string
   /** A host path: relative paths are resolved against the config file's directory. */
   path?: boolean
+  /** A path that may also be a kernel name (`debian:trixie`), kept as written. */
+  kernelName?: boolean
   /** Fields of a table (or of each table of an array of tables) when the value is one. */
   fields?: Record<string, FieldSchema>
   /** The value may be a string (checked by `check`) or a table of `fields`. */
@@ -136,12 +138,14 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     example: '4',
   },
   kernel: {
-    expected: 'a path to a kernel (vmlinux, bzImage) or a kernel directory',
+    expected:
+      'a kernel name (debian:trixie, debian:bookworm/rt, ...) or a path to a kernel (vmlinux, bzImage) or a kernel directory',
     check: isString,
-    doc: "Guest kernel. Also the kernel image mode boots the image's userspace with.",
-    default: 'Debian kernel, fetched on first use',
-    example: '"kernels/vmlinux"',
+    doc: "Guest kernel: a name (`debian:bullseye`, `debian:trixie`, `debian:bookworm-backports`, `debian:bookworm/rt`, `debian:bookworm@6.1.0-57`; fetched from Debian's archive on first use, see docs/any-kernel.md) or a path. Also the kernel image mode boots the image's userspace with.",
+    default: 'debian:bookworm, fetched on first use',
+    example: '"debian:trixie"',
     path: true,
+    kernelName: true,
   },
   kernelArgs: {
     expected: 'an array of strings',

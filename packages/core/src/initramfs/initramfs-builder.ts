@@ -5,6 +5,7 @@ import { contentHash } from '../host/content-hash.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
+import { readModuleFile } from '../kernels/module-deps.js'
 import { logger } from '../log.js'
 import { CpioArchive } from './cpio-archive.js'
 import { INIT_SCRIPT } from './init-script.js'
@@ -190,6 +191,9 @@ async function buildUncached(
   for (const module of diskOrder)
     hash.update(`disks ${release}/${module} ${content(join(inputs.kernel.modulesDir!, module))}\0`)
   hash.update(applets.map((a) => a.path).join(','))
+  // Images of compressed modules changed (they go in decompressed); plain ones keep their keys.
+  if ([...order, ...vsockOrder, ...diskOrder].some((m) => m !== plainModule(m)))
+    hash.update('\0modules decompressed')
   const key = hash.digest('hex').slice(0, 20)
 
   const dir = join(inputs.cacheDir, 'initramfs')
@@ -228,10 +232,13 @@ async function buildUncached(
     }
     for (const library of libraries) cpio.file(library, readFileSync(library), 0o755)
     cpio.directory('vmctl')
+    // Compressed modules (trixie's .ko.xz) go in decompressed: busybox's insmod may lack xz.
     for (const module of new Set([...order, ...vsockOrder, ...diskOrder])) {
-      cpio.file(`lib/modules/${release}/${module}`, readFileSync(join(inputs.kernel.modulesDir!, module)))
+      const bytes = await readModuleFile(join(inputs.kernel.modulesDir!, module))
+      cpio.file(`lib/modules/${release}/${plainModule(module)}`, bytes)
     }
-    const list = (modules: string[]) => Buffer.from(`${modules.map((m) => `${release}/${m}`).join('\n')}\n`)
+    const list = (modules: string[]) =>
+      Buffer.from(`${modules.map((m) => `${release}/${plainModule(m)}`).join('\n')}\n`)
     cpio.file('etc/vmctl/modules', list(order))
     cpio.file('etc/vmctl/modules-vsock', list(vsockOrder))
     cpio.file('etc/vmctl/modules-disks', list(diskOrder))
@@ -275,6 +282,11 @@ async function busyboxApplets(busybox: string): Promise<Array<{ path: string }>>
     .split('\n')
     .filter(Boolean)
     .map((path) => ({ path }))
+}
+
+/** `kernel/fs/9p/9p.ko.xz` → `kernel/fs/9p/9p.ko`. */
+function plainModule(path: string): string {
+  return path.replace(/\.ko\.(xz|gz|zst)$/, '.ko')
 }
 
 function readIfExists(path: string): string | undefined {

@@ -1,14 +1,21 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
-import { decodeXz, extractVmlinux } from './bzimage.js'
+import { decodeXz, extractVmlinux, PayloadFormatError } from './bzimage.js'
 
 const xz = which('xz', process.env.PATH)
 const vmlinuz = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vmctl/kernels/default/vmlinuz')
+
+const kernels = join(vmlinuz, '..', '..')
+/** Debian 13's kernel (zstd payload), when `debian:trixie` was fetched into the cache. */
+const trixie = (existsSync(kernels) ? readdirSync(kernels) : [])
+  .filter((r) => r.includes('+deb13-') && existsSync(join(kernels, r, 'vmlinuz')))
+  .map((r) => join(kernels, r, 'vmlinuz'))[0]
+const zstd = which('zstd', `${process.env.PATH}:/usr/bin`)
 
 /** Bytes with plenty of x86 call/jump opcodes (E8/E9), so the BCJ filter has work to do. */
 function codeLike(size: number): Buffer {
@@ -50,6 +57,23 @@ describe('bzImage → vmlinux', () => {
       broken[payload + 4096] = broken[payload + 4096]! ^ 0xff
       await expect(extractVmlinux(broken)).rejects.toThrow()
       await expect(extractVmlinux(Buffer.alloc(0x300))).rejects.toThrow(/not a bzImage/)
+    },
+    60_000,
+  )
+
+  test.skipIf(!trixie || !zstd)(
+    'extracts a zstd bzImage (needs debian:trixie cached and zstd)',
+    async () => {
+      const image = readFileSync(trixie!)
+      const elf = await extractVmlinux(image)
+      expect(elf.readUInt32BE(0)).toBe(0x7f454c46)
+      expect(elf.indexOf('Linux version 6.12.')).toBeGreaterThan(0)
+      // A payload in a format vmctl does not unpack (lz4, as the cloud kernel's) is a PayloadFormatError:
+      // the fetch then keeps the bzImage to boot.
+      const lz4 = Buffer.from(image)
+      const payload = (lz4[0x1f1]! + 1) * 512 + lz4.readUInt32LE(0x248)
+      lz4.writeUInt32LE(0x184c2102, payload)
+      await expect(extractVmlinux(lz4)).rejects.toThrow(PayloadFormatError)
     },
     60_000,
   )

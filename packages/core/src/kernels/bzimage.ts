@@ -1,4 +1,7 @@
+import * as zlib from 'node:zlib'
 import { crc32, gunzipSync } from 'node:zlib'
+import { loadExeca } from '../host/lazy-execa.js'
+import { which } from '../host/qemu-locator.js'
 import { buildStream, FILTER_LZMA2, FILTER_X86, lzma2OnlyBlock, readXzLayout, XZ_MAGIC } from './xz-blocks.js'
 import { unxz } from './xz-stream.js'
 
@@ -21,12 +24,46 @@ export async function extractVmlinux(bzImage: Buffer): Promise<Buffer> {
   let vmlinux: Buffer
   if (payload.subarray(0, 6).equals(XZ_MAGIC)) vmlinux = await decodeXz(payload)
   else if (payload[0] === 0x1f && payload[1] === 0x8b) vmlinux = gunzipSync(payload)
+  // trixie's kernels: zstd, with the uncompressed size appended (4 bytes) as for every format.
+  else if (payload.readUInt32LE(0) === ZSTD_MAGIC) vmlinux = await decodeZstd(payload.subarray(0, -4))
   else
-    throw new Error(
-      `the bzImage's payload is compressed with a format vmctl does not unpack (first bytes ${payload.subarray(0, 4).toString('hex')}; xz and gzip are supported)`,
+    throw new PayloadFormatError(
+      `the bzImage's payload is compressed with a format vmctl does not unpack (first bytes ${payload.subarray(0, 4).toString('hex')}; xz, gzip and zstd are)`,
     )
   if (vmlinux.readUInt32BE(0) !== 0x7f454c46) throw new Error('the bzImage payload is not an ELF vmlinux')
   return vmlinux
+}
+
+const ZSTD_MAGIC = 0xfd2fb528
+
+/**
+ * Thrown when vmctl cannot unpack a bzImage's payload here (lz4, as in Debian's cloud kernel; zstd
+ * without a decoder): the bzImage still boots, through its own decompressor.
+ */
+export class PayloadFormatError extends Error {}
+
+/**
+ * A zstd frame: node:zlib's decoder where Node has one (22.15+), else the host's `zstd` (Debian's
+ * zstd package, which most hosts have); without either the caller boots the bzImage itself.
+ */
+async function decodeZstd(frame: Buffer): Promise<Buffer> {
+  const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer }).zstdDecompressSync
+  if (zstd) return zstd(frame)
+  const binary = which('zstd', `${process.env.PATH ?? ''}:/usr/bin`)
+  if (!binary)
+    throw new PayloadFormatError(
+      'the bzImage is zstd-compressed and neither Node 22.15+ nor a zstd command is here',
+    )
+  const execa = await loadExeca()
+  const result = await execa(binary, ['-dc'], {
+    input: frame,
+    encoding: 'buffer',
+    reject: false,
+    maxBuffer: 1 << 30,
+  })
+  if (result.exitCode !== 0)
+    throw new Error(`zstd -dc failed on the bzImage payload: ${Buffer.from(result.stderr).toString().trim()}`)
+  return Buffer.from(result.stdout)
 }
 
 /** One xz stream, possibly followed by other bytes (the kernel appends the uncompressed size). */

@@ -37,15 +37,22 @@ export interface ArchiveSource {
  * main archive; a mirror set that way is used alone unless VMCTL_DEBIAN_SECURITY_MIRROR names its
  * security counterpart (a local mirror seldom carries both).
  */
-export function archiveSources(env: NodeJS.ProcessEnv = process.env): ArchiveSource[] {
-  const main = trimSlash(env.VMCTL_DEBIAN_MIRROR) || DEFAULT_DEBIAN_MIRROR
+export function archiveSources(
+  env: NodeJS.ProcessEnv = process.env,
+  release = DEBIAN_SUITE,
+): ArchiveSource[] {
   const security =
     trimSlash(env.VMCTL_DEBIAN_SECURITY_MIRROR) ||
     (env.VMCTL_DEBIAN_MIRROR ? undefined : DEFAULT_SECURITY_MIRROR)
   return [
-    ...(security ? [{ mirror: security, suite: `${DEBIAN_SUITE}-security`, env }] : []),
-    { mirror: main, suite: DEBIAN_SUITE, env },
+    ...(security ? [{ mirror: security, suite: `${release}-security`, env }] : []),
+    { mirror: mainMirror(env), suite: release, env },
   ]
+}
+
+/** The main archive: VMCTL_DEBIAN_MIRROR, else deb.debian.org (backports live there too). */
+export function mainMirror(env: NodeJS.ProcessEnv = process.env): string {
+  return trimSlash(env.VMCTL_DEBIAN_MIRROR) || DEFAULT_DEBIAN_MIRROR
 }
 
 /** A package found in an index: its stanza and the archive its Filename is relative to. */

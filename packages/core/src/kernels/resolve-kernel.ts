@@ -1,9 +1,17 @@
 import { existsSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { KernelNotFoundError } from '../errors.js'
-import { type KernelSearch, locateKernel, type ResolvedKernel } from '../host/kernel-locator.js'
+import {
+  type KernelSearch,
+  locateKernel,
+  type ResolvedKernel,
+  resolveKernelPath,
+} from '../host/kernel-locator.js'
 import { which } from '../host/qemu-locator.js'
-import type { KernelFetchPhases } from './default-kernel.js'
+import { SETUP_COMMAND } from '../paths.js'
+import { isKernelName, parseKernelName } from './kernel-name.js'
+import type { CachedKernel } from './kernel-package.js'
+import { installedNamedKernel } from './kernel-store.js'
 
 /**
  * The guest kernel for a VM: found by locateKernel's chain (option, VMCTL_KERNEL, cache, host /boot)
@@ -13,8 +21,21 @@ import type { KernelFetchPhases } from './default-kernel.js'
  */
 export async function resolveKernel(search: KernelSearch, cacheDir: string): Promise<ResolvedKernel> {
   const env = search.env ?? process.env
+  // A name (`debian:trixie`), in the option or in VMCTL_KERNEL: fetched on first use, then cached.
+  const named = search.explicit ?? env.VMCTL_KERNEL
+  if (isKernelName(named)) {
+    const name = parseKernelName(named)
+    const { ensureNamedKernel } = await import('./named-kernel.js')
+    const kernel = installedNamedKernel(cacheDir, name) ?? (await ensureNamedKernel(cacheDir, name, env))
+    const resolved = resolveKernelPath(kernel.dir, name.text)
+    if (!resolved) throw new KernelNotFoundError([`${name.text}: ${kernel.dir} (incomplete)`], SETUP_COMMAND)
+    return resolved
+  }
   try {
-    return locateKernel(search)
+    const kernel = locateKernel(search)
+    if (kernel.modulesDir) return kernel
+    const { withCustomModules } = await import('./custom-modules.js')
+    return withCustomModules(kernel, cacheDir, env)
   } catch (error) {
     if (!(error instanceof KernelNotFoundError) || search.explicit || env.VMCTL_KERNEL) throw error
   }
@@ -63,15 +84,7 @@ export function cachedBusyboxPath(cacheDir: string): string {
 }
 
 /** The cache's default kernel: where it is, and whether this call fetched it. */
-export interface DefaultKernel {
-  release: string
-  /** `$CACHE/kernels/<release>`, laid out as kernel-locator.ts reads it. */
-  dir: string
-  /** false when it was already in the cache. */
-  fetched: boolean
-  phases?: KernelFetchPhases
-  downloadBytes?: number
-}
+export type DefaultKernel = CachedKernel
 
 /** The cache's default kernel when it is complete, else undefined. */
 export function installedDefaultKernel(cacheDir: string): DefaultKernel | undefined {
@@ -98,4 +111,20 @@ export async function fetchDefaultKernel(
   if (ready) return ready
   const { ensureDefaultKernel } = await import('./default-kernel.js')
   return ensureDefaultKernel(cacheDir, env, say)
+}
+
+/**
+ * The kernel a name (`debian:trixie`) stands for, fetched when the cache has none; with `refresh`,
+ * looked up in the archive again (what `vmctl kernel fetch` does). See named-kernel.ts.
+ */
+export async function fetchNamedKernel(
+  cacheDir: string,
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  say?: (line: string) => void,
+  options: { refresh?: boolean } = {},
+): Promise<CachedKernel> {
+  const parsed = parseKernelName(name)
+  const { ensureNamedKernel } = await import('./named-kernel.js')
+  return ensureNamedKernel(cacheDir, parsed, env, say, options)
 }

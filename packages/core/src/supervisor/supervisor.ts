@@ -24,6 +24,7 @@ import { logger } from '../log.js'
 import { AgentLink } from './agent-link.js'
 import { AgentProxy } from './agent-proxy.js'
 import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
+import { withBootFailureCause } from './boot-failure-cause.js'
 import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
 import { type ControlHandlers, serveRequests } from './control-dispatch.js'
@@ -126,7 +127,10 @@ export class Supervisor implements ControlHandlers {
       this.log('boot failed: %s', failure.message)
       if (this.accel === 'kvm') kvmFailedBoot(this.spec.cacheDir, this.qemu)
       const timeoutMs = bootTimeoutMs(this.spec, this.accel)
-      this.end({ event: 'failed', error: failure.payload(this.console.lastLines(), this.accel, timeoutMs) })
+      const payload = failure.payload(this.console.lastLines(), this.accel, timeoutMs)
+      // The line that explains the failure, from the whole console log (boot-failure-cause.ts).
+      payload.message = withBootFailureCause(payload.message, this.dir.consoleLog, payload.consoleTail)
+      this.end({ event: 'failed', error: payload })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
   }

@@ -12,6 +12,7 @@ import { type ImageInfo, inspectImage } from '../images/image-file.js'
 import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
+import { checkKernelFits } from '../kernels/kernel-fit.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { cacheDir } from '../paths.js'
@@ -59,6 +60,10 @@ export async function prepareLaunch(
   const kernel = await resolveKernel({ explicit: options.kernel, env }, cache)
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
   const transport = chooseTransport(options.transport, kernel, env)
+  checkKernelFits(kernel, {
+    hostRoot: options.image === undefined && options.hostRoot !== false,
+    transport: transport.transport,
+  })
   const busybox = await resolveBusybox(cache, env)
   if (!guestSetupPath()) {
     throw new VmctlError(

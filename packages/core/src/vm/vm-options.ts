@@ -1,5 +1,6 @@
 import { closestName } from '../closest-name.js'
 import { InvalidOptionsError } from '../errors.js'
+import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
 
 /** What to boot. Every field is optional: `VM.up()` boots the built-in default VM. */
 export interface VmOptions {
@@ -12,7 +13,11 @@ export interface VmOptions {
   memoryMiB?: number
   /** Virtual CPUs. Default 2. */
   cpus?: number
-  /** Guest kernel: a vmlinux/bzImage path or a kernel directory. Default: see locateKernel(). */
+  /**
+   * Guest kernel: a name (`debian:trixie`, `debian:bookworm/rt`, `debian:bookworm-backports`,
+   * `debian:bookworm@6.1.0-57`; fetched once into the cache) or a vmlinux/bzImage path or a kernel
+   * directory. Default: see locateKernel() (`debian:bookworm`, fetched on first use).
+   */
   kernel?: string
   /** Extra kernel command line parameters; init= and rdinit= are refused (vmctl's init must run). */
   kernelArgs?: string[]
@@ -109,6 +114,8 @@ export function validateVmOptions(options: unknown): VmOptions {
     }
   }
   checkKernelArgs((options as VmOptions).kernelArgs ?? [])
+  const kernel = (options as VmOptions).kernel
+  if (isKernelName(kernel)) parseKernelName(kernel) // a wrong name fails here, before anything boots
   return options as VmOptions
 }
 
