@@ -15,6 +15,7 @@ import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
+import { type GuestShell, type JoinedNetworks, joinNetworks } from '../network/guest-network.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
 import { cacheDir } from '../paths.js'
@@ -114,8 +115,11 @@ export async function bootVm<T>(
   }
   directory.create()
   let image: LaunchSpec['image']
+  let networks: JoinedNetworks | undefined
   try {
     if (topImage) image = await createVmDisk(topImage, directory.path, cache, internals.overlay)
+    // Before QEMU starts: its NICs connect to the ports the switches open here.
+    if (options.networks?.length) networks = await joinNetworks(name, options.networks)
   } catch (error) {
     directory.remove()
     throw error
@@ -136,6 +140,7 @@ export async function bootVm<T>(
     image,
     mounts,
     guestPorts: [...new Set(options.ports ?? [])],
+    networkSockets: networks?.sockets,
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],
     accel,
@@ -170,10 +175,13 @@ export async function bootVm<T>(
     const outcome = await waitForBoot(control, bootBudget)
     if (outcome.event === 'ready') {
       control.unref()
-      return make(outcome.status, control, directory, options.env ?? {}, agentClient(directory))
+      const vm = make(outcome.status, control, directory, options.env ?? {}, agentClient(directory))
+      await networks?.configure(vm as GuestShell)
+      return vm
     }
     throw bootError(name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
   } catch (error) {
+    networks?.leave()
     control?.close()
     try {
       if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')

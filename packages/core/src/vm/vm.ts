@@ -8,6 +8,7 @@ import * as tar from 'tar'
 import { loadConfig, mergeOptions } from '../config/config-file.js'
 import { AgentError, InvalidOptionsError, VmctlError, VmExitedError, VmNotFoundError } from '../errors.js'
 import type { ProvisioningVm } from '../images/provision.js'
+import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
@@ -248,6 +249,11 @@ export class VM implements AsyncDisposable {
   /** Every forwarded port: guest port → host port on 127.0.0.1. */
   get ports(): Record<number, number> {
     return Object.fromEntries(Object.entries(this.statusSnapshot.ports).map(([g, h]) => [Number(g), h]))
+  }
+
+  /** Its IPv4 address on `network` (one it joined with `VM.up({ networks })`), e.g. "10.213.0.10". */
+  ip(network: VmNetwork | string): string {
+    return memberAddressOf(network, this.name)
   }
 
   /** The host port (on 127.0.0.1) that reaches `guestPort` in the VM. */

@@ -1,0 +1,157 @@
+import { InvalidOptionsError } from '../errors.js'
+import { logger } from '../log.js'
+import { VmDirectory } from '../supervisor/vm-directory.js'
+import type { MemberInfo } from './network-directory.js'
+import { templateMac } from './template-mac.js'
+import { VmNetwork } from './vm-network.js'
+
+const log = logger('network')
+
+/** A network in `VM.up({ networks })`: the network, or it with the names the VM has on it. */
+export type NetworkAttachment =
+  | VmNetwork
+  | {
+      network: VmNetwork
+      /** The name other members reach it by. Default: the VM's name. */
+      hostname?: string
+      /** More names for it on this network (testcontainers' network aliases). */
+      aliases?: string[]
+    }
+
+/** What the guest side needs: a VM handle's exec (the VM class, without importing it here). */
+export interface GuestShell {
+  readonly name: string
+  exec(command: string, options?: { timeoutMs?: number }): Promise<unknown>
+}
+
+interface Membership {
+  network: VmNetwork
+  ip: string
+  mac: string
+}
+
+/** The networks a VM joined before its QEMU starts: one port (socket) per network, in NIC order. */
+export interface JoinedNetworks {
+  /** For the launch spec: QEMU connects NIC k to `sockets[k]`. */
+  sockets: string[]
+  /** After the boot: addresses the guest's NICs, binds the members to the VM, syncs names. */
+  configure(vm: GuestShell): Promise<void>
+  /** The boot failed: the ports go. */
+  leave(): void
+}
+
+const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/
+
+/** Checks the attachments of `VM.up({ networks })` before anything starts. */
+export function checkAttachments(attachments: unknown): asserts attachments is NetworkAttachment[] {
+  if (!Array.isArray(attachments))
+    throw new InvalidOptionsError('VM option networks must be an array of VmNetwork or { network, hostname, aliases }')
+  const seen = new Set<string>()
+  for (const entry of attachments) {
+    const network = entry instanceof VmNetwork ? entry : (entry as { network?: unknown })?.network
+    if (!(network instanceof VmNetwork))
+      throw new InvalidOptionsError(
+        'VM option networks: each entry must be a VmNetwork (from VmNetwork.create()) or { network, hostname?, aliases? }',
+      )
+    if (seen.has(network.name)) throw new InvalidOptionsError(`VM option networks names network ${network.name} twice`)
+    seen.add(network.name)
+    if (entry instanceof VmNetwork) continue
+    const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork>
+    const unknown = Object.keys(rest).filter((k) => k !== 'network')
+    if (unknown.length)
+      throw new InvalidOptionsError(`VM option networks: unknown field ${unknown[0]} (known: network, hostname, aliases)`)
+    for (const name of [...(hostname === undefined ? [] : [hostname]), ...(aliases ?? [])])
+      if (typeof name !== 'string' || !NAME.test(name))
+        throw new InvalidOptionsError(
+          `VM option networks: ${JSON.stringify(name)} is not a valid host name (letters, digits, "-" and ".", up to 63)`,
+        )
+  }
+}
+
+/** Asks each network's switch for a port, an address and a MAC for the VM `member`. */
+export async function joinNetworks(member: string, attachments: NetworkAttachment[]): Promise<JoinedNetworks> {
+  const memberships: Membership[] = []
+  const sockets: string[] = []
+  const leave = () => {
+    for (const m of memberships) void m.network.control.request({ op: 'leave', member }).catch(() => {})
+  }
+  try {
+    for (const entry of attachments) {
+      const network = entry instanceof VmNetwork ? entry : entry.network
+      const names = entry instanceof VmNetwork ? {} : { hostname: entry.hostname, aliases: entry.aliases }
+      const reply = await network.control.request({ op: 'join', member, ...names })
+      memberships.push({ network, ip: reply.ip as string, mac: reply.mac as string })
+      sockets.push(reply.socket as string)
+    }
+  } catch (error) {
+    leave()
+    throw error
+  }
+  return {
+    sockets,
+    leave,
+    async configure(vm) {
+      await vm.exec(memberships.map((m, index) => nicScript(index, m)).join('\n'), { timeoutMs: 60_000 })
+      const vmControl = new VmDirectory(member).controlSocket
+      for (const m of memberships) await m.network.control.request({ op: 'bind', member, vmControl })
+      // Imported here: vm.ts imports this module's users (boot), so a static import would be a cycle.
+      const { VM } = await import('../vm/vm.js')
+      for (const m of memberships) await syncNames(m.network, vm, (name) => VM.attach(name))
+      log('%s: on %s', member, memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '))
+    },
+  }
+}
+
+/**
+ * Finds the NIC by its template MAC, gives it the member's MAC and address, and brings it up. The
+ * first network also gets the multicast route, so a sender that names no interface (the usual
+ * case) reaches the other members rather than the user-mode NIC's default route.
+ */
+function nicScript(index: number, m: Membership): string {
+  const template = templateMac(index)
+  return `dev=
+for d in /sys/class/net/*; do [ "$(cat "$d/address")" = ${template} ] && dev=\${d##*/}; done
+[ -n "$dev" ] || { echo "vmctl: no NIC with MAC ${template} (network ${m.network.name})" >&2; exit 1; }
+ip link set dev "$dev" address ${m.mac} && ip addr add ${m.ip}/24 dev "$dev" && ip link set dev "$dev" up || exit 1
+${index === 0 ? 'ip route add 224.0.0.0/4 dev "$dev" 2>/dev/null' : ''}`
+}
+
+/**
+ * Writes the network's names into /etc/hosts of every member (the new one and those before it, in
+ * whatever process they were made). Each write carries the switch's membership version, and a
+ * guest keeps only a newer list than it has (under flock): two members joining at once, each
+ * writing what it saw, leave every guest with the later list.
+ */
+async function syncNames(
+  network: VmNetwork,
+  self: GuestShell,
+  attach: (name: string) => Promise<GuestShell & { close(): Promise<void> }>,
+): Promise<void> {
+  const { version, members } = await network.control.request({ op: 'members' })
+  const list = (members as MemberInfo[]).filter((m) => m.bound)
+  const script = hostsScript(network.name, version as number, list)
+  await Promise.all(
+    list.map(async (m) => {
+      if (m.member === self.name) return self.exec(script, { timeoutMs: 60_000 })
+      const other = await attach(m.member).catch(() => undefined) // gone meanwhile: nothing to update
+      if (!other) return
+      try {
+        await other.exec(script, { timeoutMs: 60_000 })
+      } catch (error) {
+        log('%s: names not written to %s: %s', network.name, m.member, (error as Error).message)
+      } finally {
+        await other.close()
+      }
+    }),
+  )
+}
+
+export function hostsScript(network: string, version: number, members: MemberInfo[]): string {
+  const tag = `# vmctl-net:${network}`
+  const lines = members.map((m) => `${m.ip} ${m.names.join(' ')} ${tag}`).join('\\n')
+  return `exec 9>>/run/vmctl-hosts.lock && flock 9 || exit 1
+v=$(cat /run/vmctl-hosts.${network}.version 2>/dev/null || echo -1)
+[ "$v" -lt ${version} ] || exit 0
+grep -v ' ${tag}$' /etc/hosts > /run/vmctl-hosts.tmp
+printf '${lines}\\n' >> /run/vmctl-hosts.tmp && cat /run/vmctl-hosts.tmp > /etc/hosts && echo ${version} > /run/vmctl-hosts.${network}.version`
+}
