@@ -45,7 +45,9 @@ const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/
 /** Checks the attachments of `VM.up({ networks })` before anything starts. */
 export function checkAttachments(attachments: unknown): asserts attachments is NetworkAttachment[] {
   if (!Array.isArray(attachments))
-    throw new InvalidOptionsError('VM option networks must be an array of VmNetwork or { network, hostname, aliases }')
+    throw new InvalidOptionsError(
+      'VM option networks must be an array of VmNetwork or { network, hostname, aliases }',
+    )
   const seen = new Set<string>()
   for (const entry of attachments) {
     const network = entry instanceof VmNetwork ? entry : (entry as { network?: unknown })?.network
@@ -53,13 +55,16 @@ export function checkAttachments(attachments: unknown): asserts attachments is N
       throw new InvalidOptionsError(
         'VM option networks: each entry must be a VmNetwork (from VmNetwork.create()) or { network, hostname?, aliases? }',
       )
-    if (seen.has(network.name)) throw new InvalidOptionsError(`VM option networks names network ${network.name} twice`)
+    if (seen.has(network.name))
+      throw new InvalidOptionsError(`VM option networks names network ${network.name} twice`)
     seen.add(network.name)
     if (entry instanceof VmNetwork) continue
     const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork>
     const unknown = Object.keys(rest).filter((k) => k !== 'network')
     if (unknown.length)
-      throw new InvalidOptionsError(`VM option networks: unknown field ${unknown[0]} (known: network, hostname, aliases)`)
+      throw new InvalidOptionsError(
+        `VM option networks: unknown field ${unknown[0]} (known: network, hostname, aliases)`,
+      )
     for (const name of [...(hostname === undefined ? [] : [hostname]), ...(aliases ?? [])])
       if (typeof name !== 'string' || !NAME.test(name))
         throw new InvalidOptionsError(
@@ -69,7 +74,10 @@ export function checkAttachments(attachments: unknown): asserts attachments is N
 }
 
 /** Asks each network's switch for a port, an address and a MAC for the VM `member`. */
-export async function joinNetworks(member: string, attachments: NetworkAttachment[]): Promise<JoinedNetworks> {
+export async function joinNetworks(
+  member: string,
+  attachments: NetworkAttachment[],
+): Promise<JoinedNetworks> {
   const memberships: Membership[] = []
   const sockets: string[] = []
   const leave = () => {

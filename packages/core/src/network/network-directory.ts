@@ -104,7 +104,8 @@ export function listNetworks(env: NodeJS.ProcessEnv = process.env): NetworkState
     const directory = new NetworkDirectory(name, env)
     const state = directory.readState()
     if (state && isAlive(state.pid)) states.push(state)
-    else if (!state && isYoung(directory)) continue // being created: its switch writes state soon
+    else if (!state && isYoung(directory))
+      continue // being created: its switch writes state soon
     else directory.remove()
   }
   return states
@@ -134,7 +135,9 @@ export function freeSubnet(env: NodeJS.ProcessEnv = process.env): string {
     const subnet = `10.213.${n}.0/24`
     if (!used.has(subnet)) return subnet
   }
-  throw new InvalidOptionsError('all 256 network subnets are in use; destroy some networks (vmctl ps shows them)')
+  throw new InvalidOptionsError(
+    'all 256 network subnets are in use; destroy some networks (vmctl ps shows them)',
+  )
 }
 
 /** Names a user picks: they become a directory and part of a lock name. */
@@ -151,5 +154,8 @@ export function memberAddress(subnet: string, index: number): { ip: string; mac:
   const [a, b, c] = subnet.split('.').map(Number) as [number, number, number]
   if (index > 240) throw new InvalidOptionsError('a network holds at most 240 members')
   const hex = (n: number) => n.toString(16).padStart(2, '0')
-  return { ip: `${a}.${b}.${c}.${10 + index}`, mac: `02:76:6d:${hex(c)}:${hex(index >> 8)}:${hex(index & 255)}` }
+  return {
+    ip: `${a}.${b}.${c}.${10 + index}`,
+    mac: `02:76:6d:${hex(c)}:${hex(index >> 8)}:${hex(index & 255)}`,
+  }
 }

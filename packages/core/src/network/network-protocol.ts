@@ -65,7 +65,8 @@ export class NetworkClient {
 
   /** Resolves with the reply once the switch applied the request; rejects with its refusal. */
   async request(request: WithoutId<NetworkRequest>): Promise<Record<string, unknown>> {
-    if (this.closed) throw new VmctlError('NETWORK_GONE', `network ${this.network} is gone (its switch exited)`)
+    if (this.closed)
+      throw new VmctlError('NETWORK_GONE', `network ${this.network} is gone (its switch exited)`)
     const id = randomBytes(6).toString('hex')
     // A reply being awaited keeps the process alive, even on an unref'd connection.
     this.socket.ref()
@@ -74,7 +75,8 @@ export class NetworkClient {
       this.socket.write(encodeMessage({ ...request, id }))
     })
     if (this.weak && this.waiting.size === 0) this.socket.unref()
-    if (typeof reply.error === 'string') throw new VmctlError('NETWORK_REQUEST', `network ${this.network}: ${reply.error}`)
+    if (typeof reply.error === 'string')
+      throw new VmctlError('NETWORK_REQUEST', `network ${this.network}: ${reply.error}`)
     return reply
   }
 

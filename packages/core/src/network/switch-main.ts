@@ -12,7 +12,10 @@ if (!path) {
   process.exit(2)
 }
 // The directory is <runtime>/networks/<name>: the runtime directory is two levels up.
-const directory = new NetworkDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
+const directory = new NetworkDirectory(basename(path), {
+  ...process.env,
+  VMCTL_RUNTIME_DIR: dirname(dirname(path)),
+})
 const launch = directory.readLaunch()
 process.title = `vmctl-switch ${launch.name}`
 const server = new SwitchServer(directory, launch)

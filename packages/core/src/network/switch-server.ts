@@ -2,7 +2,12 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { isAlive } from '../supervisor/vm-directory.js'
-import { type MemberInfo, memberAddress, type NetworkDirectory, type NetworkLaunch } from './network-directory.js'
+import {
+  type MemberInfo,
+  memberAddress,
+  type NetworkDirectory,
+  type NetworkLaunch,
+} from './network-directory.js'
 import type { NetworkRequest } from './network-protocol.js'
 import { Switch } from './switch.js'
 
@@ -109,7 +114,10 @@ export class SwitchServer {
     }
   }
 
-  private async handle(client: Client, request: NetworkRequest): Promise<Record<string, unknown> | undefined> {
+  private async handle(
+    client: Client,
+    request: NetworkRequest,
+  ): Promise<Record<string, unknown> | undefined> {
     switch (request.op) {
       case 'hold':
         if (!client.lease) {
@@ -125,7 +133,10 @@ export class SwitchServer {
         const names = [...new Set([request.hostname ?? request.member, ...(request.aliases ?? [])])]
         for (const other of this.members.values()) {
           const taken = names.find((n) => other.names.includes(n))
-          if (taken) throw new Error(`the name ${taken} is already taken on network ${this.launch.name} by ${other.member}`)
+          if (taken)
+            throw new Error(
+              `the name ${taken} is already taken on network ${this.launch.name} by ${other.member}`,
+            )
         }
         const socket = this.directory.portSocket(index)
         await this.switch.addPort(request.member, socket)

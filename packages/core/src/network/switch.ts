@@ -158,7 +158,11 @@ export class Switch {
     this.macs.set(frame.subarray(6, 12).toString('hex'), from)
     // Group bit set: broadcast or multicast, flooded (no IGMP snooping: every member hears it).
     const known = destination[0]! & 1 ? undefined : this.macs.get(destination.toString('hex'))
-    const targets = known ? (known === from ? [] : [known]) : [...this.ports.values()].filter((p) => p !== from)
+    const targets = known
+      ? known === from
+        ? []
+        : [known]
+      : [...this.ports.values()].filter((p) => p !== from)
     if (targets.length === 0) return
     const { delayMs = 0, jitterMs = 0, lossPercent = 0 } = from.state.impair
     if (lossPercent > 0 && Math.random() * 100 < lossPercent) {

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -8,7 +8,13 @@ import { lockIn, withLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
-import { freeSubnet, type MemberInfo, NetworkDirectory, networksDir, validateNetworkName } from './network-directory.js'
+import {
+  freeSubnet,
+  type MemberInfo,
+  NetworkDirectory,
+  networksDir,
+  validateNetworkName,
+} from './network-directory.js'
 import { NetworkClient } from './network-protocol.js'
 import type { Impairment } from './switch.js'
 
@@ -173,7 +179,10 @@ async function startSwitch(directory: NetworkDirectory): Promise<NetworkClient> 
   // Before the directory exists: looking for a free subnet clears directories with no network.json.
   const subnet = freeSubnet()
   mkdirSync(directory.path, { recursive: true, mode: 0o700 })
-  writeFileSync(directory.launchFile, JSON.stringify({ name: directory.name, subnet, creatorPid: process.pid }))
+  writeFileSync(
+    directory.launchFile,
+    JSON.stringify({ name: directory.name, subnet, creatorPid: process.pid }),
+  )
   const logFd = openSync(directory.logFile, 'a', 0o600)
   const child = spawn(process.execPath, [switchMainPath(), directory.path], {
     detached: true,
@@ -202,5 +211,8 @@ function switchMainPath(): string {
   const dist = fileURLToPath(new URL('..', import.meta.url)).replace(/\/src\/$/, '/dist/')
   const entry = join(dist, 'network', 'switch-main.js')
   if (existsSync(entry)) return entry
-  throw new VmctlError('NOT_BUILT', `vmctl's network switch is not built (${entry} is missing). Fix: pnpm build`)
+  throw new VmctlError(
+    'NOT_BUILT',
+    `vmctl's network switch is not built (${entry} is missing). Fix: pnpm build`,
+  )
 }
