@@ -99,12 +99,21 @@ export async function joinNetworks(
     sockets,
     leave,
     async configure(vm) {
-      await vm.exec(memberships.map((m, index) => nicScript(index, m)).join('\n'), { timeoutMs: 60_000 })
       const vmControl = new VmDirectory(member).controlSocket
       for (const m of memberships) await m.network.control.request({ op: 'bind', member, vmControl })
-      // Imported here: vm.ts imports this module's users (boot), so a static import would be a cycle.
-      const { VM } = await import('../vm/vm.js')
-      for (const m of memberships) await syncNames(m.network, vm, (name) => VM.attach(name))
+      // Each member's names, as one script per network, and who else needs them.
+      const scripts = new Map<string, string[]>()
+      for (const m of memberships) {
+        const { version, members } = await m.network.control.request({ op: 'members' })
+        const bound = (members as MemberInfo[]).filter((info) => info.bound)
+        const script = hostsScript(m.network.name, version as number, bound)
+        for (const info of bound) scripts.set(info.member, [...(scripts.get(info.member) ?? []), script])
+      }
+      // Its own NICs and names in one command: each costs a round trip through the agent (seconds
+      // for a restored VM's first one under TCG). The other members are told meanwhile.
+      const own = [...memberships.map((m, index) => nicScript(index, m)), ...(scripts.get(member) ?? [])]
+      scripts.delete(member)
+      await Promise.all([vm.exec(own.join('\n'), { timeoutMs: 60_000 }), tellOthers(scripts)])
       log('%s: on %s', member, memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '))
     },
   }
@@ -117,36 +126,35 @@ export async function joinNetworks(
  */
 function nicScript(index: number, m: Membership): string {
   const template = templateMac(index)
+  // Shell built-ins and one `ip -batch`: under TCG every program started costs ~0.1-0.3 s.
   return `dev=
-for d in /sys/class/net/*; do [ "$(cat "$d/address")" = ${template} ] && dev=\${d##*/}; done
+for d in /sys/class/net/*; do read a < "$d/address"; [ "$a" = ${template} ] && dev=\${d##*/}; done
 [ -n "$dev" ] || { echo "vmctl: no NIC with MAC ${template} (network ${m.network.name})" >&2; exit 1; }
-ip link set dev "$dev" address ${m.mac} && ip addr add ${m.ip}/24 dev "$dev" && ip link set dev "$dev" up || exit 1
-${index === 0 ? 'ip route add 224.0.0.0/4 dev "$dev" 2>/dev/null' : ''}`
+set -- "link set dev $dev address ${m.mac}" "addr add ${m.ip}/24 dev $dev" "link set dev $dev up" ${
+    index === 0 ? `"route add 224.0.0.0/4 dev $dev"` : ''
+  }
+# busybox's ip (a minimal root) has no -batch: one command each there.
+if [ -L "$(command -v ip)" ]; then for c; do ip $c || exit 1; done
+else printf '%s\\n' "$@" | ip -batch - || exit 1; fi`
 }
 
 /**
- * Writes the network's names into /etc/hosts of every member (the new one and those before it, in
- * whatever process they were made). Each write carries the switch's membership version, and a
- * guest keeps only a newer list than it has (under flock): two members joining at once, each
- * writing what it saw, leave every guest with the later list.
+ * Writes the networks' names into /etc/hosts of the members before this one, in whatever process
+ * they were made. Each write carries the switch's membership version, and a guest keeps only a
+ * newer list than it has (under flock): two members joining at once, each writing what it saw,
+ * leave every guest with the later list.
  */
-async function syncNames(
-  network: VmNetwork,
-  self: GuestShell,
-  attach: (name: string) => Promise<GuestShell & { close(): Promise<void> }>,
-): Promise<void> {
-  const { version, members } = await network.control.request({ op: 'members' })
-  const list = (members as MemberInfo[]).filter((m) => m.bound)
-  const script = hostsScript(network.name, version as number, list)
+async function tellOthers(scripts: Map<string, string[]>): Promise<void> {
+  // Imported here: vm.ts imports boot-vm.ts, which imports this module: a static import is a cycle.
+  const { VM } = await import('../vm/vm.js')
   await Promise.all(
-    list.map(async (m) => {
-      if (m.member === self.name) return self.exec(script, { timeoutMs: 60_000 })
-      const other = await attach(m.member).catch(() => undefined) // gone meanwhile: nothing to update
+    [...scripts].map(async ([name, list]) => {
+      const other = await VM.attach(name).catch(() => undefined) // gone meanwhile: nothing to update
       if (!other) return
       try {
-        await other.exec(script, { timeoutMs: 60_000 })
+        await other.exec(list.join('\n'), { timeoutMs: 60_000 })
       } catch (error) {
-        log('%s: names not written to %s: %s', network.name, m.member, (error as Error).message)
+        log('names not written to %s: %s', name, (error as Error).message)
       } finally {
         await other.close()
       }
@@ -154,12 +162,14 @@ async function syncNames(
   )
 }
 
+/** One network's names for /etc/hosts, in a subshell (its early exit ends only itself). */
 export function hostsScript(network: string, version: number, members: MemberInfo[]): string {
   const tag = `# vmctl-net:${network}`
   const lines = members.map((m) => `${m.ip} ${m.names.join(' ')} ${tag}`).join('\\n')
-  return `exec 9>>/run/vmctl-hosts.lock && flock 9 || exit 1
-v=$(cat /run/vmctl-hosts.${network}.version 2>/dev/null || echo -1)
+  const versionFile = `/run/vmctl-hosts.${network}.version`
+  return `(exec 9>>/run/vmctl-hosts.lock && flock 9 || exit 1
+v=-1; [ -f ${versionFile} ] && read v < ${versionFile}
 [ "$v" -lt ${version} ] || exit 0
-grep -v ' ${tag}$' /etc/hosts > /run/vmctl-hosts.tmp
-printf '${lines}\\n' >> /run/vmctl-hosts.tmp && cat /run/vmctl-hosts.tmp > /etc/hosts && echo ${version} > /run/vmctl-hosts.${network}.version`
+kept=$(grep -v ' ${tag}$' /etc/hosts)
+printf '%s\\n${lines}\\n' "$kept" > /etc/hosts && echo ${version} > ${versionFile})`
 }
