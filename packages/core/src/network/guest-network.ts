@@ -24,6 +24,9 @@ export interface GuestShell {
   exec(command: string, options?: { timeoutMs?: number }): Promise<unknown>
 }
 
+/** The members this process made, by VM name, to tell them of later members over their own connection. */
+const handles = new Map<string, WeakRef<GuestShell>>()
+
 interface Membership {
   network: VmNetwork
   ip: string
@@ -99,6 +102,7 @@ export async function joinNetworks(
     sockets,
     leave,
     async configure(vm) {
+      handles.set(member, new WeakRef(vm))
       const vmControl = new VmDirectory(member).controlSocket
       for (const m of memberships) await m.network.control.request({ op: 'bind', member, vmControl })
       // Each member's names, as one script per network, and who else needs them.
@@ -149,6 +153,13 @@ async function tellOthers(scripts: Map<string, string[]>): Promise<void> {
   const { VM } = await import('../vm/vm.js')
   await Promise.all(
     [...scripts].map(async ([name, list]) => {
+      const own = handles.get(name)?.deref()
+      if (own) {
+        // A member made in this process: its agent connection is warm (a new one costs the guest
+        // seconds under TCG), and a destroyed one is gone from the network anyway.
+        await own.exec(list.join('\n'), { timeoutMs: 60_000 }).catch(() => {})
+        return
+      }
       const other = await VM.attach(name).catch(() => undefined) // gone meanwhile: nothing to update
       if (!other) return
       try {
