@@ -3,8 +3,9 @@
  * The guest entry point is the bundle (`@vmctl/agent/bundle`), built from agent-main.ts.
  */
 
+export type { MuxRole } from './channel-mux/channel-sink.js'
 export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
-export { type MuxRole, MuxSession } from './channel-mux/mux-session.js'
+export { MuxSession } from './channel-mux/mux-session.js'
 export {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,

@@ -60,11 +60,8 @@ export {
 } from './templates/template-store.js'
 export { destroyVm } from './vm/destroy-vm.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'
-export {
-  SHARED_KEEPER_ENV,
-  type SharedVmKeeper,
-  type SharedVmOptions,
-  startSharedVmKeeper,
-} from './vm/shared-vm.js'
-export { type ExecOptions, VM } from './vm/vm.js'
+export type { SharedVmOptions } from './vm/shared-vm.js'
+export { SHARED_KEEPER_ENV, type SharedVmKeeper, startSharedVmKeeper } from './vm/shared-vm-keeper.js'
+export { VM } from './vm/vm.js'
 export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'
+export type { ExecOptions } from './vm/vm-types.js'

@@ -4,6 +4,7 @@ import {
   isHostUnusable,
   loadVmOptions,
   noteSkipOncePerRun,
+  printVmWarnings,
   startTestVm,
   VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
@@ -127,7 +128,10 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
         let handle = shared.get(name)
         if (!handle) {
           const { name: _name, persistent: _persistent, ...rest } = loadVmOptions(options) as VmOptions
-          handle = VM.upShared(name, rest)
+          handle = VM.upShared(name, rest).then((started) => {
+            printVmWarnings(started)
+            return started
+          })
           handle.catch(() => shared.delete(name))
           shared.set(name, handle)
         }

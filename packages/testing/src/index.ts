@@ -43,3 +43,4 @@ export {
   VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
 } from './test-vm.js'
+export { printVmWarnings } from './vm-warnings.js'

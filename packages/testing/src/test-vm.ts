@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { VM, type VmOptions } from '@vmctl/core'
 import { vmDiagnostics } from './diagnostics.js'
+import { printVmWarnings } from './vm-warnings.js'
 
 /** `VMCTL_KEEP=1`: the VM of a failing test stays up, for `vmctl exec NAME -- sh`. */
 export const KEEP_ENV = 'VMCTL_KEEP'
@@ -58,13 +59,16 @@ export function testVmName(label: string | undefined): string | undefined {
 }
 
 /**
- * Boots a VM for a test. Under VMCTL_KEEP=1 it is persistent (it must outlive the worker if the
- * test fails) and `finishTestVm` destroys it when the test passes.
+ * Boots a VM for a test and prints its warnings (once per process). Under VMCTL_KEEP=1 it is
+ * persistent (it must outlive the worker if the test fails) and `finishTestVm` destroys it when
+ * the test passes.
  */
-export function startTestVm(input: VmOptionsInput | undefined, label?: string): Promise<VM> {
+export async function startTestVm(input: VmOptionsInput | undefined, label?: string): Promise<VM> {
   const options = loadVmOptions(input)
   const named = { ...options, name: options.name ?? testVmName(label) }
-  return keepRequested() ? VM.upPersistent(named) : VM.up(named)
+  const vm = await (keepRequested() ? VM.upPersistent(named) : VM.up(named))
+  printVmWarnings(vm)
+  return vm
 }
 
 /** The line that says how to reach a kept VM. */

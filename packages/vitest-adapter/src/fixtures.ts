@@ -8,6 +8,7 @@ import {
   keptMessage,
   loadVmOptions,
   noteSkipOncePerRun,
+  printVmWarnings,
   SHORT_SKIP_NOTE,
   startTestVm,
   type VmOptionsInput,
@@ -130,7 +131,10 @@ export function sharedHandle(name: string, options: VmOptionsInput | undefined):
   let vm = shared.get(name)
   if (!vm) {
     const { name: _name, persistent: _persistent, ...rest } = loadVmOptions(options)
-    vm = CoreVM.upShared(name, rest)
+    vm = CoreVM.upShared(name, rest).then((handle) => {
+      printVmWarnings(handle)
+      return handle
+    })
     vm.catch(() => shared.delete(name))
     shared.set(name, vm)
   }

@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream'
+import type { ChannelSink } from './channel-sink.js'
 import { FrameType, MAX_FRAME_PAYLOAD } from './frame-codec.js'
-import type { MuxSession } from './mux-session.js'
 
 /**
  * Bytes a sender may have in flight on one channel before the receiver grants more. Big enough to
@@ -17,7 +17,7 @@ export class MuxChannel extends Duplex {
   readonly id: number
   /** What the channel carries: "" for gRPC, or a raw service (see raw-services.ts). */
   readonly service: string
-  private readonly session: MuxSession
+  private readonly session: ChannelSink
   private credit = CHANNEL_WINDOW_BYTES
   private unacknowledged = 0
   private isOpen = false
@@ -25,7 +25,7 @@ export class MuxChannel extends Duplex {
   private creditWaiter: (() => void) | undefined
   private openWaiter: (() => void) | undefined
 
-  constructor(session: MuxSession, id: number, service = '') {
+  constructor(session: ChannelSink, id: number, service = '') {
     super({ allowHalfOpen: true })
     this.session = session
     this.id = id

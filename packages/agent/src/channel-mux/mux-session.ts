@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
+import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
   decodeFrame,
   encodeFrame,
@@ -18,8 +19,6 @@ import {
   parseHandshakeLine,
 } from './handshake-lines.js'
 import { MuxChannel } from './mux-channel.js'
-
-export type MuxRole = 'host' | 'guest'
 
 const HELLO_INTERVAL_MS = 100
 /** How long a guest believed parked gets to answer GO before the ordinary handshake starts. */
@@ -43,7 +42,7 @@ export interface MuxSessionEvents {
  * (`attach`) without losing the session object: a guest reopens its port after the host
  * disconnects, a host reconnects after a snapshot restore.
  */
-export class MuxSession extends EventEmitter<MuxSessionEvents> {
+export class MuxSession extends EventEmitter<MuxSessionEvents> implements ChannelSink {
   readonly role: MuxRole
   private transport: Duplex | undefined
   private state: SessionState = 'detached'
@@ -174,10 +173,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return channel
   }
 
-  /**
-   * @internal Sends one DATA frame, header and payload in one vectored write (no copy). Returns a
-   * promise only when the transport is full: resolved when it drains.
-   */
+  // The five methods below are the ChannelSink contract (channel-sink.ts), for MuxChannel only.
   sendData(channel: number, payload: Buffer): Promise<void> | undefined {
     const transport = this.transport
     if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
@@ -190,24 +186,20 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
   }
 
-  /** @internal */
   canSend(channel: MuxChannel): boolean {
     return this.state === 'ready' && !this.unopened.has(channel) && this.channels.get(channel.id) === channel
   }
 
-  /** @internal */
   sendControl(type: FrameType, channel: number, payload?: Buffer): void {
     if (this.state !== 'ready' || !this.transport) return
     this.transport.write(encodeFrame(type, channel, payload))
   }
 
-  /** @internal */
   sendWindow(channel: number, bytes: number): void {
     if (this.state !== 'ready' || !this.transport) return
     this.transport.write(encodeWindow(channel, bytes))
   }
 
-  /** @internal */
   forget(channel: MuxChannel): void {
     if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
     this.unopened.delete(channel)

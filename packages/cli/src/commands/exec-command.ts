@@ -2,6 +2,7 @@ import { VM } from '@vmctl/core'
 import { EXEC_OPTIONS, HELP_OPTION, helpLines } from '../cli-options.js'
 import { guestCommand, parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
+import { printVmWarnings } from '../vm-warnings.js'
 import { execAndReport } from './exec-and-report.js'
 
 const OPTIONS = { ...EXEC_OPTIONS, ...HELP_OPTION }
@@ -25,6 +26,7 @@ export async function execCommand(args: string[]): Promise<number> {
     throw new UsageError(`vmctl exec: unexpected ${JSON.stringify(extra[0])}; put the command after --`)
   if (command.length === 0) throw new UsageError('vmctl exec: no command; usage: vmctl exec NAME -- COMMAND')
   const vm = await VM.attach(name)
+  printVmWarnings(vm)
   try {
     return await execAndReport(vm, guestCommand(command), values)
   } finally {

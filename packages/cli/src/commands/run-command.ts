@@ -2,6 +2,7 @@ import { VM } from '@vmctl/core'
 import { EXEC_OPTIONS, HELP_OPTION, helpLines, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { guestCommand, parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
+import { printVmWarnings } from '../vm-warnings.js'
 import { execAndReport } from './exec-and-report.js'
 
 const OPTIONS = { ...VM_OPTIONS, ...EXEC_OPTIONS, ...HELP_OPTION }
@@ -36,6 +37,7 @@ export async function runCommand(args: string[]): Promise<number> {
   process.once('SIGTERM', onSignal)
   try {
     vm = await VM.up(options)
+    printVmWarnings(vm)
     if (interrupted) return 130
     return await execAndReport(vm, guestCommand(command), values)
   } finally {

@@ -3,6 +3,7 @@ import { destroyVm, VM } from '@vmctl/core'
 import { HELP_OPTION, helpLines, type OptionSpec, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
+import { printVmWarnings } from '../vm-warnings.js'
 
 const OPTIONS: Record<string, OptionSpec> = {
   name: {
@@ -49,6 +50,7 @@ export async function upCommand(args: string[]): Promise<number> {
     process.off('SIGTERM', onSignal)
   }
   const ports = Object.entries(vm.ports)
+  printVmWarnings(vm)
   console.log(vm.name)
   if (ports.length > 0)
     process.stderr.write(`ports: ${ports.map(([g, h]) => `127.0.0.1:${h} -> ${g}`).join(', ')}\n`)

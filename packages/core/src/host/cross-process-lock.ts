@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import net from 'node:net'
 import { resolve } from 'node:path'
+import { pollUntil } from '../util/timing.js'
 
 /**
  * A cross-process mutex that the kernel releases when its holder dies, whatever kills it: binding
@@ -25,17 +26,24 @@ export function tryLock(name: string): Promise<(() => void) | undefined> {
  * called once, to say so). The holder's death releases the lock, so the wait cannot outlive it.
  */
 export async function withLock<T>(name: string, task: () => Promise<T>, onWait?: () => void): Promise<T> {
-  let release = await tryLock(name)
-  if (!release) onWait?.()
-  while (!release) {
-    await new Promise((r) => setTimeout(r, 250))
-    release = await tryLock(name)
-  }
+  const release = await waitForLock(name, 250, onWait)
   try {
     return await task()
   } finally {
     release()
   }
+}
+
+/**
+ * Takes the lock, trying every `everyMs` for as long as another process holds it (`onWait` is
+ * called once, to say so). No time limit: the holder's death releases the lock. Resolves to the
+ * release function. An error other than "held" (from the first try) is thrown.
+ */
+export async function waitForLock(name: string, everyMs: number, onWait?: () => void): Promise<() => void> {
+  const release = await tryLock(name)
+  if (release) return release
+  onWait?.()
+  return (await pollUntil(() => tryLock(name), { timeoutMs: Number.POSITIVE_INFINITY, everyMs }))!
 }
 
 /**

@@ -7,7 +7,7 @@ import { locateQemu } from './qemu-locator.js'
 /**
  * The vsock pieces for real, inside a guest (this host has no vsock): the bridge over AF_VSOCK
  * loopback, and CID reservation plus QEMU's vhost-vsock device through /dev/vhost-vsock. The whole
- * path (host, QEMU, guest agent) against a nested VM is `pnpm test:vsock` (vsock.nested.ts).
+ * path (host, QEMU, guest agent) against a nested VM is `pnpm test:vsock` (packages/core/test/vsock.nested.ts).
  */
 describe('vsock in a vm', () => {
   test('vsock-bridge carries bytes both ways, and reserves distinct CIDs that QEMU takes', async () => {

@@ -11,7 +11,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { VmctlError } from '../errors.js'
-import { lockIn, tryLock } from '../host/cross-process-lock.js'
+import { lockIn, waitForLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { which } from '../host/qemu-locator.js'
 import { logger } from '../log.js'
@@ -80,14 +80,9 @@ export async function buildImage(
     return { path, key, cached: true }
   }
   mkdirSync(imagesDir(cacheDir), { recursive: true })
-  let release = await tryLock(lockIn(imagesDir(cacheDir), `vmctl-image-${key}`))
-  if (!release) {
-    progress(`waiting for another process building image ${key}`)
-    while (!release) {
-      await new Promise((r) => setTimeout(r, 500))
-      release = await tryLock(lockIn(imagesDir(cacheDir), `vmctl-image-${key}`))
-    }
-  }
+  const release = await waitForLock(lockIn(imagesDir(cacheDir), `vmctl-image-${key}`), 500, () =>
+    progress(`waiting for another process building image ${key}`),
+  )
   try {
     if (existsSync(path)) return { path, key, cached: true }
     await build(spec, key, dir, progress)

@@ -17,10 +17,10 @@ import { which } from '../host/qemu-locator.js'
 import { BootFailedError, cacheDir, ProvisionError, VM, type VmOptions } from '../index.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { listTemplates, removeTemplate } from '../templates/template-store.js'
+import { foreignImage, TEST_IMAGE } from '../test-support/test-images.js'
 import { buildImage } from './image-builder.js'
 import { imageIdentity } from './image-disk.js'
 import { layersDir } from './provision.js'
-import { foreignImage, TEST_IMAGE } from './test-images.js'
 
 const cache = cacheDir()
 const work = mkdtempSync(join(tmpdir(), 'vmctl-images-test-'))

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { isAbsolute, join, relative } from 'node:path'
 import { VmctlError } from '../errors.js'
 import { contentHash } from '../host/content-hash.js'
-import { lockIn, tryLock } from '../host/cross-process-lock.js'
+import { lockIn, waitForLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type Progress, touch } from './image-builder.js'
@@ -76,12 +76,9 @@ export async function provisionLayer(
   const cached = usable(path)
   if (cached) return cached
   mkdirSync(dir, { recursive: true })
-  let release = await tryLock(lockIn(dir, `vmctl-layer-${key}`))
-  if (!release) progress(`waiting for another process provisioning layer ${key}`)
-  while (!release) {
-    await new Promise((r) => setTimeout(r, 500))
-    release = await tryLock(lockIn(dir, `vmctl-layer-${key}`))
-  }
+  const release = await waitForLock(lockIn(dir, `vmctl-layer-${key}`), 500, () =>
+    progress(`waiting for another process provisioning layer ${key}`),
+  )
   const staging = join(dir, `${key}.${process.pid}.staging.qcow2`)
   try {
     const again = usable(path)
@@ -98,6 +95,7 @@ export async function provisionLayer(
         provision: undefined,
         mounts: undefined,
         ports: undefined,
+        networks: undefined, // the layer is the same whatever networks its VMs are on
         name: undefined,
         persistent: false,
       },

@@ -16,6 +16,7 @@ import { lockIn, tryLock } from '../host/cross-process-lock.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { removeStaleBuilds } from '../host/stale-builds.js'
 import { logger } from '../log.js'
+import { pollUntil } from '../util/timing.js'
 
 const log = logger('runtime-disk')
 
@@ -58,19 +59,19 @@ export async function buildRuntimeDisk(nodeBinary: string, cacheDir: string): Pr
 
   // Test workers starting on an empty cache would each spend seconds of CPU on the same build:
   // one builds (under a lock the kernel drops if it dies), the others wait for its result.
-  for (;;) {
-    const release = await tryLock(lockIn(dir, `vmctl-runtime-disk-${key}`))
-    if (release) {
-      try {
-        if (!existsSync(path)) await buildInto(nodeBinary, dir, path, key)
-      } finally {
-        release()
-      }
-      return { path, key }
+  // No time limit: the builder's death releases the lock, and then one of the waiters builds.
+  const release = await pollUntil(
+    async () => (existsSync(path) ? 'built' : await tryLock(lockIn(dir, `vmctl-runtime-disk-${key}`))),
+    { timeoutMs: Number.POSITIVE_INFINITY, everyMs: 100 },
+  )
+  if (typeof release === 'function') {
+    try {
+      if (!existsSync(path)) await buildInto(nodeBinary, dir, path, key)
+    } finally {
+      release()
     }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    if (existsSync(path)) return { path, key }
   }
+  return { path, key }
 }
 
 /**

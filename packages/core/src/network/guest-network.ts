@@ -124,6 +124,25 @@ export async function joinNetworks(
 }
 
 /**
+ * The VM `VM.up()` made, once its NICs are addressed and its names known, when it joined networks;
+ * a VM that cannot be set up on them is destroyed, and the error thrown.
+ */
+export async function onItsNetworks<T extends GuestShell & { destroy(): Promise<void> }>(
+  vm: T,
+  networks: JoinedNetworks | undefined,
+): Promise<T> {
+  if (!networks) return vm
+  try {
+    await networks.configure(vm)
+  } catch (error) {
+    networks.leave()
+    await vm.destroy().catch(() => {})
+    throw error
+  }
+  return vm
+}
+
+/**
  * Finds the NIC by its template MAC, gives it the member's MAC and address, and brings it up. The
  * first network also gets the multicast route, so a sender that names no interface (the usual
  * case) reaches the other members rather than the user-mode NIC's default route.

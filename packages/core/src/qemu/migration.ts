@@ -1,3 +1,4 @@
+import { sleep } from '../util/timing.js'
 import type { QmpClient } from './qmp-client.js'
 
 interface MigrationStatus {
@@ -43,6 +44,6 @@ async function waitForMigration(qmp: QmpClient, what: string): Promise<void> {
     if (info.status === 'failed' || info.status === 'cancelled') {
       throw new Error(`${what} failed: ${info['error-desc'] ?? info.status}`)
     }
-    await new Promise((resolve) => setTimeout(resolve, 5))
+    await sleep(5)
   }
 }

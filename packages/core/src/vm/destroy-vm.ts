@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs'
 import { VmNotFoundError } from '../errors.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
+import { sleep } from '../util/timing.js'
 
+/** How long a supervisor gets to stop its QEMU and clean up before it is killed instead. */
 const DESTROY_TIMEOUT_MS = 15_000
 
 /**
@@ -13,16 +15,35 @@ const DESTROY_TIMEOUT_MS = 15_000
 export async function destroyVm(name: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const directory = new VmDirectory(name, env)
   if (!existsSync(directory.path)) throw new VmNotFoundError(name)
-  let answered = false
+  let control: SupervisorClient | undefined
   try {
-    const control = await SupervisorClient.connect(directory.controlSocket)
-    answered = await Promise.race([
-      control.request({ op: 'destroy' }).then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), DESTROY_TIMEOUT_MS).unref()),
-    ])
-    control.close()
+    control = await SupervisorClient.connect(directory.controlSocket)
   } catch {}
-  if (answered && !existsSync(directory.path)) return
+  await destroyThrough(control, directory)
+  control?.close()
+}
+
+/**
+ * The one way a VM is destroyed (`VM.destroy()`, `vmctl down`, `destroyVm`): ask its supervisor over
+ * `control`, which stops QEMU and removes the directory before it answers; a supervisor that does
+ * not answer within DESTROY_TIMEOUT_MS, or none at all, is killed and the directory removed here.
+ */
+export async function destroyThrough(
+  control: SupervisorClient | undefined,
+  directory: VmDirectory,
+): Promise<void> {
+  if (control && !control.isClosed) {
+    const stop = new AbortController()
+    const answered = await Promise.race([
+      control.request({ op: 'destroy' }).then(() => true),
+      sleep(DESTROY_TIMEOUT_MS, stop.signal).then(
+        () => false,
+        () => false,
+      ),
+    ])
+    stop.abort()
+    if (answered && !existsSync(directory.path)) return
+  } else if (!existsSync(directory.path)) return
   forceRemove(directory)
 }
 

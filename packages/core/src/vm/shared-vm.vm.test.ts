@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { VmDirectory } from '../supervisor/vm-directory.js'
-import { SHARED_KEEPER_ENV, startSharedVmKeeper } from './shared-vm.js'
+import { SHARED_KEEPER_ENV, startSharedVmKeeper } from './shared-vm-keeper.js'
 
 // Children import the built package, as worker processes of a test runner would.
 const coreDist = fileURLToPath(new URL('../../dist/index.js', import.meta.url))

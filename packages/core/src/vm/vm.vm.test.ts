@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, rmSync } from 'node:fs'
 import { release } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { ExecError, VM } from '../index.js'
 
 // One VM for the read-mostly checks: each test would otherwise pay a cold boot under TCG.
@@ -135,6 +135,21 @@ describe('vm: exec in a real VM', () => {
     expect(result.stdout).toBe('started\n')
     expect(Date.now() - started).toBeLessThan(15_000)
     await vm.exec('pkill -f "sleep 300"', { reject: false })
+  })
+
+  test('warnings are data: vm.warnings says why the VM runs under TCG; a handle prints nothing', async () => {
+    const slow = vm.warnings.filter((warning) => warning.startsWith('KVM is not usable'))
+    const asked = /tcg/.test(process.env.VMCTL_ACCEL ?? '')
+    expect(slow).toHaveLength(vm.accel === 'tcg' && !asked ? 1 : 0)
+    const write = vi.spyOn(process.stderr, 'write')
+    try {
+      const attached = await VM.attach(vm.name)
+      expect(attached.warnings).toEqual(vm.warnings)
+      await attached.close()
+      expect(write).not.toHaveBeenCalled()
+    } finally {
+      write.mockRestore()
+    }
   })
 
   test('100 concurrent execs all get their own output', async () => {

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { cacheDir, VM } from '../index.js'
+import { cacheDir, VM } from '../src/index.js'
 
 /**
  * vsock for real on a host without /dev/vhost-vsock: an outer VM loads vhost_vsock and runs vmctl
@@ -14,7 +14,7 @@ describe('vsock transport (nested vm)', () => {
       await using outer = await VM.up({ memoryMiB: 3072, cpus: 2 })
       const loaded = await outer.exec('modprobe vhost_vsock && ls -l /dev/vhost-vsock', { reject: false })
       expect(loaded.exitCode, loaded.stderr).toBe(0)
-      const fixture = fileURLToPath(new URL('../../test/fixtures/vsock-inner.mjs', import.meta.url))
+      const fixture = fileURLToPath(new URL('./fixtures/vsock-inner.mjs', import.meta.url))
       const started = Date.now()
       const inner = await outer.exec([process.execPath, fixture], {
         reject: false,

@@ -1,0 +1,84 @@
+import type { Readable, Writable } from 'node:stream'
+import { InvalidOptionsError } from '../errors.js'
+import { displayCommand, ExecError, type ExecResult, execResult } from './exec-result.js'
+import { GuestProcess } from './guest-process.js'
+import type { VmConnection } from './vm-connection.js'
+import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-types.js'
+
+/** The agent enforces a command's timeout; the call's deadline only guards against one that never answers. */
+const AGENT_GRACE_MS = 30_000
+
+/** `vm.exec()`: runs `command` to its end, output relayed as it comes and kept (unless `buffer: false`). */
+export async function execIn(
+  connection: VmConnection,
+  command: string | string[],
+  options: ExecOptions,
+): Promise<ExecResult<string | Buffer>> {
+  const process = startProcess(connection, command, options, options.input !== undefined)
+  const keep = options.buffer !== false
+  const stdout: Buffer[] = []
+  const stderr: Buffer[] = []
+  const relay = (source: Readable, chunks: Buffer[], target: Writable | undefined) =>
+    source.on('data', (chunk: Buffer) => {
+      if (keep) chunks.push(chunk)
+      // A slow target pauses the stream, and so the call and the process in the guest.
+      if (target && !target.write(chunk)) {
+        source.pause()
+        target.once('drain', () => source.resume())
+      }
+    })
+  relay(process.stdout, stdout, options.stdout)
+  relay(process.stderr, stderr, options.stderr)
+  if (options.input !== undefined) process.feed(options.input).catch((error: Error) => process.fail(error))
+  const outcome = await process.wait()
+  const decode = (chunks: Buffer[]): string | Buffer =>
+    options.encoding === 'buffer' ? Buffer.concat(chunks) : Buffer.concat(chunks).toString('utf8')
+  const result = execResult(displayCommand(command), outcome, decode(stdout), decode(stderr))
+  if (result.failed && options.reject !== false) throw new ExecError(connection.name, result)
+  return result
+}
+
+/** `vm.spawn()`: a handle on a process that runs in the background. */
+export function spawnIn(
+  connection: VmConnection,
+  command: string | string[],
+  options: SpawnOptions,
+): VmProcess {
+  const process = startProcess(connection, command, options, options.stdin === 'pipe')
+  const display = displayCommand(command)
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    pid: process.whenStarted(),
+    kill: (signal) => process.kill(signal),
+    wait: async () => execResult(display, await process.wait(), '', ''),
+  }
+}
+
+function startProcess(
+  connection: VmConnection,
+  command: string | string[],
+  options: ProcessOptions,
+  pipeStdin: boolean,
+): GuestProcess {
+  connection.assertUsable()
+  if ((typeof command === 'string' && !command) || (Array.isArray(command) && command.length === 0)) {
+    throw new InvalidOptionsError('exec needs a command: a shell string or a non-empty argv array')
+  }
+  const start = {
+    argv: Array.isArray(command) ? command : [],
+    shell: typeof command === 'string' ? command : '',
+    env: { ...connection.env, ...options.env },
+    cwd: options.cwd ?? '/',
+    timeoutMs: options.timeoutMs ?? 0,
+    stdin: pipeStdin,
+    user: options.user ?? '',
+  }
+  const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + AGENT_GRACE_MS) : undefined
+  return connection.track(
+    new GuestProcess(connection.agent, start, deadline, pipeStdin, (error) =>
+      connection.explainFailure(error),
+    ),
+  )
+}

@@ -1,0 +1,112 @@
+import net from 'node:net'
+import { join } from 'node:path'
+import { logger } from '../log.js'
+import { runtimeDir } from '../paths.js'
+import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import { SupervisorClient } from '../supervisor/supervisor-client.js'
+import { VmDirectory } from '../supervisor/vm-directory.js'
+import { untilGone } from './attach-vm.js'
+
+const log = logger('shared')
+
+/** Where a test run's shared-VM keeper listens; set by `startSharedVmKeeper()` for the workers. */
+export const SHARED_KEEPER_ENV = 'VMCTL_SHARED_KEEPER'
+
+/** The handle of a running keeper. */
+export interface SharedVmKeeper {
+  /** The socket path; also in `process.env.VMCTL_SHARED_KEEPER` for processes started later. */
+  readonly path: string
+  /** Names of the shared VMs held so far. */
+  readonly held: readonly string[]
+  /** Ends the held leases and waits (bounded) for VMs nobody else holds to be gone. */
+  close(): Promise<void>
+}
+
+/**
+ * Holds shared VMs for a whole test run: call it in the runner's main process (vitest or jest
+ * global setup) before workers start. Workers find it through `VMCTL_SHARED_KEEPER` and ask it to
+ * take a lease on every VM they get from `VM.upShared()`. Its leases end with `close()` at the end
+ * of the run, or with the runner's process if that dies first.
+ */
+export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
+  const path = join(runtimeDir(), `keeper-${process.pid}-${Date.now().toString(36)}.sock`)
+  const leases = new Map<string, SupervisorClient>()
+  const server = net.createServer((socket) => {
+    const decoder = new LineDecoder()
+    socket.setEncoding('utf8')
+    socket.on('error', () => {})
+    socket.on('data', async (chunk: string) => {
+      for (const message of decoder.push(chunk) as Array<{ hold?: string }>) {
+        if (typeof message.hold !== 'string') continue
+        const name = message.hold
+        try {
+          if (!leases.has(name)) {
+            const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
+            await control.request({ op: 'attach', lease: true })
+            control.unref()
+            leases.set(name, control)
+            control.on('close', () => leases.get(name) === control && leases.delete(name))
+            log('keeper holds %s', name)
+          }
+          socket.write(encodeMessage({ held: name }))
+        } catch (error) {
+          socket.write(encodeMessage({ error: (error as Error).message }))
+        }
+      }
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => resolve())
+  })
+  server.unref()
+  process.env[SHARED_KEEPER_ENV] = path
+  return {
+    path,
+    get held() {
+      return [...leases.keys()]
+    },
+    async close() {
+      if (process.env[SHARED_KEEPER_ENV] === path) delete process.env[SHARED_KEEPER_ENV]
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      const names = [...leases.keys()]
+      for (const control of leases.values()) control.close()
+      leases.clear()
+      // Another run may hold one of them too; then it stays, and we stop waiting after a while.
+      await Promise.all(names.map((name) => untilGone(new VmDirectory(name))))
+    },
+  }
+}
+
+/** Asks the run's keeper (if this process runs under one) to hold a lease until the run ends. */
+export async function askKeeperToHold(name: string): Promise<void> {
+  const path = process.env[SHARED_KEEPER_ENV]
+  if (!path) return
+  try {
+    const reply = await request(path, { hold: name })
+    if (reply.error) throw new Error(String(reply.error))
+  } catch (error) {
+    // Not fatal: the VM then lives as long as the processes that use it.
+    process.stderr.write(
+      `vmctl: the test run's shared-VM keeper (${path}) could not hold ${name}: ${(error as Error).message}\n`,
+    )
+  }
+}
+
+function request(path: string, message: unknown): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path)
+    const decoder = new LineDecoder()
+    socket.setEncoding('utf8')
+    socket.once('connect', () => socket.write(encodeMessage(message)))
+    socket.on('data', (chunk: string) => {
+      const [reply] = decoder.push(chunk)
+      if (reply) {
+        socket.end()
+        resolve(reply as Record<string, unknown>)
+      }
+    })
+    socket.once('error', reject)
+    socket.once('close', () => reject(new Error('the keeper closed the connection')))
+  })
+}

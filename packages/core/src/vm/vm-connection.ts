@@ -1,0 +1,226 @@
+import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
+import type { AgentClient } from '@vmctl/agent'
+import { AgentError, VmctlError, VmExitedError } from '../errors.js'
+import type { JoinedNetworks } from '../network/guest-network.js'
+import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
+import type { SupervisorClient } from '../supervisor/supervisor-client.js'
+import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { pollUntil } from '../util/timing.js'
+import { agentClient } from './agent-client.js'
+import { destroyThrough } from './destroy-vm.js'
+import type { GuestProcess } from './guest-process.js'
+
+/** What a boot or an attach hands over; `new VM(parts)` and `new VmConnection(parts)` take it. */
+export interface VmParts {
+  status: VmStatus
+  control: SupervisorClient
+  directory: VmDirectory
+  /** Added to the environment of every command run in the VM. */
+  env: Record<string, string>
+  /** The agent client; a fresh one (which connects on its first call) when absent. */
+  agent?: AgentClient
+  /** A booted VM's networks, to address in the guest once it has a handle (network/guest-network.ts). */
+  networks?: JoinedNetworks
+}
+
+/** How long after a transport error we wait for the supervisor to say the VM died. */
+const DEATH_NOTICE_MS = 1_500
+/** The deadline of a unary agent call (info, shutdown), and of waiting for QEMU to exit after one. */
+export const CALL_TIMEOUT_MS = 30_000
+
+/** A unary method of AgentClient, called with its deadline. */
+type UnaryCall<T> = (
+  agent: AgentClient,
+  metadata: Metadata,
+  options: { deadline: Date },
+  callback: (error: ServiceError | null, response?: T) => void,
+) => void
+
+/**
+ * One VM as seen from the caller's process: its supervisor's control connection and the agent
+ * client, whether the VM still lives, and the translation of a failed call into an error that says
+ * what happened (the VM died, the agent refused, the agent restarted). Everything on the caller's
+ * side (VM, exec.ts, files.ts, provisioning-vm.ts) runs through one of these.
+ */
+export class VmConnection {
+  readonly name: string
+  readonly control: SupervisorClient
+  readonly directory: VmDirectory
+  readonly env: Record<string, string>
+  private currentAgent: AgentClient
+  private lastStatus: VmStatus
+  private exitError: VmExitedError | undefined
+  private destroying: Promise<void> | undefined
+  private readonly running = new Set<GuestProcess>()
+
+  constructor(parts: VmParts) {
+    this.name = parts.status.name
+    this.lastStatus = parts.status
+    this.control = parts.control
+    this.directory = parts.directory
+    this.env = parts.env
+    this.currentAgent = parts.agent ?? agentClient(parts.directory)
+    this.control.on('event', (event: ControlEvent) => {
+      if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
+      else if (event.event === 'ready') this.lastStatus = event.status
+      else if (event.event === 'agent-lost') {
+        this.failRunning(
+          new AgentError(
+            this.name,
+            `the guest agent process died (${event.reason}); the guest restarts it, so calls made from now on work again`,
+          ),
+        )
+        this.renewAgentClient()
+      }
+    })
+    this.control.on('close', () => this.markExited('its supervisor process exited', ''))
+  }
+
+  /** The supervisor's last word on the VM (updated when a snapshot restore reports ready again). */
+  get status(): VmStatus {
+    return this.lastStatus
+  }
+
+  /** The current agent client: replaced after the guest agent restarted. */
+  get agent(): AgentClient {
+    return this.currentAgent
+  }
+
+  /** Why the VM is gone, once it is. */
+  get exited(): VmExitedError | undefined {
+    return this.exitError
+  }
+
+  /** Throws when the VM is gone or being destroyed: the guard of every call. */
+  assertUsable(): void {
+    if (this.exitError) throw this.exitError
+    if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+  }
+
+  /** Keeps `process` in the set that a VM death, a destroy or an agent restart fails. */
+  track(process: GuestProcess): GuestProcess {
+    this.running.add(process)
+    const forget = () => this.running.delete(process)
+    process.wait().then(forget, forget)
+    return process
+  }
+
+  /** Fails every process still running in the guest with `error`. */
+  failRunning(error: Error): void {
+    for (const process of [...this.running]) process.fail(error)
+  }
+
+  /** Runs an agent call, turning gRPC errors into errors that name the VM and the operation. */
+  async callAgent<T>(what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work()
+    } catch (error) {
+      const explained = await this.explainFailure(error as Error)
+      if (explained instanceof AgentError && !(error as ServiceError).details) {
+        throw new AgentError(this.name, `${what} failed: ${(error as Error).message}`, { cause: error })
+      }
+      if (explained instanceof AgentError) {
+        const code = grpcStatus[(error as ServiceError).code] ?? 'UNKNOWN'
+        throw new AgentError(this.name, (error as ServiceError).details, { cause: error, grpcCode: code })
+      }
+      throw explained
+    }
+  }
+
+  /** A unary agent call (info, shutdown) with the call deadline, through callAgent. */
+  unary<T>(what: string, call: UnaryCall<T>): Promise<T> {
+    return this.callAgent(
+      what,
+      () =>
+        new Promise<T>((resolve, reject) =>
+          call(
+            this.currentAgent,
+            new Metadata(),
+            { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) },
+            (error, response) => (error ? reject(error) : resolve(response as T)),
+          ),
+        ),
+    )
+  }
+
+  /** Turns a transport error into "the VM died (console tail)" when that is what happened. */
+  async explainFailure(error: Error): Promise<Error> {
+    if (this.exitError) return this.exitError
+    if (error instanceof VmctlError) return error
+    const code = (error as ServiceError).code
+    if (
+      code === grpcStatus.UNAVAILABLE ||
+      code === grpcStatus.CANCELLED ||
+      code === grpcStatus.INTERNAL ||
+      code === undefined
+    ) {
+      const exited = await pollUntil(() => this.exitError, { timeoutMs: DEATH_NOTICE_MS, everyMs: 50 })
+      if (exited) return exited
+    }
+    // The agent refused the request (a missing cwd or user): its own words, and the gRPC code so a
+    // caller (the CLI's exit status) can tell bad input from a broken call.
+    const details = (error as ServiceError).details
+    if (
+      details &&
+      (code === grpcStatus.NOT_FOUND ||
+        code === grpcStatus.INVALID_ARGUMENT ||
+        code === grpcStatus.FAILED_PRECONDITION)
+    )
+      return new AgentError(this.name, details, { cause: error, grpcCode: grpcStatus[code] })
+    return new AgentError(this.name, `agent call failed: ${details || error.message}`, { cause: error })
+  }
+
+  /** Resolves once the supervisor reported the VM gone, or after `timeoutMs`. */
+  async untilExited(timeoutMs: number): Promise<void> {
+    await pollUntil(() => this.exitError, { timeoutMs, everyMs: 50 })
+  }
+
+  /** Asks the supervisor to save or roll back a snapshot; throws with its reason if it could not. */
+  async snapshotRequest(request: { op: 'snapshot' | 'restore'; name: string }): Promise<void> {
+    if (this.exitError) throw this.exitError
+    const reply = await this.control.request(request)
+    if (reply.reply === 'closed')
+      throw this.exitError ?? new VmExitedError(this.name, 'its supervisor exited', '')
+    if (reply.ok !== true) {
+      throw new VmctlError(
+        request.op === 'snapshot' ? 'SNAPSHOT_FAILED' : 'RESTORE_FAILED',
+        `${request.op} ${JSON.stringify(request.name)} of VM ${this.name} failed: ${String(reply.error)}`,
+      )
+    }
+  }
+
+  /** Stops the VM and removes everything it had on the host. Idempotent. */
+  destroy(): Promise<void> {
+    this.destroying ??= (async () => {
+      this.failRunning(new VmExitedError(this.name, 'it was destroyed', ''))
+      this.currentAgent.close()
+      await destroyThrough(this.control, this.directory)
+      this.control.close()
+    })()
+    return this.destroying
+  }
+
+  /** Lets go of the VM without stopping it (a persistent or attached VM keeps running). */
+  close(): void {
+    this.currentAgent.close()
+    this.control.close()
+  }
+
+  /**
+   * After the guest agent died: calls from now on go over a new connection, which waits for the
+   * restarted agent. The old one is dead, but this event can arrive before its socket's close does:
+   * a call made at once would be put on it by grpc-js and fail with ECONNRESET.
+   */
+  private renewAgentClient(): void {
+    if (this.destroying) return
+    const old = this.currentAgent
+    this.currentAgent = agentClient(this.directory)
+    old.close()
+  }
+
+  private markExited(reason: string, consoleTail: string): void {
+    if (this.exitError) return
+    this.exitError = new VmExitedError(this.name, reason, consoleTail)
+    this.failRunning(this.exitError)
+  }
+}

@@ -1,0 +1,58 @@
+import type { Readable, Writable } from 'node:stream'
+import type { ExecResult } from './exec-result.js'
+
+// The public option and handle types of VM's methods (exported through src/index.ts).
+
+export interface ProcessOptions {
+  /** Added to the VM's environment for this command. */
+  env?: Record<string, string>
+  /** Working directory in the guest. Default "/". */
+  cwd?: string
+  /** Run as this guest user ("name", "uid", "name:group"). Default root. */
+  user?: string
+  /** Kill the command (its whole process group, SIGKILL) after this many ms. */
+  timeoutMs?: number
+}
+
+export interface ExecOptions extends ProcessOptions {
+  /** Fed to the command's stdin, then closed. Without it stdin is /dev/null. */
+  input?: string | Buffer | Readable
+  /** false: resolve with the result instead of rejecting when the command fails. Default true. */
+  reject?: boolean
+  /** Live copies of the output as it arrives (the result still holds all of it). */
+  stdout?: Writable
+  stderr?: Writable
+  /** false: do not keep the output in the result (for large streamed output). Default true. */
+  buffer?: boolean
+  /** "buffer": stdout and stderr as Buffers, bytes untouched. Default "utf8". */
+  encoding?: 'utf8' | 'buffer'
+}
+
+export interface SpawnOptions extends ProcessOptions {
+  /** "pipe": `process.stdin` is writable; otherwise the guest's stdin is /dev/null. */
+  stdin?: 'pipe' | 'ignore'
+}
+
+export interface FileOptions {
+  /** Permission bits in the guest. Default: the local file's, or 0644. */
+  mode?: number
+  /** Owner in the guest: "user", "user:group" or numeric ids. Default root. */
+  owner?: string
+  /** Create missing parent directories. Default true. */
+  parents?: boolean
+  /** Deadline for the transfer. Default 10 minutes. */
+  timeoutMs?: number
+}
+
+/** A process started with `vm.spawn()`. */
+export interface VmProcess {
+  readonly stdout: Readable
+  readonly stderr: Readable
+  readonly stdin: Writable | undefined
+  /** The guest pid, once started. */
+  readonly pid: Promise<number>
+  /** Resolves with the result when the process exits (never rejects for a non-zero exit). */
+  wait(): Promise<ExecResult>
+  /** Signals the process group. Default SIGTERM. */
+  kill(signal?: NodeJS.Signals): void
+}
