@@ -2,6 +2,7 @@ import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js
 import { DOWN_HELP, downCommand } from './commands/down-command.js'
 import { EXEC_HELP, execCommand } from './commands/exec-command.js'
 import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
+import { powerCommand, RESTART_HELP, START_HELP, STOP_HELP } from './commands/power-commands.js'
 import { PS_HELP, psCommand } from './commands/ps-command.js'
 import { RUN_HELP, runCommand } from './commands/run-command.js'
 import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
@@ -21,6 +22,9 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
     up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
     exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
     down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
+    stop: { run: powerCommand('stop'), help: STOP_HELP, summary: 'power a VM off; it stays defined' },
+    start: { run: powerCommand('start'), help: START_HELP, summary: 'boot a stopped VM again' },
+    restart: { run: powerCommand('restart'), help: RESTART_HELP, summary: 'reboot a VM (--hard: reset)' },
     ps: { run: psCommand, help: PS_HELP, summary: 'list running VMs' },
     image: {
       run: imageCommand,

@@ -86,6 +86,19 @@ export class VmExitedError extends VmctlError {
   }
 }
 
+/**
+ * A call on a VM that `vm.stop()` stopped (or that is stopping or starting): only `start()` and
+ * `destroy()` work on it.
+ */
+export class VmStoppedError extends VmctlError {
+  constructor(name: string, state: string) {
+    super(
+      'VM_STOPPED',
+      `VM ${name} is ${state}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})`,
+    )
+  }
+}
+
 export class VmNotFoundError extends VmctlError {
   constructor(name: string) {
     super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)

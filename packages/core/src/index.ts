@@ -27,6 +27,7 @@ export {
   VmctlError,
   VmExitedError,
   VmNotFoundError,
+  VmStoppedError,
 } from './errors.js'
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { ciCacheKey } from './host/ci-cache-key.js'
@@ -64,4 +65,5 @@ export type { SharedVmOptions } from './vm/shared-vm.js'
 export { SHARED_KEEPER_ENV, type SharedVmKeeper, startSharedVmKeeper } from './vm/shared-vm-keeper.js'
 export { VM } from './vm/vm.js'
 export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'
+export type { StopResult } from './vm/vm-power.js'
 export type { ExecOptions } from './vm/vm-types.js'

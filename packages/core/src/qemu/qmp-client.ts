@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import net from 'node:net'
+import type net from 'node:net'
 
 interface Pending {
   resolve: (value: unknown) => void
@@ -40,12 +40,8 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
     socket.on('error', () => {})
   }
 
-  static async connect(path: string): Promise<QmpClient> {
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect(path)
-      s.once('connect', () => resolve(s))
-      s.once('error', reject)
-    })
+  /** Negotiates QMP on a connected socket (see connectWhenReady for one QEMU is still creating). */
+  static async over(socket: net.Socket): Promise<QmpClient> {
     const client = new QmpClient(socket)
     await client.greeted
     await client.execute('qmp_capabilities')

@@ -13,8 +13,21 @@ export type ControlRequest =
   | { op: 'snapshot'; name: string }
   /** Puts the VM back to snapshot `name`, in place: same name, sockets and ports. */
   | { op: 'restore'; name: string }
+  /**
+   * Powers the guest off; the VM stays defined (`stopped`: name, directory, disks, host ports) until
+   * `start` or `destroy`. Replies `{ ok, how, alreadyStopped? }`; stopping a stopped VM is a no-op.
+   */
+  | { op: 'stop' }
+  /** Boots a stopped VM again from its disks; replies `{ ok }` once it is ready, or `{ ok: false, error }`. */
+  | { op: 'start' }
+  /** Reboots the guest (`hard`: a reset through QMP) and replies once it is ready again. */
+  | { op: 'restart'; hard: boolean }
 
-export type VmState = 'booting' | 'ready' | 'stopping' | 'exited'
+/**
+ * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the
+ * way back to `ready`; `stopping` → `exited` is the end (destroy, the last lease gone, QEMU died).
+ */
+export type VmState = 'booting' | 'ready' | 'powering-off' | 'stopped' | 'starting' | 'stopping' | 'exited'
 
 export interface VmStatus {
   name: string
@@ -51,6 +64,8 @@ export type ControlEvent =
   | { event: 'exited'; reason: string; consoleTail: string }
   /** The guest agent process went away (it is restarted by the guest's init). */
   | { event: 'agent-lost'; reason: string }
+  /** The VM was stopped (`how`: the guest powered off, or forced), or a start or restart failed. */
+  | { event: 'stopped'; how: string }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
 

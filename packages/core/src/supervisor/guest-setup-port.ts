@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type net from 'node:net'
-import { connectChardev } from '../qemu/chardev-socket.js'
+import { connectWhenReady } from '../util/unix-socket.js'
 
 /** What the guest's refresh did. */
 export interface RefreshResult {
@@ -48,7 +48,7 @@ export class GuestSetupPort {
 
   /** Connects to QEMU's end of the port, retrying while QEMU creates it; undefined once `alive` says no. */
   static async connect(path: string, alive: () => boolean): Promise<GuestSetupPort | undefined> {
-    const socket = await connectChardev(path, alive)
+    const socket = await connectWhenReady(path, alive, 10)
     return socket && new GuestSetupPort(socket)
   }
 

@@ -15,7 +15,7 @@ export type NotAttached = 'unreachable' | 'not-ready'
  */
 export async function attachVm(
   name: string,
-  options: { lease: boolean; env: Record<string, string> },
+  options: { lease: boolean; env: Record<string, string>; allowStopped?: boolean },
 ): Promise<VmParts | NotAttached> {
   const directory = new VmDirectory(name)
   let control: SupervisorClient
@@ -31,7 +31,9 @@ export async function attachVm(
   const reply = await control.request({ op: 'attach', lease: options.lease })
   let status = reply.status as VmStatus | undefined
   if (status?.state === 'booting') status = await ready
-  if (status?.state !== 'ready') {
+  // A stopped VM is attached only when asked (VM.attach: `vmctl start NAME` needs a handle on it).
+  const usable = status?.state === 'ready' || (options.allowStopped === true && status?.state === 'stopped')
+  if (!status || !usable) {
     control.close()
     return 'not-ready'
   }

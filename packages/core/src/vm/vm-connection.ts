@@ -1,14 +1,15 @@
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
-import { AgentError, VmctlError, VmExitedError } from '../errors.js'
+import { AgentError, VmctlError, VmExitedError, VmStoppedError } from '../errors.js'
 import type { JoinedNetworks } from '../network/guest-network.js'
-import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
+import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
 import { destroyThrough } from './destroy-vm.js'
 import type { GuestProcess } from './guest-process.js'
+import { powerRequest, type StopResult, stopResult } from './vm-power.js'
 
 /** What a boot or an attach hands over; `new VM(parts)` and `new VmConnection(parts)` take it. */
 export interface VmParts {
@@ -62,7 +63,8 @@ export class VmConnection {
     this.currentAgent = parts.agent ?? agentClient(parts.directory)
     this.control.on('event', (event: ControlEvent) => {
       if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
-      else if (event.event === 'ready') this.lastStatus = event.status
+      else if (event.event === 'ready') this.becameReady(event.status)
+      else if (event.event === 'stopped') this.markStopped('stopped')
       else if (event.event === 'agent-lost') {
         this.failRunning(
           new AgentError(
@@ -93,8 +95,69 @@ export class VmConnection {
 
   /** Throws when the VM is gone or being destroyed: the guard of every call. */
   assertUsable(): void {
+    this.assertDefined()
+    const { state } = this.lastStatus
+    if (state === 'stopped' || state === 'powering-off' || state === 'starting')
+      throw new VmStoppedError(this.name, state)
+  }
+
+  /** Throws when the VM is gone or being destroyed (a stopped VM is still defined). */
+  private assertDefined(): void {
     if (this.exitError) throw this.exitError
     if (this.destroying) throw new VmExitedError(this.name, 'it was destroyed', '')
+  }
+
+  /**
+   * Where the VM is in its life: `ready`, `stopped` after `stop()`, `exited` once destroyed or
+   * dead; `powering-off` and `starting` while `stop()`, `start()` or `restart()` run.
+   */
+  get state(): VmState {
+    if (this.exitError || this.destroying) return 'exited'
+    return this.lastStatus.state
+  }
+
+  /** Powers the guest off; the VM stays defined. Stopping a stopped VM does nothing (`how` says so). */
+  async stop(): Promise<StopResult> {
+    this.assertDefined()
+    if (this.lastStatus.state === 'ready') this.markStopped('powering-off')
+    const reply = await powerRequest(this.control, this.name, { op: 'stop' }).catch((e) => this.resync(e))
+    this.markStopped('stopped')
+    return stopResult(reply)
+  }
+
+  /** Boots a stopped VM again from its disks; resolves when it is ready. */
+  async start(): Promise<void> {
+    this.assertDefined()
+    await powerRequest(this.control, this.name, { op: 'start' }).catch((e) => this.resync(e))
+    this.becameReady(this.lastStatus)
+  }
+
+  /** Reboots the guest (`hard`: a reset through QEMU) and resolves when the VM is ready again. */
+  async restart(hard: boolean): Promise<void> {
+    this.assertUsable()
+    this.markStopped('starting')
+    await powerRequest(this.control, this.name, { op: 'restart', hard }).catch((e) => this.resync(e))
+    this.becameReady(this.lastStatus)
+  }
+
+  /** The VM is not running (`state`): what runs in it ends. */
+  private markStopped(state: 'powering-off' | 'stopped' | 'starting'): void {
+    this.lastStatus = { ...this.lastStatus, state }
+    this.failRunning(new VmStoppedError(this.name, state))
+  }
+
+  /** Ready (again): after a start, calls go over a new connection (the old one ended with QEMU). */
+  private becameReady(status: VmStatus): void {
+    const wasReady = this.lastStatus.state === 'ready'
+    this.lastStatus = { ...status, state: 'ready' }
+    if (!wasReady) this.renewAgentClient()
+  }
+
+  /** After a refused or failed stop, start or restart: the state as the supervisor has it, then the error. */
+  private async resync(error: unknown): Promise<never> {
+    const status = await this.control.status().catch(() => undefined)
+    if (status) this.lastStatus = status
+    throw error
   }
 
   /** Keeps `process` in the set that a VM death, a destroy or an agent restart fails. */

@@ -4,6 +4,7 @@ import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from 
 import { onItsNetworks } from '../network/guest-network.js'
 import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { guestPathIn, readLaunchSpec } from '../read-launch-spec.js'
+import type { VmState } from '../supervisor/control-protocol.js'
 import { attachVm } from './attach-vm.js'
 import { execIn, spawnIn } from './exec.js'
 import type { ExecResult } from './exec-result.js'
@@ -14,6 +15,7 @@ import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { startVm } from './start-vm.js'
 import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
+import type { StopResult } from './vm-power.js'
 import type { ExecOptions, FileOptions, SpawnOptions, VmProcess } from './vm-types.js'
 
 /**
@@ -79,7 +81,7 @@ export class VM implements AsyncDisposable {
 
   /** A handle on a running VM made elsewhere (`vmctl up`); `close()` leaves the VM running. */
   static async attach(name: string): Promise<VM> {
-    const attached = await attachVm(name, { lease: false, env: {} })
+    const attached = await attachVm(name, { lease: false, env: {}, allowStopped: true })
     if (typeof attached === 'string') throw new VmNotFoundError(name)
     return new VM(attached, false)
   }
@@ -267,6 +269,38 @@ export class VM implements AsyncDisposable {
   async restore(name: string): Promise<void> {
     this.connection.failRunning(new AgentError(this.name, `the VM was restored to snapshot ${name}`))
     await this.connection.snapshotRequest({ op: 'restore', name })
+  }
+
+  /**
+   * Where the VM is in its life: `ready`, `stopped` after `stop()`, `exited` once destroyed or
+   * dead; `powering-off` and `starting` while `stop()`, `start()` or `restart()` run.
+   */
+  get state(): VmState {
+    return this.connection.state
+  }
+
+  /**
+   * Powers the guest off (it syncs its disks; QEMU is killed if it has not gone within 15 s, and
+   * `forced` says so). The VM stays defined: name, directory, disks and forwarded host ports are
+   * kept, and every call but `start()` and `destroy()` rejects with a VmStoppedError. Stopping a
+   * stopped VM does nothing (`how` says it was already stopped).
+   */
+  stop(): Promise<StopResult> {
+    return this.connection.stop()
+  }
+
+  /** Boots a stopped VM again from its disks; resolves when it is ready. */
+  start(): Promise<void> {
+    return this.connection.start()
+  }
+
+  /**
+   * Reboots the guest and resolves when the VM is ready again: same handle, name, disks and
+   * forwarded ports. `hard`: a reset through QEMU (nothing synced), not a guest reboot. Running
+   * processes and calls in flight end.
+   */
+  restart(options: { hard?: boolean } = {}): Promise<void> {
+    return this.connection.restart(options.hard === true)
   }
 
   /** Stops the VM and removes everything it had on the host. Idempotent. */

@@ -1,0 +1,69 @@
+import type net from 'node:net'
+import type { MuxSession } from '@vmctl/agent'
+import { listen } from '../util/unix-socket.js'
+
+/**
+ * Client sockets to the guest agent: every connection to `agent.sock` (grpc-js clients) becomes
+ * one channel of the host's mux session; `raw.sock` does the same for raw byte channels, whose
+ * first line names the agent's raw service (bench only: it measures the transport without gRPC).
+ */
+export class AgentProxy {
+  private readonly mux: MuxSession
+  private readonly servers: net.Server[] = []
+  private refusing = false
+
+  constructor(mux: MuxSession) {
+    this.mux = mux
+  }
+
+  async listen(agentSocket: string, rawSocket: string): Promise<void> {
+    // Half-open for byte channels: a client that ends its side (a raw sink) still gets the answer.
+    this.servers.push(await listen(agentSocket, true, (socket) => this.onClient(socket)))
+    this.servers.push(await listen(rawSocket, true, (socket) => this.onRawClient(socket)))
+  }
+
+  /** From now on, connections are closed at once (the VM is stopped or going down), until accept(). */
+  refuse(): void {
+    this.refusing = true
+  }
+
+  accept(): void {
+    this.refusing = false
+  }
+
+  close(): void {
+    this.refusing = true
+    for (const server of this.servers) server.close()
+  }
+
+  private onRawClient(socket: net.Socket): void {
+    let head = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      const newline = head.indexOf(0x0a)
+      if (newline < 0) return
+      socket.off('data', onData)
+      socket.pause()
+      const rest = head.subarray(newline + 1)
+      if (rest.length > 0) socket.unshift(rest)
+      this.onClient(socket, head.subarray(0, newline).toString('utf8'))
+      socket.resume()
+    }
+    socket.on('data', onData)
+    socket.on('error', () => {})
+  }
+
+  private onClient(socket: net.Socket, service = ''): void {
+    if (this.refusing) {
+      socket.destroy()
+      return
+    }
+    const channel = this.mux.openChannel(service)
+    socket.pipe(channel)
+    channel.pipe(socket)
+    socket.on('error', () => channel.destroy())
+    socket.on('close', () => channel.destroy())
+    channel.on('error', () => socket.destroy())
+    channel.on('close', () => socket.destroy())
+  }
+}

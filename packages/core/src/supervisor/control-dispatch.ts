@@ -1,0 +1,78 @@
+import type { logger } from '../log.js'
+import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
+import type { ControlServer } from './control-server.js'
+
+/** What the supervisor does for each request; how requests become calls and replies is here. */
+export interface ControlHandlers {
+  status(): VmStatus
+  /** Events a client that attaches now must get: how the VM ended, or that it is ready. */
+  catchUp(): ControlEvent[]
+  destroy(replied: () => void): Promise<void>
+  snapshot(name: string): Promise<void>
+  rollback(name: string): Promise<void>
+  stop(): Promise<Record<string, unknown>>
+  start(): Promise<void>
+  restart(hard: boolean): Promise<Record<string, unknown>>
+}
+
+/**
+ * Serves the control socket's requests with `handlers`. Snapshots, rollbacks, stops, starts and
+ * restarts run one at a time (each saves, replaces or ends QEMU); each replies `{ ok: true, ... }`
+ * or `{ ok: false, error }` with the error's message.
+ */
+export function serveRequests(
+  control: ControlServer,
+  handlers: ControlHandlers,
+  log: ReturnType<typeof logger>,
+): void {
+  let operations: Promise<unknown> = Promise.resolve()
+  const operate = (request: ControlRequest): Promise<Record<string, unknown> | undefined> => {
+    switch (request.op) {
+      case 'snapshot':
+        return handlers.snapshot(request.name).then(() => undefined)
+      case 'restore':
+        return handlers.rollback(request.name).then(() => undefined)
+      case 'stop':
+        return handlers.stop()
+      case 'start':
+        return handlers.start().then(() => undefined)
+      case 'restart':
+        return handlers.restart(request.hard)
+      default:
+        return Promise.reject(new Error(`unknown op ${request.op}`))
+    }
+  }
+  control.on('request', async (request, client, reply) => {
+    switch (request.op) {
+      case 'attach':
+        client.attached = true
+        if (request.lease) control.lease(client)
+        reply({ reply: 'attach', status: handlers.status() })
+        for (const event of handlers.catchUp()) reply(event)
+        return
+      case 'status':
+        reply({ reply: 'status', status: handlers.status() })
+        return
+      case 'destroy':
+        await handlers.destroy(() => reply({ reply: 'destroy', ok: true }))
+        return
+      case 'snapshot':
+      case 'restore':
+      case 'stop':
+      case 'start':
+      case 'restart': {
+        const work = operations.then(() => operate(request))
+        operations = work.catch(() => {})
+        try {
+          reply({ reply: request.op, ok: true, ...(await work) })
+        } catch (error) {
+          log('%s failed: %s', request.op, (error as Error).message)
+          reply({ reply: request.op, ok: false, error: (error as Error).message })
+        }
+        return
+      }
+      default:
+        reply({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
+    }
+  })
+}

@@ -1,0 +1,102 @@
+import { EventEmitter } from 'node:events'
+import type net from 'node:net'
+import { pollUntil } from '../util/timing.js'
+import { listen } from '../util/unix-socket.js'
+import { type ControlEvent, type ControlRequest, encodeMessage, LineDecoder } from './control-protocol.js'
+import { isAlive } from './vm-directory.js'
+
+/** A VM nobody leased within this time was orphaned by a creator that died while starting it. */
+const FIRST_LEASE_GRACE_MS = 20_000
+
+/** One connection to the control socket. */
+export interface ControlClient {
+  readonly socket: net.Socket
+  /** Holds a lease: the VM lives while it is connected (unless persistent). */
+  lease: boolean
+  /** Receives events. */
+  attached: boolean
+}
+
+/**
+ * The control socket: newline-delimited JSON requests in, replies and events out (see
+ * control-protocol.ts), and the leases. Emits `request` with a `reply` function for the supervisor
+ * to answer, and `last-lease-gone` when the last lease holder's connection closes: for whatever
+ * reason, which is what reaps the VMs of crashed test runners.
+ */
+export class ControlServer extends EventEmitter<{
+  request: [request: ControlRequest, client: ControlClient, reply: (message: unknown) => void]
+  'last-lease-gone': []
+}> {
+  private readonly clients = new Set<ControlClient>()
+  private server: net.Server | undefined
+  private leases = 0
+  private leasedOnce = false
+
+  async listen(path: string): Promise<void> {
+    this.server = await listen(path, false, (socket) => this.onClient(socket))
+  }
+
+  /** Some process held a lease at some point (the creator attached). */
+  get everLeased(): boolean {
+    return this.leasedOnce
+  }
+
+  /**
+   * Until the first lease, the VM belongs to the process that created it. One killed before it
+   * attached (while the supervisor started) cannot close a lease: without this its VM would boot
+   * and run for FIRST_LEASE_GRACE_MS (the chaos run saw 20 s). Resolves with the reason the VM is
+   * orphaned, or undefined once a lease was taken (or `stop()` says stop watching).
+   */
+  async watchCreator(creatorPid: number, stop: () => boolean): Promise<string | undefined> {
+    const verdict = await pollUntil(
+      () => (this.leasedOnce || stop() ? 'leased' : !isAlive(creatorPid) && 'gone'),
+      { timeoutMs: FIRST_LEASE_GRACE_MS, everyMs: 100 },
+    )
+    if (verdict === 'leased') return undefined
+    return verdict === 'gone'
+      ? 'the process that created the VM exited before attaching to it'
+      : 'no process attached to the VM after it was started'
+  }
+
+  /** Gives `client` a lease (once). */
+  lease(client: ControlClient): void {
+    if (client.lease) return
+    client.lease = true
+    this.leases++
+    this.leasedOnce = true
+  }
+
+  /** Sends `event` to every attached client. */
+  broadcast(event: ControlEvent): void {
+    for (const client of this.clients)
+      if (client.attached && !client.socket.destroyed) client.socket.write(encodeMessage(event))
+  }
+
+  /** Ends every connection and stops listening. */
+  close(): void {
+    for (const client of this.clients) client.socket.end()
+    this.server?.close()
+  }
+
+  private onClient(socket: net.Socket): void {
+    const client: ControlClient = { socket, lease: false, attached: false }
+    this.clients.add(client)
+    const decoder = new LineDecoder()
+    const reply = (message: unknown) => {
+      if (!socket.destroyed) socket.write(encodeMessage(message))
+    }
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      for (const message of decoder.push(chunk))
+        this.emit('request', message as ControlRequest, client, reply)
+    })
+    socket.on('error', () => {})
+    // Not half-open: the end of the holder's side is the end of the lease.
+    socket.on('close', () => {
+      this.clients.delete(client)
+      if (!client.lease) return
+      this.leases--
+      if (this.leases === 0) this.emit('last-lease-gone')
+    })
+  }
+}

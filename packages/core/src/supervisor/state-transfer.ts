@@ -1,0 +1,85 @@
+import type { LaunchSpec } from '../launch-spec.js'
+import type { logger } from '../log.js'
+import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
+import type { AgentLink } from './agent-link.js'
+import { BootFailure, type Deadline, deadlineSignal, withinDeadline } from './boot-deadline.js'
+import type { QemuProcess } from './qemu-process.js'
+
+/** How long a guest agent gets to acknowledge a park before the state is saved regardless. */
+const PARK_TIMEOUT_MS = 5_000
+
+/**
+ * Saves a running VM's device state to `file`: the agent parked (see AgentLink.park), the CPUs
+ * stopped, the state written. With `shared`, RAM that lives in a shared file (a template's) is
+ * not copied. QEMU stays stopped: the caller resumes it (a snapshot) or ends it (a template).
+ * The one save for templates and snapshots.
+ */
+export async function saveState(
+  qemu: QemuProcess,
+  link: AgentLink,
+  file: string,
+  shared: boolean,
+): Promise<void> {
+  const qmp = await qemu.connectQmp()
+  await link.park(PARK_TIMEOUT_MS)
+  await qmp.execute('stop')
+  await saveDeviceState(qmp, file, shared)
+}
+
+/** When the phases of a load ended (performance.now()), for the log. */
+export interface LoadTimes {
+  loaded: number
+  refreshed: number
+}
+
+/**
+ * Loads a state saved by saveState into `qemu` (started with `incoming`), then makes the guest its
+ * own (refreshGuest). Both ports are connected before the state loads: their host side is as it
+ * was when the state was saved, so the guest sees no change, and guest-setup and the parked agent
+ * wake on our first bytes. The one load for template clones and snapshot rollbacks; what "ready"
+ * means afterwards (untilReady) is the caller's.
+ */
+export async function loadState(
+  qemu: QemuProcess,
+  link: AgentLink,
+  file: string,
+  shared: boolean,
+  spec: LaunchSpec,
+  deadline: Deadline,
+  log: ReturnType<typeof logger>,
+): Promise<LoadTimes> {
+  const within = <T>(work: Promise<T>) => withinDeadline(work, qemu, deadline)
+  const qmp = await within(qemu.connectQmp())
+  await within(link.connect(qemu, true))
+  await within(qemu.setupPort)
+  await within(loadDeviceState(qmp, file, shared))
+  const loaded = performance.now()
+  await within(refreshGuest(qemu, spec, deadline, log))
+  return { loaded, refreshed: performance.now() }
+}
+
+/**
+ * Makes a restored guest its own (clock, entropy, hostname) and starts its deferred root mount,
+ * through guest-setup on its port (clone-refresh.c): no agent call, so it runs while the agent
+ * wakes. Also after a snapshot is saved: the guest was paused meanwhile.
+ */
+export async function refreshGuest(
+  qemu: QemuProcess,
+  spec: LaunchSpec,
+  deadline: Deadline,
+  log: ReturnType<typeof logger>,
+): Promise<void> {
+  const port = await qemu.setupPort
+  if (!port) throw new BootFailure('BOOT_FAILED', qemu.exitReason())
+  const signal = deadlineSignal(deadline)
+  try {
+    // The module tree's place on this host: the guest's command line names the template maker's.
+    const modules = spec.hostRoot && !spec.image ? spec.kernel.modulesDir : undefined
+    const result = await port.refresh(spec.name, signal, modules)
+    log('guest refreshed: clock stepped %d ms', result.clockStepMs)
+  } catch (error) {
+    if (signal.aborted)
+      throw new BootFailure('BOOT_TIMEOUT', 'the restored VM did not refresh itself in time')
+    throw error
+  }
+}
