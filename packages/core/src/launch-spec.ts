@@ -23,6 +23,8 @@ export interface LaunchSpec {
   /** Host directories shared over 9p. */
   mounts?: { host: string; guest: string; writable: boolean }[] | undefined
   guestPorts: number[]
+  /** The sockets of the VM's ports on its networks' switches, one NIC each (network/switch.ts). */
+  networkSockets?: string[] | undefined
   kernelArgs: string[]
   qemuArgs: string[]
   accel: AcceleratorChoice

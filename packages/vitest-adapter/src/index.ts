@@ -98,6 +98,6 @@ export function sharedVm(
   return async ({ task, skip }, use) => useSharedVm(name, options, { task, skip }, use)
 }
 
-export { type ExecOptions, type ExecResult, VM, type VmOptions } from '@vmctl/core'
+export { type ExecOptions, type ExecResult, VM, VmNetwork, type VmOptions } from '@vmctl/core'
 export { VM_BOOT_BUDGET_MS, type VmOptionsInput, vmDiagnostics, vmMatchers } from '@vmctl/testing'
 export { expect }

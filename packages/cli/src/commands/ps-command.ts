@@ -1,8 +1,9 @@
-import { observeHost } from '@vmctl/core'
+import { listNetworks, observeHost } from '@vmctl/core'
 import { HELP_OPTION, helpLines } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { printTable } from '../print-table.js'
 import { UsageError } from '../usage-error.js'
+import { networksByVm } from './network-column.js'
 
 export const PS_HELP = `Usage: vmctl ps [--json]
 
@@ -10,6 +11,8 @@ Lists every VM of this user with its state, age, supervisor pid and plugged disk
 out of place (a VM directory whose supervisor died, a supervisor without its QEMU, a QEMU without
 its supervisor, a plugged disk whose file is gone, a disk file nothing references, a template a
 crash left half-made), each with what \`vmctl gc\` would do about it. Changes nothing.
+Each VM's networks show with its address there and the faults on its link (down, partition
+group, delay, loss).
 
 Options:
 ${helpLines({ json: { type: 'boolean', help: 'print JSON ({ vms, findings })' }, ...HELP_OPTION })}`
@@ -26,11 +29,16 @@ export async function psCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`vmctl ps: unexpected ${JSON.stringify(positionals[0])}`)
   const { vms, findings } = observeHost()
+  const networks = networksByVm(listNetworks())
   if (values.json) {
-    console.log(JSON.stringify({ vms, findings }, null, 2))
+    const withNetworks = vms.map((vm) => ({
+      ...vm,
+      networks: networks.get(vm.name)?.map((n) => n.json) ?? [],
+    }))
+    console.log(JSON.stringify({ vms: withNetworks, findings }, null, 2))
     return 0
   }
-  const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS', 'DISKS', 'FLAGS']]
+  const rows = [['NAME', 'STATE', 'AGE', 'PID', 'ACCEL', 'PORTS', 'DISKS', 'NETWORKS', 'FLAGS']]
   for (const vm of vms) {
     const status = vm.status
     rows.push([
@@ -43,6 +51,10 @@ export async function psCommand(args: string[]): Promise<number> {
         .map(([guest, host]) => `${host}->${guest}`)
         .join(',') || '-',
       String(vm.disks.length),
+      networks
+        .get(vm.name)
+        ?.map((n) => n.text)
+        .join(' ') || '-',
       vm.problems.join(',') || '-',
     ])
   }

@@ -95,6 +95,7 @@ export async function provisionLayer(
         provision: undefined,
         mounts: undefined,
         ports: undefined,
+        networks: undefined, // the layer is the same whatever networks its VMs are on
         name: undefined,
         persistent: false,
       },

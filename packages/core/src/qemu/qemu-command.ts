@@ -2,6 +2,7 @@ import { AGENT_PORT_NAME, SETUP_PORT_NAME } from '@vmctl/agent'
 import type { Accelerator } from '../host/accelerator.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { RUNTIME_DISK_SERIAL } from '../initramfs/runtime-disk.js'
+import { templateMac } from '../network/template-mac.js'
 
 export interface PortForward {
   guestPort: number
@@ -49,6 +50,11 @@ export interface QemuCommandPlan {
   image?: { overlay: string } | undefined
   /** Host directories shared over 9p, mounted by the init under the root once it is ready. */
   mounts?: { host: string; guest: string; writable: boolean }[] | undefined
+  /**
+   * One virtio-net NIC per network the VM is on, after the user-mode one, each connected to the
+   * Unix socket of its port on the network's switch (see network/switch.ts).
+   */
+  networkSockets?: string[] | undefined
   tscKhz: number | undefined
   kernelArgs: string[]
   extraArgs: string[]
@@ -195,6 +201,16 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-device',
     'virtio-net-device,netdev=net0',
   ]
+  for (const [i, socket] of (plan.networkSockets ?? []).entries()) {
+    // QEMU connects as the client (the switch listens); the MAC is the same for every VM (the
+    // member's own is set in the guest), so every member restores from one template.
+    args.push(
+      '-netdev',
+      `stream,id=vnet${i},server=off,addr.type=unix,addr.path=${optionValue(socket)}`,
+      '-device',
+      `virtio-net-device,netdev=vnet${i},mac=${templateMac(i)}`,
+    )
+  }
   if (plan.memoryFile) {
     args.push(
       '-object',

@@ -49,6 +49,7 @@ export function qemuPlanFor(spec: LaunchSpec, instance: QemuInstance): QemuComma
     memoryFile: instance.memoryFile,
     incoming: instance.incoming,
     deferRoot: instance.deferRoot,
+    networkSockets: spec.networkSockets,
     tscKhz: spec.tscKhz,
     kernelArgs: spec.kernelArgs,
     extraArgs: spec.qemuArgs,

@@ -55,6 +55,7 @@ const fields: Fields = {
   creatorPid: { role: 'per instance', change: () => 2 },
   persistent: { role: 'per instance', change: () => true },
   guestPorts: { role: 'per instance', change: () => [22, 5432] },
+  networkSockets: { role: 'per instance', change: () => ['/run/vmctl/networks/b/p/7.sock'] },
   bootTimeoutMs: { role: 'per instance', change: () => 5_000 },
   cacheDir: { role: 'per instance', change: () => otherCache },
   templates: { role: 'per instance', change: () => false },
@@ -112,5 +113,8 @@ describe('template key: every launch spec field is in it or named per-instance',
       templateKey({ ...sample, mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: true }] }),
     ).not.toBe(key)
     expect(templateKey({ ...sample, kernel: { ...sample.kernel, modulesDir: undefined } })).not.toBe(key)
+    // Another network's port: same key; on no network, or on two: another key (a NIC each).
+    expect(templateKey({ ...sample, networkSockets: undefined })).not.toBe(key)
+    expect(templateKey({ ...sample, networkSockets: ['/a/p/0.sock', '/b/p/0.sock'] })).not.toBe(key)
   })
 })

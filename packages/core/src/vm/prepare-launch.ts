@@ -15,6 +15,7 @@ import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
 import { checkKernelFits } from '../kernels/kernel-fit.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
+import { type JoinedNetworks, joinNetworks } from '../network/guest-network.js'
 import { cacheDir } from '../paths.js'
 import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
@@ -38,6 +39,8 @@ export interface PreparedLaunch {
   env: Record<string, string>
   /** How long the caller waits for the supervisor to report ready or failed. */
   bootBudgetMs: number
+  /** The networks it joined (their ports are open), if any. */
+  networks?: JoinedNetworks | undefined
 }
 
 /**
@@ -114,8 +117,11 @@ export async function prepareLaunch(
   }
   directory.create()
   let image: LaunchSpec['image']
+  let networks: JoinedNetworks | undefined
   try {
     if (topImage) image = await createVmDisk(topImage, directory.path, cache, internals.overlay)
+    // Before QEMU starts: its NICs connect to the ports the switches open here.
+    if (options.networks?.length) networks = await joinNetworks(name, options.networks)
   } catch (error) {
     directory.remove()
     throw error
@@ -136,6 +142,7 @@ export async function prepareLaunch(
     image,
     mounts,
     guestPorts: [...new Set(options.ports ?? [])],
+    networkSockets: networks?.sockets,
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],
     accel,
@@ -149,7 +156,7 @@ export async function prepareLaunch(
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
-  return { spec, directory, env: options.env ?? {}, bootBudgetMs }
+  return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks }
 }
 
 function templatesEnabled(env: NodeJS.ProcessEnv): boolean {

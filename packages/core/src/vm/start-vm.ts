@@ -22,7 +22,7 @@ const log = logger('boot')
  * stopped and the VM's directory removed before the error is thrown.
  */
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
-  const { spec, directory, env, bootBudgetMs } = await prepareLaunch(raw, internals)
+  const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
   const logFd = openSync(directory.supervisorLog, 'a', 0o600)
   const supervisor = spawn(process.execPath, [supervisorMainPath(), directory.path], {
     detached: true,
@@ -48,10 +48,11 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     const outcome = await waitForBoot(control, bootBudgetMs)
     if (outcome.event === 'ready') {
       control.unref()
-      return { status: outcome.status, control, directory, env, agent: agentClient(directory) }
+      return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
   } catch (error) {
+    networks?.leave()
     control?.close()
     try {
       if (supervisor.pid && isAlive(supervisor.pid)) process.kill(supervisor.pid, 'SIGTERM')

@@ -1,6 +1,7 @@
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
 import { AgentError, VmctlError, VmExitedError, VmStoppedError } from '../errors.js'
+import type { JoinedNetworks } from '../network/guest-network.js'
 import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
@@ -19,6 +20,8 @@ export interface VmParts {
   env: Record<string, string>
   /** The agent client; a fresh one (which connects on its first call) when absent. */
   agent?: AgentClient
+  /** A booted VM's networks, to address in the guest once it has a handle (network/guest-network.ts). */
+  networks?: JoinedNetworks
 }
 
 /** How long after a transport error we wait for the supervisor to say the VM died. */

@@ -1,17 +1,13 @@
 import type { InfoResponse } from '@vmctl/agent'
-import { InvalidOptionsError, VmctlError } from '../errors.js'
+import { VmctlError } from '../errors.js'
 import { GUEST_ADDRESS } from '../qemu/qemu-command.js'
 
 /**
- * The guest's IPv4 address on a network. Without `network`: its default NIC (QEMU's user network,
+ * The guest's IPv4 address on its default NIC (QEMU's user network,
  * the one `ports` forward to), found by its subnet rather than an interface name, which a guest
- * may rename. Named networks are for VMs that join them; a VM without one says so.
+ * may rename. (Addresses on VM networks: `memberAddressOf`, network/vm-network.ts.)
  */
-export function guestIp(name: string, info: InfoResponse, network?: string): string {
-  if (network !== undefined)
-    throw new InvalidOptionsError(
-      `VM ${name} is on no network named ${JSON.stringify(network)}: it has only its default network. Fix: call ip() without an argument`,
-    )
+export function guestIp(name: string, info: InfoResponse): string {
   const ipv4 = info.addresses.filter((a) => a.family === 'IPv4' && a.interface !== 'lo')
   const subnet = GUEST_ADDRESS.split('.').slice(0, 3).join('.')
   const found = ipv4.find((a) => a.address.startsWith(`${subnet}.`)) ?? ipv4[0]

@@ -1,6 +1,7 @@
 import { closestName } from '../closest-name.js'
 import { InvalidOptionsError } from '../errors.js'
 import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
+import { checkAttachments, type NetworkAttachment } from '../network/guest-network.js'
 
 /** What to boot. Every field is optional: `VM.up()` boots the built-in default VM. */
 export interface VmOptions {
@@ -53,6 +54,11 @@ export interface VmOptions {
   provision?: string[]
   /** Host directories shared with the guest (9p), read-only unless `writable`. */
   mounts?: MountOptions[]
+  /**
+   * Networks to join (VmNetwork.create()), each a NIC of its own next to the user-mode one, with
+   * an address (`vm.ip(net)`) and names the other members resolve. See docs/networks.md.
+   */
+  networks?: NetworkAttachment[]
 }
 
 /** A Debian image built by vmctl (mmdebstrap), cached by a hash of these fields. */
@@ -92,6 +98,7 @@ const FIELDS: Record<keyof VmOptions, string> = {
   image: 'image path or build options',
   provision: 'string[]',
   mounts: 'mount[]',
+  networks: 'network[]',
 }
 
 /** Rejects unknown fields and wrong types with a message naming the field and what it expects. */
@@ -161,6 +168,9 @@ function matches(expected: string, value: unknown): boolean {
           typeof (value as ImageBuildOptions).distribution === 'string' &&
           Object.keys(value).every((k) => ['distribution', 'packages', 'mirror', 'diskGiB'].includes(k)))
       )
+    case 'network[]':
+      checkAttachments(value) // throws with the entry that is wrong
+      return true
     case 'mount[]':
       return (
         Array.isArray(value) &&

@@ -10,6 +10,8 @@ import {
 } from '../disks/disk-attach.js'
 import type { VmDisk } from '../disks/vm-disk.js'
 import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from '../errors.js'
+import { onItsNetworks } from '../network/guest-network.js'
+import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { type ObservedVm, observeHost } from '../observer/host-observer.js'
 import { guestPathIn, readLaunchSpec } from '../read-launch-spec.js'
 import type { VmState } from '../supervisor/control-protocol.js'
@@ -68,7 +70,8 @@ export class VM implements AsyncDisposable {
       typeof first === 'string'
         ? mergeOptions(loadConfig(first, { name: overrides?.name }).options, validateVmOptions(overrides))
         : first
-    return new VM(await startVm(options, { provisioner: provisioningVm }), !options?.persistent)
+    const parts = await startVm(options, { provisioner: provisioningVm })
+    return onItsNetworks(new VM(parts, !options?.persistent), parts.networks)
   }
 
   /**
@@ -84,7 +87,8 @@ export class VM implements AsyncDisposable {
    * across processes and destroyed when the last one lets go. See `upShared` in shared-vm.ts.
    */
   static async upShared(name: string, options?: SharedVmOptions): Promise<VM> {
-    return new VM(await upShared(name, options), false)
+    const parts = await upShared(name, options)
+    return onItsNetworks(new VM(parts, false), parts.networks)
   }
 
   /**
@@ -147,6 +151,18 @@ export class VM implements AsyncDisposable {
     return Object.fromEntries(
       Object.entries(this.connection.status.ports).map(([guest, host]) => [Number(guest), host]),
     )
+  }
+
+  /**
+   * Its IPv4 address. Without an argument: on its default network (QEMU's user network, the one
+   * `ports` forward to), asked of the guest. With `network` (one it joined with
+   * `VM.up({ networks })`): its address there, e.g. "10.213.0.10", known without asking.
+   */
+  ip(): Promise<string>
+  ip(network: VmNetwork | string): string
+  ip(network?: VmNetwork | string): string | Promise<string> {
+    if (network === undefined) return this.info().then((info) => guestIp(this.name, info))
+    return memberAddressOf(network, this.name)
   }
 
   /** The host port (on 127.0.0.1) that reaches `guestPort` in the VM. */
@@ -237,11 +253,6 @@ export class VM implements AsyncDisposable {
   async info(): Promise<InfoResponse> {
     this.connection.assertUsable()
     return this.connection.unary<InfoResponse>('info', (agent, ...call) => agent.info({}, ...call))
-  }
-
-  /** The guest's IPv4 address on its default network (or, once VMs join networks, on `network`). */
-  async ip(network?: string): Promise<string> {
-    return guestIp(this.name, await this.info(), network)
   }
 
   /**

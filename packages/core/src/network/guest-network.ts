@@ -1,0 +1,207 @@
+import { InvalidOptionsError } from '../errors.js'
+import { logger } from '../log.js'
+import { VmDirectory } from '../supervisor/vm-directory.js'
+import type { MemberInfo } from './network-directory.js'
+import { templateMac } from './template-mac.js'
+import { VmNetwork } from './vm-network.js'
+
+const log = logger('network')
+
+/** A network in `VM.up({ networks })`: the network, or it with the names the VM has on it. */
+export type NetworkAttachment =
+  | VmNetwork
+  | {
+      network: VmNetwork
+      /** The name other members reach it by. Default: the VM's name. */
+      hostname?: string
+      /** More names for it on this network (testcontainers' network aliases). */
+      aliases?: string[]
+    }
+
+/** What the guest side needs: a VM handle's exec (the VM class, without importing it here). */
+export interface GuestShell {
+  readonly name: string
+  exec(command: string, options?: { timeoutMs?: number }): Promise<unknown>
+}
+
+/** The members this process made, by VM name, to tell them of later members over their own connection. */
+const handles = new Map<string, WeakRef<GuestShell>>()
+
+interface Membership {
+  network: VmNetwork
+  ip: string
+  mac: string
+}
+
+/** The networks a VM joined before its QEMU starts: one port (socket) per network, in NIC order. */
+export interface JoinedNetworks {
+  /** For the launch spec: QEMU connects NIC k to `sockets[k]`. */
+  sockets: string[]
+  /** After the boot: addresses the guest's NICs, binds the members to the VM, syncs names. */
+  configure(vm: GuestShell): Promise<void>
+  /** The boot failed: the ports go. */
+  leave(): void
+}
+
+const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/
+
+/** Checks the attachments of `VM.up({ networks })` before anything starts. */
+export function checkAttachments(attachments: unknown): asserts attachments is NetworkAttachment[] {
+  if (!Array.isArray(attachments))
+    throw new InvalidOptionsError(
+      'VM option networks must be an array of VmNetwork or { network, hostname, aliases }',
+    )
+  const seen = new Set<string>()
+  for (const entry of attachments) {
+    const network = entry instanceof VmNetwork ? entry : (entry as { network?: unknown })?.network
+    if (!(network instanceof VmNetwork))
+      throw new InvalidOptionsError(
+        'VM option networks: each entry must be a VmNetwork (from VmNetwork.create()) or { network, hostname?, aliases? }',
+      )
+    if (seen.has(network.name))
+      throw new InvalidOptionsError(`VM option networks names network ${network.name} twice`)
+    seen.add(network.name)
+    if (entry instanceof VmNetwork) continue
+    const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork>
+    const unknown = Object.keys(rest).filter((k) => k !== 'network')
+    if (unknown.length)
+      throw new InvalidOptionsError(
+        `VM option networks: unknown field ${unknown[0]} (known: network, hostname, aliases)`,
+      )
+    for (const name of [...(hostname === undefined ? [] : [hostname]), ...(aliases ?? [])])
+      if (typeof name !== 'string' || !NAME.test(name))
+        throw new InvalidOptionsError(
+          `VM option networks: ${JSON.stringify(name)} is not a valid host name (letters, digits, "-" and ".", up to 63)`,
+        )
+  }
+}
+
+/** Asks each network's switch for a port, an address and a MAC for the VM `member`. */
+export async function joinNetworks(
+  member: string,
+  attachments: NetworkAttachment[],
+): Promise<JoinedNetworks> {
+  const memberships: Membership[] = []
+  const sockets: string[] = []
+  const leave = () => {
+    for (const m of memberships) void m.network.control.request({ op: 'leave', member }).catch(() => {})
+  }
+  try {
+    for (const entry of attachments) {
+      const network = entry instanceof VmNetwork ? entry : entry.network
+      const names = entry instanceof VmNetwork ? {} : { hostname: entry.hostname, aliases: entry.aliases }
+      const reply = await network.control.request({ op: 'join', member, ...names })
+      memberships.push({ network, ip: reply.ip as string, mac: reply.mac as string })
+      sockets.push(reply.socket as string)
+    }
+  } catch (error) {
+    leave()
+    throw error
+  }
+  return {
+    sockets,
+    leave,
+    async configure(vm) {
+      handles.set(member, new WeakRef(vm))
+      const vmControl = new VmDirectory(member).controlSocket
+      for (const m of memberships) await m.network.control.request({ op: 'bind', member, vmControl })
+      // Each member's names, as one script per network, and who else needs them.
+      const scripts = new Map<string, string[]>()
+      for (const m of memberships) {
+        const { version, members } = await m.network.control.request({ op: 'members' })
+        const bound = (members as MemberInfo[]).filter((info) => info.bound)
+        const script = hostsScript(m.network.name, version as number, bound)
+        for (const info of bound) scripts.set(info.member, [...(scripts.get(info.member) ?? []), script])
+      }
+      // Its own NICs and names in one command: each costs a round trip through the agent (seconds
+      // for a restored VM's first one under TCG). The other members are told meanwhile.
+      const own = [...memberships.map((m, index) => nicScript(index, m)), ...(scripts.get(member) ?? [])]
+      scripts.delete(member)
+      await Promise.all([vm.exec(own.join('\n'), { timeoutMs: 60_000 }), tellOthers(scripts)])
+      log('%s: on %s', member, memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '))
+    },
+  }
+}
+
+/**
+ * The VM `VM.up()` made, once its NICs are addressed and its names known, when it joined networks;
+ * a VM that cannot be set up on them is destroyed, and the error thrown.
+ */
+export async function onItsNetworks<T extends GuestShell & { destroy(): Promise<void> }>(
+  vm: T,
+  networks: JoinedNetworks | undefined,
+): Promise<T> {
+  if (!networks) return vm
+  try {
+    await networks.configure(vm)
+  } catch (error) {
+    networks.leave()
+    await vm.destroy().catch(() => {})
+    throw error
+  }
+  return vm
+}
+
+/**
+ * Finds the NIC by its template MAC, gives it the member's MAC and address, and brings it up. The
+ * first network also gets the multicast route, so a sender that names no interface (the usual
+ * case) reaches the other members rather than the user-mode NIC's default route.
+ */
+function nicScript(index: number, m: Membership): string {
+  const template = templateMac(index)
+  // Shell built-ins and busybox: the first start of a program over the 9p root costs a restored
+  // guest 1.4-3.2 s under TCG for iproute2's ip, grep or flock (their libraries are read too);
+  // busybox (static, one file) costs no more than the exec's own round trip (0.4 s). iproute2's
+  // `ip -batch` where there is no busybox (an image without it).
+  return `dev=
+for d in /sys/class/net/*; do read a < "$d/address"; [ "$a" = ${template} ] && dev=\${d##*/}; done
+[ -n "$dev" ] || { echo "vmctl: no NIC with MAC ${template} (network ${m.network.name})" >&2; exit 1; }
+set -- "link set dev $dev address ${m.mac}" "addr add ${m.ip}/24 dev $dev" "link set dev $dev up" ${
+    index === 0 ? `"route add 224.0.0.0/4 dev $dev"` : ''
+  }
+if command -v busybox >/dev/null; then for c; do busybox ip $c || exit 1; done
+else printf '%s\\n' "$@" | ip -batch - || exit 1; fi`
+}
+
+/**
+ * Writes the networks' names into /etc/hosts of the members before this one, in whatever process
+ * they were made. Each write carries the switch's membership version, and a guest keeps only a
+ * newer list than it has (under flock): two members joining at once, each writing what it saw,
+ * leave every guest with the later list.
+ */
+async function tellOthers(scripts: Map<string, string[]>): Promise<void> {
+  // Imported here: vm.ts imports boot-vm.ts, which imports this module: a static import is a cycle.
+  const { VM } = await import('../vm/vm.js')
+  await Promise.all(
+    [...scripts].map(async ([name, list]) => {
+      const own = handles.get(name)?.deref()
+      if (own) {
+        // A member made in this process: its agent connection is warm (a new one costs the guest
+        // seconds under TCG), and a destroyed one is gone from the network anyway.
+        await own.exec(list.join('\n'), { timeoutMs: 60_000 }).catch(() => {})
+        return
+      }
+      const other = await VM.attach(name).catch(() => undefined) // gone meanwhile: nothing to update
+      if (!other) return
+      try {
+        await other.exec(list.join('\n'), { timeoutMs: 60_000 })
+      } catch (error) {
+        log('names not written to %s: %s', name, (error as Error).message)
+      } finally {
+        await other.close()
+      }
+    }),
+  )
+}
+
+/** One network's names for /etc/hosts, in a subshell (its early exit ends only itself). */
+export function hostsScript(network: string, version: number, members: MemberInfo[]): string {
+  const tag = `# vmctl-net:${network}`
+  const lines = members.map((m) => `${m.ip} ${m.names.join(' ')} ${tag}`).join('\\n')
+  const versionFile = `/run/vmctl-hosts.${network}.version`
+  return `(exec 9>>/run/vmctl-hosts.lock && flock 9 || exit 1
+v=-1; [ -f ${versionFile} ] && read v < ${versionFile}
+[ "$v" -lt ${version} ] || exit 0
+kept=$(busybox grep -v ' ${tag}$' /etc/hosts 2>/dev/null || grep -v ' ${tag}$' /etc/hosts)
+printf '%s\\n${lines}\\n' "$kept" > /etc/hosts && echo ${version} > ${versionFile})`
+}

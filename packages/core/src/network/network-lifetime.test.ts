@@ -1,0 +1,41 @@
+import { existsSync } from 'node:fs'
+import { describe, expect, test } from 'vitest'
+import { isAlive } from '../supervisor/vm-directory.js'
+import { pollUntil } from '../util/timing.js'
+import { listNetworks } from './network-directory.js'
+import { VmNetwork } from './vm-network.js'
+
+// The switch process for real (no VM needed): shared by name, ended with its last handle.
+describe('network: a switch process per network, held by leases', () => {
+  test('two handles of one name share it; it ends with the last, directory and all', async () => {
+    const name = `lifetime-${process.pid}`
+    const first = await VmNetwork.create({ name })
+    const second = await VmNetwork.create({ name })
+    const other = await VmNetwork.create()
+    try {
+      expect(second.subnet).toBe(first.subnet)
+      expect(other.subnet).not.toBe(first.subnet)
+      const state = listNetworks().find((n) => n.name === name)
+      expect(state && isAlive(state.pid)).toBe(true)
+      await first.close()
+      await expect(second.members()).resolves.toEqual([])
+      await second.close()
+      const gone = await pollUntil(() => !isAlive(state!.pid) && !existsSync(first.directory.path), {
+        timeoutMs: 10_000,
+        everyMs: 50,
+      })
+      expect(gone).toBe(true)
+    } finally {
+      await Promise.all([first.close(), second.close(), other.close()])
+    }
+  })
+
+  test('faults on a VM that is not a member, and bad impairments, are refused with the cause', async () => {
+    await using net = await VmNetwork.create()
+    await expect(net.partition(['nobody'], [])).rejects.toThrow(/nobody is not a member of network/)
+    await expect(net.impair('x', { lossPercent: 120 })).rejects.toThrow(/lossPercent=120 is not valid/)
+    await expect(VmNetwork.create({ name: 'no spaces' })).rejects.toThrow(
+      /network name "no spaces" is not valid/,
+    )
+  })
+})

@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto'
+import net from 'node:net'
+import { VmctlError } from '../errors.js'
+import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import type { Impairment } from './switch.js'
+
+/**
+ * Requests to a network's switch process over its control socket, one JSON line each, answered by
+ * one line with the same `id` (and `error` when refused). A connection that sent `hold` is a lease
+ * on the network; a member joined over a connection goes with it until `bind` hands it to the VM.
+ */
+export type NetworkRequest = { id: string } & (
+  | { op: 'hold' }
+  | { op: 'join'; member: string; hostname?: string | undefined; aliases?: string[] | undefined }
+  | { op: 'bind'; member: string; vmControl: string }
+  | { op: 'leave'; member: string }
+  | { op: 'members' }
+  | { op: 'connect' | 'disconnect'; member: string }
+  | { op: 'partition'; groups: string[][] }
+  | { op: 'heal' }
+  | { op: 'impair'; member: string; impairment: Impairment }
+  | { op: 'status' }
+)
+
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
+
+/** One connection to a switch: requests in, replies matched by id. */
+export class NetworkClient {
+  private readonly waiting = new Map<string, (message: Record<string, unknown>) => void>()
+  private closed = false
+  private weak = false
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly network: string,
+  ) {
+    const decoder = new LineDecoder()
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      for (const message of decoder.push(chunk) as Array<Record<string, unknown>>) {
+        const id = message.reply as string
+        this.waiting.get(id)?.(message)
+        this.waiting.delete(id)
+      }
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      this.closed = true
+      for (const waiter of this.waiting.values()) waiter({ error: 'the network switch exited' })
+      this.waiting.clear()
+    })
+  }
+
+  static connect(path: string, network: string): Promise<NetworkClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(path)
+      socket.once('connect', () => resolve(new NetworkClient(socket, network)))
+      socket.once('error', reject)
+    })
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Resolves with the reply once the switch applied the request; rejects with its refusal. */
+  async request(request: WithoutId<NetworkRequest>): Promise<Record<string, unknown>> {
+    if (this.closed)
+      throw new VmctlError('NETWORK_GONE', `network ${this.network} is gone (its switch exited)`)
+    const id = randomBytes(6).toString('hex')
+    // A reply being awaited keeps the process alive, even on an unref'd connection.
+    this.socket.ref()
+    const reply = await new Promise<Record<string, unknown>>((resolve) => {
+      this.waiting.set(id, resolve)
+      this.socket.write(encodeMessage({ ...request, id }))
+    })
+    if (this.weak && this.waiting.size === 0) this.socket.unref()
+    if (typeof reply.error === 'string')
+      throw new VmctlError('NETWORK_REQUEST', `network ${this.network}: ${reply.error}`)
+    return reply
+  }
+
+  /** Keeps the process alive only through the socket's own activity (a lease is not a reason to stay). */
+  unref(): void {
+    this.weak = true
+    if (this.waiting.size === 0) this.socket.unref()
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+}

@@ -1,0 +1,234 @@
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import { isAlive } from '../supervisor/vm-directory.js'
+import {
+  type MemberInfo,
+  memberAddress,
+  type NetworkDirectory,
+  type NetworkLaunch,
+} from './network-directory.js'
+import type { NetworkRequest } from './network-protocol.js'
+import { Switch } from './switch.js'
+
+/** A switch that nobody leased within this time was orphaned by a creator that died starting it. */
+const ORPHAN_MS = 30_000
+
+interface Member extends MemberInfo {
+  index: number
+  /** The VM's supervisor control socket: when it closes, the VM is gone and so is the member. */
+  watch?: net.Socket
+}
+
+interface Client {
+  socket: net.Socket
+  lease: boolean
+  /** Members this connection joined and has not bound yet: they go with the connection. */
+  joining: Set<string>
+}
+
+/**
+ * The network's process: the switch, its control socket, its members and its leases. It lives as
+ * long as someone holds it, the same way a VM's supervisor does: a `VmNetwork` handle's connection
+ * is a lease, and so is each member VM (watched through its supervisor's control socket, which
+ * closes when the VM ends however it ends). When the last goes, the switch removes its directory
+ * and exits; a creator that died before leasing it leaves it no longer than ORPHAN_MS.
+ */
+export class SwitchServer {
+  private readonly switch = new Switch()
+  private readonly members = new Map<string, Member>()
+  private readonly clients = new Set<Client>()
+  private readonly server = net.createServer((socket) => this.onClient(socket))
+  private leases = 0
+  private everLeased = false
+  private nextIndex = 0
+  /** Bumped on every membership change: guests keep the newest hosts list only (guest-network.ts). */
+  private version = 0
+  private stopping = false
+
+  constructor(
+    private readonly directory: NetworkDirectory,
+    private readonly launch: NetworkLaunch,
+  ) {}
+
+  async run(): Promise<void> {
+    mkdirSync(this.directory.portsDir, { recursive: true, mode: 0o700 })
+    rmSync(this.directory.controlSocket, { force: true })
+    await new Promise<void>((resolve) => this.server.listen(this.directory.controlSocket, resolve))
+    this.writeState()
+    const orphanCheck = setInterval(() => {
+      if (this.everLeased) return clearInterval(orphanCheck)
+      if (!isAlive(this.launch.creatorPid) || Date.now() - started > ORPHAN_MS)
+        this.stop('nobody leased the network')
+    }, 500)
+    const started = Date.now()
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => this.stop(signal))
+  }
+
+  stop(reason: string): void {
+    if (this.stopping) return
+    this.stopping = true
+    process.stderr.write(`vmctl switch ${this.launch.name}: stopping (${reason})\n`)
+    this.switch.close()
+    for (const member of this.members.values()) member.watch?.destroy()
+    for (const client of this.clients) client.socket.destroy()
+    this.server.close()
+    this.directory.remove()
+    process.exit(0)
+  }
+
+  private onClient(socket: net.Socket): void {
+    const client: Client = { socket, lease: false, joining: new Set() }
+    this.clients.add(client)
+    const decoder = new LineDecoder()
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      for (const message of decoder.push(chunk)) void this.onRequest(client, message as NetworkRequest)
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      this.clients.delete(client)
+      for (const member of client.joining) this.removeMember(member)
+      if (client.lease) this.release()
+    })
+  }
+
+  private hold(): void {
+    this.leases++
+    this.everLeased = true
+  }
+
+  private release(): void {
+    this.leases--
+    if (this.leases <= 0) this.stop('its last user let go')
+  }
+
+  private async onRequest(client: Client, request: NetworkRequest): Promise<void> {
+    const send = (message: Record<string, unknown>) => {
+      if (!client.socket.destroyed) client.socket.write(encodeMessage({ reply: request.id, ...message }))
+    }
+    try {
+      send((await this.handle(client, request)) ?? {})
+    } catch (error) {
+      send({ error: (error as Error).message })
+    }
+  }
+
+  private async handle(
+    client: Client,
+    request: NetworkRequest,
+  ): Promise<Record<string, unknown> | undefined> {
+    switch (request.op) {
+      case 'hold':
+        if (!client.lease) {
+          client.lease = true
+          this.hold()
+        }
+        return { subnet: this.launch.subnet }
+      case 'join': {
+        if (this.members.has(request.member))
+          throw new Error(`a VM named ${request.member} is already a member of network ${this.launch.name}`)
+        const index = this.nextIndex++
+        const { ip, mac } = memberAddress(this.launch.subnet, index)
+        const names = [...new Set([request.hostname ?? request.member, ...(request.aliases ?? [])])]
+        for (const other of this.members.values()) {
+          const taken = names.find((n) => other.names.includes(n))
+          if (taken)
+            throw new Error(
+              `the name ${taken} is already taken on network ${this.launch.name} by ${other.member}`,
+            )
+        }
+        const socket = this.directory.portSocket(index)
+        await this.switch.addPort(request.member, socket)
+        this.members.set(request.member, { member: request.member, names, ip, mac, bound: false, index })
+        client.joining.add(request.member)
+        this.changed()
+        return { ip, mac, socket, subnet: this.launch.subnet }
+      }
+      case 'bind': {
+        const member = this.member(request.member)
+        client.joining.delete(request.member)
+        const watch = net.connect(request.vmControl)
+        watch.on('error', () => {})
+        watch.on('close', () => this.removeMember(request.member))
+        await new Promise<void>((resolve) => {
+          watch.once('connect', resolve)
+          watch.once('close', resolve)
+        })
+        member.watch = watch
+        member.bound = true
+        this.hold()
+        this.changed()
+        return {}
+      }
+      case 'leave':
+        this.removeMember(request.member)
+        return {}
+      case 'members':
+        return { version: this.version, members: [...this.members.values()].map(info) }
+      case 'connect':
+      case 'disconnect':
+        this.switch.setConnected(this.member(request.member).member, request.op === 'connect')
+        break
+      case 'partition':
+        for (const group of request.groups) for (const m of group) this.member(m)
+        this.switch.partition(request.groups)
+        break
+      case 'heal':
+        this.switch.heal()
+        break
+      case 'impair':
+        this.switch.impair(this.member(request.member).member, request.impairment)
+        break
+      case 'status':
+        return { state: this.state() }
+      default:
+        throw new Error(`unknown op ${(request as { op: string }).op}`)
+    }
+    this.writeState()
+    return {}
+  }
+
+  private member(name: string): Member {
+    const member = this.members.get(name)
+    if (!member) throw new Error(`the VM ${name} is not a member of network ${this.launch.name}`)
+    return member
+  }
+
+  private removeMember(name: string): void {
+    const member = this.members.get(name)
+    if (!member) return
+    this.members.delete(name)
+    this.switch.removePort(name)
+    member.watch?.destroy()
+    this.changed()
+    if (member.bound) this.release()
+  }
+
+  private changed(): void {
+    this.version++
+    this.writeState()
+  }
+
+  private state() {
+    const ports = new Map(this.switch.states().map((p) => [p.member, p]))
+    return {
+      name: this.launch.name,
+      pid: process.pid,
+      subnet: this.launch.subnet,
+      members: [...this.members.values()].map((m) => ({ ...info(m), port: ports.get(m.member) })),
+    }
+  }
+
+  /** Atomically, so `vmctl ps` never reads half a file. */
+  private writeState(): void {
+    if (this.stopping) return
+    const temporary = `${this.directory.stateFile}.tmp`
+    writeFileSync(temporary, JSON.stringify(this.state(), null, 2))
+    renameSync(temporary, this.directory.stateFile)
+  }
+}
+
+function info(member: Member): MemberInfo {
+  return { member: member.member, names: member.names, ip: member.ip, mac: member.mac, bound: member.bound }
+}

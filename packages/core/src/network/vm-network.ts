@@ -1,0 +1,218 @@
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { VmctlError } from '../errors.js'
+import { lockIn, withLock } from '../host/cross-process-lock.js'
+import { logger } from '../log.js'
+import { isAlive } from '../supervisor/vm-directory.js'
+import { pollUntil } from '../util/timing.js'
+import {
+  freeSubnet,
+  type MemberInfo,
+  NetworkDirectory,
+  networksDir,
+  validateNetworkName,
+} from './network-directory.js'
+import { NetworkClient } from './network-protocol.js'
+import type { Impairment } from './switch.js'
+
+const log = logger('network')
+
+export interface VmNetworkOptions {
+  /**
+   * Share the network by name: every process (test worker) that creates a network of this name
+   * gets the same one, which lives until the last of them and of its member VMs lets go. Without
+   * a name the network is this handle's own.
+   */
+  name?: string
+}
+
+/** Anything with a VM's name: a `VM` handle, or the name itself. */
+export type MemberRef = { readonly name: string } | string
+
+/**
+ * A virtual Ethernet network between VMs: a subnet, an address and a MAC per member, names that
+ * resolve in every member, and faults on demand. Rootless: a switch process of vmctl's own in user
+ * space (no bridge, tap or root), with one Unix socket per member that the member's QEMU connects
+ * to. See docs/networks.md.
+ *
+ * @example
+ * ```ts
+ * await using net = await VmNetwork.create()
+ * await using db = await VM.up({ networks: [{ network: net, hostname: 'db' }] })
+ * await using app = await VM.up({ networks: [net] })
+ * await app.exec('ping -c 1 db')
+ * await net.partition([db], [app]) // and net.heal()
+ * ```
+ */
+export class VmNetwork implements AsyncDisposable {
+  private constructor(
+    readonly name: string,
+    /** The network's IPv4 subnet, e.g. "10.213.0.0/24". */
+    readonly subnet: string,
+    private readonly client: NetworkClient,
+    /** @internal */
+    readonly directory: NetworkDirectory,
+  ) {}
+
+  /** Starts a network (or, given a name in use, joins that one) and holds it until `close()`. */
+  static async create(options: VmNetworkOptions = {}): Promise<VmNetwork> {
+    const name = options.name ?? `net-${randomBytes(4).toString('hex')}`
+    validateNetworkName(name)
+    const directory = new NetworkDirectory(name)
+    if (Buffer.byteLength(directory.portSocket(999)) > 107)
+      throw new VmctlError(
+        'PATH_TOO_LONG',
+        `network socket paths would be too long (${directory.portSocket(999)}); set VMCTL_RUNTIME_DIR to a shorter directory, or use a shorter network name`,
+      )
+    // One lock for every network of this runtime directory: it makes a name's switch start once
+    // and keeps two new networks from taking the same subnet.
+    const client = await withLock(lockIn(networksDir(), 'vmctl-network-create'), async () => {
+      const existing = await NetworkClient.connect(directory.controlSocket, name).catch(() => undefined)
+      if (existing) return existing
+      return startSwitch(directory)
+    })
+    try {
+      const { subnet } = await client.request({ op: 'hold' })
+      client.unref()
+      log('%s: holding (%s)', name, subnet)
+      return new VmNetwork(name, subnet as string, client, directory)
+    } catch (error) {
+      client.close()
+      throw error
+    }
+  }
+
+  /** Its members, their names and addresses, as the switch has them now. */
+  async members(): Promise<MemberInfo[]> {
+    const { members } = await this.client.request({ op: 'members' })
+    return members as MemberInfo[]
+  }
+
+  /** Takes the member's link down: it neither sends nor receives on this network until `connect()`. */
+  async disconnect(vm: MemberRef): Promise<void> {
+    await this.client.request({ op: 'disconnect', member: memberName(vm) })
+  }
+
+  /** Brings a member's link back up after `disconnect()`. */
+  async connect(vm: MemberRef): Promise<void> {
+    await this.client.request({ op: 'connect', member: memberName(vm) })
+  }
+
+  /**
+   * Splits the network: members of different groups no longer reach each other (frames between
+   * them are dropped, those in flight included); members in no group still reach everyone. A new
+   * partition replaces the previous one. Undo with `heal()`.
+   */
+  async partition(...groups: MemberRef[][]): Promise<void> {
+    await this.client.request({ op: 'partition', groups: groups.map((g) => g.map(memberName)) })
+  }
+
+  /** Ends a partition: every member reaches every other again. */
+  async heal(): Promise<void> {
+    await this.client.request({ op: 'heal' })
+  }
+
+  /**
+   * Latency and loss on a member's link, applied to the frames it sends (as `tc netem` on its NIC
+   * would): a ping to it from another member shows `delayMs` more round trip. `{}` clears them.
+   */
+  async impair(vm: MemberRef, impairment: Impairment): Promise<void> {
+    checkImpairment(impairment)
+    await this.client.request({ op: 'impair', member: memberName(vm), impairment })
+  }
+
+  /** @internal The switch connection, for joining VMs. */
+  get control(): NetworkClient {
+    return this.client
+  }
+
+  /**
+   * Lets go of this handle's hold on the network. It ends when nothing holds it any more: no
+   * handle in any process and no member VM.
+   */
+  async close(): Promise<void> {
+    this.client.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+}
+
+/** A member's address on a network, from the state the switch keeps on disk (any process, sync). */
+export function memberAddressOf(network: VmNetwork | string, member: string): string {
+  const name = typeof network === 'string' ? network : network.name
+  const state = new NetworkDirectory(name).readState()
+  const found = state?.members.find((m) => m.member === member)
+  if (!found)
+    throw new VmctlError(
+      'NOT_A_MEMBER',
+      `VM ${member} is not on network ${name}${state ? '' : ' (no such network is running)'}. Fix: pass the network in VM.up({ networks: [net] })`,
+    )
+  return found.ip
+}
+
+function memberName(vm: MemberRef): string {
+  return typeof vm === 'string' ? vm : vm.name
+}
+
+function checkImpairment(impairment: Impairment): void {
+  for (const [key, value] of Object.entries(impairment)) {
+    const ok =
+      (key === 'delayMs' || key === 'jitterMs' || key === 'lossPercent') &&
+      typeof value === 'number' &&
+      value >= 0 &&
+      (key !== 'lossPercent' || value <= 100)
+    if (!ok)
+      throw new VmctlError(
+        'INVALID_OPTIONS',
+        `impair: ${key}=${JSON.stringify(value)} is not valid; use delayMs, jitterMs (milliseconds, >= 0) and lossPercent (0-100)`,
+      )
+  }
+}
+
+async function startSwitch(directory: NetworkDirectory): Promise<NetworkClient> {
+  if (existsSync(directory.path)) directory.remove() // its switch is gone: nothing answered
+  // Before the directory exists: looking for a free subnet clears directories with no network.json.
+  const subnet = freeSubnet()
+  mkdirSync(directory.path, { recursive: true, mode: 0o700 })
+  writeFileSync(
+    directory.launchFile,
+    JSON.stringify({ name: directory.name, subnet, creatorPid: process.pid }),
+  )
+  const logFd = openSync(directory.logFile, 'a', 0o600)
+  const child = spawn(process.execPath, [switchMainPath(), directory.path], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: { ...process.env, NODE_OPTIONS: undefined, NODE_EXTRA_CA_CERTS: undefined },
+  })
+  closeSync(logFd)
+  child.on('error', () => {})
+  child.unref()
+  const client = await pollUntil(() => NetworkClient.connect(directory.controlSocket, directory.name), {
+    timeoutMs: 30_000,
+    everyMs: 20,
+    stopIf: () => child.exitCode !== null || !isAlive(child.pid),
+  })
+  if (client) return client
+  let logText = ''
+  try {
+    logText = readFileSync(directory.logFile, 'utf8').trim().split('\n').slice(-10).join('\n')
+  } catch {}
+  directory.remove()
+  throw new VmctlError('SWITCH_FAILED', `the switch of network ${directory.name} did not start:\n${logText}`)
+}
+
+/** The compiled switch entry, in dist/ even when this module runs from src/ under a TS test runner. */
+function switchMainPath(): string {
+  const dist = fileURLToPath(new URL('..', import.meta.url)).replace(/\/src\/$/, '/dist/')
+  const entry = join(dist, 'network', 'switch-main.js')
+  if (existsSync(entry)) return entry
+  throw new VmctlError(
+    'NOT_BUILT',
+    `vmctl's network switch is not built (${entry} is missing). Fix: pnpm build`,
+  )
+}
