@@ -5,7 +5,5 @@ export default defineConfig({
     // VMs boot in seconds with KVM and ~10 s under TCG; give slow CI machines room.
     testTimeout: 180_000,
     hookTimeout: 180_000,
-    // Keeps VMs from VM.upShared()/sharedVm() from their first use until the run ends.
-    globalSetup: ['@vmctl/vitest/global-setup'],
   },
 })

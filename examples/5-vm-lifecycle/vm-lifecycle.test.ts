@@ -1,8 +1,5 @@
 // The workflow a VM manager's test plan lists, end to end, as one suite whose steps share the VM
 // and the disk (they run in order). Each step checks the VM's state and what runs on the host.
-//
-// Stop, start and restart are not in vmctl yet: their steps are marked `test.todo` below, where
-// they go once `vm.stop()`, `vm.start()` and `vm.restart()` exist.
 import { existsSync } from 'node:fs'
 import { type ImageBuildOptions, type ObservedVm, observeHost, VM, VmDisk } from '@vmctl/core'
 import { afterAll, describe, expect, test } from 'vitest'
@@ -66,9 +63,33 @@ describe('a VM manager test plan (vm)', () => {
   })
 
   // Where stop, start and restart go (the state machine of issue 12):
-  test.todo('stop: the VM stays defined, vm.state is "stopped", its QEMU is gone')
-  test.todo('start: boots again from the same disks; the image-mode root kept what the guest wrote')
-  test.todo('restart: a guest reboot, ready again with the same disks')
+  test('stop: the VM stays defined, vm.state is "stopped", its QEMU is gone', async () => {
+    await vm.exec('echo kept > /root/marker')
+    const ports = vm.ports
+    const { forced } = await vm.stop()
+    expect(forced).toBe(false)
+    expect(vm.state).toBe('stopped')
+    expect(onHost(vm.name)).toMatchObject({ state: 'stopped', supervisorAlive: true, qemuAlive: false })
+    expect(vm.ports).toEqual(ports)
+    await expect(vm.exec('true')).rejects.toThrow(/stopped/)
+    // A stopped VM is not out of place: the observer flags nothing about it.
+    expect(observeHost().findings.filter((f) => f.vm === vm.name)).toEqual([])
+  })
+
+  test('start: boots again from the same disk; the image-mode root kept what the guest wrote', async () => {
+    await vm.start()
+    expect(vm.state).toBe('ready')
+    expect(onHost(vm.name)).toMatchObject({ state: 'ready', qemuAlive: true })
+    expect((await vm.exec('cat /root/marker')).stdout).toBe('kept\n')
+  })
+
+  test('restart: a guest reboot, ready again with what it wrote', async () => {
+    const bootId = (await vm.readFile('/proc/sys/kernel/random/boot_id')) as string
+    await vm.restart()
+    expect(vm.state).toBe('ready')
+    expect(await vm.readFile('/proc/sys/kernel/random/boot_id')).not.toBe(bootId)
+    expect((await vm.exec('cat /root/marker')).stdout).toBe('kept\n')
+  })
 
   test('attach again: the data is there', async () => {
     await vm.attachDisk(disk, { serial: 'lifecycle' })
