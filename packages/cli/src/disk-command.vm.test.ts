@@ -56,7 +56,8 @@ describe('vmctl disk and gc (vm)', () => {
     )
     const ls = await vmctl(['disk', 'ls'])
     expect(ls.stdout).toMatch(new RegExp(`^cli-data\\s+qcow2\\s+16 MiB\\s+\\S+ MB\\s+${name}\\s`, 'm'))
-    expect((await vmctl(['ps'])).stdout).toMatch(new RegExp(`^${name}\\s+ready\\s.*\\s1\\s+-$`, 'm'))
+    // DISKS 1, NETWORKS -, FLAGS -
+    expect((await vmctl(['ps'])).stdout).toMatch(new RegExp(`^${name}\\s+ready\\s.*\\s1\\s+-\\s+-$`, 'm'))
 
     // Deleting a plugged disk is refused; detaching what is not attached is an error.
     const rmAttached = await vmctl(['disk', 'rm', 'cli-data'])
