@@ -5,7 +5,6 @@ import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
   decodeFrame,
   encodeFrame,
-  encodeFrameHeader,
   encodeWindow,
   FRAME_HEADER_BYTES,
   type Frame,
@@ -19,13 +18,12 @@ import {
   parseHandshakeLine,
 } from './handshake-lines.js'
 import { MuxChannel } from './mux-channel.js'
+import { writeDataFrame } from './write-data-frame.js'
 
 const HELLO_INTERVAL_MS = 100
 /** How long a guest believed parked gets to answer GO before the ordinary handshake starts. */
 const PARKED_SYNC_MS = 3_000
 const AGENT_UP_INTERVAL_MS = 500
-/** DATA frames up to this size go out as one buffer (header copied in front of the payload). */
-const COPY_FRAME_BYTES = 16 * 1024
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
@@ -180,20 +178,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   sendData(channel: number, payload: Buffer): Promise<void> | undefined {
     const transport = this.transport
     if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
-    const header = encodeFrameHeader(FrameType.Data, channel, payload.length)
-    let ok: boolean
-    if (payload.length <= COPY_FRAME_BYTES) {
-      // One write: a virtio-serial port has no vectored write, so the kernel turns a writev into
-      // a write, and a transfer to the host, per piece.
-      ok = transport.write(Buffer.concat([header, payload], header.length + payload.length))
-    } else {
-      // Large payloads go in a vectored write without a copy: one more transfer costs less than
-      // copying them in an emulated guest.
-      transport.cork()
-      transport.write(header)
-      ok = transport.write(payload)
-      transport.uncork()
-    }
+    const ok = writeDataFrame(transport, channel, payload)
     if (ok) return undefined
     this.transportBlocked = true
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
