@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { cacheDir, listTemplates, VM } from '../index.js'
+import { coldBootsTimeout } from '../test-support/cold-boots.js'
 
 /**
  * A template counts only once a VM made from it became ready. Run in a cache of its own (the
@@ -111,17 +112,21 @@ describe('templates: a boot that never became ready leaves none (vm)', () => {
     expect(halfMade()).toEqual([])
   })
 
-  test('a boot that probes KVM leaves no template under an accelerator it does not use', async () => {
-    rmSync(join(cache, 'kvm-verdict.json'), { force: true })
-    const marker = `vmctl_test_case=${randomBytes(4).toString('hex')}`
-    const vm = await VM.up({ kernelArgs: [marker] })
-    const accel = vm.accel
-    await vm.destroy()
-    const mine = listTemplates(cache).filter((t) => t.summary.includes(marker))
-    // Working KVM: the probe's own QEMU becomes the VM, no template. Broken KVM (this host's
-    // kind): TCG after the probe, and a template filed as TCG's, not under KVM's key.
-    if (accel === 'kvm') expect(mine).toEqual([])
-    else expect(mine.map((t) => t.summary.match(/, (kvm|tcg), /)?.[1])).toEqual(['tcg'])
-    expect(halfMade()).toEqual([])
-  })
+  test(
+    'a boot that probes KVM leaves no template under an accelerator it does not use',
+    async () => {
+      rmSync(join(cache, 'kvm-verdict.json'), { force: true })
+      const marker = `vmctl_test_case=${randomBytes(4).toString('hex')}`
+      const vm = await VM.up({ kernelArgs: [marker] })
+      const accel = vm.accel
+      await vm.destroy()
+      const mine = listTemplates(cache).filter((t) => t.summary.includes(marker))
+      // Working KVM: the probe's own QEMU becomes the VM, no template. Broken KVM (this host's
+      // kind): TCG after the probe, and a template filed as TCG's, not under KVM's key.
+      if (accel === 'kvm') expect(mine).toEqual([])
+      else expect(mine.map((t) => t.summary.match(/, (kvm|tcg), /)?.[1])).toEqual(['tcg'])
+      expect(halfMade()).toEqual([])
+    },
+    coldBootsTimeout(2),
+  )
 })

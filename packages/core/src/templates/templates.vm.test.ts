@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, test } from 'vitest'
 import { cacheDir, listTemplates, removeTemplate, VM } from '../index.js'
+import { coldBootsTimeout } from '../test-support/cold-boots.js'
 import { templatesDir } from './template-store.js'
 
 const run = promisify(execFile)
@@ -119,24 +120,28 @@ describe('templates (vm)', () => {
     }
   })
 
-  test('a truncated template is rebuilt with a one-line warning; VMCTL_TEMPLATES=0 boots cold', async () => {
-    const definition = uniqueDefinition()
-    const made = await bootInChild(definition)
-    truncateSync(join(templatesDir(cacheDir()), made.template!.key, 'state'), 1000)
-    {
-      await using vm = await VM.up(definition)
-      expect(vm.template).toEqual({ key: made.template!.key, made: true })
-      expect((await vm.exec('echo ok')).stdout).toBe('ok\n')
-      const rebuilt = vm.warnings.filter((warning) => /template/.test(warning))
-      expect(rebuilt).toEqual([
-        expect.stringMatching(
-          /^the VM template \w+ is unusable \(its device state file is corrupt or truncated\); rebuilding it/,
-        ),
-      ])
-    }
-    const cold = await bootInChild(definition, { VMCTL_TEMPLATES: '0' })
-    expect(cold.template).toBeNull()
-  })
+  test(
+    'a truncated template is rebuilt with a one-line warning; VMCTL_TEMPLATES=0 boots cold',
+    async () => {
+      const definition = uniqueDefinition()
+      const made = await bootInChild(definition)
+      truncateSync(join(templatesDir(cacheDir()), made.template!.key, 'state'), 1000)
+      {
+        await using vm = await VM.up(definition)
+        expect(vm.template).toEqual({ key: made.template!.key, made: true })
+        expect((await vm.exec('echo ok')).stdout).toBe('ok\n')
+        const rebuilt = vm.warnings.filter((warning) => /template/.test(warning))
+        expect(rebuilt).toEqual([
+          expect.stringMatching(
+            /^the VM template \w+ is unusable \(its device state file is corrupt or truncated\); rebuilding it/,
+          ),
+        ])
+      }
+      const cold = await bootInChild(definition, { VMCTL_TEMPLATES: '0' })
+      expect(cold.template).toBeNull()
+    },
+    coldBootsTimeout(3),
+  )
 
   test('snapshot and restore in place: same handle, name and ports; state back, clock now', async () => {
     await using vm = await VM.up({ hostRoot: false, ports: [8080] })
