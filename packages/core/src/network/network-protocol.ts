@@ -12,7 +12,8 @@ import type { Impairment } from './switch.js'
 export type NetworkRequest = { id: string } & (
   | { op: 'hold' }
   | { op: 'join'; member: string; hostname?: string | undefined; aliases?: string[] | undefined }
-  | { op: 'bind'; member: string; vmControl: string }
+  /** `nic`: the network's position among the VM's networks (its NIC, for the carrier). */
+  | { op: 'bind'; member: string; vmControl: string; nic: number }
   | { op: 'leave'; member: string }
   | { op: 'members' }
   | { op: 'connect' | 'disconnect'; member: string }
@@ -84,6 +85,12 @@ export class NetworkClient {
   unref(): void {
     this.weak = true
     if (this.waiting.size === 0) this.socket.unref()
+  }
+
+  /** Called once the connection ends (the switch exited, or `close()`). */
+  onClose(listener: () => void): void {
+    if (this.closed) listener()
+    else this.socket.once('close', listener)
   }
 
   close(): void {

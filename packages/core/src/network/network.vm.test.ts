@@ -132,10 +132,21 @@ while True: s.sendto(b'to-the-group', ('239.7.7.7', 5007)); time.sleep(0.2)"`,
     expect(bc.received, bc.output).toBe(1)
   })
 
-  test('disconnect takes a member off the network until connect', async () => {
+  test('disconnect is a link down the guest sees, and traffic stops both ways until connect', async () => {
+    const link = async () => (await b.exec('cat /sys/class/net/eth1/carrier; ip -br link show eth1')).stdout
+    expect(await link()).toMatch(/^1\n\S+\s+UP\s/)
     await net.disconnect(b)
     try {
-      expect((await ping(a, b.ip(net))).received).toBe(0)
+      // The carrier bit is the guest driver's as soon as it takes QEMU's config interrupt; the
+      // operstate follows through the kernel's link watch (up to a second for a link going down).
+      const down = await pollUntil(async () => /^0\n\S+\s+DOWN\s.*NO-CARRIER/s.test(await link()), {
+        timeoutMs: 5_000,
+        everyMs: 100,
+      })
+      expect(down, await link()).toBe(true)
+      const [toB, fromB] = await Promise.all([ping(a, b.ip(net)), ping(b, a.ip(net))])
+      expect(toB.received, toB.output).toBe(0)
+      expect(fromB.received, fromB.output).toBe(0)
       expect(
         listNetworks()
           .find((n) => n.name === net.name)
@@ -144,7 +155,10 @@ while True: s.sendto(b'to-the-group', ('239.7.7.7', 5007)); time.sleep(0.2)"`,
     } finally {
       await net.connect(b)
     }
-    expect((await ping(a, b.ip(net))).received).toBe(1)
+    expect(await link()).toMatch(/^1\n\S+\s+UP\s/)
+    const [toB, fromB] = await Promise.all([ping(a, b.ip(net)), ping(b, a.ip(net))])
+    expect(toB.received, toB.output).toBe(1)
+    expect(fromB.received, fromB.output).toBe(1)
   })
 
   test('100 ms of delay shows in the round trip, loss in the count', async () => {

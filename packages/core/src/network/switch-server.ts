@@ -2,6 +2,7 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { isAlive } from '../supervisor/vm-directory.js'
+import { MemberCarrier } from './member-carrier.js'
 import {
   type MemberInfo,
   memberAddress,
@@ -18,6 +19,8 @@ interface Member extends MemberInfo {
   index: number
   /** The VM's supervisor control socket: when it closes, the VM is gone and so is the member. */
   watch?: net.Socket
+  /** Its NIC's link, through that same socket (member-carrier.ts). */
+  carrier?: MemberCarrier
 }
 
 interface Client {
@@ -156,6 +159,7 @@ export class SwitchServer {
           watch.once('close', resolve)
         })
         member.watch = watch
+        member.carrier = new MemberCarrier(watch, request.nic)
         member.bound = true
         this.hold()
         this.changed()
@@ -167,9 +171,16 @@ export class SwitchServer {
       case 'members':
         return { version: this.version, members: [...this.members.values()].map(info) }
       case 'connect':
-      case 'disconnect':
-        this.switch.setConnected(this.member(request.member).member, request.op === 'connect')
+      case 'disconnect': {
+        // The switch drops its frames, and the guest loses its carrier (a VM not bound yet has no
+        // supervisor to ask: the switch's drop alone). Down: the drop first; up: the carrier first.
+        const member = this.member(request.member)
+        const up = request.op === 'connect'
+        if (!up) this.switch.setConnected(member.member, false)
+        await member.carrier?.set(up)
+        if (up) this.switch.setConnected(member.member, true)
         break
+      }
       case 'partition':
         for (const group of request.groups) for (const m of group) this.member(m)
         this.switch.partition(request.groups)

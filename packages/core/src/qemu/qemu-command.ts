@@ -71,6 +71,8 @@ export const GUEST_CHROOT = '/newroot'
 export const IMAGE_DISK_SERIAL = 'vmctl-image'
 /** The virtio-scsi controller that hot-plugged disks attach to (bus `${DISK_CONTROLLER_ID}.0`). */
 export const DISK_CONTROLLER_ID = 'vmctl-scsi'
+/** The netdev of network NIC `i` (the i-th of `networks`): QMP `set_link` names it (nic-links.ts). */
+export const networkNetdevId = (i: number): string => `vnet${i}`
 export const VSOCK_FD_PLACEHOLDER = '@VSOCK_FD@'
 export const VSOCK_CID_PLACEHOLDER = '@VSOCK_CID@'
 
@@ -206,9 +208,9 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     // member's own is set in the guest), so every member restores from one template.
     args.push(
       '-netdev',
-      `stream,id=vnet${i},server=off,addr.type=unix,addr.path=${optionValue(socket)}`,
+      `stream,id=${networkNetdevId(i)},server=off,addr.type=unix,addr.path=${optionValue(socket)}`,
       '-device',
-      `virtio-net-device,netdev=vnet${i},mac=${templateMac(i)}`,
+      `virtio-net-device,netdev=${networkNetdevId(i)},mac=${templateMac(i)}`,
     )
   }
   if (plan.memoryFile) {

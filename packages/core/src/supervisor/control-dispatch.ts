@@ -2,6 +2,7 @@ import type { logger } from '../log.js'
 import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
 import type { ControlServer } from './control-server.js'
 import type { DiskRequest } from './disk-hotplug.js'
+import type { LinkRequest } from './nic-links.js'
 
 /** What the supervisor does for each request; how requests become calls and replies is here. */
 export interface ControlHandlers {
@@ -16,6 +17,8 @@ export interface ControlHandlers {
   restart(hard: boolean): Promise<Record<string, unknown>>
   /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts); replies as it says. */
   disks(request: DiskRequest): Promise<Record<string, unknown>>
+  /** A network NIC's link up or down (nic-links.ts); replies `{ ok, error? }`. */
+  setLink(request: LinkRequest): Promise<Record<string, unknown>>
 }
 
 /**
@@ -63,6 +66,9 @@ export function serveRequests(
       case 'detach-disk':
       case 'disks':
         reply(await handlers.disks(request))
+        return
+      case 'set-link':
+        reply(await handlers.setLink(request))
         return
       case 'snapshot':
       case 'restore':

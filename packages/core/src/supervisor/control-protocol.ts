@@ -27,6 +27,8 @@ export type ControlRequest =
   | { op: 'detach-disk'; path: string }
   /** The disks plugged into the VM (replies `{ ok, disks }`). */
   | { op: 'disks' }
+  /** Network NIC `nic` (the position in `networks`) link up or down, as the guest sees it: nic-links.ts. */
+  | { op: 'set-link'; nic: number; up: boolean }
 
 /**
  * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the

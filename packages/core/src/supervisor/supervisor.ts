@@ -33,6 +33,7 @@ import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
+import { type LinkRequest, NicLinks } from './nic-links.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
 import { Snapshots } from './snapshots.js'
 import type { TemplateContext } from './template-clone.js'
@@ -72,6 +73,7 @@ export class Supervisor implements ControlHandlers {
   private template: VmStatus['template']
   /** Disks plugged into the running VM (disk-hotplug.ts); a new QEMU starts with none. */
   private readonly diskHotplug: DiskHotplug
+  private readonly nicLinks = new NicLinks() // network NICs' links, kept across QEMUs
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -173,6 +175,7 @@ export class Supervisor implements ControlHandlers {
     if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
     this.variant = up.variant
     this.ports = up.ports
+    await this.nicLinks.reapply(this.qemu?.qmp, this.log)
     return up
   }
 
@@ -318,6 +321,7 @@ export class Supervisor implements ControlHandlers {
       this.diskHotplug.forgetAll()
       const qemu = await this.snapshots.rollback(name)
       this.link.watchPort(await qemu.connectQmp())
+      await this.nicLinks.reapply(qemu.qmp, this.log)
     } catch (error) {
       // A VM that cannot come back is gone: say so to every client, as if QEMU had died.
       const reason = `restoring snapshot ${name} failed: ${(error as Error).message}`
@@ -357,6 +361,10 @@ export class Supervisor implements ControlHandlers {
   /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts). */
   disks(request: DiskRequest): Promise<Record<string, unknown>> {
     return this.diskHotplug.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state))
+  }
+
+  setLink(request: LinkRequest): Promise<Record<string, unknown>> {
+    return this.nicLinks.handle(request, this.qemu?.alive ? this.qemu.qmp : undefined)
   }
 
   destroy(replied: () => void): Promise<void> {
