@@ -1,6 +1,6 @@
 import { isMainThread } from 'node:worker_threads'
 import type { VM } from '@vmctl/core'
-import { VM as CoreVM } from '@vmctl/core'
+import { VM as CoreVM, VmNetwork } from '@vmctl/core'
 import {
   failureDiagnostics,
   finishTestVm,
@@ -134,6 +134,19 @@ export function sharedHandle(name: string, options: VmOptionsInput | undefined):
     shared.set(name, vm)
   }
   return vm
+}
+
+const networks = new Map<string, Promise<VmNetwork>>()
+
+/** This process's handle on a shared network (`VmNetwork.shared`); it holds it while the process lives. */
+export function sharedNetworkHandle(name: string): Promise<VmNetwork> {
+  let network = networks.get(name)
+  if (!network) {
+    network = VmNetwork.shared(name)
+    network.catch(() => networks.delete(name))
+    networks.set(name, network)
+  }
+  return network
 }
 
 export async function useSharedVm(

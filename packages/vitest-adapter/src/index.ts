@@ -12,11 +12,18 @@
  * })
  * ```
  */
-import type { VM } from '@vmctl/core'
+import type { VM, VmNetwork } from '@vmctl/core'
 import { type VmMatchers, type VmOptionsInput, vmMatchers } from '@vmctl/testing'
 import { test as base, expect, type TestAPI, type TestContext } from 'vitest'
 import { budgeted } from './boot-budget.js'
-import { perTestVm, type ScopedVm, scopedVm, useScopedVm, useSharedVm } from './fixtures.js'
+import {
+  perTestVm,
+  type ScopedVm,
+  scopedVm,
+  sharedNetworkHandle,
+  useScopedVm,
+  useSharedVm,
+} from './fixtures.js'
 
 expect.extend(vmMatchers)
 
@@ -96,6 +103,27 @@ export function sharedVm(
   options?: VmOptionsInput,
 ): (context: TestContext, use: (vm: VM) => Promise<void>) => Promise<void> {
   return async ({ task, skip }, use) => useSharedVm(name, options, { task, skip }, use)
+}
+
+/**
+ * A fixture for the network called `name`, one for every test, file and worker of the run
+ * (`VmNetwork.shared`): for its faults (`partition`, `disconnect`, `impair`) and its members. VMs
+ * join it by name, in any fixture's options: `{ networks: [{ network: name, hostname: 'db' }] }`.
+ * With `@vmctl/vitest/global-setup` it lives from its first use to the end of the run.
+ *
+ * @example
+ * ```ts
+ * const it = test.extend<{ net: VmNetwork; db: VM }>({
+ *   net: sharedNetwork('cluster'),
+ *   db: sharedVm('db', { networks: [{ network: 'cluster', hostname: 'db' }] }),
+ * })
+ * it('is reached by name', async ({ net, db, vm }) => { ... })
+ * ```
+ */
+export function sharedNetwork(
+  name: string,
+): (context: TestContext, use: (network: VmNetwork) => Promise<void>) => Promise<void> {
+  return async ({ task: _task }, use) => use(await sharedNetworkHandle(name))
 }
 
 export { type ExecOptions, type ExecResult, VM, VmNetwork, type VmOptions } from '@vmctl/core'

@@ -1,17 +1,22 @@
 import { InvalidOptionsError } from '../errors.js'
 import { logger } from '../log.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
-import type { MemberInfo } from './network-directory.js'
+import { type MemberInfo, validateNetworkName } from './network-directory.js'
 import { templateMac } from './template-mac.js'
 import { VmNetwork } from './vm-network.js'
 
 const log = logger('network')
 
-/** A network in `VM.up({ networks })`: the network, or it with the names the VM has on it. */
+/**
+ * A network in `VM.up({ networks })`: the network, or it with the names the VM has on it. A network
+ * given by name is joined as `VmNetwork.shared(name)` does (created when none of that name runs):
+ * the form vmctl.toml and `vmctl up --network` use.
+ */
 export type NetworkAttachment =
   | VmNetwork
+  | string
   | {
-      network: VmNetwork
+      network: VmNetwork | string
       /** The name other members reach it by. Default: the VM's name. */
       hostname?: string
       /** More names for it on this network (testcontainers' network aliases). */
@@ -53,16 +58,17 @@ export function checkAttachments(attachments: unknown): asserts attachments is N
     )
   const seen = new Set<string>()
   for (const entry of attachments) {
-    const network = entry instanceof VmNetwork ? entry : (entry as { network?: unknown })?.network
-    if (!(network instanceof VmNetwork))
+    const network = isBare(entry) ? entry : (entry as { network?: unknown })?.network
+    if (!(network instanceof VmNetwork) && typeof network !== 'string')
       throw new InvalidOptionsError(
-        'VM option networks: each entry must be a VmNetwork (from VmNetwork.create()) or { network, hostname?, aliases? }',
+        'VM option networks: each entry must be a VmNetwork (from VmNetwork.create()), a network name, or { network, hostname?, aliases? }',
       )
-    if (seen.has(network.name))
-      throw new InvalidOptionsError(`VM option networks names network ${network.name} twice`)
-    seen.add(network.name)
-    if (entry instanceof VmNetwork) continue
-    const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork>
+    const name = typeof network === 'string' ? network : network.name
+    if (typeof network === 'string') validateNetworkName(network)
+    if (seen.has(name)) throw new InvalidOptionsError(`VM option networks names network ${name} twice`)
+    seen.add(name)
+    if (isBare(entry)) continue
+    const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork | string>
     const unknown = Object.keys(rest).filter((k) => k !== 'network')
     if (unknown.length)
       throw new InvalidOptionsError(
@@ -83,13 +89,21 @@ export async function joinNetworks(
 ): Promise<JoinedNetworks> {
   const memberships: Membership[] = []
   const sockets: string[] = []
+  // Handles opened here for networks given by name: once the VM is bound it holds the network.
+  const opened: VmNetwork[] = []
+  const letGo = () => {
+    for (const network of opened) void network.close()
+  }
   const leave = () => {
     for (const m of memberships) void m.network.control.request({ op: 'leave', member }).catch(() => {})
+    letGo()
   }
   try {
     for (const entry of attachments) {
-      const network = entry instanceof VmNetwork ? entry : entry.network
-      const names = entry instanceof VmNetwork ? {} : { hostname: entry.hostname, aliases: entry.aliases }
+      const given = isBare(entry) ? entry : entry.network
+      const network = typeof given === 'string' ? await VmNetwork.shared(given) : given
+      if (typeof given === 'string') opened.push(network)
+      const names = isBare(entry) ? {} : { hostname: entry.hostname, aliases: entry.aliases }
       const reply = await network.control.request({ op: 'join', member, ...names })
       memberships.push({ network, ip: reply.ip as string, mac: reply.mac as string })
       sockets.push(reply.socket as string)
@@ -104,7 +118,8 @@ export async function joinNetworks(
     async configure(vm) {
       handles.set(member, new WeakRef(vm))
       const vmControl = new VmDirectory(member).controlSocket
-      for (const m of memberships) await m.network.control.request({ op: 'bind', member, vmControl })
+      for (const [nic, m] of memberships.entries())
+        await m.network.control.request({ op: 'bind', member, vmControl, nic })
       // Each member's names, as one script per network, and who else needs them.
       const scripts = new Map<string, string[]>()
       for (const m of memberships) {
@@ -118,9 +133,14 @@ export async function joinNetworks(
       const own = [...memberships.map((m, index) => nicScript(index, m)), ...(scripts.get(member) ?? [])]
       scripts.delete(member)
       await Promise.all([vm.exec(own.join('\n'), { timeoutMs: 60_000 }), tellOthers(scripts)])
+      letGo()
       log('%s: on %s', member, memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '))
     },
   }
+}
+
+function isBare(entry: unknown): entry is VmNetwork | string {
+  return entry instanceof VmNetwork || typeof entry === 'string'
 }
 
 /**

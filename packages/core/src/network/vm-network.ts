@@ -8,6 +8,7 @@ import { lockIn, withLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
+import { askKeeperToHold } from '../vm/shared-vm-keeper.js'
 import {
   freeSubnet,
   type MemberInfo,
@@ -85,18 +86,34 @@ export class VmNetwork implements AsyncDisposable {
     }
   }
 
+  /**
+   * The network called `name`, shared by every process of a test run that asks for it, as
+   * `VM.upShared()` is for VMs: the first creates it, the others join it. Under the test adapters'
+   * global setup (`@vmctl/vitest/global-setup`, `@vmctl/jest/global-setup`) the run holds it until
+   * it ends, so every file and worker sees one network (one subnet); elsewhere it lives while a
+   * handle or a member VM holds it. A VM joins it by name too: `VM.up({ networks: ['name'] })`.
+   */
+  static async shared(name: string): Promise<VmNetwork> {
+    const network = await VmNetwork.create({ name })
+    await askKeeperToHold(name, 'network')
+    return network
+  }
+
   /** Its members, their names and addresses, as the switch has them now. */
   async members(): Promise<MemberInfo[]> {
     const { members } = await this.client.request({ op: 'members' })
     return members as MemberInfo[]
   }
 
-  /** Takes the member's link down: it neither sends nor receives on this network until `connect()`. */
+  /**
+   * Takes the member's link down: it neither sends nor receives on this network until `connect()`,
+   * and its guest sees the NIC without carrier (`ip link`: NO-CARRIER), as with a cable pulled.
+   */
   async disconnect(vm: MemberRef): Promise<void> {
     await this.client.request({ op: 'disconnect', member: memberName(vm) })
   }
 
-  /** Brings a member's link back up after `disconnect()`. */
+  /** Brings a member's link (and its guest's carrier) back up after `disconnect()`. */
   async connect(vm: MemberRef): Promise<void> {
     await this.client.request({ op: 'connect', member: memberName(vm) })
   }

@@ -1,6 +1,7 @@
 import net from 'node:net'
 import { join } from 'node:path'
 import { logger } from '../log.js'
+import { holdNetwork } from '../network/network-hold.js'
 import { runtimeDir } from '../paths.js'
 import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
@@ -18,6 +19,8 @@ export interface SharedVmKeeper {
   readonly path: string
   /** Names of the shared VMs held so far. */
   readonly held: readonly string[]
+  /** Names of the shared networks held so far (`VmNetwork.shared()`). */
+  readonly heldNetworks: readonly string[]
   /** Ends the held leases and waits (bounded) for VMs nobody else holds to be gone. */
   close(): Promise<void>
 }
@@ -31,16 +34,19 @@ export interface SharedVmKeeper {
 export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
   const path = join(runtimeDir(), `keeper-${process.pid}-${Date.now().toString(36)}.sock`)
   const leases = new Map<string, SupervisorClient>()
+  const networks = new Map<string, { close(): void }>()
   const server = net.createServer((socket) => {
     const decoder = new LineDecoder()
     socket.setEncoding('utf8')
     socket.on('error', () => {})
     socket.on('data', async (chunk: string) => {
-      for (const message of decoder.push(chunk) as Array<{ hold?: string }>) {
+      for (const message of decoder.push(chunk) as Array<{ hold?: string; network?: boolean }>) {
         if (typeof message.hold !== 'string') continue
         const name = message.hold
         try {
-          if (!leases.has(name)) {
+          if (message.network) {
+            if (!networks.has(name)) networks.set(name, await holdNetwork(name, () => networks.delete(name)))
+          } else if (!leases.has(name)) {
             const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
             await control.request({ op: 'attach', lease: true })
             control.unref()
@@ -66,24 +72,33 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
     get held() {
       return [...leases.keys()]
     },
+    get heldNetworks() {
+      return [...networks.keys()]
+    },
     async close() {
       if (process.env[SHARED_KEEPER_ENV] === path) delete process.env[SHARED_KEEPER_ENV]
       await new Promise<void>((resolve) => server.close(() => resolve()))
       const names = [...leases.keys()]
       for (const control of leases.values()) control.close()
       leases.clear()
+      // A network's switch ends once its members are gone too: nothing to wait for here.
+      for (const network of networks.values()) network.close()
+      networks.clear()
       // Another run may hold one of them too; then it stays, and we stop waiting after a while.
       await Promise.all(names.map((name) => untilGone(new VmDirectory(name))))
     },
   }
 }
 
-/** Asks the run's keeper (if this process runs under one) to hold a lease until the run ends. */
-export async function askKeeperToHold(name: string): Promise<void> {
+/**
+ * Asks the run's keeper (if this process runs under one) to hold a lease on the VM, or with
+ * `network`, on the network (`VmNetwork.shared()`), until the run ends.
+ */
+export async function askKeeperToHold(name: string, kind: 'vm' | 'network' = 'vm'): Promise<void> {
   const path = process.env[SHARED_KEEPER_ENV]
   if (!path) return
   try {
-    const reply = await request(path, { hold: name })
+    const reply = await request(path, { hold: name, network: kind === 'network' })
     if (reply.error) throw new Error(String(reply.error))
   } catch (error) {
     // Not fatal: the VM then lives as long as the processes that use it.
