@@ -1,4 +1,4 @@
-import { type FieldSchema, IMAGE_FIELDS, MOUNT_FIELDS, VM_FIELDS } from './config-schema.js'
+import { type FieldSchema, IMAGE_FIELDS, MOUNT_FIELDS, NETWORK_FIELDS, VM_FIELDS } from './config-schema.js'
 
 /** docs/config.md, generated from the schema (config-file.test.ts fails when the page is stale). */
 export function renderConfigDocs(): string {
@@ -64,6 +64,26 @@ still boots from templates (they are mounted after the restore), but \`vm.snapsh
 they are mounted (QEMU cannot migrate a mounted 9p share).
 
 ${table(MOUNT_FIELDS)}
+
+## \`[[networks]]\`
+
+Networks between VMs, joined by name: the first VM that names one creates it, every other VM
+that names it (from this file, another file, \`vmctl up --network\`, or code) joins it, and it ends
+with its last member. A name alone (\`networks = ["cluster"]\`) joins with the VM's name as its
+hostname; a table gives it names of its own. See [networks.md](networks.md).
+
+\`\`\`toml
+[vm.db]
+[[vm.db.networks]]
+network = "cluster"
+hostname = "db"
+aliases = ["primary"]
+
+[vm.app]
+networks = ["cluster"]
+\`\`\`
+
+${table(NETWORK_FIELDS)}
 `
 }
 

@@ -96,6 +96,29 @@ writable = true
     expect(guest.message).toContain('mount2.toml:7: mounts[1].guest: expected an absolute guest path')
   })
 
+  test('networks: names or [[networks]] tables with hostname and aliases; bad ones named at their line', () => {
+    const path = file(
+      'networks.toml',
+      'networks = ["front"]\n[vm.db]\n[[vm.db.networks]]\nnetwork = "cluster"\nhostname = "db"\naliases = ["primary"]\n',
+    )
+    expect(loadConfig(path).options.networks).toEqual([
+      { network: 'cluster', hostname: 'db', aliases: ['primary'] },
+    ])
+    expect(loadConfig(file('networks2.toml', 'networks = ["front", "back"]\n')).options.networks).toEqual([
+      'front',
+      'back',
+    ])
+    expect(configError(file('net-bad.toml', 'cpus = 1\nnetworks = ["no spaces"]\n')).message).toContain(
+      'net-bad.toml:2: networks[0]: expected a network name, got "no spaces"',
+    )
+    expect(
+      configError(file('net-bad2.toml', '[[networks]]\nnetwork = "c"\nhostnme = "db"\n')).message,
+    ).toContain('net-bad2.toml:3: networks[0].hostnme: unknown field (did you mean hostname?)')
+    expect(configError(file('net-bad3.toml', '[[networks]]\nhostname = "db"\n')).message).toContain(
+      'networks[0]: missing field network',
+    )
+  })
+
   test('a missing image file and a corrupt image are errors at the image line', () => {
     const missing = configError(file('missing.toml', 'cpus = 1\nimage = "nowhere.qcow2"\n'))
     expect(missing.message).toContain(`missing.toml:2: image: ${join(dir, 'nowhere.qcow2')} does not exist`)

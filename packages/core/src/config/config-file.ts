@@ -158,7 +158,16 @@ function validateValue(
   if (field.arrayOfTables) {
     if (!Array.isArray(value)) fail(at, `expected ${field.expected}, got ${describe(value)}`)
     return (value as unknown[]).map((entry, i) => {
-      if (!isTable(entry)) fail([...at, i], `expected a table, got ${describe(entry)}`)
+      const { stringEntry } = field
+      if (stringEntry && typeof entry === 'string') {
+        if (!stringEntry.check(entry)) fail([...at, i], `expected ${stringEntry.expected}, got "${entry}"`)
+        return entry
+      }
+      if (!isTable(entry))
+        fail(
+          [...at, i],
+          `expected a table${stringEntry ? ` or ${stringEntry.expected}` : ''}, got ${describe(entry)}`,
+        )
       const table = validateTable(entry as Record<string, unknown>, field.fields!, [...at, i], fail, base)
       for (const [name, spec] of Object.entries(field.fields!))
         if (spec.default === undefined && !(name in table))

@@ -21,6 +21,8 @@ export interface FieldSchema {
   arrayOfTables?: boolean
   /** The path names a disk image: checked with qemu-img when the file is loaded. */
   diskImage?: boolean
+  /** With arrayOfTables: an entry may also be a string, checked by this (e.g. a network name). */
+  stringEntry?: { expected: string; check: (value: string) => boolean }
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0
@@ -90,6 +92,33 @@ export const MOUNT_FIELDS: Record<string, FieldSchema> = {
   },
 }
 
+/** Network names (network-directory.ts) and host names (guest-network.ts), as the API checks them. */
+const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$/
+const HOST_NAME = /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$/
+
+export const NETWORK_FIELDS: Record<string, FieldSchema> = {
+  network: {
+    expected: 'a network name (letters, digits, ".", "_", "-"; up to 40)',
+    check: (v) => isString(v) && NETWORK_NAME.test(v),
+    doc: 'The network to join, by name: created by the first VM that names it, joined by the others.',
+    example: '"cluster"',
+  },
+  hostname: {
+    expected: 'a host name (letters, digits, "-", "."; up to 63)',
+    check: (v) => isString(v) && HOST_NAME.test(v),
+    doc: 'The name the other members reach this VM by.',
+    default: 'the VM name',
+    example: '"db"',
+  },
+  aliases: {
+    expected: 'an array of host names',
+    check: (v) => Array.isArray(v) && v.every((a) => isString(a) && HOST_NAME.test(a)),
+    doc: "More names for the VM on this network (testcontainers' network aliases).",
+    default: '[]',
+    example: '["primary"]',
+  },
+}
+
 export const VM_FIELDS: Record<string, FieldSchema> = {
   name: {
     expected: 'a VM name (letters, digits, "-", "_", ".")',
@@ -122,6 +151,16 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     example: '[{ host = ".", guest = "/mnt/project" }]',
     arrayOfTables: true,
     fields: MOUNT_FIELDS,
+  },
+  networks: {
+    expected: 'an array of network names or tables { network, hostname, aliases }',
+    check: Array.isArray,
+    doc: 'Networks between VMs to join, by name ([[networks]] tables, or names): a NIC each next to the user-mode one, an address, and every member reachable by name. See docs/networks.md.',
+    default: '[]',
+    example: '["cluster"]',
+    arrayOfTables: true,
+    fields: NETWORK_FIELDS,
+    stringEntry: { expected: 'a network name', check: (v) => NETWORK_NAME.test(v) },
   },
   memoryMiB: {
     expected: 'a positive integer (MiB)',

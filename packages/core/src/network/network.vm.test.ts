@@ -1,9 +1,5 @@
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { listNetworks, VM, VmNetwork } from '../index.js'
-import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { NetworkDirectory } from './network-directory.js'
 
@@ -200,42 +196,4 @@ while True: s.sendto(b'to-the-group', ('239.7.7.7', 5007)); time.sleep(0.2)"`,
     expect((await b.exec('getent hosts late')).stdout).toContain(late.ip(net))
     expect((await ping(b, 'late')).received).toBe(1)
   })
-})
-
-describe('vm: a network whose owner crashed', () => {
-  test('leaves no switch process, socket or directory behind', async () => {
-    const core = fileURLToPath(new URL('../../dist/index.js', import.meta.url))
-    const child = spawn(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `import { VM, VmNetwork } from ${JSON.stringify(core)}
-const net = await VmNetwork.create()
-const vm = await VM.up({ networks: [net] })
-console.log(JSON.stringify({ network: net.name, vm: vm.name }))
-setInterval(() => {}, 1000)`,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    )
-    let out = ''
-    child.stdout.on('data', (chunk) => {
-      out += chunk
-    })
-    const started = await pollUntil(() => out.includes('\n') && (JSON.parse(out) as { network: string }), {
-      timeoutMs: 300_000,
-      everyMs: 200,
-      stopIf: () => child.exitCode !== null,
-    })
-    expect(started, 'the child made a network and a member').toBeTruthy()
-    const directory = new NetworkDirectory(started!.network)
-    const switchPid = directory.readState()!.pid
-    expect(isAlive(switchPid)).toBe(true)
-    child.kill('SIGKILL')
-    const gone = await pollUntil(() => !isAlive(switchPid) && !existsSync(directory.path), {
-      timeoutMs: 30_000,
-      everyMs: 100,
-    })
-    expect(gone, `switch ${switchPid} exited and ${directory.path} is gone`).toBe(true)
-  }, 400_000)
 })
