@@ -48,6 +48,12 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
     value: 'SECONDS',
     help: 'fail if the VM is not ready in time (default 30 KVM, 180 TCG)',
   },
+  network: {
+    type: 'string',
+    multiple: true,
+    value: 'NAME[:HOST[,ALIAS..]]',
+    help: 'join the VM network NAME (made if none runs), reached there as HOST (default: the VM name); repeatable',
+  },
   accel: { type: 'string', value: 'auto|kvm|tcg', help: 'accelerator (default auto: KVM when usable)' },
   transport: {
     type: 'string',
@@ -120,6 +126,7 @@ function flagOptions(values: Values): VmOptions {
   if (values['kernel-arg']) options.kernelArgs = values['kernel-arg'] as string[]
   if (values['qemu-arg']) options.qemuArgs = values['qemu-arg'] as string[]
   if (values.port) options.ports = (values.port as string[]).map((p) => port(p))
+  if (values.network) options.networks = (values.network as string[]).map(network)
   if (values['boot-timeout'] !== undefined)
     options.bootTimeoutMs = seconds('--boot-timeout', values['boot-timeout'] as string)
   if (values.accel !== undefined) {
@@ -161,6 +168,16 @@ export function seconds(flag: string, text: string): number {
   if (!Number.isFinite(n) || n <= 0)
     throw new UsageError(`${flag} takes a number of seconds, got ${JSON.stringify(text)}`)
   return Math.round(n * 1000)
+}
+
+/** `--network NAME[:HOST[,ALIAS...]]`; names are checked where VM.up checks them. */
+function network(text: string): NonNullable<VmOptions['networks']>[number] {
+  const colon = text.indexOf(':')
+  if (colon < 0) return text
+  const [hostname, ...aliases] = text.slice(colon + 1).split(',')
+  if (!hostname || aliases.some((a) => !a))
+    throw new UsageError(`--network takes NAME[:HOST[,ALIAS...]], got ${JSON.stringify(text)}`)
+  return { network: text.slice(0, colon), hostname, ...(aliases.length ? { aliases } : {}) }
 }
 
 function port(text: string): number {

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { runtimeDir } from '@vmctl/core'
-import { describe, expect, test } from 'vitest'
+import { describe, expect, test, vi } from 'vitest'
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const run = promisify(execFile)
@@ -15,7 +15,10 @@ async function vmctl(
   input?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    // As a user's shell runs it: outside this run's shared keeper, which would hold a network
+    // made by `vmctl up --network` until the run ends.
+    const env = { ...process.env, VMCTL_SHARED_KEEPER: undefined }
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d))
@@ -91,12 +94,17 @@ describe('vm: vmctl against real VMs', () => {
 
   test('vmctl up / exec / ps / down from separate processes', async () => {
     const name = `cli-${process.pid}`
-    const up = await vmctl(['up', '--name', name])
+    // On a network of its own, by name: made by this up, ended with the VM.
+    const network = `cli-net-${process.pid}`
+    const up = await vmctl(['up', '--name', name, '--network', `${network}:web,www`])
     expect(up.code, up.stderr).toBe(0)
     expect(up.stdout.trim()).toBe(name)
     try {
       const ps = await run(process.execPath, [CLI, 'ps'])
       expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+ready\\s+\\d+s\\s+\\d+`, 'm'))
+      const ip = ps.stdout.match(new RegExp(`^${name}\\s.*\\b${network}=(10\\.213\\.\\d+\\.10)\\b`, 'm'))?.[1]
+      expect(ip, ps.stdout).toBeTruthy()
+      expect((await vmctl(['exec', name, '--', 'getent hosts www'])).stdout).toContain(`${ip} `)
       // Two clients at once, from two processes.
       const [a, b] = await Promise.all([
         vmctl(['exec', name, '--', 'echo a; hostname']),
@@ -127,6 +135,11 @@ describe('vm: vmctl against real VMs', () => {
     }
     const after = await run(process.execPath, [CLI, 'ps'])
     expect(after.stdout).not.toContain(name)
+    // The switch ends with its last member (it sees the VM's control socket close).
+    await vi.waitFor(() => expect(existsSync(join(runtimeDir(), 'networks', network))).toBe(false), {
+      timeout: 10_000,
+      interval: 100,
+    })
     expect((await vmctl(['exec', name, '--', 'true'])).code).toBe(2)
   })
 })

@@ -116,6 +116,8 @@ export async function joinNetworks(
     sockets,
     leave,
     async configure(vm) {
+      const started = performance.now()
+      const ms = () => Math.round(performance.now() - started)
       handles.set(member, new WeakRef(vm))
       const vmControl = new VmDirectory(member).controlSocket
       for (const [nic, m] of memberships.entries())
@@ -132,9 +134,22 @@ export async function joinNetworks(
       // for a restored VM's first one under TCG). The other members are told meanwhile.
       const own = [...memberships.map((m, index) => nicScript(index, m)), ...(scripts.get(member) ?? [])]
       scripts.delete(member)
-      await Promise.all([vm.exec(own.join('\n'), { timeoutMs: 60_000 }), tellOthers(scripts)])
+      const asked = ms()
+      const times = { own: 0, others: 0 }
+      await Promise.all([
+        vm.exec(own.join('\n'), { timeoutMs: 60_000 }).then(() => (times.own = ms())),
+        tellOthers(scripts).then(() => (times.others = ms())),
+      ])
       letGo()
-      log('%s: on %s', member, memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '))
+      log(
+        '%s: on %s (switch %d ms, own setup at %d ms, %d others told at %d ms)',
+        member,
+        memberships.map((m) => `${m.network.name} ${m.ip}`).join(', '),
+        asked,
+        times.own,
+        scripts.size,
+        times.others,
+      )
     },
   }
 }
