@@ -1,6 +1,7 @@
 import { InvalidOptionsError } from '../errors.js'
 import { logger } from '../log.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
+import { hostsScript, tellOthers, withHostsLock } from './guest-hosts.js'
 import { type MemberInfo, validateNetworkName } from './network-directory.js'
 import { templateMac } from './template-mac.js'
 import { VmNetwork } from './vm-network.js'
@@ -122,13 +123,13 @@ export async function joinNetworks(
       const vmControl = new VmDirectory(member).controlSocket
       for (const [nic, m] of memberships.entries())
         await m.network.control.request({ op: 'bind', member, vmControl, nic })
-      // Each member's names, as one script per network, and who else needs them.
+      // Each network's names, as one script per network, and the booted members that need them.
       const scripts = new Map<string, string[]>()
       for (const m of memberships) {
-        const { version, members } = await m.network.control.request({ op: 'members' })
-        const bound = (members as MemberInfo[]).filter((info) => info.bound)
-        const script = hostsScript(m.network.name, version as number, bound)
-        for (const info of bound) scripts.set(info.member, [...(scripts.get(info.member) ?? []), script])
+        const names = await m.network.control.request({ op: 'names', member })
+        const script = hostsScript(m.network.name, names.version as number, names.members as MemberInfo[])
+        for (const other of [member, ...(names.behind as string[])])
+          scripts.set(other, [...(scripts.get(other) ?? []), script])
       }
       // Its own NICs and names in one command: each costs a round trip through the agent (seconds
       // for a restored VM's first one under TCG). The other members are told meanwhile.
@@ -137,8 +138,10 @@ export async function joinNetworks(
       const asked = ms()
       const times = { own: 0, others: 0 }
       await Promise.all([
-        vm.exec(own.join('\n'), { timeoutMs: 60_000 }).then(() => (times.own = ms())),
-        tellOthers(scripts).then(() => (times.others = ms())),
+        withHostsLock(member, () => vm.exec(own.join('\n'), { timeoutMs: 60_000 })).then(
+          () => (times.own = ms()),
+        ),
+        tellOthers(scripts, (name) => handles.get(name)?.deref()).then(() => (times.others = ms())),
       ])
       letGo()
       log(
@@ -196,47 +199,4 @@ set -- "link set dev $dev address ${m.mac}" "addr add ${m.ip}/24 dev $dev" "link
   }
 if command -v busybox >/dev/null; then for c; do busybox ip $c || exit 1; done
 else printf '%s\\n' "$@" | ip -batch - || exit 1; fi`
-}
-
-/**
- * Writes the networks' names into /etc/hosts of the members before this one, in whatever process
- * they were made. Each write carries the switch's membership version, and a guest keeps only a
- * newer list than it has (under flock): two members joining at once, each writing what it saw,
- * leave every guest with the later list.
- */
-async function tellOthers(scripts: Map<string, string[]>): Promise<void> {
-  // Imported here: vm.ts imports boot-vm.ts, which imports this module: a static import is a cycle.
-  const { VM } = await import('../vm/vm.js')
-  await Promise.all(
-    [...scripts].map(async ([name, list]) => {
-      const own = handles.get(name)?.deref()
-      if (own) {
-        // A member made in this process: its agent connection is warm (a new one costs the guest
-        // seconds under TCG), and a destroyed one is gone from the network anyway.
-        await own.exec(list.join('\n'), { timeoutMs: 60_000 }).catch(() => {})
-        return
-      }
-      const other = await VM.attach(name).catch(() => undefined) // gone meanwhile: nothing to update
-      if (!other) return
-      try {
-        await other.exec(list.join('\n'), { timeoutMs: 60_000 })
-      } catch (error) {
-        log('names not written to %s: %s', name, (error as Error).message)
-      } finally {
-        await other.close()
-      }
-    }),
-  )
-}
-
-/** One network's names for /etc/hosts, in a subshell (its early exit ends only itself). */
-export function hostsScript(network: string, version: number, members: MemberInfo[]): string {
-  const tag = `# vmctl-net:${network}`
-  const lines = members.map((m) => `${m.ip} ${m.names.join(' ')} ${tag}`).join('\\n')
-  const versionFile = `/run/vmctl-hosts.${network}.version`
-  return `(exec 9>>/run/vmctl-hosts.lock && flock 9 || exit 1
-v=-1; [ -f ${versionFile} ] && read v < ${versionFile}
-[ "$v" -lt ${version} ] || exit 0
-kept=$(busybox grep -v ' ${tag}$' /etc/hosts 2>/dev/null || grep -v ' ${tag}$' /etc/hosts)
-printf '%s\\n${lines}\\n' "$kept" > /etc/hosts && echo ${version} > ${versionFile})`
 }

@@ -16,6 +16,8 @@ export type NetworkRequest = { id: string } & (
   | { op: 'bind'; member: string; vmControl: string; nic: number }
   | { op: 'leave'; member: string }
   | { op: 'members' }
+  /** The names list for `member`'s setup, and which booted members still need it (switch-server.ts). */
+  | { op: 'names'; member: string }
   | { op: 'connect' | 'disconnect'; member: string }
   | { op: 'partition'; groups: string[][] }
   | { op: 'heal' }

@@ -21,6 +21,8 @@ interface Member extends MemberInfo {
   watch?: net.Socket
   /** Its NIC's link, through that same socket (member-carrier.ts). */
   carrier?: MemberCarrier
+  /** The newest names list (version) it was given or is being given: see the `names` request. */
+  told: number
 }
 
 interface Client {
@@ -45,7 +47,7 @@ export class SwitchServer {
   private leases = 0
   private everLeased = false
   private nextIndex = 0
-  /** Bumped on every membership change: guests keep the newest hosts list only (guest-network.ts). */
+  /** Bumped when a member joins or goes: guests keep the newest hosts list only (guest-network.ts). */
   private version = 0
   private stopping = false
 
@@ -143,7 +145,15 @@ export class SwitchServer {
         }
         const socket = this.directory.portSocket(index)
         await this.switch.addPort(request.member, socket)
-        this.members.set(request.member, { member: request.member, names, ip, mac, bound: false, index })
+        this.members.set(request.member, {
+          member: request.member,
+          names,
+          ip,
+          mac,
+          bound: false,
+          index,
+          told: 0,
+        })
         client.joining.add(request.member)
         this.changed()
         return { ip, mac, socket, subnet: this.launch.subnet }
@@ -162,7 +172,7 @@ export class SwitchServer {
         member.carrier = new MemberCarrier(watch, request.nic)
         member.bound = true
         this.hold()
-        this.changed()
+        this.writeState()
         return {}
       }
       case 'leave':
@@ -170,6 +180,21 @@ export class SwitchServer {
         return {}
       case 'members':
         return { version: this.version, members: [...this.members.values()].map(info) }
+      case 'names': {
+        // Every member's names, booted or not (each has its address from its join on), for the
+        // member being set up; and the booted members that have not been given this list yet,
+        // for it to tell. Both count as told from now: members that join at once, each booting,
+        // get the list in their own setup instead of one more command per member joined.
+        const member = this.member(request.member)
+        member.told = this.version
+        const behind = [...this.members.values()].filter((m) => m.bound && m.told < this.version)
+        for (const m of behind) m.told = this.version
+        return {
+          version: this.version,
+          members: [...this.members.values()].map(info),
+          behind: behind.map((m) => m.member),
+        }
+      }
       case 'connect':
       case 'disconnect': {
         // The switch drops its frames, and the guest loses its carrier (a VM not bound yet has no
