@@ -9,6 +9,7 @@ describe('vmctl ps: the NETWORKS column', () => {
         name: 'net-a',
         pid: 1,
         subnet: '10.213.0.0/24',
+        leases: 2,
         members: [
           {
             member: 'db',
@@ -32,6 +33,7 @@ describe('vmctl ps: the NETWORKS column', () => {
         name: 'net-b',
         pid: 2,
         subnet: '10.213.1.0/24',
+        leases: 1,
         members: [{ member: 'db', names: ['db'], ip: '10.213.1.10', mac: '02:76:6d:01:00:00', bound: true }],
       },
     ])

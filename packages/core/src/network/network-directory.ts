@@ -20,6 +20,8 @@ export interface NetworkState {
   name: string
   pid: number
   subnet: string
+  /** Who holds it: handles (in any process, the test run's keeper too) and member VMs. */
+  leases: number
   members: Array<MemberInfo & { port?: PortState }>
 }
 

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
+import { SHARED_KEEPER_ENV, startSharedVmKeeper } from '../vm/shared-vm-keeper.js'
 import { listNetworks } from './network-directory.js'
 import { VmNetwork } from './vm-network.js'
 
@@ -27,6 +28,31 @@ describe('network: a switch process per network, held by leases', () => {
       expect(gone).toBe(true)
     } finally {
       await Promise.all([first.close(), second.close(), other.close()])
+    }
+  })
+
+  test("VmNetwork.shared(): the run's keeper holds it past its last handle, and lets go at the run's end", async () => {
+    const name = `kept-${process.pid}`
+    const outer = process.env[SHARED_KEEPER_ENV] // this run's own keeper: set aside for one of ours
+    const keeper = await startSharedVmKeeper()
+    try {
+      const net = await VmNetwork.shared(name)
+      expect(keeper.heldNetworks).toEqual([name])
+      const state = () => listNetworks().find((n) => n.name === name)
+      const pid = state()!.pid
+      expect(state()?.leases).toBe(2) // the handle and the keeper
+      await net.close()
+      const kept = await pollUntil(() => state()?.leases === 1, { timeoutMs: 10_000, everyMs: 50 })
+      expect(kept, 'the keeper alone holds it, and it runs').toBe(true)
+      await keeper.close()
+      const gone = await pollUntil(() => !isAlive(pid) && !existsSync(net.directory.path), {
+        timeoutMs: 10_000,
+        everyMs: 50,
+      })
+      expect(gone, 'the switch ended with the keeper').toBe(true)
+    } finally {
+      await keeper.close()
+      if (outer) process.env[SHARED_KEEPER_ENV] = outer
     }
   })
 

@@ -101,11 +101,13 @@ export class SwitchServer {
   private hold(): void {
     this.leases++
     this.everLeased = true
+    this.writeState()
   }
 
   private release(): void {
     this.leases--
     if (this.leases <= 0) this.stop('its last user let go')
+    else this.writeState()
   }
 
   private async onRequest(client: Client, request: NetworkRequest): Promise<void> {
@@ -252,6 +254,7 @@ export class SwitchServer {
       name: this.launch.name,
       pid: process.pid,
       subnet: this.launch.subnet,
+      leases: this.leases,
       members: [...this.members.values()].map((m) => ({ ...info(m), port: ports.get(m.member) })),
     }
   }
