@@ -74,6 +74,8 @@ export class Supervisor implements ControlHandlers {
   /** Disks plugged into the running VM (disk-hotplug.ts); a new QEMU starts with none. */
   private readonly diskHotplug: DiskHotplug
   private readonly nicLinks = new NicLinks() // network NICs' links, kept across QEMUs
+  readonly setLink = (link: LinkRequest) =>
+    this.nicLinks.handle(link, this.qemu?.alive ? this.qemu.qmp : undefined)
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -361,10 +363,6 @@ export class Supervisor implements ControlHandlers {
   /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts). */
   disks(request: DiskRequest): Promise<Record<string, unknown>> {
     return this.diskHotplug.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state))
-  }
-
-  setLink(request: LinkRequest): Promise<Record<string, unknown>> {
-    return this.nicLinks.handle(request, this.qemu?.alive ? this.qemu.qmp : undefined)
   }
 
   destroy(replied: () => void): Promise<void> {
