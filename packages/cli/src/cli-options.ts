@@ -51,8 +51,8 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
   network: {
     type: 'string',
     multiple: true,
-    value: 'NAME[:HOST[,ALIAS..]]',
-    help: 'join the VM network NAME (made if none runs), reached there as HOST (default: the VM name); repeatable',
+    value: 'NAME[:HOST,..]',
+    help: 'join the VM network NAME (made if none runs), named HOST and more there (default: the VM name); repeatable',
   },
   accel: { type: 'string', value: 'auto|kvm|tcg', help: 'accelerator (default auto: KVM when usable)' },
   transport: {
