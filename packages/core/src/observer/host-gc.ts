@@ -29,7 +29,8 @@ export async function gcHost(
   const env = options.env ?? process.env
   const { findings } = observeHost(env)
   const actions: GcAction[] = []
-  for (const finding of findings) {
+  // A VM stopped unasked is the user's to start or destroy: reported by ps, never repaired here.
+  for (const finding of findings.filter((f) => f.kind !== 'stopped-unexpectedly')) {
     if (options.dryRun) {
       actions.push({ finding, action: finding.repair, done: false })
       continue

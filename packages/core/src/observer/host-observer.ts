@@ -16,6 +16,7 @@ export type FindingKind =
   | 'missing-disk'
   | 'unreferenced-disk'
   | 'template-staging'
+  | 'stopped-unexpectedly'
 
 export interface Finding {
   kind: FindingKind
@@ -104,6 +105,17 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
         subject: name,
         detail: `VM ${name}'s supervisor (pid ${status.pid}) says ready, but its QEMU (pid ${status.qemuPid ?? 'none'}) is not running`,
         repair: `stop the supervisor (pid ${status.pid}) and remove ${directory.path}`,
+        pid: status.pid,
+        path: directory.path,
+      })
+    } else if (status?.state === 'stopped' && status.stopped?.unexpected) {
+      // Not out of place for the supervisor (it knows), but what the VM's user believes (it runs)
+      // and what runs differ; the VM is the user's, so gc leaves it.
+      add({
+        kind: 'stopped-unexpectedly',
+        subject: name,
+        detail: `VM ${name} is stopped: its QEMU ended without vmctl asking (${status.stopped.how}) at ${status.stopped.at}`,
+        repair: `nothing: the VM is kept; vmctl start ${name} boots it again, vmctl down ${name} removes it`,
         pid: status.pid,
         path: directory.path,
       })

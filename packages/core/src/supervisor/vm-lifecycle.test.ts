@@ -75,6 +75,13 @@ describe('the VM lifecycle state machine', () => {
     expect(machineAt('stopped').can('ready')).toBe(false)
   })
 
+  test('a QEMU that ends unasked leaves a ready (or snapshotting) VM stopped, not gone', () => {
+    expect(machineAt('ready').can('stopped')).toBe(true)
+    expect(machineAt('snapshotting').can('stopped')).toBe(true)
+    expect(machineAt('booting').can('stopped')).toBe(false)
+    expect(machineAt('restoring').can('stopped')).toBe(false)
+  })
+
   test('going down, and whether an exit of QEMU is awaited by the operation under way', () => {
     expect(ALL.filter((s) => machineAt(s).goingDown)).toEqual(['stopping', 'exited'])
     expect(ALL.filter((s) => machineAt(s).qemuExitIsAwaited)).toEqual([

@@ -11,7 +11,8 @@ import type { ControlEvent, VmState } from './control-protocol.js'
  * - `snapshotting`, `restoring`: a snapshot being saved, or the VM being rolled back to one (QEMU
  *   replaced on purpose, so its exit while restoring is the restore's failure, not the VM's end).
  * - `powering-off` → `stopped`: `vm.stop()`; the guest powers down, the supervisor, its directory,
- *   disks and host ports stay. `starting`: `vm.start()` or `vm.restart()` on its way back to ready.
+ *   disks and host ports stay. `ready` → `stopped`: QEMU ended without being asked (killed from
+ *   outside, the guest powered off or panicked); the VM stays the same way, with that cause. `starting`: `vm.start()` or `vm.restart()` on its way back to ready.
  * - `stopping` → `exited`: the teardown (destroy, the last lease gone, QEMU died, a failed boot).
  *   A stopping supervisor starts no QEMU and never removes, makes or locks a template.
  */
@@ -29,8 +30,10 @@ export type LifecycleState =
 /** The allowed transitions: the whole of a VM's life, in one table. Anything else is refused. */
 export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = {
   booting: ['ready', 'stopping'],
-  ready: ['snapshotting', 'restoring', 'powering-off', 'starting', 'stopping'],
-  snapshotting: ['ready', 'stopping'],
+  // QEMU ended without being asked (killed from outside, the guest powered off or panicked): the
+  // VM stays defined, stopped with that cause, and start() boots it again.
+  ready: ['snapshotting', 'restoring', 'powering-off', 'starting', 'stopped', 'stopping'],
+  snapshotting: ['ready', 'stopped', 'stopping'],
   restoring: ['ready', 'stopping'],
   'powering-off': ['stopped', 'stopping'],
   stopped: ['starting', 'stopping'],
