@@ -94,14 +94,15 @@ export class VmExitedError extends VmctlError {
 export class VmStoppedError extends VmctlError {
   /** Why QEMU ended, when vmctl did not ask it to. */
   readonly stopCause: string | undefined
-  readonly consoleTail: string
-  constructor(name: string, state: string, cause?: string, consoleTail = '') {
+  /** The console's last lines, when QEMU ended unasked (absent for a stop vmctl made). */
+  readonly consoleTail: string | undefined
+  constructor(name: string, state: string, cause?: string, consoleTail?: string) {
     super(
       'VM_STOPPED',
       `VM ${name} is ${state}${cause ? `: its QEMU ended without vmctl asking (${cause})` : ''}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})${cause && consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`,
     )
     this.stopCause = cause
-    this.consoleTail = consoleTail
+    this.consoleTail = cause ? (consoleTail ?? '') : undefined
   }
 }
 
