@@ -135,5 +135,4 @@ describe('a VM manager test plan (vm)', () => {
     expect(onHost(name)).toBeUndefined()
     expect(observeHost().findings.filter((f) => f.vm === name)).toEqual([])
   })
-
 })

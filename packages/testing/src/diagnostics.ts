@@ -39,8 +39,7 @@ export async function vmDiagnostics(vm: VM, options: DiagnosticsOptions = {}): P
     // ("Last console lines"), which is printed above this; printing it here again doubled it.
     const gone = (error as { consoleTail?: string }).consoleTail !== undefined
     note = ` (${(error as Error).message.split('\n')[0]})`
-    if (gone)
-      return `\n--- VM ${vm.name}: no logs${note}; its last console lines are in the error above ---`
+    if (gone) return `\n--- VM ${vm.name}: no logs${note}; its last console lines are in the error above ---`
   }
   const block = (title: string, lines: string[], count: number) =>
     `\n--- VM ${vm.name}: ${title}, last ${Math.min(count, lines.length)} lines${note} ---\n${lines.slice(-count).join('\n') || '(empty)'}`
