@@ -128,11 +128,8 @@ export class Supervisor implements ControlHandlers {
       const failure = asBootFailure(error)
       this.log('boot failed: %s', failure.message)
       if (this.accel === 'kvm') kvmFailedBoot(this.spec.cacheDir, this.qemu)
-      const payload = failure.payload(
-        this.console.lastLines(),
-        this.accel,
-        bootTimeoutMs(this.spec, this.accel),
-      )
+      const timeoutMs = bootTimeoutMs(this.spec, this.accel)
+      const payload = failure.payload(this.console.lastLines(), this.accel, timeoutMs)
       // The line that explains the failure, from the whole console log (boot-failure-cause.ts).
       payload.message = withBootFailureCause(payload.message, this.dir.consoleLog, payload.consoleTail)
       this.end({ event: 'failed', error: payload })
