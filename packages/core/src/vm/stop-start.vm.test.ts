@@ -168,6 +168,21 @@ describe('vm: stop and start in kernel mode', () => {
     const r = await vm.exec('ls /tmp/vmctl-stop-start-written /etc/vmctl-stop-start', { reject: false })
     expect(r.exitCode).not.toBe(0)
     expect((await vm.exec('cat /etc/os-release')).stdout).toMatch(/PRETTY_NAME/)
+
+    // The guest panicking, then powering itself off: each leaves the VM stopped with its own cause
+    // (the first panic's line, still in the console, is not taken for the power-off's).
+    await vm.exec('echo c > /proc/sysrq-trigger').catch(() => {})
+    await eventually(() => vm.state === 'stopped', 30_000, 'the panic seen')
+    const panicked = await vm.exec('true').catch((e: unknown) => e)
+    expect(panicked).toBeInstanceOf(VmStoppedError)
+    expect(String(panicked)).toMatch(/without vmctl asking \(the guest kernel panicked/)
+    // The last console lines: the panic and its stack dump (which follows the panic line).
+    expect((panicked as VmStoppedError).consoleTail).toMatch(/Kernel panic|Call Trace|do_syscall/)
+    await vm.start()
+    await vm.exec('echo o > /proc/sysrq-trigger').catch(() => {})
+    await eventually(() => vm.state === 'stopped', 30_000, 'the power-off seen')
+    const off = await vm.exec('true').catch((e: unknown) => e)
+    expect((off as VmStoppedError).stopCause).toBe('the guest shut down or rebooted (QEMU exited)')
   })
 
   test('a destroyed VM rejects every call, stop and start included, saying it is gone', async () => {
