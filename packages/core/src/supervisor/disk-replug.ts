@@ -1,7 +1,7 @@
 import { credentials, Metadata } from '@grpc/grpc-js'
 import { DevicesClient } from '@vmctl/agent'
-import type { QmpClient } from '../qemu/qmp-client.js'
 import type { DiskHotplug } from './disk-hotplug.js'
+import type { QemuProcess } from './qemu-process.js'
 
 /** How long the guest gets to see each disk plugged in again (as attachDisk's default). */
 const GUEST_SEES_IT_MS = 30_000
@@ -15,11 +15,12 @@ const GUEST_SEES_IT_MS = 30_000
  */
 export async function replugDisks(
   hotplug: DiskHotplug,
-  qmp: QmpClient,
+  qemu: QemuProcess,
   agentSocket: string,
 ): Promise<string[]> {
   const disks = hotplug.list()
   if (disks.length === 0) return []
+  const qmp = await qemu.connectQmp()
   const devices = new DevicesClient(`unix://${agentSocket}`, credentials.createInsecure())
   try {
     const seen = disks.map((disk) => {

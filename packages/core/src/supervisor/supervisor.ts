@@ -28,7 +28,7 @@ import { withBootFailureCause } from './boot-failure-cause.js'
 import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
 import { type ControlHandlers, serveRequests } from './control-dispatch.js'
-import type { ControlEvent, StopCause, VmStatus } from './control-protocol.js'
+import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import { replugDisks } from './disk-replug.js'
@@ -73,7 +73,6 @@ export class Supervisor implements ControlHandlers {
   private template: VmStatus['template']
   /** The VM's plugged disks (disk-hotplug.ts), kept while it is stopped and plugged into each new QEMU. */
   private readonly diskHotplug: DiskHotplug
-  private stopCause: StopCause | undefined
 
   constructor(dir: VmDirectory, spec: LaunchSpec) {
     this.dir = dir
@@ -281,28 +280,23 @@ export class Supervisor implements ControlHandlers {
       // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
       // hold the disk's blocks as they were then. Without a disk of its own a clone is a fresh boot.
       await this.bringUp(this.spec.templates && !this.spec.image)
-      const qmp = await this.qemu!.connectQmp()
-      for (const warning of await replugDisks(this.diskHotplug, qmp, this.dir.agentSocket)) this.warn(warning)
+      for (const warning of await replugDisks(this.diskHotplug, this.qemu!, this.dir.agentSocket))
+        this.warn(warning)
     } catch (error) {
       await this.qemu?.kill()
       this.stopped(`the start failed: ${(error as Error).message}`)
       throw error
     }
-    this.stopCause = undefined
     this.lifecycle.to('ready')
     this.control.broadcast({ event: 'ready', status: this.status() })
   }
 
-  /**
-   * QEMU is gone, on purpose or (`unexpected`) not: the VM stays (unless it is being destroyed
-   * meanwhile), stopped, with its disks to plug in again at the next start.
-   */
+  /** QEMU is gone, on purpose or (`unexpected`) not: the VM stays, stopped, its disks kept for start(). */
   private stopped(how: string, unexpected = false): void {
     this.link.detach('the VM was stopped')
     if (!this.lifecycle.can('stopped')) return
     this.proxy.refuse()
-    this.stopCause = { how, unexpected, at: new Date().toISOString() }
-    this.lifecycle.to('stopped')
+    this.lifecycle.toStopped(how, unexpected)
     this.log('stopped%s: %s', unexpected ? ' (unasked)' : '', how)
     this.control.broadcast({ event: 'stopped', how, unexpected, consoleTail: this.console.lastLines() })
   }
@@ -354,7 +348,7 @@ export class Supervisor implements ControlHandlers {
       persistent: this.spec.persistent,
       ports: this.ports,
       bootMs: this.bootMs,
-      stopped: this.lifecycle.is('stopped') ? this.stopCause : undefined,
+      stopped: this.lifecycle.stopCause,
     }
   }
 

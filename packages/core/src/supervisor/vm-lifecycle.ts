@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { ControlEvent, VmState } from './control-protocol.js'
+import type { ControlEvent, StopCause, VmState } from './control-protocol.js'
 
 /**
  * Where a VM is in its life, as its supervisor sees it. One value replaces what used to be six
@@ -58,6 +58,7 @@ export class LifecycleError extends Error {
 export class VmLifecycle extends EventEmitter<{ change: [to: LifecycleState, from: LifecycleState] }> {
   private current: LifecycleState = 'booting'
   private ending: ControlEvent | undefined
+  private cause: StopCause | undefined
 
   get state(): LifecycleState {
     return this.current
@@ -78,6 +79,19 @@ export class VmLifecycle extends EventEmitter<{ change: [to: LifecycleState, fro
     if (!this.can(to)) throw new LifecycleError(from, to)
     this.current = to
     this.emit('change', to, from)
+  }
+
+  /** Moves to `stopped`, recording how (`unexpected`: QEMU ended without being asked). */
+  toStopped(how: string, unexpected: boolean): void {
+    if (!this.can('stopped')) throw new LifecycleError(this.current, 'stopped')
+    // Before the move: listeners of 'change' write the status, which has the cause.
+    this.cause = { how, unexpected, at: new Date().toISOString() }
+    this.to('stopped')
+  }
+
+  /** Why the VM is stopped, while it is. */
+  get stopCause(): StopCause | undefined {
+    return this.is('stopped') ? this.cause : undefined
   }
 
   /**
