@@ -34,18 +34,11 @@ import {
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { core, floorSample as floorRun, floorSetup, median, root, timed } from './bench-helpers.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const core = (path) => import(join(root, 'packages/core/dist', path))
 const { VM } = await core('index.js')
-const { locateKernel } = await core('host/kernel-locator.js')
-const { chooseAccelerator, hostTscKhz } = await core('host/accelerator.js')
-const { buildInitramfs } = await core('initramfs/initramfs-builder.js')
-const { buildRuntimeDisk } = await core('initramfs/runtime-disk.js')
-const { qemuArguments } = await core('qemu/qemu-command.js')
+const { chooseAccelerator } = await core('host/accelerator.js')
 const { cacheDir } = await core('paths.js')
-const { which, locateQemu } = await core('host/qemu-locator.js')
 const { VmDirectory } = await core('supervisor/vm-directory.js')
 const { listTemplates } = await core('templates/template-store.js')
 const { runtimeDir: runtimeDirectory } = await core('paths.js')
@@ -58,57 +51,12 @@ const EXEC_CALLS = 200
 const cli = join(root, 'packages/cli/dist/main.js')
 
 const cache = cacheDir()
-const kernel = locateKernel()
 const accel = chooseAccelerator(cache).accel === 'kvm' && !chooseAccelerator(cache).probe ? 'kvm' : 'tcg'
-const initramfs = await buildInitramfs({
-  kernel,
-  nodeBinary: process.execPath,
-  busybox: which('busybox', `${process.env.PATH}:/bin`),
-  cacheDir: cache,
-})
-const runtimeDisk = await buildRuntimeDisk(process.execPath, cache)
+const floor = await floorSetup(accel)
 
 /** QEMU spawn → the init's first console line. */
 async function floorSample() {
-  const dir = mkdtempSync(join(tmpdir(), 'vmctl-bench-'))
-  const args = qemuArguments({
-    binary: 'qemu',
-    accel,
-    kernel,
-    initramfs: initramfs.path,
-    runtimeDisk: runtimeDisk.path,
-    memoryMiB: 1024,
-    cpus: 2,
-    hostname: 'bench',
-    hostRoot: undefined,
-    modulesDir: undefined,
-    ports: [],
-    qmpSocket: join(dir, 'qmp.sock'),
-    agentSocket: join(dir, 'port.sock'),
-    tscKhz: hostTscKhz(),
-    kernelArgs: [],
-    extraArgs: [],
-  })
-  const started = performance.now()
-  const qemu = spawn(locateQemu(), args, { stdio: ['ignore', 'pipe', 'ignore'] })
-  try {
-    return await new Promise((resolve, reject) => {
-      let seen = ''
-      const timer = setTimeout(() => reject(new Error('floor: no init line within 120 s')), 120_000)
-      qemu.stdout.on('data', (chunk) => {
-        seen += chunk
-        if (seen.includes('vmctl-init: started')) {
-          clearTimeout(timer)
-          resolve(performance.now() - started)
-        }
-      })
-      qemu.on('exit', () => reject(new Error('floor: QEMU exited early')))
-    })
-  } finally {
-    qemu.removeAllListeners('exit')
-    qemu.kill('SIGKILL')
-    rmSync(dir, { recursive: true, force: true })
-  }
+  return (await floorRun(floor)).ms
 }
 
 /**
@@ -173,11 +121,6 @@ async function runSample() {
 const quantile = (values, q) => {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
-}
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 const samples = { floor: [], cold: [], coldExec: [], up: [], upExec: [], run: [], inPlace: [] }
@@ -304,12 +247,6 @@ for (let i = 0; i < 10; i++) {
   bundleStart.push(await agentStartup(process.execPath, [agentPackage.agentBundlePath()]))
 }
 rmSync(seaDir, { recursive: true, force: true })
-
-async function timed(work) {
-  const started = performance.now()
-  await work()
-  return performance.now() - started
-}
 
 /** Spawn → the agent's "started" log line, with no port to serve (it just waits for one). */
 function agentStartup(file, args) {

@@ -96,6 +96,31 @@ describe('a VM manager test plan (vm)', () => {
     await vm.exec(`mount ${byId} /data`)
     expect(await vm.readFile('/data/note.txt')).toBe('written before the detach\n')
     await vm.exec('umount /data')
+  })
+
+  test('QEMU killed by hand: the observer reports it, start() recovers the VM with its disk', async () => {
+    const qemuPid = onHost(vm.name)?.status?.qemuPid
+    expect(qemuPid).toBeGreaterThan(0)
+    process.kill(qemuPid!, 'SIGKILL')
+    await expect(vm.exec('true')).rejects.toThrow(/QEMU was killed by SIGKILL.*Fix: await vm.start\(\)/s)
+    // The VM is still defined, stopped with the cause; what vmctl ps shows in its FLAGS column:
+    expect(vm.state).toBe('stopped')
+    expect(onHost(vm.name)).toMatchObject({
+      state: 'stopped',
+      supervisorAlive: true,
+      qemuAlive: false,
+      problems: ['stopped-unexpectedly'],
+    })
+    expect(observeHost().findings).toContainEqual(
+      expect.objectContaining({ vm: vm.name, kind: 'stopped-unexpectedly' }),
+    )
+    await vm.start()
+    expect(onHost(vm.name)).toMatchObject({ state: 'ready', qemuAlive: true, problems: [] })
+    expect((await vm.exec('cat /root/marker')).stdout).toBe('kept\n')
+    // The disk plugged in when QEMU died is plugged into the new one, at the same by-id path.
+    await vm.exec(`mount ${byId} /data`)
+    expect(await vm.readFile('/data/note.txt')).toBe('written before the detach\n')
+    await vm.exec('umount /data')
     await vm.detachDisk(disk)
   })
 
@@ -109,18 +134,5 @@ describe('a VM manager test plan (vm)', () => {
     await vm.destroy()
     expect(onHost(name)).toBeUndefined()
     expect(observeHost().findings.filter((f) => f.vm === name)).toEqual([])
-  })
-
-  test('QEMU killed by hand: the VM ends, the handle says why, nothing is left behind', async () => {
-    vm = await VM.up({ image: IMAGE })
-    const qemuPid = onHost(vm.name)?.status?.qemuPid
-    expect(qemuPid).toBeGreaterThan(0)
-    process.kill(qemuPid!, 'SIGKILL')
-    await expect(vm.exec('true')).rejects.toThrow(/exited|QEMU/)
-    // Today the supervisor ends a VM whose QEMU died and removes it. With vm.start() (issue 12) the
-    // VM stays, `vmctl ps` flags it, and start() recovers it:
-    // expect(observeHost().findings).toContainEqual(expect.objectContaining({ vm: vm.name }))
-    // await vm.start()
-    expect(observeHost().findings.filter((f) => f.vm === vm.name)).toEqual([])
   })
 })

@@ -87,15 +87,22 @@ export class VmExitedError extends VmctlError {
 }
 
 /**
- * A call on a VM that `vm.stop()` stopped (or that is stopping or starting): only `start()` and
- * `destroy()` work on it.
+ * A call on a VM that `vm.stop()` stopped (or that is stopping or starting), or whose QEMU ended
+ * without being asked (`cause`: killed from outside, the guest powered off or panicked, with the
+ * console's last lines): only `start()` and `destroy()` work on it.
  */
 export class VmStoppedError extends VmctlError {
-  constructor(name: string, state: string) {
+  /** Why QEMU ended, when vmctl did not ask it to. */
+  readonly stopCause: string | undefined
+  /** The console's last lines, when QEMU ended unasked (absent for a stop vmctl made). */
+  readonly consoleTail: string | undefined
+  constructor(name: string, state: string, cause?: string, consoleTail?: string) {
     super(
       'VM_STOPPED',
-      `VM ${name} is ${state}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})`,
+      `VM ${name} is ${state}${cause ? `: its QEMU ended without vmctl asking (${cause})` : ''}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})${cause && consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`,
     )
+    this.stopCause = cause
+    this.consoleTail = cause ? (consoleTail ?? '') : undefined
   }
 }
 

@@ -34,12 +34,12 @@ export async function vmDiagnostics(vm: VM, options: DiagnosticsOptions = {}): P
     ])
     if (timedOut) note = ' (logs cut short: the guest did not answer within the time limit)'
   } catch (error) {
-    // A VM that died: its console tail is in the VmExitedError the test's own call failed with
+    // A VM that died (or whose QEMU ended unasked): its console tail is in the VmExitedError (or
+    // VmStoppedError) the test's own call failed with
     // ("Last console lines"), which is printed above this; printing it here again doubled it.
     const gone = (error as { consoleTail?: string }).consoleTail !== undefined
     note = ` (${(error as Error).message.split('\n')[0]})`
-    if (gone)
-      return `\n--- VM ${vm.name}: no logs${note}; its last console lines are in the VmExitedError above ---`
+    if (gone) return `\n--- VM ${vm.name}: no logs${note}; its last console lines are in the error above ---`
   }
   const block = (title: string, lines: string[], count: number) =>
     `\n--- VM ${vm.name}: ${title}, last ${Math.min(count, lines.length)} lines${note} ---\n${lines.slice(-count).join('\n') || '(empty)'}`

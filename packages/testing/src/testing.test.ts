@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type VM, VmExitedError } from '@vmctl/core'
+import { type VM, VmExitedError, VmStoppedError } from '@vmctl/core'
 import { afterAll, describe, expect, test } from 'vitest'
 import { vmDiagnostics } from './diagnostics.js'
 import { toFailWith, toHaveStdout, toSucceed } from './matchers.js'
@@ -88,6 +88,21 @@ describe('diagnostics of a failed test', () => {
     } as unknown as VM
     const text = await vmDiagnostics(dead)
     expect(`${error.message}${text}`.split('TAIL-LINE')).toHaveLength(2)
-    expect(text).toContain('its last console lines are in the VmExitedError above')
+    expect(text).toContain('its last console lines are in the error above')
+  })
+
+  test('nor is a VM whose QEMU ended unasked (the VmStoppedError has it); a stop vmctl made has none', async () => {
+    const unasked = new VmStoppedError('vm-x', 'stopped', 'QEMU was killed by SIGKILL', 'TAIL-LINE')
+    const stopped = (error: Error) =>
+      ({
+        name: 'vm-x',
+        // biome-ignore lint/correctness/useYield: a stopped VM fails its first log read
+        async *logs() {
+          throw error
+        },
+      }) as unknown as VM
+    const text = await vmDiagnostics(stopped(unasked))
+    expect(`${unasked.message}${text}`.split('TAIL-LINE')).toHaveLength(2)
+    expect(new VmStoppedError('vm-x', 'stopped').consoleTail).toBeUndefined()
   })
 })

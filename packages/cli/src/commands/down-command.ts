@@ -1,4 +1,4 @@
-import { destroyVm, listVms } from '@vmctl/core'
+import { destroyVm, gcHost, listVms } from '@vmctl/core'
 import { HELP_OPTION, helpLines, type OptionSpec } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
@@ -10,7 +10,9 @@ const OPTIONS: Record<string, OptionSpec> = {
 
 export const DOWN_HELP = `Usage: vmctl down NAME... | --all
 
-Destroys VMs: stops QEMU and removes everything they had on the host.
+Destroys VMs: stops QEMU and removes everything they had on the host. With --all, also what is
+left of VMs that died (a directory whose supervisor is gone, a QEMU without its supervisor), each
+named with what was found, as \`vmctl gc\` does.
 
 Options:
 ${helpLines(OPTIONS)}`
@@ -33,6 +35,15 @@ export async function downCommand(args: string[]): Promise<number> {
       if (!values.all && names.length === 1) throw error
       failures++
       process.stderr.write(`vmctl down: ${name}: ${(error as Error).message}\n`)
+    }
+  }
+  if (values.all) {
+    // Dead VMs were once swept by listVms() without a word; now they are named, as gc names them.
+    const kinds = ['dead-supervisor', 'qemu-without-supervisor', 'supervisor-without-qemu'] as const
+    for (const { finding, action, error } of await gcHost({ kinds: [...kinds] })) {
+      if (error) failures++
+      const line = `${finding.subject}: ${error ? `FAILED to ${action}: ${error}` : `did ${action} (${finding.kind}: ${finding.detail})`}`
+      ;(error ? process.stderr : process.stdout).write(`${line}\n`)
     }
   }
   return failures > 0 ? 1 : 0

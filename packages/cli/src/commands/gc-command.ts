@@ -15,7 +15,9 @@ Repairs or removes what \`vmctl ps\` finds out of place, and says what it did: r
 directories of VMs whose supervisor died, stops supervisors whose QEMU is gone, kills QEMUs whose
 supervisor is gone, detaches plugged disks whose file was deleted, deletes disk files in vmctl's
 disks directory that nothing references, and removes template staging left by a crash. Healthy
-VMs, plugged disks and templates being made are not touched.
+VMs, plugged disks and templates being made are not touched, nor is a VM whose QEMU ended without
+vmctl asking (ps flags it stopped-unexpectedly: vmctl start NAME boots it again, vmctl down NAME
+removes it).
 
 Options:
 ${helpLines(OPTIONS)}`

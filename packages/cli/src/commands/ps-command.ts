@@ -10,7 +10,8 @@ export const PS_HELP = `Usage: vmctl ps [--json]
 Lists every VM of this user with its state, age, supervisor pid and plugged disks, then whatever is
 out of place (a VM directory whose supervisor died, a supervisor without its QEMU, a QEMU without
 its supervisor, a plugged disk whose file is gone, a disk file nothing references, a template a
-crash left half-made), each with what \`vmctl gc\` would do about it. Changes nothing.
+crash left half-made, a VM stopped because its QEMU ended without vmctl asking), each with what
+\`vmctl gc\` would do about it. Changes nothing.
 Each VM's networks show with its address there and the faults on its link (down, partition
 group, delay, loss).
 

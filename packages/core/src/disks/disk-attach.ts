@@ -37,6 +37,8 @@ export interface DiskVmContext {
   name: string
   control: SupervisorClient
   agent: () => AgentClient
+  /** A stopped VM has no guest to ask: a detach only takes the disk off its list. */
+  stopped?: () => boolean
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -132,6 +134,11 @@ export async function detachDisk(
       path,
       `cannot detach ${path} from VM ${vm.name}: it is not attached to it (attached: ${attached.length ? attached.map((d) => d.path).join(', ') : 'none'})`,
     )
+  if (vm.stopped?.()) {
+    const reply = await vm.control.request({ op: 'detach-disk', path })
+    if (reply.ok !== true) throw failure(vm, path, reply)
+    return
+  }
   const devices = devicesClient(vm)
   const { mountPoints } = await unary<{ mountPoints: string[] }>((done) =>
     devices.prepareDiskRemoval({ serial: record.serial, timeoutMs: 0 }, new Metadata(), done),

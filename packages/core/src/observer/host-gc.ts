@@ -4,7 +4,7 @@ import { disksDir } from '../disks/disks-dir.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil, sleep } from '../util/timing.js'
-import { type Finding, observeHost } from './host-observer.js'
+import { type Finding, type FindingKind, observeHost } from './host-observer.js'
 
 export interface GcAction {
   finding: Finding
@@ -24,12 +24,16 @@ const EXIT_WAIT_MS = 5_000
  * in, a template being made right now are left alone.
  */
 export async function gcHost(
-  options: { dryRun?: boolean; env?: NodeJS.ProcessEnv } = {},
+  options: { dryRun?: boolean; env?: NodeJS.ProcessEnv; kinds?: FindingKind[] } = {},
 ): Promise<GcAction[]> {
   const env = options.env ?? process.env
   const { findings } = observeHost(env)
   const actions: GcAction[] = []
-  for (const finding of findings) {
+  // A VM stopped unasked is the user's to start or destroy: reported by ps, never repaired here.
+  const repaired = findings.filter(
+    (f) => f.kind !== 'stopped-unexpectedly' && (!options.kinds || options.kinds.includes(f.kind)),
+  )
+  for (const finding of repaired) {
     if (options.dryRun) {
       actions.push({ finding, action: finding.repair, done: false })
       continue

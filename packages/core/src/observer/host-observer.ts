@@ -1,10 +1,10 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { disksDir, readManifest } from '../disks/disks-dir.js'
 import { cacheDir, vmsDir } from '../paths.js'
 import type { VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
-import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
+import { isAlive, isStale, VmDirectory } from '../supervisor/vm-directory.js'
 import { templatesDir } from '../templates/template-store.js'
 import { vmQemuProcesses } from './host-processes.js'
 
@@ -16,6 +16,7 @@ export type FindingKind =
   | 'missing-disk'
   | 'unreferenced-disk'
   | 'template-staging'
+  | 'stopped-unexpectedly'
 
 export interface Finding {
   kind: FindingKind
@@ -51,8 +52,6 @@ export interface HostObservation {
   findings: Finding[]
 }
 
-/** A directory without status this long, its creator gone, is dead (see isStale in vm-directory). */
-const STARTING_GRACE_MS = 60_000
 const IN_PROGRESS = /\.(\d+)\.(?:partial|staging)(?:\.[A-Za-z0-9]+)?$/
 
 /**
@@ -89,12 +88,12 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
         path: directory.path,
         pid: status.pid,
       })
-    } else if (!status && startingIsStale(directory)) {
+    } else if (!status && isStale(directory)) {
       state = 'dead'
       add({
         kind: 'dead-supervisor',
         subject: name,
-        detail: `VM ${name}'s directory has no supervisor: its creator died before one started`,
+        detail: `VM ${name}'s directory has no supervisor: its creator died before one started${existsSync(directory.launchFile) ? ' (launch.json written, no supervisor spawned)' : ''}`,
         repair: `remove ${directory.path}`,
         path: directory.path,
       })
@@ -104,6 +103,17 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
         subject: name,
         detail: `VM ${name}'s supervisor (pid ${status.pid}) says ready, but its QEMU (pid ${status.qemuPid ?? 'none'}) is not running`,
         repair: `stop the supervisor (pid ${status.pid}) and remove ${directory.path}`,
+        pid: status.pid,
+        path: directory.path,
+      })
+    } else if (status?.state === 'stopped' && status.stopped?.unexpected) {
+      // Not out of place for the supervisor (it knows), but what the VM's user believes (it runs)
+      // and what runs differ; the VM is the user's, so gc leaves it.
+      add({
+        kind: 'stopped-unexpectedly',
+        subject: name,
+        detail: `VM ${name} is stopped: its QEMU ended without vmctl asking (${status.stopped.how}) at ${status.stopped.at}`,
+        repair: `nothing: the VM is kept; vmctl start ${name} boots it again, vmctl down ${name} removes it`,
         pid: status.pid,
         path: directory.path,
       })
@@ -207,22 +217,6 @@ function readDisks(directory: VmDirectory): AttachedDisk[] {
     return JSON.parse(readFileSync(directory.disksFile, 'utf8')) as AttachedDisk[]
   } catch {
     return []
-  }
-}
-
-function startingIsStale(directory: VmDirectory): boolean {
-  try {
-    const launch = JSON.parse(readFileSync(directory.launchFile, 'utf8')) as {
-      creatorPid?: number
-      createdAt?: string
-    }
-    return !isAlive(launch.creatorPid) || Date.now() - Date.parse(launch.createdAt ?? '') > STARTING_GRACE_MS
-  } catch {
-    try {
-      return Date.now() - statSync(directory.path).mtimeMs > STARTING_GRACE_MS
-    } catch {
-      return false
-    }
   }
 }
 

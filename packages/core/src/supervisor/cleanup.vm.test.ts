@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { listVms, runtimeDir, VM, VmExitedError } from '../index.js'
+import { gcHost, listVms, observeHost, runtimeDir, VM, VmExitedError } from '../index.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const CREATOR = fileURLToPath(new URL('../../test/fixtures/creator.mjs', import.meta.url))
@@ -65,14 +65,22 @@ describe('vm: nothing outlives the process that created it', () => {
     )
   })
 
-  test('a SIGKILLed supervisor takes QEMU with it, and the next vmctl command clears its directory', async () => {
+  test('a SIGKILLed supervisor takes QEMU with it; listVms() skips it, ps flags it, gc removes it and says so', async () => {
     const vm = await VM.up({ name: `orphan-${process.pid}` })
     const status = listVms().find((v) => v.directory.name === vm.name)?.status
     expect(status?.qemuPid).toBeGreaterThan(0)
     process.kill(status!.pid, 'SIGKILL')
     await eventually(() => qemuPidsOf(vm.name).length === 0, 5_000, 'QEMU died with its supervisor')
-    expect(vmDirectoryExists(vm.name)).toBe(true)
     expect(listVms().map((v) => v.directory.name)).not.toContain(vm.name)
+    // Not swept silently any more: the directory stays until gc (or vmctl down --all) names it.
+    expect(vmDirectoryExists(vm.name)).toBe(true)
+    expect(observeHost().findings).toContainEqual(
+      expect.objectContaining({ vm: vm.name, kind: 'dead-supervisor' }),
+    )
+    const actions = await gcHost({ kinds: ['dead-supervisor'] })
+    expect(actions).toContainEqual(
+      expect.objectContaining({ done: true, finding: expect.objectContaining({ vm: vm.name }) }),
+    )
     expect(vmDirectoryExists(vm.name)).toBe(false)
     await expect(vm.exec('true')).rejects.toBeInstanceOf(VmExitedError)
     await vm.destroy()

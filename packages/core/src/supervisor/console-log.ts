@@ -8,6 +8,11 @@ const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g
 export class ConsoleLog {
   private readonly fd: number
   private tail = ''
+  /**
+   * The output of the current QEMU only (reset by newRun()): a panic or fatal line of an earlier
+   * one, before a start() or restart(), must not be taken for this one's.
+   */
+  private run = ''
   private bytes = 0
 
   constructor(path: string) {
@@ -23,7 +28,14 @@ export class ConsoleLog {
     try {
       writeSync(this.fd, chunk)
     } catch {}
-    this.tail = (this.tail + chunk.toString('utf8')).slice(-TAIL_BYTES)
+    const text = chunk.toString('utf8')
+    this.tail = (this.tail + text).slice(-TAIL_BYTES)
+    this.run = (this.run + text).slice(-TAIL_BYTES)
+  }
+
+  /** A new QEMU starts: what find() and panicLine() search begins here. */
+  newRun(): void {
+    this.run = ''
   }
 
   /** The recent output as it came (up to 32 KB), to keep with a template. */
@@ -37,14 +49,14 @@ export class ConsoleLog {
     return clean.trimEnd().split('\n').slice(-lines).join('\n')
   }
 
-  /** The first match of `pattern` in the recent console output. */
+  /** The first match of `pattern` in the current QEMU's recent console output. */
   find(pattern: RegExp): RegExpMatchArray | null {
-    return this.tail.match(pattern)
+    return this.run.match(pattern)
   }
 
-  /** The kernel's panic line, if the guest panicked. */
+  /** The kernel's panic line, if the current QEMU's guest panicked. */
   panicLine(): string | undefined {
-    const match = this.tail.match(/Kernel panic - not syncing:[^\r\n]*/)
+    const match = this.run.match(/Kernel panic - not syncing:[^\r\n]*/)
     return match?.[0]
   }
 

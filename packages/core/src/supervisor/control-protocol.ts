@@ -55,6 +55,18 @@ export interface VmStatus {
   /** guest port → host port */
   ports: Record<string, number>
   bootMs: number | undefined
+  /** While `stopped`: how it stopped, and whether vmctl asked (stop(), a failed start) or not. */
+  stopped?: StopCause | undefined
+}
+
+/**
+ * Why a stopped VM is stopped. `unexpected`: its QEMU ended without vmctl asking (killed from
+ * outside, the guest powered off or panicked); `vmctl ps` flags such a VM, and `start()` boots it.
+ */
+export interface StopCause {
+  how: string
+  unexpected: boolean
+  at: string
 }
 
 export interface ErrorPayload {
@@ -71,8 +83,11 @@ export type ControlEvent =
   | { event: 'exited'; reason: string; consoleTail: string }
   /** The guest agent process went away (it is restarted by the guest's init). */
   | { event: 'agent-lost'; reason: string }
-  /** The VM was stopped (`how`: the guest powered off, or forced), or a start or restart failed. */
-  | { event: 'stopped'; how: string }
+  /**
+   * The VM was stopped (`how`: the guest powered off, or forced), a start or restart failed, or
+   * (`unexpected`) its QEMU ended without being asked, with the console's last lines.
+   */
+  | { event: 'stopped'; how: string; unexpected?: boolean; consoleTail?: string }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
 

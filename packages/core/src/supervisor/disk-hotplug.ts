@@ -64,6 +64,10 @@ export class DiskHotplug {
     const work = this.queue.then(async () => {
       try {
         if (request.op === 'disks') return { reply: request.op, ok: true, disks: this.list() }
+        // A stopped VM has no QEMU to unplug from: the disk just leaves its list (the next start
+        // would plug it in again).
+        if (state === 'stopped' && request.op === 'detach-disk')
+          return { reply: request.op, ok: true, disk: this.forget(request.path) }
         if (state !== 'ready' || !qmp) throw new DiskFailure('VM_NOT_READY', `the VM is ${state}, not ready`)
         const disk =
           request.op === 'attach-disk'
@@ -95,7 +99,32 @@ export class DiskHotplug {
       )}): their files live outside the snapshot, so restoring it would pair the guest's memory with disk contents from another time. Fix: detach them (vm.detachDisk), snapshot, and attach them again`
   }
 
-  /** After QEMU was replaced (a snapshot restored): the new QEMU has none of the hot-plugged disks. */
+  /**
+   * Plugs the disks of the VM's last QEMU into its new one (after a stop and start, a restart, a
+   * QEMU that died), with the same serials, so the guest finds them at the same by-id paths.
+   * Returns each disk that could not be plugged again (its file deleted, locked by another VM),
+   * with why; those leave the list.
+   */
+  replug(qmp: QmpClient): Promise<{ path: string; error: string }[]> {
+    const work = this.queue.then(async () => {
+      const disks = this.list()
+      this.disks.clear()
+      const failed: { path: string; error: string }[] = []
+      for (const disk of disks) {
+        try {
+          await this.attach(qmp, { op: 'attach-disk', ...disk })
+        } catch (error) {
+          failed.push({ path: disk.path, error: (error as Error).message })
+        }
+      }
+      this.save()
+      return failed
+    })
+    this.queue = work.catch(() => {})
+    return work
+  }
+
+  /** After a snapshot restored: the new QEMU has none of the hot-plugged disks, nor had the snapshot. */
   forgetAll(): void {
     if (this.disks.size) this.log('restore: %d hot-plugged disk(s) detached', this.disks.size)
     this.disks.clear()
@@ -151,14 +180,7 @@ export class DiskHotplug {
   }
 
   private async detach(qmp: QmpClient, path: string): Promise<AttachedDisk> {
-    const disk = this.disks.get(path)
-    if (!disk) {
-      const attached = this.list().map((d) => d.path)
-      throw new DiskFailure(
-        'DISK_NOT_ATTACHED',
-        `${path} is not attached to this VM (attached: ${attached.length ? attached.join(', ') : 'none'})`,
-      )
-    }
+    const disk = this.attached(path)
     const device = `${disk.node}-dev`
     const deleted = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => done(false), DEVICE_DELETED_TIMEOUT_MS)
@@ -179,6 +201,23 @@ export class DiskHotplug {
         `QEMU did not remove the device of ${path} within ${DEVICE_DELETED_TIMEOUT_MS} ms`,
       )
     await qmp.execute('blockdev-del', { 'node-name': disk.node })
+    this.disks.delete(path)
+    this.save()
+    return disk
+  }
+
+  private attached(path: string): AttachedDisk {
+    const disk = this.disks.get(path)
+    if (disk) return disk
+    const attached = this.list().map((d) => d.path)
+    throw new DiskFailure(
+      'DISK_NOT_ATTACHED',
+      `${path} is not attached to this VM (attached: ${attached.length ? attached.join(', ') : 'none'})`,
+    )
+  }
+
+  private forget(path: string): AttachedDisk {
+    const disk = this.attached(path)
     this.disks.delete(path)
     this.save()
     return disk

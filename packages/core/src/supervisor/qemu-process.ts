@@ -78,6 +78,7 @@ export class QemuProcess extends EventEmitter<{
     )
     for (const path of [dir.qmpSocket, dir.portSocket, dir.setupSocket, dir.vsockCidFile])
       rmSync(path, { force: true })
+    options.console.newRun()
     const command = [...(options.commandPrefix ?? []), spec.qemuBinary, ...args]
     const [file, fileArgs] = withParentDeathSignal(command)
     options.log('spawn %s', command.join(' '))

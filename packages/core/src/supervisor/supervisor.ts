@@ -31,6 +31,7 @@ import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
+import { replugDisks } from './disk-replug.js'
 import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
@@ -71,7 +72,7 @@ export class Supervisor implements ControlHandlers {
   private teardown: Promise<void> | undefined
   private readonly warnings: string[] = []
   private template: VmStatus['template']
-  /** Disks plugged into the running VM (disk-hotplug.ts); a new QEMU starts with none. */
+  /** The VM's plugged disks (disk-hotplug.ts), kept while it is stopped and plugged into each new QEMU. */
   private readonly diskHotplug: DiskHotplug
   private readonly nicLinks = new NicLinks() // network NICs' links, kept across QEMUs
   readonly setLink = (link: LinkRequest) =>
@@ -190,10 +191,7 @@ export class Supervisor implements ControlHandlers {
       link: this.link,
       agentSocket: this.dir.agentSocket,
       log: this.log,
-      warn: (message) => {
-        this.log('warning: %s', message)
-        this.warnings.push(message)
-      },
+      warn: (message) => this.warn(message),
       startQemu: (variant) => this.startQemu(variant),
       goingDown: () => this.lifecycle.goingDown,
     }
@@ -227,8 +225,14 @@ export class Supervisor implements ControlHandlers {
     this.writeStatus()
     // Booting, restoring: the operation under way sees it through withinDeadline and decides.
     if (this.lifecycle.qemuExitIsAwaited || this.lifecycle.goingDown) return
-    this.end({ event: 'exited', reason, consoleTail: this.console.lastLines() })
-    void this.shutdown(reason)
+    // Not asked for (killed from outside, the guest powered off or panicked): the VM stays defined,
+    // stopped with the cause, and start() boots it again. Its owner's death still ends it.
+    this.stopped(reason, true)
+  }
+
+  private warn(message: string): void {
+    this.log('warning: %s', message)
+    this.warnings.push(message)
   }
 
   /** Records how the VM ended (once: the first cause is the one clients hear) and tells them. */
@@ -276,12 +280,13 @@ export class Supervisor implements ControlHandlers {
 
   /** From `starting`: a new QEMU on the VM's disks, to ready. A failure leaves the VM stopped. */
   private async bootAgain(): Promise<void> {
-    this.diskHotplug.forgetAll()
     this.proxy.accept()
     try {
       // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
       // hold the disk's blocks as they were then. Without a disk of its own a clone is a fresh boot.
       await this.bringUp(this.spec.templates && !this.spec.image)
+      for (const warning of await replugDisks(this.diskHotplug, this.qemu!, this.dir.agentSocket))
+        this.warn(warning)
     } catch (error) {
       await this.qemu?.kill()
       this.stopped(`the start failed: ${(error as Error).message}`)
@@ -291,15 +296,14 @@ export class Supervisor implements ControlHandlers {
     this.control.broadcast({ event: 'ready', status: this.status() })
   }
 
-  /** QEMU is gone on purpose: the VM stays (unless it is being destroyed meanwhile), stopped. */
-  private stopped(how: string): void {
+  /** QEMU is gone, on purpose or (`unexpected`) not: the VM stays, stopped, its disks kept for start(). */
+  private stopped(how: string, unexpected = false): void {
     this.link.detach('the VM was stopped')
-    this.diskHotplug.forgetAll()
     if (!this.lifecycle.can('stopped')) return
     this.proxy.refuse()
-    this.lifecycle.to('stopped')
-    this.log('stopped: %s', how)
-    this.control.broadcast({ event: 'stopped', how })
+    this.lifecycle.toStopped(how, unexpected)
+    this.log('stopped%s: %s', unexpected ? ' (unasked)' : '', how)
+    this.control.broadcast({ event: 'stopped', how, unexpected, consoleTail: this.console.lastLines() })
   }
 
   async snapshot(name: string): Promise<void> {
@@ -350,6 +354,7 @@ export class Supervisor implements ControlHandlers {
       persistent: this.spec.persistent,
       ports: this.ports,
       bootMs: this.bootMs,
+      stopped: this.lifecycle.stopCause,
     }
   }
 

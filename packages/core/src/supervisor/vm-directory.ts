@@ -1,14 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
@@ -66,6 +57,13 @@ export class VmDirectory {
   get statusFile(): string {
     return join(this.path, 'status.json')
   }
+  /**
+   * Who is making this VM, written at once by create(): the creator may spend seconds (an image
+   * overlay, networks) before launch.json, and a creator killed then leaves only this to say so.
+   */
+  get creatorFile(): string {
+    return join(this.path, 'creator.json')
+  }
 
   /** Creates the directory; fails if a VM of this name exists (a dead one is cleared first). */
   create(): void {
@@ -82,6 +80,10 @@ export class VmDirectory {
       this.remove()
       mkdirSync(this.path, { mode: 0o700 })
     }
+    writeFileSync(
+      this.creatorFile,
+      JSON.stringify({ creatorPid: process.pid, createdAt: new Date().toISOString() }),
+    )
   }
 
   writeStatus(status: VmStatus): void {
@@ -138,42 +140,40 @@ export interface ListedVm {
 }
 
 /**
- * The VMs of this user. Directories whose supervisor is gone (it was SIGKILLed: its QEMU died with
- * it through PR_SET_PDEATHSIG) are removed on the way, so nothing of a crashed run outlives the
- * next vmctl command.
+ * The VMs of this user whose supervisor runs. Changes nothing: a directory whose supervisor is
+ * gone (SIGKILLed: its QEMU died with it through PR_SET_PDEATHSIG), or whose creator died before
+ * starting one, is a finding of `observeHost()` (`vmctl ps`), removed by `gcHost()` (`vmctl gc`,
+ * `vmctl down --all`), which say so.
  */
 export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
   const listed: ListedVm[] = []
   for (const name of readdirSync(vmsDir(env))) {
     const directory = new VmDirectory(name, env)
     const status = directory.readStatus()
-    if (status && isAlive(status.pid)) {
-      listed.push({ directory, status })
-      continue
-    }
-    if (status || isStale(directory)) {
-      // Only directories that are recognisably vmctl's are removed.
-      if (existsSync(directory.launchFile) || existsSync(directory.statusFile)) directory.remove()
-    }
+    if (status && isAlive(status.pid)) listed.push({ directory, status })
   }
   return listed.sort((a, b) => (a.status?.createdAt ?? '').localeCompare(b.status?.createdAt ?? ''))
 }
 
-/** A directory without status for a while: its creator died before the supervisor started. */
-function isStale(directory: VmDirectory): boolean {
-  try {
-    const launch = JSON.parse(readFileSync(directory.launchFile, 'utf8')) as {
-      creatorPid?: number
-      createdAt?: string
-    }
-    const age = Date.now() - Date.parse(launch.createdAt ?? '')
-    return !isAlive(launch.creatorPid) || age > 60_000
-  } catch {
-    // No launch.json yet: a creator may be between mkdir and writing it; give it a minute.
+/**
+ * A directory without status whose creator is gone (or that has waited a minute): the creator died
+ * before a supervisor started (between mkdir and the spawn), so nothing will ever remove it.
+ */
+export function isStale(directory: VmDirectory): boolean {
+  for (const file of [directory.launchFile, directory.creatorFile]) {
+    let record: { creatorPid?: number; createdAt?: string }
     try {
-      return Date.now() - statSync(directory.path).mtimeMs > 60_000
+      record = JSON.parse(readFileSync(file, 'utf8'))
     } catch {
-      return true
+      continue
     }
+    const age = Date.now() - Date.parse(record.createdAt ?? '')
+    return !isAlive(record.creatorPid) || age > 60_000
+  }
+  // Neither yet: a creator may be between mkdir and writing them; give it a minute.
+  try {
+    return Date.now() - statSync(directory.path).mtimeMs > 60_000
+  } catch {
+    return true
   }
 }

@@ -75,6 +75,24 @@ describe('the VM lifecycle state machine', () => {
     expect(machineAt('stopped').can('ready')).toBe(false)
   })
 
+  test('a QEMU that ends unasked leaves a ready (or snapshotting) VM stopped, not gone', () => {
+    expect(machineAt('ready').can('stopped')).toBe(true)
+    expect(machineAt('snapshotting').can('stopped')).toBe(true)
+    expect(machineAt('booting').can('stopped')).toBe(false)
+    expect(machineAt('restoring').can('stopped')).toBe(false)
+  })
+
+  test('the stop cause is there while stopped, written before the status is, and gone once started', () => {
+    const machine = machineAt('ready')
+    const seen: unknown[] = []
+    machine.on('change', () => seen.push(machine.stopCause))
+    machine.toStopped('QEMU was killed by SIGKILL', true)
+    expect(seen).toEqual([expect.objectContaining({ how: 'QEMU was killed by SIGKILL', unexpected: true })])
+    machine.to('starting')
+    expect(machine.stopCause).toBeUndefined()
+    expect(() => machineAt('booting').toStopped('x', true)).toThrow(LifecycleError)
+  })
+
   test('going down, and whether an exit of QEMU is awaited by the operation under way', () => {
     expect(ALL.filter((s) => machineAt(s).goingDown)).toEqual(['stopping', 'exited'])
     expect(ALL.filter((s) => machineAt(s).qemuExitIsAwaited)).toEqual([

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { ControlEvent, VmState } from './control-protocol.js'
+import type { ControlEvent, StopCause, VmState } from './control-protocol.js'
 
 /**
  * Where a VM is in its life, as its supervisor sees it. One value replaces what used to be six
@@ -11,7 +11,8 @@ import type { ControlEvent, VmState } from './control-protocol.js'
  * - `snapshotting`, `restoring`: a snapshot being saved, or the VM being rolled back to one (QEMU
  *   replaced on purpose, so its exit while restoring is the restore's failure, not the VM's end).
  * - `powering-off` → `stopped`: `vm.stop()`; the guest powers down, the supervisor, its directory,
- *   disks and host ports stay. `starting`: `vm.start()` or `vm.restart()` on its way back to ready.
+ *   disks and host ports stay. `ready` → `stopped`: QEMU ended without being asked (killed from
+ *   outside, the guest powered off or panicked); the VM stays the same way, with that cause. `starting`: `vm.start()` or `vm.restart()` on its way back to ready.
  * - `stopping` → `exited`: the teardown (destroy, the last lease gone, QEMU died, a failed boot).
  *   A stopping supervisor starts no QEMU and never removes, makes or locks a template.
  */
@@ -29,8 +30,10 @@ export type LifecycleState =
 /** The allowed transitions: the whole of a VM's life, in one table. Anything else is refused. */
 export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = {
   booting: ['ready', 'stopping'],
-  ready: ['snapshotting', 'restoring', 'powering-off', 'starting', 'stopping'],
-  snapshotting: ['ready', 'stopping'],
+  // QEMU ended without being asked (killed from outside, the guest powered off or panicked): the
+  // VM stays defined, stopped with that cause, and start() boots it again.
+  ready: ['snapshotting', 'restoring', 'powering-off', 'starting', 'stopped', 'stopping'],
+  snapshotting: ['ready', 'stopped', 'stopping'],
   restoring: ['ready', 'stopping'],
   'powering-off': ['stopped', 'stopping'],
   stopped: ['starting', 'stopping'],
@@ -55,6 +58,7 @@ export class LifecycleError extends Error {
 export class VmLifecycle extends EventEmitter<{ change: [to: LifecycleState, from: LifecycleState] }> {
   private current: LifecycleState = 'booting'
   private ending: ControlEvent | undefined
+  private cause: StopCause | undefined
 
   get state(): LifecycleState {
     return this.current
@@ -75,6 +79,19 @@ export class VmLifecycle extends EventEmitter<{ change: [to: LifecycleState, fro
     if (!this.can(to)) throw new LifecycleError(from, to)
     this.current = to
     this.emit('change', to, from)
+  }
+
+  /** Moves to `stopped`, recording how (`unexpected`: QEMU ended without being asked). */
+  toStopped(how: string, unexpected: boolean): void {
+    if (!this.can('stopped')) throw new LifecycleError(this.current, 'stopped')
+    // Before the move: listeners of 'change' write the status, which has the cause.
+    this.cause = { how, unexpected, at: new Date().toISOString() }
+    this.to('stopped')
+  }
+
+  /** Why the VM is stopped, while it is. */
+  get stopCause(): StopCause | undefined {
+    return this.is('stopped') ? this.cause : undefined
   }
 
   /**

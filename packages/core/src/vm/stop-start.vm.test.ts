@@ -4,7 +4,16 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
-import { cacheDir, listVms, VM, VmctlError, VmExitedError, VmStoppedError } from '../index.js'
+import {
+  cacheDir,
+  listVms,
+  observeHost,
+  VM,
+  VmctlError,
+  VmDisk,
+  VmExitedError,
+  VmStoppedError,
+} from '../index.js'
 import { foreignImage } from '../test-support/test-images.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
@@ -32,8 +41,14 @@ async function bootId(vm: VM): Promise<string> {
   return (await vm.exec('cat /proc/sys/kernel/random/boot_id')).stdout.trim()
 }
 
+/** What the guest reads from the start of the disk with `serial`, through its by-id path. */
+async function diskText(vm: VM, serial: string, bytes: number): Promise<string> {
+  return (await vm.exec(`head -c ${bytes} /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_${serial}`)).stdout
+}
+
 describe('vm: stop, start and restart an image-mode VM', () => {
   let vm: VM
+  let disk: VmDisk | undefined
   beforeAll(async () => {
     // The busybox image of images.vm.test.ts: small, made once, its template reused.
     const image = join(cacheDir(), 'test-images', 'foreign.raw')
@@ -46,6 +61,7 @@ describe('vm: stop, start and restart an image-mode VM', () => {
   })
   afterAll(async () => {
     await vm?.destroy()
+    await disk?.delete()
   })
 
   test('stop powers the guest off cleanly and keeps the VM; start boots it from the same disk', async () => {
@@ -88,17 +104,58 @@ describe('vm: stop, start and restart an image-mode VM', () => {
     expect((await vm.exec('cat /root/kept')).stdout).toBe('kept\n')
   })
 
-  test('restart reboots the guest; a hard restart resets it; what was synced survives both', async () => {
+  test('restart reboots the guest; a hard restart resets it; what was synced, and plugged disks, survive both', async () => {
+    disk = await VmDisk.create({ sizeMiB: 8 })
+    const { byIdPath } = await vm.attachDisk(disk, { serial: 'kept-disk' })
+    await vm.exec(`printf plugged > ${byIdPath} && sync`)
     const before = await bootId(vm)
     await vm.exec('echo soft > /root/soft')
     await timed('image mode: restart', () => vm.restart())
     const afterSoft = await bootId(vm)
     expect(afterSoft).not.toBe(before)
     expect((await vm.exec('cat /root/soft')).stdout).toBe('soft\n')
+    // The new QEMU has the disk again, at the same by-id path, when restart() resolves.
+    expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
     await vm.exec('echo hard > /root/hard && sync')
     await timed('image mode: restart --hard', () => vm.restart({ hard: true }))
     expect(await bootId(vm)).not.toBe(afterSoft)
     expect((await vm.exec('cat /root/hard /root/kept')).stdout).toBe('hard\nkept\n')
+    expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
+    expect((await vm.disks()).map((d) => [d.path, d.serial])).toEqual([[disk.path, 'kept-disk']])
+  })
+
+  test('QEMU killed by hand: the VM is stopped with the cause, ps flags it, start() recovers it with its disk', async () => {
+    await vm.exec('echo before-kill > /root/before-kill && sync')
+    const pending = vm.exec('sleep 120')
+    pending.catch(() => {})
+    const qemuPid = listVms().find((v) => v.directory.name === vm.name)?.status?.qemuPid
+    expect(qemuPid).toBeGreaterThan(0)
+    process.kill(qemuPid!, 'SIGKILL')
+    const error = await pending.catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(VmStoppedError)
+    expect(String(error)).toMatch(/its QEMU ended without vmctl asking \(QEMU was killed by SIGKILL\)/)
+    expect(String(error)).toContain('Fix: await vm.start() first')
+    expect(vm.state).toBe('stopped')
+    expect(stateOf(vm.name)).toBe('stopped')
+    expect(vmDirectoryExists(vm.name)).toBe(true)
+    await expect(vm.exec('true')).rejects.toThrow(/QEMU was killed by SIGKILL/)
+    const findings = observeHost().findings.filter((f) => f.vm === vm.name)
+    expect(findings.map((f) => f.kind)).toEqual(['stopped-unexpectedly'])
+    expect(findings[0]!.detail).toContain('QEMU was killed by SIGKILL')
+    expect(vmctl('ps')).toMatch(new RegExp(`${vm.name}\\s+stopped\\s.*stopped-unexpectedly`))
+    // The disk stays the VM's while it is stopped, to be plugged in again by start().
+    expect((await vm.disks()).map((d) => d.serial)).toEqual(['kept-disk'])
+
+    await timed('image mode: start after QEMU was killed (cold boot)', () => vm.start())
+    expect(vm.state).toBe('ready')
+    expect((await vm.exec('cat /root/before-kill /root/kept')).stdout).toBe('before-kill\nkept\n')
+    expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
+    expect(observeHost().findings.filter((f) => f.vm === vm.name)).toEqual([])
+
+    // A stopped VM's disk can be taken off: the next start does not plug it in.
+    await vm.stop()
+    await vm.detachDisk(disk!)
+    expect(await vm.disks()).toEqual([])
   })
 })
 
@@ -111,6 +168,21 @@ describe('vm: stop and start in kernel mode', () => {
     const r = await vm.exec('ls /tmp/vmctl-stop-start-written /etc/vmctl-stop-start', { reject: false })
     expect(r.exitCode).not.toBe(0)
     expect((await vm.exec('cat /etc/os-release')).stdout).toMatch(/PRETTY_NAME/)
+
+    // The guest panicking, then powering itself off: each leaves the VM stopped with its own cause
+    // (the first panic's line, still in the console, is not taken for the power-off's).
+    await vm.exec('echo c > /proc/sysrq-trigger').catch(() => {})
+    await eventually(() => vm.state === 'stopped', 30_000, 'the panic seen')
+    const panicked = await vm.exec('true').catch((e: unknown) => e)
+    expect(panicked).toBeInstanceOf(VmStoppedError)
+    expect(String(panicked)).toMatch(/without vmctl asking \(the guest kernel panicked/)
+    // The last console lines: the panic and its stack dump (which follows the panic line).
+    expect((panicked as VmStoppedError).consoleTail).toMatch(/Kernel panic|Call Trace|do_syscall/)
+    await vm.start()
+    await vm.exec('echo o > /proc/sysrq-trigger').catch(() => {})
+    await eventually(() => vm.state === 'stopped', 30_000, 'the power-off seen')
+    const off = await vm.exec('true').catch((e: unknown) => e)
+    expect((off as VmStoppedError).stopCause).toBe('the guest shut down or rebooted (QEMU exited)')
   })
 
   test('a destroyed VM rejects every call, stop and start included, saying it is gone', async () => {

@@ -52,6 +52,8 @@ export class VmConnection {
   private lastStatus: VmStatus
   private exitError: VmExitedError | undefined
   private destroying: Promise<void> | undefined
+  /** The console's last lines when QEMU ended unasked. */
+  private unaskedTail = ''
   private readonly running = new Set<GuestProcess>()
 
   constructor(parts: VmParts) {
@@ -64,7 +66,7 @@ export class VmConnection {
     this.control.on('event', (event: ControlEvent) => {
       if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
       else if (event.event === 'ready') this.becameReady(event.status)
-      else if (event.event === 'stopped') this.markStopped('stopped')
+      else if (event.event === 'stopped') this.markStopped('stopped', event)
       else if (event.event === 'agent-lost') {
         this.failRunning(
           new AgentError(
@@ -97,8 +99,15 @@ export class VmConnection {
   assertUsable(): void {
     this.assertDefined()
     const { state } = this.lastStatus
-    if (state === 'stopped' || state === 'powering-off' || state === 'starting')
-      throw new VmStoppedError(this.name, state)
+    if (state === 'stopped' || state === 'powering-off' || state === 'starting') throw this.stoppedError()
+  }
+
+  /** The error for a call on this VM while it is not running: with the cause if it was not asked. */
+  private stoppedError(): VmStoppedError {
+    const { state, stopped } = this.lastStatus
+    return stopped?.unexpected
+      ? new VmStoppedError(this.name, state, stopped.how, this.unaskedTail)
+      : new VmStoppedError(this.name, state)
   }
 
   /** Throws when the VM is gone or being destroyed (a stopped VM is still defined). */
@@ -140,16 +149,21 @@ export class VmConnection {
     this.becameReady(this.lastStatus)
   }
 
-  /** The VM is not running (`state`): what runs in it ends. */
-  private markStopped(state: 'powering-off' | 'stopped' | 'starting'): void {
-    this.lastStatus = { ...this.lastStatus, state }
-    this.failRunning(new VmStoppedError(this.name, state))
+  /** The VM is not running (`state`): what runs in it ends (with the cause, if it was not asked). */
+  private markStopped(
+    state: 'powering-off' | 'stopped' | 'starting',
+    event?: { how: string; unexpected?: boolean; consoleTail?: string },
+  ): void {
+    const stopped = event && { how: event.how, unexpected: !!event.unexpected, at: new Date().toISOString() }
+    this.lastStatus = { ...this.lastStatus, state, stopped: stopped ?? this.lastStatus.stopped }
+    if (event?.unexpected) this.unaskedTail = event.consoleTail ?? ''
+    this.failRunning(this.stoppedError())
   }
 
   /** Ready (again): after a start, calls go over a new connection (the old one ended with QEMU). */
   private becameReady(status: VmStatus): void {
     const wasReady = this.lastStatus.state === 'ready'
-    this.lastStatus = { ...status, state: 'ready' }
+    this.lastStatus = { ...status, state: 'ready', stopped: undefined }
     if (!wasReady) this.renewAgentClient()
   }
 
@@ -217,8 +231,11 @@ export class VmConnection {
       code === grpcStatus.INTERNAL ||
       code === undefined
     ) {
-      const exited = await pollUntil(() => this.exitError, { timeoutMs: DEATH_NOTICE_MS, everyMs: 50 })
-      if (exited) return exited
+      const ended = await pollUntil(
+        () => this.exitError ?? (this.lastStatus.stopped?.unexpected ? this.stoppedError() : undefined),
+        { timeoutMs: DEATH_NOTICE_MS, everyMs: 50 },
+      )
+      if (ended) return ended
     }
     // The agent refused the request (a missing cwd or user): its own words, and the gRPC code so a
     // caller (the CLI's exit status) can tell bad input from a broken call.
@@ -233,9 +250,9 @@ export class VmConnection {
     return new AgentError(this.name, `agent call failed: ${details || error.message}`, { cause: error })
   }
 
-  /** Resolves once the supervisor reported the VM gone, or after `timeoutMs`. */
-  async untilExited(timeoutMs: number): Promise<void> {
-    await pollUntil(() => this.exitError, { timeoutMs, everyMs: 50 })
+  /** Resolves once the supervisor reported the VM gone or stopped, or after `timeoutMs`. */
+  async untilDown(timeoutMs: number): Promise<void> {
+    await pollUntil(() => this.exitError || this.lastStatus.state === 'stopped', { timeoutMs, everyMs: 50 })
   }
 
   /** Asks the supervisor to save or roll back a snapshot; throws with its reason if it could not. */

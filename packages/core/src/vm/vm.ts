@@ -9,7 +9,7 @@ import {
   listDisks,
 } from '../disks/disk-attach.js'
 import type { VmDisk } from '../disks/vm-disk.js'
-import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError } from '../errors.js'
+import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError, VmStoppedError } from '../errors.js'
 import { onItsNetworks } from '../network/guest-network.js'
 import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { type ObservedVm, observeHost } from '../observer/host-observer.js'
@@ -264,21 +264,29 @@ export class VM implements AsyncDisposable {
     return attachDisk(this.diskContext(), disk, options)
   }
 
-  /** Unplugs a disk; resolves when it is gone from the guest and from QEMU. Refuses a mounted one. */
+  /**
+   * Unplugs a disk; resolves when it is gone from the guest and from QEMU. Refuses a mounted one.
+   * On a stopped VM, the disk leaves the list of disks its next start plugs in again.
+   */
   async detachDisk(disk: VmDisk | string, options?: { force?: boolean; timeoutMs?: number }): Promise<void> {
-    this.connection.assertUsable()
+    if (this.state !== 'stopped') this.connection.assertUsable()
     return detachDisk(this.diskContext(), disk, options)
   }
 
-  /** The disks plugged into this VM. */
+  /** The disks plugged into this VM (a stopped VM's: those its next start plugs in again). */
   async disks(): Promise<AttachedDisk[]> {
-    this.connection.assertUsable()
+    if (this.state !== 'stopped') this.connection.assertUsable()
     return listDisks(this.diskContext())
   }
 
   private diskContext(): DiskVmContext {
     const connection = this.connection
-    return { name: this.name, control: connection.control, agent: () => connection.agent }
+    return {
+      name: this.name,
+      control: connection.control,
+      agent: () => connection.agent,
+      stopped: () => connection.state === 'stopped',
+    }
   }
 
   /**
@@ -299,10 +307,10 @@ export class VM implements AsyncDisposable {
       )
     } catch (error) {
       // The guest may be gone before its answer arrives: that is the point.
-      if (!(error instanceof VmExitedError)) throw error
+      if (!(error instanceof VmExitedError || error instanceof VmStoppedError)) throw error
     }
-    // Wait (bounded) for the supervisor to see QEMU exit, then clean up either way.
-    await this.connection.untilExited(CALL_TIMEOUT_MS)
+    // Wait (bounded) for the supervisor to see QEMU exit (the VM is then stopped), then destroy it.
+    await this.connection.untilDown(CALL_TIMEOUT_MS)
     await this.destroy()
   }
 
