@@ -14,6 +14,7 @@ import {
   VmExitedError,
   VmStoppedError,
 } from '../index.js'
+import { coldBootsTimeout } from '../test-support/cold-boots.js'
 import { foreignImage } from '../test-support/test-images.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
@@ -104,25 +105,29 @@ describe('vm: stop, start and restart an image-mode VM', () => {
     expect((await vm.exec('cat /root/kept')).stdout).toBe('kept\n')
   })
 
-  test('restart reboots the guest; a hard restart resets it; what was synced, and plugged disks, survive both', async () => {
-    disk = await VmDisk.create({ sizeMiB: 8 })
-    const { byIdPath } = await vm.attachDisk(disk, { serial: 'kept-disk' })
-    await vm.exec(`printf plugged > ${byIdPath} && sync`)
-    const before = await bootId(vm)
-    await vm.exec('echo soft > /root/soft')
-    await timed('image mode: restart', () => vm.restart())
-    const afterSoft = await bootId(vm)
-    expect(afterSoft).not.toBe(before)
-    expect((await vm.exec('cat /root/soft')).stdout).toBe('soft\n')
-    // The new QEMU has the disk again, at the same by-id path, when restart() resolves.
-    expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
-    await vm.exec('echo hard > /root/hard && sync')
-    await timed('image mode: restart --hard', () => vm.restart({ hard: true }))
-    expect(await bootId(vm)).not.toBe(afterSoft)
-    expect((await vm.exec('cat /root/hard /root/kept')).stdout).toBe('hard\nkept\n')
-    expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
-    expect((await vm.disks()).map((d) => [d.path, d.serial])).toEqual([[disk.path, 'kept-disk']])
-  })
+  test(
+    'restart reboots the guest; a hard restart resets it; what was synced, and plugged disks, survive both',
+    async () => {
+      disk = await VmDisk.create({ sizeMiB: 8 })
+      const { byIdPath } = await vm.attachDisk(disk, { serial: 'kept-disk' })
+      await vm.exec(`printf plugged > ${byIdPath} && sync`)
+      const before = await bootId(vm)
+      await vm.exec('echo soft > /root/soft')
+      await timed('image mode: restart', () => vm.restart())
+      const afterSoft = await bootId(vm)
+      expect(afterSoft).not.toBe(before)
+      expect((await vm.exec('cat /root/soft')).stdout).toBe('soft\n')
+      // The new QEMU has the disk again, at the same by-id path, when restart() resolves.
+      expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
+      await vm.exec('echo hard > /root/hard && sync')
+      await timed('image mode: restart --hard', () => vm.restart({ hard: true }))
+      expect(await bootId(vm)).not.toBe(afterSoft)
+      expect((await vm.exec('cat /root/hard /root/kept')).stdout).toBe('hard\nkept\n')
+      expect(await diskText(vm, 'kept-disk', 7)).toBe('plugged')
+      expect((await vm.disks()).map((d) => [d.path, d.serial])).toEqual([[disk.path, 'kept-disk']])
+    },
+    coldBootsTimeout(2),
+  )
 
   test('QEMU killed by hand: the VM is stopped with the cause, ps flags it, start() recovers it with its disk', async () => {
     await vm.exec('echo before-kill > /root/before-kill && sync')
