@@ -14,8 +14,9 @@
 // --disable-kvm when vmctl falls back to TCG, and --force-9p (its virtiofsd path needs a working
 // virtiofsd; without one it waits for it, then falls back to 9p anyway).
 import { spawn } from 'node:child_process'
-import { existsSync, writeFileSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -44,6 +45,28 @@ function timed(command, args, env = {}) {
         : reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output}`)),
     )
   })
+}
+
+/**
+ * vng, its output into a file: vng reopens /proc/self/fd/0-2 read-write for the guest's I/O and
+ * refuses to run ("not a valid pts") when they are Node's pipes, which are sockets.
+ */
+async function timedVng(vng, args) {
+  const log = join(mkdtempSync(join(tmpdir(), 'bench-vng-')), 'output')
+  const fd = openSync(log, 'w')
+  const started = performance.now()
+  try {
+    const code = await new Promise((resolve, reject) => {
+      const child = spawn(vng, args, { stdio: ['ignore', fd, fd] })
+      child.on('error', reject)
+      child.on('close', resolve)
+    })
+    if (code !== 0) throw new Error(`vng ${args.join(' ')} exited ${code}:\n${readFileSync(log, 'utf8')}`)
+    return performance.now() - started
+  } finally {
+    closeSync(fd)
+    rmSync(dirname(log), { recursive: true, force: true })
+  }
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -86,7 +109,7 @@ if (vng) {
     await vmctl(['run', '-k', kernel, '--', 'true'])
     const runs = { vng: [], cold: [], template: [] }
     for (let i = 0; i < ROUNDS; i++) {
-      runs.vng.push(await timed(vng, ['--run', image, ...flags, '--', 'true']))
+      runs.vng.push(await timedVng(vng, ['--run', image, ...flags, '--', 'true']))
       runs.cold.push(await vmctl(['run', '-k', kernel, '--', 'true'], { VMCTL_TEMPLATES: '0' }))
       runs.template.push(await vmctl(['run', '-k', kernel, '--', 'true']))
     }
