@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -56,11 +57,13 @@ describe('the kernels of the cache', () => {
       [
         '-e',
         'setTimeout(() => {}, 60_000)',
+        '--',
         '-append',
         `quiet vmctl_modules=${custom}/used/lib/modules/6.12.0 x=1`,
       ],
       { stdio: 'ignore' },
     )
+    await once(qemu, 'spawn')
     try {
       const said: string[] = []
       await pruneKernels(cache, [], (line) => said.push(line))
