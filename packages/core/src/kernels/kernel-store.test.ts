@@ -73,6 +73,7 @@ describe('the kernels of the cache', () => {
       )
     } finally {
       qemu.kill()
+      await once(qemu, 'exit')
     }
     await pruneKernels(cache, [], () => {})
     expect(readdirSync(custom)).toEqual([])
