@@ -108,7 +108,8 @@ export function listCachedKernels(cacheDir: string): KernelEntry[] {
 
 /**
  * Removes cached kernels: those given by release or name, or (with none given) every kernel that
- * is neither the default nor pointed at by a name, and the module trees made for custom kernels. Names pointing at a removed kernel go too.
+ * is neither the default nor pointed at by a name, and the module trees made for custom kernels
+ * that no running VM uses. Names pointing at a removed kernel go too.
  * Under the kernels lock, so a fetch in progress is never cut short. VMs already running keep
  * their kernel (QEMU has it open); a template made from it is rebuilt if the kernel comes back.
  */
