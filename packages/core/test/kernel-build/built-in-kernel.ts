@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -90,6 +91,9 @@ export async function ensureBuiltInKernel(
       if (again) return again
       checkBuildDependencies()
       mkdirSync(base, { recursive: true })
+      // Under the lock, a stage directory is a killed build's (1.5 GB of source and objects).
+      for (const entry of readdirSync(base))
+        if (entry.startsWith('.stage-')) rmSync(join(base, entry), { recursive: true, force: true })
       // Source, objects and outputs live in one stage directory until the build succeeds.
       const stage = mkdtempSync(join(base, '.stage-'))
       try {
