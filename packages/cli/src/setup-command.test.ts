@@ -64,6 +64,30 @@ describe('vmctl setup (no network: VMCTL_KERNEL names the kernel)', () => {
     }
   })
 
+  test('VMCTL_KERNEL naming a kernel (debian:trixie) is fetched, not looked for as a path', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'vmctl-setup-named-'))
+    const env = {
+      XDG_CACHE_HOME: empty,
+      VMCTL_KERNEL: 'debian:trixie',
+      VMCTL_DEBIAN_MIRROR: 'http://127.0.0.1:9',
+    }
+    try {
+      // The mirror refuses: the error is the fetch's, naming the suite's index, not "no kernel at".
+      const fetched = await vmctl(['setup'], env)
+      expect(fetched.stdout).toMatch(
+        /^missing +kernel +VMCTL_KERNEL=debian:trixie: could not download the guest kernel from Debian's archive \(http:\/\/127\.0\.0\.1:9\/dists\/trixie\//m,
+      )
+      expect(fetched.code).toBe(1)
+      const offline = await vmctl(['setup', '--no-fetch'], env)
+      expect(offline.stdout).toMatch(
+        /^warn +kernel +VMCTL_KERNEL=debian:trixie: not cached yet: the first VM fetches it/m,
+      )
+      expect(offline.code).toBe(0)
+    } finally {
+      rmSync(empty, { recursive: true, force: true })
+    }
+  })
+
   test('--help says what it fetches and checks', async () => {
     const { code, stdout } = await vmctl(['setup', '--help'], {})
     expect(code).toBe(0)

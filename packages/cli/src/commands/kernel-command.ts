@@ -27,7 +27,8 @@ Release checksums; 70-110 MB, unpacked in Node) and later runs use the cache.
          replaces what the name pointed at; the older stays until pruned)
   ls     the cached kernels, their size and the names that point at them
   prune  removes the kernels given, or with none given every kernel that neither a name nor
-         the default points at, and the module trees made for kernels given by path
+         the default points at, and the module trees made for kernels given by path (but
+         not one a running VM loads its modules from)
 
 Options:
 ${helpLines(OPTIONS)}`

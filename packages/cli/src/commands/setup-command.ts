@@ -1,8 +1,12 @@
 import {
   cacheDir,
   fetchDefaultKernel,
+  fetchNamedKernel,
   installedDefaultKernel,
+  isKernelName,
+  listCachedKernels,
   locateKernel,
+  parseKernelName,
   prepareBusybox,
   VM,
   VmctlError,
@@ -56,7 +60,9 @@ export async function setupCommand(args: string[]): Promise<number> {
     console.log(`${check.status.padEnd(8)} ${check.name.padEnd(12)} ${check.detail}${fix}`)
   }
   for (const check of checkHost(cache, packageManager(), env)) report(check)
-  if (values['no-fetch']) {
+  if (values['no-fetch'] && isKernelName(env.VMCTL_KERNEL)) {
+    report(namedKernelState(cache, env.VMCTL_KERNEL))
+  } else if (values['no-fetch']) {
     const kernel = installedDefaultKernel(cache)
     report({
       name: 'kernel',
@@ -83,6 +89,23 @@ export async function setupCommand(args: string[]): Promise<number> {
 }
 
 async function kernelCheck(cache: string, env: NodeJS.ProcessEnv): Promise<HostCheck> {
+  // A name (VMCTL_KERNEL=debian:trixie) is fetched like the default kernel, not looked for as a path.
+  if (isKernelName(env.VMCTL_KERNEL)) {
+    try {
+      const kernel = await fetchNamedKernel(cache, env.VMCTL_KERNEL, env)
+      return {
+        name: 'kernel',
+        status: 'ok',
+        detail: `${kernel.release} in ${kernel.dir} (VMCTL_KERNEL=${env.VMCTL_KERNEL}, ${kernel.fetched ? 'fetched now' : 'cached'})`,
+      }
+    } catch (error) {
+      return {
+        name: 'kernel',
+        status: 'missing',
+        detail: `VMCTL_KERNEL=${env.VMCTL_KERNEL}: ${(error as Error).message}`,
+      }
+    }
+  }
   if (env.VMCTL_KERNEL) {
     try {
       const kernel = locateKernel({ env })
@@ -147,6 +170,27 @@ async function bootCheck(): Promise<HostCheck> {
       status: 'missing',
       detail: error instanceof VmctlError ? error.message : String(error),
     }
+  }
+}
+
+/** What --no-fetch says of a kernel name: cached (its release), or fetched by the first VM. */
+function namedKernelState(cache: string, name: string): HostCheck {
+  try {
+    const text = parseKernelName(name).text
+    const entry = listCachedKernels(cache).find((k) => k.names.includes(text))
+    return entry
+      ? {
+          name: 'kernel',
+          status: 'ok',
+          detail: `VMCTL_KERNEL=${name}: ${entry.release} in ${entry.dir} (cached)`,
+        }
+      : {
+          name: 'kernel',
+          status: 'warn',
+          detail: `VMCTL_KERNEL=${name}: not cached yet: the first VM fetches it (or run vmctl setup)`,
+        }
+  } catch (error) {
+    return { name: 'kernel', status: 'missing', detail: `VMCTL_KERNEL=${name}: ${firstLine(error)}` }
   }
 }
 

@@ -25,6 +25,8 @@ const BUILT_IN = [
   'CONFIG_DEVTMPFS=y',
   'CONFIG_BLK_DEV_INITRD=y',
   'CONFIG_VIRTIO_CONSOLE=y',
+  'CONFIG_ACPI=y',
+  'CONFIG_PCI=y',
 ]
 const NINE_P = ['CONFIG_NET_9P=y', 'CONFIG_NET_9P_VIRTIO=y', 'CONFIG_9P_FS=y', 'CONFIG_OVERLAY_FS=y']
 const needs = { hostRoot: true, transport: 'virtio-serial' as const }
@@ -63,6 +65,11 @@ describe('the pre-boot check of a kernel against its mode', () => {
     )
     const withTree = kernelWith('tree', config, ['kernel/drivers/block/virtio_blk.ko'])
     expect(() => checkKernelFits(withTree, { ...needs, hostRoot: false })).not.toThrow()
+  })
+
+  test('ACPI without PCI (a tinyconfig build): refused, naming CONFIG_PCI', () => {
+    const kernel = kernelWith('no-pci', [...BUILT_IN.filter((o) => o !== 'CONFIG_PCI=y'), ...NINE_P])
+    expect(() => checkKernelFits(kernel, needs)).toThrow(/missing ACPI with PCI .*: CONFIG_PCI is not set/)
   })
 
   test('a vsock agent needs no virtio console; a virtio-serial one does', () => {

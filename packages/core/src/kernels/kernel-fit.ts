@@ -28,6 +28,15 @@ const ALWAYS: Feature[] = [
   },
   { what: 'ext4 (vmctl runtime disk)', options: ['CONFIG_EXT4_FS'], modules: ['ext4'] },
   { what: 'devtmpfs', options: ['CONFIG_DEVTMPFS'], modules: [] },
+  // microvm lists its virtio-mmio devices in ACPI tables only (QEMU puts them on the command line
+  // just when the machine's ACPI is off, and vmctl keeps it on). Without CONFIG_PCI, 6.1's ACPICA
+  // refuses its PCI_Config handler and loads no namespace at all ("AE_BAD_PARAMETER, During Region
+  // initialization"): the boot then finds no device. Found with a tinyconfig build.
+  {
+    what: "ACPI with PCI (microvm's devices are in its ACPI tables)",
+    options: ['CONFIG_ACPI', 'CONFIG_PCI'],
+    modules: [],
+  },
   { what: 'an initramfs', options: ['CONFIG_BLK_DEV_INITRD'], modules: [] },
 ]
 const HOST_ROOT: Feature[] = [

@@ -1,4 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
@@ -38,10 +40,42 @@ describe('the kernels of the cache', () => {
 
     const removed = await pruneKernels(cache, [], () => {})
     expect(removed.map((k) => k.release)).toEqual(['5.10.0-46-amd64'])
-    expect(existsSync(join(cache, 'kernels', 'custom'))).toBe(false)
+    expect(existsSync(join(cache, 'kernels', 'custom', 'abc'))).toBe(false)
     // By name: the kernel and the name go.
     await pruneKernels(cache, ['debian:trixie/rt@6.12.118+deb13'], () => {})
     expect(installedNamedKernel(cache, trixie)).toBeUndefined()
     expect(listCachedKernels(cache).map((k) => k.release)).toEqual(['6.1.0-57-amd64'])
+  })
+
+  test('prune keeps a custom kernel’s module tree while a VM reads its modules from it', async () => {
+    const custom = join(cache, 'kernels', 'custom')
+    mkdirSync(join(custom, 'used', 'lib/modules/6.12.0'), { recursive: true })
+    mkdirSync(join(custom, 'unused', 'lib/modules/6.12.0'), { recursive: true })
+    // What a running VM's QEMU carries in its -append (qemu-command.ts), on a process of its own.
+    const qemu = spawn(
+      process.execPath,
+      [
+        '-e',
+        'setTimeout(() => {}, 60_000)',
+        '--',
+        '-append',
+        `quiet vmctl_modules=${custom}/used/lib/modules/6.12.0 x=1`,
+      ],
+      { stdio: 'ignore' },
+    )
+    await once(qemu, 'spawn')
+    try {
+      const said: string[] = []
+      await pruneKernels(cache, [], (line) => said.push(line))
+      expect(readdirSync(custom)).toEqual(['used'])
+      expect(said.join('\n')).toMatch(
+        /kept the module tree .*\/custom\/used: a running VM loads its modules from it/,
+      )
+    } finally {
+      qemu.kill()
+      await once(qemu, 'exit')
+    }
+    await pruneKernels(cache, [], () => {})
+    expect(readdirSync(custom)).toEqual([])
   })
 })

@@ -13,6 +13,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { withLock } from '../host/cross-process-lock.js'
+import { customTreesInUse } from './custom-trees-in-use.js'
 import { type KernelName, kernelNameFile, parseKernelName } from './kernel-name.js'
 import type { CachedKernel } from './kernel-package.js'
 
@@ -107,7 +108,8 @@ export function listCachedKernels(cacheDir: string): KernelEntry[] {
 
 /**
  * Removes cached kernels: those given by release or name, or (with none given) every kernel that
- * is neither the default nor pointed at by a name, and the module trees made for custom kernels. Names pointing at a removed kernel go too.
+ * is neither the default nor pointed at by a name, and the module trees made for custom kernels
+ * that no running VM uses. Names pointing at a removed kernel go too.
  * Under the kernels lock, so a fetch in progress is never cut short. VMs already running keep
  * their kernel (QEMU has it open); a template made from it is rebuilt if the kernel comes back.
  */
@@ -131,8 +133,9 @@ export async function pruneKernels(
         if (k.isDefault) rmSync(join(cacheDir, 'kernels', 'default'), { force: true })
       }
       // The module trees made for kernels given by path (custom-modules.ts): remade in seconds by
-      // the next VM that needs one, so a prune with nothing named removes them all.
-      if (which.length === 0) rmSync(join(cacheDir, 'kernels', 'custom'), { recursive: true, force: true })
+      // the next VM that needs one, so a prune with nothing named removes them, except those a
+      // running VM reads its modules from (custom-trees-in-use.ts).
+      if (which.length === 0) pruneCustomTrees(cacheDir, say)
       // Leftovers of killed fetches: safe to remove under the lock.
       for (const entry of readdirSync(join(cacheDir, 'kernels')))
         if (/^\.(stage|default)-/.test(entry))
@@ -141,6 +144,19 @@ export async function pruneKernels(
     },
     say,
   )
+}
+
+function pruneCustomTrees(cacheDir: string, say: Say): void {
+  const base = join(cacheDir, 'kernels', 'custom')
+  if (!existsSync(base)) return
+  const inUse = customTreesInUse(cacheDir)
+  for (const key of readdirSync(base)) {
+    if (inUse.has(key)) {
+      say(`kept the module tree ${join(base, key)}: a running VM loads its modules from it`)
+      continue
+    }
+    rmSync(join(base, key), { recursive: true, force: true })
+  }
 }
 
 function treeBytes(dir: string): number {
