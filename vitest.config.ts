@@ -7,11 +7,13 @@ export default defineConfig({
     include: ['packages/*/src/**/*.test.ts', 'examples/*/**/*.test.ts', 'e2e/**/*.test.ts'],
     // Run by `pnpm test:kernels` (vitest.kernels.config.ts), to keep this run inside CI's time: a
     // second kernel download into an empty cache, a custom kernel's module tree, vmtest's configs.
-    // What stays here of them: named-kernel.vm.test.ts, the matrix on 6.1 and 6.12, their unit tests.
+    // What stays here of them: named-kernel.vm.test.ts, the matrix on 6.1 and 6.12, their unit tests
+    // (kernel-fit.test.ts refuses the cloud kernel's config without a VM).
     exclude: [
       '**/node_modules/**',
       'packages/core/src/kernels/kernel-fetch.vm.test.ts',
       'packages/core/src/kernels/custom-kernel.vm.test.ts',
+      'packages/core/src/kernels/cloud-kernel.vm.test.ts',
       'packages/cli/src/vmtest.vm.test.ts',
     ],
     pool: 'forks',
