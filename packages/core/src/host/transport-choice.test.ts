@@ -1,19 +1,22 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test } from 'vitest'
 import type { ResolvedKernel } from './kernel-locator.js'
 import { chooseTransport } from './transport-choice.js'
 
+// Every fake lives under one directory, removed when the file ends.
+const scratch = mkdtempSync(join(tmpdir(), 'vmctl-transport-choice-'))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
 function kernelWith(modulesDep: string): ResolvedKernel {
-  const modulesDir = mkdtempSync(join(tmpdir(), 'vmctl-modules-'))
+  const modulesDir = mkdtempSync(join(scratch, 'modules-'))
   writeFileSync(join(modulesDir, 'modules.dep'), modulesDep)
   return { image: '/k/vmlinux', format: 'elf', release: '6.1', modulesDir, source: 'option' }
 }
 
 function fakeDevice(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmctl-dev-'))
-  mkdirSync(dir, { recursive: true })
+  const dir = mkdtempSync(join(scratch, 'dev-'))
   writeFileSync(join(dir, 'vhost-vsock'), '')
   return join(dir, 'vhost-vsock')
 }
