@@ -8,6 +8,7 @@ import { KernelFetchError } from '../errors.js'
 import { SETUP_COMMAND } from '../paths.js'
 import { fetchError, httpGet } from './archive-http.js'
 import { findPackage, parseStanza, releaseChecksums, type Stanza } from './deb822.js'
+import { highestVersion } from './debian-version.js'
 import { DownloadProgress } from './download-progress.js'
 import { unxz } from './xz-stream.js'
 
@@ -64,16 +65,21 @@ export interface FoundPackage {
 
 const indexes = new Map<string, Promise<string>>()
 
-/** The first source's stanza of a package, or undefined when no source has it. */
+/**
+ * The highest version of a package over all sources (the earlier source wins a tie), or undefined
+ * when no source has it: after a point release, bookworm may carry a newer kernel than
+ * bookworm-security still lists.
+ */
 export async function findInArchive(
   sources: ArchiveSource[],
   name: string,
 ): Promise<FoundPackage | undefined> {
+  const found: FoundPackage[] = []
   for (const source of sources) {
     const stanza = findPackage(await packagesIndex(source), name)
-    if (stanza) return { name, stanza, source }
+    if (stanza) found.push({ name, stanza, source })
   }
-  return undefined
+  return highestVersion(found, (entry) => entry.stanza.get('Version') ?? '')
 }
 
 /**
