@@ -10,6 +10,7 @@ import { fetchError, httpGet } from './archive-http.js'
 import { findPackage, parseStanza, releaseChecksums, type Stanza } from './deb822.js'
 import { highestVersion } from './debian-version.js'
 import { DownloadProgress } from './download-progress.js'
+import { verifiedRelease } from './release-signature.js'
 import { unxz } from './xz-stream.js'
 
 export const DEFAULT_DEBIAN_MIRROR = 'https://deb.debian.org/debian'
@@ -83,9 +84,8 @@ export async function findInArchive(
 }
 
 /**
- * A suite's Packages index for amd64 main, checked against the SHA256 its Release file gives.
- * (The Release file's own OpenPGP signature is not checked: that needs Debian's keyring and an
- * OpenPGP implementation; the default mirror is reached over HTTPS.) Fetched once per process.
+ * A suite's Packages index for amd64 main, checked against the SHA256 its InRelease file gives,
+ * whose OpenPGP signature is checked first (release-signature.ts). Fetched once per process.
  */
 export function packagesIndex(source: ArchiveSource): Promise<string> {
   const key = `${source.mirror} ${source.suite} ${source.env.HTTPS_PROXY ?? source.env.https_proxy ?? ''}`
@@ -100,12 +100,14 @@ export function packagesIndex(source: ArchiveSource): Promise<string> {
 
 async function loadIndex(source: ArchiveSource): Promise<string> {
   const base = `${source.mirror}/dists/${source.suite}`
-  const release = parseStanza((await getBytes(`${base}/Release`, source.env)).toString('utf8'))
+  const url = `${base}/InRelease`
+  const signed = (await getBytes(url, source.env)).toString('utf8')
+  const release = parseStanza(await verifiedRelease(url, signed, source.env))
   const sums = releaseChecksums(release)
   const index = INDEXES.find((path) => sums.has(path))
   if (!index)
     throw new KernelFetchError(
-      `${base}/Release`,
+      url,
       `the Release file lists no SHA256 for ${INDEXES.join(' or ')}`,
       SETUP_COMMAND,
     )
