@@ -18,7 +18,7 @@
 // node_modules' after `npm i vmctl`, and the same version the bundle was built from.
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { dirname, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 
@@ -28,31 +28,63 @@ const coreEntry = require.resolve('@vmctl/core')
 const agentEntry = createRequire(coreEntry).resolve('@vmctl/agent')
 const roots = { core: packageRoot(coreEntry), agent: packageRoot(agentEntry) }
 
+// import.meta.url in core's and the agent's modules → the URL the module has in its package.
+const IMPORT_META_URL = /\bimport\.meta\.url\b/g
+// A dynamic import of a package (not of a relative path): what core loads only when it needs it.
+const DYNAMIC_PACKAGE_IMPORT = /\bimport\((['"])([^'"./][^'"]*)\1\)/g
+
+/** The directory of the package named `name` that holds `file`. */
+async function packageRootOf(file, name) {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      if (JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')).name === name) return dir
+    } catch {}
+  }
+  throw new Error(`no package.json of ${name} above ${file}`)
+}
+
 const packageUrls = {
   name: 'package-urls',
   setup(build) {
     build.onLoad({ filter: /\.js$/ }, async (args) => {
       const owner = Object.entries(roots).find(([, root]) => args.path.startsWith(`${root}/dist/`))
       if (!owner) return undefined
-      const contents = await readFile(args.path, 'utf8')
-      if (!contents.includes('import.meta.url')) return { contents, loader: 'js' }
       const [name, root] = owner
+      let contents = await readFile(args.path, 'utf8')
       const file = JSON.stringify(relative(root, args.path))
-      return {
-        contents: contents.replaceAll(
-          'import.meta.url',
-          `__vmctlPackageUrl(${JSON.stringify(name)}, ${file})`,
-        ),
-        loader: 'js',
+      contents = contents.replace(IMPORT_META_URL, `__vmctlPackageUrl(${JSON.stringify(name)}, ${file})`)
+      // Left out of the bundle: each is imported, when core calls for it, from where core's own
+      // import would find it (undici for fetching kernels, openpgp for checking their signatures,
+      // execa for host commands: ~1.5 MB that every start-up parsed, ~40 ms of CPU).
+      for (const [call, , specifier] of [...contents.matchAll(DYNAMIC_PACKAGE_IMPORT)]) {
+        const packageName = specifier
+          .split('/')
+          .slice(0, specifier.startsWith('@') ? 2 : 1)
+          .join('/')
+        const resolved = await build.resolve(specifier, {
+          kind: 'dynamic-import',
+          resolveDir: dirname(args.path),
+        })
+        if (resolved.errors.length > 0) throw new Error(`${args.path}: cannot resolve ${specifier}`)
+        const entry = relative(await packageRootOf(resolved.path, packageName), resolved.path)
+        contents = contents.replace(
+          call,
+          `import(__vmctlDependencyUrl(${JSON.stringify(name)}, ${JSON.stringify(specifier)}, ${JSON.stringify(packageName)}, ${JSON.stringify(entry)}))`,
+        )
       }
+      return { contents, loader: 'js' }
     })
   },
 }
 
 // Bundled CommonJS (grpc-js, debug) calls require() for Node's own modules, which an ES module has
-// no global of; and __vmctlPackageUrl, resolved once per package.
+// no global of; __vmctlPackageUrl resolves each package once. __vmctlDependencyUrl finds the
+// package from its owner as Node's require would, and imports the ES module entry the build
+// resolved (`import` conditions, which require.resolve does not apply), or what require found if
+// an installed version lays its files out otherwise.
 const banner = `import { createRequire as __vmctlCreateRequire } from 'node:module';
-import { dirname as __vmctlDirname } from 'node:path';
+import { existsSync as __vmctlExists, readFileSync as __vmctlRead } from 'node:fs';
+import { dirname as __vmctlDirname, join as __vmctlJoin } from 'node:path';
 import { pathToFileURL as __vmctlPathToFileURL } from 'node:url';
 const require = __vmctlCreateRequire(import.meta.url);
 const __vmctlRoots = {};
@@ -63,6 +95,17 @@ function __vmctlPackageUrl(name, file) {
     __vmctlRoots[name] = __vmctlDirname(__vmctlDirname(entry));
   }
   return __vmctlPathToFileURL(__vmctlRoots[name] + '/' + file).href;
+}
+function __vmctlDependencyUrl(owner, specifier, name, entry) {
+  const found = __vmctlCreateRequire(__vmctlPackageUrl(owner, 'package.json')).resolve(specifier);
+  for (let dir = __vmctlDirname(found); dir !== __vmctlDirname(dir); dir = __vmctlDirname(dir)) {
+    try {
+      if (JSON.parse(__vmctlRead(__vmctlJoin(dir, 'package.json'), 'utf8')).name !== name) continue;
+    } catch { continue; }
+    const file = __vmctlJoin(dir, entry);
+    return __vmctlPathToFileURL(__vmctlExists(file) ? file : found).href;
+  }
+  return __vmctlPathToFileURL(found).href;
 }`
 
 await build({
