@@ -55,6 +55,8 @@ describe('member carrier: set-link through the supervisor', () => {
   test("an older supervisor's unknown-op answer fails the call at once with its message", async () => {
     const control = await supervisor((r) => ({ reply: 'error', message: `unknown op ${r.op}` }))
     const carrier = new MemberCarrier(control, 0, 'web-2', 5_000)
-    await expect(carrier.set(false)).rejects.toThrow(/VM web-2's link could not be set down: unknown op set-link/)
+    await expect(carrier.set(false)).rejects.toThrow(
+      /VM web-2's link could not be set down: unknown op set-link/,
+    )
   })
 })

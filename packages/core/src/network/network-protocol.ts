@@ -66,8 +66,7 @@ export class NetworkClient {
 
   /** Resolves with the reply once the switch applied the request; rejects with its refusal. */
   async request(request: WithoutId<NetworkRequest>): Promise<Record<string, unknown>> {
-    if (this.closedBy)
-      throw new VmctlError('NETWORK_CLOSED', `network ${this.network}: ${this.closedBy}`)
+    if (this.closedBy) throw new VmctlError('NETWORK_CLOSED', `network ${this.network}: ${this.closedBy}`)
     if (this.closed)
       throw new VmctlError('NETWORK_GONE', `network ${this.network} is gone (its switch exited)`)
     const id = randomBytes(6).toString('hex')

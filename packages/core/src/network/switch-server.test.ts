@@ -44,7 +44,11 @@ async function portPeer(path: string): Promise<{ socket: net.Socket; frames: Buf
 }
 
 function broadcastFrame(): Buffer {
-  const frame = Buffer.concat([Buffer.alloc(6, 0xff), Buffer.from([2, 0, 0, 0, 0, 1, 8, 0]), Buffer.from('hi')])
+  const frame = Buffer.concat([
+    Buffer.alloc(6, 0xff),
+    Buffer.from([2, 0, 0, 0, 0, 1, 8, 0]),
+    Buffer.from('hi'),
+  ])
   const header = Buffer.alloc(4)
   header.writeUInt32BE(frame.length)
   return Buffer.concat([header, frame])
@@ -53,7 +57,7 @@ function broadcastFrame(): Buffer {
 const switchPid = (net: VmNetwork) => net.directory.readState()!.pid
 
 describe('switch process: members and leases under races and failures', () => {
-  test("a bind whose supervisor cannot be reached is refused and takes no lease: the switch still ends with its last handle", async () => {
+  test('a bind whose supervisor cannot be reached is refused and takes no lease: the switch still ends with its last handle', async () => {
     const handle = await VmNetwork.create()
     const pid = switchPid(handle)
     try {
@@ -152,9 +156,16 @@ describe('switch process: members and leases under races and failures', () => {
       socket.destroy()
     })
     await new Promise<void>((resolve) => dying.listen(directory.controlSocket, resolve))
-    await using handle = await VmNetwork.create({ name })
-    await expect(handle.members()).resolves.toEqual([])
-    expect(isAlive(switchPid(handle))).toBe(true)
+    try {
+      await using handle = await VmNetwork.create({ name })
+      await expect(handle.members()).resolves.toEqual([])
+      expect(isAlive(switchPid(handle))).toBe(true)
+    } catch (error) {
+      directory.remove() // the stand-in's: a real switch removes its own
+      throw error
+    } finally {
+      dying.close()
+    }
   })
 
   test('a switch that does not answer in time is killed, not left to remove a newer directory', async () => {
@@ -183,7 +194,8 @@ function pidsWithArgument(argument: string): number[] {
     if (!/^\d+$/.test(entry)) continue
     try {
       if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${entry}/stat`, 'utf8'))) continue
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(argument)) pids.push(Number(entry))
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(argument))
+        pids.push(Number(entry))
     } catch {}
   }
   return pids

@@ -229,7 +229,10 @@ export async function startSwitch(
     logText = readFileSync(directory.logFile, 'utf8').trim().split('\n').slice(-10).join('\n')
   } catch {}
   directory.remove()
-  throw new VmctlError('SWITCH_FAILED', `the switch of network ${directory.name} did not start${hung ? ` within ${timeoutMs / 1000} s` : ''}:\n${logText}`)
+  throw new VmctlError(
+    'SWITCH_FAILED',
+    `the switch of network ${directory.name} did not start${hung ? ` within ${timeoutMs / 1000} s` : ''}:\n${logText}`,
+  )
 }
 
 /** The compiled switch entry, in dist/ even when this module runs from src/ under a TS test runner. */

@@ -111,10 +111,18 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
       await new Promise<void>((resolve) => server.close(() => resolve()))
       const names = [...leases.keys()]
       // Those still being taken are let go once taken.
-      for (const control of leases.values()) void control.then((c) => c.close(), () => {})
+      for (const control of leases.values())
+        void control.then(
+          (c) => c.close(),
+          () => {},
+        )
       leases.clear()
       // A network's switch ends once its members are gone too: nothing to wait for here.
-      for (const network of networks.values()) void network.then((n) => n.close(), () => {})
+      for (const network of networks.values())
+        void network.then(
+          (n) => n.close(),
+          () => {},
+        )
       networks.clear()
       // Another run may hold one of them too; then it stays, and we stop waiting after a while.
       await Promise.all(names.map((name) => untilGone(new VmDirectory(name))))
