@@ -91,6 +91,15 @@ describe('switch process: members and leases under races and failures', () => {
     expect(d!.error).toMatch(/a VM named c is already a member/)
   })
 
+  test('aliases given as a string are refused, not split into letters', async () => {
+    await using handle = await VmNetwork.create()
+    const [reply] = await rawRequests(handle.directory.controlSocket, [
+      { op: 'join', member: 'a', aliases: 'db' },
+    ])
+    expect(reply!.error).toMatch(/aliases must be an array of names, e.g. aliases: \["db"\]/)
+    await expect(handle.members()).resolves.toEqual([])
+  })
+
   test('addresses go back to the pool: 245 joins and leaves, then the lowest free address', async () => {
     await using handle = await VmNetwork.create()
     const client = await NetworkClient.connect(handle.directory.controlSocket, handle.name)

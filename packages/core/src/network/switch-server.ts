@@ -137,7 +137,13 @@ export class SwitchServer {
         // requests run concurrently) must not both pass the name check, nor both take one index.
         if (this.members.has(request.member))
           throw new Error(`a VM named ${request.member} is already a member of network ${this.launch.name}`)
-        const names = [...new Set([request.hostname ?? request.member, ...(request.aliases ?? [])])]
+        // A string would spread into its letters ('db' -> d, b): refused, whoever sent it.
+        const { aliases = [] } = request
+        if (!Array.isArray(aliases) || aliases.some((a) => typeof a !== 'string'))
+          throw new Error(
+            `aliases must be an array of names, e.g. aliases: ["db"] (got ${JSON.stringify(aliases)})`,
+          )
+        const names = [...new Set([request.hostname ?? request.member, ...aliases])]
         for (const other of this.members.values()) {
           const taken = names.find((n) => other.names.includes(n))
           if (taken)
