@@ -32,6 +32,7 @@ import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
+import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
 import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
@@ -113,6 +114,7 @@ export class Supervisor implements ControlHandlers {
       agentSocket: dir.agentSocket,
       warn: (message) => this.warn(message),
       bringUp: (templates) => this.bringUp(templates),
+      rejoinNetworks: () => rejoinNetworks(this.spec, this.dir),
       cloneOnStart: spec.templates && !spec.image,
       broadcast: (event) => this.control.broadcast(event),
       status: () => this.status(),
