@@ -43,9 +43,18 @@ export async function tellOthers(
       const handle = own(name)
       if (handle) {
         // A member made in this process: its agent connection is warm (a new one costs the guest
-        // seconds under TCG), and a destroyed one is gone from the network anyway.
-        await withHostsLock(name, () => handle.exec(list.join('\n'), { timeoutMs: 60_000 })).catch(() => {})
-        return
+        // seconds under TCG). A handle closed (not destroyed) fails here while its VM runs on:
+        // then through VM.attach, as for a member of another process.
+        try {
+          await withHostsLock(name, () => handle.exec(list.join('\n'), { timeoutMs: 60_000 }))
+          return
+        } catch (error) {
+          log(
+            "names not written to %s through this process's handle (%s): attaching",
+            name,
+            (error as Error).message,
+          )
+        }
       }
       const other = await attach(name).catch(() => undefined) // gone meanwhile: nothing to update
       if (!other) return
