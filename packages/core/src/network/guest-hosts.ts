@@ -22,8 +22,12 @@ export type AttachShell = (name: string) => Promise<HostsShell & { close(): Prom
  * (util-linux `flock`) cost a restored guest 1.4-3.2 s under TCG for its first start over the 9p
  * root, the biggest part of a member's setup; this one costs nothing there.
  */
-export function withHostsLock<T>(vm: string, write: () => Promise<T>): Promise<T> {
-  return withLock(lockIn(runtimeDir(), `vmctl-hosts-${vm}`), write)
+export function withHostsLock<T>(
+  vm: string,
+  write: () => Promise<T>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<T> {
+  return withLock(lockIn(runtimeDir(env), `vmctl-hosts-${vm}`), write)
 }
 
 /**

@@ -1,3 +1,4 @@
+import { dirname } from 'node:path'
 import { Metadata } from '@grpc/grpc-js'
 import type { ExecResponse } from '@vmctl/agent'
 import type { LaunchSpec } from '../launch-spec.js'
@@ -22,16 +23,19 @@ const REJOIN_BUDGET_MS = 60_000
  */
 export async function rejoinNetworks(
   spec: LaunchSpec,
-  directory: Pick<VmDirectory, 'agentSocket'>,
+  directory: Pick<VmDirectory, 'agentSocket' | 'path'>,
 ): Promise<string | undefined> {
   const addresses = spec.networkAddresses ?? []
   if (addresses.length === 0) return undefined
+  // The runtime directory the VM's is in (<runtime>/vms/<name>), as supervisor-main.ts takes it:
+  // the supervisor's environment need not name it.
+  const env = { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(directory.path)) }
   try {
     const hosts: string[] = []
     for (const { network } of addresses) {
-      const switchDirectory = new NetworkDirectory(network)
+      const switchDirectory = new NetworkDirectory(network, env)
       const client = await NetworkClient.connect(switchDirectory.controlSocket, network).catch(() => {
-        throw new Error(`network ${network} is not running any more`)
+        throw new Error(`network ${network} is not running any more (no switch at ${switchDirectory.path})`)
       })
       try {
         const { version, members } = await client.request({ op: 'members' })
@@ -41,7 +45,7 @@ export async function rejoinNetworks(
       }
     }
     const script = [...addresses.map((address, index) => nicScript(index, address)), ...hosts].join('\n')
-    await withHostsLock(spec.name, () => runInGuest(directory, script))
+    await withHostsLock(spec.name, () => runInGuest(directory, script), env)
     return undefined
   } catch (error) {
     return `the VM's network addresses and names were not given again after the start: ${(error as Error).message}`
