@@ -28,8 +28,6 @@ export interface PowerContext {
   cloneOnStart: boolean
   broadcast: (event: ControlEvent) => void
   status: () => VmStatus
-  /** Gives a new guest its network addresses and names again (network-rejoin.ts); a warning if not. */
-  rejoinNetworks: () => Promise<string | undefined>
 }
 
 /**
@@ -100,12 +98,6 @@ export class PowerCycle {
       await ctx.bringUp(ctx.cloneOnStart)
       for (const warning of await replugDisks(ctx.diskHotplug, ctx.qemu()!, ctx.agentSocket))
         ctx.warn(warning)
-      const networks = await ctx.rejoinNetworks()
-      if (networks) ctx.warn(networks)
-      // Nothing watched QEMU since bringUp (its exit is awaited while starting): one that died
-      // meanwhile must not leave a VM that says ready.
-      const qemu = ctx.qemu()
-      if (!qemu?.alive) throw new Error(qemu?.exitReason() ?? 'QEMU is not running')
     } catch (error) {
       await ctx.qemu()?.kill()
       this.stopped(`the start failed: ${(error as Error).message}`)

@@ -113,8 +113,14 @@ export class Supervisor implements ControlHandlers {
       diskHotplug: this.diskHotplug,
       agentSocket: dir.agentSocket,
       warn: (message) => this.warn(message),
-      bringUp: (templates) => this.bringUp(templates),
-      rejoinNetworks: () => rejoinNetworks(this.spec, this.dir),
+      // A start's or restart's new guest: its network addresses and names again (the first boot's
+      // come from VM.up), before the disks' re-plug and the check that QEMU still runs.
+      bringUp: async (templates) => {
+        const up = await this.bringUp(templates)
+        const warning = await rejoinNetworks(this.spec, this.dir)
+        if (warning) this.warn(warning)
+        return up
+      },
       cloneOnStart: spec.templates && !spec.image,
       broadcast: (event) => this.control.broadcast(event),
       status: () => this.status(),
