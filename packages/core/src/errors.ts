@@ -99,7 +99,13 @@ export class VmStoppedError extends VmctlError {
   constructor(name: string, state: string, cause?: string, consoleTail?: string) {
     super(
       'VM_STOPPED',
-      `VM ${name} is ${state}${cause ? `: its QEMU ended without vmctl asking (${cause})` : ''}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})${cause && consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`,
+      // While a start, restart or stop is under way, start() would queue behind it and be refused
+      // (already running): the fix is to wait for the one in progress.
+      state === 'starting'
+        ? `VM ${name} is starting (a start() or restart() in progress): calls work again once it is ready. Fix: await the vm.start() or vm.restart() in progress, then call again`
+        : state === 'powering-off'
+          ? `VM ${name} is powering off (a stop() in progress): only start() and destroy() work on a stopped VM. Fix: await the vm.stop() in progress, then vm.start() (vmctl start ${name})`
+          : `VM ${name} is ${state}${cause ? `: its QEMU ended without vmctl asking (${cause})` : ''}: only start() and destroy() work on a stopped VM. Fix: await vm.start() first (vmctl start ${name})${cause && consoleTail ? `\nLast console lines:\n${indent(consoleTail)}` : ''}`,
     )
     this.stopCause = cause
     this.consoleTail = cause ? (consoleTail ?? '') : undefined

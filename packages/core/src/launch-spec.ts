@@ -25,6 +25,11 @@ export interface LaunchSpec {
   guestPorts: number[]
   /** The sockets of the VM's ports on its networks' switches, one NIC each (network/switch.ts). */
   networkSockets?: string[] | undefined
+  /**
+   * The VM's address on each network, in NIC order (`networkSockets`'): a start or restart boots a
+   * guest that has none, and the supervisor gives them again (supervisor/network-rejoin.ts).
+   */
+  networkAddresses?: Array<{ network: string; ip: string; mac: string }> | undefined
   kernelArgs: string[]
   qemuArgs: string[]
   accel: AcceleratorChoice

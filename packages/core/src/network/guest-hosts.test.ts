@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import { hostsScript } from './guest-hosts.js'
+import { hostsScript, tellOthers } from './guest-hosts.js'
 import type { MemberInfo } from './network-directory.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-hosts-'))
@@ -48,5 +48,22 @@ describe('the /etc/hosts script', () => {
     )
     rmSync(join(dir, 'hosts'))
     expect(run('n4', 1, [member('10.213.3.10', 'b')])).toBe('10.213.3.10 b # vmctl-net:n4\n')
+  })
+})
+
+describe('telling other members', () => {
+  test('a handle of this process that fails (closed, its VM running on) is not the end: the VM is attached', async () => {
+    const written: string[] = []
+    const closedHandle = { exec: () => Promise.reject(new Error('VM m1 handle was closed')) }
+    const attached = {
+      exec: async (command: string) => void written.push(command),
+      close: async () => {},
+    }
+    await tellOthers(
+      new Map([['m1', ['echo names']]]),
+      () => closedHandle,
+      async () => attached,
+    )
+    expect(written).toEqual(['echo names'])
   })
 })

@@ -22,8 +22,12 @@ export type AttachShell = (name: string) => Promise<HostsShell & { close(): Prom
  * (util-linux `flock`) cost a restored guest 1.4-3.2 s under TCG for its first start over the 9p
  * root, the biggest part of a member's setup; this one costs nothing there.
  */
-export function withHostsLock<T>(vm: string, write: () => Promise<T>): Promise<T> {
-  return withLock(lockIn(runtimeDir(), `vmctl-hosts-${vm}`), write)
+export function withHostsLock<T>(
+  vm: string,
+  write: () => Promise<T>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<T> {
+  return withLock(lockIn(runtimeDir(env), `vmctl-hosts-${vm}`), write)
 }
 
 /**
@@ -43,9 +47,18 @@ export async function tellOthers(
       const handle = own(name)
       if (handle) {
         // A member made in this process: its agent connection is warm (a new one costs the guest
-        // seconds under TCG), and a destroyed one is gone from the network anyway.
-        await withHostsLock(name, () => handle.exec(list.join('\n'), { timeoutMs: 60_000 })).catch(() => {})
-        return
+        // seconds under TCG). A handle closed (not destroyed) fails here while its VM runs on:
+        // then through VM.attach, as for a member of another process.
+        try {
+          await withHostsLock(name, () => handle.exec(list.join('\n'), { timeoutMs: 60_000 }))
+          return
+        } catch (error) {
+          log(
+            "names not written to %s through this process's handle (%s): attaching",
+            name,
+            (error as Error).message,
+          )
+        }
       }
       const other = await attach(name).catch(() => undefined) // gone meanwhile: nothing to update
       if (!other) return

@@ -4,7 +4,7 @@ import { VmDirectory } from '../supervisor/vm-directory.js'
 import { type AttachShell, hostsScript, tellOthers, withHostsLock } from './guest-hosts.js'
 import type { GuestShell, JoinedNetworks } from './joined-networks.js'
 import { type MemberInfo, validateNetworkName } from './network-directory.js'
-import { templateMac } from './template-mac.js'
+import { nicScript } from './nic-script.js'
 import { VmNetwork } from './vm-network.js'
 
 const log = logger('network')
@@ -57,6 +57,11 @@ export function checkAttachments(attachments: unknown): asserts attachments is N
     seen.add(name)
     if (isBare(entry)) continue
     const { hostname, aliases, ...rest } = entry as Exclude<NetworkAttachment, VmNetwork | string>
+    // A string would be spread into its letters ('db' -> d, b).
+    if (aliases !== undefined && !Array.isArray(aliases))
+      throw new InvalidOptionsError(
+        `VM option networks: aliases must be an array of names, e.g. aliases: ["${aliases}"]`,
+      )
     const unknown = Object.keys(rest).filter((k) => k !== 'network')
     if (unknown.length)
       throw new InvalidOptionsError(
@@ -102,6 +107,7 @@ export async function joinNetworks(
   }
   return {
     sockets,
+    addresses: memberships.map((m) => ({ network: m.network.name, ip: m.ip, mac: m.mac })),
     leave,
     async configure(vm, attach) {
       const started = performance.now()
@@ -120,7 +126,10 @@ export async function joinNetworks(
       }
       // Its own NICs and names in one command: each costs a round trip through the agent (seconds
       // for a restored VM's first one under TCG). The other members are told meanwhile.
-      const own = [...memberships.map((m, index) => nicScript(index, m)), ...(scripts.get(member) ?? [])]
+      const own = [
+        ...memberships.map((m, index) => nicScript(index, { network: m.network.name, ip: m.ip, mac: m.mac })),
+        ...(scripts.get(member) ?? []),
+      ]
       scripts.delete(member)
       const asked = ms()
       const times = { own: 0, others: 0 }
@@ -167,25 +176,4 @@ export async function onItsNetworks<T extends GuestShell & { destroy(): Promise<
     throw error
   }
   return vm
-}
-
-/**
- * Finds the NIC by its template MAC, gives it the member's MAC and address, and brings it up. The
- * first network also gets the multicast route, so a sender that names no interface (the usual
- * case) reaches the other members rather than the user-mode NIC's default route.
- */
-function nicScript(index: number, m: Membership): string {
-  const template = templateMac(index)
-  // Shell built-ins and busybox: the first start of a program over the 9p root costs a restored
-  // guest 1.4-3.2 s under TCG for iproute2's ip, grep or flock (their libraries are read too);
-  // busybox (static, one file) costs no more than the exec's own round trip (0.4 s). iproute2's
-  // `ip -batch` where there is no busybox (an image without it).
-  return `dev=
-for d in /sys/class/net/*; do read a < "$d/address"; [ "$a" = ${template} ] && dev=\${d##*/}; done
-[ -n "$dev" ] || { echo "vmctl: no NIC with MAC ${template} (network ${m.network.name})" >&2; exit 1; }
-set -- "link set dev $dev address ${m.mac}" "addr add ${m.ip}/24 dev $dev" "link set dev $dev up" ${
-    index === 0 ? `"route add 224.0.0.0/4 dev $dev"` : ''
-  }
-if command -v busybox >/dev/null; then for c; do busybox ip $c || exit 1; done
-else printf '%s\\n' "$@" | ip -batch - || exit 1; fi`
 }

@@ -13,6 +13,8 @@ export interface GuestShell {
 export interface JoinedNetworks {
   /** For the launch spec: QEMU connects NIC k to `sockets[k]`. */
   sockets: string[]
+  /** For the launch spec too: the address and MAC the VM has on each, in the same order. */
+  addresses: Array<{ network: string; ip: string; mac: string }>
   /**
    * After the boot: addresses the guest's NICs, binds the members to the VM, syncs names (members
    * made in other processes reached through `attach`).

@@ -82,12 +82,6 @@ export class NetworkDirectory {
     }
   }
 
-  /** A switch of this name is running (its pid alive). */
-  isLive(): boolean {
-    const state = this.readState()
-    return state !== undefined && isAlive(state.pid)
-  }
-
   remove(): void {
     rmSync(this.path, { recursive: true, force: true })
   }
@@ -150,11 +144,15 @@ export function validateNetworkName(name: string): void {
     )
 }
 
+/** Member addresses run from .10 (index 0) to .250. */
+export const MAX_MEMBER_INDEX = 240
+
 /** A member's address and MAC on a subnet: index 0 is .10. MACs are locally administered (02:…),
  * unique per subnet and index, so no two members of any two networks share one. */
 export function memberAddress(subnet: string, index: number): { ip: string; mac: string } {
   const [a, b, c] = subnet.split('.').map(Number) as [number, number, number]
-  if (index > 240) throw new InvalidOptionsError('a network holds at most 240 members')
+  if (index > MAX_MEMBER_INDEX)
+    throw new InvalidOptionsError(`a network holds at most ${MAX_MEMBER_INDEX + 1} members`)
   const hex = (n: number) => n.toString(16).padStart(2, '0')
   return {
     ip: `${a}.${b}.${c}.${10 + index}`,

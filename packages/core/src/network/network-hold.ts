@@ -5,7 +5,7 @@ import { NetworkClient } from './network-protocol.js'
 /**
  * A lease on a running network, for a process that holds it on others' behalf (the test run's
  * shared keeper, vm/shared-vm-keeper.ts): a control connection that sent `hold`. `onEnd` is called
- * when the switch goes first.
+ * when the connection ends: the switch went first, or the holder's own `close()`.
  */
 export async function holdNetwork(name: string, onEnd: () => void): Promise<{ close(): void }> {
   const directory = new NetworkDirectory(name)

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
-import { SHARED_KEEPER_ENV, startSharedVmKeeper } from '../vm/shared-vm-keeper.js'
+import { askKeeperToHold, SHARED_KEEPER_ENV, startSharedVmKeeper } from '../vm/shared-vm-keeper.js'
 import { listNetworks } from './network-directory.js'
 import { VmNetwork } from './vm-network.js'
 
@@ -49,6 +49,26 @@ describe('network: a switch process per network, held by leases', () => {
         timeoutMs: 10_000,
         everyMs: 50,
       })
+      expect(gone, 'the switch ended with the keeper').toBe(true)
+    } finally {
+      await keeper.close()
+      if (outer) process.env[SHARED_KEEPER_ENV] = outer
+    }
+  })
+
+  test('two workers asking the keeper for one network at once: one lease, gone at the end of the run', async () => {
+    const name = `kept-twice-${process.pid}`
+    const outer = process.env[SHARED_KEEPER_ENV]
+    const keeper = await startSharedVmKeeper()
+    try {
+      const net = await VmNetwork.create({ name })
+      const state = () => listNetworks().find((n) => n.name === name)
+      const pid = state()!.pid
+      await Promise.all([askKeeperToHold(name, 'network'), askKeeperToHold(name, 'network')])
+      expect(state()?.leases).toBe(2) // the handle and the keeper, once
+      await net.close()
+      await keeper.close()
+      const gone = await pollUntil(() => !isAlive(pid), { timeoutMs: 10_000, everyMs: 50 })
       expect(gone, 'the switch ended with the keeper').toBe(true)
     } finally {
       await keeper.close()

@@ -31,6 +31,8 @@ type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
 export class NetworkClient {
   private readonly waiting = new Map<string, (message: Record<string, unknown>) => void>()
   private closed = false
+  /** Why this side closed it (`close(why)`), for the error of a request made after. */
+  private closedBy: string | undefined
   private weak = false
 
   private constructor(
@@ -49,7 +51,7 @@ export class NetworkClient {
     socket.on('error', () => {})
     socket.on('close', () => {
       this.closed = true
-      for (const waiter of this.waiting.values()) waiter({ error: 'the network switch exited' })
+      for (const waiter of this.waiting.values()) waiter({ error: 'the network switch exited', gone: true })
       this.waiting.clear()
     })
   }
@@ -62,12 +64,9 @@ export class NetworkClient {
     })
   }
 
-  get isClosed(): boolean {
-    return this.closed
-  }
-
   /** Resolves with the reply once the switch applied the request; rejects with its refusal. */
   async request(request: WithoutId<NetworkRequest>): Promise<Record<string, unknown>> {
+    if (this.closedBy) throw new VmctlError('NETWORK_CLOSED', `network ${this.network}: ${this.closedBy}`)
     if (this.closed)
       throw new VmctlError('NETWORK_GONE', `network ${this.network} is gone (its switch exited)`)
     const id = randomBytes(6).toString('hex')
@@ -79,7 +78,10 @@ export class NetworkClient {
     })
     if (this.weak && this.waiting.size === 0) this.socket.unref()
     if (typeof reply.error === 'string')
-      throw new VmctlError('NETWORK_REQUEST', `network ${this.network}: ${reply.error}`)
+      throw new VmctlError(
+        reply.gone ? 'NETWORK_GONE' : 'NETWORK_REQUEST',
+        `network ${this.network}: ${this.closedBy ?? reply.error}`,
+      )
     return reply
   }
 
@@ -95,7 +97,9 @@ export class NetworkClient {
     else this.socket.once('close', listener)
   }
 
-  close(): void {
+  /** Ends the connection (and its lease); `why` is what a request made after it is told. */
+  close(why = 'this connection to the switch was closed'): void {
+    this.closedBy ??= why
     this.socket.destroy()
   }
 }

@@ -196,4 +196,17 @@ while True: s.sendto(b'to-the-group', ('239.7.7.7', 5007)); time.sleep(0.2)"`,
     expect((await b.exec('getent hosts late')).stdout).toContain(late.ip(net))
     expect((await ping(b, 'late')).received).toBe(1)
   })
+
+  test('a member restarted keeps its address, MAC and names: it resolves a peer by name, and is reached', async () => {
+    // d (on `other` with c): its new guest comes back from a template or a cold boot, with the
+    // template MAC and no address, until its supervisor gives them again.
+    const before = (await d.exec('ip -4 -br addr; cat /sys/class/net/eth1/address')).stdout
+    await d.restart()
+    const after = (await d.exec('ip -4 -br addr; cat /sys/class/net/eth1/address')).stdout
+    expect(after).toBe(before)
+    expect(after).toContain(d.ip(other))
+    expect((await d.exec(`getent hosts ${c.name}`)).stdout).toContain(c.ip(other))
+    expect((await ping(d, c.name)).received).toBe(1)
+    expect((await ping(c, d.name)).received).toBe(1)
+  }, 300_000)
 })

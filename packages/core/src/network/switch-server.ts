@@ -4,6 +4,7 @@ import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { MemberCarrier } from './member-carrier.js'
 import {
+  MAX_MEMBER_INDEX,
   type MemberInfo,
   memberAddress,
   type NetworkDirectory,
@@ -46,7 +47,6 @@ export class SwitchServer {
   private readonly server = net.createServer((socket) => this.onClient(socket))
   private leases = 0
   private everLeased = false
-  private nextIndex = 0
   /** Bumped when a member joins or goes: guests keep the newest hosts list only (guest-network.ts). */
   private version = 0
   private stopping = false
@@ -61,12 +61,12 @@ export class SwitchServer {
     rmSync(this.directory.controlSocket, { force: true })
     await new Promise<void>((resolve) => this.server.listen(this.directory.controlSocket, resolve))
     this.writeState()
+    const started = Date.now()
     const orphanCheck = setInterval(() => {
       if (this.everLeased) return clearInterval(orphanCheck)
       if (!isAlive(this.launch.creatorPid) || Date.now() - started > ORPHAN_MS)
         this.stop('nobody leased the network')
     }, 500)
-    const started = Date.now()
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => this.stop(signal))
   }
 
@@ -133,11 +133,17 @@ export class SwitchServer {
         }
         return { subnet: this.launch.subnet }
       case 'join': {
+        // Checked and recorded before the first await: two joins at once (one connection's
+        // requests run concurrently) must not both pass the name check, nor both take one index.
         if (this.members.has(request.member))
           throw new Error(`a VM named ${request.member} is already a member of network ${this.launch.name}`)
-        const index = this.nextIndex++
-        const { ip, mac } = memberAddress(this.launch.subnet, index)
-        const names = [...new Set([request.hostname ?? request.member, ...(request.aliases ?? [])])]
+        // A string would spread into its letters ('db' -> d, b): refused, whoever sent it.
+        const { aliases = [] } = request
+        if (!Array.isArray(aliases) || aliases.some((a) => typeof a !== 'string'))
+          throw new Error(
+            `aliases must be an array of names, e.g. aliases: ["db"] (got ${JSON.stringify(aliases)})`,
+          )
+        const names = [...new Set([request.hostname ?? request.member, ...aliases])]
         for (const other of this.members.values()) {
           const taken = names.find((n) => other.names.includes(n))
           if (taken)
@@ -145,18 +151,19 @@ export class SwitchServer {
               `the name ${taken} is already taken on network ${this.launch.name} by ${other.member}`,
             )
         }
-        const socket = this.directory.portSocket(index)
-        await this.switch.addPort(request.member, socket)
-        this.members.set(request.member, {
-          member: request.member,
-          names,
-          ip,
-          mac,
-          bound: false,
-          index,
-          told: 0,
-        })
+        const index = this.freeIndex()
+        const { ip, mac } = memberAddress(this.launch.subnet, index)
+        const member: Member = { member: request.member, names, ip, mac, bound: false, index, told: 0 }
+        this.members.set(request.member, member)
         client.joining.add(request.member)
+        const socket = this.directory.portSocket(index)
+        try {
+          await this.switch.addPort(request.member, socket)
+        } catch (error) {
+          client.joining.delete(request.member)
+          if (this.members.get(request.member) === member) this.removeMember(request.member)
+          throw error
+        }
         this.changed()
         return { ip, mac, socket, subnet: this.launch.subnet }
       }
@@ -165,13 +172,24 @@ export class SwitchServer {
         client.joining.delete(request.member)
         const watch = net.connect(request.vmControl)
         watch.on('error', () => {})
-        watch.on('close', () => this.removeMember(request.member))
+        // By identity: a member of the same name that joined after this one went is not this one.
+        watch.on('close', () => {
+          if (this.members.get(request.member) === member) this.removeMember(request.member)
+        })
         await new Promise<void>((resolve) => {
           watch.once('connect', resolve)
           watch.once('close', resolve)
         })
+        // A supervisor that cannot be reached (it exited between the VM's start and this bind)
+        // has taken the member with it: holding a lease for it would keep the switch forever.
+        if (watch.destroyed || this.members.get(request.member) !== member) {
+          watch.destroy()
+          throw new Error(
+            `VM ${request.member}'s supervisor (${request.vmControl}) cannot be reached: it exited`,
+          )
+        }
         member.watch = watch
-        member.carrier = new MemberCarrier(watch, request.nic)
+        member.carrier = new MemberCarrier(watch, request.nic, request.member)
         member.bound = true
         this.hold()
         this.writeState()
@@ -225,6 +243,21 @@ export class SwitchServer {
     }
     this.writeState()
     return {}
+  }
+
+  /**
+   * The lowest index no member holds: a member's address and port go back to the pool when it
+   * leaves, so a long-lived network takes any number of joins over its life.
+   */
+  private freeIndex(): number {
+    const used = new Set([...this.members.values()].map((m) => m.index))
+    let index = 0
+    while (used.has(index)) index++
+    if (index > MAX_MEMBER_INDEX)
+      throw new Error(
+        `network ${this.launch.name} is full: it holds at most ${MAX_MEMBER_INDEX + 1} members at once. Fix: destroy members it no longer needs, or put some VMs on another network`,
+      )
+    return index
   }
 
   private member(name: string): Member {

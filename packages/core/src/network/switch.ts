@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import net from 'node:net'
 
@@ -7,6 +6,30 @@ export interface Impairment {
   delayMs?: number
   jitterMs?: number
   lossPercent?: number
+}
+
+/** A frame held longer than this is as good as lost; and timers past 2^31 ms would fire at once. */
+export const MAX_DELAY_MS = 60_000
+
+/**
+ * Why an impairment is not valid, or undefined when it is: checked by the caller (VmNetwork) and
+ * again by the switch, which must never take a value that breaks forwarding.
+ */
+export function impairmentProblem(impairment: Impairment): string | undefined {
+  for (const [key, value] of Object.entries(impairment)) {
+    const ok =
+      (key === 'delayMs' || key === 'jitterMs' || key === 'lossPercent') &&
+      typeof value === 'number' &&
+      Number.isFinite(value) &&
+      value >= 0 &&
+      (key !== 'lossPercent' || value <= 100)
+    if (!ok)
+      return `impair: ${key}=${JSON.stringify(value)} is not valid; use delayMs, jitterMs (milliseconds, >= 0) and lossPercent (0-100)`
+  }
+  const { delayMs = 0, jitterMs = 0 } = impairment
+  if (delayMs + jitterMs > MAX_DELAY_MS)
+    return `impair: delayMs + jitterMs is ${delayMs + jitterMs}; at most ${MAX_DELAY_MS} ms (a minute) is supported`
+  return undefined
 }
 
 /** What the switch knows of one member: its port, and the faults on its link. */
@@ -65,7 +88,14 @@ class Port {
         const frame = this.pending.subarray(4, 4 + length)
         this.pending = this.pending.subarray(4 + length)
         this.state.framesIn++
-        this.onFrame(this, frame)
+        // One bad frame (or a bug in forwarding it) must never end the network: an exception here
+        // would reach the switch process's uncaughtException, which stops it for every member.
+        try {
+          this.onFrame(this, frame)
+        } catch (error) {
+          this.state.framesDropped++
+          process.stderr.write(`vmctl switch: a frame from ${this.state.member} dropped: ${error}\n`)
+        }
       }
     })
   }
@@ -114,10 +144,6 @@ export class Switch {
     for (const [mac, owner] of this.macs) if (owner === port) this.macs.delete(mac)
   }
 
-  has(member: string): boolean {
-    return this.ports.has(member)
-  }
-
   states(): PortState[] {
     return [...this.ports.values()].map((p) => ({ ...p.state, impair: { ...p.state.impair } }))
   }
@@ -139,6 +165,8 @@ export class Switch {
   }
 
   impair(member: string, impairment: Impairment): void {
+    const problem = impairmentProblem(impairment)
+    if (problem) throw new Error(problem)
     this.port(member).state.impair = { ...impairment }
   }
 
@@ -169,7 +197,8 @@ export class Switch {
       from.state.framesDropped++
       return
     }
-    const delay = delayMs + (jitterMs > 0 ? randomInt(-jitterMs, jitterMs + 1) : 0)
+    // Uniform in ±jitterMs, fractions too (a timer takes any delay; 0 or less sends at once).
+    const delay = delayMs + (jitterMs > 0 ? (Math.random() * 2 - 1) * jitterMs : 0)
     // The frame's bytes belong to the port's read buffer: copy them before it is reused.
     const copy = delay > 0 ? Buffer.from(frame) : frame
     const deliver = () => {

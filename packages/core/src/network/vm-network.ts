@@ -17,7 +17,7 @@ import {
   validateNetworkName,
 } from './network-directory.js'
 import { NetworkClient } from './network-protocol.js'
-import type { Impairment } from './switch.js'
+import { type Impairment, impairmentProblem } from './switch.js'
 
 const log = logger('network')
 
@@ -68,21 +68,26 @@ export class VmNetwork implements AsyncDisposable {
         'PATH_TOO_LONG',
         `network socket paths would be too long (${directory.portSocket(999)}); set VMCTL_RUNTIME_DIR to a shorter directory, or use a shorter network name`,
       )
-    // One lock for every network of this runtime directory: it makes a name's switch start once
-    // and keeps two new networks from taking the same subnet.
-    const client = await withLock(lockIn(networksDir(), 'vmctl-network-create'), async () => {
-      const existing = await NetworkClient.connect(directory.controlSocket, name).catch(() => undefined)
-      if (existing) return existing
-      return startSwitch(directory)
-    })
-    try {
-      const { subnet } = await client.request({ op: 'hold' })
-      client.unref()
-      log('%s: holding (%s)', name, subnet)
-      return new VmNetwork(name, subnet as string, client, directory)
-    } catch (error) {
-      client.close()
-      throw error
+    // The hold goes after the lock, so the switch found under it can lose its last lease before
+    // the hold arrives (it then exits): one more try finds no switch and starts a new one.
+    for (let attempt = 1; ; attempt++) {
+      // One lock for every network of this runtime directory: it makes a name's switch start once
+      // and keeps two new networks from taking the same subnet.
+      const client = await withLock(lockIn(networksDir(), 'vmctl-network-create'), async () => {
+        const existing = await NetworkClient.connect(directory.controlSocket, name).catch(() => undefined)
+        if (existing) return existing
+        return startSwitch(directory)
+      })
+      try {
+        const { subnet } = await client.request({ op: 'hold' })
+        client.unref()
+        log('%s: holding (%s)', name, subnet)
+        return new VmNetwork(name, subnet as string, client, directory)
+      } catch (error) {
+        client.close()
+        if (attempt >= 2 || (error as VmctlError).code !== 'NETWORK_GONE') throw error
+        log('%s: its switch exited as we joined; once more', name)
+      }
     }
   }
 
@@ -151,7 +156,9 @@ export class VmNetwork implements AsyncDisposable {
    * handle in any process and no member VM.
    */
   async close(): Promise<void> {
-    this.client.close()
+    this.client.close(
+      'this VmNetwork handle was closed (close(), or the end of its await using). Fix: use the network before closing it, or VmNetwork.create({ name }) again for a new handle',
+    )
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -177,21 +184,15 @@ function memberName(vm: MemberRef): string {
 }
 
 function checkImpairment(impairment: Impairment): void {
-  for (const [key, value] of Object.entries(impairment)) {
-    const ok =
-      (key === 'delayMs' || key === 'jitterMs' || key === 'lossPercent') &&
-      typeof value === 'number' &&
-      value >= 0 &&
-      (key !== 'lossPercent' || value <= 100)
-    if (!ok)
-      throw new VmctlError(
-        'INVALID_OPTIONS',
-        `impair: ${key}=${JSON.stringify(value)} is not valid; use delayMs, jitterMs (milliseconds, >= 0) and lossPercent (0-100)`,
-      )
-  }
+  const problem = impairmentProblem(impairment)
+  if (problem) throw new VmctlError('INVALID_OPTIONS', problem)
 }
 
-async function startSwitch(directory: NetworkDirectory): Promise<NetworkClient> {
+/** @internal Exported for its test: `timeoutMs` and `mainPath` stand in for a switch that hangs. */
+export async function startSwitch(
+  directory: NetworkDirectory,
+  { timeoutMs = 30_000, mainPath = switchMainPath() } = {},
+): Promise<NetworkClient> {
   if (existsSync(directory.path)) directory.remove() // its switch is gone: nothing answered
   // Before the directory exists: looking for a free subnet clears directories with no network.json.
   const subnet = freeSubnet()
@@ -201,7 +202,7 @@ async function startSwitch(directory: NetworkDirectory): Promise<NetworkClient> 
     JSON.stringify({ name: directory.name, subnet, creatorPid: process.pid }),
   )
   const logFd = openSync(directory.logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [switchMainPath(), directory.path], {
+  const child = spawn(process.execPath, [mainPath, directory.path], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
     env: { ...process.env, NODE_OPTIONS: undefined, NODE_EXTRA_CA_CERTS: undefined },
@@ -210,17 +211,28 @@ async function startSwitch(directory: NetworkDirectory): Promise<NetworkClient> 
   child.on('error', () => {})
   child.unref()
   const client = await pollUntil(() => NetworkClient.connect(directory.controlSocket, directory.name), {
-    timeoutMs: 30_000,
+    timeoutMs,
     everyMs: 20,
     stopIf: () => child.exitCode !== null || !isAlive(child.pid),
   })
   if (client) return client
+  // A switch still starting would live on without its directory, and stopping later it would
+  // remove the directory of a newer switch of the same name.
+  const hung = child.exitCode === null && isAlive(child.pid)
+  if (hung && child.pid !== undefined) {
+    try {
+      process.kill(child.pid, 'SIGKILL')
+    } catch {}
+  }
   let logText = ''
   try {
     logText = readFileSync(directory.logFile, 'utf8').trim().split('\n').slice(-10).join('\n')
   } catch {}
   directory.remove()
-  throw new VmctlError('SWITCH_FAILED', `the switch of network ${directory.name} did not start:\n${logText}`)
+  throw new VmctlError(
+    'SWITCH_FAILED',
+    `the switch of network ${directory.name} did not start${hung ? ` within ${timeoutMs / 1000} s` : ''}:\n${logText}`,
+  )
 }
 
 /** The compiled switch entry, in dist/ even when this module runs from src/ under a TS test runner. */

@@ -32,7 +32,8 @@ export type ControlRequest =
 
 /**
  * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the
- * way back to `ready`; `stopping` → `exited` is the end (destroy, the last lease gone, QEMU died).
+ * way back to `ready`; `stopping` → `exited` is the end (destroy, the last lease gone, QEMU died
+ * while booting or restoring; QEMU dying while `ready` leaves it `stopped`).
  */
 export type VmState = 'booting' | 'ready' | 'powering-off' | 'stopped' | 'starting' | 'stopping' | 'exited'
 

@@ -36,11 +36,6 @@ export class ControlServer extends EventEmitter<{
     this.server = await listen(path, false, (socket) => this.onClient(socket))
   }
 
-  /** Some process held a lease at some point (the creator attached). */
-  get everLeased(): boolean {
-    return this.leasedOnce
-  }
-
   /**
    * Until the first lease, the VM belongs to the process that created it. One killed before it
    * attached (while the supervisor started) cannot close a lease: without this its VM would boot

@@ -102,6 +102,8 @@ export class Snapshots {
       const qemu = await this.rollback(name)
       this.ctx.link.watchPort(await qemu.connectQmp())
       await this.ctx.nicLinks.reapply(qemu.qmp, log)
+      // Its exit is awaited while restoring: one that died since must not leave a VM that says ready.
+      if (!qemu.alive) throw new Error(qemu.exitReason())
     } catch (error) {
       // A VM that cannot come back is gone: every client hears it, as if QEMU had died.
       this.ctx.lost(`restoring snapshot ${name} failed: ${(error as Error).message}`)

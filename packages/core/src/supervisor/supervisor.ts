@@ -32,6 +32,7 @@ import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
+import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
 import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
@@ -112,7 +113,14 @@ export class Supervisor implements ControlHandlers {
       diskHotplug: this.diskHotplug,
       agentSocket: dir.agentSocket,
       warn: (message) => this.warn(message),
-      bringUp: (templates) => this.bringUp(templates),
+      // A start's or restart's new guest: its network addresses and names again (the first boot's
+      // come from VM.up), before the disks' re-plug and the check that QEMU still runs.
+      bringUp: async (templates) => {
+        const up = await this.bringUp(templates)
+        const warning = await rejoinNetworks(this.spec, this.dir)
+        if (warning) this.warn(warning)
+        return up
+      },
       cloneOnStart: spec.templates && !spec.image,
       broadcast: (event) => this.control.broadcast(event),
       status: () => this.status(),

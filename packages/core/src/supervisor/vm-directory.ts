@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
 import type { VmStatus } from './control-protocol.js'
+import { isSameProcess } from './process-start.js'
 
 /** Everything one VM keeps on the host lives in one 0700 directory, removed with the VM. */
 export class VmDirectory {
@@ -156,8 +157,10 @@ export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
 }
 
 /**
- * A directory without status whose creator is gone (or that has waited a minute): the creator died
- * before a supervisor started (between mkdir and the spawn), so nothing will ever remove it.
+ * A directory without status whose creator is gone: the creator died before a supervisor started
+ * (between mkdir and the spawn), so nothing will ever remove it. A creator that lives is not
+ * stale however long it takes (an image overlay, a network-create lock, a switch starting); a pid
+ * now held by a later process (started after the record) is a creator gone.
  */
 export function isStale(directory: VmDirectory): boolean {
   for (const file of [directory.launchFile, directory.creatorFile]) {
@@ -167,8 +170,7 @@ export function isStale(directory: VmDirectory): boolean {
     } catch {
       continue
     }
-    const age = Date.now() - Date.parse(record.createdAt ?? '')
-    return !isAlive(record.creatorPid) || age > 60_000
+    return !isAlive(record.creatorPid) || !isSameProcess(record.creatorPid, record.createdAt)
   }
   // Neither yet: a creator may be between mkdir and writing them; give it a minute.
   try {

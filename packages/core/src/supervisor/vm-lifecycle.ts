@@ -13,7 +13,8 @@ import type { ControlEvent, StopCause, VmState } from './control-protocol.js'
  * - `powering-off` → `stopped`: `vm.stop()`; the guest powers down, the supervisor, its directory,
  *   disks and host ports stay. `ready` → `stopped`: QEMU ended without being asked (killed from
  *   outside, the guest powered off or panicked); the VM stays the same way, with that cause. `starting`: `vm.start()` or `vm.restart()` on its way back to ready.
- * - `stopping` → `exited`: the teardown (destroy, the last lease gone, QEMU died, a failed boot).
+ * - `stopping` → `exited`: the teardown (destroy, the last lease gone, QEMU died while booting or
+ *   restoring, a failed boot). QEMU dying while `ready` is `ready` → `stopped` above, not this.
  *   A stopping supervisor starts no QEMU and never removes, makes or locks a template.
  */
 export type LifecycleState =

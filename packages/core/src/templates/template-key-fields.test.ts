@@ -56,6 +56,10 @@ const fields: Fields = {
   persistent: { role: 'per instance', change: () => true },
   guestPorts: { role: 'per instance', change: () => [22, 5432] },
   networkSockets: { role: 'per instance', change: () => ['/run/vmctl/networks/b/p/7.sock'] },
+  networkAddresses: {
+    role: 'per instance',
+    change: () => [{ network: 'b', ip: '10.213.1.11', mac: '02:76:6d:01:00:01' }],
+  },
   bootTimeoutMs: { role: 'per instance', change: () => 5_000 },
   cacheDir: { role: 'per instance', change: () => otherCache },
   templates: { role: 'per instance', change: () => false },

@@ -58,6 +58,8 @@ function canonicalSpec(spec: LaunchSpec): LaunchSpec {
     guestPorts: [],
     // Each member has its own port on the switch; only how many networks the VM is on matters.
     networkSockets: spec.networkSockets?.map((_, i) => `network${i}`),
+    // Given to the guest after its boot (a template's guest has none of them).
+    networkAddresses: undefined,
     qemuBinary: 'qemu',
     // Where the modules sit on this host is told to a restored guest in its refresh (see
     // guest-setup-port.ts): only whether there are any is part of the definition.

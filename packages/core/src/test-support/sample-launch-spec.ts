@@ -47,6 +47,7 @@ export function sampleLaunchSpec(cache: string): LaunchSpec & Record<keyof Launc
     mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: false }],
     guestPorts: [8080],
     networkSockets: ['/run/vmctl/networks/a/p/0.sock'],
+    networkAddresses: undefined,
     kernelArgs: [],
     qemuArgs: [],
     accel: { accel: 'tcg', reason: 'test', probe: false },

@@ -143,6 +143,7 @@ export async function prepareLaunch(
     mounts,
     guestPorts: [...new Set(options.ports ?? [])],
     networkSockets: networks?.sockets,
+    networkAddresses: networks?.addresses,
     kernelArgs: options.kernelArgs ?? [],
     qemuArgs: options.qemuArgs ?? [],
     accel,

@@ -33,8 +33,32 @@ export interface SharedVmKeeper {
  */
 export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
   const path = join(runtimeDir(), `keeper-${process.pid}-${Date.now().toString(36)}.sock`)
-  const leases = new Map<string, SupervisorClient>()
-  const networks = new Map<string, { close(): void }>()
+  // Promises, set before their first await: two workers asking for one name at once share one
+  // lease (a check and a set across an await would take two, and keep one past close()).
+  const leases = new Map<string, Promise<SupervisorClient>>()
+  const networks = new Map<string, Promise<{ close(): void }>>()
+  const holdVm = async (name: string): Promise<SupervisorClient> => {
+    const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
+    try {
+      await control.request({ op: 'attach', lease: true })
+    } catch (error) {
+      control.close()
+      throw error
+    }
+    control.unref()
+    log('keeper holds %s', name)
+    return control
+  }
+  const once = <T>(map: Map<string, Promise<T>>, name: string, take: () => Promise<T>): Promise<T> => {
+    const existing = map.get(name)
+    if (existing) return existing
+    const taking = take()
+    map.set(name, taking)
+    taking.catch(() => {
+      if (map.get(name) === taking) map.delete(name)
+    })
+    return taking
+  }
   const server = net.createServer((socket) => {
     const decoder = new LineDecoder()
     socket.setEncoding('utf8')
@@ -45,14 +69,21 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
         const name = message.hold
         try {
           if (message.network) {
-            if (!networks.has(name)) networks.set(name, await holdNetwork(name, () => networks.delete(name)))
-          } else if (!leases.has(name)) {
-            const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
-            await control.request({ op: 'attach', lease: true })
-            control.unref()
-            leases.set(name, control)
-            control.on('close', () => leases.get(name) === control && leases.delete(name))
-            log('keeper holds %s', name)
+            const holding: Promise<{ close(): void }> = once(networks, name, () =>
+              holdNetwork(name, () => {
+                if (networks.get(name) === holding) networks.delete(name)
+              }),
+            )
+            await holding
+          } else {
+            const holding: Promise<SupervisorClient> = once(leases, name, async () => {
+              const control = await holdVm(name)
+              control.on('close', () => {
+                if (leases.get(name) === holding) leases.delete(name)
+              })
+              return control
+            })
+            await holding
           }
           socket.write(encodeMessage({ held: name }))
         } catch (error) {
@@ -79,10 +110,19 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
       if (process.env[SHARED_KEEPER_ENV] === path) delete process.env[SHARED_KEEPER_ENV]
       await new Promise<void>((resolve) => server.close(() => resolve()))
       const names = [...leases.keys()]
-      for (const control of leases.values()) control.close()
+      // Those still being taken are let go once taken.
+      for (const control of leases.values())
+        void control.then(
+          (c) => c.close(),
+          () => {},
+        )
       leases.clear()
       // A network's switch ends once its members are gone too: nothing to wait for here.
-      for (const network of networks.values()) network.close()
+      for (const network of networks.values())
+        void network.then(
+          (n) => n.close(),
+          () => {},
+        )
       networks.clear()
       // Another run may hold one of them too; then it stays, and we stop waiting after a while.
       await Promise.all(names.map((name) => untilGone(new VmDirectory(name))))
