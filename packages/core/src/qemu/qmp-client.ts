@@ -13,13 +13,16 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
   private nextId = 1
   private readonly pending = new Map<string, Pending>()
   private greeted: Promise<void>
+  private closed = false
 
   private constructor(socket: net.Socket) {
     super()
     this.socket = socket
     let onGreeting: () => void = () => {}
-    this.greeted = new Promise((resolve) => {
+    let onEarlyClose: (error: Error) => void = () => {}
+    this.greeted = new Promise((resolve, reject) => {
       onGreeting = resolve
+      onEarlyClose = reject
     })
     socket.setEncoding('utf8')
     const lines = new LineSplitter()
@@ -27,6 +30,8 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
       for (const line of lines.push(chunk)) if (line.trim()) this.onMessage(JSON.parse(line), onGreeting)
     })
     socket.on('close', () => {
+      this.closed = true
+      onEarlyClose(new Error('QMP connection closed before QEMU greeted'))
       for (const pending of this.pending.values()) pending.reject(new Error('QMP connection closed'))
       this.pending.clear()
       this.emit('close')
@@ -42,7 +47,14 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
     return client
   }
 
+  /**
+   * Runs a QMP command. Rejects when the connection closes before the answer, and at once when it
+   * is closed already (QEMU exited, or the client was closed): a write to a closed socket fails
+   * without a word, and its command would wait for an answer forever.
+   */
   execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.closed || this.socket.destroyed)
+      return Promise.reject(new Error(`QMP connection closed (before ${command})`))
     const id = String(this.nextId++)
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject })

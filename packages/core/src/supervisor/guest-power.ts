@@ -1,5 +1,6 @@
 import { credentials, Metadata } from '@grpc/grpc-js'
 import { AgentClient } from '@vmctl/agent'
+import { sleep } from '../util/timing.js'
 import type { QemuProcess } from './qemu-process.js'
 
 /** How long a guest gets to power off (sync, then off) before QEMU is ended regardless. */
@@ -27,7 +28,8 @@ export async function endGuest(
   if (!qemu.alive) return 'QEMU had already exited'
   if (how === 'reset') {
     const qmp = await qemu.connectQmp()
-    await qmp.execute('system_reset').catch(() => {})
+    // Bounded as QMP quit is (qemu-process.ts): a QEMU that does not answer is killed below.
+    await Promise.race([qmp.execute('system_reset').catch(() => {}), sleep(2_000)])
     const ended = await qemu.endWithin(2_000, 'reset through QMP (system_reset)')
     return ended === 'SIGKILL' ? 'reset through QMP did not end QEMU: killed (SIGKILL)' : ended
   }

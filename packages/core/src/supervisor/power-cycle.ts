@@ -96,8 +96,11 @@ export class PowerCycle {
       // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
       // hold the disk's blocks as they were then. Without a disk of its own a clone is a fresh boot.
       await ctx.bringUp(ctx.cloneOnStart)
-      for (const warning of await replugDisks(ctx.diskHotplug, ctx.qemu()!, ctx.agentSocket))
-        ctx.warn(warning)
+      const qemu = ctx.qemu()!
+      for (const warning of await replugDisks(ctx.diskHotplug, qemu, ctx.agentSocket)) ctx.warn(warning)
+      // QEMU ending while `starting` is the start's to see (the supervisor leaves it to the
+      // operation), and past bringUp's deadline nothing else watches it: a start is not ready on it.
+      if (!qemu.alive) throw new Error(qemu.exitReason())
     } catch (error) {
       await ctx.qemu()?.kill()
       this.stopped(`the start failed: ${(error as Error).message}`)
