@@ -181,8 +181,12 @@ describe('vm: stop and start in kernel mode', () => {
     const panicked = await vm.exec('true').catch((e: unknown) => e)
     expect(panicked).toBeInstanceOf(VmStoppedError)
     expect(String(panicked)).toMatch(/without vmctl asking \(the guest kernel panicked/)
-    // The last console lines: the panic and its stack dump (which follows the panic line).
-    expect((panicked as VmStoppedError).consoleTail).toMatch(/Kernel panic|Call Trace|do_syscall/)
+    // The last console lines: the panic and its stack dump (which follows the panic line). A dump
+    // longer than the tail leaves only its end: the frames, </TASK>, "Kernel Offset" (seen once
+    // in 7 runs under load: the tail all "? frame" guesses and registers).
+    expect((panicked as VmStoppedError).consoleTail).toMatch(
+      /Kernel panic|Call Trace|do_syscall|<\/TASK>|Kernel Offset/,
+    )
     await vm.start()
     await vm.exec('echo o > /proc/sysrq-trigger').catch(() => {})
     await eventually(() => vm.state === 'stopped', 30_000, 'the power-off seen')
