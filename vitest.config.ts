@@ -25,7 +25,7 @@ export default defineConfig({
     // Under TCG on two shared cores, about one fresh-clone run in three here had one VM test stall
     // past its bound (a different one each time: a hard restart, a boot with 9p mounts). One more
     // try keeps such a stall from sinking the run; the reporter marks the retry, a test that fails
-    // for a reason of its own fails twice, and the stalls stay open work (see the session notes).
+    // for a reason of its own fails twice. docs/vm-test-stalls.md: what was found, how to look.
     retry: 1,
     reporters: ['default'],
     // The second holds VM.upShared() VMs until the run ends (its teardown runs first).
