@@ -11,11 +11,12 @@ import {
   HealthService,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from './generated/grpc/health/v1/health.js'
-import { type AgentServer, AgentService } from './generated/vmctl/agent/v1/agent.js'
+import type { AgentServer } from './generated/vmctl/agent/v1/agent.js'
 import { DevicesService } from './generated/vmctl/agent/v1/devices.js'
 import { agentLog } from './guest/agent-log.js'
 import { devicesService } from './guest/disk-watch-service.js'
 import { handleExec } from './guest/exec-service.js'
+import { agentServiceWithFileCodecs } from './guest/file-codecs.js'
 import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
 import { HealthStatus } from './guest/health-service.js'
@@ -61,7 +62,7 @@ const agent: AgentServer = {
     powerOff(root, call.request.reboot)
   },
 }
-server.addService(AgentService, agent)
+server.addService(agentServiceWithFileCodecs(), agent)
 server.addService(DevicesService, devicesService(root))
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 
