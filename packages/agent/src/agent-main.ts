@@ -20,6 +20,7 @@ import { agentServiceWithFileCodecs } from './guest/file-codecs.js'
 import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
 import { HealthStatus } from './guest/health-service.js'
+import { raiseReceiveWindows } from './guest/http2-windows.js'
 import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
@@ -65,6 +66,7 @@ const agent: AgentServer = {
 server.addService(agentServiceWithFileCodecs(), agent)
 server.addService(DevicesService, devicesService(root))
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
+if (!raiseReceiveWindows(server)) log('HTTP/2 receive windows left at 64 KB: pushes will be slower')
 
 const session = new MuxSession('guest')
 // Tells the init that this agent served a host: from then on an exit is a crash to restart, not
