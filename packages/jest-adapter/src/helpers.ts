@@ -1,4 +1,4 @@
-import { VM, type VmOptions } from '@vmctl/core'
+import { VM, VmNetwork, type VmOptions } from '@vmctl/core'
 import {
   failureDiagnostics,
   finishTestVm,
@@ -36,13 +36,14 @@ export interface JestGlobals {
 // has just booted.
 const BOOT_TIMEOUT_MS = VM_BOOT_BUDGET_MS
 const shared = new Map<string, Promise<VM>>()
+const sharedNetworks = new Map<string, Promise<VmNetwork>>()
 
 /**
  * A VM handle that stands for whichever VM is current: the helpers return it when they are called
  * (while jest collects tests), and tests use it once the hooks have set the VM.
  */
-function standIn(current: () => VM | undefined, what: string): VM {
-  return new Proxy({} as VM, {
+function standIn<T extends object>(current: () => T | undefined, what: string): T {
+  return new Proxy({} as T, {
     get(_target, property) {
       const vm = current()
       if (!vm) {
@@ -144,6 +145,28 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
         appendToErrors(test, await failureDiagnostics(vm))
       }, 60_000)
       return standIn(() => vm, `the shared VM ${name}`)
+    },
+
+    /**
+     * The network called `name`, shared by every test file and worker of the run
+     * (`VmNetwork.shared`): VMs join it with `networks: [name]` in their options. The run's keeper
+     * (`@vmctl/jest/global-setup` and `global-teardown`) ends it after its last user.
+     */
+    useSharedNetwork(name: string): VmNetwork {
+      let network: VmNetwork | undefined
+      const { block } = guard()
+      globals.beforeAll(async () => {
+        const reason = vmsUnavailableReason()
+        if (reason) return cannotRun(reason, block)
+        let handle = sharedNetworks.get(name)
+        if (!handle) {
+          handle = VmNetwork.shared(name)
+          handle.catch(() => sharedNetworks.delete(name))
+          sharedNetworks.set(name, handle)
+        }
+        network = await handle
+      }, BOOT_TIMEOUT_MS)
+      return standIn(() => network, `the shared network ${name}`)
     },
 
     /** Adds the VM matchers to this file's expect (done by the entry shims already). */

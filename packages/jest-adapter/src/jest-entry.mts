@@ -7,7 +7,7 @@ const helpers = hostRequire(import.meta.url)('./helpers.js') as typeof Helpers
 const bound = helpers.bindToJest(globalThis as unknown as Helpers.JestGlobals, globalThis)
 bound.installMatchers()
 
-export const { useVm, useSharedVm } = bound
+export const { useVm, useSharedVm, useSharedNetwork } = bound
 export const { vmMatchers } = helpers
 // The matchers' types on jest's expect (jest-types.ts).
 export type { VmMatchers } from './jest-types.js'

@@ -42,6 +42,11 @@ function vmDir(name: string): string {
   return join(base, 'vms', name)
 }
 
+function networkDir(name: string): string {
+  const base = process.env.VMCTL_RUNTIME_DIR ?? join(tmpdir(), `vmctl-${process.getuid?.()}`)
+  return join(base, 'networks', name)
+}
+
 describe('jest with @vmctl/jest', () => {
   test('a CommonJS project: examples/4-jest, environment and helpers (vm)', async () => {
     const { code, output } = await jest('../../../examples/4-jest')
@@ -49,12 +54,15 @@ describe('jest with @vmctl/jest', () => {
     expect(output).toMatch(/Tests:\s+4 passed, 4 total/)
   })
 
-  test('an ES module project, with a VM shared through the run keeper (vm)', async () => {
+  test('an ES module project, with a VM and a network shared through the run keeper (vm)', async () => {
     const name = `jest-esm-${process.pid}`
-    const { code, output } = await jest('../test/esm', [], { SMOKE_SHARED_NAME: name }, true)
+    const network = `jest-net-${process.pid}`
+    const env = { SMOKE_SHARED_NAME: name, SMOKE_NETWORK_NAME: network }
+    const { code, output } = await jest('../test/esm', [], env, true)
     expect(code, output).toBe(0)
-    expect(output).toMatch(/Tests:\s+2 passed, 2 total/)
+    expect(output).toMatch(/Tests:\s+3 passed, 3 total/)
     expect(await goneWithin(vmDir(name))).toBe(true)
+    expect(await goneWithin(networkDir(network))).toBe(true)
   })
 
   test('a host that cannot run VMs skips with the reason; VMCTL_REQUIRE=1 fails', async () => {

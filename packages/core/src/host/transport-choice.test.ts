@@ -58,6 +58,25 @@ describe('transport choice', () => {
     expect(noModule.reason).toMatch(/no virtio vsock transport/)
   })
 
+  test('a kernel without a module tree has vsock when its config builds it in', () => {
+    const builtWith = (value: string): ResolvedKernel => {
+      const tree = mkdtempSync(join(scratch, 'build-'))
+      writeFileSync(join(tree, '.config'), `CONFIG_VSOCKETS=y\nCONFIG_VIRTIO_VSOCKETS=${value}\n`)
+      return {
+        image: join(tree, 'vmlinux'),
+        format: 'elf',
+        release: undefined,
+        modulesDir: undefined,
+        source: 'option',
+      }
+    }
+    const probe = { vhostDevice: fakeDevice(), bridge: '/b' }
+    expect(chooseTransport(undefined, builtWith('y'), {}, probe).transport).toBe('vsock')
+    const asModule = chooseTransport(undefined, builtWith('m'), {}, probe)
+    expect(asModule.transport).toBe('virtio-serial')
+    expect(asModule.reason).toMatch(/no virtio vsock transport/)
+  })
+
   test('vsock asked for but unavailable is an error naming the fix; bad values are rejected', () => {
     const probe = { vhostDevice: '/nonexistent/vhost-vsock', bridge: '/b' }
     expect(() => chooseTransport('vsock', kernelWith(VSOCK_DEP), {}, probe)).toThrow(

@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { vsockBridgePath } from '@vmctl/agent'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
+import { kernelConfig } from '../kernels/kernel-fit.js'
 import type { ResolvedKernel } from './kernel-locator.js'
 
 export type AgentTransport = 'virtio-serial' | 'vsock'
@@ -63,14 +64,22 @@ function vsockProblem(kernel: ResolvedKernel, probe: TransportProbe): string | u
   return undefined
 }
 
+/**
+ * A virtio vsock transport in the guest kernel: a module its tree lists, or built in, which a
+ * kernel with no module tree (a custom build with every driver =y) can only say through its config.
+ */
 function guestHasVsock(kernel: ResolvedKernel): boolean {
-  if (!kernel.modulesDir) return false
   const listed = (file: string) => {
+    if (!kernel.modulesDir) return false
     try {
-      return readFileSync(join(kernel.modulesDir!, file), 'utf8').includes('/vmw_vsock_virtio_transport.ko')
+      return readFileSync(join(kernel.modulesDir, file), 'utf8').includes('/vmw_vsock_virtio_transport.ko')
     } catch {
       return false
     }
   }
-  return listed('modules.dep') || listed('modules.builtin')
+  return (
+    listed('modules.dep') ||
+    listed('modules.builtin') ||
+    kernelConfig(kernel)?.get('CONFIG_VIRTIO_VSOCKETS') === 'y'
+  )
 }

@@ -33,6 +33,16 @@ describe('Debian control files', () => {
     expect(findPackage(PACKAGES, 'busybox-static')).toBeUndefined()
   })
 
+  test('takes the highest version of a package listed more than once, as apt does', () => {
+    const index = [
+      'Package: linux-source-6.1\nVersion: 6.1.153-1\nFilename: a.deb',
+      'Package: linux-source-6.1\nVersion: 6.1.158-1\nFilename: c.deb',
+      'Package: linux-source-6.1\nVersion: 6.1.155-1\nFilename: b.deb',
+    ].join('\n\n')
+    expect(findPackage(index, 'linux-source-6.1')!.get('Filename')).toBe('c.deb')
+    expect(findPackage(`${index}\n`, 'linux-source-6.1')!.get('Version')).toBe('6.1.158-1')
+  })
+
   test('reads a package list out of Depends: first alternatives, no versions or arch qualifiers', () => {
     expect(dependsNames('linux-image-6.1.0-57-amd64 (= 6.1.192-3)')).toEqual(['linux-image-6.1.0-57-amd64'])
     expect(dependsNames('a (>= 1) | b, c:any, d')).toEqual(['a', 'c', 'd'])

@@ -3,6 +3,8 @@
  * a line starting with a space continuing the field before it. Release files and Packages indexes
  * are written in it.
  */
+import { highestVersion } from './debian-version.js'
+
 export type Stanza = Map<string, string>
 
 export function parseStanza(text: string): Stanza {
@@ -24,15 +26,20 @@ export function parseStanza(text: string): Stanza {
 
 /**
  * The stanza of one package in a Packages index (~50 MB of text for bookworm's main): found by
- * searching for its `Package:` line rather than parsing every stanza.
+ * searching for its `Package:` lines rather than parsing every stanza. An index may list a package
+ * more than once (bookworm-security keeps each fixed linux-source): the highest version wins, as
+ * with apt.
  */
 export function findPackage(index: string, name: string): Stanza | undefined {
   const needle = `Package: ${name}\n`
-  let at = index.startsWith(needle) ? 0 : index.indexOf(`\n${needle}`)
-  if (at < 0) return undefined
-  if (at > 0) at += 1
-  const end = index.indexOf('\n\n', at)
-  return parseStanza(index.slice(at, end < 0 ? undefined : end))
+  const starts = index.startsWith(needle) ? [0] : []
+  for (let at = index.indexOf(`\n${needle}`); at >= 0; at = index.indexOf(`\n${needle}`, at + 1))
+    starts.push(at + 1)
+  const found = starts.map((start) => {
+    const end = index.indexOf('\n\n', start)
+    return parseStanza(index.slice(start, end < 0 ? undefined : end))
+  })
+  return highestVersion(found, (stanza) => stanza.get('Version') ?? '')
 }
 
 /** `SHA256` lines of a Release file: path → { sha256, size }. */

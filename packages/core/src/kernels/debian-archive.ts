@@ -8,7 +8,9 @@ import { KernelFetchError } from '../errors.js'
 import { SETUP_COMMAND } from '../paths.js'
 import { fetchError, httpGet } from './archive-http.js'
 import { findPackage, parseStanza, releaseChecksums, type Stanza } from './deb822.js'
+import { highestVersion } from './debian-version.js'
 import { DownloadProgress } from './download-progress.js'
+import { verifiedRelease } from './release-signature.js'
 import { unxz } from './xz-stream.js'
 
 export const DEFAULT_DEBIAN_MIRROR = 'https://deb.debian.org/debian'
@@ -64,22 +66,26 @@ export interface FoundPackage {
 
 const indexes = new Map<string, Promise<string>>()
 
-/** The first source's stanza of a package, or undefined when no source has it. */
+/**
+ * The highest version of a package over all sources (the earlier source wins a tie), or undefined
+ * when no source has it: after a point release, bookworm may carry a newer kernel than
+ * bookworm-security still lists.
+ */
 export async function findInArchive(
   sources: ArchiveSource[],
   name: string,
 ): Promise<FoundPackage | undefined> {
+  const found: FoundPackage[] = []
   for (const source of sources) {
     const stanza = findPackage(await packagesIndex(source), name)
-    if (stanza) return { name, stanza, source }
+    if (stanza) found.push({ name, stanza, source })
   }
-  return undefined
+  return highestVersion(found, (entry) => entry.stanza.get('Version') ?? '')
 }
 
 /**
- * A suite's Packages index for amd64 main, checked against the SHA256 its Release file gives.
- * (The Release file's own OpenPGP signature is not checked: that needs Debian's keyring and an
- * OpenPGP implementation; the default mirror is reached over HTTPS.) Fetched once per process.
+ * A suite's Packages index for amd64 main, checked against the SHA256 its InRelease file gives,
+ * whose OpenPGP signature is checked first (release-signature.ts). Fetched once per process.
  */
 export function packagesIndex(source: ArchiveSource): Promise<string> {
   const key = `${source.mirror} ${source.suite} ${source.env.HTTPS_PROXY ?? source.env.https_proxy ?? ''}`
@@ -94,12 +100,14 @@ export function packagesIndex(source: ArchiveSource): Promise<string> {
 
 async function loadIndex(source: ArchiveSource): Promise<string> {
   const base = `${source.mirror}/dists/${source.suite}`
-  const release = parseStanza((await getBytes(`${base}/Release`, source.env)).toString('utf8'))
+  const url = `${base}/InRelease`
+  const signed = (await getBytes(url, source.env)).toString('utf8')
+  const release = parseStanza(await verifiedRelease(url, signed, source.env))
   const sums = releaseChecksums(release)
   const index = INDEXES.find((path) => sums.has(path))
   if (!index)
     throw new KernelFetchError(
-      `${base}/Release`,
+      url,
       `the Release file lists no SHA256 for ${INDEXES.join(' or ')}`,
       SETUP_COMMAND,
     )

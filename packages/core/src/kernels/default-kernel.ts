@@ -1,10 +1,10 @@
 import { readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
+import { installedDefaultKernel } from './cached-fetches.js'
 import { parseKernelName } from './kernel-name.js'
 import type { CachedKernel } from './kernel-package.js'
 import type { Say } from './kernel-store.js'
 import { ensureNamedKernel } from './named-kernel.js'
-import { installedDefaultKernel } from './resolve-kernel.js'
 
 export type { KernelFetchPhases } from './kernel-package.js'
 

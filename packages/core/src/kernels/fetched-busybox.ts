@@ -13,9 +13,9 @@ import { join } from 'node:path'
 import { KernelFetchError } from '../errors.js'
 import { withLock } from '../host/cross-process-lock.js'
 import { SETUP_COMMAND } from '../paths.js'
+import { cachedBusyboxPath } from './cached-fetches.js'
 import { unpackDebData } from './deb-unpack.js'
 import { archiveSources, downloadPackage, findInArchive } from './debian-archive.js'
-import { cachedBusyboxPath } from './resolve-kernel.js'
 
 /**
  * busybox for the guest's init, for hosts without one (Fedora, Arch and Ubuntu do not install it by

@@ -44,7 +44,7 @@ async function closedPort(): Promise<number> {
 describe('kernel fetch failures (no network needed)', () => {
   test('an unreachable mirror fails within seconds with one error naming the fixes', async () => {
     for (const [mirror, cause] of [
-      ['http://127.0.0.1:1', /127\.0\.0\.1:1\/dists\/bookworm\/Release.*bad ports/],
+      ['http://127.0.0.1:1', /127\.0\.0\.1:1\/dists\/bookworm\/InRelease.*bad ports/],
       [`http://127.0.0.1:${await closedPort()}`, /connection was refused/],
       ['http://no-such-host.invalid', /does not resolve/],
     ] as const) {

@@ -1,5 +1,4 @@
-import { existsSync, readlinkSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { KernelNotFoundError } from '../errors.js'
 import {
   type KernelSearch,
@@ -9,9 +8,13 @@ import {
 } from '../host/kernel-locator.js'
 import { which } from '../host/qemu-locator.js'
 import { SETUP_COMMAND } from '../paths.js'
+import { cachedBusyboxPath, type DefaultKernel, installedDefaultKernel } from './cached-fetches.js'
 import { isKernelName, parseKernelName } from './kernel-name.js'
 import type { CachedKernel } from './kernel-package.js'
 import { installedNamedKernel } from './kernel-store.js'
+
+// The public names (index.ts) stay here, beside the fetchers they go with.
+export { type DefaultKernel, installedDefaultKernel } from './cached-fetches.js'
 
 /**
  * The guest kernel for a VM: found by locateKernel's chain (option, VMCTL_KERNEL, cache, host /boot)
@@ -76,26 +79,6 @@ export async function prepareBusybox(
 
 export function hostBusybox(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return which('busybox', `${env.PATH ?? ''}:/bin:/usr/bin`)
-}
-
-/** Where a fetched busybox lives: one static binary, with the package version beside it. */
-export function cachedBusyboxPath(cacheDir: string): string {
-  return join(cacheDir, 'busybox', 'busybox')
-}
-
-/** The cache's default kernel: where it is, and whether this call fetched it. */
-export type DefaultKernel = CachedKernel
-
-/** The cache's default kernel when it is complete, else undefined. */
-export function installedDefaultKernel(cacheDir: string): DefaultKernel | undefined {
-  const kernels = join(cacheDir, 'kernels')
-  try {
-    const release = readlinkSync(join(kernels, 'default'))
-    const dir = join(kernels, release)
-    if (existsSync(join(dir, '.complete')) && existsSync(join(dir, 'vmlinux')))
-      return { release, dir, fetched: false }
-  } catch {}
-  return undefined
 }
 
 /**

@@ -11,6 +11,12 @@ export interface HostsShell {
 }
 
 /**
+ * Attaches to a VM made in another process, by name (`VM.attach`, given by vm.ts: network/ sits
+ * below vm/ and imports nothing of it).
+ */
+export type AttachShell = (name: string) => Promise<HostsShell & { close(): Promise<void> }>
+
+/**
  * Runs `write` (a command that rewrites the VM's /etc/hosts) holding a host-wide lock for that VM,
  * whichever process writes: every writer of a member's names is on this host. A lock in the guest
  * (util-linux `flock`) cost a restored guest 1.4-3.2 s under TCG for its first start over the 9p
@@ -29,10 +35,9 @@ export function withHostsLock<T>(vm: string, write: () => Promise<T>): Promise<T
 export async function tellOthers(
   scripts: Map<string, string[]>,
   own: (name: string) => HostsShell | undefined,
+  attach: AttachShell,
 ): Promise<void> {
   if (scripts.size === 0) return
-  // Imported here: vm.ts imports boot-vm.ts, which imports this module: a static import is a cycle.
-  const { VM } = await import('../vm/vm.js')
   await Promise.all(
     [...scripts].map(async ([name, list]) => {
       const handle = own(name)
@@ -42,7 +47,7 @@ export async function tellOthers(
         await withHostsLock(name, () => handle.exec(list.join('\n'), { timeoutMs: 60_000 })).catch(() => {})
         return
       }
-      const other = await VM.attach(name).catch(() => undefined) // gone meanwhile: nothing to update
+      const other = await attach(name).catch(() => undefined) // gone meanwhile: nothing to update
       if (!other) return
       try {
         await withHostsLock(name, () => other.exec(list.join('\n'), { timeoutMs: 60_000 }))

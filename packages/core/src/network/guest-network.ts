@@ -1,12 +1,15 @@
 import { InvalidOptionsError } from '../errors.js'
 import { logger } from '../log.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
-import { hostsScript, tellOthers, withHostsLock } from './guest-hosts.js'
+import { type AttachShell, hostsScript, tellOthers, withHostsLock } from './guest-hosts.js'
+import type { GuestShell, JoinedNetworks } from './joined-networks.js'
 import { type MemberInfo, validateNetworkName } from './network-directory.js'
 import { templateMac } from './template-mac.js'
 import { VmNetwork } from './vm-network.js'
 
 const log = logger('network')
+
+export type { GuestShell, JoinedNetworks } from './joined-networks.js'
 
 /**
  * A network in `VM.up({ networks })`: the network, or it with the names the VM has on it. A network
@@ -24,12 +27,6 @@ export type NetworkAttachment =
       aliases?: string[]
     }
 
-/** What the guest side needs: a VM handle's exec (the VM class, without importing it here). */
-export interface GuestShell {
-  readonly name: string
-  exec(command: string, options?: { timeoutMs?: number }): Promise<unknown>
-}
-
 /** The members this process made, by VM name, to tell them of later members over their own connection. */
 const handles = new Map<string, WeakRef<GuestShell>>()
 
@@ -37,16 +34,6 @@ interface Membership {
   network: VmNetwork
   ip: string
   mac: string
-}
-
-/** The networks a VM joined before its QEMU starts: one port (socket) per network, in NIC order. */
-export interface JoinedNetworks {
-  /** For the launch spec: QEMU connects NIC k to `sockets[k]`. */
-  sockets: string[]
-  /** After the boot: addresses the guest's NICs, binds the members to the VM, syncs names. */
-  configure(vm: GuestShell): Promise<void>
-  /** The boot failed: the ports go. */
-  leave(): void
 }
 
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/
@@ -116,7 +103,7 @@ export async function joinNetworks(
   return {
     sockets,
     leave,
-    async configure(vm) {
+    async configure(vm, attach) {
       const started = performance.now()
       const ms = () => Math.round(performance.now() - started)
       handles.set(member, new WeakRef(vm))
@@ -141,7 +128,7 @@ export async function joinNetworks(
         withHostsLock(member, () => vm.exec(own.join('\n'), { timeoutMs: 60_000 })).then(
           () => (times.own = ms()),
         ),
-        tellOthers(scripts, (name) => handles.get(name)?.deref()).then(() => (times.others = ms())),
+        tellOthers(scripts, (name) => handles.get(name)?.deref(), attach).then(() => (times.others = ms())),
       ])
       letGo()
       log(
@@ -163,15 +150,17 @@ function isBare(entry: unknown): entry is VmNetwork | string {
 
 /**
  * The VM `VM.up()` made, once its NICs are addressed and its names known, when it joined networks;
- * a VM that cannot be set up on them is destroyed, and the error thrown.
+ * a VM that cannot be set up on them is destroyed, and the error thrown. `attach` reaches members
+ * made in other processes (`VM.attach`).
  */
 export async function onItsNetworks<T extends GuestShell & { destroy(): Promise<void> }>(
   vm: T,
   networks: JoinedNetworks | undefined,
+  attach: AttachShell,
 ): Promise<T> {
   if (!networks) return vm
   try {
-    await networks.configure(vm)
+    await networks.configure(vm, attach)
   } catch (error) {
     networks.leave()
     await vm.destroy().catch(() => {})

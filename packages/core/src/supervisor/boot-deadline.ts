@@ -1,5 +1,6 @@
 import type { Accelerator } from '../host/accelerator.js'
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
+import { withBootFailureCause } from './boot-failure-cause.js'
 import type { ErrorPayload } from './control-protocol.js'
 import type { QemuProcess } from './qemu-process.js'
 
@@ -11,9 +12,13 @@ export class BootFailure extends Error {
     this.code = code
   }
 
-  /** What clients get in the `failed` event. */
-  payload(consoleTail: string, accel: string, timeoutMs: number): ErrorPayload {
-    return { code: this.code, message: this.message, consoleTail, accel, timeoutMs }
+  /**
+   * What clients get in the `failed` event: the message with the line that explains the failure,
+   * found in the whole console log (boot-failure-cause.ts), and the console's last lines.
+   */
+  payload(consoleTail: string, consoleLogPath: string, accel: string, timeoutMs: number): ErrorPayload {
+    const message = withBootFailureCause(this.message, consoleLogPath, consoleTail)
+    return { code: this.code, message, consoleTail, accel, timeoutMs }
   }
 }
 

@@ -26,6 +26,10 @@ export async function bringUp(
   options: { templates: boolean; reuse?: QemuProcess | undefined; deadline: Deadline; guestPorts: number[] },
 ): Promise<BroughtUp> {
   const { deadline } = options
+  // Each step's end, in the supervisor's log (DEBUG=vmctl:*): where a boot that stalls stands.
+  const started = performance.now()
+  const step = (what: string) =>
+    ctx.log('bring-up: %s at %d ms', what, Math.round(performance.now() - started))
   const fromTemplate =
     options.templates && !options.reuse ? await new TemplateClone(ctx).boot(deadline) : undefined
   let qemu: QemuProcess
@@ -33,14 +37,18 @@ export async function bringUp(
   else {
     qemu = options.reuse?.alive ? options.reuse : ctx.startQemu({})
     await withinDeadline(ctx.link.connect(qemu), qemu, deadline)
+    step('agent port connected')
     await withinDeadline(untilReady(ctx.link.mux, qemu, deadline), qemu, deadline)
   }
+  step('agent answering, root mounted')
   const qmp = await withinDeadline(qemu.connectQmp(), qemu, deadline)
   ctx.link.watchPort(qmp)
+  const ports = await withinDeadline(qemu.forwardedPorts(options.guestPorts), qemu, deadline)
+  step('QMP connected, ports read')
   return {
     qemu,
     template: fromTemplate && { key: fromTemplate.key, made: fromTemplate.made },
     variant: fromTemplate?.variant ?? {},
-    ports: await withinDeadline(qemu.forwardedPorts(options.guestPorts), qemu, deadline),
+    ports,
   }
 }

@@ -12,10 +12,13 @@ import type { LaunchSpec } from '../launch-spec.js'
 import type { logger } from '../log.js'
 import type { AgentLink } from './agent-link.js'
 import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
+import type { DiskHotplug } from './disk-hotplug.js'
+import type { NicLinks } from './nic-links.js'
 import type { QemuProcess } from './qemu-process.js'
 import { untilReady } from './readiness.js'
 import { loadState, refreshGuest, saveState } from './state-transfer.js'
 import type { VmDirectory } from './vm-directory.js'
+import type { VmLifecycle } from './vm-lifecycle.js'
 
 /** A snapshot's save or rollback, with the agent back, is over well within this. */
 const SNAPSHOT_TIMEOUT_MS = 60_000
@@ -32,6 +35,13 @@ export interface SnapshotContext {
   startIncoming: () => QemuProcess
   /** Ends the running QEMU on purpose (a rollback replaces it). */
   stopQemu: () => Promise<void>
+  lifecycle: VmLifecycle
+  /** A plugged disk blocks a snapshot; a rollback forgets them (the snapshot's QEMU has none). */
+  diskHotplug: DiskHotplug
+  /** The NICs' links, taken down again in the rolled-back QEMU. */
+  nicLinks: NicLinks
+  /** A rollback failed: the VM cannot come back, and ends with `reason`. */
+  lost: (reason: string) => void
 }
 
 /**
@@ -66,11 +76,45 @@ export class Snapshots {
     return file
   }
 
+  /** `vm.snapshot(name)`: from ready, through snapshotting, back to ready. */
+  async take(name: string): Promise<void> {
+    const { lifecycle } = this.ctx
+    this.file(name, false)
+    lifecycle.assertReady()
+    const blocker = this.ctx.diskHotplug.snapshotBlocker()
+    if (blocker) throw new Error(blocker)
+    lifecycle.to('snapshotting')
+    try {
+      await this.save(name)
+    } finally {
+      if (lifecycle.is('snapshotting')) lifecycle.to('ready')
+    }
+  }
+
+  /** `vm.restore(name)`: from ready, through restoring, back to ready; or, failed, the VM's end. */
+  async restore(name: string): Promise<void> {
+    const { lifecycle, log } = this.ctx
+    this.file(name, true)
+    lifecycle.assertReady()
+    lifecycle.to('restoring')
+    try {
+      this.ctx.diskHotplug.forgetAll()
+      const qemu = await this.rollback(name)
+      this.ctx.link.watchPort(await qemu.connectQmp())
+      await this.ctx.nicLinks.reapply(qemu.qmp, log)
+    } catch (error) {
+      // A VM that cannot come back is gone: every client hears it, as if QEMU had died.
+      this.ctx.lost(`restoring snapshot ${name} failed: ${(error as Error).message}`)
+      throw error
+    }
+    if (lifecycle.is('restoring')) lifecycle.to('ready')
+  }
+
   /**
    * Saves the whole running VM (device state, all of its RAM and, in image mode, its disk overlay).
    * QEMU refuses while a 9p share is mounted; that is reported as what it means.
    */
-  async save(name: string): Promise<void> {
+  private async save(name: string): Promise<void> {
     const file = this.file(name, false)
     const qemu = this.running()
     mkdirSync(join(this.ctx.dir.path, 'snapshots'), { recursive: true, mode: 0o700 })
@@ -105,9 +149,9 @@ export class Snapshots {
 
   /**
    * Replaces the running QEMU by one loaded from the snapshot: same sockets, name and host ports.
-   * Returns the new QEMU; a failure leaves the VM without one (the caller ends it).
+   * Returns the new QEMU; a failure leaves the VM without one (restore() ends it).
    */
-  async rollback(name: string): Promise<QemuProcess> {
+  private async rollback(name: string): Promise<QemuProcess> {
     const file = this.file(name, true)
     this.running()
     const started = performance.now()

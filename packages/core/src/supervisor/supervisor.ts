@@ -16,7 +16,8 @@
  * ready is `untilReady` (readiness.ts): the agent's session up (agent-link.ts), the root mounted.
  * Then `ready` goes to every client, and `vm.exec()` reaches the guest through `agent.sock`
  * (agent-proxy.ts). Requests (control-dispatch.ts): snapshots (snapshots.ts), stop/start/restart
- * (guest-power.ts, then `bringUp()` again). The end: `shutdown()`. States: vm-lifecycle.ts.
+ * (power-cycle.ts: the guest ended by guest-power.ts, then `bringUp()` again). The end:
+ * `shutdown()`. States and their table: vm-lifecycle.ts.
  */
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
@@ -24,17 +25,15 @@ import { logger } from '../log.js'
 import { AgentLink } from './agent-link.js'
 import { AgentProxy } from './agent-proxy.js'
 import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
-import { withBootFailureCause } from './boot-failure-cause.js'
 import { type BroughtUp, bringUp } from './boot-sequence.js'
 import { ConsoleLog } from './console-log.js'
 import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
-import { replugDisks } from './disk-replug.js'
-import { endGuest } from './guest-power.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
+import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
 import { Snapshots } from './snapshots.js'
 import type { TemplateContext } from './template-clone.js'
@@ -48,8 +47,9 @@ const QUIT_GRACE_MS = 2_000
  * Owns one VM, in its own detached process: spawns QEMU (which dies with it: PR_SET_PDEATHSIG),
  * holds the agent channel, serves clients, and tears everything down when the VM's owners are
  * gone (the last lease's socket closes, whatever killed its holder). The orchestrator: the parts
- * (files beside this one) own their state and emit events; only this class listens, decides and
- * moves the lifecycle (vm-lifecycle.ts). No part imports it.
+ * (files beside this one) own their state and emit events; this class listens and decides how the
+ * VM ends. The requests' parts (power-cycle.ts, snapshots.ts) move the one lifecycle they are
+ * given (vm-lifecycle.ts), whose table refuses any move it does not list. No part imports this file.
  */
 export class Supervisor implements ControlHandlers {
   private readonly dir: VmDirectory
@@ -61,6 +61,7 @@ export class Supervisor implements ControlHandlers {
   private readonly control = new ControlServer()
   private readonly proxy: AgentProxy
   private readonly snapshots: Snapshots
+  private readonly power: PowerCycle
   private accel: Accelerator
   private accelReason: string
   /** The VM's QEMU: the running one, or the last one to have run. */
@@ -88,14 +89,33 @@ export class Supervisor implements ControlHandlers {
     this.diskHotplug = new DiskHotplug(dir.disksFile, this.log)
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
+    // What the request parts (snapshots.ts, power-cycle.ts) share: they move the lifecycle through
+    // its table; how the VM ends (end(), shutdown()) stays decided here.
+    const parts = { lifecycle: this.lifecycle, link: this.link, log: this.log, qemu: () => this.qemu }
     this.snapshots = new Snapshots({
+      ...parts,
       dir,
       spec,
-      link: this.link,
-      log: this.log,
-      qemu: () => this.qemu,
+      diskHotplug: this.diskHotplug,
+      nicLinks: this.nicLinks,
       startIncoming: () => this.startQemu({ ...this.variant, incoming: true }, this.ports),
       stopQemu: async () => this.qemu?.kill(),
+      lost: (reason) => {
+        this.end({ event: 'exited', reason, consoleTail: this.console.lastLines() })
+        void this.shutdown(reason)
+      },
+    })
+    this.power = new PowerCycle({
+      ...parts,
+      proxy: this.proxy,
+      console: this.console,
+      diskHotplug: this.diskHotplug,
+      agentSocket: dir.agentSocket,
+      warn: (message) => this.warn(message),
+      bringUp: (templates) => this.bringUp(templates),
+      cloneOnStart: spec.templates && !spec.image,
+      broadcast: (event) => this.control.broadcast(event),
+      status: () => this.status(),
     })
     this.lifecycle.on('change', (to, from) => {
       this.log('%s → %s', from, to)
@@ -132,9 +152,7 @@ export class Supervisor implements ControlHandlers {
       this.log('boot failed: %s', failure.message)
       if (this.accel === 'kvm') kvmFailedBoot(this.spec.cacheDir, this.qemu)
       const timeoutMs = bootTimeoutMs(this.spec, this.accel)
-      const payload = failure.payload(this.console.lastLines(), this.accel, timeoutMs)
-      // The line that explains the failure, from the whole console log (boot-failure-cause.ts).
-      payload.message = withBootFailureCause(payload.message, this.dir.consoleLog, payload.consoleTail)
+      const payload = failure.payload(this.console.lastLines(), this.dir.consoleLog, this.accel, timeoutMs)
       this.end({ event: 'failed', error: payload })
       await this.shutdown(`boot failed: ${failure.message}`)
     }
@@ -158,12 +176,8 @@ export class Supervisor implements ControlHandlers {
     if (probing) confirmKvm(this.spec.cacheDir)
     this.bootMs = performance.now() - started
     this.lifecycle.to('ready')
-    this.log(
-      'ready in %d ms (%s%s)',
-      Math.round(this.bootMs),
-      this.accel,
-      up.template ? ', from a template' : '',
-    )
+    const from = up.template ? ', from a template' : ''
+    this.log('ready in %d ms (%s%s)', Math.round(this.bootMs), this.accel, from)
     this.control.broadcast({ event: 'ready', status: this.status() })
   }
 
@@ -227,7 +241,7 @@ export class Supervisor implements ControlHandlers {
     if (this.lifecycle.qemuExitIsAwaited || this.lifecycle.goingDown) return
     // Not asked for (killed from outside, the guest powered off or panicked): the VM stays defined,
     // stopped with the cause, and start() boots it again. Its owner's death still ends it.
-    this.stopped(reason, true)
+    this.power.stopped(reason, true)
   }
 
   private warn(message: string): void {
@@ -240,103 +254,14 @@ export class Supervisor implements ControlHandlers {
     if (this.lifecycle.end(event)) this.control.broadcast(event)
   }
 
-  private assertReady(): void {
-    if (!this.lifecycle.is('ready'))
-      throw new Error(`the VM is ${publicState(this.lifecycle.state)}, not ready`)
-  }
+  // Stop, start and restart: power-cycle.ts.
+  readonly stop = () => this.power.stop()
+  readonly start = () => this.power.start()
+  readonly restart = (hard: boolean) => this.power.restart(hard)
 
-  /** `vm.stop()`: the guest powers off (forced after a bound); the VM stays, stopped. Idempotent. */
-  async stop(): Promise<{ how: string; alreadyStopped?: boolean }> {
-    if (this.lifecycle.is('stopped')) return { how: 'it was already stopped', alreadyStopped: true }
-    this.assertReady()
-    this.lifecycle.to('powering-off')
-    const how = await endGuest(this.qemu!, 'poweroff', this.dir.agentSocket)
-    this.stopped(how)
-    return { how }
-  }
-
-  /** `vm.start()`: a stopped VM boots again from its disks. */
-  async start(): Promise<void> {
-    if (!this.lifecycle.is('stopped')) {
-      const state = publicState(this.lifecycle.state)
-      throw new Error(
-        `the VM is ${state === 'ready' ? 'already running' : state}; start() boots a stopped VM`,
-      )
-    }
-    this.lifecycle.to('starting')
-    await this.bootAgain()
-  }
-
-  /** `vm.restart()`: the guest reboots (`hard`: a reset through QMP), then boots as start() does. */
-  async restart(hard: boolean): Promise<{ how: string }> {
-    this.assertReady()
-    this.lifecycle.to('starting')
-    const how = await endGuest(this.qemu!, hard ? 'reset' : 'reboot', this.dir.agentSocket)
-    this.log('restarting: %s', how)
-    this.link.detach('the VM is restarting')
-    await this.bootAgain()
-    return { how }
-  }
-
-  /** From `starting`: a new QEMU on the VM's disks, to ready. A failure leaves the VM stopped. */
-  private async bootAgain(): Promise<void> {
-    this.proxy.accept()
-    try {
-      // Image mode boots cold: a template's RAM predates what the guest wrote on its disk and could
-      // hold the disk's blocks as they were then. Without a disk of its own a clone is a fresh boot.
-      await this.bringUp(this.spec.templates && !this.spec.image)
-      for (const warning of await replugDisks(this.diskHotplug, this.qemu!, this.dir.agentSocket))
-        this.warn(warning)
-    } catch (error) {
-      await this.qemu?.kill()
-      this.stopped(`the start failed: ${(error as Error).message}`)
-      throw error
-    }
-    this.lifecycle.to('ready')
-    this.control.broadcast({ event: 'ready', status: this.status() })
-  }
-
-  /** QEMU is gone, on purpose or (`unexpected`) not: the VM stays, stopped, its disks kept for start(). */
-  private stopped(how: string, unexpected = false): void {
-    this.link.detach('the VM was stopped')
-    if (!this.lifecycle.can('stopped')) return
-    this.proxy.refuse()
-    this.lifecycle.toStopped(how, unexpected)
-    this.log('stopped%s: %s', unexpected ? ' (unasked)' : '', how)
-    this.control.broadcast({ event: 'stopped', how, unexpected, consoleTail: this.console.lastLines() })
-  }
-
-  async snapshot(name: string): Promise<void> {
-    this.snapshots.file(name, false)
-    this.assertReady()
-    const blocker = this.diskHotplug.snapshotBlocker()
-    if (blocker) throw new Error(blocker)
-    this.lifecycle.to('snapshotting')
-    try {
-      await this.snapshots.save(name)
-    } finally {
-      if (this.lifecycle.is('snapshotting')) this.lifecycle.to('ready')
-    }
-  }
-
-  async rollback(name: string): Promise<void> {
-    this.snapshots.file(name, true)
-    this.assertReady()
-    this.lifecycle.to('restoring')
-    try {
-      this.diskHotplug.forgetAll()
-      const qemu = await this.snapshots.rollback(name)
-      this.link.watchPort(await qemu.connectQmp())
-      await this.nicLinks.reapply(qemu.qmp, this.log)
-    } catch (error) {
-      // A VM that cannot come back is gone: say so to every client, as if QEMU had died.
-      const reason = `restoring snapshot ${name} failed: ${(error as Error).message}`
-      this.end({ event: 'exited', reason, consoleTail: this.console.lastLines() })
-      void this.shutdown(reason)
-      throw error
-    }
-    if (this.lifecycle.is('restoring')) this.lifecycle.to('ready')
-  }
+  // Snapshots and rollbacks: snapshots.ts.
+  readonly snapshot = (name: string) => this.snapshots.take(name)
+  readonly rollback = (name: string) => this.snapshots.restore(name)
 
   status(): VmStatus {
     return {

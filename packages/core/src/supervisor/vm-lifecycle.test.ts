@@ -110,6 +110,13 @@ describe('the VM lifecycle state machine', () => {
     expect(machine.outcome).toMatchObject({ reason: 'QEMU died' })
   })
 
+  test('a request that needs a running guest is refused outside ready, naming the state clients see', () => {
+    expect(() => machineAt('ready').assertReady()).not.toThrow()
+    expect(() => machineAt('stopped').assertReady()).toThrow('the VM is stopped, not ready')
+    // A snapshot under way is "ready" from outside, but busy: another request must wait its turn.
+    expect(() => machineAt('snapshotting').assertReady()).toThrow('the VM is snapshotting, not ready')
+  })
+
   test('clients see a VM taking or rolling back a snapshot as ready', () => {
     expect(publicState('snapshotting')).toBe('ready')
     expect(publicState('restoring')).toBe('ready')

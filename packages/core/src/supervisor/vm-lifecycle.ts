@@ -69,6 +69,14 @@ export class VmLifecycle extends EventEmitter<{ change: [to: LifecycleState, fro
     return states.includes(this.current)
   }
 
+  /**
+   * Throws, naming the state, unless the VM is ready (a request that needs a running guest). The
+   * state as it is, not as clients see it: a snapshot under way is "ready" to them, but busy here.
+   */
+  assertReady(): void {
+    if (!this.is('ready')) throw new Error(`the VM is ${this.current}, not ready`)
+  }
+
   can(to: LifecycleState): boolean {
     return TRANSITIONS[this.current].includes(to)
   }

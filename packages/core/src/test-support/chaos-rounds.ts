@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { pollUntil, sleep } from '../util/timing.js'
 
 /**
  * Crash safety, measured: a process that boots a VM is SIGKILLed at a random moment, and nothing of
@@ -322,14 +323,5 @@ function kill(pid: number): void {
 }
 
 async function until(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) return false
-    await sleep(5)
-  }
-  return true
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
+  return (await pollUntil(predicate, { timeoutMs, everyMs: 5 })) === true
 }

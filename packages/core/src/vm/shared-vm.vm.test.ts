@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { VmDirectory } from '../supervisor/vm-directory.js'
+import { pollUntil } from '../util/timing.js'
 import { SHARED_KEEPER_ENV, startSharedVmKeeper } from './shared-vm-keeper.js'
 
 // Children import the built package, as worker processes of a test runner would.
@@ -43,9 +44,7 @@ async function kill(child: ChildProcess): Promise<void> {
 
 async function gone(name: string, timeoutMs = 15_000): Promise<boolean> {
   const directory = new VmDirectory(name)
-  const deadline = Date.now() + timeoutMs
-  while (existsSync(directory.path) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-  return !existsSync(directory.path)
+  return (await pollUntil(() => !existsSync(directory.path), { timeoutMs, everyMs: 100 })) === true
 }
 
 afterEach(async () => {

@@ -1,7 +1,7 @@
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
 import { AgentError, VmctlError, VmExitedError, VmStoppedError } from '../errors.js'
-import type { JoinedNetworks } from '../network/guest-network.js'
+import type { JoinedNetworks } from '../network/joined-networks.js'
 import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'

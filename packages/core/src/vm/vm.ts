@@ -71,7 +71,7 @@ export class VM implements AsyncDisposable {
         ? mergeOptions(loadConfig(first, { name: overrides?.name }).options, validateVmOptions(overrides))
         : first
     const parts = await startVm(options, { provisioner: provisioningVm })
-    return onItsNetworks(new VM(parts, !options?.persistent), parts.networks)
+    return onItsNetworks(new VM(parts, !options?.persistent), parts.networks, (other) => VM.attach(other))
   }
 
   /**
@@ -88,7 +88,7 @@ export class VM implements AsyncDisposable {
    */
   static async upShared(name: string, options?: SharedVmOptions): Promise<VM> {
     const parts = await upShared(name, options)
-    return onItsNetworks(new VM(parts, false), parts.networks)
+    return onItsNetworks(new VM(parts, false), parts.networks, (other) => VM.attach(other))
   }
 
   /**

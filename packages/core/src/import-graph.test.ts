@@ -1,0 +1,72 @@
+import { fileURLToPath } from 'node:url'
+import { describe, expect, test } from 'vitest'
+import { findCircles, type ImportEdge, readImportGraph } from './test-support/import-graph.js'
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
+const CORE = 'packages/core/src/'
+const graph = readImportGraph(ROOT)
+/** Only what ships: tests and their helpers may import from anywhere. */
+const shipped = graph.edges.filter(
+  (e) => !/\.(test|nested|typecheck)\.ts$/.test(e.from) && !e.from.includes('/test-support/'),
+)
+
+function edgesWhere(from: (path: string) => boolean, to: (path: string) => boolean): string[] {
+  return shipped.filter((e) => from(e.from) && to(e.to)).map(show)
+}
+
+function show(e: ImportEdge): string {
+  return `${e.from} → ${e.to}${e.dynamic ? ' (dynamic import)' : ''}`
+}
+
+const inCore = (folder: string) => (path: string) => path.startsWith(`${CORE}${folder}/`)
+
+describe('the import graph of packages/*/src', () => {
+  test('has no circle, static or through a dynamic import() (import type aside)', () => {
+    // A sanity check on the reader: it sees the lazy loads that keep start-up cheap.
+    expect(graph.edges.length).toBeGreaterThan(300)
+    expect(shipped.some((e) => e.dynamic && e.to === `${CORE}kernels/default-kernel.ts`)).toBe(true)
+    expect(findCircles(graph.edges).map((circle) => circle.join(' → '))).toEqual([])
+  })
+
+  test('the reader finds a circle and names it, through a dynamic import too', () => {
+    const edge = (from: string, to: string, dynamic = false) => ({ from, to, dynamic })
+    expect(
+      findCircles([
+        edge('a.ts', 'b.ts'),
+        edge('b.ts', 'c.ts', true),
+        edge('c.ts', 'a.ts'),
+        edge('c.ts', 'd.ts'),
+      ]),
+    ).toEqual([['a.ts', 'b.ts', 'c.ts', 'a.ts']])
+    expect(findCircles([edge('a.ts', 'b.ts'), edge('b.ts', 'c.ts')])).toEqual([])
+  })
+
+  test('nothing in supervisor/ imports the orchestrator but its entry point', () => {
+    expect(
+      edgesWhere(
+        (from) => from !== `${CORE}supervisor/supervisor-main.ts`,
+        (to) => to === `${CORE}supervisor/supervisor.ts`,
+      ),
+    ).toEqual([])
+  })
+
+  test('no arrow runs back up where issue 12 removed one', () => {
+    // The facade (vm/vm.ts) and the package's surface (index.ts) are the top: below them, what a
+    // part needs of a VM handle is given to it (network/guest-hosts.ts takes an attach function).
+    expect(
+      edgesWhere(
+        (from) => from !== `${CORE}index.ts`,
+        (to) => to === `${CORE}vm/vm.ts`,
+      ),
+    ).toEqual([])
+    expect(
+      edgesWhere(
+        (from) => from.startsWith(CORE),
+        (to) => to === `${CORE}index.ts`,
+      ),
+    ).toEqual([])
+    // Templates sit below the supervisor and the VM; config and images below the VM's options.
+    expect(edgesWhere(inCore('templates'), (to) => inCore('supervisor')(to) || inCore('vm')(to))).toEqual([])
+    expect(edgesWhere((from) => inCore('config')(from) || inCore('images')(from), inCore('vm'))).toEqual([])
+  })
+})
