@@ -1,67 +1,102 @@
-import { CACHE_KEY_HELP, cacheKeyCommand } from './commands/cache-key-command.js'
-import { DISK_HELP, diskCommand } from './commands/disk-command.js'
-import { DOWN_HELP, downCommand } from './commands/down-command.js'
-import { EXEC_HELP, execCommand } from './commands/exec-command.js'
-import { GC_HELP, gcCommand } from './commands/gc-command.js'
-import { IMAGE_HELP, imageCommand } from './commands/image-command.js'
-import { KERNEL_HELP, kernelCommand } from './commands/kernel-command.js'
-import { powerCommand, RESTART_HELP, START_HELP, STOP_HELP } from './commands/power-commands.js'
-import { PS_HELP, psCommand } from './commands/ps-command.js'
-import { RUN_HELP, runCommand } from './commands/run-command.js'
-import { SETUP_HELP, setupCommand } from './commands/setup-command.js'
-import { TEMPLATE_HELP, templateCommand } from './commands/template-command.js'
-import { UP_HELP, upCommand } from './commands/up-command.js'
-import { VMTEST_HELP, vmtestCommand } from './commands/vmtest-command.js'
 import { UsageError } from './usage-error.js'
-import { versionText } from './version.js'
 
-const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string; summary: string }> =
-  {
-    setup: {
-      run: setupCommand,
-      help: SETUP_HELP,
-      summary: 'fetch the guest kernel now and check the host (QEMU, KVM, ...)',
-    },
-    run: { run: runCommand, help: RUN_HELP, summary: 'boot a fresh VM, run a command in it, destroy it' },
-    up: { run: upCommand, help: UP_HELP, summary: 'boot a VM that stays up; prints its name' },
-    exec: { run: execCommand, help: EXEC_HELP, summary: 'run a command in a running VM' },
-    down: { run: downCommand, help: DOWN_HELP, summary: 'destroy VMs' },
-    stop: { run: powerCommand('stop'), help: STOP_HELP, summary: 'power a VM off; it stays defined' },
-    start: { run: powerCommand('start'), help: START_HELP, summary: 'boot a stopped VM again' },
-    restart: { run: powerCommand('restart'), help: RESTART_HELP, summary: 'reboot a VM (--hard: reset)' },
-    ps: { run: psCommand, help: PS_HELP, summary: "list this user's VMs and what is out of place" },
-    gc: { run: gcCommand, help: GC_HELP, summary: 'repair or remove what vmctl ps finds out of place' },
-    disk: {
-      run: diskCommand,
-      help: DISK_HELP,
-      summary: 'disks to plug into running VMs (create, attach, detach, ls, rm)',
-    },
-    image: {
-      run: imageCommand,
-      help: IMAGE_HELP,
-      summary: 'build, list or prune disk images and provisioning layers (build, ls, prune)',
-    },
-    kernel: {
-      run: kernelCommand,
-      help: KERNEL_HELP,
-      summary: 'fetch, list or prune guest kernels (debian:trixie, debian:bookworm/rt, ...)',
-    },
-    template: {
-      run: templateCommand,
-      help: TEMPLATE_HELP,
-      summary: 'list or prune VM templates (ls, prune)',
-    },
-    vmtest: {
-      run: vmtestCommand,
-      help: VMTEST_HELP,
-      summary: "run a vmtest.toml's targets (vmtest's config, its output and exit code)",
-    },
-    'cache-key': {
-      run: cacheKeyCommand,
-      help: CACHE_KEY_HELP,
-      summary: 'print a key for caching ~/.cache/vmctl on CI',
-    },
-  }
+interface Command {
+  run: (args: string[]) => Promise<number>
+  help: string
+}
+
+// Each command's module is imported when it runs (or its help is asked for): `vmctl run` loads
+// neither image building nor vmtest's config nor the host checks of `setup`.
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  setup: {
+    load: () =>
+      import('./commands/setup-command.js').then((m) => ({ run: m.setupCommand, help: m.SETUP_HELP })),
+    summary: 'fetch the guest kernel now and check the host (QEMU, KVM, ...)',
+  },
+  run: {
+    load: () => import('./commands/run-command.js').then((m) => ({ run: m.runCommand, help: m.RUN_HELP })),
+    summary: 'boot a fresh VM, run a command in it, destroy it',
+  },
+  up: {
+    load: () => import('./commands/up-command.js').then((m) => ({ run: m.upCommand, help: m.UP_HELP })),
+    summary: 'boot a VM that stays up; prints its name',
+  },
+  exec: {
+    load: () => import('./commands/exec-command.js').then((m) => ({ run: m.execCommand, help: m.EXEC_HELP })),
+    summary: 'run a command in a running VM',
+  },
+  down: {
+    load: () => import('./commands/down-command.js').then((m) => ({ run: m.downCommand, help: m.DOWN_HELP })),
+    summary: 'destroy VMs',
+  },
+  stop: {
+    load: () =>
+      import('./commands/power-commands.js').then((m) => ({
+        run: m.powerCommand('stop'),
+        help: m.STOP_HELP,
+      })),
+    summary: 'power a VM off; it stays defined',
+  },
+  start: {
+    load: () =>
+      import('./commands/power-commands.js').then((m) => ({
+        run: m.powerCommand('start'),
+        help: m.START_HELP,
+      })),
+    summary: 'boot a stopped VM again',
+  },
+  restart: {
+    load: () =>
+      import('./commands/power-commands.js').then((m) => ({
+        run: m.powerCommand('restart'),
+        help: m.RESTART_HELP,
+      })),
+    summary: 'reboot a VM (--hard: reset)',
+  },
+  ps: {
+    load: () => import('./commands/ps-command.js').then((m) => ({ run: m.psCommand, help: m.PS_HELP })),
+    summary: "list this user's VMs and what is out of place",
+  },
+  gc: {
+    load: () => import('./commands/gc-command.js').then((m) => ({ run: m.gcCommand, help: m.GC_HELP })),
+    summary: 'repair or remove what vmctl ps finds out of place',
+  },
+  disk: {
+    load: () => import('./commands/disk-command.js').then((m) => ({ run: m.diskCommand, help: m.DISK_HELP })),
+    summary: 'disks to plug into running VMs (create, attach, detach, ls, rm)',
+  },
+  image: {
+    load: () =>
+      import('./commands/image-command.js').then((m) => ({ run: m.imageCommand, help: m.IMAGE_HELP })),
+    summary: 'build, list or prune disk images and provisioning layers (build, ls, prune)',
+  },
+  kernel: {
+    load: () =>
+      import('./commands/kernel-command.js').then((m) => ({ run: m.kernelCommand, help: m.KERNEL_HELP })),
+    summary: 'fetch, list or prune guest kernels (debian:trixie, debian:bookworm/rt, ...)',
+  },
+  template: {
+    load: () =>
+      import('./commands/template-command.js').then((m) => ({
+        run: m.templateCommand,
+        help: m.TEMPLATE_HELP,
+      })),
+    summary: 'list or prune VM templates (ls, prune)',
+  },
+  vmtest: {
+    load: () =>
+      import('./commands/vmtest-command.js').then((m) => ({ run: m.vmtestCommand, help: m.VMTEST_HELP })),
+    summary: "run a vmtest.toml's targets (vmtest's config, its output and exit code)",
+  },
+  'cache-key': {
+    load: () =>
+      import('./commands/cache-key-command.js').then((m) => ({
+        run: m.cacheKeyCommand,
+        help: m.CACHE_KEY_HELP,
+      })),
+    summary: 'print a key for caching ~/.cache/vmctl on CI',
+  },
+}
 
 export const MAIN_HELP = `vmctl: throwaway virtual machines with a real kernel, for tests and shells.
 
@@ -80,11 +115,11 @@ export async function runCli(args: string[]): Promise<number> {
   const [name, ...rest] = args
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined
-    console.log(topic && COMMANDS[topic] ? COMMANDS[topic].help : MAIN_HELP)
+    console.log(topic && COMMANDS[topic] ? (await COMMANDS[topic].load()).help : MAIN_HELP)
     return 0
   }
   if (name === '--version' || name === '-v') {
-    console.log(versionText())
+    console.log((await import('./version.js')).versionText())
     return 0
   }
   const command = COMMANDS[name]
@@ -92,5 +127,5 @@ export async function runCli(args: string[]): Promise<number> {
     throw new UsageError(
       `unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
     )
-  return command.run(rest)
+  return (await command.load()).run(rest)
 }

@@ -3,9 +3,14 @@ import type { Duplex } from 'node:stream'
 /**
  * Byte services on a bare channel, without gRPC: the floor that `pnpm bench` compares file
  * transfers against. "raw-sink" counts what it receives and answers the count when the host ends
- * its side; "raw-source N" sends N zero bytes.
+ * its side; "raw-source N" sends N zero bytes; "raw-echo" sends back what it receives (the round
+ * trip of a small message through the port and the multiplexer, without gRPC: the floor of a call).
  */
 export function serveRawChannel(channel: Duplex, service: string): boolean {
+  if (service === 'raw-echo') {
+    channel.pipe(channel)
+    return true
+  }
   if (service === 'raw-sink') {
     let bytes = 0
     channel.on('data', (chunk: Buffer) => {

@@ -39,13 +39,17 @@ export async function runCommand(args: string[]): Promise<number> {
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
+    performance.mark('vmctl:up')
     vm = await VM.up(options)
+    performance.mark('vmctl:ready')
     printVmWarnings(vm)
     if (interrupted) return 130
     return await execAndReport(vm, guestCommand(command), values)
   } finally {
+    performance.mark('vmctl:exec-done')
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     await vm?.destroy()
+    performance.mark('vmctl:destroyed')
   }
 }

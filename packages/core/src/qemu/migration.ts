@@ -28,13 +28,21 @@ export async function saveDeviceState(qmp: QmpClient, path: string, ignoreShared
  * Loads a state saved by saveDeviceState into a QEMU started with `-incoming defer` and the same
  * devices, then resumes the guest.
  */
-export async function loadDeviceState(qmp: QmpClient, path: string, ignoreShared: boolean): Promise<void> {
+export async function loadDeviceState(
+  qmp: QmpClient,
+  path: string,
+  ignoreShared: boolean,
+  mark: (what: string) => void = () => {},
+): Promise<void> {
   await qmp.execute('migrate-set-capabilities', {
     capabilities: [{ capability: 'x-ignore-shared', state: ignoreShared }],
   })
   await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` })
+  mark('migrate-incoming started')
   await waitForMigration(qmp, 'loading the VM state')
+  mark('state loaded')
   await qmp.execute('cont')
+  mark('guest resumed (cont)')
 }
 
 async function waitForMigration(qmp: QmpClient, what: string): Promise<void> {

@@ -13,6 +13,7 @@ import { connectWhenReady } from '../util/unix-socket.js'
 import { BootFailure } from './boot-deadline.js'
 import { withParentDeathSignal } from './parent-death.js'
 import type { QemuProcess } from './qemu-process.js'
+import { tracePort } from './restore-timeline.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /**
@@ -77,6 +78,7 @@ export class AgentLink extends EventEmitter<{ lost: [reason: string, how: 'port-
     if (!socket) throw new BootFailure('BOOT_FAILED', qemu.exitReason())
     socket.on('error', (error) => this.log('agent port: %s', error.message))
     this.portSocket = socket
+    tracePort(this.spec.name, socket)
     this.mux.attach(socket, { peerParked })
   }
 

@@ -1,6 +1,7 @@
 import type net from 'node:net'
 import type { MuxSession } from '@vmctl/agent'
 import { listen } from '../util/unix-socket.js'
+import { mark } from './restore-timeline.js'
 
 /**
  * Client sockets to the guest agent: every connection to `agent.sock` (grpc-js clients) becomes
@@ -59,6 +60,7 @@ export class AgentProxy {
       return
     }
     const channel = this.mux.openChannel(service)
+    mark('-', `client connected: channel ${channel.id}`)
     socket.pipe(channel)
     channel.pipe(socket)
     socket.on('error', () => channel.destroy())

@@ -4,6 +4,7 @@ import { sleep } from '../util/timing.js'
 import { BootFailure, type Deadline, deadlineSignal } from './boot-deadline.js'
 import { RootMountError } from './guest-setup-port.js'
 import type { QemuProcess } from './qemu-process.js'
+import { mark } from './restore-timeline.js'
 
 /** Health service the agent reports SERVING as soon as it answers, before the root is mounted. */
 export const AGENT_HEALTH_SERVICE = 'vmctl.agent'
@@ -14,7 +15,13 @@ export const AGENT_HEALTH_SERVICE = 'vmctl.agent'
  * gRPC call is needed: after a restore every HTTP/2 connection is set up by a guest whose
  * translation cache is cold, and VM.up()'s caller has already started its own.
  */
-export async function untilReady(mux: MuxSession, qemu: QemuProcess, deadline: Deadline): Promise<void> {
+export async function untilReady(
+  mux: MuxSession,
+  qemu: QemuProcess,
+  deadline: Deadline,
+  /** The VM's name, for its timeline (restore-timeline.ts). */
+  vm = '',
+): Promise<void> {
   const port = await qemu.setupPort
   if (!port) throw new BootFailure('BOOT_FAILED', qemu.exitReason())
   const signal = deadlineSignal(deadline)
@@ -31,12 +38,15 @@ export async function untilReady(mux: MuxSession, qemu: QemuProcess, deadline: D
     mux.once('ready', ready)
     signal.addEventListener('abort', aborted)
   })
-  const root = port.rootReady(signal).catch((error: Error) => {
-    if (error instanceof RootMountError)
-      throw new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${error.message}`)
-    if (signal.aborted) throw new BootFailure('BOOT_TIMEOUT', 'the guest did not mount its root in time')
-    throw error
-  })
+  const root = port.rootReady(signal).then(
+    () => mark(vm, 'root mounted'),
+    (error: Error) => {
+      if (error instanceof RootMountError)
+        throw new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${error.message}`)
+      if (signal.aborted) throw new BootFailure('BOOT_TIMEOUT', 'the guest did not mount its root in time')
+      throw error
+    },
+  )
   await Promise.all([session, root])
 }
 

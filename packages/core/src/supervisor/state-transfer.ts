@@ -4,6 +4,7 @@ import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import type { AgentLink } from './agent-link.js'
 import { BootFailure, type Deadline, deadlineSignal, withinDeadline } from './boot-deadline.js'
 import type { QemuProcess } from './qemu-process.js'
+import { mark } from './restore-timeline.js'
 
 /** How long a guest agent gets to acknowledge a park before the state is saved regardless. */
 const PARK_TIMEOUT_MS = 5_000
@@ -50,11 +51,14 @@ export async function loadState(
 ): Promise<LoadTimes> {
   const within = <T>(work: Promise<T>) => withinDeadline(work, qemu, deadline)
   const qmp = await within(qemu.connectQmp())
+  mark(spec.name, 'qmp connected')
   await within(link.connect(qemu, true))
   await within(qemu.setupPort)
-  await within(loadDeviceState(qmp, file, shared))
+  mark(spec.name, 'ports connected')
+  await within(loadDeviceState(qmp, file, shared, (what) => mark(spec.name, what)))
   const loaded = performance.now()
   await within(refreshGuest(qemu, spec, deadline, log))
+  mark(spec.name, 'guest refreshed')
   return { loaded, refreshed: performance.now() }
 }
 

@@ -26,6 +26,7 @@ import { BootFailure, type Deadline, isBootTimeout, withinDeadline } from './boo
 import type { ConsoleLog } from './console-log.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { AGENT_HEALTH_SERVICE, healthClient, untilHealthy, untilReady } from './readiness.js'
+import { mark, watchQemu } from './restore-timeline.js'
 import { loadState, saveState } from './state-transfer.js'
 
 /**
@@ -117,7 +118,8 @@ export class TemplateClone {
         }
         touchTemplate(check.files)
         // From here on it is this VM's own boot (its root mount): failures are real ones.
-        await withinDeadline(untilReady(this.ctx.link.mux, qemu, deadline), qemu, deadline)
+        const ready = untilReady(this.ctx.link.mux, qemu, deadline, this.ctx.definition.name)
+        await withinDeadline(ready, qemu, deadline)
         return { qemu, key, made: false, variant }
       }
       const release = await tryLock(lockIn(cacheDir, `vmctl-template-${key}`))
@@ -261,7 +263,9 @@ export class TemplateClone {
         ]),
       )
     } catch {}
+    mark(this.ctx.definition.name, 'qemu spawn')
     const qemu = this.ctx.startQemu({ ...variant, incoming: true })
+    watchQemu(qemu.pid)
     // A clone that takes much longer than a cold boot would is a broken template, not a slow host.
     const at = Math.min(deadline.at, performance.now() + CLONE_TIMEOUT_MS)
     const ownBound = at < deadline.at
@@ -274,6 +278,7 @@ export class TemplateClone {
     let synced = -1
     this.ctx.link.mux.once('ready', () => {
       synced = Math.round(performance.now() - started)
+      mark(this.ctx.definition.name, 'agent session ready')
     })
     try {
       const times = await loadState(

@@ -1,0 +1,31 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os, { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, test } from 'vitest'
+import { guestInfo } from './info-service.js'
+
+const work = mkdtempSync(join(tmpdir(), 'guest-info-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+
+describe('guest info', () => {
+  test('a root mounted after the first call is read then, and its os-release only once', () => {
+    const root = join(work, 'root')
+    const info = () => guestInfo({ busybox: 'busybox', chrootPath: root })
+    // A template is saved before its root is mounted: nothing to read yet, and nothing kept.
+    expect(info().osRelease).toBe('')
+    mkdirSync(join(root, 'etc'), { recursive: true })
+    writeFileSync(join(root, 'etc/os-release'), 'NAME=Debian\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
+    expect(info().osRelease).toBe('Debian GNU/Linux 12 (bookworm)')
+    // Read once: every later info() would otherwise read it over the root's 9p share again.
+    writeFileSync(join(root, 'etc/os-release'), 'PRETTY_NAME="changed"\n')
+    expect(info().osRelease).toBe('Debian GNU/Linux 12 (bookworm)')
+  })
+
+  test('the CPUs the agent can run on, and the rest of the machine', () => {
+    const info = guestInfo({ busybox: 'busybox', chrootPath: undefined })
+    expect(info.cpus).toBe(os.availableParallelism())
+    expect(info.cpus).toBeGreaterThan(0)
+    expect(info.memoryTotalBytes).toBe(os.totalmem())
+    expect(info.hostname).toBe(os.hostname())
+  })
+})

@@ -1,0 +1,125 @@
+// Bundles the `vmctl` command (src/cli-main.ts with @vmctl/core, @vmctl/agent and their
+// dependencies) into one ES module, dist/cli-main.js, in place of tsc's output there. Node
+// resolving and loading the ~200 modules of the CLI, core and grpc-js one by one was most of the
+// CLI's own start-up: loading took 342 ms of CPU in `vmctl run -- true`, 143 ms as one file (medians,
+// n=6, interleaved in one run of scripts/bench-cli.mjs; `node -e 0` is ~140 ms more in each). The
+// commands the CLI does not run are imported lazily (run-cli.ts): their code is in the file but
+// not run. Not split into chunks: that saved another ~25 ms, but esbuild's chunk for a dynamically
+// imported CommonJS package (undici, for fetching kernels) exports only `default`, so
+// `import('undici')` lost its named exports (setup-command.test.ts caught it).
+// dist/main.js, the bin, stays tsc's (it turns on V8's compile cache first); so does dist/index.js
+// (runCli for embedding), which imports @vmctl/core as a library user would.
+//
+// Core and the agent find files of their own packages through `import.meta.url`: the supervisor
+// bundle, the switch entry, the xz worker, the native guest helpers, package.json. In the bundle
+// import.meta.url is this CLI's file, so each of those modules gets, in its place, the URL it would
+// have in the installed package: the package is found from here as Node finds it (the CLI depends
+// on @vmctl/core, core on @vmctl/agent), which is the workspace's in the repository and
+// node_modules' after `npm i vmctl`, and the same version the bundle was built from.
+import { readFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+
+const require = createRequire(import.meta.url)
+const packageRoot = (entry) => dirname(dirname(entry)) // <root>/dist/index.js → <root>
+const coreEntry = require.resolve('@vmctl/core')
+const agentEntry = createRequire(coreEntry).resolve('@vmctl/agent')
+const roots = { core: packageRoot(coreEntry), agent: packageRoot(agentEntry) }
+
+// import.meta.url in core's and the agent's modules → the URL the module has in its package.
+const IMPORT_META_URL = /\bimport\.meta\.url\b/g
+// A dynamic import of a package (not of a relative path): what core loads only when it needs it.
+const DYNAMIC_PACKAGE_IMPORT = /\bimport\((['"])([^'"./][^'"]*)\1\)/g
+
+/** The directory of the package named `name` that holds `file`. */
+async function packageRootOf(file, name) {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      if (JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')).name === name) return dir
+    } catch {}
+  }
+  throw new Error(`no package.json of ${name} above ${file}`)
+}
+
+const packageUrls = {
+  name: 'package-urls',
+  setup(build) {
+    build.onLoad({ filter: /\.js$/ }, async (args) => {
+      const owner = Object.entries(roots).find(([, root]) => args.path.startsWith(`${root}/dist/`))
+      if (!owner) return undefined
+      const [name, root] = owner
+      let contents = await readFile(args.path, 'utf8')
+      const file = JSON.stringify(relative(root, args.path))
+      contents = contents.replace(IMPORT_META_URL, `__vmctlPackageUrl(${JSON.stringify(name)}, ${file})`)
+      // Left out of the bundle: each is imported, when core calls for it, from where core's own
+      // import would find it (undici for fetching kernels, openpgp for checking their signatures,
+      // execa for host commands: ~1.5 MB that every start-up parsed, ~40 ms of CPU).
+      for (const [call, , specifier] of [...contents.matchAll(DYNAMIC_PACKAGE_IMPORT)]) {
+        const packageName = specifier
+          .split('/')
+          .slice(0, specifier.startsWith('@') ? 2 : 1)
+          .join('/')
+        const resolved = await build.resolve(specifier, {
+          kind: 'dynamic-import',
+          resolveDir: dirname(args.path),
+        })
+        if (resolved.errors.length > 0) throw new Error(`${args.path}: cannot resolve ${specifier}`)
+        const entry = relative(await packageRootOf(resolved.path, packageName), resolved.path)
+        contents = contents.replace(
+          call,
+          `import(__vmctlDependencyUrl(${JSON.stringify(name)}, ${JSON.stringify(specifier)}, ${JSON.stringify(packageName)}, ${JSON.stringify(entry)}))`,
+        )
+      }
+      return { contents, loader: 'js' }
+    })
+  },
+}
+
+// Bundled CommonJS (grpc-js, debug) calls require() for Node's own modules, which an ES module has
+// no global of; __vmctlPackageUrl resolves each package once. __vmctlDependencyUrl finds the
+// package from its owner as Node's require would, and imports the ES module entry the build
+// resolved (`import` conditions, which require.resolve does not apply), or what require found if
+// an installed version lays its files out otherwise.
+const banner = `import { createRequire as __vmctlCreateRequire } from 'node:module';
+import { existsSync as __vmctlExists, readFileSync as __vmctlRead } from 'node:fs';
+import { dirname as __vmctlDirname, join as __vmctlJoin } from 'node:path';
+import { pathToFileURL as __vmctlPathToFileURL } from 'node:url';
+const require = __vmctlCreateRequire(import.meta.url);
+const __vmctlRoots = {};
+function __vmctlPackageUrl(name, file) {
+  if (!__vmctlRoots[name]) {
+    const core = require.resolve('@vmctl/core');
+    const entry = name === 'core' ? core : __vmctlCreateRequire(core).resolve('@vmctl/agent');
+    __vmctlRoots[name] = __vmctlDirname(__vmctlDirname(entry));
+  }
+  return __vmctlPathToFileURL(__vmctlRoots[name] + '/' + file).href;
+}
+function __vmctlDependencyUrl(owner, specifier, name, entry) {
+  const found = __vmctlCreateRequire(__vmctlPackageUrl(owner, 'package.json')).resolve(specifier);
+  for (let dir = __vmctlDirname(found); dir !== __vmctlDirname(dir); dir = __vmctlDirname(dir)) {
+    try {
+      if (JSON.parse(__vmctlRead(__vmctlJoin(dir, 'package.json'), 'utf8')).name !== name) continue;
+    } catch { continue; }
+    const file = __vmctlJoin(dir, entry);
+    return __vmctlPathToFileURL(__vmctlExists(file) ? file : found).href;
+  }
+  return __vmctlPathToFileURL(found).href;
+}`
+
+await build({
+  entryPoints: [fileURLToPath(new URL('../src/cli-main.ts', import.meta.url))],
+  outfile: fileURLToPath(new URL('../dist/cli-main.js', import.meta.url)),
+  allowOverwrite: true,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  banner: { js: banner },
+  plugins: [packageUrls],
+})

@@ -1,0 +1,186 @@
+// Per-call latency of the agent (issue 16: a call that starts no process in ≤ 10 ms), A/B.
+//
+//   VARIANTS='[{"name":"before","root":"/tmp/tree-a"},{"name":"after"}]' CALLS=200 \
+//   VMCTL_CACHE_DIR=/tmp/calls-cache node scripts/bench-calls.mjs
+//
+// Boots one VM per variant (`root`: a built copy of this repository, default this one; `env` set
+// around its VM.up()), all up at once, then after WARM_UP calls of each kind runs CALLS rounds
+// that alternate between the variants: in each round every variant makes one `info()`, one small
+// `readFile()`, one `exec(['true'])` and one round trip of 64 bytes over a raw channel that the
+// guest echoes (`raw-echo`: the port and the multiplexer without gRPC or HTTP/2, when the
+// variant's agent has it). Every call is timed in wall time and in CPU time of the VM's QEMU
+// (all its threads: the steadier measure of the guest's work on a loaded host), of its supervisor and of this process. Prints medians
+// [min-max] and p90 per kind, and the ratios of each variant to the first. OUT=file writes every
+// sample as JSON.
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = fileURLToPath(new URL('..', import.meta.url))
+const CALLS = Number(process.env.CALLS ?? 200)
+const WARM_UP = Number(process.env.WARM_UP ?? 20)
+const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
+
+const withEnv = async (env = {}, work) => {
+  const saved = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
+  Object.assign(process.env, env)
+  try {
+    return await work()
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  }
+}
+
+/** CPU ms of a process, all its threads (QEMU's vCPU threads are not named apart here). */
+const cpuMs = (pid) => {
+  let ns = 0
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
+      } catch {}
+    }
+  } catch {}
+  return ns / 1e6
+}
+const ownCpu = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
+}
+
+/** One raw channel that echoes: a 64-byte round trip per call. */
+async function rawEcho(socketPath) {
+  const socket = net.connect(socketPath)
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  socket.setNoDelay(true)
+  socket.write('raw-echo\n')
+  const message = Buffer.alloc(64, 0x61)
+  let waiting
+  let got = 0
+  socket.on('data', (chunk) => {
+    got += chunk.length
+    if (got >= message.length) {
+      got -= message.length
+      waiting?.()
+    }
+  })
+  const roundTrip = () =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error('raw-echo: no answer in 10 s (an agent without it?)')),
+        10_000,
+      )
+      waiting = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+      socket.write(message)
+    })
+  // The first answer also says whether the agent has the service at all.
+  try {
+    await roundTrip()
+  } catch {
+    socket.destroy()
+    return undefined
+  }
+  return { roundTrip, close: () => socket.destroy() }
+}
+
+for (const variant of variants) {
+  const dist = join(variant.root ?? here, 'packages/core/dist')
+  const { VM } = await import(join(dist, 'index.js'))
+  const { runtimeDir } = await import(join(dist, 'paths.js'))
+  const { VmDirectory } = await import(join(dist, 'supervisor/vm-directory.js'))
+  const started = performance.now()
+  variant.vm = await withEnv(variant.env, () => VM.up())
+  const status = JSON.parse(readFileSync(join(runtimeDir(), 'vms', variant.vm.name, 'status.json'), 'utf8'))
+  variant.qemuPid = status.qemuPid
+  variant.supervisorPid = status.pid
+  process.stderr.write(
+    `${variant.name}: up in ${Math.round(performance.now() - started)} ms (template ${status.template?.made ? 'made' : status.template ? 'restored' : 'none'})\n`,
+  )
+  const vm = variant.vm
+  variant.calls = {
+    info: () => vm.info(),
+    readFile: () => vm.readFile('/etc/hostname'),
+    exec: () => vm.exec(['true']),
+  }
+  const echo = await rawEcho(new VmDirectory(vm.name).rawSocket)
+  if (echo) {
+    variant.calls.rawEcho = echo.roundTrip
+    variant.echo = echo
+  }
+  variant.samples = Object.fromEntries(Object.keys(variant.calls).map((kind) => [kind, []]))
+}
+
+try {
+  for (const variant of variants)
+    for (let i = 0; i < WARM_UP; i++) for (const call of Object.values(variant.calls)) await call()
+  for (let round = 0; round < CALLS; round++) {
+    const order = round % 2 ? [...variants].reverse() : variants
+    for (const variant of order) {
+      for (const [kind, call] of Object.entries(variant.calls)) {
+        const qemu0 = cpuMs(variant.qemuPid)
+        const supervisor0 = cpuMs(variant.supervisorPid)
+        const own0 = ownCpu()
+        const t0 = performance.now()
+        await call()
+        const wall = performance.now() - t0
+        const own = ownCpu() - own0
+        variant.samples[kind].push({
+          wall,
+          qemu: cpuMs(variant.qemuPid) - qemu0,
+          supervisor: cpuMs(variant.supervisorPid) - supervisor0,
+          caller: own,
+        })
+      }
+    }
+  }
+} finally {
+  for (const variant of variants) {
+    variant.echo?.close()
+    await variant.vm.destroy()
+  }
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+const quantile = (values, q) => [...values].sort((a, b) => a - b)[Math.floor(q * (values.length - 1))]
+const fmt = (n) => n.toFixed(2)
+const measures = ['wall', 'qemu', 'supervisor', 'caller']
+console.log(
+  `\n${CALLS} rounds after ${WARM_UP} warm-up calls; ms per call, median [min-max] (wall also p90)\n`,
+)
+for (const kind of ['info', 'readFile', 'exec', 'rawEcho']) {
+  for (const variant of variants) {
+    const samples = variant.samples[kind]
+    if (!samples) continue
+    const cells = measures.map((m) => {
+      const values = samples.map((s) => s[m])
+      const extra = m === 'wall' ? ` p90 ${fmt(quantile(values, 0.9))}` : ''
+      return `${m} ${fmt(median(values))} [${fmt(Math.min(...values))}-${fmt(Math.max(...values))}]${extra}`
+    })
+    const base = variants[0].samples[kind]
+    const ratio =
+      variant === variants[0] || !base
+        ? ''
+        : `  (wall ${(median(samples.map((s) => s.wall)) / median(base.map((s) => s.wall))).toFixed(2)}x, qemu ${(median(samples.map((s) => s.qemu)) / median(base.map((s) => s.qemu))).toFixed(2)}x)`
+    console.log(`${kind.padEnd(8)} ${variant.name.padEnd(10)} ${cells.join('  ')}${ratio}`)
+  }
+}
+if (process.env.OUT)
+  writeFileSync(
+    process.env.OUT,
+    JSON.stringify(
+      variants.map((v) => ({ name: v.name, samples: v.samples })),
+      null,
+      1,
+    ),
+  )

@@ -1,0 +1,132 @@
+// Where one `vmctl run -- true` spends its time, phase by phase, and an A/B of builds interleaved
+// in one run:
+//
+//   node scripts/bench-cli.mjs                      # this build, ROUNDS=7
+//   VARIANTS='[{"name":"main","root":"/tmp/main-copy"},{"name":"this"}]' ROUNDS=7 node scripts/bench-cli.mjs
+//
+// `root` is a built copy of this repository (default: this one). Each round runs, for every variant
+// (the order alternates), `vmctl --version` (the CLI's own start-up and nothing else) and
+// `vmctl run -- true`. A preload (bench-cli-marks.mjs) reads the CLI's vmctl:* performance marks at
+// exit, so a run splits into:
+//   node start   spawn → the process's time origin (exec of node)
+//   bootstrap    → the preload runs (Node's own start-up)
+//   load         → the CLI's main module runs (loading the CLI and @vmctl/core)
+//   parse        → VM.up() is called (options, vmctl.toml lookup)
+//   up           → VM.up() resolves (supervisor, QEMU restore, agent ready)
+//   exec         → the command's result is in (the first exec)
+//   destroy      → vm.destroy() resolves
+//   drain        → the process's exit event (what still held the event loop)
+//   reap         → the parent sees the exit
+// and the CLI process's CPU time in each phase (`cpu load`, ...): on a loaded host the steadier
+// measure of what the CLI itself costs.
+// A build without the marks (older than this script) shows only its total.
+// Prints medians [min-max] in ms, and each variant's medians over the first's; OUT=file also writes
+// every sample as JSON. The VMs come from the default template (made first if missing).
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { median } from './bench-helpers.mjs'
+
+const here = fileURLToPath(new URL('..', import.meta.url))
+const preload = fileURLToPath(new URL('./bench-cli-marks.mjs', import.meta.url))
+const ROUNDS = Number(process.env.ROUNDS ?? 7)
+const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
+const scratch = mkdtempSync(join(tmpdir(), 'vmctl-bench-cli-'))
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }))
+
+/** The CLI's marks (run-command.ts, main.ts) and the phase each ends. */
+const STEPS = [
+  ['load', 'vmctl:loaded'],
+  ['parse', 'vmctl:up'],
+  ['up', 'vmctl:ready'],
+  ['exec', 'vmctl:exec-done'],
+  ['destroy', 'vmctl:destroyed'],
+]
+
+/** Runs the variant's CLI with `args`; resolves with its phases in ms. */
+async function sample(variant, args) {
+  const cli = join(variant.root ?? here, 'packages/cli/dist/main.js')
+  const marksFile = join(scratch, 'marks.json')
+  rmSync(marksFile, { force: true })
+  const spawnedAt = performance.timeOrigin + performance.now()
+  let stderr = ''
+  const code = await new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', preload, cli, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, VMCTL_BENCH_MARKS: marksFile },
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    child.on('exit', resolve)
+  })
+  const reapedAt = performance.timeOrigin + performance.now()
+  if (code !== 0) throw new Error(`vmctl ${args.join(' ')} exited with ${code}:\n${stderr}`)
+  const child = JSON.parse(readFileSync(marksFile, 'utf8'))
+  const phases = { total: reapedAt - spawnedAt, 'node start': child.timeOrigin - spawnedAt }
+  // Each phase ends at its own mark and starts at the last mark before it that the build has; its
+  // CPU time (of the CLI process alone) likewise.
+  const steps = [
+    ['bootstrap', child.preloaded, child.preloadedCpu],
+    ...STEPS.map(([phase, mark]) => [phase, child.marks[mark], child.cpuAt?.[mark]]),
+    ['drain', child.exit, child.cpuMs],
+  ]
+  let wall = 0
+  let cpu = 0
+  for (const [name, end, endCpu] of steps) {
+    if (end === undefined) continue
+    phases[name] = end - wall
+    phases[`cpu ${name}`] = endCpu - cpu
+    wall = end
+    cpu = endCpu
+  }
+  phases.cpu = child.cpuMs
+  phases.reap = reapedAt - (child.timeOrigin + child.exit)
+  return phases
+}
+
+const runs = {}
+for (const variant of variants) runs[variant.name] = { version: [], run: [] }
+process.stderr.write(`bench-cli: ${ROUNDS} rounds of ${variants.map((v) => v.name).join(', ')}\n`)
+for (const variant of variants) await sample(variant, ['run', '--', 'true']) // a template, warm caches
+for (let round = 0; round < ROUNDS; round++) {
+  const order = round % 2 ? [...variants].reverse() : variants
+  for (const variant of order) runs[variant.name].version.push(await sample(variant, ['--version']))
+  for (const variant of order) runs[variant.name].run.push(await sample(variant, ['run', '--', 'true']))
+  process.stderr.write('.')
+}
+process.stderr.write('\n')
+
+const PHASES = ['bootstrap', 'load', 'parse', 'up', 'exec', 'destroy', 'drain']
+const NAMES = ['total', 'node start', ...PHASES, 'reap', 'cpu', ...PHASES.map((phase) => `cpu ${phase}`)]
+const stats = (values) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) })
+const fmt = ({ median: m, min, max }) => `${m.toFixed(1)} [${min.toFixed(1)}-${max.toFixed(1)}]`
+const summary = {}
+for (const [kind, title] of [
+  ['version', 'vmctl --version'],
+  ['run', 'vmctl run -- true'],
+]) {
+  console.log(`\n${title}, ms, median [min-max], n=${ROUNDS} interleaved`)
+  console.log(`| phase | ${variants.map((v) => v.name).join(' | ')} |`)
+  console.log(`|---|${variants.map(() => '---').join('|')}|`)
+  for (const name of NAMES) {
+    const cells = variants.map((variant) => {
+      const values = runs[variant.name][kind].map((phases) => phases[name]).filter((v) => v !== undefined)
+      if (values.length === 0) return '-'
+      summary[`${variant.name} ${kind} ${name}`] = stats(values)
+      return fmt(summary[`${variant.name} ${kind} ${name}`])
+    })
+    console.log(`| ${name} | ${cells.join(' | ')} |`)
+  }
+  for (const variant of variants.slice(1)) {
+    const ratio = (name) =>
+      (
+        summary[`${variant.name} ${kind} ${name}`].median /
+        summary[`${variants[0].name} ${kind} ${name}`].median
+      ).toFixed(2)
+    console.log(`${variant.name} / ${variants[0].name}: total ${ratio('total')}, cpu ${ratio('cpu')}`)
+  }
+}
+if (process.env.OUT) writeFileSync(process.env.OUT, JSON.stringify({ variants, runs, summary }, null, 2))
