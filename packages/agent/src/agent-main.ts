@@ -11,14 +11,16 @@ import {
   HealthService,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from './generated/grpc/health/v1/health.js'
-import { type AgentServer, AgentService } from './generated/vmctl/agent/v1/agent.js'
+import type { AgentServer } from './generated/vmctl/agent/v1/agent.js'
 import { DevicesService } from './generated/vmctl/agent/v1/devices.js'
 import { agentLog } from './guest/agent-log.js'
 import { devicesService } from './guest/disk-watch-service.js'
 import { handleExec } from './guest/exec-service.js'
+import { agentServiceWithFileCodecs } from './guest/file-codecs.js'
 import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
 import { HealthStatus } from './guest/health-service.js'
+import { raiseReceiveWindows } from './guest/http2-windows.js'
 import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
 import { powerOff } from './guest/power-service.js'
@@ -64,9 +66,10 @@ const agent: AgentServer = {
     powerOff(root, call.request.reboot)
   },
 }
-server.addService(AgentService, agent)
+server.addService(agentServiceWithFileCodecs(), agent)
 server.addService(DevicesService, devicesService(root))
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
+if (!raiseReceiveWindows(server)) log('HTTP/2 receive windows left at 64 KB: pushes will be slower')
 
 const session = new MuxSession('guest')
 // Tells the init that this agent served a host: from then on an exit is a crash to restart, not

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto'
 import {
   chmodSync,
   chownSync,
-  createReadStream,
   createWriteStream,
   mkdirSync,
   renameSync,
@@ -12,7 +11,7 @@ import {
   statSync,
 } from 'node:fs'
 import { posix } from 'node:path'
-import type { Readable, Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 import {
   type ServerReadableStream,
   type ServerWritableStream,
@@ -26,6 +25,7 @@ import type {
   PushRequest,
   PushResponse,
 } from '../generated/vmctl/agent/v1/agent.js'
+import { sendFile } from './file-send.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
@@ -244,11 +244,12 @@ function openDirectorySink(header: FileHeader, root: GuestRoot) {
 
 export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>, root: GuestRoot): void {
   const { path, directory } = call.request
-  let source: Readable
   let target: string
+  let size: number
   try {
     target = resolveInRoot(root.chrootPath, path)
     const stat = statSync(target)
+    size = stat.size
     if (stat.isDirectory() !== directory) {
       call.emit(
         'error',
@@ -279,7 +280,6 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
     tar.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk
     })
-    source = tar.stdout!
     tar.on('close', (code) => {
       if (code === 0) call.end()
       else
@@ -289,19 +289,15 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
         )
     })
     call.on('cancelled', () => tar.kill('SIGKILL'))
+    tar.stdout!.on('data', (chunk: Buffer) => {
+      if (!call.write({ kind: { $case: 'data', value: chunk } })) {
+        tar.stdout!.pause()
+        call.once('drain', () => tar.stdout!.resume())
+      }
+    })
   } else {
-    const stream = createReadStream(target, { highWaterMark: 256 * 1024 })
-    source = stream
-    stream.on('end', () => call.end())
-    stream.on('error', (error: NodeJS.ErrnoException) => call.emit('error', fsError(error, path, 'read')))
-    call.on('cancelled', () => stream.destroy())
+    void sendFile(call, target, size, (error) => call.emit('error', fsError(error, path, 'read')))
   }
-  source.on('data', (chunk: Buffer) => {
-    if (!call.write({ kind: { $case: 'data', value: chunk } })) {
-      source.pause()
-      call.once('drain', () => source.resume())
-    }
-  })
 }
 
 /** Kernel interfaces mounted as filesystems, by statfs type: their files are not files. */

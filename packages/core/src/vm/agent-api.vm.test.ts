@@ -56,6 +56,15 @@ describe('vm: the agent API', () => {
     const noParent = await vm.writeFile('/no/such/dir/f', 'x', { parents: false }).catch((e: unknown) => e)
     expect((noParent as AgentError).grpcCode).toBe('NOT_FOUND')
     expect((noParent as Error).message).toMatch(/parents: true/)
+    // A directory is refused before any byte; a file that fails mid-read names its path and cause.
+    const directory = await vm.pull('/etc').catch((e: unknown) => e)
+    expect((directory as AgentError).grpcCode).toBe('FAILED_PRECONDITION')
+    expect((directory as Error).message).toMatch(
+      /\/etc is a directory in the guest: pull it with copyDirFrom/,
+    )
+    const unreadable = await vm.pull('/proc/self/mem').catch((e: unknown) => e)
+    expect(unreadable).toBeInstanceOf(AgentError)
+    expect((unreadable as Error).message).toMatch(/cannot read \/proc\/self\/mem: .*(EIO|i\/o error)/i)
   })
 
   test('directories copy both ways, with nested files and symlinks', async () => {

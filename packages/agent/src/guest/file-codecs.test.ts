@@ -1,0 +1,53 @@
+import { describe, expect, test } from 'vitest'
+import { AgentService, PullResponse, type PushRequest } from '../generated/vmctl/agent/v1/agent.js'
+import { agentServiceWithFileCodecs, DATA_PREFIX_BYTES, dataMessage } from './file-codecs.js'
+
+const service = agentServiceWithFileCodecs()
+
+describe('file codecs without copies', () => {
+  test.each([0, 1, 127, 128, 16383, 16384, 1024 * 1024])(
+    'a %i-byte data message serializes to the generated codec bytes',
+    (length) => {
+      const buffer = Buffer.alloc(DATA_PREFIX_BYTES + length, 0xab)
+      const message = dataMessage(buffer, length)
+      const generated = AgentService.pull.responseSerialize(message)
+      expect(service.pull.responseSerialize(message).equals(generated)).toBe(true)
+      const decoded = PullResponse.decode(service.pull.responseSerialize(message))
+      expect(
+        decoded.kind?.$case === 'data' && decoded.kind.value.equals(buffer.subarray(DATA_PREFIX_BYTES)),
+      ).toBe(true)
+    },
+  )
+
+  test('stat messages still go through the generated codec', () => {
+    const message: PullResponse = {
+      kind: { $case: 'stat', value: { size: 5, mode: 0o644, isDirectory: false } },
+    }
+    expect(service.pull.responseSerialize(message).equals(AgentService.pull.responseSerialize(message))).toBe(
+      true,
+    )
+  })
+
+  test.each([0, 1, 200, 70000])('a pushed %i-byte data message decodes to the same bytes', (length) => {
+    const data = Buffer.alloc(length, 0xcd)
+    const wire = AgentService.push.requestSerialize({ kind: { $case: 'data', value: data } })
+    const decoded = service.push.requestDeserialize(wire)
+    expect(decoded.kind?.$case === 'data' && decoded.kind.value.equals(data)).toBe(true)
+  })
+
+  test('a pushed header, or a data field followed by more fields, decodes as the generated codec does', () => {
+    const header: PushRequest = {
+      kind: {
+        $case: 'header',
+        value: { path: '/x', mode: 0o600, owner: 'nobody', parents: true, directory: false },
+      },
+    }
+    const wire = AgentService.push.requestSerialize(header)
+    expect(service.push.requestDeserialize(wire)).toEqual(header)
+    const twice = Buffer.concat([
+      AgentService.push.requestSerialize({ kind: { $case: 'data', value: Buffer.from('ab') } }),
+      AgentService.push.requestSerialize({ kind: { $case: 'data', value: Buffer.from('cd') } }),
+    ])
+    expect(service.push.requestDeserialize(twice)).toEqual(AgentService.push.requestDeserialize(twice))
+  })
+})
