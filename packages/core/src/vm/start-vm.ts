@@ -23,8 +23,18 @@ const log = logger('boot')
  */
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
-  const logFd = openSync(directory.supervisorLog, 'a', 0o600)
-  const supervisor = spawn(process.execPath, [supervisorMainPath(), directory.path], {
+  let main: string
+  let logFd: number
+  try {
+    main = supervisorMainPath()
+    logFd = openSync(directory.supervisorLog, 'a', 0o600)
+  } catch (error) {
+    // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
+    networks?.leave()
+    directory.remove()
+    throw error
+  }
+  const supervisor = spawn(process.execPath, [main, directory.path], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
     // Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
