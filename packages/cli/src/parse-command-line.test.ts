@@ -25,5 +25,17 @@ describe('command line parsing', () => {
     expect(() => vmOptionsFrom(values(['--port', '70000']))).toThrow(/--port takes a TCP port/)
     expect(() => vmOptionsFrom(values(['--accel', 'fast']))).toThrow(UsageError)
     expect(() => parseCommandLine(['--nope'], VM_OPTIONS, 'run')).toThrow(/Unknown option '--nope'/)
+    expect(() => parseCommandLine(['--memry', '512'], VM_OPTIONS, 'run')).toThrow(
+      /Unknown option '--memry' \(did you mean --memory\?\)/,
+    )
+    expect(() => parseCommandLine(['--nope'], VM_OPTIONS, 'run')).not.toThrow(/did you mean/)
+  })
+})
+
+describe('a mistyped command', () => {
+  test('names the command it most likely meant, and none when nothing is close', async () => {
+    const { runCli } = await import('./run-cli.js')
+    await expect(runCli(['rn'])).rejects.toThrow(/unknown command "rn" \(did you mean run\?\)/)
+    await expect(runCli(['frobnicate'])).rejects.toThrow(/unknown command "frobnicate"; commands:/)
   })
 })

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { closestName } from '@vmctl/core'
 import type { OptionSpec } from './cli-options.js'
 import { UsageError } from './usage-error.js'
 
@@ -40,7 +41,10 @@ export function parseCommandLine(
     }
   } catch (error) {
     const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '')
-    throw new UsageError(`vmctl ${command}: ${message} (see vmctl ${command} --help)`)
+    const unknown = /^Unknown option '--?([^']+)'/.exec(message)?.[1]
+    const meant = unknown ? closestName(unknown, Object.keys(options)) : undefined
+    const hint = meant ? ` (did you mean --${meant}?)` : ''
+    throw new UsageError(`vmctl ${command}: ${message}${hint} (see vmctl ${command} --help)`)
   }
 }
 

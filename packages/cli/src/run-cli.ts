@@ -123,9 +123,12 @@ export async function runCli(args: string[]): Promise<number> {
     return 0
   }
   const command = COMMANDS[name]
-  if (!command)
+  if (!command) {
+    // core is loaded here only: a mistyped command is the one path that needs it before a command runs.
+    const meant = (await import('@vmctl/core')).closestName(name, Object.keys(COMMANDS))
     throw new UsageError(
-      `unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
+      `unknown command ${JSON.stringify(name)}${meant ? ` (did you mean ${meant}?)` : ''}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
     )
+  }
   return (await command.load()).run(rest)
 }

@@ -9,6 +9,7 @@
  * ```
  */
 
+export { closestName } from './closest-name.js'
 export {
   CONFIG_FILE_NAME,
   ConfigError,
