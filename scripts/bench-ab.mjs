@@ -16,9 +16,10 @@
 //
 // Prints medians [min-max] per phase and the ratios of each variant to the first; OUT=file also
 // writes every sample as JSON.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cpuMs, ownCpuMs, withEnv } from './bench-helpers.mjs'
 
 const here = fileURLToPath(new URL('..', import.meta.url))
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
@@ -31,34 +32,6 @@ for (const variant of variants) {
 }
 
 const now = () => performance.now()
-const withEnv = async (env, work) => {
-  const saved = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
-  Object.assign(process.env, env)
-  try {
-    return await work()
-  } finally {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key]
-      else process.env[key] = value
-    }
-  }
-}
-/** CPU time of a process and all its threads, in ms (0 once it is gone). */
-const cpuMs = (pid) => {
-  let ns = 0
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
-      } catch {}
-    }
-  } catch {}
-  return ns / 1e6
-}
-const ownCpuMs = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
 
 const phases = ['ready', 'exec1', 'exec2', 'exec3', 'info1', 'read1', 'info', 'read', 'exec']
 const measures = ['wall', 'qemu', 'supervisor', 'caller']

@@ -12,45 +12,16 @@
 // (all its threads: the steadier measure of the guest's work on a loaded host), of its supervisor and of this process. Prints medians
 // [min-max] and p90 per kind, and the ratios of each variant to the first. OUT=file writes every
 // sample as JSON.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cpuMs, ownCpuMs, withEnv } from './bench-helpers.mjs'
 
 const here = fileURLToPath(new URL('..', import.meta.url))
 const CALLS = Number(process.env.CALLS ?? 200)
 const WARM_UP = Number(process.env.WARM_UP ?? 20)
 const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
-
-const withEnv = async (env = {}, work) => {
-  const saved = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
-  Object.assign(process.env, env)
-  try {
-    return await work()
-  } finally {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key]
-      else process.env[key] = value
-    }
-  }
-}
-
-/** CPU ms of a process, all its threads (QEMU's vCPU threads are not named apart here). */
-const cpuMs = (pid) => {
-  let ns = 0
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
-      } catch {}
-    }
-  } catch {}
-  return ns / 1e6
-}
-const ownCpu = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
 
 /** One raw channel that echoes: a 64-byte round trip per call. */
 async function rawEcho(socketPath) {
@@ -96,7 +67,7 @@ for (const variant of variants) {
   const { runtimeDir } = await import(join(dist, 'paths.js'))
   const { VmDirectory } = await import(join(dist, 'supervisor/vm-directory.js'))
   const started = performance.now()
-  variant.vm = await withEnv(variant.env, () => VM.up())
+  variant.vm = await withEnv(variant.env ?? {}, () => VM.up())
   const status = JSON.parse(readFileSync(join(runtimeDir(), 'vms', variant.vm.name, 'status.json'), 'utf8'))
   variant.qemuPid = status.qemuPid
   variant.supervisorPid = status.pid
@@ -126,11 +97,11 @@ try {
       for (const [kind, call] of Object.entries(variant.calls)) {
         const qemu0 = cpuMs(variant.qemuPid)
         const supervisor0 = cpuMs(variant.supervisorPid)
-        const own0 = ownCpu()
+        const own0 = ownCpuMs()
         const t0 = performance.now()
         await call()
         const wall = performance.now() - t0
-        const own = ownCpu() - own0
+        const own = ownCpuMs() - own0
         variant.samples[kind].push({
           wall,
           qemu: cpuMs(variant.qemuPid) - qemu0,

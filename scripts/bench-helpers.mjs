@@ -1,7 +1,8 @@
 // What the benchmarks share: the built core, medians, timing, and the floor (QEMU spawn → the
 // first line of vmctl's init on the serial console, nothing of the agent) with its QEMU plan.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -109,4 +110,71 @@ export async function floorSample(
 export function msRow(label, values, width = 58) {
   const cell = (ms) => `${ms.toFixed(0)} ms`.padStart(8)
   return `| ${label.padEnd(width)} | ${cell(median(values))} | ${cell(Math.min(...values))} | ${cell(Math.max(...values))} |`
+}
+
+function rawConnect(path, service) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path, () => {
+      socket.write(`${service}\n`)
+      resolve(socket)
+    })
+    socket.on('error', reject)
+  })
+}
+
+/** Pushes `bytes` into the guest over a raw multiplexer channel (no gRPC): the floor for push. */
+export async function rawSink(path, bytes) {
+  const socket = await rawConnect(path, 'raw-sink')
+  const block = Buffer.alloc(1024 * 1024)
+  let left = bytes
+  while (left > 0) {
+    const chunk = left >= block.length ? block : block.subarray(0, left)
+    left -= chunk.length
+    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r))
+  }
+  socket.end()
+  let answer = ''
+  for await (const chunk of socket) answer += chunk
+  if (Number(answer) !== bytes) throw new Error(`raw sink counted ${answer.trim()} of ${bytes} bytes`)
+}
+
+/** Pulls `bytes` from the guest over a raw multiplexer channel: the floor for pull. */
+export async function rawSource(path, bytes) {
+  const socket = await rawConnect(path, `raw-source ${bytes}`)
+  let received = 0
+  for await (const chunk of socket) received += chunk.length
+  if (received !== bytes) throw new Error(`raw source sent ${received} of ${bytes} bytes`)
+}
+
+/** Runs `work` with `env` set in this process's environment, restoring what was there after. */
+export async function withEnv(env, work) {
+  const saved = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
+  Object.assign(process.env, env)
+  try {
+    return await work()
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  }
+}
+
+/** CPU time of a process and all its threads (QEMU's vCPUs included), in ms; 0 once it is gone. */
+export function cpuMs(pid) {
+  let ns = 0
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
+      } catch {}
+    }
+  } catch {}
+  return ns / 1e6
+}
+
+/** This process's own CPU time, in ms. */
+export function ownCpuMs() {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
 }

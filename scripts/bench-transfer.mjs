@@ -11,19 +11,10 @@
 //   VARIANTS='[{"name":"main","root":"/tmp/base"},{"name":"this"}]' node scripts/bench-transfer.mjs
 //
 // `root` is a built copy of this repository (default: this one). Each variant boots its own VM.
-import {
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs'
-import net from 'node:net'
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { root as here, median } from './bench-helpers.mjs'
+import { cpuMs, root as here, median, ownCpuMs, rawSink, rawSource } from './bench-helpers.mjs'
 
 const MB = Number(process.env.TRANSFER_MB ?? 64)
 const BYTES = MB * 1024 * 1024
@@ -111,51 +102,8 @@ async function measured(variant, work) {
 
 /** CPU ms of the VM's QEMU (all threads) and of the host side (this process and the supervisor). */
 function cpu(variant) {
-  const self = process.cpuUsage()
   return {
-    qemu: processCpuMs(variant.qemuPid),
-    host: processCpuMs(variant.supervisorPid) + (self.user + self.system) / 1000,
+    qemu: cpuMs(variant.qemuPid),
+    host: cpuMs(variant.supervisorPid) + ownCpuMs(),
   }
-}
-
-function processCpuMs(pid) {
-  let ns = 0
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
-    } catch {}
-  }
-  return ns / 1e6
-}
-
-function rawConnect(path, service) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(path, () => {
-      socket.write(`${service}\n`)
-      resolve(socket)
-    })
-    socket.on('error', reject)
-  })
-}
-
-async function rawSink(path, bytes) {
-  const socket = await rawConnect(path, 'raw-sink')
-  const block = Buffer.alloc(1024 * 1024)
-  let left = bytes
-  while (left > 0) {
-    const chunk = left >= block.length ? block : block.subarray(0, left)
-    left -= chunk.length
-    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r))
-  }
-  socket.end()
-  let answer = ''
-  for await (const chunk of socket) answer += chunk
-  if (Number(answer) !== bytes) throw new Error(`raw sink counted ${answer.trim()} of ${bytes} bytes`)
-}
-
-async function rawSource(path, bytes) {
-  const socket = await rawConnect(path, `raw-source ${bytes}`)
-  let received = 0
-  for await (const chunk of socket) received += chunk.length
-  if (received !== bytes) throw new Error(`raw source sent ${received} of ${bytes} bytes`)
 }

@@ -31,10 +31,18 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { core, floorSample as floorRun, floorSetup, median, root, timed } from './bench-helpers.mjs'
+import {
+  core,
+  floorSample as floorRun,
+  floorSetup,
+  median,
+  rawSink,
+  rawSource,
+  root,
+  timed,
+} from './bench-helpers.mjs'
 
 const { VM } = await core('index.js')
 const { chooseAccelerator } = await core('host/accelerator.js')
@@ -264,38 +272,6 @@ function agentStartup(file, args) {
     })
     child.on('error', reject)
   })
-}
-
-function rawConnect(path, service) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(path, () => {
-      socket.write(`${service}\n`)
-      resolve(socket)
-    })
-    socket.on('error', reject)
-  })
-}
-
-async function rawSink(path, bytes) {
-  const socket = await rawConnect(path, 'raw-sink')
-  const block = Buffer.alloc(1024 * 1024)
-  let left = bytes
-  while (left > 0) {
-    const chunk = left >= block.length ? block : block.subarray(0, left)
-    left -= chunk.length
-    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r))
-  }
-  socket.end()
-  let answer = ''
-  for await (const chunk of socket) answer += chunk
-  if (Number(answer) !== bytes) throw new Error(`raw sink counted ${answer.trim()} of ${bytes} bytes`)
-}
-
-async function rawSource(path, bytes) {
-  const socket = await rawConnect(path, `raw-source ${bytes}`)
-  let received = 0
-  for await (const chunk of socket) received += chunk.length
-  if (received !== bytes) throw new Error(`raw source sent ${received} of ${bytes} bytes`)
 }
 
 const rows = [

@@ -38,6 +38,17 @@ const BOOT_TIMEOUT_MS = VM_BOOT_BUDGET_MS
 const shared = new Map<string, Promise<VM>>()
 const sharedNetworks = new Map<string, Promise<VmNetwork>>()
 
+/** This process's one handle on a shared VM or network of that name; a failed one is tried anew. */
+function onceByName<T>(handles: Map<string, Promise<T>>, name: string, make: () => Promise<T>): Promise<T> {
+  let handle = handles.get(name)
+  if (!handle) {
+    handle = make()
+    handle.catch(() => handles.delete(name))
+    handles.set(name, handle)
+  }
+  return handle
+}
+
 /**
  * A VM handle that stands for whichever VM is current: the helpers return it when they are called
  * (while jest collects tests), and tests use it once the hooks have set the VM.
@@ -123,17 +134,13 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
       globals.beforeAll(async () => {
         const reason = vmsUnavailableReason()
         if (reason) return cannotRun(reason, block)
-        let handle = shared.get(name)
-        if (!handle) {
+        vm = await onceByName(shared, name, () => {
           const { name: _name, persistent: _persistent, ...rest } = loadVmOptions(options) as VmOptions
-          handle = VM.upShared(name, rest).then((started) => {
+          return VM.upShared(name, rest).then((started) => {
             printVmWarnings(started)
             return started
           })
-          handle.catch(() => shared.delete(name))
-          shared.set(name, handle)
-        }
-        vm = await handle
+        })
       }, BOOT_TIMEOUT_MS)
       globals.beforeEach(() => {
         const state = circusState(sandbox)
@@ -158,13 +165,7 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
       globals.beforeAll(async () => {
         const reason = vmsUnavailableReason()
         if (reason) return cannotRun(reason, block)
-        let handle = sharedNetworks.get(name)
-        if (!handle) {
-          handle = VmNetwork.shared(name)
-          handle.catch(() => sharedNetworks.delete(name))
-          sharedNetworks.set(name, handle)
-        }
-        network = await handle
+        network = await onceByName(sharedNetworks, name, () => VmNetwork.shared(name))
       }, BOOT_TIMEOUT_MS)
       return standIn(() => network, `the shared network ${name}`)
     },

@@ -21,13 +21,9 @@ import { MuxChannel } from './mux-channel.js'
 import { writeDataFrame } from './write-data-frame.js'
 
 const HELLO_INTERVAL_MS = 100
-/**
- * How long a guest believed parked gets to answer GO before the ordinary handshake starts. Only for
- * a GO that never arrived: a guest that was not parked after all answers it with a lost sync and
- * AGENT-UP at once. A restored guest's agent answers late when the host is loaded (3-7 s with 4
- * restores at once on 2 busy cores), and a fresh handshake then only adds lines for it to work
- * through: with 3 s, 5 of 16 such restores started over (docs/first-command.md).
- */
+// How long a guest believed parked gets to answer GO before the ordinary handshake starts. A
+// restored guest answers late on a loaded host (3-7 s), and a fresh handshake only adds lines for it
+// to work through: with 3 s, 5 of 16 such restores started over (docs/first-command.md).
 const PARKED_SYNC_MS = 10_000
 const AGENT_UP_INTERVAL_MS = 500
 
