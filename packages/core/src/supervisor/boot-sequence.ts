@@ -1,4 +1,5 @@
-import { type Deadline, withinDeadline } from './boot-deadline.js'
+import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
+import { HungGuest, watchForHungGuest } from './hung-guest-watch.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { untilReady } from './readiness.js'
 import { TemplateClone, type TemplateContext } from './template-clone.js'
@@ -35,10 +36,7 @@ export async function bringUp(
   let qemu: QemuProcess
   if (fromTemplate) qemu = fromTemplate.qemu
   else {
-    qemu = options.reuse?.alive ? options.reuse : ctx.startQemu({})
-    await withinDeadline(ctx.link.connect(qemu), qemu, deadline)
-    step('agent port connected')
-    await withinDeadline(untilReady(ctx.link.mux, qemu, deadline), qemu, deadline)
+    qemu = await coldBoot(ctx, options.reuse?.alive ? options.reuse : startCold(ctx), deadline, step)
   }
   step('agent answering, root mounted')
   const qmp = await withinDeadline(qemu.connectQmp(), qemu, deadline)
@@ -50,5 +48,61 @@ export async function bringUp(
     template: fromTemplate && { key: fromTemplate.key, made: fromTemplate.made },
     variant: fromTemplate?.variant ?? {},
     ports,
+  }
+}
+
+/**
+ * Test hook: the first N cold-boot QEMUs of this supervisor start waiting for a migration that
+ * never comes (`-incoming defer`): a real QEMU whose guest never runs, for hung-boot.vm.test.ts.
+ */
+let hangsLeft = Number(process.env.VMCTL_TEST_HANG_COLD_BOOTS) || 0
+
+function startCold(ctx: TemplateContext): QemuProcess {
+  if (hangsLeft <= 0) return ctx.startQemu({})
+  hangsLeft--
+  ctx.log('test hook VMCTL_TEST_HANG_COLD_BOOTS: this QEMU waits for a migration that never comes')
+  return ctx.startQemu({ incoming: true })
+}
+
+/**
+ * A cold boot to ready. A guest that makes no progress before its first console byte
+ * (hung-guest-watch.ts) is taken for hung: its QEMU is killed and the boot tried once more with a
+ * new one, with a warning in `vm.warnings`; a second hang fails the boot, saying so, long before
+ * the deadline would have.
+ */
+async function coldBoot(
+  ctx: TemplateContext,
+  first: QemuProcess,
+  deadline: Deadline,
+  step: (what: string) => void,
+): Promise<QemuProcess> {
+  let qemu = first
+  let hungBefore: string | undefined
+  for (;;) {
+    const watch = watchForHungGuest(qemu, ctx.console, ctx.log)
+    const booted = (async () => {
+      await ctx.link.connect(qemu)
+      step('agent port connected')
+      await untilReady(ctx.link.mux, qemu, deadline)
+    })()
+    try {
+      await withinDeadline(Promise.race([booted, watch.hung]), qemu, deadline)
+      return qemu
+    } catch (error) {
+      if (!(error instanceof HungGuest) || ctx.goingDown()) throw error
+      await qemu.kill()
+      if (hungBefore)
+        throw new BootFailure(
+          'BOOT_FAILED',
+          `the guest hung twice before writing to its console (${hungBefore}; then ${error.message}); the supervisor log has what QMP said of its vCPUs`,
+        )
+      hungBefore = error.message
+      ctx.warn(
+        `the guest hung before writing to its console (${error.message}); its QEMU was killed and the boot tried once more`,
+      )
+      qemu = startCold(ctx)
+    } finally {
+      watch.stop()
+    }
   }
 }
