@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js'
-import type { AgentClient, ExecResponse } from '@vmctl/agent'
+import type { AgentClient } from '@vmctl/agent'
 import { agentClient } from '../vm/agent-client.js'
+import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /**
@@ -47,7 +48,7 @@ export async function warmUpAgent(
   const callDeadline = () => new Date(Date.now() + Math.max(1, until - performance.now()))
   try {
     for (let round = 0; round < rounds; round++) {
-      await execToExit(agent, ['true'], callDeadline())
+      await execToExit(agent, { argv: ['true'] }, callDeadline())
       await new Promise<void>((resolve, reject) =>
         agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
           error ? reject(error) : resolve(),
@@ -56,32 +57,13 @@ export async function warmUpAgent(
       await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
       await pullFile(agent, WARM_UP_FILE, callDeadline())
     }
-    if (rounds > 0) await execToExit(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
+    if (rounds > 0) await execToExit(agent, { argv: ['rm', '-f', WARM_UP_FILE] }, callDeadline())
   } catch (error) {
     return `agent warm-up given up after ${Math.round(performance.now() - started)} ms (${(error as Error).message}); the template is saved without it`
   } finally {
     agent.close()
   }
   return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)`
-}
-
-/** One exec to its exit status, whatever that status is. */
-function execToExit(agent: AgentClient, argv: string[], deadline: Date): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const call = agent.exec(new Metadata(), { deadline })
-    call.on('data', (response: ExecResponse) => {
-      if (response.kind?.$case === 'exit') resolve()
-    })
-    call.on('error', reject)
-    call.on('end', resolve)
-    call.write({
-      kind: {
-        $case: 'start',
-        value: { argv, shell: '', env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
-      },
-    })
-    call.end()
-  })
 }
 
 /** A small file into the guest, the way vm.writeFile() sends it. */

@@ -1,6 +1,4 @@
 import { dirname } from 'node:path'
-import { Metadata } from '@grpc/grpc-js'
-import type { ExecResponse } from '@vmctl/agent'
 import type { LaunchSpec } from '../launch-spec.js'
 import { hostsScript, withHostsLock } from '../network/guest-hosts.js'
 import type { MemberInfo } from '../network/network-directory.js'
@@ -8,6 +6,7 @@ import { NetworkDirectory } from '../network/network-directory.js'
 import { NetworkClient } from '../network/network-protocol.js'
 import { nicScript } from '../network/nic-script.js'
 import { agentClient } from '../vm/agent-client.js'
+import { runShellInGuest } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** The NICs' and names' setup is one shell command; far more than it takes on a loaded TCG host. */
@@ -52,32 +51,12 @@ export async function rejoinNetworks(
   }
 }
 
-/** A shell command through the guest agent; rejects with its stderr when it fails. */
-function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
+/** The script through the guest agent; rejects with its stderr when it fails. */
+async function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
   const agent = agentClient(directory)
-  return new Promise<void>((resolve, reject) => {
-    const stderr: Buffer[] = []
-    const call = agent.exec(new Metadata(), { deadline: new Date(Date.now() + REJOIN_BUDGET_MS) })
-    call.on('data', (response: ExecResponse) => {
-      const kind = response.kind
-      if (kind?.$case === 'stderr') stderr.push(kind.value)
-      if (kind?.$case !== 'exit') return
-      if (kind.value.exitCode === 0) resolve()
-      else
-        reject(
-          new Error(
-            `exit ${kind.value.exitCode}${kind.value.signal ? ` (${kind.value.signal})` : ''}: ${Buffer.concat(stderr).toString().trim()}`,
-          ),
-        )
-    })
-    call.on('error', reject)
-    call.on('end', () => reject(new Error('the agent ended the command without an exit status')))
-    call.write({
-      kind: {
-        $case: 'start',
-        value: { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs: REJOIN_BUDGET_MS },
-      },
-    })
-    call.end()
-  }).finally(() => agent.close())
+  try {
+    await runShellInGuest(agent, shell, REJOIN_BUDGET_MS)
+  } finally {
+    agent.close()
+  }
 }
