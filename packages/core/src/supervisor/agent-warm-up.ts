@@ -48,7 +48,7 @@ export async function warmUpAgent(
   const callDeadline = () => new Date(Date.now() + Math.max(1, until - performance.now()))
   try {
     for (let round = 0; round < rounds; round++) {
-      await execToExit(agent, { argv: ['true'] }, callDeadline())
+      await execToExit(agent, ['true'], callDeadline())
       await new Promise<void>((resolve, reject) =>
         agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
           error ? reject(error) : resolve(),
@@ -57,7 +57,7 @@ export async function warmUpAgent(
       await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
       await pullFile(agent, WARM_UP_FILE, callDeadline())
     }
-    if (rounds > 0) await execToExit(agent, { argv: ['rm', '-f', WARM_UP_FILE] }, callDeadline())
+    if (rounds > 0) await execToExit(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
   } catch (error) {
     return `agent warm-up given up after ${Math.round(performance.now() - started)} ms (${(error as Error).message}); the template is saved without it`
   } finally {

@@ -10,18 +10,17 @@ export interface GuestExit {
 }
 
 /**
- * One command through the agent's raw gRPC client (not a VM handle: the supervisor has none), to
- * its exit status, whatever that is: a shell line, or an argv run without one. Rejects when the
- * call fails (deadline, agent gone) or the agent ends it without an exit status. `timeoutMs`: the
- * agent kills the command after that long (0: never).
+ * One command through the agent's raw client (not a VM handle: the supervisor has none), to its
+ * exit status, whatever that is: `argv` run without a shell, or (`shell`, with `argv` empty) a
+ * shell line. Rejects when the call fails (deadline, agent gone) or the agent ends it without an
+ * exit status. `timeoutMs`: the agent kills the command after that long (0: never).
  */
 export function execToExit(
   agent: AgentClient,
-  command: { argv: string[] } | { shell: string },
+  argv: string[],
   deadline: Date,
-  timeoutMs = 0,
+  { shell = '', timeoutMs = 0 }: { shell?: string; timeoutMs?: number } = {},
 ): Promise<GuestExit> {
-  const { argv = [], shell = '' } = command as { argv?: string[]; shell?: string }
   return new Promise<GuestExit>((resolve, reject) => {
     const stderr: Buffer[] = []
     const call = agent.exec(new Metadata(), { deadline })
@@ -46,7 +45,7 @@ export function execToExit(
 
 /** A shell command in the guest that must succeed: rejects with its exit status and stderr when it does not. */
 export async function runShellInGuest(agent: AgentClient, shell: string, budgetMs: number): Promise<void> {
-  const exit = await execToExit(agent, { shell }, new Date(Date.now() + budgetMs), budgetMs)
+  const exit = await execToExit(agent, [], new Date(Date.now() + budgetMs), { shell, timeoutMs: budgetMs })
   if (exit.exitCode === 0) return
   throw new Error(`exit ${exit.exitCode}${exit.signal ? ` (${exit.signal})` : ''}: ${exit.stderr.trim()}`)
 }

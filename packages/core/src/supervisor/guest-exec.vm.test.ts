@@ -20,12 +20,12 @@ describe('guest-exec: the supervisor runs a command in the guest to its exit (vm
   })
 
   test('an argv or a shell line, to its exit status and stderr, whatever the status', async () => {
-    expect(await execToExit(agent, { argv: ['true'] }, soon())).toEqual({
+    expect(await execToExit(agent, ['true'], soon())).toEqual({
       exitCode: 0,
       signal: '',
       stderr: '',
     })
-    expect(await execToExit(agent, { shell: 'echo out; echo boom >&2; exit 3' }, soon())).toEqual({
+    expect(await execToExit(agent, [], soon(), { shell: 'echo out; echo boom >&2; exit 3' })).toEqual({
       exitCode: 3,
       signal: '',
       stderr: 'boom\n',
@@ -40,7 +40,7 @@ describe('guest-exec: the supervisor runs a command in the guest to its exit (vm
   })
 
   test('the agent kills a command past its timeout, and the exit says by which signal', async () => {
-    const exit = await execToExit(agent, { shell: 'sleep 30' }, soon(), 300)
+    const exit = await execToExit(agent, [], soon(), { shell: 'sleep 30', timeoutMs: 300 })
     expect(exit.signal).not.toBe('')
   })
 })

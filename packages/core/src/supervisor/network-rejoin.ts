@@ -51,12 +51,8 @@ export async function rejoinNetworks(
   }
 }
 
-/** The script through the guest agent; rejects with its stderr when it fails. */
-async function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
+/** A shell command through the guest agent; rejects with its stderr when it fails. */
+function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
   const agent = agentClient(directory)
-  try {
-    await runShellInGuest(agent, shell, REJOIN_BUDGET_MS)
-  } finally {
-    agent.close()
-  }
+  return runShellInGuest(agent, shell, REJOIN_BUDGET_MS).finally(() => agent.close())
 }
