@@ -3,9 +3,9 @@ import { join } from 'node:path'
 import { logger } from '../log.js'
 import { holdNetwork } from '../network/network-hold.js'
 import { runtimeDir } from '../paths.js'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { untilGone } from './attach-vm.js'
 
 const log = logger('shared')
