@@ -8,7 +8,9 @@ import { rejoinNetworks } from './network-rejoin.js'
 
 // A real switch process (no VM needed): stopped with SIGSTOP, it is alive and answers nothing.
 describe('rejoinNetworks after a start', () => {
-  test('a switch that does not answer costs the budget and a warning, not a start that never ends', async () => {
+  test('a switch that does not answer costs the budget and a warning, not a start that never ends', {
+    timeout: 20_000,
+  }, async () => {
     const network = await VmNetwork.create({ name: `rejoin-${process.pid}` })
     const pid = listNetworks().find((n) => n.name === network.name)!.pid
     process.kill(pid, 'SIGSTOP')

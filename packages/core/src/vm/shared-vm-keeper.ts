@@ -39,11 +39,12 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
   const networks = new Map<string, Promise<{ close(): void }>>()
   const holdVm = async (name: string): Promise<SupervisorClient> => {
     const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
-    try {
-      await control.request({ op: 'attach', lease: true })
-    } catch (error) {
+    // A request never rejects: a supervisor that closes the connection (its VM going down) answers
+    // `closed`, and a lease not taken must not be cached as held (its close event has passed).
+    const reply = await control.request({ op: 'attach', lease: true })
+    if (reply.reply !== 'attach' || control.isClosed) {
       control.close()
-      throw error
+      throw new Error(`its supervisor did not take the lease (${String(reply.message ?? reply.reply)})`)
     }
     control.unref()
     log('keeper holds %s', name)
