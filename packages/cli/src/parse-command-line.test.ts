@@ -39,6 +39,9 @@ describe('a mistyped command', () => {
     const { runCli } = await import('./run-cli.js')
     await expect(runCli(['rn'])).rejects.toThrow(/unknown command "rn" \(did you mean run\?\)/)
     await expect(runCli(['frobnicate'])).rejects.toThrow(/unknown command "frobnicate"; commands:/)
+    await expect(runCli(['--verison'])).rejects.toThrow(
+      /unknown command "--verison" \(did you mean --version\?\)/,
+    )
     await expect(runCli(['q'])).rejects.toThrow(/unknown command "q"; commands:/)
     // Object.prototype's names are not commands (they crashed with a TypeError).
     await expect(runCli(['constructor'])).rejects.toThrow(UsageError)

@@ -134,7 +134,9 @@ async function knownCommand(name: string): Promise<(typeof COMMANDS)[string]> {
   // Own names only: `vmctl constructor` is not Object.prototype's.
   if (Object.hasOwn(COMMANDS, name)) return COMMANDS[name]!
   // core is loaded here only: a mistyped command is the one path that needs it before a command runs.
-  const meant = (await import('@vmctl/core')).closestName(name, Object.keys(COMMANDS))
+  // A flag-like word is matched against the top-level flags (--verison: did you mean --version?).
+  const known = name.startsWith('-') ? ['--help', '--version'] : Object.keys(COMMANDS)
+  const meant = (await import('@vmctl/core')).closestName(name, known)
   throw new UsageError(
     `unknown command ${JSON.stringify(name)}${meant ? ` (did you mean ${meant}?)` : ''}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
   )

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import * as openpgp from 'openpgp'
 import { afterAll, describe, expect, test } from 'vitest'
 import { parseStanza } from './deb822.js'
+import { DEBIAN_ARCHIVE_FINGERPRINTS, DEBIAN_ARCHIVE_KEYS } from './debian-keyring.js'
 import { verifiedRelease } from './release-signature.js'
 
 // bookworm-security's InRelease as Debian published it (29 Nov 2026), signed by the security
@@ -22,6 +23,11 @@ const verify = (text: string, environment: NodeJS.ProcessEnv = env) =>
   verifiedRelease(URL_, text, environment, false)
 
 describe("a Release file's signature", () => {
+  test("vmctl's copy of Debian's keys is the four keys its comment names, by fingerprint", async () => {
+    const keys = await openpgp.readKeys({ armoredKeys: DEBIAN_ARCHIVE_KEYS })
+    expect(keys.map((key) => key.getFingerprint().toUpperCase())).toEqual(DEBIAN_ARCHIVE_FINGERPRINTS)
+  })
+
   test("Debian's own InRelease checks out, and its text is the signed Release", async () => {
     const release = parseStanza(await verify(INRELEASE))
     expect(release.get('Codename')).toBe('bookworm-security')
