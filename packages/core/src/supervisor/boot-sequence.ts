@@ -1,4 +1,6 @@
 import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
+import { hangBoundsFor } from './boot-progress.js'
+import type { GuestSetupPort } from './guest-setup-port.js'
 import { HungGuest, watchForHungGuest } from './hung-guest-watch.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { untilReady } from './readiness.js'
@@ -65,8 +67,8 @@ function startCold(ctx: TemplateContext): QemuProcess {
 }
 
 /**
- * A cold boot to ready. A guest that makes no progress before its first console byte
- * (hung-guest-watch.ts) is taken for hung: its QEMU is killed and the boot tried once more with a
+ * A cold boot to ready. A guest that makes no progress before its first byte (console, ports:
+ * hung-guest-watch.ts) is taken for hung: its QEMU is killed and the boot tried once more with a
  * new one, with a warning in `vm.warnings`; a second hang fails the boot, saying so, long before
  * the deadline would have.
  */
@@ -79,7 +81,12 @@ async function coldBoot(
   let qemu = first
   let hungBefore: string | undefined
   for (;;) {
-    const watch = watchForHungGuest(qemu, ctx.console, ctx.log)
+    const watch = watchForHungGuest(
+      qemu,
+      guestBytes(ctx, qemu),
+      ctx.log,
+      hangBoundsFor(ctx.definition.kernelArgs),
+    )
     const booted = (async () => {
       await ctx.link.connect(qemu)
       step('agent port connected')
@@ -91,18 +98,33 @@ async function coldBoot(
     } catch (error) {
       if (!(error instanceof HungGuest) || ctx.goingDown()) throw error
       await qemu.kill()
+      // The user's own -S: every QEMU would wait for a `cont` that vmctl never sends.
+      if (ctx.definition.qemuArgs.includes('-S'))
+        throw new BootFailure(
+          'BOOT_FAILED',
+          `QEMU was told to start the guest paused (-S in qemuArgs) and nothing continues it (${error.message}): remove -S`,
+        )
       if (hungBefore)
         throw new BootFailure(
           'BOOT_FAILED',
-          `the guest hung twice before writing to its console (${hungBefore}; then ${error.message}); the supervisor log has what QMP said of its vCPUs`,
+          `the guest hung twice before sending its first byte (${hungBefore}; then ${error.message}); the supervisor log has what QMP said of its vCPUs`,
         )
       hungBefore = error.message
       ctx.warn(
-        `the guest hung before writing to its console (${error.message}); its QEMU was killed and the boot tried once more`,
+        `the guest hung before sending its first byte (${error.message}); its QEMU was killed and the boot tried once more`,
       )
       qemu = startCold(ctx)
     } finally {
       watch.stop()
     }
   }
+}
+
+/** What the guest of `qemu` sent so far: console bytes, setup port bytes, and its agent's handshake. */
+function guestBytes(ctx: TemplateContext, qemu: QemuProcess): () => number {
+  let port: GuestSetupPort | undefined
+  void qemu.setupPort.then((connected) => {
+    port = connected
+  })
+  return () => ctx.console.runBytes + (port?.bytesReceived ?? 0) + (ctx.link.mux.isReady ? 1 : 0)
 }

@@ -27,12 +27,14 @@ export class GuestSetupPort {
   private readonly socket: net.Socket
   /** A line longer than 4 KiB is not the protocol's: dropped (see LineSplitter). */
   private readonly lines = new LineSplitter(4096)
+  private received = 0
   private readonly waiting = new Map<string, (line: string) => void>()
 
   private constructor(socket: net.Socket) {
     this.socket = socket
     socket.setEncoding('latin1')
     socket.on('data', (chunk: string) => {
+      this.received += chunk.length
       for (const line of this.lines.push(chunk)) {
         const id = line.split(' ')[1] ?? ''
         this.waiting.get(id)?.(line)
@@ -48,6 +50,11 @@ export class GuestSetupPort {
   static async connect(path: string, alive: () => boolean): Promise<GuestSetupPort | undefined> {
     const socket = await connectWhenReady(path, alive, 10)
     return socket && new GuestSetupPort(socket)
+  }
+
+  /** Bytes the guest sent on the port so far: a sign of life (hung-guest-watch.ts). */
+  get bytesReceived(): number {
+    return this.received
   }
 
   /**

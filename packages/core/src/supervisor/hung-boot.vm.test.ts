@@ -8,8 +8,8 @@ import { eventually, qemuPidsOf } from '../test-support/vm-processes.js'
 /**
  * A cold boot whose guest never gets to its console (docs/hung-guest.md). The hang is real QEMU
  * that never runs its vCPUs: `-incoming defer` through the supervisor's test hook
- * VMCTL_TEST_HANG_COLD_BOOTS (only the first QEMU, so the retry can succeed), or the user's own
- * `-S` (every QEMU). Neither is the stall seen in the wild (a guest silent while its QEMU ran),
+ * VMCTL_TEST_HANG_COLD_BOOTS (the first N QEMUs: one, so the retry can succeed, or both), or the
+ * user's own `-S`, which is named in the error. Neither is the stall seen in the wild (a guest silent while its QEMU ran),
  * but both go through the same watch, kill and retry; the CPU-time rule is unit-tested.
  */
 async function withEnv<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
@@ -35,7 +35,7 @@ describe('vm: a cold boot whose guest hangs before its console', () => {
     expect(vm.warnings).toEqual(
       expect.arrayContaining([
         expect.stringMatching(
-          /^the guest hung before writing to its console \(QEMU is not running the guest's vCPUs \(QMP status 'inmigrate'\).*the boot tried once more$/,
+          /^the guest hung before sending its first byte \(QEMU is not running the guest's vCPUs \(QMP status 'inmigrate'\).*the boot tried once more$/,
         ),
       ]),
     )
@@ -51,17 +51,30 @@ describe('vm: a cold boot whose guest hangs before its console', () => {
   test('that hangs again fails the boot long before its deadline, naming both, with no QEMU left', async () => {
     const started = performance.now()
     const name = `hung-twice-${process.pid}`
-    const up = withEnv(coldBoot, () => VM.up({ name, qemuArgs: ['-S'], bootTimeoutMs: 180_000 }))
-    const error = await up.then(
+    const error = await withEnv({ ...coldBoot, VMCTL_TEST_HANG_COLD_BOOTS: '2' }, () => VM.up({ name })).then(
       () => undefined,
       (e: unknown) => e,
     )
     expect(error).toBeInstanceOf(BootFailedError)
     expect((error as Error).message).toMatch(
-      /the guest hung twice before writing to its console \(QEMU is not running the guest's vCPUs \(QMP status 'prelaunch'\).*; then QEMU is not running/,
+      /the guest hung twice before sending its first byte \(QEMU is not running the guest's vCPUs \(QMP status 'inmigrate'\).*; then QEMU is not running/,
     )
     // Two watches of a few samples each, not the 180 s deadline.
     expect(performance.now() - started).toBeLessThan(60_000)
+    await eventually(() => qemuPidsOf(name).length === 0, 5_000, `no QEMU of ${name} left`)
+  })
+
+  test("the user's own -S fails at once, saying so and what to do, with no retry", async () => {
+    const name = `paused-${process.pid}`
+    const error = await withEnv(coldBoot, () => VM.up({ name, qemuArgs: ['-S'] })).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).toBeInstanceOf(BootFailedError)
+    expect((error as Error).message).toMatch(
+      /QEMU was told to start the guest paused \(-S in qemuArgs\) and nothing continues it \(.*QMP status 'prelaunch'.*\): remove -S/,
+    )
+    expect((error as Error).message).not.toMatch(/twice/)
     await eventually(() => qemuPidsOf(name).length === 0, 5_000, `no QEMU of ${name} left`)
   })
 })

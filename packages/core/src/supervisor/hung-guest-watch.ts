@@ -7,7 +7,6 @@ import {
   type HangBounds,
   judgeBootProgress,
 } from './boot-progress.js'
-import type { ConsoleLog } from './console-log.js'
 import type { QemuProcess } from './qemu-process.js'
 
 /** A cold boot's guest that made no progress (boot-progress.ts): its QEMU is to be killed. */
@@ -25,14 +24,14 @@ export interface HungGuestWatch {
 }
 
 /**
- * Watches a cold-booting QEMU until its guest writes its first console byte, `stop()` is called or
- * QEMU exits. When the guest is taken for hung, what QMP says of its vCPUs (`query-status`,
+ * Watches a cold-booting QEMU until its guest sends its first byte (`guestBytes`: console, ports),
+ * `stop()` is called or QEMU exits. When the guest is taken for hung, what QMP says of its vCPUs (`query-status`,
  * `query-cpus-fast`, `info registers`) and QEMU's CPU time go to the supervisor's log first, so a
  * stall leaves its evidence behind (docs/vm-test-stalls.md), then `hung` rejects.
  */
 export function watchForHungGuest(
   qemu: QemuProcess,
-  console: ConsoleLog,
+  guestBytes: () => number,
   log: ReturnType<typeof logger>,
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
 ): HungGuestWatch {
@@ -45,14 +44,14 @@ export function watchForHungGuest(
       await sleep(SAMPLE_EVERY_MS, signal).catch(() => {})
       if (signal.aborted || !qemu.alive) break
       const sample: BootProgressSample = {
-        consoleBytes: console.runBytes,
+        guestBytes: guestBytes(),
         cpuMs: processCpuMs(qemu.pid),
         status: await qmpStatus(qemu),
       }
       const judged = judgeBootProgress(sample, notRunning, bounds)
       if (judged.verdict === 'progressed') {
         log(
-          'boot progress: first console byte by %d ms of QEMU CPU time, %d ms of wall time',
+          'boot progress: the first byte from the guest by %d ms of QEMU CPU time, %d ms of wall time',
           Math.round(sample.cpuMs ?? -1),
           Math.round(performance.now() - started),
         )
