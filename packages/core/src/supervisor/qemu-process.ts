@@ -13,6 +13,7 @@ import { connectWhenReady } from '../util/unix-socket.js'
 import type { ConsoleLog } from './console-log.js'
 import { GuestSetupPort } from './guest-setup-port.js'
 import { withParentDeathSignal } from './parent-death.js'
+import { mark } from './restore-timeline.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** How this QEMU starts: cold, making a template (RAM written through), or loading a saved state. */
@@ -84,6 +85,7 @@ export class QemuProcess extends EventEmitter<{
     options.log('spawn %s', command.join(' '))
     const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
+    mark(spec.name, 'qemu spawned')
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
     child.stdout?.on('data', (chunk: Buffer) => {
       options.console.append(chunk)

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
+import { mark, markAt } from './restore-timeline.js'
 import { Supervisor } from './supervisor.js'
 import { VmDirectory } from './vm-directory.js'
 
@@ -16,6 +17,9 @@ if (!path) {
 const spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
 const dir = new VmDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
 process.title = `vmctl-supervisor ${spec.name}`
+markAt(spec.name, 'supervisor: process started', performance.timeOrigin)
+mark(spec.name, 'supervisor: modules loaded, launch.json read')
+process.on('exit', () => mark(spec.name, 'supervisor: exit'))
 const supervisor = new Supervisor(dir, spec)
 // A supervisor in an unknown state must not keep a VM alive: stop it and go.
 process.on('uncaughtException', (error) => {

@@ -36,6 +36,7 @@ import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
 import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
+import { mark } from './restore-timeline.js'
 import { Snapshots } from './snapshots.js'
 import type { TemplateContext } from './template-clone.js'
 import type { VmDirectory } from './vm-directory.js'
@@ -149,6 +150,7 @@ export class Supervisor implements ControlHandlers {
     this.writeStatus()
     await this.control.listen(this.dir.controlSocket)
     await this.proxy.listen(this.dir.agentSocket, this.dir.rawSocket)
+    mark(this.spec.name, 'supervisor: sockets listening')
     if (!this.spec.persistent)
       void this.control
         .watchCreator(this.spec.creatorPid, () => this.lifecycle.goingDown)
@@ -187,6 +189,7 @@ export class Supervisor implements ControlHandlers {
     const from = up.template ? ', from a template' : ''
     this.log('ready in %d ms (%s%s)', Math.round(this.bootMs), this.accel, from)
     this.control.broadcast({ event: 'ready', status: this.status() })
+    mark(this.spec.name, 'supervisor: ready sent')
   }
 
   /** Brings this VM's QEMU to ready (boot-sequence.ts) and keeps what later QEMUs need. */
@@ -320,6 +323,7 @@ export class Supervisor implements ControlHandlers {
       return this.teardown
     }
     this.log('shutting down: %s', reason)
+    mark(this.spec.name, `supervisor: shutting down (${reason})`)
     this.lifecycle.to('stopping')
     this.proxy.refuse()
     this.teardown = (async () => {
@@ -327,12 +331,14 @@ export class Supervisor implements ControlHandlers {
       const how = await qemu?.quit(QUIT_GRACE_MS)
       if (how) this.log('QEMU stopped by %s', how)
       await qemu?.exited
+      mark(this.spec.name, 'supervisor: QEMU gone')
       this.link.close(reason)
       this.end({ event: 'exited', reason, consoleTail: '' })
       this.lifecycle.to('exited')
       this.proxy.close()
       this.console.close()
       this.dir.remove()
+      mark(this.spec.name, 'supervisor: VM directory removed')
       beforeClose?.()
       // Let the last events and replies flush, then go.
       setTimeout(() => process.exit(0), 100).unref()

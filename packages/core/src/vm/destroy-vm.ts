@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { VmNotFoundError } from '../errors.js'
+import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { sleep } from '../util/timing.js'
@@ -33,6 +34,7 @@ export async function destroyThrough(
   directory: VmDirectory,
 ): Promise<void> {
   if (control && !control.isClosed) {
+    mark(directory.name, 'caller: destroy requested')
     const stop = new AbortController()
     const answered = await Promise.race([
       control.request({ op: 'destroy' }).then(() => true),
@@ -42,6 +44,7 @@ export async function destroyThrough(
       ),
     ])
     stop.abort()
+    mark(directory.name, 'caller: destroy answered')
     if (answered && !existsSync(directory.path)) return
   } else if (!existsSync(directory.path)) return
   forceRemove(directory)

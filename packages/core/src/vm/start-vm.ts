@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
+import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
@@ -23,6 +24,7 @@ const log = logger('boot')
  */
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
+  mark(spec.name, 'caller: launch prepared')
   let main: string
   let logFd: number
   try {
@@ -51,11 +53,14 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   supervisor.unref()
   log('%s: supervisor pid %d', spec.name, supervisor.pid)
+  mark(spec.name, 'caller: supervisor spawned')
 
   let control: SupervisorClient | undefined
   try {
     control = await connectControl(directory, supervisor.pid)
+    mark(spec.name, 'caller: control connected')
     const outcome = await waitForBoot(control, bootBudgetMs)
+    mark(spec.name, `caller: ${outcome.event} event`)
     if (outcome.event === 'ready') {
       control.unref()
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
