@@ -38,7 +38,11 @@ const preload = fileURLToPath(new URL('./bench-cli-marks.mjs', import.meta.url))
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
 const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
 const scratch = mkdtempSync(join(tmpdir(), 'vmctl-bench-cli-'))
-process.on('exit', () => rmSync(scratch, { recursive: true, force: true }))
+process.on('exit', () => {
+  try {
+    rmSync(scratch, { recursive: true, force: true, maxRetries: 5 })
+  } catch {} // a supervisor finishing its teardown stamped into it meanwhile
+})
 
 /** The CLI's marks (run-command.ts, main.ts) and the phase each ends. */
 const STEPS = [
@@ -49,11 +53,14 @@ const STEPS = [
   ['destroy', 'vmctl:destroyed'],
 ]
 
+let samples = 0
+
 /** Runs the variant's CLI with `args`; resolves with its phases in ms. */
 async function sample(variant, args) {
   const cli = join(variant.root ?? here, 'packages/cli/dist/main.js')
   const marksFile = join(scratch, 'marks.json')
-  const timelineFile = join(scratch, 'timeline.jsonl')
+  // One file per run: a supervisor that outlives its CLI (it finishes the teardown alone) stamps late.
+  const timelineFile = join(scratch, `timeline-${++samples}.jsonl`)
   rmSync(marksFile, { force: true })
   rmSync(timelineFile, { force: true })
   const spawnedAt = performance.timeOrigin + performance.now()
@@ -170,6 +177,22 @@ for (const [kind, title] of [
     console.log(`${variant.name} / ${variants[0].name}: total ${ratio('total')}, cpu ${ratio('cpu')}`)
   }
 }
+/** Spans of the host's side of one run: [title, from moment, to moment]. */
+const SPANS = [
+  ['CLI spawned → supervisor spawned', 'cli: spawned', 'caller: supervisor spawned'],
+  ['supervisor spawned → QEMU spawned', 'caller: supervisor spawned', 'supervisor: qemu spawned'],
+  [
+    'supervisor spawned → its modules loaded',
+    'caller: supervisor spawned',
+    'supervisor: modules loaded, launch.json read',
+  ],
+  ['supervisor spawned → QMP connected', 'caller: supervisor spawned', 'supervisor: qmp connected'],
+  ['supervisor spawned → guest resumed', 'caller: supervisor spawned', 'supervisor: guest resumed (cont)'],
+  ['CLI spawned → guest resumed', 'cli: spawned', 'supervisor: guest resumed (cont)'],
+  ['ready sent → the CLI has it', 'supervisor: ready sent', 'cli: ready'],
+  ['exec done → CLI exit', 'cli: exec-done', 'cli: exit'],
+  ['exec done → QEMU gone', 'cli: exec-done', 'supervisor: QEMU gone'],
+]
 if (process.env.TIMELINE) {
   for (const variant of variants) {
     const samples = runs[variant.name].run.map((phases) => phases.timeline)
@@ -180,6 +203,12 @@ if (process.env.TIMELINE) {
       return { name, at: stats(of('at')), cpu: of('cpu'), qemuCpu: of('qemuCpu') }
     })
     rows.sort((a, b) => a.at.median - b.at.median)
+    // Spans taken within each run (not differences of medians): on a loaded host the steadier read.
+    console.log(`\n${variant.name}: spans of one run, ms, median [min-max]`)
+    for (const [title, from, to] of SPANS) {
+      const values = samples.map((m) => m[to]?.at - m[from]?.at).filter((v) => !Number.isNaN(v))
+      if (values.length) console.log(`  ${title}: ${fmt(stats(values))}`)
+    }
     console.log(
       `\n${variant.name}: one \`vmctl run -- true\`, ms after the CLI was spawned, n=${samples.length}`,
     )

@@ -31,6 +31,7 @@ import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
+import type { EarlyQemu } from './early-qemu.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
@@ -81,9 +82,13 @@ export class Supervisor implements ControlHandlers {
   readonly setLink = (link: LinkRequest) =>
     this.nicLinks.handle(link, this.qemu?.alive ? this.qemu.qmp : undefined)
 
-  constructor(dir: VmDirectory, spec: LaunchSpec) {
+  /** The clone's QEMU, started before this process loaded (early-qemu.ts), until a start takes it. */
+  private early: EarlyQemu | undefined
+
+  constructor(dir: VmDirectory, spec: LaunchSpec, early?: EarlyQemu) {
     this.dir = dir
     this.spec = spec
+    this.early = early
     this.log = logger('supervisor', spec.name)
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
@@ -237,7 +242,9 @@ export class Supervisor implements ControlHandlers {
       variant,
       hostPorts,
       commandPrefix: this.link.commandPrefix(),
+      early: this.early,
     })
+    this.early = undefined
     this.qemu = qemu
     qemu.on('exit', (reason) => this.onQemuExit(qemu, reason))
     this.writeStatus()
@@ -326,6 +333,7 @@ export class Supervisor implements ControlHandlers {
     mark(this.spec.name, `supervisor: shutting down (${reason})`)
     this.lifecycle.to('stopping')
     this.proxy.refuse()
+    this.early?.discard()
     this.teardown = (async () => {
       const qemu = this.qemu
       const how = await qemu?.quit(QUIT_GRACE_MS)

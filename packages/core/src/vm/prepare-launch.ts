@@ -12,7 +12,7 @@ import { type ImageInfo, inspectImage } from '../images/image-file.js'
 import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
-import { checkKernelFits } from '../kernels/kernel-fit.js'
+import { checkKernelFitsCached } from '../kernels/kernel-fit-cache.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { type JoinedNetworks, joinNetworks } from '../network/guest-network.js'
@@ -66,10 +66,11 @@ export async function prepareLaunch(
   mark('-', 'caller: kernel resolved')
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
   const transport = chooseTransport(options.transport, kernel, env)
-  checkKernelFits(kernel, {
-    hostRoot: options.image === undefined && options.hostRoot !== false,
-    transport: transport.transport,
-  })
+  checkKernelFitsCached(
+    kernel,
+    { hostRoot: options.image === undefined && options.hostRoot !== false, transport: transport.transport },
+    cache,
+  )
   mark('-', 'caller: kernel fit checked')
   const busybox = await resolveBusybox(cache, env)
   if (!guestSetupPath()) {

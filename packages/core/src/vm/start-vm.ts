@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
+import { EARLY_QEMU_ENV } from '../supervisor/early-qemu.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
+import { earlyQemuPlan } from './early-qemu-plan.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -27,8 +29,10 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   mark(spec.name, 'caller: launch prepared')
   let main: string
   let logFd: number
+  let earlyQemu: ReturnType<typeof earlyQemuPlan>
   try {
     main = supervisorMainPath()
+    earlyQemu = earlyQemuPlan(spec, directory)
     logFd = openSync(directory.supervisorLog, 'a', 0o600)
   } catch (error) {
     // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
@@ -47,6 +51,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
       VMCTL_RUNTIME_DIR: undefined,
       NODE_OPTIONS: undefined,
       NODE_EXTRA_CA_CERTS: undefined,
+      [EARLY_QEMU_ENV]: earlyQemu && JSON.stringify(earlyQemu),
     },
   })
   closeSync(logFd)
