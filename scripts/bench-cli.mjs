@@ -30,6 +30,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { median } from './bench-helpers.mjs'
 
@@ -101,7 +102,8 @@ async function sample(variant, args) {
   }
   phases.cpu = child.cpuMs
   phases.reap = reapedAt - (child.timeOrigin + child.exit)
-  if (process.env.TIMELINE) phases.timeline = timeline(child, timelineFile, spawnedAt, reapedAt)
+  // Read after the last round: a supervisor that finishes the teardown alone stamps after the CLI exits.
+  if (process.env.TIMELINE) phases.timeline = () => timeline(child, timelineFile, spawnedAt, reapedAt)
   return phases
 }
 
@@ -194,8 +196,9 @@ const SPANS = [
   ['exec done → QEMU gone', 'cli: exec-done', 'supervisor: QEMU gone'],
 ]
 if (process.env.TIMELINE) {
+  await sleep(3_000) // the last supervisors' teardowns
   for (const variant of variants) {
-    const samples = runs[variant.name].run.map((phases) => phases.timeline)
+    const samples = runs[variant.name].run.map((phases) => phases.timeline())
     const names = [...new Set(samples.flatMap((moments) => Object.keys(moments)))]
     const rows = names.map((name) => {
       const of = (key) =>

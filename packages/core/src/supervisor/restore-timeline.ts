@@ -19,10 +19,6 @@ const file = process.env.VMCTL_TIMELINE_FILE
 /** How many chunks each way a port's trace logs: a first command is a few dozen. */
 const TRACED_CHUNKS = 60
 
-export function timelineOn(): boolean {
-  return log.enabled || file !== undefined
-}
-
 /** The QEMU whose CPU time each stamp carries (one supervisor runs one VM's QEMU at a time). */
 let qemuPid: number | undefined
 
