@@ -42,9 +42,11 @@ describe('the import graph of packages/*/src', () => {
   })
 
   test('nothing in supervisor/ imports the orchestrator but its entry point', () => {
+    // supervisor-load.ts is the entry point's second half (what it loads once QEMU is started).
+    const entry = [`${CORE}supervisor/supervisor-main.ts`, `${CORE}supervisor/supervisor-load.ts`]
     expect(
       edgesWhere(
-        (from) => from !== `${CORE}supervisor/supervisor-main.ts`,
+        (from) => !entry.includes(from),
         (to) => to === `${CORE}supervisor/supervisor.ts`,
       ),
     ).toEqual([])

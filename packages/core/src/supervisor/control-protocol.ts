@@ -8,7 +8,11 @@
 export type ControlRequest =
   | { op: 'attach'; lease: boolean }
   | { op: 'status' }
-  | { op: 'destroy' }
+  /**
+   * Ends the VM; replies once QEMU is gone and the directory removed, or with `handOff`, once the
+   * teardown has begun (the supervisor then finishes it alone: `vmctl run` need not wait for it).
+   */
+  | { op: 'destroy'; handOff?: boolean }
   /** Saves the running VM as `name` (replies `{ ok, error? }`). */
   | { op: 'snapshot'; name: string }
   /** Puts the VM back to snapshot `name`, in place: same name, sockets and ports. */
