@@ -3,6 +3,13 @@
  * The guest entry point is the bundle (`@vmctl/agent/bundle`), built from agent-main.ts.
  */
 
+export {
+  encodeMessage,
+  LANE_SERVICE_PREFIX,
+  type LaneFrame,
+  LaneFrameReader,
+} from './call-lane/lane-frames.js'
+export { LaneServer } from './call-lane/lane-server.js'
 export type { MuxRole } from './channel-mux/channel-sink.js'
 export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
 export { MuxSession } from './channel-mux/mux-session.js'
@@ -12,6 +19,7 @@ export {
 } from './generated/grpc/health/v1/health.js'
 export {
   AgentClient,
+  AgentService,
   type ExecExit,
   type ExecRequest,
   type ExecResponse,
