@@ -4,6 +4,7 @@
  */
 
 export {
+  encodeEnd,
   encodeMessage,
   LANE_SERVICE_PREFIX,
   type LaneFrame,
@@ -25,7 +26,7 @@ export {
   type ExecResponse,
   type ExecStart,
   type FileHeader,
-  type InfoResponse,
+  InfoResponse,
   type LogEntry,
   type PullResponse,
   type PushRequest,

@@ -1,11 +1,19 @@
 import { describe, expect, test } from 'vitest'
-import { encodeMessage, encodeStatus, LaneFrameReader, MESSAGE_FLAG, STATUS_FLAG } from './lane-frames.js'
+import {
+  encodeEnd,
+  encodeMessage,
+  encodeStatus,
+  LaneFrameReader,
+  MESSAGE_FLAG,
+  STATUS_FLAG,
+} from './lane-frames.js'
 
 describe('call lane frames', () => {
   test('a message and a status, cut at every byte, come out whole', () => {
     const bytes = Buffer.concat([
       ...encodeMessage(Buffer.from('hello')),
       ...encodeMessage(Buffer.alloc(0)),
+      encodeEnd(),
       encodeStatus(5, 'cannot read /x: no such file'),
     ])
     const reader = new LaneFrameReader()
@@ -14,6 +22,7 @@ describe('call lane frames', () => {
     expect(frames).toEqual([
       { kind: 'message', payload: Buffer.from('hello') },
       { kind: 'message', payload: Buffer.alloc(0) },
+      { kind: 'end' },
       { kind: 'status', code: 5, details: 'cannot read /x: no such file' },
     ])
   })

@@ -3,17 +3,22 @@
  * guest's server and the host's client. A call is one channel whose service line is
  * `rpc <gRPC method path>`; on it both sides send gRPC's length-prefixed messages (a flag byte, 0
  * for a message, then the payload's length as 4 bytes big-endian, then the payload: the same
- * protobuf bytes as over gRPC). The client ends its side after its last message; the server
- * answers with messages, then one status frame (flag STATUS_FLAG; payload: the gRPC status code as
- * 4 bytes big-endian, then the details in UTF-8); the client then closes the channel. Either side destroying the
- * channel is a cancellation. No HTTP/2, no headers: the multiplexer already gives each call a
- * stream with half-close, reset and flow control.
+ * protobuf bytes as over gRPC). A streaming client sends an end frame (flag END_FLAG, no
+ * payload) after its last message; the server answers with messages, then one status frame (flag
+ * STATUS_FLAG; payload: the gRPC status code as 4 bytes big-endian, then the details in UTF-8);
+ * the client then closes the channel. The end of the channel itself from the client's side, or
+ * its reset, before the status is a cancellation: the client's half-close travels in a frame and
+ * not as the channel's end because the host's side of a call is a Unix socket to the supervisor,
+ * where a client that went away (cancelled, or its process died) reads the same as one that
+ * half-closed, and the first must stop the call in the guest. No HTTP/2, no headers: the
+ * multiplexer already gives each call a stream with reset and flow control.
  */
 
 /** How a channel's service line names a call: `rpc /vmctl.agent.v1.Agent/Info`. */
 export const LANE_SERVICE_PREFIX = 'rpc '
 export const MESSAGE_FLAG = 0
 export const STATUS_FLAG = 0x80
+export const END_FLAG = 0x40
 export const LANE_PREFIX_BYTES = 5
 /** The largest frame either side accepts (the gRPC server's receive limit). */
 export const MAX_LANE_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -23,6 +28,7 @@ const JOIN_BELOW_BYTES = 16 * 1024
 export type LaneFrame =
   | { kind: 'message'; payload: Buffer }
   | { kind: 'status'; code: number; details: string }
+  | { kind: 'end' }
 
 function prefix(flag: number, length: number): Buffer {
   const head = Buffer.allocUnsafe(LANE_PREFIX_BYTES)
@@ -39,6 +45,11 @@ export function encodeMessage(payload: Buffer): Buffer[] {
   const head = prefix(MESSAGE_FLAG, payload.length)
   if (payload.length >= JOIN_BELOW_BYTES) return [head, payload]
   return [Buffer.concat([head, payload])]
+}
+
+/** The client's last message was sent. */
+export function encodeEnd(): Buffer {
+  return prefix(END_FLAG, 0)
 }
 
 export function encodeStatus(code: number, details: string): Buffer {
@@ -68,12 +79,14 @@ export class LaneFrameReader {
       const head = this.peek(LANE_PREFIX_BYTES)
       const flag = head[0]!
       const length = head.readUInt32BE(1)
-      if (flag !== MESSAGE_FLAG && flag !== STATUS_FLAG) throw new Error(`bad call frame flag ${flag}`)
+      if (flag !== MESSAGE_FLAG && flag !== STATUS_FLAG && flag !== END_FLAG)
+        throw new Error(`bad call frame flag ${flag}`)
       if (length > MAX_LANE_MESSAGE_BYTES) throw new Error(`call frame of ${length} bytes is too large`)
       if (this.buffered < LANE_PREFIX_BYTES + length) break
       this.take(LANE_PREFIX_BYTES)
       const payload = this.take(length)
       if (flag === MESSAGE_FLAG) frames.push({ kind: 'message', payload })
+      else if (flag === END_FLAG) frames.push({ kind: 'end' })
       else {
         if (payload.length < 4) throw new Error('short status frame')
         frames.push({ kind: 'status', code: payload.readUInt32BE(0), details: payload.toString('utf8', 4) })

@@ -25,6 +25,7 @@ export class LaneServerCall extends EventEmitter {
   private finished = false
   private paused = false
   private clientEnded = false
+  private endEmitted = false
   private readonly queue: unknown[] = []
   private readonly reader = new LaneFrameReader()
 
@@ -43,6 +44,10 @@ export class LaneServerCall extends EventEmitter {
       }
       for (const frame of frames) {
         if (frame.kind === 'status') continue // a client sends none
+        if (frame.kind === 'end') {
+          this.clientEnded = true
+          continue
+        }
         let message: unknown
         try {
           message = method.requestDeserialize(frame.payload)
@@ -54,10 +59,9 @@ export class LaneServerCall extends EventEmitter {
       }
       this.deliver()
     })
-    channel.on('end', () => {
-      this.clientEnded = true
-      this.deliver()
-    })
+    // The client went away (see lane-frames.ts): after the status that is the call's end, before
+    // it the call's cancellation. Either way the channel goes.
+    channel.on('end', () => channel.destroy())
     channel.on('drain', () => this.emit('drain'))
     channel.on('error', () => {})
     channel.on('close', () => {
@@ -137,8 +141,8 @@ export class LaneServerCall extends EventEmitter {
 
   private deliver(): void {
     while (!this.paused && this.queue.length > 0) super.emit('data', this.queue.shift())
-    if (!this.paused && this.clientEnded && this.queue.length === 0) {
-      this.clientEnded = false
+    if (!this.paused && this.clientEnded && this.queue.length === 0 && !this.endEmitted) {
+      this.endEmitted = true
       super.emit('end')
     }
   }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
-import { encodeMessage, LANE_SERVICE_PREFIX, type LaneFrame, LaneFrameReader } from '@vmctl/agent'
+import { encodeEnd, encodeMessage, LANE_SERVICE_PREFIX, type LaneFrame, LaneFrameReader } from '@vmctl/agent'
 
 /** What the client needs of a method of a ts-proto service definition. */
 export interface LaneClientMethod {
@@ -80,9 +80,9 @@ export class LaneClientCall extends EventEmitter {
     return ok
   }
 
-  /** The client's last message was sent (half-close). */
+  /** The client's last message was sent (half-close, in a frame: see lane-frames.ts). */
   end(): this {
-    if (!this.done) this.socket.end()
+    if (!this.done) this.socket.write(encodeEnd())
     return this
   }
 
@@ -106,6 +106,7 @@ export class LaneClientCall extends EventEmitter {
   private deliver(): void {
     while (!this.paused && !this.done && this.queue.length > 0) {
       const frame = this.queue.shift()!
+      if (frame.kind === 'end') continue // a server sends none
       if (frame.kind === 'status') {
         this.finish(frame.code === grpcStatus.OK ? null : laneError(frame.code, frame.details))
         return

@@ -69,10 +69,8 @@ export function laneAgentClient(
         call.on('data', (message) => {
           response = message
         })
-      if (!method.requestStream) {
-        call.write(request)
-        call.end()
-      }
+      // A unary or server-streaming call starts on its one request: no end frame needed.
+      if (!method.requestStream) call.write(request)
       return call
     }
   }
