@@ -26,6 +26,7 @@ export class LaneServerCall extends EventEmitter {
   private paused = false
   private clientEnded = false
   private endEmitted = false
+  private corked = false
   private readonly queue: unknown[] = []
   private readonly reader = new LaneFrameReader()
 
@@ -84,10 +85,33 @@ export class LaneServerCall extends EventEmitter {
 
   write(message: unknown): boolean {
     if (this.finished) return true
-    const frames = encodeMessage(this.method.responseSerialize(message as never))
-    let ok = true
-    for (const frame of frames) ok = this.channel.write(frame)
-    return ok
+    return this.send(encodeMessage(this.method.responseSerialize(message as never)))
+  }
+
+  /**
+   * Small frames written in one tick (a unary answer and its status, an exec's exit and its
+   * status) leave as one multiplexer frame: each frame is a write to the port, a transfer to the
+   * host and a wake-up of QEMU. A large one (a file chunk) is written apart: joining it would copy it.
+   */
+  private send(frames: Buffer[]): boolean {
+    if (frames.length > 1) {
+      this.uncork()
+      let ok = true
+      for (const frame of frames) ok = this.channel.write(frame)
+      return ok
+    }
+    if (!this.corked) {
+      this.corked = true
+      this.channel.cork()
+      process.nextTick(() => this.uncork())
+    }
+    return this.channel.write(frames[0]!)
+  }
+
+  private uncork(): void {
+    if (!this.corked) return
+    this.corked = false
+    this.channel.uncork()
   }
 
   /** A server-streaming or bidi call's success: status OK, then the channel's end. */
@@ -157,6 +181,6 @@ export class LaneServerCall extends EventEmitter {
     // Written, not ended: the client closes the channel once it read the status. A Close that
     // followed our End at once would make the host's end of the channel drop what its reader had
     // not taken yet (a paused pull's last MiB).
-    this.channel.write(encodeStatus(code, details))
+    this.send([encodeStatus(code, details)])
   }
 }
