@@ -31,11 +31,15 @@ export function grpcAgentClient(directory: Pick<VmDirectory, 'agentSocket'>): Ag
 export function agentClient(directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>): AgentClient {
   let grpc: AgentClient | undefined
   let closed = false
-  const client = laneAgentClient(directory, () => {
+  const grpcClient = () => {
     grpc ??= grpcAgentClient(directory)
     if (closed) grpc.close()
     return grpc
-  })
+  }
+  const client = laneAgentClient(directory, grpcClient)
+  // The Devices client rides on the gRPC client's connection (disks/disk-attach.ts): disk calls
+  // stay on gRPC.
+  client.getChannel = () => grpcClient().getChannel()
   client.close = () => {
     closed = true
     grpc?.close()
