@@ -275,7 +275,7 @@ describe('vm: the agent API', () => {
       for (const transport of ['lane', 'grpc']) {
         process.env.VMCTL_AGENT_TRANSPORT = transport
         const cancelled = agent.exec(new Metadata(), {})
-        const late = agent.exec(new Metadata(), { deadline: new Date(Date.now() + 3_000) })
+        const late = agent.exec(new Metadata(), { deadline: new Date(Date.now() + 1_500) })
         const errors = [cancelled, late].map((call) => new Promise((resolve) => call.on('error', resolve)))
         cancelled.write(start('301'))
         late.write(start('302'))

@@ -75,7 +75,7 @@ async function lane(options: { guestKnowsLane?: boolean } = {}) {
       })
     },
   }
-  laneServer.addService(AgentService, handlers)
+  laneServer.addService(AgentService, handlers as Record<keyof typeof AgentService, unknown>)
   guest.on('channel', (channel: Duplex, service) => {
     channel.on('error', () => {})
     if (options.guestKnowsLane === false || !laneServer.serve(channel, service)) channel.destroy()
