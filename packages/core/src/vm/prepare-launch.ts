@@ -115,6 +115,10 @@ export async function prepareLaunch(
       `VM socket paths would be too long (${directory.controlSocket}); set VMCTL_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a shorter directory, or use a shorter VM name`,
     )
   }
+  // What the environment can get wrong (VMCTL_TEMPLATE_CACHE_MB=abc) fails before anything exists.
+  const templates = templatesEnabled(env)
+  const cacheMiB = templateCacheMiB(env)
+  const tscKhz = hostTscKhz()
   directory.create()
   let image: LaunchSpec['image']
   let networks: JoinedNetworks | undefined
@@ -148,13 +152,19 @@ export async function prepareLaunch(
     qemuArgs: options.qemuArgs ?? [],
     accel,
     transport,
-    tscKhz: hostTscKhz(),
+    tscKhz,
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,
-    templates: templatesEnabled(env),
-    templateCacheMiB: templateCacheMiB(env),
+    templates,
+    templateCacheMiB: cacheMiB,
   }
-  writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
+  try {
+    writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
+  } catch (error) {
+    networks?.leave()
+    directory.remove()
+    throw error
+  }
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
   return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks }
