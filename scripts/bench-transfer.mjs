@@ -54,7 +54,10 @@ try {
         if (statSync(pulled).size !== BYTES) throw new Error('pulled file has the wrong size')
       }
       const push = () => vm.push(source, '/root/pushed.bin')
-      const runs = { rawPull: () => rawSource(variant.raw, BYTES), rawPush: () => rawSink(variant.raw, BYTES) }
+      const runs = {
+        rawPull: () => rawSource(variant.raw, BYTES),
+        rawPush: () => rawSink(variant.raw, BYTES),
+      }
       for (const [kind, work] of [
         ['pull', pull],
         ['push', push],
