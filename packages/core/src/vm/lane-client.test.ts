@@ -190,7 +190,7 @@ describe('call lane, client and server without a VM', () => {
 
   test('a deadline fails the call with DEADLINE_EXCEEDED and cancels it in the guest', async () => {
     const { client, seen } = await lane()
-    const error = await pullAll(client, '/forever', new Date(Date.now() + 200)).catch((e) => e)
+    const error = await pullAll(client, '/forever', new Date(Date.now() + 1_500)).catch((e) => e)
     expect(error).toMatchObject({ code: status.DEADLINE_EXCEEDED })
     expect(
       await pollUntil(() => seen.cancelled.includes('pull /forever'), { timeoutMs: 2000, everyMs: 10 }),
