@@ -95,28 +95,3 @@ export type ControlEvent =
   | { event: 'stopped'; how: string; unexpected?: boolean; consoleTail?: string }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
-
-export function encodeMessage(message: unknown): string {
-  return `${JSON.stringify(message)}\n`
-}
-
-/** Splits a stream of NDJSON into messages. */
-export class LineDecoder {
-  private buffer = ''
-  push(chunk: string): unknown[] {
-    this.buffer += chunk
-    const messages: unknown[] = []
-    let newline = this.buffer.indexOf('\n')
-    while (newline >= 0) {
-      const line = this.buffer.slice(0, newline)
-      this.buffer = this.buffer.slice(newline + 1)
-      if (line.trim()) {
-        try {
-          messages.push(JSON.parse(line))
-        } catch {}
-      }
-      newline = this.buffer.indexOf('\n')
-    }
-    return messages
-  }
-}
