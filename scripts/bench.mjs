@@ -15,7 +15,7 @@
 // round trip (median and p99), and the guest's own fork+exec of /bin/true, timed by bash inside.
 //
 // Then the agent: 100 concurrent execs per second; push and pull of a 1 GiB file against the same
-// bytes over a raw multiplexer channel without gRPC (the floor), all on one VM; and the agent as
+// bytes over a raw multiplexer channel without the agent's framing (the floor), all on one VM; and the agent as
 // one executable: its size and start-up time against `node agent.cjs`.
 //
 // Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024), TRANSFER_RUNS=n (default 2). Results also go to
@@ -301,7 +301,7 @@ const lines = [
     ['push', 'rawPush'],
     ['pull', 'rawPull'],
   ].flatMap(([agentKey, rawKey]) => [
-    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB via the agent (gRPC), ${TRANSFER_RUNS} run(s) | ${mbps(median(transfers[agentKey]))} | ${mbps(Math.max(...transfers[agentKey]))} | ${mbps(Math.min(...transfers[agentKey]))} |`,
+    `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB via the agent (call lane), ${TRANSFER_RUNS} run(s) | ${mbps(median(transfers[agentKey]))} | ${mbps(Math.max(...transfers[agentKey]))} | ${mbps(Math.min(...transfers[agentKey]))} |`,
     `| ${agentKey} ${TRANSFER_BYTES >> 20} MiB over a raw channel (floor), ${TRANSFER_RUNS} run(s) | ${mbps(median(transfers[rawKey]))} | ${mbps(Math.max(...transfers[rawKey]))} | ${mbps(Math.min(...transfers[rawKey]))} |`,
   ]),
   `| agent executable (SEA) start-up, host, n=10 | ${fmt(median(seaStart))} | ${fmt(Math.min(...seaStart))} | ${fmt(Math.max(...seaStart))} |`,
