@@ -1,12 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { statSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
+import { type CommandProcess, spawnThroughSpawner } from './spawner.js'
 
 /** After a process exits, how long its pipes may stay open (held by a background child). */
 const PIPE_GRACE_MS = 500
@@ -84,13 +86,15 @@ function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<str
 }
 
 export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, root: GuestRoot): void {
-  let child: ChildProcess | undefined
+  let child: CommandProcess | undefined
   let finished = false
   let timedOut = false
   let timer: NodeJS.Timeout | undefined
   let stdinWanted = false
   let lastOutputAt = 0
   let pausedStreams = 0
+  const timing = execTiming()
+  let spawnedBy = ''
 
   const send = (response: ExecResponse) => (finished ? true : call.write(response))
   const fail = (code: status, details: string) => {
@@ -112,6 +116,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     if (!kind) return
     if (kind.$case === 'start') {
       if (child) return fail(status.FAILED_PRECONDITION, 'exec already started')
+      timing.lap('request')
       const start = kind.value
       if (start.argv.length === 0 && !start.shell)
         return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
@@ -122,14 +127,23 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       stdinWanted = start.stdin
       const plan = planSpawn(start, root, user)
       const startedAt = performance.now()
-      child = spawn(plan.file, plan.args, {
-        cwd: '/',
-        env: commandEnv(start, user),
-        stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-        // Its own process group, so a timeout or a signal reaches everything it started.
-        detached: true,
-      })
+      timing.lap('checks')
+      const env = commandEnv(start, user)
+      // A small static process forks for the agent (spawner.ts); child_process when it cannot.
+      const spawned = spawnThroughSpawner(plan.file, plan.args, env, start.stdin)
+      spawnedBy = spawned ? 'spawner' : 'child_process'
+      child =
+        spawned ??
+        spawn(plan.file, plan.args, {
+          cwd: '/',
+          env,
+          stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+          // Its own process group, so a timeout or a signal reaches everything it started.
+          detached: true,
+        })
+      timing.lap('spawn()')
       const proc = child
+      proc.on('spawn', () => timing.lap('spawn event'))
       proc.on('spawn', () => send({ kind: { $case: 'started', value: { pid: proc.pid ?? 0 } } }))
       for (const [stream, tag] of [
         [proc.stdout, 'stdout'],
@@ -172,6 +186,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
           timedOut,
         })
       proc.on('exit', (code, signal) => {
+        timing.lap('exit')
         exited = { code, signal }
         const exitedAt = performance.now()
         // Cut the pipes only once they have been quiet for a while and we are not the ones
@@ -227,5 +242,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     send({ kind: { $case: 'exit', value: exit } })
     finished = true
     call.end()
+    timing.lap('sent')
+    timing.done(spawnedBy)
   }
 }
