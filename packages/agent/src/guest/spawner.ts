@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events'
 import { closeSync, existsSync, constants as fsConstants, openSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
+import { PassThrough } from 'node:stream'
 import { agentLog } from './agent-log.js'
 
 /** What the exec service uses of a started command: a ChildProcess, or one from the spawner. */
@@ -24,32 +25,51 @@ const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, num
  */
 class SpawnedCommand extends EventEmitter {
   pid: number | undefined
-  stdin: Socket | null = null
-  stdout: Socket | null = null
-  stderr: Socket | null = null
+  // There from the start, as a ChildProcess's are: the caller listens before the process runs.
+  // The pipes, opened once it runs, are piped through them (with their backpressure).
+  readonly stdin: PassThrough | null
+  readonly stdout = new PassThrough()
+  readonly stderr = new PassThrough()
   private exited = false
-  private openStreams = 0
+  private openStreams = 2
+
+  constructor(stdin: boolean) {
+    super()
+    this.stdin = stdin ? new PassThrough() : null
+    for (const stream of [this.stdout, this.stderr])
+      stream.once('close', () => {
+        this.openStreams--
+        this.closeIfDone()
+      })
+  }
 
   started(pid: number, pipes: { stdout: number; stderr: number; stdin?: number }) {
     this.pid = pid
-    if (pipes.stdin !== undefined) {
-      this.stdin = new Socket({ fd: pipes.stdin, readable: false, writable: true })
+    if (this.stdin && pipes.stdin !== undefined) {
+      const pipe = new Socket({ fd: pipes.stdin, readable: false, writable: true })
       // A pipe has no shutdown(): close it once the last write is out, so the command reads EOF.
-      this.stdin.on('finish', () => this.stdin?.destroy())
+      pipe.on('finish', () => pipe.destroy())
+      // The command stopped reading (EPIPE): what the caller still writes goes nowhere.
+      pipe.on('error', () => this.stdin?.destroy())
+      this.stdin.pipe(pipe)
     }
-    this.stdout = this.output(pipes.stdout)
-    this.stderr = this.output(pipes.stderr)
+    for (const [fd, stream] of [
+      [pipes.stdout, this.stdout],
+      [pipes.stderr, this.stderr],
+    ] as const) {
+      const pipe = new Socket({ fd, readable: true, writable: false })
+      pipe.on('error', () => stream.end())
+      // The caller cuts the stream (a background child holds the pipe after the exit): close ours.
+      stream.once('close', () => pipe.destroy())
+      pipe.pipe(stream)
+    }
     this.emit('spawn')
   }
 
-  private output(fd: number): Socket {
-    const stream = new Socket({ fd, readable: true, writable: false })
-    this.openStreams++
-    stream.once('close', () => {
-      this.openStreams--
-      this.closeIfDone()
-    })
-    return stream
+  /** It never ran: no stream will see data. */
+  failed(error: Error) {
+    for (const stream of [this.stdin, this.stdout, this.stderr]) stream?.destroy()
+    this.emit('error', error)
   }
 
   exit(code: number | null, signal: NodeJS.Signals | null) {
@@ -101,7 +121,7 @@ class Spawner {
 
   start(file: string, args: string[], env: Record<string, string>, stdin: boolean): SpawnedCommand {
     const id = this.nextId++
-    const command = new SpawnedCommand()
+    const command = new SpawnedCommand(stdin)
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
     const fields = ['S', String(id), stdin ? '1' : '0', file, String(args.length + 1), file, ...args]
@@ -132,12 +152,12 @@ class Spawner {
       }
       this.process.stdin?.write(`C\0${id}\0`)
       if (pipes) command.started(pid, pipes)
-      else command.emit('error', Object.assign(new Error('cannot open its pipes'), { code: 'EIO' }))
+      else command.failed(Object.assign(new Error('cannot open its pipes'), { code: 'EIO' }))
     } else if (kind === 'failed') {
       this.running.delete(id)
       const errno = numbers[0] ?? 0
       const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO'
-      command.emit('error', Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno }))
+      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno }))
     } else if (kind === 'exit') {
       this.running.delete(id)
       const [code, signal] = numbers as [number, number]
@@ -155,8 +175,7 @@ class Spawner {
     agentLog.write(`spawner exited (${why}); commands start through child_process from now on`)
     for (const command of this.running.values()) {
       if (command.pid) command.exit(null, null)
-      else
-        command.emit('error', Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
+      else command.failed(Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
     }
     this.running.clear()
   }
