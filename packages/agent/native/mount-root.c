@@ -281,6 +281,15 @@ static int mount_system(const char *base, const char *which) {
     if (symlink("pts/ptmx", path) < 0) printf("vmctl-init: cannot link %s: %s\n", path, strerror(errno));
     if (mount_at("shm", base, "/dev/shm", "tmpfs", 0, "mode=1777") < 0)
       return fail("cannot mount /dev/shm: %s", strerror(errno));
+    // What udev makes on a host: scripts open /dev/stdin (a command's stdin is a pipe, see spawner.c).
+    static const char *const links[][2] = {
+        {"/dev/fd", "/proc/self/fd"}, {"/dev/stdin", "/proc/self/fd/0"},
+        {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+      join(path, sizeof path, base, links[i][0]);
+      if (symlink(links[i][1], path) < 0 && errno != EEXIST)
+        printf("vmctl-init: cannot link %s: %s\n", path, strerror(errno));
+    }
   }
   if ((all || strcmp(which, "/run") == 0) && mount_at("run", base, "/run", "tmpfs", 0, "mode=0755") < 0)
     return fail("cannot mount /run: %s", strerror(errno));

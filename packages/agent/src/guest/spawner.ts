@@ -31,6 +31,7 @@ class SpawnedCommand extends EventEmitter {
   readonly stdout = new PassThrough()
   readonly stderr = new PassThrough()
   private exited = false
+  private exitEmitted = false
   private openStreams = 2
 
   constructor(stdin: boolean) {
@@ -72,15 +73,23 @@ class SpawnedCommand extends EventEmitter {
     this.emit('error', error)
   }
 
+  /**
+   * The exit goes out on the next turn of the event loop: its line can come in the same read as
+   * the 'started' of this and other commands, and the exec service cuts the output 500 ms after
+   * an exit; its pipes must be read once before (a batch of 100 execs lost output without this).
+   */
   exit(code: number | null, signal: NodeJS.Signals | null) {
     if (this.exited) return
     this.exited = true
-    this.emit('exit', code, signal)
-    this.closeIfDone()
+    setImmediate(() => {
+      this.exitEmitted = true
+      this.emit('exit', code, signal)
+      this.closeIfDone()
+    })
   }
 
   private closeIfDone() {
-    if (this.exited && this.openStreams === 0) this.emit('close')
+    if (this.exitEmitted && this.openStreams === 0) this.emit('close')
   }
 
   kill(signal?: NodeJS.Signals | number): boolean {
