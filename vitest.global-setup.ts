@@ -1,17 +1,21 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { claimRunDir, sweepDeadRunDirs } from './packages/core/src/test-support/run-dirs.js'
 
 let runDir: string | undefined
 
 /**
  * Each run gets its own runtime directory (inherited by the workers and every vmctl they spawn), so
- * the leak check below sees only this run's VMs, never those of a run next to it.
+ * the leak check below sees only this run's VMs, never those of a run next to it. A killed run
+ * never reaches its teardown: the directories such runs left behind go first, those of runs side
+ * by side stay (test-support/run-dirs.ts says how a dead one is told).
  */
 export function setup(): void {
   if (process.env.VMCTL_RUNTIME_DIR) return
-  runDir = mkdtempSync(join(tmpdir(), 'vmctl-run-'))
+  for (const dir of sweepDeadRunDirs(tmpdir()))
+    console.log(`removed ${dir}, left by a test run that was killed`)
+  runDir = claimRunDir(tmpdir())
   process.env.VMCTL_RUNTIME_DIR = runDir
 }
 

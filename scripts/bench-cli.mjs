@@ -20,12 +20,17 @@
 // and the CLI process's CPU time in each phase (`cpu load`, ...): on a loaded host the steadier
 // measure of what the CLI itself costs.
 // A build without the marks (older than this script) shows only its total.
+// TIMELINE=1 also prints one `vmctl run` as a timeline across its processes: the CLI's marks and
+// the stamps that the caller's core and the VM's supervisor append to VMCTL_TIMELINE_FILE
+// (restore-timeline.ts), each as ms after the CLI was spawned, median [min-max], with the CPU time
+// the stamping process (CLI or supervisor) had used by then.
 // Prints medians [min-max] in ms, and each variant's medians over the first's; OUT=file also writes
 // every sample as JSON. The VMs come from the default template (made first if missing).
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { median } from './bench-helpers.mjs'
 
@@ -34,7 +39,11 @@ const preload = fileURLToPath(new URL('./bench-cli-marks.mjs', import.meta.url))
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
 const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
 const scratch = mkdtempSync(join(tmpdir(), 'vmctl-bench-cli-'))
-process.on('exit', () => rmSync(scratch, { recursive: true, force: true }))
+process.on('exit', () => {
+  try {
+    rmSync(scratch, { recursive: true, force: true, maxRetries: 5 })
+  } catch {} // a supervisor finishing its teardown stamped into it meanwhile
+})
 
 /** The CLI's marks (run-command.ts, main.ts) and the phase each ends. */
 const STEPS = [
@@ -45,17 +54,26 @@ const STEPS = [
   ['destroy', 'vmctl:destroyed'],
 ]
 
+let samples = 0
+
 /** Runs the variant's CLI with `args`; resolves with its phases in ms. */
 async function sample(variant, args) {
   const cli = join(variant.root ?? here, 'packages/cli/dist/main.js')
   const marksFile = join(scratch, 'marks.json')
+  // One file per run: a supervisor that outlives its CLI (it finishes the teardown alone) stamps late.
+  const timelineFile = join(scratch, `timeline-${++samples}.jsonl`)
   rmSync(marksFile, { force: true })
+  rmSync(timelineFile, { force: true })
   const spawnedAt = performance.timeOrigin + performance.now()
   let stderr = ''
   const code = await new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', preload, cli, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, VMCTL_BENCH_MARKS: marksFile },
+      env: {
+        ...process.env,
+        VMCTL_BENCH_MARKS: marksFile,
+        ...(process.env.TIMELINE ? { VMCTL_TIMELINE_FILE: timelineFile } : {}),
+      },
     })
     child.stderr.on('data', (chunk) => {
       stderr += chunk
@@ -84,7 +102,39 @@ async function sample(variant, args) {
   }
   phases.cpu = child.cpuMs
   phases.reap = reapedAt - (child.timeOrigin + child.exit)
+  // Read after the last round: a supervisor that finishes the teardown alone stamps after the CLI exits.
+  if (process.env.TIMELINE) phases.timeline = () => timeline(child, timelineFile, spawnedAt, reapedAt)
   return phases
+}
+
+/** One run's moments across its processes: name → { at: ms after spawn, cpu: the stamper's CPU ms }. */
+function timeline(child, file, spawnedAt, reapedAt) {
+  const moments = { 'cli: spawned': { at: 0 } }
+  const cli = (name, at, cpu) => {
+    moments[name] = { at: child.timeOrigin + at - spawnedAt, cpu }
+  }
+  cli('cli: process started', 0, 0)
+  cli('cli: bootstrapped', child.preloaded, child.preloadedCpu)
+  for (const [name, at] of Object.entries(child.marks))
+    cli(`cli: ${name.replace('vmctl:', '')}`, at, child.cpuAt?.[name])
+  cli('cli: exit', child.exit, child.cpuMs)
+  moments['cli: reaped'] = { at: reapedAt - spawnedAt }
+  let lines = []
+  try {
+    lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+  } catch {}
+  for (const line of lines) {
+    const name =
+      line.what.startsWith('caller:') || line.what.startsWith('supervisor:')
+        ? line.what
+        : `supervisor: ${line.what}`
+    if (moments[name]) continue // the first of a repeated stamp
+    moments[name] = { at: line.at - spawnedAt, cpu: line.ownCpu, qemuCpu: Number(line.qemuCpu) || undefined }
+  }
+  return moments
 }
 
 const runs = {}
@@ -127,6 +177,54 @@ for (const [kind, title] of [
         summary[`${variants[0].name} ${kind} ${name}`].median
       ).toFixed(2)
     console.log(`${variant.name} / ${variants[0].name}: total ${ratio('total')}, cpu ${ratio('cpu')}`)
+  }
+}
+/** Spans of the host's side of one run: [title, from moment, to moment]. */
+const SPANS = [
+  ['CLI spawned → supervisor spawned', 'cli: spawned', 'caller: supervisor spawned'],
+  ['supervisor spawned → QEMU spawned', 'caller: supervisor spawned', 'supervisor: qemu spawned'],
+  [
+    'supervisor spawned → its modules loaded',
+    'caller: supervisor spawned',
+    'supervisor: modules loaded, launch.json read',
+  ],
+  ['supervisor spawned → QMP connected', 'caller: supervisor spawned', 'supervisor: qmp connected'],
+  ['supervisor spawned → guest resumed', 'caller: supervisor spawned', 'supervisor: guest resumed (cont)'],
+  ['CLI spawned → guest resumed', 'cli: spawned', 'supervisor: guest resumed (cont)'],
+  ['ready sent → the CLI has it', 'supervisor: ready sent', 'cli: ready'],
+  ['exec done → CLI exit', 'cli: exec-done', 'cli: exit'],
+  ['exec done → QEMU gone', 'cli: exec-done', 'supervisor: QEMU gone'],
+]
+if (process.env.TIMELINE) {
+  await sleep(3_000) // the last supervisors' teardowns
+  for (const variant of variants) {
+    const samples = runs[variant.name].run.map((phases) => phases.timeline())
+    const names = [...new Set(samples.flatMap((moments) => Object.keys(moments)))]
+    const rows = names.map((name) => {
+      const of = (key) =>
+        samples.map((m) => m[name]?.[key]).filter((v) => v !== undefined && !Number.isNaN(v))
+      return { name, at: stats(of('at')), cpu: of('cpu'), qemuCpu: of('qemuCpu') }
+    })
+    rows.sort((a, b) => a.at.median - b.at.median)
+    // Spans taken within each run (not differences of medians): on a loaded host the steadier read.
+    console.log(`\n${variant.name}: spans of one run, ms, median [min-max]`)
+    for (const [title, from, to] of SPANS) {
+      const values = samples.map((m) => m[to]?.at - m[from]?.at).filter((v) => !Number.isNaN(v))
+      if (values.length) console.log(`  ${title}: ${fmt(stats(values))}`)
+    }
+    console.log(
+      `\n${variant.name}: one \`vmctl run -- true\`, ms after the CLI was spawned, n=${samples.length}`,
+    )
+    console.log('| moment | wall, median [min-max] | gap | CPU of the stamping process | QEMU CPU |')
+    console.log('|---|---|---|---|---|')
+    let last = 0
+    for (const row of rows) {
+      const gap = row.at.median - last
+      last = row.at.median
+      const cpu = row.cpu.length ? median(row.cpu).toFixed(1) : ''
+      const qemu = row.qemuCpu.length ? median(row.qemuCpu).toFixed(1) : ''
+      console.log(`| ${row.name} | ${fmt(row.at)} | ${gap.toFixed(0)} | ${cpu} | ${qemu} |`)
+    }
   }
 }
 if (process.env.OUT) writeFileSync(process.env.OUT, JSON.stringify({ variants, runs, summary }, null, 2))

@@ -1,5 +1,5 @@
 // What `vmctl` runs (main.ts imports it once the compile cache is on); `pnpm build` bundles it
-// and everything it imports into dist/cli-main.js and its chunks (scripts/bundle-cli.mjs).
+// and everything it imports into one file, dist/cli-main.js (scripts/bundle-cli.mjs).
 import { VmctlError } from '@vmctl/core'
 import { exitCodeFor } from './exit-code.js'
 import { runCli } from './run-cli.js'

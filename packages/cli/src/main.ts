@@ -2,7 +2,7 @@
 import module from 'node:module'
 
 // V8's compile cache (Node >= 22.1; absent in Node 20, where this is a no-op) keeps the compiled
-// CLI bundle on disk for the next run, before the bundle is imported: the ~2 MB of it (CLI, core,
+// CLI bundle on disk for the next run, before the bundle is imported: the ~1.1 MB of it (CLI, core,
 // grpc-js) are most of what `vmctl` compiles at start-up.
 ;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
 await import('./cli-main.js')

@@ -1,8 +1,9 @@
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { afterAll, describe, expect, test } from 'vitest'
 
 // What each package's tarball holds, packed by pnpm as a release would be (after `pnpm build`).
@@ -10,12 +11,16 @@ import { afterAll, describe, expect, test } from 'vitest'
 const packages = fileURLToPath(new URL('../../', import.meta.url))
 const out = mkdtempSync(join(tmpdir(), 'vmctl-pack-'))
 afterAll(() => rmSync(out, { recursive: true, force: true }))
+// Async: six pnpm packs take minutes on a loaded host, and a worker blocked that long misses
+// vitest's RPC and fails the run ("Timeout calling onTaskUpdate") though its tests passed.
+const run = promisify(execFile)
 
-function packed(dir: string): { files: string[]; tarball: string } {
+async function packed(dir: string): Promise<{ files: string[]; tarball: string }> {
+  // The tests run one after another: the one new file in `out` is this pack's.
   const before = new Set(readdirSync(out))
-  execFileSync('pnpm', ['pack', '--pack-destination', out], { cwd: join(packages, dir), stdio: 'ignore' })
+  await run('pnpm', ['pack', '--pack-destination', out], { cwd: join(packages, dir) })
   const tarball = join(out, readdirSync(out).find((name) => !before.has(name))!)
-  const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' })
+  const files = (await run('tar', ['tzf', tarball], { maxBuffer: 1 << 26 })).stdout
     .split('\n')
     .filter(Boolean)
     .map((path) => path.replace(/^package\//, ''))
@@ -23,19 +28,17 @@ function packed(dir: string): { files: string[]; tarball: string } {
 }
 
 /** Packed files that import a test runner: test helpers compiled by mistake (only adapters may). */
-function importingTestRunners(tarball: string): string[] {
+async function importingTestRunners(tarball: string): Promise<string[]> {
   const unpacked = mkdtempSync(join(out, 'unpacked-'))
-  execFileSync('tar', ['xzf', tarball, '-C', unpacked])
+  await run('tar', ['xzf', tarball, '-C', unpacked])
   const pattern = `from ['"](vitest|jest|@jest/[a-z-]+)['"]`
   try {
-    return execFileSync(
-      'grep',
-      ['-rlE', '--include=*.js', '--include=*.cjs', '--include=*.mjs', pattern, '.'],
-      {
+    return (
+      await run('grep', ['-rlE', '--include=*.js', '--include=*.cjs', '--include=*.mjs', pattern, '.'], {
         cwd: join(unpacked, 'package'),
-        encoding: 'utf8',
-      },
-    )
+        maxBuffer: 1 << 26,
+      })
+    ).stdout
       .split('\n')
       .filter(Boolean)
       .map((path) => path.replace(/^\.\//, ''))
@@ -47,8 +50,8 @@ function importingTestRunners(tarball: string): string[] {
 describe('published packages', () => {
   test.each(['agent', 'core', 'cli', 'testing', 'vitest-adapter', 'jest-adapter'])(
     '%s ships its README, LICENSE and dist, and no tests, source maps or sources',
-    (dir) => {
-      const { files, tarball } = packed(dir)
+    async (dir) => {
+      const { files, tarball } = await packed(dir)
       expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json']))
       const unwanted = files.filter(
         (file) =>
@@ -60,7 +63,7 @@ describe('published packages', () => {
       // @vmctl/testing's test-vm is public), or importing a test runner (only adapters may).
       if (dir !== 'testing') expect(files.filter((file) => /(^|\/)test-[^/]*$/.test(file))).toEqual([])
       const adapter = dir === 'vitest-adapter' || dir === 'jest-adapter'
-      if (!adapter) expect(importingTestRunners(tarball)).toEqual([])
+      if (!adapter) expect(await importingTestRunners(tarball)).toEqual([])
       if (dir === 'agent') {
         // Prebuilt: a user needs no C compiler. Their mode does not matter (pnpm pack drops the
         // execute bit): the runtime disk sets it.

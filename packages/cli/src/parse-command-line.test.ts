@@ -29,6 +29,8 @@ describe('command line parsing', () => {
       /Unknown option '--memry' \(did you mean --memory\?\)/,
     )
     expect(() => parseCommandLine(['--nope'], VM_OPTIONS, 'run')).not.toThrow(/did you mean/)
+    expect(() => parseCommandLine(['-x'], VM_OPTIONS, 'run')).not.toThrow(/did you mean/)
+    expect(() => parseCommandLine(['-q'], VM_OPTIONS, 'run')).not.toThrow(/did you mean/)
   })
 })
 
@@ -37,5 +39,12 @@ describe('a mistyped command', () => {
     const { runCli } = await import('./run-cli.js')
     await expect(runCli(['rn'])).rejects.toThrow(/unknown command "rn" \(did you mean run\?\)/)
     await expect(runCli(['frobnicate'])).rejects.toThrow(/unknown command "frobnicate"; commands:/)
+    await expect(runCli(['--verison'])).rejects.toThrow(
+      /unknown command "--verison" \(did you mean --version\?\)/,
+    )
+    await expect(runCli(['q'])).rejects.toThrow(/unknown command "q"; commands:/)
+    // Object.prototype's names are not commands (they crashed with a TypeError).
+    await expect(runCli(['constructor'])).rejects.toThrow(UsageError)
+    await expect(runCli(['help', 'rn'])).rejects.toThrow(/unknown command "rn" \(did you mean run\?\)/)
   })
 })

@@ -115,20 +115,29 @@ export async function runCli(args: string[]): Promise<number> {
   const [name, ...rest] = args
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined
-    console.log(topic && COMMANDS[topic] ? (await COMMANDS[topic].load()).help : MAIN_HELP)
+    if (!topic) {
+      console.log(MAIN_HELP)
+      return 0
+    }
+    console.log((await (await knownCommand(topic)).load()).help)
     return 0
   }
   if (name === '--version' || name === '-v') {
     console.log((await import('./version.js')).versionText())
     return 0
   }
-  const command = COMMANDS[name]
-  if (!command) {
-    // core is loaded here only: a mistyped command is the one path that needs it before a command runs.
-    const meant = (await import('@vmctl/core')).closestName(name, Object.keys(COMMANDS))
-    throw new UsageError(
-      `unknown command ${JSON.stringify(name)}${meant ? ` (did you mean ${meant}?)` : ''}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
-    )
-  }
-  return (await command.load()).run(rest)
+  return (await (await knownCommand(name)).load()).run(rest)
+}
+
+/** The command of that name, or a usage error naming the one most likely meant (`vmctl help rn` too). */
+async function knownCommand(name: string): Promise<(typeof COMMANDS)[string]> {
+  // Own names only: `vmctl constructor` is not Object.prototype's.
+  if (Object.hasOwn(COMMANDS, name)) return COMMANDS[name]!
+  // core is loaded here only: a mistyped command is the one path that needs it before a command runs.
+  // A flag-like word is matched against the top-level flags (--verison: did you mean --version?).
+  const known = name.startsWith('-') ? ['--help', '--version'] : Object.keys(COMMANDS)
+  const meant = (await import('@vmctl/core')).closestName(name, known)
+  throw new UsageError(
+    `unknown command ${JSON.stringify(name)}${meant ? ` (did you mean ${meant}?)` : ''}; commands: ${Object.keys(COMMANDS).join(', ')} (see vmctl --help)`,
+  )
 }

@@ -22,4 +22,14 @@ describe('closestName', () => {
     expect(closestName('network', VM_FIELDS)).toBeUndefined()
     expect(closestName('', VM_FIELDS)).toBeUndefined()
   })
+
+  it('guesses nothing from one letter, and no prefix from two', () => {
+    const commands = ['setup', 'run', 'up', 'exec', 'down', 'ps']
+    expect(closestName('q', commands)).toBeUndefined()
+    expect(closestName('x', ['config', 'memory', 'qemu-arg'])).toBeUndefined()
+    expect(closestName('q', ['config', 'memory', 'qemu-arg'])).toBeUndefined()
+    expect(closestName('U', commands)).toBeUndefined()
+    expect(closestName('rn', commands)).toBe('run')
+    expect(closestName('P', ['p', 'memory'])).toBe('p')
+  })
 })

@@ -7,18 +7,23 @@ export function closestName(name: string, known: readonly string[]): string | un
   const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, '')
   const wanted = norm(name)
   if (!wanted) return undefined
+  // One letter says too little: any name starting with it, or one edit from it, is a guess (vmctl
+  // q is not setup; -x is not --config). Only the same name but for case or separators.
+  if (wanted.length === 1) return known.find((k) => norm(k) === wanted)
   // The same name but for case or separators, else the nearest in length of those it extends or
   // that extend it (kernel_args is kernelArgs, not kernel).
   const related = known
     .filter((k) => norm(k).startsWith(wanted) || wanted.startsWith(norm(k)))
     .sort((a, b) => Math.abs(norm(a).length - wanted.length) - Math.abs(norm(b).length - wanted.length))
   if (related[0]) return related[0]
-  // Up to one edit per three letters (at least one), against the whole name or its prefix.
+  // Up to one edit per three letters (at least one), against the whole name or, from three letters
+  // on, its prefix (two letters are one edit from the start of too many names).
   const limit = Math.max(1, Math.floor(wanted.length / 3))
   let best: { name: string; cost: number } | undefined
   for (const k of known) {
     const n = norm(k)
-    const cost = Math.min(distance(n, wanted), distance(n.slice(0, wanted.length), wanted))
+    const whole = distance(n, wanted)
+    const cost = wanted.length >= 3 ? Math.min(whole, distance(n.slice(0, wanted.length), wanted)) : whole
     if (cost <= limit && (!best || cost < best.cost)) best = { name: k, cost }
   }
   return best?.name

@@ -42,9 +42,11 @@ describe('the import graph of packages/*/src', () => {
   })
 
   test('nothing in supervisor/ imports the orchestrator but its entry point', () => {
+    // supervisor-load.ts is the entry point's second half (what it loads once QEMU is started).
+    const entry = [`${CORE}supervisor/supervisor-main.ts`, `${CORE}supervisor/supervisor-load.ts`]
     expect(
       edgesWhere(
-        (from) => from !== `${CORE}supervisor/supervisor-main.ts`,
+        (from) => !entry.includes(from),
         (to) => to === `${CORE}supervisor/supervisor.ts`,
       ),
     ).toEqual([])
@@ -68,5 +70,25 @@ describe('the import graph of packages/*/src', () => {
     // Templates sit below the supervisor and the VM; config and images below the VM's options.
     expect(edgesWhere(inCore('templates'), (to) => inCore('supervisor')(to) || inCore('vm')(to))).toEqual([])
     expect(edgesWhere((from) => inCore('config')(from) || inCore('images')(from), inCore('vm'))).toEqual([])
+  })
+
+  test('the back arrows issue 16 found stay gone: each folder imports only from those below it', () => {
+    // qemu/ builds command lines: below the network (the template MAC lives in qemu/template-mac.ts).
+    expect(
+      edgesWhere(inCore('qemu'), (to) => ['network', 'supervisor', 'vm'].some((f) => inCore(f)(to))),
+    ).toEqual([])
+    // kernels/ is below every VM: what it needs of the runtime directory it reads through paths.ts
+    // and read-launch-spec.ts, not the supervisor's VmDirectory.
+    expect(
+      edgesWhere(inCore('kernels'), (to) => ['network', 'supervisor', 'vm'].some((f) => inCore(f)(to))),
+    ).toEqual([])
+    // network/ is below the VM facade: the shared keeper's client is host/shared-keeper-client.ts.
+    expect(edgesWhere(inCore('network'), inCore('vm'))).toEqual([])
+    // The supervisor is below vm/ but for the agent's client, which the call lane is rewriting
+    // (vm/agent-client.ts): no other arrow may join these two.
+    expect(edgesWhere(inCore('supervisor'), inCore('vm'))).toEqual([
+      `${CORE}supervisor/agent-warm-up.ts → ${CORE}vm/agent-client.ts`,
+      `${CORE}supervisor/network-rejoin.ts → ${CORE}vm/agent-client.ts`,
+    ])
   })
 })

@@ -1,6 +1,22 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { LaunchSpec } from './launch-spec.js'
+
+/** The launch spec's file name in a VM's directory (supervisor/vm-directory.ts: `launchFile`). */
+export const LAUNCH_FILE = 'launch.json'
+
+/** The launch specs of the VMs in this runtime directory, whatever their state (unreadable ones left out). */
+export function launchSpecsIn(vms: string): LaunchSpec[] {
+  let names: string[]
+  try {
+    names = readdirSync(vms)
+  } catch {
+    return []
+  }
+  return names
+    .map((name) => readLaunchSpec(join(vms, name, LAUNCH_FILE)))
+    .filter((spec) => spec !== undefined)
+}
 
 /** A VM's launch.json (written by its creator), or undefined when it cannot be read. */
 export function readLaunchSpec(launchFile: string): LaunchSpec | undefined {

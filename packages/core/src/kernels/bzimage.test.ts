@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
+import { runForBytes } from '../test-support/run-command.js'
 import { decodeXz, extractVmlinux, PayloadFormatError } from './bzimage.js'
 
 const xz = which('xz', process.env.PATH)
@@ -32,14 +32,11 @@ describe('bzImage → vmlinux', () => {
   test.skipIf(!xz)('decodes xz --x86 streams (BCJ undone in JS) as xz does (needs xz)', async () => {
     const data = codeLike(3 << 20)
     for (const check of ['crc32', 'crc64']) {
-      const compressed = execFileSync(xz!, ['--x86', '--lzma2=preset=1', `--check=${check}`, '-c'], {
-        input: data,
-        maxBuffer: 1 << 26,
-      })
+      const compressed = await runForBytes(xz!, ['--x86', '--lzma2=preset=1', `--check=${check}`, '-c'], data)
       const decoded = await decodeXz(Buffer.concat([compressed, Buffer.from([1, 2, 3, 4])])) // + the kernel's size trailer
       expect(crc32(decoded)).toBe(crc32(data))
     }
-    const plain = execFileSync(xz!, ['--lzma2=preset=1', '-c'], { input: data, maxBuffer: 1 << 26 })
+    const plain = await runForBytes(xz!, ['--lzma2=preset=1', '-c'], data)
     expect((await decodeXz(plain)).equals(data)).toBe(true)
   })
 

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, sep } from 'node:path'
-import { readLaunchSpec } from '../read-launch-spec.js'
-import { listVms } from '../supervisor/vm-directory.js'
+import { vmsDir } from '../paths.js'
+import { launchSpecsIn } from '../read-launch-spec.js'
 
 /**
  * The module trees in `$CACHE/kernels/custom` (custom-modules.ts) that a VM uses now, by key. A VM
@@ -11,7 +11,8 @@ import { listVms } from '../supervisor/vm-directory.js'
  * - every process on the host whose arguments carry `vmctl_modules=PATH` (QEMU's -append, for a
  *   booted VM and for one restored from a template alike: the path is the current one, passed again
  *   at each restore);
- * - the launch specs of this runtime directory's VMs, which name the tree before QEMU starts.
+ * - the launch specs of this runtime directory's VMs, which name the tree before QEMU starts (all
+ *   of them, running or not: keeping a tree too many costs a few MB, one too few a VM's modules).
  * A template holds no path: a VM restored from it resolves its kernel again, and a pruned tree is
  * made anew under the same key (it is keyed by the modules' content) before the restore.
  */
@@ -32,7 +33,7 @@ export function customTreesInUse(cacheDir: string, env: NodeJS.ProcessEnv = proc
     for (const match of cmdline.matchAll(/vmctl_modules=([^\s\0]+)/g)) note(match[1])
   }
   try {
-    for (const vm of listVms(env)) note(readLaunchSpec(vm.directory.launchFile)?.kernel.modulesDir)
+    for (const spec of launchSpecsIn(vmsDir(env))) note(spec.kernel.modulesDir)
   } catch {}
   return keys
 }

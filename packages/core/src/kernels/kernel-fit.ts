@@ -118,22 +118,20 @@ export function checkKernelFits(kernel: ResolvedKernel, needs: KernelNeeds): voi
   throw new VmctlError('KERNEL_UNFIT', lines.join('\n'))
 }
 
+/** What checkKernelFits requires, in all: a change to it is a change to every cached verdict. */
+export const FIT_RULES = JSON.stringify({ ALWAYS, HOST_ROOT, SERIAL })
+
+/** The files checkKernelFits may read for `kernel`: its config's candidates, then its module lists. */
+export function kernelFitInputs(kernel: ResolvedKernel): string[] {
+  const modules = kernel.modulesDir
+    ? [join(kernel.modulesDir, 'modules.dep'), join(kernel.modulesDir, 'modules.builtin')]
+    : []
+  return [...configCandidates(kernel), ...modules]
+}
+
 /** The kernel's .config as option → value ('y', 'm', a string), from the first place that has it. */
 export function kernelConfig(kernel: ResolvedKernel): Map<string, string> | undefined {
-  const here = dirname(kernel.image)
-  const release = kernel.release
-  const candidates = [
-    join(here, 'config'),
-    ...(release ? [join(here, `config-${release}`), join(here, '..', 'boot', `config-${release}`)] : []),
-    join(here, '.config'),
-    // A build tree: arch/x86/boot/bzImage, with .config at the top.
-    join(here, '..', '..', '..', '.config'),
-    ...(kernel.modulesDir
-      ? [join(kernel.modulesDir, 'config'), join(kernel.modulesDir, 'build', '.config')]
-      : []),
-    ...(release ? [`/boot/config-${release}`] : []),
-  ]
-  for (const path of candidates) {
+  for (const path of configCandidates(kernel)) {
     let text: string
     try {
       const raw = readFileSync(path)
@@ -150,6 +148,23 @@ export function kernelConfig(kernel: ResolvedKernel): Map<string, string> | unde
     return config
   }
   return undefined
+}
+
+/** Where a kernel's .config may be, in the order kernelConfig tries them. */
+function configCandidates(kernel: ResolvedKernel): string[] {
+  const here = dirname(kernel.image)
+  const release = kernel.release
+  return [
+    join(here, 'config'),
+    ...(release ? [join(here, `config-${release}`), join(here, '..', 'boot', `config-${release}`)] : []),
+    join(here, '.config'),
+    // A build tree: arch/x86/boot/bzImage, with .config at the top.
+    join(here, '..', '..', '..', '.config'),
+    ...(kernel.modulesDir
+      ? [join(kernel.modulesDir, 'config'), join(kernel.modulesDir, 'build', '.config')]
+      : []),
+    ...(release ? [`/boot/config-${release}`] : []),
+  ]
 }
 
 function moduleNames(modulesDir: string | undefined, file: string): Set<string> | undefined {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest'
 import { which } from '../host/qemu-locator.js'
 import { BOOT_MODULES, VSOCK_MODULES } from '../initramfs/initramfs-builder.js'
 import { moduleLoadOrder } from '../initramfs/module-order.js'
+import { runCommand } from '../test-support/run-command.js'
 import { computeModulesDep, listModules, readModinfo, readModuleFile } from './module-deps.js'
 
 /** A minimal ELF64 relocatable file with a .modinfo section, as modpost leaves in a .ko. */
@@ -115,7 +115,7 @@ describe.skipIf(!release || !existsSync(join(modulesDir, 'kernel')) || !depmod)(
       symlinkSync(join(modulesDir, 'kernel'), join(scratch, 'kernel'))
       for (const file of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo'])
         if (existsSync(join(modulesDir, file))) copyFileSync(join(modulesDir, file), join(scratch, file))
-      execFileSync(depmod!, ['-b', base, release])
+      await runCommand(depmod!, ['-b', base, release])
       const theirs = readFileSync(join(scratch, 'modules.dep'), 'utf8')
 
       const order = readFileSync(join(modulesDir, 'modules.order'), 'utf8').split('\n').filter(Boolean)

@@ -15,12 +15,14 @@ const HOST_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg'
  * are then checked by the SHA256 chain that starts here, so a mirror or proxy can serve nothing
  * Debian did not sign. Keys: vmctl's copy of Debian's (debian-keyring.ts), the host's keyring if it
  * has one, and VMCTL_DEBIAN_KEYRING (a binary or armored keyring: a mirror that re-signs with its
- * own key). openpgp is loaded here only, when a kernel is fetched.
+ * own key). openpgp is loaded here only, when a kernel is fetched. `hostKeyring: false` leaves the
+ * host's keyring out (tests of vmctl's own copy, on a Debian host that has the keyring anyway).
  */
 export async function verifiedRelease(
   url: string,
   inRelease: string,
   env: NodeJS.ProcessEnv,
+  hostKeyring: string | false = HOST_KEYRING,
 ): Promise<string> {
   const openpgp = await import('openpgp')
   let message: Awaited<ReturnType<OpenPgp['readCleartextMessage']>>
@@ -33,7 +35,7 @@ export async function verifiedRelease(
       SETUP_COMMAND,
     )
   }
-  const keys = await trustedKeys(openpgp, env)
+  const keys = await trustedKeys(openpgp, env, hostKeyring)
   const { signatures } = await openpgp.verify({ message, verificationKeys: keys })
   const problems: string[] = []
   for (const signature of signatures) {
@@ -51,9 +53,13 @@ export async function verifiedRelease(
   )
 }
 
-async function trustedKeys(openpgp: OpenPgp, env: NodeJS.ProcessEnv): Promise<Key[]> {
+async function trustedKeys(
+  openpgp: OpenPgp,
+  env: NodeJS.ProcessEnv,
+  hostKeyring: string | false,
+): Promise<Key[]> {
   const keys = await openpgp.readKeys({ armoredKeys: DEBIAN_ARCHIVE_KEYS })
-  keys.push(...(await keyringFile(openpgp, HOST_KEYRING, false)))
+  if (hostKeyring) keys.push(...(await keyringFile(openpgp, hostKeyring, false)))
   if (env.VMCTL_DEBIAN_KEYRING) keys.push(...(await keyringFile(openpgp, env.VMCTL_DEBIAN_KEYRING, true)))
   return keys
 }

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { MemberCarrier } from './member-carrier.js'
 
 // The switch's side of a member's carrier, against a stand-in supervisor on a real Unix socket:

@@ -1,5 +1,5 @@
 import type net from 'node:net'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { sleep } from '../util/timing.js'
 
 /** A supervisor answers set-link once QMP did (milliseconds); one that does not is stuck or gone. */

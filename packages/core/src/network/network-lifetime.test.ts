@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
+import { askKeeperToHold, SHARED_KEEPER_ENV } from '../host/shared-keeper-client.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
-import { askKeeperToHold, SHARED_KEEPER_ENV, startSharedVmKeeper } from '../vm/shared-vm-keeper.js'
+import { startSharedVmKeeper } from '../vm/shared-vm-keeper.js'
 import { listNetworks } from './network-directory.js'
 import { VmNetwork } from './vm-network.js'
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { VmctlError } from '../errors.js'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import type { Impairment } from './switch.js'
 
 /**

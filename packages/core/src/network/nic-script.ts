@@ -1,4 +1,4 @@
-import { templateMac } from './template-mac.js'
+import { templateMac } from '../qemu/template-mac.js'
 
 /**
  * Finds the NIC by its template MAC, gives it the member's MAC and address, and brings it up. The

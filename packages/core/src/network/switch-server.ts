@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { isAlive } from '../supervisor/vm-directory.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { MemberCarrier } from './member-carrier.js'
 import {
   MAX_MEMBER_INDEX,

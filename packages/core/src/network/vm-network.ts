@@ -5,10 +5,10 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VmctlError } from '../errors.js'
 import { lockIn, withLock } from '../host/cross-process-lock.js'
+import { askKeeperToHold } from '../host/shared-keeper-client.js'
 import { logger } from '../log.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
-import { askKeeperToHold } from '../vm/shared-vm-keeper.js'
 import {
   freeSubnet,
   type MemberInfo,

@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, test } from 'vitest'
 import { listVms, VmDirectory } from '../supervisor/vm-directory.js'
+import { runCommand } from '../test-support/run-command.js'
 import { gcHost } from './host-gc.js'
 import { observeHost } from './host-observer.js'
 
@@ -24,7 +24,7 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }))
  * A creator SIGKILLed where VM.up() would be at `step`: after making the VM's directory, or after
  * writing its launch.json too, before spawning the supervisor. A real process, killed for real.
  */
-function creatorKilledAfter(name: string, step: 'mkdir' | 'launch.json'): void {
+async function creatorKilledAfter(name: string, step: 'mkdir' | 'launch.json'): Promise<void> {
   const script = `
     const { writeFileSync } = await import('node:fs')
     const { VmDirectory } = await import(${JSON.stringify(vmDirectoryModule)})
@@ -33,14 +33,17 @@ function creatorKilledAfter(name: string, step: 'mkdir' | 'launch.json'): void {
     if (${JSON.stringify(step)} === 'launch.json')
       writeFileSync(directory.launchFile, JSON.stringify({ name: ${JSON.stringify(name)}, creatorPid: process.pid, createdAt: new Date().toISOString() }))
     process.kill(process.pid, 'SIGKILL')`
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env })
-  expect(child.signal, String(child.stderr)).toBe('SIGKILL')
+  const child = await runCommand(process.execPath, ['--input-type=module', '-e', script], {
+    env,
+    allowFailure: true,
+  })
+  expect(child.signal, child.stderr).toBe('SIGKILL')
 }
 
 describe('a VM directory whose creator died before its supervisor started', () => {
   test('is flagged at once (no minute of grace), skipped by listVms, removed by gc, which says so', async () => {
-    creatorKilledAfter('abandoned-mkdir', 'mkdir')
-    creatorKilledAfter('abandoned-launch', 'launch.json')
+    await creatorKilledAfter('abandoned-mkdir', 'mkdir')
+    await creatorKilledAfter('abandoned-launch', 'launch.json')
     const dirs = ['abandoned-mkdir', 'abandoned-launch'].map((name) => new VmDirectory(name, env))
     for (const directory of dirs) expect(existsSync(directory.path)).toBe(true)
     expect(existsSync(dirs[1]!.launchFile)).toBe(true)

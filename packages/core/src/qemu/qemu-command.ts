@@ -2,7 +2,7 @@ import { AGENT_PORT_NAME, SETUP_PORT_NAME } from '@vmctl/agent'
 import type { Accelerator } from '../host/accelerator.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { RUNTIME_DISK_SERIAL } from '../initramfs/runtime-disk.js'
-import { templateMac } from '../network/template-mac.js'
+import { templateMac } from './template-mac.js'
 
 export interface PortForward {
   guestPort: number

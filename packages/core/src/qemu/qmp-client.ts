@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
-import { LineSplitter } from '../util/lines.js'
+import { LineDecoder } from '../util/lines.js'
 
 interface Pending {
   resolve: (value: unknown) => void
@@ -25,9 +25,10 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
       onEarlyClose = reject
     })
     socket.setEncoding('utf8')
-    const lines = new LineSplitter()
+    const decoder = new LineDecoder()
     socket.on('data', (chunk: string) => {
-      for (const line of lines.push(chunk)) if (line.trim()) this.onMessage(JSON.parse(line), onGreeting)
+      for (const message of decoder.push(chunk))
+        this.onMessage(message as Record<string, unknown>, onGreeting)
     })
     socket.on('close', () => {
       this.closed = true

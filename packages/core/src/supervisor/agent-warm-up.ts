@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js'
-import type { AgentClient, ExecResponse } from '@vmctl/agent'
+import type { AgentClient } from '@vmctl/agent'
 import { agentClient } from '../vm/agent-client.js'
+import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /**
@@ -63,25 +64,6 @@ export async function warmUpAgent(
     agent.close()
   }
   return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)`
-}
-
-/** One exec to its exit status, whatever that status is. */
-function execToExit(agent: AgentClient, argv: string[], deadline: Date): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const call = agent.exec(new Metadata(), { deadline })
-    call.on('data', (response: ExecResponse) => {
-      if (response.kind?.$case === 'exit') resolve()
-    })
-    call.on('error', reject)
-    call.on('end', resolve)
-    call.write({
-      kind: {
-        $case: 'start',
-        value: { argv, shell: '', env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
-      },
-    })
-    call.end()
-  })
 }
 
 /** A small file into the guest, the way vm.writeFile() sends it. */

@@ -1,4 +1,7 @@
-import { type Deadline, withinDeadline } from './boot-deadline.js'
+import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
+import { hangBoundsFor } from './boot-progress.js'
+import type { GuestSetupPort } from './guest-setup-port.js'
+import { HungGuest, watchForHungGuest } from './hung-guest-watch.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { untilReady } from './readiness.js'
 import { TemplateClone, type TemplateContext } from './template-clone.js'
@@ -35,10 +38,7 @@ export async function bringUp(
   let qemu: QemuProcess
   if (fromTemplate) qemu = fromTemplate.qemu
   else {
-    qemu = options.reuse?.alive ? options.reuse : ctx.startQemu({})
-    await withinDeadline(ctx.link.connect(qemu), qemu, deadline)
-    step('agent port connected')
-    await withinDeadline(untilReady(ctx.link.mux, qemu, deadline), qemu, deadline)
+    qemu = await coldBoot(ctx, options.reuse?.alive ? options.reuse : startCold(ctx), deadline, step)
   }
   step('agent answering, root mounted')
   const qmp = await withinDeadline(qemu.connectQmp(), qemu, deadline)
@@ -51,4 +51,80 @@ export async function bringUp(
     variant: fromTemplate?.variant ?? {},
     ports,
   }
+}
+
+/**
+ * Test hook: the first N cold-boot QEMUs of this supervisor start waiting for a migration that
+ * never comes (`-incoming defer`): a real QEMU whose guest never runs, for hung-boot.vm.test.ts.
+ */
+let hangsLeft = Number(process.env.VMCTL_TEST_HANG_COLD_BOOTS) || 0
+
+function startCold(ctx: TemplateContext): QemuProcess {
+  if (hangsLeft <= 0) return ctx.startQemu({})
+  hangsLeft--
+  ctx.log('test hook VMCTL_TEST_HANG_COLD_BOOTS: this QEMU waits for a migration that never comes')
+  return ctx.startQemu({ incoming: true })
+}
+
+/**
+ * A cold boot to ready. A guest that makes no progress before its first byte (console, ports:
+ * hung-guest-watch.ts) is taken for hung: its QEMU is killed and the boot tried once more with a
+ * new one, with a warning in `vm.warnings`; a second hang fails the boot, saying so, long before
+ * the deadline would have.
+ */
+async function coldBoot(
+  ctx: TemplateContext,
+  first: QemuProcess,
+  deadline: Deadline,
+  step: (what: string) => void,
+): Promise<QemuProcess> {
+  let qemu = first
+  let hungBefore: string | undefined
+  for (;;) {
+    const watch = watchForHungGuest(
+      qemu,
+      guestBytes(ctx, qemu),
+      ctx.log,
+      hangBoundsFor(ctx.definition.kernelArgs),
+    )
+    const booted = (async () => {
+      await ctx.link.connect(qemu)
+      step('agent port connected')
+      await untilReady(ctx.link.mux, qemu, deadline)
+    })()
+    try {
+      await withinDeadline(Promise.race([booted, watch.hung]), qemu, deadline)
+      return qemu
+    } catch (error) {
+      if (!(error instanceof HungGuest) || ctx.goingDown()) throw error
+      await qemu.kill()
+      // The user's own -S: every QEMU would wait for a `cont` that vmctl never sends.
+      if (ctx.definition.qemuArgs.includes('-S'))
+        throw new BootFailure(
+          'BOOT_FAILED',
+          `QEMU was told to start the guest paused (-S in qemuArgs) and nothing continues it (${error.message}): remove -S`,
+        )
+      if (hungBefore)
+        throw new BootFailure(
+          'BOOT_FAILED',
+          `the guest hung twice before sending its first byte (${hungBefore}; then ${error.message}); the supervisor log has what QMP said of its vCPUs`,
+        )
+      hungBefore = error.message
+      ctx.warn(
+        `the guest hung before sending its first byte (${error.message}); its QEMU was killed and the boot tried once more`,
+      )
+      qemu = startCold(ctx)
+    } finally {
+      watch.stop()
+    }
+  }
+}
+
+/** What the guest of `qemu` sent so far: console bytes, setup port bytes, and its agent's handshake. */
+function guestBytes(ctx: TemplateContext, qemu: QemuProcess): () => number {
+  let port: GuestSetupPort | undefined
+  void qemu.setupPort.then((connected) => {
+    port = connected
+  })
+  return () => ctx.console.runBytes + (port?.bytesReceived ?? 0) + (ctx.link.mux.isReady ? 1 : 0)
 }

@@ -14,6 +14,7 @@ export class ConsoleLog {
    */
   private run = ''
   private bytes = 0
+  private runBytesSeen = 0
 
   constructor(path: string) {
     this.fd = openSync(path, 'a', 0o600)
@@ -23,8 +24,14 @@ export class ConsoleLog {
     return this.bytes
   }
 
+  /** Bytes the current QEMU's guest wrote (reset by newRun()): its sign of life. */
+  get runBytes(): number {
+    return this.runBytesSeen
+  }
+
   append(chunk: Buffer): void {
     this.bytes += chunk.length
+    this.runBytesSeen += chunk.length
     try {
       writeSync(this.fd, chunk)
     } catch {}
@@ -36,6 +43,7 @@ export class ConsoleLog {
   /** A new QEMU starts: what find() and panicLine() search begins here. */
   newRun(): void {
     this.run = ''
+    this.runBytesSeen = 0
   }
 
   /** The recent output as it came (up to 32 KB), to keep with a template. */

@@ -60,7 +60,12 @@ export function serveRequests(
         reply({ reply: 'status', status: handlers.status() })
         return
       case 'destroy':
-        await handlers.destroy(() => reply({ reply: 'destroy', ok: true }))
+        if (request.handOff) {
+          // shutdown() has refused new agent calls and asked QEMU to quit before it first awaits.
+          const teardown = handlers.destroy(() => {})
+          reply({ reply: 'destroy', ok: true, handedOff: true })
+          await teardown
+        } else await handlers.destroy(() => reply({ reply: 'destroy', ok: true }))
         return
       case 'attach-disk':
       case 'detach-disk':

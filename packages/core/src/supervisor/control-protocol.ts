@@ -8,7 +8,11 @@
 export type ControlRequest =
   | { op: 'attach'; lease: boolean }
   | { op: 'status' }
-  | { op: 'destroy' }
+  /**
+   * Ends the VM; replies once QEMU is gone and the directory removed, or with `handOff`, once the
+   * teardown has begun (the supervisor then finishes it alone: `vmctl run` need not wait for it).
+   */
+  | { op: 'destroy'; handOff?: boolean }
   /** Saves the running VM as `name` (replies `{ ok, error? }`). */
   | { op: 'snapshot'; name: string }
   /** Puts the VM back to snapshot `name`, in place: same name, sockets and ports. */
@@ -91,28 +95,3 @@ export type ControlEvent =
   | { event: 'stopped'; how: string; unexpected?: boolean; consoleTail?: string }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)
-
-export function encodeMessage(message: unknown): string {
-  return `${JSON.stringify(message)}\n`
-}
-
-/** Splits a stream of NDJSON into messages. */
-export class LineDecoder {
-  private buffer = ''
-  push(chunk: string): unknown[] {
-    this.buffer += chunk
-    const messages: unknown[] = []
-    let newline = this.buffer.indexOf('\n')
-    while (newline >= 0) {
-      const line = this.buffer.slice(0, newline)
-      this.buffer = this.buffer.slice(newline + 1)
-      if (line.trim()) {
-        try {
-          messages.push(JSON.parse(line))
-        } catch {}
-      }
-      newline = this.buffer.indexOf('\n')
-    }
-    return messages
-  }
-}

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { pollUntil } from '../util/timing.js'
 import { listen } from '../util/unix-socket.js'
-import { type ControlEvent, type ControlRequest, encodeMessage, LineDecoder } from './control-protocol.js'
+import type { ControlEvent, ControlRequest } from './control-protocol.js'
 import { isAlive } from './vm-directory.js'
 
 /** A VM nobody leased within this time was orphaned by a creator that died while starting it. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type net from 'node:net'
+import { LineSplitter } from '../util/lines.js'
 import { connectWhenReady } from '../util/unix-socket.js'
 
 /** What the guest's refresh did. */
@@ -24,21 +25,20 @@ export class RootMountError extends Error {}
  */
 export class GuestSetupPort {
   private readonly socket: net.Socket
-  private received = ''
+  /** A line longer than 4 KiB is not the protocol's: dropped (see LineSplitter). */
+  private readonly lines = new LineSplitter(4096)
+  private received = 0
   private readonly waiting = new Map<string, (line: string) => void>()
 
   private constructor(socket: net.Socket) {
     this.socket = socket
     socket.setEncoding('latin1')
     socket.on('data', (chunk: string) => {
-      this.received += chunk
-      for (let newline = this.received.indexOf('\n'); newline >= 0; newline = this.received.indexOf('\n')) {
-        const line = this.received.slice(0, newline)
-        this.received = this.received.slice(newline + 1)
+      this.received += chunk.length
+      for (const line of this.lines.push(chunk)) {
         const id = line.split(' ')[1] ?? ''
         this.waiting.get(id)?.(line)
       }
-      if (this.received.length > 4096) this.received = ''
     })
     socket.on('error', () => {})
     socket.on('close', () => {
@@ -50,6 +50,11 @@ export class GuestSetupPort {
   static async connect(path: string, alive: () => boolean): Promise<GuestSetupPort | undefined> {
     const socket = await connectWhenReady(path, alive, 10)
     return socket && new GuestSetupPort(socket)
+  }
+
+  /** Bytes the guest sent on the port so far: a sign of life (hung-guest-watch.ts). */
+  get bytesReceived(): number {
+    return this.received
   }
 
   /**

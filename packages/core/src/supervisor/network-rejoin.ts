@@ -1,13 +1,13 @@
 import { dirname } from 'node:path'
-import { Metadata } from '@grpc/grpc-js'
-import type { ExecResponse } from '@vmctl/agent'
 import type { LaunchSpec } from '../launch-spec.js'
 import { hostsScript, withHostsLock } from '../network/guest-hosts.js'
 import type { MemberInfo } from '../network/network-directory.js'
 import { NetworkDirectory } from '../network/network-directory.js'
 import { NetworkClient } from '../network/network-protocol.js'
 import { nicScript } from '../network/nic-script.js'
+import { sleep } from '../util/timing.js'
 import { agentClient } from '../vm/agent-client.js'
+import { runShellInGuest } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** The NICs' and names' setup is one shell command; far more than it takes on a loaded TCG host. */
@@ -24,60 +24,52 @@ const REJOIN_BUDGET_MS = 60_000
 export async function rejoinNetworks(
   spec: LaunchSpec,
   directory: Pick<VmDirectory, 'agentSocket' | 'path'>,
+  budgetMs = REJOIN_BUDGET_MS,
 ): Promise<string | undefined> {
   const addresses = spec.networkAddresses ?? []
   if (addresses.length === 0) return undefined
   // The runtime directory the VM's is in (<runtime>/vms/<name>), as supervisor-main.ts takes it:
   // the supervisor's environment need not name it.
   const env = { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(directory.path)) }
-  try {
+  const clients: NetworkClient[] = []
+  const rejoin = async () => {
     const hosts: string[] = []
     for (const { network } of addresses) {
       const switchDirectory = new NetworkDirectory(network, env)
       const client = await NetworkClient.connect(switchDirectory.controlSocket, network).catch(() => {
         throw new Error(`network ${network} is not running any more (no switch at ${switchDirectory.path})`)
       })
-      try {
-        const { version, members } = await client.request({ op: 'members' })
-        hosts.push(hostsScript(network, version as number, members as MemberInfo[]))
-      } finally {
-        client.close()
-      }
+      clients.push(client)
+      const { version, members } = await client.request({ op: 'members' })
+      hosts.push(hostsScript(network, version as number, members as MemberInfo[]))
+      client.close()
     }
     const script = [...addresses.map((address, index) => nicScript(index, address)), ...hosts].join('\n')
     await withHostsLock(spec.name, () => runInGuest(directory, script), env)
+  }
+  // The whole of it within the budget, not only the guest's command: a switch that is alive but
+  // does not answer (stopped, wedged), or a hosts lock another process keeps, would otherwise
+  // leave start() and restart() in `starting` for ever, with no error.
+  const over = new AbortController()
+  const late = sleep(budgetMs, over.signal).then(() => {
+    throw new Error(
+      `no answer within ${budgetMs / 1000} s (a network switch that does not answer, or another process holding the VM's hosts lock)`,
+    )
+  })
+  try {
+    await Promise.race([rejoin(), late])
     return undefined
   } catch (error) {
     return `the VM's network addresses and names were not given again after the start: ${(error as Error).message}`
+  } finally {
+    over.abort()
+    late.catch(() => {})
+    for (const client of clients) client.close()
   }
 }
 
 /** A shell command through the guest agent; rejects with its stderr when it fails. */
 function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
   const agent = agentClient(directory)
-  return new Promise<void>((resolve, reject) => {
-    const stderr: Buffer[] = []
-    const call = agent.exec(new Metadata(), { deadline: new Date(Date.now() + REJOIN_BUDGET_MS) })
-    call.on('data', (response: ExecResponse) => {
-      const kind = response.kind
-      if (kind?.$case === 'stderr') stderr.push(kind.value)
-      if (kind?.$case !== 'exit') return
-      if (kind.value.exitCode === 0) resolve()
-      else
-        reject(
-          new Error(
-            `exit ${kind.value.exitCode}${kind.value.signal ? ` (${kind.value.signal})` : ''}: ${Buffer.concat(stderr).toString().trim()}`,
-          ),
-        )
-    })
-    call.on('error', reject)
-    call.on('end', () => reject(new Error('the agent ended the command without an exit status')))
-    call.write({
-      kind: {
-        $case: 'start',
-        value: { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs: REJOIN_BUDGET_MS },
-      },
-    })
-    call.end()
-  }).finally(() => agent.close())
+  return runShellInGuest(agent, shell, REJOIN_BUDGET_MS).finally(() => agent.close())
 }

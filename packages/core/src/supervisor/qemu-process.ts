@@ -11,8 +11,10 @@ import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
 import { sleep } from '../util/timing.js'
 import { connectWhenReady } from '../util/unix-socket.js'
 import type { ConsoleLog } from './console-log.js'
+import type { EarlyQemu } from './early-qemu.js'
 import { GuestSetupPort } from './guest-setup-port.js'
 import { withParentDeathSignal } from './parent-death.js'
+import { mark } from './restore-timeline.js'
 import type { VmDirectory } from './vm-directory.js'
 
 /** How this QEMU starts: cold, making a template (RAM written through), or loading a saved state. */
@@ -29,6 +31,30 @@ export interface QemuProcessOptions {
   hostPorts?: Record<string, number>
   /** Runs QEMU through this (vsock-bridge reserving the guest's CID), see agent-link.ts. */
   commandPrefix?: string[]
+  /** A QEMU the supervisor started first (early-qemu.ts): adopted if it runs this very command. */
+  early?: EarlyQemu | undefined
+}
+
+/** The whole command (parent-death wrapper, prefix, QEMU and its arguments) that starts this QEMU. */
+export function qemuLaunchCommand(
+  options: Pick<QemuProcessOptions, 'spec' | 'accel' | 'dir' | 'variant' | 'hostPorts' | 'commandPrefix'>,
+): string[] {
+  const { spec, dir } = options
+  const args = qemuArguments(
+    qemuPlanFor(
+      { ...spec, accel: { ...spec.accel, accel: options.accel } },
+      {
+        ...(options.variant ?? {}),
+        qmpSocket: dir.qmpSocket,
+        agentSocket: dir.portSocket,
+        setupSocket: dir.setupSocket,
+        vsockPort: AGENT_VSOCK_PORT,
+        hostPorts: options.hostPorts ?? {},
+      },
+    ),
+  )
+  const [file, fileArgs] = withParentDeathSignal([...(options.commandPrefix ?? []), spec.qemuBinary, ...args])
+  return [file, ...fileArgs]
 }
 
 /** guest-setup's report of a root it could not mount (packages/agent/native/mount-root.c). */
@@ -63,27 +89,17 @@ export class QemuProcess extends EventEmitter<{
     this.options = options
     this.variant = options.variant ?? {}
     const { spec, dir } = options
-    const args = qemuArguments(
-      qemuPlanFor(
-        { ...spec, accel: { ...spec.accel, accel: options.accel } },
-        {
-          ...this.variant,
-          qmpSocket: dir.qmpSocket,
-          agentSocket: dir.portSocket,
-          setupSocket: dir.setupSocket,
-          vsockPort: AGENT_VSOCK_PORT,
-          hostPorts: options.hostPorts ?? {},
-        },
-      ),
-    )
-    for (const path of [dir.qmpSocket, dir.portSocket, dir.setupSocket, dir.vsockCidFile])
-      rmSync(path, { force: true })
+    const command = qemuLaunchCommand(options)
+    // Started already (its sockets are up or coming: keep them), or spawned now.
+    const early = options.early?.take(command)
+    if (!early)
+      for (const path of [dir.qmpSocket, dir.portSocket, dir.setupSocket, dir.vsockCidFile])
+        rmSync(path, { force: true })
     options.console.newRun()
-    const command = [...(options.commandPrefix ?? []), spec.qemuBinary, ...args]
-    const [file, fileArgs] = withParentDeathSignal(command)
-    options.log('spawn %s', command.join(' '))
-    const child = spawn(file, fileArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
+    options.log('%s %s', early ? 'adopted, started early:' : 'spawn', command.join(' '))
+    const child = early ?? spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
+    if (!early) mark(spec.name, 'qemu spawned')
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
     child.stdout?.on('data', (chunk: Buffer) => {
       options.console.append(chunk)

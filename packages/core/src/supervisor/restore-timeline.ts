@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs'
 import type net from 'node:net'
 import { logger } from '../log.js'
 
@@ -9,13 +9,15 @@ import { logger } from '../log.js'
  * on the agent's port. Costs one check of `enabled` when off.
  */
 const log = logger('timeline')
+/**
+ * VMCTL_TIMELINE_FILE: each stamp is also appended there as a JSON line, from every process that
+ * stamps (the caller, the supervisor), so a timeline outlives the VM's directory and its log
+ * (scripts/bench-cli.mjs reads it for one `vmctl run`).
+ */
+const file = process.env.VMCTL_TIMELINE_FILE
 
 /** How many chunks each way a port's trace logs: a first command is a few dozen. */
 const TRACED_CHUNKS = 60
-
-export function timelineOn(): boolean {
-  return log.enabled
-}
 
 /** The QEMU whose CPU time each stamp carries (one supervisor runs one VM's QEMU at a time). */
 let qemuPid: number | undefined
@@ -27,9 +29,25 @@ export function watchQemu(pid: number | undefined): void {
 
 /** Stamps `what` for the VM `vm`. */
 export function mark(vm: string, what: string): void {
-  if (!log.enabled) return
+  if (!log.enabled && file === undefined) return
   const at = (performance.timeOrigin + performance.now()).toFixed(1)
-  log('%s %s cpu=%s %s', vm, at, qemuCpuMs(), what)
+  const cpu = qemuCpuMs()
+  if (log.enabled) log('%s %s cpu=%s %s', vm, at, cpu, what)
+  if (file === undefined) return
+  // The stamping process's own CPU time too: what the supervisor (or the caller) spent so far.
+  const { user, system } = process.cpuUsage()
+  const line = { vm, at: Number(at), qemuCpu: cpu, pid: process.pid, ownCpu: (user + system) / 1000, what }
+  try {
+    appendFileSync(file, `${JSON.stringify(line)}\n`)
+  } catch {}
+}
+
+/** Stamps `what` at a time taken earlier (`at`: ms since the epoch), e.g. the process's own start. */
+export function markAt(vm: string, what: string, at: number): void {
+  if (file === undefined) return
+  try {
+    appendFileSync(file, `${JSON.stringify({ vm, at, qemuCpu: '-', pid: process.pid, what })}\n`)
+  } catch {}
 }
 
 /** CPU ms of the watched QEMU, summed over its threads (schedstat: ns on a CPU). */

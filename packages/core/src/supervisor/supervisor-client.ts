@@ -1,12 +1,7 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import {
-  type ControlEvent,
-  type ControlRequest,
-  encodeMessage,
-  LineDecoder,
-  type VmStatus,
-} from './control-protocol.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
+import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
 
 /** A connection to a VM's supervisor control socket. */
 export class SupervisorClient extends EventEmitter<{ event: [ControlEvent]; close: [] }> {

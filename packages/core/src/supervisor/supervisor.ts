@@ -31,11 +31,13 @@ import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
+import type { EarlyQemu } from './early-qemu.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
 import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
+import { mark } from './restore-timeline.js'
 import { Snapshots } from './snapshots.js'
 import type { TemplateContext } from './template-clone.js'
 import type { VmDirectory } from './vm-directory.js'
@@ -80,9 +82,13 @@ export class Supervisor implements ControlHandlers {
   readonly setLink = (link: LinkRequest) =>
     this.nicLinks.handle(link, this.qemu?.alive ? this.qemu.qmp : undefined)
 
-  constructor(dir: VmDirectory, spec: LaunchSpec) {
+  /** The clone's QEMU, started before this process loaded (early-qemu.ts), until a start takes it. */
+  private early: EarlyQemu | undefined
+
+  constructor(dir: VmDirectory, spec: LaunchSpec, early?: EarlyQemu) {
     this.dir = dir
     this.spec = spec
+    this.early = early
     this.log = logger('supervisor', spec.name)
     this.accel = spec.accel.accel
     this.accelReason = spec.accel.reason
@@ -149,6 +155,7 @@ export class Supervisor implements ControlHandlers {
     this.writeStatus()
     await this.control.listen(this.dir.controlSocket)
     await this.proxy.listen(this.dir.agentSocket, this.dir.rawSocket)
+    mark(this.spec.name, 'supervisor: sockets listening')
     if (!this.spec.persistent)
       void this.control
         .watchCreator(this.spec.creatorPid, () => this.lifecycle.goingDown)
@@ -187,6 +194,7 @@ export class Supervisor implements ControlHandlers {
     const from = up.template ? ', from a template' : ''
     this.log('ready in %d ms (%s%s)', Math.round(this.bootMs), this.accel, from)
     this.control.broadcast({ event: 'ready', status: this.status() })
+    mark(this.spec.name, 'supervisor: ready sent')
   }
 
   /** Brings this VM's QEMU to ready (boot-sequence.ts) and keeps what later QEMUs need. */
@@ -234,7 +242,9 @@ export class Supervisor implements ControlHandlers {
       variant,
       hostPorts,
       commandPrefix: this.link.commandPrefix(),
+      early: this.early,
     })
+    this.early = undefined
     this.qemu = qemu
     qemu.on('exit', (reason) => this.onQemuExit(qemu, reason))
     this.writeStatus()
@@ -320,19 +330,23 @@ export class Supervisor implements ControlHandlers {
       return this.teardown
     }
     this.log('shutting down: %s', reason)
+    mark(this.spec.name, `supervisor: shutting down (${reason})`)
     this.lifecycle.to('stopping')
     this.proxy.refuse()
+    this.early?.discard()
     this.teardown = (async () => {
       const qemu = this.qemu
       const how = await qemu?.quit(QUIT_GRACE_MS)
       if (how) this.log('QEMU stopped by %s', how)
       await qemu?.exited
+      mark(this.spec.name, 'supervisor: QEMU gone')
       this.link.close(reason)
       this.end({ event: 'exited', reason, consoleTail: '' })
       this.lifecycle.to('exited')
       this.proxy.close()
       this.console.close()
       this.dir.remove()
+      mark(this.spec.name, 'supervisor: VM directory removed')
       beforeClose?.()
       // Let the last events and replies flush, then go.
       setTimeout(() => process.exit(0), 100).unref()

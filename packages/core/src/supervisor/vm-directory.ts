@@ -3,6 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
+import { LAUNCH_FILE } from '../read-launch-spec.js'
 import type { VmStatus } from './control-protocol.js'
 import { isSameProcess } from './process-start.js'
 
@@ -49,7 +50,7 @@ export class VmDirectory {
     return join(this.path, 'supervisor.log')
   }
   get launchFile(): string {
-    return join(this.path, 'launch.json')
+    return join(this.path, LAUNCH_FILE)
   }
   /** The disks plugged into the running VM (supervisor/disk-hotplug.ts). */
   get disksFile(): string {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import {
   cpSync,
   existsSync,
@@ -8,11 +7,13 @@ import {
   realpathSync,
   rmSync,
   statSync,
+  symlinkSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { cacheDir, locateKernel, VM } from '../index.js'
+import { runCommand } from '../test-support/run-command.js'
 
 // A CI cache of ~/.cache/vmctl, made on one runner and restored on the next under another $HOME:
 // saved and restored the way actions/cache does it (GNU tar --posix, zstd; no --sparse), so a
@@ -29,8 +30,10 @@ afterAll(() => {
 
 const MiB = 2 ** 20
 /** Bytes on disk (allocated blocks), as `du` counts them. */
-const du = (path: string) => Number(execFileSync('du', ['-sB1', path], { encoding: 'utf8' }).split('\t')[0])
-const sh = (script: string) => execFileSync('sh', ['-ec', script], { stdio: ['ignore', 'ignore', 'pipe'] })
+// Async: a tar and zstd of a cache take minutes on a loaded host, and a worker blocked that long
+// fails the run (test-support/run-command.ts).
+const du = async (path: string) => Number((await runCommand('du', ['-sB1', path])).stdout.split('\t')[0])
+const sh = (script: string) => runCommand('sh', ['-ec', script])
 
 /** The cache's built artifacts (initramfs, runtime disk) by name and inode: a rebuild changes it. */
 function artifacts(cache: string): string[] {
@@ -45,7 +48,7 @@ describe('a cache moved to another host (vm)', () => {
   test('saved with tar and zstd, restored under another $HOME: its template is reused, nothing is rebuilt, and it costs at most 1.2x its du', {
     timeout: 900_000,
   }, async () => {
-    expect(() => sh('command -v zstd'), 'zstd is missing: apt-get install zstd').not.toThrow()
+    await expect(sh('command -v zstd'), 'zstd is missing: apt-get install zstd').resolves.toBeDefined()
     // A new cache holding only the kernel (copied: no download), as on a first CI run.
     const kernel = locateKernel()
     const kernelDir = realpathSync(dirname(kernel.image))
@@ -57,7 +60,7 @@ describe('a cache moved to another host (vm)', () => {
       recursive: true,
       verbatimSymlinks: true,
     })
-    execFileSync('ln', ['-s', basename(kernelDir), join(cacheA, 'kernels', 'default')])
+    symlinkSync(basename(kernelDir), join(cacheA, 'kernels', 'default'))
     // The KVM verdict of this host too (a runner probes its own; here it saves an 8 s probe).
     const verdict = join(cacheDir(), 'kvm-verdict.json')
     if (existsSync(verdict)) cpSync(verdict, join(cacheA, 'kvm-verdict.json'))
@@ -75,20 +78,20 @@ describe('a cache moved to another host (vm)', () => {
         'modules\n',
       )
     }
-    const duBefore = du(cacheA)
+    const duBefore = await du(cacheA)
 
     // Saved as actions/cache saves it; the first runner's home is gone afterwards.
     const archive = join(work, 'cache.tzst')
-    sh(`tar --posix -C '${homeA}' -cf - .cache | zstd -q -T0 -o '${archive}'`)
+    await sh(`tar --posix -C '${homeA}' -cf - .cache | zstd -q -T0 -o '${archive}'`)
     const archiveBytes = statSync(archive).size
     rmSync(join(work, 'runner-a'), { recursive: true, force: true })
 
     const homeB = join(work, 'runner-b', 'users', 'ci')
     const cacheB = join(homeB, '.cache', 'vmctl')
     mkdirSync(homeB, { recursive: true })
-    sh(`zstd -q -dc '${archive}' | tar -C '${homeB}' -xf -`)
+    await sh(`zstd -q -dc '${archive}' | tar -C '${homeB}' -xf -`)
     rmSync(archive)
-    const duRestored = du(cacheB)
+    const duRestored = await du(cacheB)
     process.env.XDG_CACHE_HOME = join(homeB, '.cache')
     const builtBefore = artifacts(cacheB)
 
@@ -103,7 +106,7 @@ describe('a cache moved to another host (vm)', () => {
     }
     expect(artifacts(cacheB), 'no initramfs or runtime disk was rebuilt').toEqual(builtBefore)
     expect(readdirSync(join(cacheB, 'templates'))).toEqual([key])
-    const duUsed = du(cacheB)
+    const duUsed = await du(cacheB)
 
     console.log(
       `cache moved between hosts: du ${(duBefore / MiB).toFixed(0)} MiB, archive (tar --posix | zstd) ${(archiveBytes / MiB).toFixed(0)} MiB, du restored ${(duRestored / MiB).toFixed(0)} MiB, du after the first VM.up ${(duUsed / MiB).toFixed(0)} MiB`,

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { VmNotFoundError } from '../errors.js'
+import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { sleep } from '../util/timing.js'
@@ -25,24 +26,30 @@ export async function destroyVm(name: string, env: NodeJS.ProcessEnv = process.e
 
 /**
  * The one way a VM is destroyed (`VM.destroy()`, `vmctl down`, `destroyVm`): ask its supervisor over
- * `control`, which stops QEMU and removes the directory before it answers; a supervisor that does
- * not answer within DESTROY_TIMEOUT_MS, or none at all, is killed and the directory removed here.
+ * `control`, which stops QEMU and removes the directory before it answers (with `handOff`: answers
+ * once that has begun, and finishes alone); a supervisor that does not answer within
+ * DESTROY_TIMEOUT_MS, or none at all, is killed and the directory removed here.
  */
 export async function destroyThrough(
   control: SupervisorClient | undefined,
   directory: VmDirectory,
+  handOff = false,
 ): Promise<void> {
   if (control && !control.isClosed) {
+    mark(directory.name, 'caller: destroy requested')
     const stop = new AbortController()
-    const answered = await Promise.race([
-      control.request({ op: 'destroy' }).then(() => true),
+    const reply = await Promise.race([
+      control.request({ op: 'destroy', handOff }),
       sleep(DESTROY_TIMEOUT_MS, stop.signal).then(
-        () => false,
-        () => false,
+        () => undefined,
+        () => undefined,
       ),
     ])
     stop.abort()
-    if (answered && !existsSync(directory.path)) return
+    mark(directory.name, 'caller: destroy answered')
+    // Handed off: the supervisor said it is tearing the VM down, and finishes alone.
+    if (reply?.handedOff === true) return
+    if (reply && !existsSync(directory.path)) return
   } else if (!existsSync(directory.path)) return
   forceRemove(directory)
 }

@@ -12,11 +12,12 @@ import { type ImageInfo, inspectImage } from '../images/image-file.js'
 import type { BootForProvisioning } from '../images/provision.js'
 import { buildInitramfs } from '../initramfs/initramfs-builder.js'
 import { buildRuntimeDisk } from '../initramfs/runtime-disk.js'
-import { checkKernelFits } from '../kernels/kernel-fit.js'
+import { checkKernelFitsCached } from '../kernels/kernel-fit-cache.js'
 import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { type JoinedNetworks, joinNetworks } from '../network/guest-network.js'
 import { cacheDir } from '../paths.js'
+import { mark } from '../supervisor/restore-timeline.js'
 import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
@@ -53,6 +54,7 @@ export async function prepareLaunch(
   raw: VmOptions | undefined,
   internals: BootInternals = {},
 ): Promise<PreparedLaunch> {
+  mark('-', 'caller: prepareLaunch')
   const options = validateVmOptions(raw)
   checkGuestMemory(options.memoryMiB ?? DEFAULT_MEMORY_MIB)
   // A given image is checked first, before the kernel and initramfs are looked up or built.
@@ -61,12 +63,15 @@ export async function prepareLaunch(
   const qemuBinary = locateQemu(env)
   const cache = cacheDir(env)
   const kernel = await resolveKernel({ explicit: options.kernel, env }, cache)
+  mark('-', 'caller: kernel resolved')
   const accel = chooseAccelerator(cache, env, options.accel === 'auto' ? undefined : options.accel)
   const transport = chooseTransport(options.transport, kernel, env)
-  checkKernelFits(kernel, {
-    hostRoot: options.image === undefined && options.hostRoot !== false,
-    transport: transport.transport,
-  })
+  checkKernelFitsCached(
+    kernel,
+    { hostRoot: options.image === undefined && options.hostRoot !== false, transport: transport.transport },
+    cache,
+  )
+  mark('-', 'caller: kernel fit checked')
   const busybox = await resolveBusybox(cache, env)
   if (!guestSetupPath()) {
     throw new VmctlError(
@@ -81,6 +86,7 @@ export async function prepareLaunch(
     buildInitramfs({ kernel, nodeBinary: process.execPath, busybox, cacheDir: cache }),
     testRuntimeDisk ? { path: resolve(testRuntimeDisk) } : buildRuntimeDisk(process.execPath, cache),
   ])
+  mark('-', 'caller: initramfs and runtime disk found')
   const mounts = (options.mounts ?? []).map((m) => ({
     host: resolve(m.host),
     guest: m.guest,
@@ -115,6 +121,10 @@ export async function prepareLaunch(
       `VM socket paths would be too long (${directory.controlSocket}); set VMCTL_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a shorter directory, or use a shorter VM name`,
     )
   }
+  // What the environment can get wrong (VMCTL_TEMPLATE_CACHE_MB=abc) fails before anything exists.
+  const templates = templatesEnabled(env)
+  const cacheMiB = templateCacheMiB(env)
+  const tscKhz = hostTscKhz()
   directory.create()
   let image: LaunchSpec['image']
   let networks: JoinedNetworks | undefined
@@ -148,13 +158,19 @@ export async function prepareLaunch(
     qemuArgs: options.qemuArgs ?? [],
     accel,
     transport,
-    tscKhz: hostTscKhz(),
+    tscKhz,
     bootTimeoutMs: options.bootTimeoutMs,
     cacheDir: cache,
-    templates: templatesEnabled(env),
-    templateCacheMiB: templateCacheMiB(env),
+    templates,
+    templateCacheMiB: cacheMiB,
   }
-  writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
+  try {
+    writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
+  } catch (error) {
+    networks?.leave()
+    directory.remove()
+    throw error
+  }
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
   return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks }

@@ -1,17 +1,17 @@
 import net from 'node:net'
 import { join } from 'node:path'
+import { SHARED_KEEPER_ENV } from '../host/shared-keeper-client.js'
 import { logger } from '../log.js'
 import { holdNetwork } from '../network/network-hold.js'
 import { runtimeDir } from '../paths.js'
-import { encodeMessage, LineDecoder } from '../supervisor/control-protocol.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
+import { encodeMessage, LineDecoder } from '../util/lines.js'
 import { untilGone } from './attach-vm.js'
 
 const log = logger('shared')
 
-/** Where a test run's shared-VM keeper listens; set by `startSharedVmKeeper()` for the workers. */
-export const SHARED_KEEPER_ENV = 'VMCTL_SHARED_KEEPER'
+export { SHARED_KEEPER_ENV } from '../host/shared-keeper-client.js'
 
 /** The handle of a running keeper. */
 export interface SharedVmKeeper {
@@ -39,11 +39,12 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
   const networks = new Map<string, Promise<{ close(): void }>>()
   const holdVm = async (name: string): Promise<SupervisorClient> => {
     const control = await SupervisorClient.connect(new VmDirectory(name).controlSocket)
-    try {
-      await control.request({ op: 'attach', lease: true })
-    } catch (error) {
+    // A request never rejects: a supervisor that closes the connection (its VM going down) answers
+    // `closed`, and a lease not taken must not be cached as held (its close event has passed).
+    const reply = await control.request({ op: 'attach', lease: true })
+    if (reply.reply !== 'attach' || control.isClosed) {
       control.close()
-      throw error
+      throw new Error(`its supervisor did not take the lease (${String(reply.message ?? reply.reply)})`)
     }
     control.unref()
     log('keeper holds %s', name)
@@ -128,40 +129,4 @@ export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
       await Promise.all(names.map((name) => untilGone(new VmDirectory(name))))
     },
   }
-}
-
-/**
- * Asks the run's keeper (if this process runs under one) to hold a lease on the VM, or with
- * `network`, on the network (`VmNetwork.shared()`), until the run ends.
- */
-export async function askKeeperToHold(name: string, kind: 'vm' | 'network' = 'vm'): Promise<void> {
-  const path = process.env[SHARED_KEEPER_ENV]
-  if (!path) return
-  try {
-    const reply = await request(path, { hold: name, network: kind === 'network' })
-    if (reply.error) throw new Error(String(reply.error))
-  } catch (error) {
-    // Not fatal: the VM then lives as long as the processes that use it.
-    process.stderr.write(
-      `vmctl: the test run's shared-VM keeper (${path}) could not hold ${name}: ${(error as Error).message}\n`,
-    )
-  }
-}
-
-function request(path: string, message: unknown): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(path)
-    const decoder = new LineDecoder()
-    socket.setEncoding('utf8')
-    socket.once('connect', () => socket.write(encodeMessage(message)))
-    socket.on('data', (chunk: string) => {
-      const [reply] = decoder.push(chunk)
-      if (reply) {
-        socket.end()
-        resolve(reply as Record<string, unknown>)
-      }
-    })
-    socket.once('error', reject)
-    socket.once('close', () => reject(new Error('the keeper closed the connection')))
-  })
 }

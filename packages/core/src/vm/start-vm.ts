@@ -5,10 +5,13 @@ import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
+import { EARLY_QEMU_ENV } from '../supervisor/early-qemu.js'
+import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
+import { earlyQemuPlan } from './early-qemu-plan.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -23,10 +26,13 @@ const log = logger('boot')
  */
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
+  mark(spec.name, 'caller: launch prepared')
   let main: string
   let logFd: number
+  let earlyQemu: ReturnType<typeof earlyQemuPlan>
   try {
     main = supervisorMainPath()
+    earlyQemu = earlyQemuPlan(spec, directory)
     logFd = openSync(directory.supervisorLog, 'a', 0o600)
   } catch (error) {
     // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
@@ -45,17 +51,21 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
       VMCTL_RUNTIME_DIR: undefined,
       NODE_OPTIONS: undefined,
       NODE_EXTRA_CA_CERTS: undefined,
+      [EARLY_QEMU_ENV]: earlyQemu && JSON.stringify(earlyQemu),
     },
   })
   closeSync(logFd)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   supervisor.unref()
   log('%s: supervisor pid %d', spec.name, supervisor.pid)
+  mark(spec.name, 'caller: supervisor spawned')
 
   let control: SupervisorClient | undefined
   try {
     control = await connectControl(directory, supervisor.pid)
+    mark(spec.name, 'caller: control connected')
     const outcome = await waitForBoot(control, bootBudgetMs)
+    mark(spec.name, `caller: ${outcome.event} event`)
     if (outcome.event === 'ready') {
       control.unref()
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }

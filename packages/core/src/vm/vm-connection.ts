@@ -270,11 +270,11 @@ export class VmConnection {
   }
 
   /** Stops the VM and removes everything it had on the host. Idempotent. */
-  destroy(): Promise<void> {
+  destroy(handOff = false): Promise<void> {
     this.destroying ??= (async () => {
       this.failRunning(new VmExitedError(this.name, 'it was destroyed', ''))
       this.currentAgent.close()
-      await destroyThrough(this.control, this.directory)
+      await destroyThrough(this.control, this.directory, handOff)
       this.control.close()
     })()
     return this.destroying

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
@@ -13,6 +13,7 @@ import {
   VM,
   VmStoppedError,
 } from '../index.js'
+import { vmsDir } from '../paths.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
 
 const made: VM[] = []
@@ -47,6 +48,20 @@ describe('errors a user can cause, before any VM boots', () => {
     expect((unknown as Error).message).toContain('"memroy"')
     const wrongType = await VM.up({ cpus: 'two' } as never).catch((e: unknown) => e)
     expect((wrongType as Error).message).toContain('cpus must be positive integer')
+  })
+
+  test('a bad VMCTL_TEMPLATE_CACHE_MB is named, and leaves no VM directory behind', async () => {
+    const entries = () => (existsSync(vmsDir()) ? readdirSync(vmsDir()) : [])
+    const before = entries()
+    process.env.VMCTL_TEMPLATE_CACHE_MB = 'abc'
+    try {
+      const error = await VM.up().catch((e: unknown) => e)
+      expect((error as Error).message).toContain('VMCTL_TEMPLATE_CACHE_MB')
+    } finally {
+      delete process.env.VMCTL_TEMPLATE_CACHE_MB
+    }
+    // It was written before the check, and `vmctl ps` then showed a dead VM.
+    expect(entries().filter((name) => !before.includes(name))).toEqual([])
   })
 })
 

@@ -364,9 +364,14 @@ export class VM implements AsyncDisposable {
     return this.connection.restart(options.hard === true)
   }
 
-  /** Stops the VM and removes everything it had on the host. Idempotent. */
-  destroy(): Promise<void> {
-    return this.connection.destroy()
+  /**
+   * Stops the VM and removes everything it had on the host. Idempotent. `waitForExit: false`
+   * resolves once the VM's supervisor has begun that (no call reaches the guest any more, QEMU is
+   * being quit) instead of once it is done: the supervisor finishes alone, within a few seconds
+   * (`vmctl run` exits without waiting for QEMU's exit).
+   */
+  destroy(options: { waitForExit?: boolean } = {}): Promise<void> {
+    return this.connection.destroy(options.waitForExit === false)
   }
 
   /**

@@ -1,0 +1,84 @@
+/**
+ * Whether a cold boot's guest is making progress, from what the host can see of it: the bytes it
+ * sent (console, setup port, the agent's handshake), the CPU time its QEMU used, and what QMP says
+ * of its vCPUs. Pure: the sampling is hung-guest-watch.ts's.
+ *
+ * Why CPU time and not wall time: on two cores shared with other VMs a healthy guest can wait
+ * minutes of wall time for its first line, but it cannot print it later than the CPU time its
+ * boot needs to get there; QEMU that burnt many times that without a byte is stuck (a guest that
+ * spins), however loaded the host. A guest whose vCPUs QEMU does not run at all (paused, waiting
+ * for a migration, stopped by an error) uses no CPU: QMP's status says so instead.
+ */
+
+/** One look at a booting guest. */
+export interface BootProgressSample {
+  /** Bytes this QEMU's guest sent: its console, its setup port, its agent's handshake. */
+  guestBytes: number
+  /** CPU time QEMU used since it started (undefined: /proc could not say). */
+  cpuMs: number | undefined
+  /** QMP `query-status`'s `status` ('running', 'prelaunch', 'paused', 'inmigrate'...); undefined: no answer. */
+  status: string | undefined
+}
+
+export interface HangBounds {
+  /** CPU time without a byte from the guest past which it is taken for hung (Infinity: never). */
+  cpuMs: number
+  /** Consecutive samples with the vCPUs not running (and no byte) that make it hung. */
+  notRunningSamples: number
+}
+
+/**
+ * QEMU's CPU time to a healthy cold boot's first line of vmctl's own init (`vmctl-init: started`),
+ * the worst of 6 cold boots measured here under TCG at load averages 12-29 (4.1-7.0 s; the kernel's
+ * own first line came at 1.5-1.7 s, the agent's at 9.9-10.3 s). The init's line, not the kernel's:
+ * a kernel that prints nothing under `quiet` still has it, whatever kernel the user boots.
+ */
+export const HEALTHY_FIRST_LINE_CPU_MS = 7_000
+
+/**
+ * Four times the worst healthy boot is far from a slow boot (most print their first byte in a
+ * twentieth of it), and still well under the 180 s deadline in wall time for a guest that spins
+ * (QEMU got about half a core at load 20 here).
+ */
+export const DEFAULT_HANG_BOUNDS: HangBounds = { cpuMs: 4 * HEALTHY_FIRST_LINE_CPU_MS, notRunningSamples: 3 }
+
+/**
+ * The bounds for a VM whose kernel arguments are `kernelArgs`: a user's `console=` may send the
+ * console where the host does not read it (the init's line too), so silence proves nothing and
+ * only QMP's word on the vCPUs counts.
+ */
+export function hangBoundsFor(kernelArgs: readonly string[]): HangBounds {
+  return kernelArgs.some((arg) => arg.startsWith('console='))
+    ? { ...DEFAULT_HANG_BOUNDS, cpuMs: Number.POSITIVE_INFINITY }
+    : DEFAULT_HANG_BOUNDS
+}
+
+export type BootProgressVerdict =
+  | { verdict: 'progressed' }
+  | { verdict: 'waiting'; notRunningSamples: number }
+  | { verdict: 'hung'; reason: string }
+
+/**
+ * The verdict on `sample`, given how many samples before it in a row had the vCPUs not running.
+ * A status QMP did not give resets that count: a QEMU too starved to answer is judged on its CPU
+ * time alone.
+ */
+export function judgeBootProgress(
+  sample: BootProgressSample,
+  notRunningBefore: number,
+  bounds: HangBounds = DEFAULT_HANG_BOUNDS,
+): BootProgressVerdict {
+  if (sample.guestBytes > 0) return { verdict: 'progressed' }
+  const notRunning = sample.status !== undefined && sample.status !== 'running' ? notRunningBefore + 1 : 0
+  if (notRunning >= bounds.notRunningSamples)
+    return {
+      verdict: 'hung',
+      reason: `QEMU is not running the guest's vCPUs (QMP status '${sample.status}') and the guest has sent nothing`,
+    }
+  if (sample.cpuMs !== undefined && sample.cpuMs >= bounds.cpuMs)
+    return {
+      verdict: 'hung',
+      reason: `QEMU used ${(sample.cpuMs / 1000).toFixed(1)} s of CPU time and the guest has sent nothing, not a console byte (a healthy boot prints its first line within ${HEALTHY_FIRST_LINE_CPU_MS / 1000} s of CPU)`,
+    }
+  return { verdict: 'waiting', notRunningSamples: notRunning }
+}

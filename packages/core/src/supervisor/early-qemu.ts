@@ -1,0 +1,93 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { statSync } from 'node:fs'
+
+/**
+ * How VM.up() hands its supervisor the QEMU command of a template clone (start-vm.ts): JSON of an
+ * EarlyQemuPlan in the supervisor's environment, taken out before anything else sees it.
+ */
+export const EARLY_QEMU_ENV = 'VMCTL_EARLY_QEMU'
+
+export interface EarlyQemuPlan {
+  /** The whole command, its parent-death wrapper included, exactly as QemuProcess would run it. */
+  command: string[]
+  /** The template RAM file it maps, and that file's identity when the plan was made. */
+  ram: { path: string; identity: string }
+}
+
+/** A file's identity: another template made under the same key is another file. */
+export function fileIdentity(path: string): string | undefined {
+  try {
+    const stat = statSync(path)
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A template clone's QEMU, spawned as the supervisor's first act, before it loads the rest of its
+ * code: QEMU's own start (~0.1-0.2 s to its QMP socket) then runs beside the supervisor's. The
+ * supervisor adopts it (take) when the QEMU it is about to start for the clone has exactly this
+ * command and the template's RAM file is still the one it maps; any other QEMU it starts first
+ * (a template being made, a cold boot) means this one is killed unused. It dies with the
+ * supervisor like any other (the command carries the parent-death wrapper).
+ */
+export class EarlyQemu {
+  private child: ChildProcess | undefined
+  private readonly plan: EarlyQemuPlan
+  private exited = false
+
+  /** Starts the QEMU that `env` plans, if any (and removes the plan from `env`). */
+  static start(env: NodeJS.ProcessEnv): EarlyQemu | undefined {
+    const raw = env[EARLY_QEMU_ENV]
+    delete env[EARLY_QEMU_ENV]
+    if (!raw) return undefined
+    try {
+      const plan = JSON.parse(raw) as EarlyQemuPlan
+      if (!Array.isArray(plan.command) || plan.command.length === 0 || typeof plan.ram?.path !== 'string')
+        return undefined
+      return new EarlyQemu(plan)
+    } catch {
+      return undefined // not ours to judge: the supervisor starts its QEMU the ordinary way
+    }
+  }
+
+  private constructor(plan: EarlyQemuPlan) {
+    this.plan = plan
+    const [file, ...args] = plan.command
+    const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.once('exit', () => {
+      this.exited = true
+    })
+    child.once('error', () => {
+      this.exited = true
+    })
+    this.child = child
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /**
+   * The QEMU, if it runs `command` and maps the template RAM file that is there now; else it is
+   * killed, and the caller spawns its own. Once: later QEMUs of this VM are spawned as usual.
+   */
+  take(command: string[]): ChildProcess | undefined {
+    const child = this.child
+    this.child = undefined
+    if (!child) return undefined
+    const same =
+      command.length === this.plan.command.length && command.every((arg, i) => arg === this.plan.command[i])
+    const running = !this.exited && child.exitCode === null && child.signalCode === null
+    if (same && running && fileIdentity(this.plan.ram.path) === this.plan.ram.identity) return child
+    child.kill('SIGKILL')
+    return undefined
+  }
+
+  /** Kills it if it was not taken (the VM goes down first). */
+  discard(): void {
+    this.child?.kill('SIGKILL')
+    this.child = undefined
+  }
+}
