@@ -4,6 +4,7 @@ import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import { findInRootPath } from './command-path.js'
 import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
@@ -25,6 +26,8 @@ const BASE_ENV: Record<string, string> = {
 export interface SpawnPlan {
   file: string
   args: string[]
+  /** The bare command name that is in none of the root's PATH directories (nothing to run). */
+  notFound?: string
 }
 
 /**
@@ -37,9 +40,15 @@ export function planSpawn(
   root: GuestRoot,
   user?: PasswdEntry & { gid: number },
 ): SpawnPlan {
-  const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
+  let argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
   const cwd = start.cwd || '/'
   if (!root.chrootPath && cwd === '/' && !user) return { file: argv[0]!, args: argv.slice(1) }
+  // nsenter would run its own applet for a bare name: give it the root's binary by its path.
+  if (!argv[0]!.includes('/')) {
+    const found = findInRootPath(argv[0]!, start.env.PATH ?? BASE_ENV.PATH!, root.chrootPath)
+    if (!found) return { file: argv[0]!, args: argv.slice(1), notFound: argv[0]! }
+    argv = [found, ...argv.slice(1)]
+  }
   const args = ['nsenter', '-F']
   if (root.chrootPath) args.push(`-r${root.chrootPath}`)
   args.push(`-w${resolveInRoot(root.chrootPath, cwd)}`)
@@ -126,6 +135,12 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       if (cwdProblem) return fail(status.NOT_FOUND, cwdProblem)
       stdinWanted = start.stdin
       const plan = planSpawn(start, root, user)
+      if (plan.notFound) {
+        const path = start.env.PATH ?? BASE_ENV.PATH
+        const message = `vmctl-agent: cannot run ${JSON.stringify(plan.notFound)}: not found in the guest's PATH (${path}). Fix: install it in the guest or pass its absolute path\n`
+        send({ kind: { $case: 'stderr', value: Buffer.from(message) } })
+        return finish({ exitCode: 127, signal: '', durationMs: 0, timedOut: false })
+      }
       const startedAt = performance.now()
       timing.lap('checks')
       const env = commandEnv(start, user)

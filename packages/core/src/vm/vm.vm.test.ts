@@ -158,6 +158,15 @@ describe('vm: exec in a real VM', () => {
     for (const [i, result] of results.entries()) expect(result.stdout).toBe(`n${i}\n`)
   })
 
+  test("a bare command name runs the root's binary, not busybox's applet", async () => {
+    expect((await vm.exec(['ls', '--version'])).stdout).toContain('GNU coreutils')
+    const missing = await vm.exec(['no-such-command-xyz'], { reject: false })
+    expect([missing.exitCode, missing.stderr]).toEqual([
+      127,
+      expect.stringContaining('not found in the guest'),
+    ])
+  })
+
   test('commands start from the spawner, with pipes: a script can open /dev/stdin', async () => {
     const result = await vm.exec('cat /dev/stdin; cat /proc/$PPID/comm; readlink /proc/self/fd/1', {
       input: 'piped\n',
