@@ -12,6 +12,10 @@
 // (all its threads: the steadier measure of the guest's work on a loaded host), of its supervisor and of this process. Prints medians
 // [min-max] and p90 per kind, and the ratios of each variant to the first. OUT=file writes every
 // sample as JSON.
+//
+// TRANSPORTS=grpc,lane runs every variant's calls once per agent transport (VMCTL_AGENT_TRANSPORT,
+// read at each call) in the same VM, alternating: an A/B of the transports that no template's
+// difference can skew.
 import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -21,7 +25,8 @@ import { cpuMs, ownCpuMs, withEnv } from './bench-helpers.mjs'
 const here = fileURLToPath(new URL('..', import.meta.url))
 const CALLS = Number(process.env.CALLS ?? 200)
 const WARM_UP = Number(process.env.WARM_UP ?? 20)
-const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
+const vms = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
+const TRANSPORTS = process.env.TRANSPORTS?.split(',').filter(Boolean)
 
 /** One raw channel that echoes: a 64-byte round trip per call. */
 async function rawEcho(socketPath) {
@@ -61,7 +66,7 @@ async function rawEcho(socketPath) {
   return { roundTrip, close: () => socket.destroy() }
 }
 
-for (const variant of variants) {
+for (const variant of vms) {
   const dist = join(variant.root ?? here, 'packages/core/dist')
   const { VM } = await import(join(dist, 'index.js'))
   const { runtimeDir } = await import(join(dist, 'paths.js'))
@@ -88,6 +93,30 @@ for (const variant of variants) {
   variant.samples = Object.fromEntries(Object.keys(variant.calls).map((kind) => [kind, []]))
 }
 
+/** Each VM once per transport: the same calls with VMCTL_AGENT_TRANSPORT set around each. */
+const variants = !TRANSPORTS
+  ? vms
+  : vms.flatMap((vm) =>
+      TRANSPORTS.map((transport) => ({
+        ...vm,
+        name: `${vm.name} ${transport}`.trim(),
+        calls: Object.fromEntries(
+          Object.entries(vm.calls).map(([kind, call]) => [
+            kind,
+            async () => {
+              process.env.VMCTL_AGENT_TRANSPORT = transport
+              try {
+                await call()
+              } finally {
+                delete process.env.VMCTL_AGENT_TRANSPORT
+              }
+            },
+          ]),
+        ),
+        samples: Object.fromEntries(Object.keys(vm.calls).map((kind) => [kind, []])),
+      })),
+    )
+
 try {
   for (const variant of variants)
     for (let i = 0; i < WARM_UP; i++) for (const call of Object.values(variant.calls)) await call()
@@ -112,7 +141,7 @@ try {
     }
   }
 } finally {
-  for (const variant of variants) {
+  for (const variant of vms) {
     variant.echo?.close()
     await variant.vm.destroy()
   }

@@ -9,10 +9,11 @@
 //
 // With SIDES, rounds alternate between the sides (a, b, a, b, ...), each side's env set while its
 // VM boots (the supervisor inherits it): an A/B in one run. A side whose guest differs needs its
-// own VMCTL_CACHE_DIR (its own template). One uncounted round per side comes first (it makes the
+// own VMCTL_CACHE_DIR (its own template); `callEnv` is set around the execs only, e.g.
+// {"callEnv":{"VMCTL_AGENT_TRANSPORT":"grpc"}} for the agent's old transport. One uncounted round per side comes first (it makes the
 // side's template if needed). CONCURRENT=N restores N VMs at once per round. TRACE=1 prints one round's stamps, with the chunks on the agent's port.
 import { readFileSync } from 'node:fs'
-import { core, median } from './bench-helpers.mjs'
+import { core, median, withEnv } from './bench-helpers.mjs'
 
 process.env.DEBUG = [process.env.DEBUG, 'vmctl:timeline', 'vmctl:supervisor'].filter(Boolean).join(',')
 const { VM } = await core('index.js')
@@ -57,9 +58,12 @@ async function round(side) {
     }
   }
   const up = now()
-  await vm.exec(['true'])
-  const first = now()
-  await vm.exec(['true'])
+  // A side's callEnv is set around its execs (VMCTL_AGENT_TRANSPORT is read at each call).
+  const first = await withEnv(side.callEnv ?? {}, async () => {
+    await vm.exec(['true'])
+    return now()
+  })
+  await withEnv(side.callEnv ?? {}, () => vm.exec(['true']))
   const second = now()
   // The log goes with the VM's directory: read it first.
   const log = readFileSync(vm.connection.directory.supervisorLog, 'utf8')

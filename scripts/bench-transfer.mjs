@@ -11,16 +11,20 @@
 //   VARIANTS='[{"name":"main","root":"/tmp/base"},{"name":"this"}]' node scripts/bench-transfer.mjs
 //
 // `root` is a built copy of this repository (default: this one). Each variant boots its own VM.
+// TRANSPORTS=grpc,lane makes each agent transfer once per agent transport (VMCTL_AGENT_TRANSPORT)
+// in the same VM and round: pull-grpc, pull-lane, push-grpc, push-lane.
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cpuMs, root as here, median, ownCpuMs, rawSink, rawSource } from './bench-helpers.mjs'
+import { cpuMs, root as here, median, ownCpuMs, rawSink, rawSource, withEnv } from './bench-helpers.mjs'
 
 const MB = Number(process.env.TRANSFER_MB ?? 64)
 const BYTES = MB * 1024 * 1024
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
-const KINDS = ['rawPull', 'pull', 'rawPush', 'push']
+const TRANSPORTS = process.env.TRANSPORTS?.split(',').filter(Boolean)
+const agentKinds = (kind) => (TRANSPORTS ? TRANSPORTS.map((t) => `${kind}-${t}`) : [kind])
+const KINDS = ['rawPull', ...agentKinds('pull'), 'rawPush', ...agentKinds('push')]
 
 const work = mkdtempSync(join(tmpdir(), 'vmctl-bench-transfer-'))
 const source = join(work, 'source.bin')
@@ -45,22 +49,26 @@ try {
     for (const variant of order) {
       const { vm } = variant
       const pulled = join(work, 'pulled.bin')
+      const pull = async () => {
+        await vm.pullTo('/root/pull.bin', pulled)
+        if (statSync(pulled).size !== BYTES) throw new Error('pulled file has the wrong size')
+      }
+      const push = () => vm.push(source, '/root/pushed.bin')
       const runs = {
         rawPull: () => rawSource(variant.raw, BYTES),
-        pull: async () => {
-          await vm.pullTo('/root/pull.bin', pulled)
-          if (statSync(pulled).size !== BYTES) throw new Error('pulled file has the wrong size')
-        },
         rawPush: () => rawSink(variant.raw, BYTES),
-        push: () => vm.push(source, '/root/pushed.bin'),
       }
+      for (const [kind, work] of [
+        ['pull', pull],
+        ['push', push],
+      ])
+        for (const name of agentKinds(kind))
+          runs[name] = () => withEnv({ VMCTL_AGENT_TRANSPORT: name.split('-')[1] }, work)
       for (const kind of KINDS) variant.samples[kind].push(await measured(variant, runs[kind]))
       rmSync(pulled, { force: true })
       await vm.exec('rm -f /root/pushed.bin')
-      const last = (k) => variant.samples[k].at(-1).wall.toFixed(0)
-      process.stderr.write(
-        `round ${round + 1} ${variant.name}: raw pull ${last('rawPull')} ms, pull ${last('pull')} ms, raw push ${last('rawPush')} ms, push ${last('push')} ms\n`,
-      )
+      const last = (k) => `${k} ${variant.samples[k].at(-1).wall.toFixed(0)} ms`
+      process.stderr.write(`round ${round + 1} ${variant.name}: ${KINDS.map(last).join(', ')}\n`)
     }
   }
 } finally {
@@ -77,12 +85,12 @@ for (const variant of variants) {
   for (const kind of KINDS) {
     const s = variant.samples[kind]
     console.log(
-      `  ${kind.padEnd(8)} ${stat(s.map((x) => mbps(x.wall)))} MB/s, QEMU CPU ${stat(s.map((x) => x.qemu))} ms, host CPU ${stat(s.map((x) => x.host))} ms`,
+      `  ${kind.padEnd(10)} ${stat(s.map((x) => mbps(x.wall)))} MB/s, QEMU CPU ${stat(s.map((x) => x.qemu))} ms, host CPU ${stat(s.map((x) => x.host))} ms`,
     )
   }
   for (const [agent, raw] of [
-    ['pull', 'rawPull'],
-    ['push', 'rawPush'],
+    ...agentKinds('pull').map((k) => [k, 'rawPull']),
+    ...agentKinds('push').map((k) => [k, 'rawPush']),
   ]) {
     const ratio = (key) => variant.samples[raw].map((r, i) => r[key] / variant.samples[agent][i][key])
     console.log(

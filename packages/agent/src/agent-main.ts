@@ -6,6 +6,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
+import { LaneServer } from './call-lane/lane-server.js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
   HealthService,
@@ -67,7 +68,12 @@ const agent: AgentServer = {
   },
 }
 server.addService(agentServiceWithFileCodecs(), agent)
-server.addService(DevicesService, devicesService(root))
+const devices = devicesService(root)
+server.addService(DevicesService, devices)
+// The same handlers without HTTP/2: one channel per call (call-lane/lane-frames.ts).
+const lane = new LaneServer()
+lane.addService(agentServiceWithFileCodecs(), agent)
+lane.addService(DevicesService, devices)
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 if (!raiseReceiveWindows(server)) log('HTTP/2 receive windows left at 64 KB: pushes will be slower')
 
@@ -81,7 +87,7 @@ session.once('ready', () => {
 })
 session.on('channel', (channel, service) => {
   if (!service) injector.injectConnection(channel)
-  else if (!serveRawChannel(channel, service)) channel.destroy()
+  else if (!lane.serve(channel, service) && !serveRawChannel(channel, service)) channel.destroy()
 })
 
 function connectPort(): void {

@@ -3,6 +3,14 @@
  * The guest entry point is the bundle (`@vmctl/agent/bundle`), built from agent-main.ts.
  */
 
+export {
+  encodeEnd,
+  encodeMessage,
+  LANE_SERVICE_PREFIX,
+  type LaneFrame,
+  LaneFrameReader,
+} from './call-lane/lane-frames.js'
+export { LaneServer } from './call-lane/lane-server.js'
 export type { MuxRole } from './channel-mux/channel-sink.js'
 export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
 export { MuxSession } from './channel-mux/mux-session.js'
@@ -12,12 +20,13 @@ export {
 } from './generated/grpc/health/v1/health.js'
 export {
   AgentClient,
+  AgentService,
   type ExecExit,
   type ExecRequest,
   type ExecResponse,
   type ExecStart,
   type FileHeader,
-  type InfoResponse,
+  InfoResponse,
   type LogEntry,
   type PullResponse,
   type PushRequest,

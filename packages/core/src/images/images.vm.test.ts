@@ -8,6 +8,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -98,6 +99,15 @@ describe('vm: image mode', () => {
     // The filesystem stays usable after a second restore.
     await vm.restore('clean')
     expect((await vm.exec('echo again > /root/state && sync && cat /root/state')).stdout).toBe('again\n')
+    // A save under the same name that fails (its state cannot be written: the partial file is a
+    // link into a directory that does not exist) leaves the old snapshot whole, disk included.
+    symlinkSync(
+      '/nonexistent/vmctl-snapshot',
+      join(new VmDirectory(vm.name).path, 'snapshots', 'clean.partial'),
+    )
+    await expect(vm.snapshot('clean')).rejects.toThrow()
+    await vm.restore('clean')
+    expect((await vm.exec('cat /root/state')).stdout).toBe('provisioned\n')
   })
 
   test('host directories: a read-only mount refuses writes, a writable one reaches the host', async () => {

@@ -1,5 +1,5 @@
 import type net from 'node:net'
-import type { MuxSession } from '@vmctl/agent'
+import { LANE_SERVICE_PREFIX, type MuxSession } from '@vmctl/agent'
 import { listen } from '../util/unix-socket.js'
 import { mark } from './restore-timeline.js'
 
@@ -61,7 +61,11 @@ export class AgentProxy {
     }
     const channel = this.mux.openChannel(service)
     mark('-', `client connected: channel ${channel.id}`)
-    socket.pipe(channel)
+    // An agent call on the lane half-closes in a frame: its socket's end is the client gone, the
+    // call's cancellation or its close after the status, and the channel's reset says so at once.
+    const call = service.startsWith(LANE_SERVICE_PREFIX)
+    if (call) socket.on('end', () => channel.destroy())
+    socket.pipe(channel, { end: !call })
     channel.pipe(socket)
     socket.on('error', () => channel.destroy())
     socket.on('close', () => channel.destroy())

@@ -1,6 +1,6 @@
 import { Metadata } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
-import { agentClient } from '../vm/agent-client.js'
+import { agentClient, grpcAgentClient } from '../vm/agent-client.js'
 import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
@@ -36,7 +36,7 @@ const WARM_UP_FILE = '/run/vmctl/warm-up'
  * the template saved as it is. Resolves with a line for the supervisor's log.
  */
 export async function warmUpAgent(
-  directory: Pick<VmDirectory, 'agentSocket'>,
+  directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>,
   deadline: number,
 ): Promise<string> {
   const started = performance.now()
@@ -44,24 +44,28 @@ export async function warmUpAgent(
   // For measuring only (docs/performance.md): the template key does not say how it was warmed, so
   // an A/B run gives each side its own VMCTL_CACHE_DIR.
   const rounds = Number(process.env.VMCTL_WARM_UP_ROUNDS ?? WARM_UP_ROUNDS)
-  const agent = agentClient(directory)
+  // Both transports (the call lane and gRPC, see vm/lane-client.ts): a VM serves either, and an
+  // A/B of the two in one VM should not find one of them cold.
+  const agents = [agentClient(directory), grpcAgentClient(directory)]
   const callDeadline = () => new Date(Date.now() + Math.max(1, until - performance.now()))
   try {
     for (let round = 0; round < rounds; round++) {
-      await execToExit(agent, ['true'], callDeadline())
-      await new Promise<void>((resolve, reject) =>
-        agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
-          error ? reject(error) : resolve(),
-        ),
-      )
-      await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
-      await pullFile(agent, WARM_UP_FILE, callDeadline())
+      for (const agent of agents) {
+        await execToExit(agent, ['true'], callDeadline())
+        await new Promise<void>((resolve, reject) =>
+          agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
+            error ? reject(error) : resolve(),
+          ),
+        )
+        await pushFile(agent, WARM_UP_FILE, Buffer.from('warm\n'), callDeadline())
+        await pullFile(agent, WARM_UP_FILE, callDeadline())
+      }
     }
-    if (rounds > 0) await execToExit(agent, ['rm', '-f', WARM_UP_FILE], callDeadline())
+    if (rounds > 0) await execToExit(agents[0]!, ['rm', '-f', WARM_UP_FILE], callDeadline())
   } catch (error) {
     return `agent warm-up given up after ${Math.round(performance.now() - started)} ms (${(error as Error).message}); the template is saved without it`
   } finally {
-    agent.close()
+    for (const agent of agents) agent.close()
   }
   return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)`
 }

@@ -20,7 +20,11 @@ describe('rejoinNetworks after a start', () => {
         name: `rejoin-vm-${process.pid}`,
         networkAddresses: [{ network: network.name, ip: '10.99.0.2', mac: '02:76:6d:00:00:02' }],
       }
-      const directory = { agentSocket: '/nonexistent/agent.sock', path: join(runtimeDir(), 'vms', spec.name) }
+      const directory = {
+        agentSocket: '/nonexistent/agent.sock',
+        rawSocket: '/nonexistent/raw.sock',
+        path: join(runtimeDir(), 'vms', spec.name),
+      }
       const started = performance.now()
       const warning = await rejoinNetworks(spec, directory, 1_000)
       expect(performance.now() - started).toBeLessThan(5_000)

@@ -23,7 +23,7 @@ const REJOIN_BUDGET_MS = 60_000
  */
 export async function rejoinNetworks(
   spec: LaunchSpec,
-  directory: Pick<VmDirectory, 'agentSocket' | 'path'>,
+  directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket' | 'path'>,
   budgetMs = REJOIN_BUDGET_MS,
 ): Promise<string | undefined> {
   const addresses = spec.networkAddresses ?? []
@@ -69,7 +69,7 @@ export async function rejoinNetworks(
 }
 
 /** A shell command through the guest agent; rejects with its stderr when it fails. */
-function runInGuest(directory: Pick<VmDirectory, 'agentSocket'>, shell: string): Promise<void> {
+function runInGuest(directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>, shell: string): Promise<void> {
   const agent = agentClient(directory)
   return runShellInGuest(agent, shell, REJOIN_BUDGET_MS).finally(() => agent.close())
 }

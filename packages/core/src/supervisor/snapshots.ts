@@ -122,16 +122,20 @@ export class Snapshots {
     mkdirSync(join(this.ctx.dir.path, 'snapshots'), { recursive: true, mode: 0o700 })
     const started = performance.now()
     let failure: Error | undefined
+    // Both halves are written beside the snapshot of that name, if there is one, and replace it
+    // only once both are complete: a failed save leaves the old snapshot whole.
     try {
       await saveState(qemu, this.ctx.link, `${file}.partial`, false)
       // The migration ended with the disks flushed and QEMU not writing them until `cont`: the
       // overlay now matches the RAM just saved, and a rollback must bring both back together.
-      if (this.ctx.spec.image)
-        copyFileSync(this.ctx.spec.image.overlay, `${file}.qcow2`, fsConstants.COPYFILE_FICLONE)
+      if (this.ctx.spec.image) {
+        copyFileSync(this.ctx.spec.image.overlay, `${file}.qcow2.partial`, fsConstants.COPYFILE_FICLONE)
+        renameSync(`${file}.qcow2.partial`, `${file}.qcow2`)
+      }
       renameSync(`${file}.partial`, file)
     } catch (error) {
       rmSync(`${file}.partial`, { force: true })
-      rmSync(`${file}.qcow2`, { force: true })
+      rmSync(`${file}.qcow2.partial`, { force: true })
       const message = (error as Error).message
       failure = /VirtFS|9p|mount_tag/.test(message)
         ? new Error(
@@ -139,12 +143,20 @@ export class Snapshots {
           )
         : (error as Error)
     }
-    const qmp = await qemu.connectQmp()
-    await qmp.execute('cont')
-    const deadline = this.deadline()
-    await withinDeadline(this.ctx.link.resume(qemu), qemu, deadline)
-    await withinDeadline(refreshGuest(qemu, this.ctx.spec, deadline, this.ctx.log), qemu, deadline)
-    await withinDeadline(untilReady(this.ctx.link.mux, qemu, deadline), qemu, deadline)
+    try {
+      const qmp = await qemu.connectQmp()
+      await qmp.execute('cont')
+      const deadline = this.deadline()
+      await withinDeadline(this.ctx.link.resume(qemu), qemu, deadline)
+      await withinDeadline(refreshGuest(qemu, this.ctx.spec, deadline, this.ctx.log), qemu, deadline)
+      await withinDeadline(untilReady(this.ctx.link.mux, qemu, deadline), qemu, deadline)
+    } catch (error) {
+      // The save's own failure is the cause the user needs; the resume's comes after it.
+      if (!failure) throw error
+      throw new Error(`${failure.message}; then the VM did not resume: ${(error as Error).message}`, {
+        cause: failure,
+      })
+    }
     if (failure) throw failure
     this.ctx.log('snapshot %s saved in %d ms', name, Math.round(performance.now() - started))
   }

@@ -220,6 +220,7 @@ export class Supervisor implements ControlHandlers {
       console: this.console,
       link: this.link,
       agentSocket: this.dir.agentSocket,
+      rawSocket: this.dir.rawSocket,
       log: this.log,
       warn: (message) => this.warn(message),
       startQemu: (variant) => this.startQemu(variant),

@@ -43,6 +43,8 @@ export interface TemplateContext {
   link: AgentLink
   /** Where the agent's gRPC clients connect (the template maker asks the agent's health). */
   agentSocket: string
+  /** Where the call lane's clients connect (the warm-up makes calls over both transports). */
+  rawSocket: string
   log: ReturnType<typeof logger>
   warn: (message: string) => void
   /** Starts this VM's QEMU (refused once the VM is going down). */
@@ -222,7 +224,7 @@ export class TemplateClone {
       await within(untilHealthy(health, AGENT_HEALTH_SERVICE, deadline, this.ctx.log))
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
       await within(qemu.setupPort)
-      this.ctx.log('%s', await within(warmUpAgent({ agentSocket: this.ctx.agentSocket }, deadline.at)))
+      this.ctx.log('%s', await within(warmUpAgent(this.ctx, deadline.at)))
       await within(saveState(qemu, this.ctx.link, files.state, true))
       await qemu.kill()
       this.ctx.link.dropPort()

@@ -222,6 +222,81 @@ describe('vm: the agent API', () => {
     expect(info.hostname).toBe(vm.name)
   })
 
+  test('the call lane and gRPC (VMCTL_AGENT_TRANSPORT=grpc) answer the same calls the same', async () => {
+    const seen: Record<string, unknown> = {}
+    for (const transport of ['lane', 'grpc']) {
+      process.env.VMCTL_AGENT_TRANSPORT = transport
+      try {
+        await vm.writeFile(`/tmp/${transport}.bin`, Buffer.alloc(2 * 1024 * 1024 + 3, transport))
+        const missing = await vm
+          .readFile('/no/such/file')
+          .catch((e: AgentError) => `${e.grpcCode} ${e.message}`)
+        const exec = await vm.exec('echo out; echo err >&2; exit 7', { reject: false })
+        seen[transport] = {
+          hostname: (await vm.info()).hostname,
+          file: (await vm.pull(`/tmp/${transport}.bin`)).toString('latin1', 0, 6),
+          size: (await vm.pull(`/tmp/${transport}.bin`)).length,
+          missing,
+          exec: [exec.exitCode, exec.stdout, exec.stderr],
+        }
+      } finally {
+        delete process.env.VMCTL_AGENT_TRANSPORT
+      }
+    }
+    expect(seen.lane).toMatchObject({
+      hostname: vm.name,
+      size: 2 * 1024 * 1024 + 3,
+      exec: [7, 'out\n', 'err\n'],
+    })
+    expect({ ...(seen.lane as object), file: '' }).toEqual({ ...(seen.grpc as object), file: '' })
+    expect((seen.lane as { missing: string }).missing).toMatch(/^NOT_FOUND .*\/no\/such\/file/)
+  })
+
+  test('a cancelled call or one past its deadline stops its process in the guest, on either transport', async () => {
+    const { agentClient } = await import('./agent-client.js')
+    const { VmDirectory } = await import('../supervisor/vm-directory.js')
+    const { Metadata } = await import('@grpc/grpc-js')
+    const agent = agentClient(new VmDirectory(vm.name))
+    const start = (marker: string) => ({
+      kind: {
+        $case: 'start' as const,
+        value: {
+          argv: ['sleep', marker],
+          shell: '',
+          env: {},
+          cwd: '/',
+          user: '',
+          stdin: false,
+          timeoutMs: 0,
+        },
+      },
+    })
+    try {
+      for (const transport of ['lane', 'grpc']) {
+        process.env.VMCTL_AGENT_TRANSPORT = transport
+        const cancelled = agent.exec(new Metadata(), {})
+        const late = agent.exec(new Metadata(), { deadline: new Date(Date.now() + 1_500) })
+        const errors = [cancelled, late].map((call) => new Promise((resolve) => call.on('error', resolve)))
+        cancelled.write(start('301'))
+        late.write(start('302'))
+        await new Promise((resolve) => cancelled.once('data', resolve))
+        cancelled.cancel()
+        expect(await errors[0]).toMatchObject({ code: 1 }) // CANCELLED
+        expect(await errors[1]).toMatchObject({ code: 4 }) // DEADLINE_EXCEEDED
+        delete process.env.VMCTL_AGENT_TRANSPORT
+        const { pollUntil } = await import('../util/timing.js')
+        const gone = await pollUntil(
+          async () => (await vm.exec('pgrep -f "sleep 30[12]"', { reject: false })).exitCode === 1,
+          { timeoutMs: 5_000, everyMs: 100 },
+        )
+        expect(gone, `${transport}: the cancelled processes killed`).toBe(true)
+      }
+    } finally {
+      delete process.env.VMCTL_AGENT_TRANSPORT
+      agent.close()
+    }
+  })
+
   test('when the agent process dies a pending call fails at once, and later calls work', async () => {
     const pending = vm.exec('sleep 60')
     pending.catch(() => {})

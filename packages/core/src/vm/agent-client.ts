@@ -1,6 +1,7 @@
 import { credentials } from '@grpc/grpc-js'
 import { AgentClient } from '@vmctl/agent'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { laneAgentClient } from './lane-client.js'
 
 /**
  * A gRPC client for a VM's agent, through its supervisor's agent socket (each connection becomes
@@ -10,7 +11,7 @@ import type { VmDirectory } from '../supervisor/vm-directory.js'
  * a connection still being set up when the channel is reset (a snapshot right after VM.up())
  * leaves grpc-js failing every call at once until its reconnect backoff ends.
  */
-export function agentClient(directory: Pick<VmDirectory, 'agentSocket'>): AgentClient {
+export function grpcAgentClient(directory: Pick<VmDirectory, 'agentSocket'>): AgentClient {
   const client = new AgentClient(`unix://${directory.agentSocket}`, credentials.createInsecure(), {
     'grpc.max_receive_message_length': -1,
     'grpc.max_send_message_length': -1,
@@ -20,5 +21,28 @@ export function agentClient(directory: Pick<VmDirectory, 'agentSocket'>): AgentC
     // TCG that capped 10 MB of stdout at ~2 MB/s.
     'grpc-node.flow_control_window': 16 * 1024 * 1024,
   })
+  return client
+}
+
+/**
+ * The agent client vmctl uses: calls over the call lane (lane-client.ts), or over gRPC with
+ * VMCTL_AGENT_TRANSPORT=grpc; the gRPC client is made (and connects) only when a call needs it.
+ */
+export function agentClient(directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>): AgentClient {
+  let grpc: AgentClient | undefined
+  let closed = false
+  const grpcClient = () => {
+    grpc ??= grpcAgentClient(directory)
+    if (closed) grpc.close()
+    return grpc
+  }
+  const client = laneAgentClient(directory, grpcClient)
+  // The Devices client rides on the gRPC client's connection (disks/disk-attach.ts): disk calls
+  // stay on gRPC.
+  client.getChannel = () => grpcClient().getChannel()
+  client.close = () => {
+    closed = true
+    grpc?.close()
+  }
   return client
 }

@@ -1,0 +1,186 @@
+import { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import { Metadata, status } from '@grpc/grpc-js'
+import { encodeMessage, encodeStatus, type LaneFrame, LaneFrameReader } from './lane-frames.js'
+
+/** What the lane needs of a method of a ts-proto service definition. */
+export interface LaneMethod {
+  path: string
+  requestStream: boolean
+  responseStream: boolean
+  requestDeserialize: (bytes: Buffer) => unknown
+  responseSerialize: (value: never) => Buffer
+}
+
+/**
+ * One call on the lane as the agent's handlers see it: shaped like grpc-js's server call objects
+ * (`request`, `write` with 'drain', `end`, 'data' and 'end' of the client's messages, `pause` and
+ * `resume`, 'cancelled', `emit('error', {code, details})` to fail the call), so the handlers the
+ * gRPC server runs run here unchanged.
+ */
+export class LaneServerCall extends EventEmitter {
+  request: unknown
+  readonly metadata = new Metadata()
+  cancelled = false
+  private finished = false
+  private paused = false
+  private clientEnded = false
+  private endEmitted = false
+  private corked = false
+  private readonly queue: unknown[] = []
+  private readonly reader = new LaneFrameReader()
+
+  constructor(
+    private readonly channel: Duplex,
+    private readonly method: LaneMethod,
+  ) {
+    super()
+    channel.on('data', (chunk: Buffer) => {
+      let frames: LaneFrame[]
+      try {
+        frames = this.reader.push(chunk)
+      } catch (error) {
+        this.fail(status.INTERNAL, (error as Error).message)
+        return
+      }
+      for (const frame of frames) {
+        if (frame.kind === 'status') continue // a client sends none
+        if (frame.kind === 'end') {
+          this.clientEnded = true
+          continue
+        }
+        let message: unknown
+        try {
+          message = method.requestDeserialize(frame.payload)
+        } catch (error) {
+          this.fail(status.INTERNAL, `cannot parse the request: ${(error as Error).message}`)
+          return
+        }
+        this.queue.push(message)
+      }
+      this.deliver()
+    })
+    // The client went away (see lane-frames.ts): after the status that is the call's end, before
+    // it the call's cancellation. Either way the channel goes.
+    channel.on('end', () => channel.destroy())
+    channel.on('drain', () => this.emit('drain'))
+    channel.on('error', () => {})
+    channel.on('close', () => {
+      if (!this.finished) {
+        this.finished = true
+        this.cancelled = true
+        super.emit('cancelled')
+      }
+      super.emit('close')
+    })
+  }
+
+  /** The first message of a unary or server-streaming call, once it has come. */
+  firstMessage(): Promise<unknown> {
+    return new Promise((resolve) => {
+      this.once('data', resolve)
+      this.once('end', () => resolve(undefined))
+    })
+  }
+
+  write(message: unknown): boolean {
+    if (this.finished) return true
+    return this.send(encodeMessage(this.method.responseSerialize(message as never)))
+  }
+
+  /**
+   * Small frames written in one tick (a unary answer and its status, an exec's exit and its
+   * status) leave as one multiplexer frame: each frame is a write to the port, a transfer to the
+   * host and a wake-up of QEMU. A large one (a file chunk) is written apart: joining it would copy it.
+   */
+  private send(frames: Buffer[]): boolean {
+    if (frames.length > 1) {
+      this.uncork()
+      let ok = true
+      for (const frame of frames) ok = this.channel.write(frame)
+      return ok
+    }
+    if (!this.corked) {
+      this.corked = true
+      this.channel.cork()
+      process.nextTick(() => this.uncork())
+    }
+    return this.channel.write(frames[0]!)
+  }
+
+  private uncork(): void {
+    if (!this.corked) return
+    this.corked = false
+    this.channel.uncork()
+  }
+
+  /** A server-streaming or bidi call's success: status OK, then the channel's end. */
+  end(): void {
+    this.finish(status.OK, '')
+  }
+
+  /** A unary or client-streaming call's answer (grpc-js's sendUnaryData). */
+  respond(error: { code?: number; details?: string; message?: string } | null, value?: unknown): void {
+    if (error) {
+      this.fail(error.code ?? status.UNKNOWN, error.details ?? error.message ?? '')
+      return
+    }
+    if (this.finished) return
+    this.write(value)
+    this.finish(status.OK, '')
+  }
+
+  // grpc-js ends a server stream with the status of an emitted error; handlers fail calls so.
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error') {
+      const error = args[0] as { code?: number; details?: string; message?: string } | undefined
+      this.fail(error?.code ?? status.UNKNOWN, error?.details ?? error?.message ?? 'unknown error')
+      return this.listenerCount('error') > 0 ? super.emit(event, ...args) : false
+    }
+    return super.emit(event, ...args)
+  }
+
+  pause(): this {
+    this.paused = true
+    this.channel.pause()
+    return this
+  }
+
+  resume(): this {
+    this.paused = false
+    this.deliver()
+    if (!this.paused) this.channel.resume()
+    return this
+  }
+
+  getDeadline(): number {
+    return Number.POSITIVE_INFINITY
+  }
+
+  getPeer(): string {
+    return 'host'
+  }
+
+  sendMetadata(): void {}
+
+  private deliver(): void {
+    while (!this.paused && this.queue.length > 0) super.emit('data', this.queue.shift())
+    if (!this.paused && this.clientEnded && this.queue.length === 0 && !this.endEmitted) {
+      this.endEmitted = true
+      super.emit('end')
+    }
+  }
+
+  private fail(code: number, details: string): void {
+    this.finish(code === status.OK ? status.UNKNOWN : code, details)
+  }
+
+  private finish(code: number, details: string): void {
+    if (this.finished) return
+    this.finished = true
+    // Written, not ended: the client closes the channel once it read the status. A Close that
+    // followed our End at once would make the host's end of the channel drop what its reader had
+    // not taken yet (a paused pull's last MiB).
+    this.send([encodeStatus(code, details)])
+  }
+}

@@ -1,0 +1,78 @@
+import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js'
+import { type AgentClient, AgentService } from '@vmctl/agent'
+import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { LaneClientCall } from './lane-client-call.js'
+
+/**
+ * Which transport agent calls take: the call lane (default) or `VMCTL_AGENT_TRANSPORT=grpc`,
+ * gRPC over HTTP/2 on one channel per client. Read at every call, so a benchmark can alternate
+ * the two in one VM.
+ */
+export function agentTransport(): 'lane' | 'grpc' {
+  return process.env.VMCTL_AGENT_TRANSPORT === 'grpc' ? 'grpc' : 'lane'
+}
+
+type Callback = (error: ServiceError | null, response?: unknown) => void
+type CallOptions = { deadline?: Date | number }
+
+/** grpc-js's argument forms: ([metadata], [options], [callback]), after the request if any. */
+function parseArgs(args: unknown[]): { options: CallOptions; callback: Callback | undefined } {
+  const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as Callback) : undefined
+  const options = (args.length >= 2 ? args[1] : {}) as CallOptions
+  return { options: options ?? {}, callback }
+}
+
+/**
+ * An AgentClient whose calls go over the call lane (lane-client-call.ts): the methods vmctl calls
+ * (unary, server-, client- and bidi-streaming), with grpc-js's signatures and errors. With
+ * VMCTL_AGENT_TRANSPORT=grpc, and for good once an agent turned a call away without a byte (an
+ * agent from before the lane, in a VM attached by name), calls go to `grpc()` instead.
+ */
+export function laneAgentClient(
+  directory: Pick<VmDirectory, 'rawSocket'>,
+  grpc: () => AgentClient,
+): AgentClient {
+  let laneMissing = false
+  let laneSeen = false
+  /**
+   * An agent without the lane closes the channel of a service it does not know, unanswered: from
+   * then on this client uses gRPC. Once the agent answered a lane call, an unanswered one is not
+   * that (the VM or the agent died), and its error stands.
+   */
+  const turnedAway = (error: ServiceError | null, call: LaneClientCall): boolean => {
+    if (call.received > 0) laneSeen = true
+    if (laneSeen || error?.code !== grpcStatus.UNAVAILABLE) return false
+    laneMissing = true
+    return true
+  }
+  const client: Record<string, unknown> = { close: () => {} }
+  for (const [name, method] of Object.entries(AgentService)) {
+    const fromGrpc = (args: unknown[]) =>
+      (grpc() as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args)
+    client[name] = (...args: unknown[]) => {
+      if (laneMissing || agentTransport() === 'grpc') return fromGrpc(args)
+      const request = method.requestStream ? undefined : args[0]
+      const { options, callback } = parseArgs(method.requestStream ? [...args] : args.slice(1))
+      let response: unknown
+      const call = new LaneClientCall(directory.rawSocket, method, options.deadline, (error, done) => {
+        const away = turnedAway(error, done)
+        if (method.responseStream) {
+          if (!error) call.emit('end')
+          else if (call.listenerCount('error') > 0) call.emit('error', error)
+          return
+        }
+        // A unary call an old agent turned away never reached a handler: safe to make again.
+        if (away && !method.requestStream) return void fromGrpc(args)
+        callback?.(error, error ? undefined : response)
+      })
+      if (!method.responseStream)
+        call.on('data', (message) => {
+          response = message
+        })
+      // A unary or server-streaming call starts on its one request: no end frame needed.
+      if (!method.requestStream) call.write(request)
+      return call
+    }
+  }
+  return client as unknown as AgentClient
+}
