@@ -70,6 +70,8 @@ async function round(side) {
   // guest-setup's own account of the root mount, per step (packages/agent/native/mount-root.c).
   const console_ = readFileSync(vm.connection.directory.consoleLog, 'utf8')
   const rootLine = [...console_.matchAll(/vmctl-init: root ready at [^\r\n]*/g)].at(-1)?.[0]
+  // With kernelArgs vmctl_exec_timing=1: the agent's laps of each exec (exec-timing.ts).
+  const execLines = [...console_.matchAll(/vmctl-agent: exec \d+ timing[^\r\n]*/g)].map((m) => m[0])
   const made = vm.template?.made
   await vm.destroy()
   if (!vm.template) throw new Error('VM.up() did not restore from a template')
@@ -109,6 +111,7 @@ async function round(side) {
     phases,
     cpu,
     rootLine,
+    execLines,
     hellos,
     trace: stamps.map(([at, w, c]) => [at - t0, `${w}${Number.isNaN(c) ? '' : ` (QEMU cpu ${c})`}`]),
   }
@@ -128,6 +131,7 @@ for (let i = 0; i < ROUNDS; i++) {
     process.stderr.write(
       `round ${i + 1} ${side.name}: ready ${p.get('caller: VM.up() resolved').toFixed(0)} ms, first exec ${p.get('caller: first exec answered').toFixed(0)} ms, HELLOs ${batch.map((r) => r.hellos).join(' ')}; ${result.rootLine ?? ''}\n`,
     )
+    for (const line of result.execLines) process.stderr.write(`  ${line}\n`)
     if (process.env.TRACE && !traced) {
       traced = true
       for (const [at, what] of result.trace) console.log(`  ${at.toFixed(1).padStart(8)}  ${what}`)

@@ -13,6 +13,7 @@
  * (the init then stops restarting it).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "guest-setup.h"
 
@@ -22,6 +23,9 @@ static void after_refresh(void) {
 
 int main(void) {
   const char *defer = getenv("vmctl_defer_root");
+  // vmctl_stage=0 (a kernel argument): no staging, for an A/B of it (docs/first-command.md).
+  const char *stage = getenv("vmctl_stage");
+  if (root_wanted() && !(stage && strcmp(stage, "0") == 0)) stage_system_mounts();
   if (root_wanted() && !(defer && *defer)) mount_root();
   serve_refresh("vmctl.setup", after_refresh);
   return 3;

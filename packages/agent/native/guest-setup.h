@@ -17,6 +17,12 @@
 int mount_root(void);
 
 /**
+ * Mounts the root's kernel filesystems (proc, sys, dev, run, cgroup2) in a staging directory, so
+ * that mount_root only moves them into place: done before a template is saved. Idempotent.
+ */
+void stage_system_mounts(void);
+
+/**
  * The answer to the host's `ROOT <id>` request: "OK <id>" once the root is mounted (or when the VM
  * has none to mount), "ERR <id> <reason>" when it failed or is still deferred.
  */

@@ -257,6 +257,88 @@ static int mount_host_root(const char *tag, const char *root) {
   return 0;
 }
 
+/*
+ * The kernel filesystems of the root (proc, sys, dev with pts and shm, run, cgroup2), mounted under
+ * `base`. Returns -1 (with the reason reported) when one cannot be mounted.
+ */
+static int mount_system(const char *base, const char *which) {
+  int all = !*which;
+  if ((all || strcmp(which, "/proc") == 0) && mount_at("proc", base, "/proc", "proc", 0, NULL) < 0)
+    return fail("cannot mount /proc: %s", strerror(errno));
+  if (all || strcmp(which, "/sys") == 0) {
+    if (mount_at("sysfs", base, "/sys", "sysfs", 0, NULL) < 0) return fail("cannot mount /sys: %s", strerror(errno));
+    // A kernel without cgroup v2 is fine.
+    if (mount_at("cgroup2", base, "/sys/fs/cgroup", "cgroup2", 0, NULL) == 0) enable_controllers(base);
+  }
+  if (all || strcmp(which, "/dev") == 0) {
+    if (mount_at("devtmpfs", base, "/dev", "devtmpfs", 0, "mode=0755") < 0)
+      return fail("cannot mount /dev: %s", strerror(errno));
+    if (mount_at("devpts", base, "/dev/pts", "devpts", 0, "newinstance,ptmxmode=0666,gid=5,mode=620") < 0)
+      return fail("cannot mount /dev/pts: %s", strerror(errno));
+    char path[4096];
+    join(path, sizeof path, base, "/dev/ptmx");
+    unlink(path);
+    if (symlink("pts/ptmx", path) < 0) printf("vmctl-init: cannot link %s: %s\n", path, strerror(errno));
+    if (mount_at("shm", base, "/dev/shm", "tmpfs", 0, "mode=1777") < 0)
+      return fail("cannot mount /dev/shm: %s", strerror(errno));
+    // What udev makes on a host: scripts open /dev/stdin (a command's stdin is a pipe, see spawner.c).
+    static const char *const links[][2] = {
+        {"/dev/fd", "/proc/self/fd"}, {"/dev/stdin", "/proc/self/fd/0"},
+        {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+      join(path, sizeof path, base, links[i][0]);
+      if (symlink(links[i][1], path) < 0 && errno != EEXIST)
+        printf("vmctl-init: cannot link %s: %s\n", path, strerror(errno));
+    }
+  }
+  if ((all || strcmp(which, "/run") == 0) && mount_at("run", base, "/run", "tmpfs", 0, "mode=0755") < 0)
+    return fail("cannot mount /run: %s", strerror(errno));
+  return 0;
+}
+
+/*
+ * Where the kernel filesystems wait for the root. A VM that a template is saved from mounts them
+ * here before the save (only the 9p share keeps QEMU from saving a VM, and it is not among them),
+ * so a restored VM moves four mounts into its root instead of making seven: after a restore every
+ * kernel path runs through a cold TCG translation cache (docs/first-command.md).
+ */
+#define STAGE "/mnt/stage"
+static const char *const SYSTEM_MOUNTS[] = {"/proc", "/sys", "/dev", "/run"};
+
+/** A mount point: on another filesystem than its parent directory. */
+static int is_mount_point(const char *path) {
+  char parent[256];
+  struct stat self, above;
+  snprintf(parent, sizeof parent, "%s/..", path);
+  return stat(path, &self) == 0 && stat(parent, &above) == 0 && self.st_dev != above.st_dev;
+}
+
+void stage_system_mounts(void) {
+  if (is_mount_point(STAGE "/proc")) return; // staged by this process before a restart
+  if (access("/run/vmctl/root-ready", F_OK) == 0) return;
+  if (mount_system(STAGE, "") < 0) {
+    // Not this VM's failure: the root mounts them itself.
+    unlink("/run/vmctl/root-failed");
+    printf("vmctl-init: the kernel filesystems are mounted with the root instead\n");
+  }
+}
+
+/** The staged kernel filesystems moved under `root` (each one that was not staged, mounted there). */
+static int place_system_mounts(const char *root) {
+  for (size_t i = 0; i < sizeof SYSTEM_MOUNTS / sizeof SYSTEM_MOUNTS[0]; i++) {
+    char staged[256], target[4096];
+    snprintf(staged, sizeof staged, "%s%s", STAGE, SYSTEM_MOUNTS[i]);
+    int moved = 0;
+    if (is_mount_point(staged) && join(target, sizeof target, root, SYSTEM_MOUNTS[i]) == 0) {
+      make_dirs(target, 0755);
+      moved = mount(staged, target, NULL, MS_MOVE, NULL) == 0;
+      if (!moved) printf("vmctl-init: cannot move %s into the root: %s\n", staged, strerror(errno));
+    }
+    if (!moved && mount_system(root, SYSTEM_MOUNTS[i]) < 0) return -1;
+  }
+  return 0;
+}
+
 int mount_root(void) {
   if (access("/run/vmctl/root-ready", F_OK) == 0 || access("/run/vmctl/root-failed", F_OK) == 0) return 0;
   const char *kind = env("vmctl_root"), *root = env("vmctl_chroot"), *modules = env("vmctl_modules");
@@ -275,26 +357,12 @@ int mount_root(void) {
     return fail("unknown vmctl_root '%s'", kind);
   }
   lap("overlay");
+  if (place_system_mounts(root) < 0) return -1;
+  lap("proc-dev-run-cgroup");
 
-  if (mount_at("proc", root, "/proc", "proc", 0, NULL) < 0) return fail("cannot mount /proc: %s", strerror(errno));
-  if (mount_at("sysfs", root, "/sys", "sysfs", 0, NULL) < 0) return fail("cannot mount /sys: %s", strerror(errno));
-  if (mount_at("devtmpfs", root, "/dev", "devtmpfs", 0, "mode=0755") < 0)
-    return fail("cannot mount /dev: %s", strerror(errno));
-  if (mount_at("devpts", root, "/dev/pts", "devpts", 0, "newinstance,ptmxmode=0666,gid=5,mode=620") < 0)
-    return fail("cannot mount /dev/pts: %s", strerror(errno));
   char path[4096];
-  join(path, sizeof path, root, "/dev/ptmx");
-  unlink(path);
-  if (symlink("pts/ptmx", path) < 0) printf("vmctl-init: cannot link %s: %s\n", path, strerror(errno));
-  if (mount_at("shm", root, "/dev/shm", "tmpfs", 0, "mode=1777") < 0)
-    return fail("cannot mount /dev/shm: %s", strerror(errno));
-  if (mount_at("run", root, "/run", "tmpfs", 0, "mode=0755") < 0) return fail("cannot mount /run: %s", strerror(errno));
-  lap("proc-dev-run");
-  // A kernel without cgroup v2 is fine.
-  if (mount_at("cgroup2", root, "/sys/fs/cgroup", "cgroup2", 0, NULL) == 0) enable_controllers(root);
   join(path, sizeof path, root, "/tmp");
   make_dirs(path, 01777);
-  lap("cgroup");
 
   struct utsname system;
   uname(&system);

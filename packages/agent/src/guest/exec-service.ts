@@ -1,12 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { statSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import { findInRootPath } from './command-path.js'
+import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
+import { type CommandProcess, spawnThroughSpawner } from './spawner.js'
 
 /** After a process exits, how long its pipes may stay open (held by a background child). */
 const PIPE_GRACE_MS = 500
@@ -23,6 +26,8 @@ const BASE_ENV: Record<string, string> = {
 export interface SpawnPlan {
   file: string
   args: string[]
+  /** The bare command name that is in none of the root's PATH directories (nothing to run). */
+  notFound?: string
 }
 
 /**
@@ -35,9 +40,15 @@ export function planSpawn(
   root: GuestRoot,
   user?: PasswdEntry & { gid: number },
 ): SpawnPlan {
-  const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
+  let argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
   const cwd = start.cwd || '/'
   if (!root.chrootPath && cwd === '/' && !user) return { file: argv[0]!, args: argv.slice(1) }
+  // nsenter would run its own applet for a bare name: give it the root's binary by its path.
+  if (!argv[0]!.includes('/')) {
+    const found = findInRootPath(argv[0]!, start.env.PATH ?? BASE_ENV.PATH!, root.chrootPath)
+    if (!found) return { file: argv[0]!, args: argv.slice(1), notFound: argv[0]! }
+    argv = [found, ...argv.slice(1)]
+  }
   const args = ['nsenter', '-F']
   if (root.chrootPath) args.push(`-r${root.chrootPath}`)
   args.push(`-w${resolveInRoot(root.chrootPath, cwd)}`)
@@ -84,13 +95,15 @@ function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<str
 }
 
 export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, root: GuestRoot): void {
-  let child: ChildProcess | undefined
+  let child: CommandProcess | undefined
   let finished = false
   let timedOut = false
   let timer: NodeJS.Timeout | undefined
   let stdinWanted = false
   let lastOutputAt = 0
   let pausedStreams = 0
+  const timing = execTiming()
+  let spawnedBy = ''
 
   const send = (response: ExecResponse) => (finished ? true : call.write(response))
   const fail = (code: status, details: string) => {
@@ -112,6 +125,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     if (!kind) return
     if (kind.$case === 'start') {
       if (child) return fail(status.FAILED_PRECONDITION, 'exec already started')
+      timing.lap('request')
       const start = kind.value
       if (start.argv.length === 0 && !start.shell)
         return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
@@ -121,15 +135,30 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       if (cwdProblem) return fail(status.NOT_FOUND, cwdProblem)
       stdinWanted = start.stdin
       const plan = planSpawn(start, root, user)
+      if (plan.notFound) {
+        const path = start.env.PATH ?? BASE_ENV.PATH
+        const message = `vmctl-agent: cannot run ${JSON.stringify(plan.notFound)}: not found in the guest's PATH (${path}). Fix: install it in the guest or pass its absolute path\n`
+        send({ kind: { $case: 'stderr', value: Buffer.from(message) } })
+        return finish({ exitCode: 127, signal: '', durationMs: 0, timedOut: false })
+      }
       const startedAt = performance.now()
-      child = spawn(plan.file, plan.args, {
-        cwd: '/',
-        env: commandEnv(start, user),
-        stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-        // Its own process group, so a timeout or a signal reaches everything it started.
-        detached: true,
-      })
+      timing.lap('checks')
+      const env = commandEnv(start, user)
+      // A small static process forks for the agent (spawner.ts); child_process when it cannot.
+      const spawned = spawnThroughSpawner(plan.file, plan.args, env, start.stdin)
+      spawnedBy = spawned ? 'spawner' : 'child_process'
+      child =
+        spawned ??
+        spawn(plan.file, plan.args, {
+          cwd: '/',
+          env,
+          stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+          // Its own process group, so a timeout or a signal reaches everything it started.
+          detached: true,
+        })
+      timing.lap('spawn()')
       const proc = child
+      proc.on('spawn', () => timing.lap('spawn event'))
       proc.on('spawn', () => send({ kind: { $case: 'started', value: { pid: proc.pid ?? 0 } } }))
       for (const [stream, tag] of [
         [proc.stdout, 'stdout'],
@@ -172,6 +201,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
           timedOut,
         })
       proc.on('exit', (code, signal) => {
+        timing.lap('exit')
         exited = { code, signal }
         const exitedAt = performance.now()
         // Cut the pipes only once they have been quiet for a while and we are not the ones
@@ -227,5 +257,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     send({ kind: { $case: 'exit', value: exit } })
     finished = true
     call.end()
+    timing.lap('sent')
+    timing.done(spawnedBy)
   }
 }

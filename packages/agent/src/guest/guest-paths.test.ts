@@ -83,4 +83,24 @@ describe('spawn plans', () => {
       ],
     })
   })
+
+  test("a bare name in a root is the root's binary by its path (busybox would run its own applet)", () => {
+    const root = fakeRoot()
+    mkdirSync(join(root, 'usr/bin'), { recursive: true })
+    writeFileSync(join(root, 'usr/bin/ls'), '#!/bin/sh\n', { mode: 0o755 })
+    writeFileSync(join(root, 'usr/bin/notes'), 'not executable', { mode: 0o644 })
+    symlinkSync('/usr/bin/ls', join(root, 'usr/bin/dir'))
+    const guest = { busybox: '/bin/busybox', chrootPath: root }
+    expect(planSpawn(start, guest).args).toEqual([
+      'nsenter',
+      '-F',
+      `-r${root}`,
+      `-w${root}/`,
+      '/usr/bin/ls',
+      '-l',
+    ])
+    expect(planSpawn({ ...start, argv: ['dir'] }, guest).args.at(-1)).toBe('/usr/bin/dir')
+    expect(planSpawn({ ...start, argv: ['notes'] }, guest).notFound).toBe('notes')
+    expect(planSpawn({ ...start, argv: ['ls'], env: { PATH: '/nowhere' } }, guest).notFound).toBe('ls')
+  })
 })

@@ -17,9 +17,14 @@ export function guestSetupPath(): string | undefined {
   return nativeHelperPath('guest-setup')
 }
 
+/** Path of vmctl-spawner (native/spawner.c), which starts the agent's commands; undefined when not built. */
+export function spawnerPath(): string | undefined {
+  return nativeHelperPath('vmctl-spawner')
+}
+
 /** The helpers that go on the guest's runtime disk, next to the agent (those that were built). */
 export function guestHelperPaths(): string[] {
-  return [vsockBridgePath(), guestSetupPath()].filter((p): p is string => p !== undefined)
+  return [vsockBridgePath(), guestSetupPath(), spawnerPath()].filter((p): p is string => p !== undefined)
 }
 
 function nativeHelperPath(name: string): string | undefined {

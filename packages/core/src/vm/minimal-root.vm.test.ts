@@ -15,7 +15,7 @@ describe('vm: a root with only busybox and the agent executable', () => {
       'ls /vmctl; command -v node || echo no-node; test -e /usr/lib/x86_64-linux-gnu/libnode.so || echo no-libnode; ls /home 2>&1 | head -1; readlink /bin/sh',
     )
     expect(result.stdout).toBe(
-      'guest-setup\nlost+found\nvmctl-agent\nvsock-bridge\nno-node\nno-libnode\nls: /home: No such file or directory\n/bin/busybox\n',
+      'guest-setup\nlost+found\nvmctl-agent\nvmctl-spawner\nvsock-bridge\nno-node\nno-libnode\nls: /home: No such file or directory\n/bin/busybox\n',
     )
     const info = await vm.info()
     expect(info.osRelease).toBe('vmctl initramfs (busybox)')

@@ -4,6 +4,7 @@ import { release } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { ExecError, VM } from '../index.js'
+import { pollUntil } from '../util/timing.js'
 
 // One VM for the read-mostly checks: each test would otherwise pay a cold boot under TCG.
 describe('vm: exec in a real VM', () => {
@@ -155,5 +156,34 @@ describe('vm: exec in a real VM', () => {
   test('100 concurrent execs all get their own output', async () => {
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => vm.exec(['echo', `n${i}`])))
     for (const [i, result] of results.entries()) expect(result.stdout).toBe(`n${i}\n`)
+  })
+
+  test("a bare command name runs the root's binary, not busybox's applet", async () => {
+    expect((await vm.exec(['ls', '--version'])).stdout).toContain('GNU coreutils')
+    const missing = await vm.exec(['no-such-command-xyz'], { reject: false })
+    expect([missing.exitCode, missing.stderr]).toEqual([
+      127,
+      expect.stringContaining('not found in the guest'),
+    ])
+  })
+
+  test('commands start from the spawner, with pipes: a script can open /dev/stdin', async () => {
+    const result = await vm.exec('cat /dev/stdin; cat /proc/$PPID/comm; readlink /proc/self/fd/1', {
+      input: 'piped\n',
+    })
+    expect(result.stdout).toMatch(/^piped\nvmctl-spawner\npipe:\[\d+\]\n$/)
+  })
+
+  // Last in this file: the VM goes on without its spawner.
+  test('once the spawner is gone, commands start through child_process', async () => {
+    await vm.exec('p=$PPID; (sleep 0.3; kill -KILL $p) >/dev/null 2>&1 &')
+    const parent = () => vm.exec('cat /proc/$PPID/comm').then((r) => r.stdout.trim())
+    const after = await pollUntil(async () => (await parent()).replace(/^vmctl-spawner$/, '') || undefined, {
+      timeoutMs: 20_000,
+      everyMs: 200,
+    })
+    expect(after).toBe('vmctl-agent')
+    const result = await vm.exec('cat; exit 4', { input: 'still\n', reject: false })
+    expect([result.stdout, result.exitCode]).toEqual(['still\n', 4])
   })
 })

@@ -1,0 +1,213 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { closeSync, existsSync, constants as fsConstants, openSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { constants as osConstants } from 'node:os'
+import { PassThrough } from 'node:stream'
+import { agentLog } from './agent-log.js'
+
+/** What the exec service uses of a started command: a ChildProcess, or one from the spawner. */
+export type CommandProcess = Pick<ChildProcess, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'kill' | 'on'>
+
+/**
+ * The runtime disk's spawner (native/spawner.c), next to the agent executable; vmctl_spawner
+ * names another (tests), and vmctl_spawner=0 turns it off (child_process for every command: the
+ * fallback, and one side of an A/B).
+ */
+const SPAWNER = process.env.vmctl_spawner ?? '/vmctl/vmctl-spawner'
+
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, number]) => [number, name]))
+
+/**
+ * A command started by the spawner, with the events and streams of a ChildProcess: 'spawn' once it
+ * runs, 'error' when it could not be executed, 'exit' (code, signal), then 'close' once its
+ * output pipes are done too. Its stdin, stdout and stderr are pipes (a script can open /dev/stdin).
+ */
+class SpawnedCommand extends EventEmitter {
+  pid: number | undefined
+  // There from the start, as a ChildProcess's are: the caller listens before the process runs.
+  // The pipes, opened once it runs, are piped through them (with their backpressure).
+  readonly stdin: PassThrough | null
+  readonly stdout = new PassThrough()
+  readonly stderr = new PassThrough()
+  private exited = false
+  private exitEmitted = false
+  private openStreams = 2
+
+  constructor(stdin: boolean) {
+    super()
+    this.stdin = stdin ? new PassThrough() : null
+    for (const stream of [this.stdout, this.stderr])
+      stream.once('close', () => {
+        this.openStreams--
+        this.closeIfDone()
+      })
+  }
+
+  started(pid: number, pipes: { stdout: number; stderr: number; stdin?: number }) {
+    this.pid = pid
+    if (this.stdin && pipes.stdin !== undefined) {
+      const pipe = new Socket({ fd: pipes.stdin, readable: false, writable: true })
+      // A pipe has no shutdown(): close it once the last write is out, so the command reads EOF.
+      pipe.on('finish', () => pipe.destroy())
+      // The command stopped reading (EPIPE): what the caller still writes goes nowhere.
+      pipe.on('error', () => this.stdin?.destroy())
+      this.stdin.pipe(pipe)
+    }
+    for (const [fd, stream] of [
+      [pipes.stdout, this.stdout],
+      [pipes.stderr, this.stderr],
+    ] as const) {
+      const pipe = new Socket({ fd, readable: true, writable: false })
+      pipe.on('error', () => stream.end())
+      // The caller cuts the stream (a background child holds the pipe after the exit): close ours.
+      stream.once('close', () => pipe.destroy())
+      pipe.pipe(stream)
+    }
+    this.emit('spawn')
+  }
+
+  /** It never ran: no stream will see data. */
+  failed(error: Error) {
+    for (const stream of [this.stdin, this.stdout, this.stderr]) stream?.destroy()
+    this.emit('error', error)
+  }
+
+  /**
+   * The exit goes out on the next turn of the event loop: its line can come in the same read as
+   * the 'started' of this and other commands, and the exec service cuts the output 500 ms after
+   * an exit; its pipes must be read once before (a batch of 100 execs lost output without this).
+   */
+  exit(code: number | null, signal: NodeJS.Signals | null) {
+    if (this.exited) return
+    this.exited = true
+    setImmediate(() => {
+      this.exitEmitted = true
+      this.emit('exit', code, signal)
+      this.closeIfDone()
+    })
+  }
+
+  private closeIfDone() {
+    if (this.exitEmitted && this.openStreams === 0) this.emit('close')
+  }
+
+  kill(signal?: NodeJS.Signals | number): boolean {
+    if (!this.pid || this.exited) return false
+    try {
+      process.kill(this.pid, signal)
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+/** The spawner process and the commands it started that have not exited yet. */
+class Spawner {
+  private readonly process: ChildProcess
+  private readonly running = new Map<number, SpawnedCommand>()
+  private nextId = 1
+  private pending = ''
+  alive = true
+
+  constructor(path: string) {
+    this.process = spawn(path, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+    this.process.stdin?.on('error', () => {})
+    this.process.stdout?.setEncoding('latin1')
+    this.process.stdout?.on('data', (text: string) => {
+      this.pending += text
+      let newline = this.pending.indexOf('\n')
+      while (newline >= 0) {
+        this.event(this.pending.slice(0, newline).split(' '))
+        this.pending = this.pending.slice(newline + 1)
+        newline = this.pending.indexOf('\n')
+      }
+    })
+    this.process.on('error', (error) => this.gone(error.message))
+    this.process.on('exit', (code, signal) => this.gone(signal ?? `status ${code}`))
+  }
+
+  start(file: string, args: string[], env: Record<string, string>, stdin: boolean): SpawnedCommand {
+    const id = this.nextId++
+    const command = new SpawnedCommand(stdin)
+    this.running.set(id, command)
+    const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
+    const fields = ['S', String(id), stdin ? '1' : '0', file, String(args.length + 1), file, ...args]
+    fields.push(String(variables.length), ...variables)
+    this.process.stdin?.write(`${fields.join('\0')}\0`)
+    return command
+  }
+
+  private event([kind, idText, ...rest]: string[]) {
+    const id = Number(idText)
+    const command = this.running.get(id)
+    if (!command) return
+    const numbers = rest.map(Number)
+    if (kind === 'started') {
+      const [pid, stdout, stderr, stdin] = numbers as [number, number, number, number]
+      // Our own ends of the command's pipes, opened through the spawner's: no fd passing in Node.
+      const open = (fd: number, flags: number) =>
+        openSync(`/proc/${this.process.pid}/fd/${fd}`, flags | fsConstants.O_NONBLOCK)
+      let pipes: { stdout: number; stderr: number; stdin?: number } | undefined
+      try {
+        pipes = { stdout: open(stdout, fsConstants.O_RDONLY), stderr: open(stderr, fsConstants.O_RDONLY) }
+        if (stdin >= 0) pipes.stdin = open(stdin, fsConstants.O_WRONLY)
+      } catch (error) {
+        for (const fd of [pipes?.stdout, pipes?.stderr]) if (fd !== undefined) closeSync(fd)
+        agentLog.write(`spawner: cannot open a command's pipes (${(error as Error).message})`)
+        process.kill(pid, 'SIGKILL')
+        pipes = undefined
+      }
+      this.process.stdin?.write(`C\0${id}\0`)
+      if (pipes) command.started(pid, pipes)
+      else command.failed(Object.assign(new Error('cannot open its pipes'), { code: 'EIO' }))
+    } else if (kind === 'failed') {
+      this.running.delete(id)
+      const errno = numbers[0] ?? 0
+      const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO'
+      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno }))
+    } else if (kind === 'exit') {
+      this.running.delete(id)
+      const [code, signal] = numbers as [number, number]
+      command.exit(
+        signal ? null : code,
+        signal ? ((SIGNAL_NAMES.get(signal) as NodeJS.Signals) ?? null) : null,
+      )
+    }
+  }
+
+  /** Commands it started and did not see end: their status is lost; their output is not. */
+  private gone(why: string) {
+    if (!this.alive) return
+    this.alive = false
+    agentLog.write(`spawner exited (${why}); commands start through child_process from now on`)
+    for (const command of this.running.values()) {
+      if (command.pid) command.exit(null, null)
+      else command.failed(Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
+    }
+    this.running.clear()
+  }
+}
+
+let spawner: Spawner | undefined
+
+/**
+ * Starts a command through the spawner (started on first use, that is by the warm-up before a
+ * template is saved), or returns undefined when there is none (not on this disk, turned off, or
+ * exited): the caller then uses child_process.
+ */
+export function spawnThroughSpawner(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  stdin: boolean,
+): CommandProcess | undefined {
+  if (SPAWNER === '0') return undefined
+  if (!spawner) {
+    if (!existsSync(SPAWNER)) return undefined
+    spawner = new Spawner(SPAWNER)
+  }
+  if (!spawner.alive) return undefined
+  return spawner.start(file, args, env, stdin) as unknown as CommandProcess
+}
