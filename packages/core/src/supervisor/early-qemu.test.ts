@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { pollUntil } from '../util/timing.js'
-import { EARLY_QEMU_ENV, EarlyQemu, type EarlyQemuPlan, fileIdentity } from './early-qemu.js'
+import { EarlyQemu, type EarlyQemuPlan, fileIdentity } from './early-qemu.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-early-qemu-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -14,7 +14,7 @@ writeFileSync(ram, 'template RAM')
 function plan(seconds = '30'): EarlyQemuPlan {
   return { command: ['/bin/sleep', seconds], ram: { path: ram, identity: fileIdentity(ram)! } }
 }
-const start = (p: EarlyQemuPlan) => EarlyQemu.start({ [EARLY_QEMU_ENV]: JSON.stringify(p) })!
+const start = (p: EarlyQemuPlan) => EarlyQemu.start(JSON.stringify(p))!
 const gone = (pid: number | undefined) =>
   pollUntil(
     () => {
@@ -56,9 +56,7 @@ describe('a QEMU started before the supervisor loads', () => {
     const unused = start(plan())
     unused.discard()
     expect(await gone(unused.pid)).toBe(true)
-    const env: NodeJS.ProcessEnv = { [EARLY_QEMU_ENV]: 'not json' }
-    expect(EarlyQemu.start(env)).toBeUndefined()
-    expect(env[EARLY_QEMU_ENV]).toBeUndefined()
-    expect(EarlyQemu.start({})).toBeUndefined()
+    expect(EarlyQemu.start('not json')).toBeUndefined()
+    expect(EarlyQemu.start('')).toBeUndefined()
   })
 })

@@ -1,12 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { statSync } from 'node:fs'
+import { fstatSync, readFileSync, statSync } from 'node:fs'
 
 /**
  * How VM.up() hands its supervisor the QEMU command of a template clone (start-vm.ts): JSON of an
- * EarlyQemuPlan in the supervisor's environment, taken out before anything else sees it.
+ * EarlyQemuPlan on the supervisor's stdin (readEarlyQemuPlan below).
  */
-export const EARLY_QEMU_ENV = 'VMCTL_EARLY_QEMU'
-
 export interface EarlyQemuPlan {
   /** The whole command, its parent-death wrapper included, exactly as QemuProcess would run it. */
   command: string[]
@@ -38,9 +36,7 @@ export class EarlyQemu {
   private exited = false
 
   /** Starts the QEMU that `env` plans, if any (and removes the plan from `env`). */
-  static start(env: NodeJS.ProcessEnv): EarlyQemu | undefined {
-    const raw = env[EARLY_QEMU_ENV]
-    delete env[EARLY_QEMU_ENV]
+  static start(raw: string | undefined): EarlyQemu | undefined {
     if (!raw) return undefined
     try {
       const plan = JSON.parse(raw) as EarlyQemuPlan
@@ -89,5 +85,17 @@ export class EarlyQemu {
   discard(): void {
     this.child?.kill('SIGKILL')
     this.child = undefined
+  }
+}
+
+/**
+ * The plan VM.up() writes to the supervisor's stdin (start-vm.ts), read to its end: empty when
+ * there is none, or when stdin is not a pipe (a supervisor started by hand must not wait on a tty).
+ */
+export function readEarlyQemuPlan(): string {
+  try {
+    return fstatSync(0).isFIFO() ? readFileSync(0, 'utf8') : ''
+  } catch {
+    return ''
   }
 }

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import { requireWithCodeCache } from './code-cache.js'
-import { EarlyQemu } from './early-qemu.js'
+import { EarlyQemu, readEarlyQemuPlan } from './early-qemu.js'
 
 type SupervisorLoad = typeof import('./supervisor-load.js')
 
@@ -22,7 +22,7 @@ if (!path) {
 }
 const spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
 process.title = `vmctl-supervisor ${spec.name}`
-const early = EarlyQemu.start(process.env)
+const early = EarlyQemu.start(readEarlyQemuPlan())
 const earlyAt = performance.timeOrigin + performance.now()
 
 /** The bundle's second file (scripts/bundle-supervisor.mjs), beside this one when this is the bundle. */

@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
-import { EARLY_QEMU_ENV } from '../supervisor/early-qemu.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
@@ -29,10 +28,8 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   mark(spec.name, 'caller: launch prepared')
   let main: string
   let logFd: number
-  let earlyQemu: ReturnType<typeof earlyQemuPlan>
   try {
     main = supervisorMainPath()
-    earlyQemu = earlyQemuPlan(spec, directory)
     logFd = openSync(directory.supervisorLog, 'a', 0o600)
   } catch (error) {
     // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
@@ -42,7 +39,8 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   }
   const supervisor = spawn(process.execPath, [main, directory.path], {
     detached: true,
-    stdio: ['ignore', logFd, logFd],
+    // stdin carries the early QEMU's plan (early-qemu.ts), written below.
+    stdio: ['pipe', logFd, logFd],
     // Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
     // process, and NODE_EXTRA_CA_CERTS (set on many CI hosts) costs ~0.15 s of start-up parsing
     // certificates that a supervisor, which makes no TLS connection, never uses.
@@ -51,11 +49,17 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
       VMCTL_RUNTIME_DIR: undefined,
       NODE_OPTIONS: undefined,
       NODE_EXTRA_CA_CERTS: undefined,
-      [EARLY_QEMU_ENV]: earlyQemu && JSON.stringify(earlyQemu),
     },
   })
   closeSync(logFd)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
+  // Planned once the supervisor exists, not before: a caller killed between making the VM's
+  // directory and this spawn leaves that directory to nobody, so that window stays a few system
+  // calls long (the plan takes milliseconds, tens on a loaded host: chaos caught a directory left
+  // there). A caller killed before the plan is written gives its supervisor an empty one.
+  supervisor.stdin?.on('error', () => {})
+  const plan = earlyQemuPlan(spec, directory)
+  supervisor.stdin?.end(plan ? JSON.stringify(plan) : '')
   supervisor.unref()
   log('%s: supervisor pid %d', spec.name, supervisor.pid)
   mark(spec.name, 'caller: supervisor spawned')
