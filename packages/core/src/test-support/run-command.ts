@@ -14,11 +14,36 @@ export interface CommandResult {
  * misses vitest's RPC and fails the run ("Timeout calling onTaskUpdate") though its tests passed.
  * Rejects, with the command's stderr, when it exits non-zero or is killed, unless `allowFailure`.
  */
-export function runCommand(
+export async function runCommand(
   file: string,
   args: string[],
   options: { input?: Buffer | string; cwd?: string; env?: NodeJS.ProcessEnv; allowFailure?: boolean } = {},
 ): Promise<CommandResult> {
+  const run = await runToEnd(file, args, options)
+  const result = { ...run, stdout: run.stdout.toString('utf8'), stderr: run.stderr.toString('utf8') }
+  if (run.code !== 0 && !options.allowFailure) throw failure(file, args, run)
+  return result
+}
+
+/** runCommand's stdout as bytes, for binary output (a compressor's). */
+export async function runForBytes(file: string, args: string[], input: Buffer): Promise<Buffer> {
+  const run = await runToEnd(file, args, { input })
+  if (run.code !== 0) throw failure(file, args, run)
+  return run.stdout
+}
+
+interface RawResult {
+  stdout: Buffer
+  stderr: Buffer
+  code: number | null
+  signal: NodeJS.Signals | null
+}
+
+function runToEnd(
+  file: string,
+  args: string[],
+  options: { input?: Buffer | string; cwd?: string; env?: NodeJS.ProcessEnv },
+): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: 'pipe' })
     const stdout: Buffer[] = []
@@ -26,37 +51,16 @@ export function runCommand(
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
     child.once('error', reject)
-    child.once('close', (code, signal) => {
-      const result = {
-        stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: Buffer.concat(stderr).toString('utf8'),
-        code,
-        signal,
-      }
-      if (code === 0 || options.allowFailure) resolve(result)
-      else
-        reject(new Error(`${file} ${args.join(' ')}: ${signal ?? `exit ${code}`}: ${result.stderr.trim()}`))
-    })
+    child.once('close', (code, signal) =>
+      resolve({ stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), code, signal }),
+    )
     child.stdin.on('error', () => {})
     child.stdin.end(options.input)
   })
 }
 
-/** runCommand's stdout as bytes, for binary output (a compressor's). */
-export function runForBytes(file: string, args: string[], input: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: 'pipe' })
-    const stdout: Buffer[] = []
-    const stderr: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
-    child.once('error', reject)
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve(Buffer.concat(stdout))
-      else
-        reject(new Error(`${file} ${args.join(' ')}: ${signal ?? `exit ${code}`}: ${Buffer.concat(stderr)}`))
-    })
-    child.stdin.on('error', () => {})
-    child.stdin.end(input)
-  })
+function failure(file: string, args: string[], run: RawResult): Error {
+  return new Error(
+    `${file} ${args.join(' ')}: ${run.signal ?? `exit ${run.code}`}: ${run.stderr.toString('utf8').trim()}`,
+  )
 }
