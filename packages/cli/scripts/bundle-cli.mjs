@@ -1,5 +1,8 @@
 // Bundles the `vmctl` command (src/cli-main.ts with @vmctl/core, @vmctl/agent and their
-// dependencies) into one ES module, dist/cli-main.js, in place of tsc's output there. Node
+// dependencies) into one CommonJS file, dist/cli-main.cjs, beside tsc's dist/cli-main.js (which
+// main.ts imports only when the bundle is missing). CommonJS, not an ES module, so that main.ts can
+// load it through V8's code cache (@vmctl/core/code-cache: Node 20 has no compile cache of its
+// own): ~110 ms of CPU to load as an ES module, ~60 ms with the cache (n=5 each, one run). Node
 // resolving and loading the ~200 modules of the CLI, core and grpc-js one by one was most of the
 // CLI's own start-up: loading took 342 ms of CPU in `vmctl run -- true`, 143 ms as one file (medians,
 // n=6, interleaved in one run of scripts/bench-cli.mjs; `node -e 0` is ~140 ms more in each). The
@@ -77,16 +80,16 @@ const packageUrls = {
   },
 }
 
-// Bundled CommonJS (grpc-js, debug) calls require() for Node's own modules, which an ES module has
-// no global of; __vmctlPackageUrl resolves each package once. __vmctlDependencyUrl finds the
+// __vmctlPackageUrl resolves each package once. __vmctlDependencyUrl finds the
 // package from its owner as Node's require would, and imports the ES module entry the build
 // resolved (`import` conditions, which require.resolve does not apply), or what require found if
 // an installed version lays its files out otherwise.
-const banner = `import { createRequire as __vmctlCreateRequire } from 'node:module';
-import { existsSync as __vmctlExists, readFileSync as __vmctlRead } from 'node:fs';
-import { dirname as __vmctlDirname, join as __vmctlJoin } from 'node:path';
-import { pathToFileURL as __vmctlPathToFileURL } from 'node:url';
-const require = __vmctlCreateRequire(import.meta.url);
+// import.meta.url of the CLI's own modules (version.ts) is the bundle's URL (`define` below).
+const banner = `const { createRequire: __vmctlCreateRequire } = require('node:module');
+const { existsSync: __vmctlExists, readFileSync: __vmctlRead } = require('node:fs');
+const { dirname: __vmctlDirname, join: __vmctlJoin } = require('node:path');
+const { pathToFileURL: __vmctlPathToFileURL } = require('node:url');
+const __vmctlBundleUrl = __vmctlPathToFileURL(__filename).href;
 const __vmctlRoots = {};
 function __vmctlPackageUrl(name, file) {
   if (!__vmctlRoots[name]) {
@@ -110,11 +113,11 @@ function __vmctlDependencyUrl(owner, specifier, name, entry) {
 
 await build({
   entryPoints: [fileURLToPath(new URL('../src/cli-main.ts', import.meta.url))],
-  outfile: fileURLToPath(new URL('../dist/cli-main.js', import.meta.url)),
-  allowOverwrite: true,
+  outfile: fileURLToPath(new URL('../dist/cli-main.cjs', import.meta.url)),
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
+  define: { 'import.meta.url': '__vmctlBundleUrl' },
   target: 'node20',
   minifyWhitespace: true,
   minifySyntax: true,

@@ -1,13 +1,36 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs'
 import module from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { cacheDirFromEnv, requireWithCodeCache } from '@vmctl/core/code-cache'
 import { startEarlySupervisor } from './early-supervisor.js'
+
+type CliMain = typeof import('./cli-main.js')
 
 // First, before the ~1 MB bundle loads: a command that boots a VM starts its supervisor process now,
 // so that its start-up runs beside this one's (early-supervisor.ts).
 const earlySupervisor = startEarlySupervisor(process.argv.slice(2))
-// V8's compile cache (Node >= 22.1; absent in Node 20, where this is a no-op) keeps the compiled
-// CLI bundle on disk for the next run, before the bundle is imported: the ~1.1 MB of it (CLI, core,
-// grpc-js) are most of what `vmctl` compiles at start-up.
-;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
-const { main } = await import('./cli-main.js')
-main(earlySupervisor)
+
+/**
+ * The CLI: the bundle (scripts/bundle-cli.mjs) through a compile cache, so that the ~1.1 MB of it
+ * (CLI, core, grpc-js) are not compiled again on every run; tsc's modules where it is missing.
+ * Node >= 22.1 has its own compile cache (module.enableCompileCache); on Node 20 V8's code cache
+ * is kept in vmctl's cache directory, written once after a command that succeeded, so that it
+ * holds what a run compiles, not only the top level.
+ */
+async function loadCli(): Promise<CliMain> {
+  const bundle = fileURLToPath(new URL('./cli-main.cjs', import.meta.url))
+  if (!existsSync(bundle)) return import('./cli-main.js')
+  const compileCache = (module as { enableCompileCache?: () => unknown }).enableCompileCache
+  if (compileCache) {
+    compileCache()
+    return module.createRequire(import.meta.url)(bundle) as CliMain
+  }
+  const cached = requireWithCodeCache<CliMain>(bundle, cacheDirFromEnv(), 'cli')
+  process.once('exit', (code) => {
+    if (code === 0) cached.save()
+  })
+  return cached.exports
+}
+
+;(await loadCli()).main(earlySupervisor)

@@ -1,8 +1,20 @@
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { createRequire, wrap } from 'node:module'
+// The default export: an ES module (the CLI's main.ts imports this) sees no named `wrap`.
+import Module from 'node:module'
+import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { Script } from 'node:vm'
+import { constants, Script } from 'node:vm'
+
+/**
+ * The cache directory as paths.ts's cacheDir() computes it from the same environment (inlined: this
+ * runs before the supervisor's or the CLI's modules are loaded): where the code cache is, before launch.json
+ * says. A wrong guess costs a code cache miss, nothing else.
+ */
+export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VMCTL_CACHE_DIR) return env.VMCTL_CACHE_DIR
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vmctl')
+}
 
 /** How many supervisor code caches stay in the cache directory (~0.4 MB each). */
 const KEPT_CACHES = 4
@@ -15,7 +27,8 @@ export interface CodeCached<T> {
 }
 
 /**
- * Loads the CommonJS bundle `file` (the supervisor's, which every VM.up() starts) with V8's code
+ * Loads the CommonJS bundle `file` (the supervisor's, which every VM.up() starts; the `vmctl`
+ * command's, `name` 'cli', through `@vmctl/core/code-cache`) with V8's code
  * cache from `cacheDir/code-cache`: compiling its ~0.8 MB takes about half of its ~70 ms of load
  * CPU, and Node 20 has no compile cache of its own (`module.enableCompileCache` is 22.1+). The
  * cache is named by the Node version, the arch and a hash of the file's bytes: V8 checks a cache
@@ -24,22 +37,29 @@ export interface CodeCached<T> {
  * fixed mtime). Saved after a VM became ready, so that it holds the functions a boot compiles, not
  * only the top level.
  */
-export function requireWithCodeCache<T>(file: string, cacheDir: string): CodeCached<T> {
+export function requireWithCodeCache<T>(file: string, cacheDir: string, name = 'supervisor'): CodeCached<T> {
   const source = readFileSync(file)
   const dir = join(cacheDir, 'code-cache')
-  const prefix = 'supervisor-'
+  const prefix = `${name}-`
   // sha1 of the ~0.8 MB: ~1-2 ms. Not a security boundary: whoever can write the cache can write the bundle.
   const hash = createHash('sha1').update(source).digest('hex').slice(0, 20)
   const path = join(dir, `${prefix}${process.version}-${process.arch}-${hash}.bin`)
+  // VMCTL_CODE_CACHE=0: compiled from source every time, nothing written (a bench's A/B).
+  const off = process.env.VMCTL_CODE_CACHE === '0'
   let cachedData: Buffer | undefined
   try {
-    cachedData = readFileSync(path)
+    if (!off) cachedData = readFileSync(path)
   } catch {}
-  const script = new Script(wrap(source.toString('utf8')), { filename: file, cachedData })
+  const script = new Script(Module.wrap(source.toString('utf8')), {
+    filename: file,
+    cachedData,
+    // import() in the file (the CLI's lazily imported packages) as in any module of this process.
+    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  })
   const module = { exports: {} as T }
   const run = script.runInThisContext() as (...args: unknown[]) => void
-  run.call(module.exports, module.exports, createRequire(file), module, file, dirname(file))
-  let saved = cachedData !== undefined && !script.cachedDataRejected
+  run.call(module.exports, module.exports, Module.createRequire(file), module, file, dirname(file))
+  let saved = off || (cachedData !== undefined && !script.cachedDataRejected)
   return {
     exports: module.exports,
     save() {

@@ -1,6 +1,4 @@
 import { openSync, writeSync } from 'node:fs'
-import { homedir } from 'node:os'
-import { join } from 'node:path'
 import { readEarlyQemuPlan } from './early-qemu.js'
 
 /**
@@ -31,16 +29,6 @@ export function readEarlyLaunch(): EarlyLaunch | undefined {
   } catch {
     return undefined
   }
-}
-
-/**
- * The cache directory as paths.ts's cacheDir() computes it from the same environment (inlined: this
- * runs before the supervisor's modules are loaded): where the code cache is, before launch.json
- * says. A wrong guess costs a code cache miss, nothing else.
- */
-export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.VMCTL_CACHE_DIR) return env.VMCTL_CACHE_DIR
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vmctl')
 }
 
 /**

@@ -11,8 +11,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
-import { type CodeCached, requireWithCodeCache } from './code-cache.js'
-import { cacheDirFromEnv, readEarlyLaunch, writeOutputTo } from './early-launch.js'
+import { type CodeCached, cacheDirFromEnv, requireWithCodeCache } from './code-cache.js'
+import { readEarlyLaunch, writeOutputTo } from './early-launch.js'
 import { EarlyQemu, readEarlyQemuPlan } from './early-qemu.js'
 
 type SupervisorLoad = typeof import('./supervisor-load.js')
