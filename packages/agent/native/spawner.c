@@ -9,15 +9,24 @@
  * is small, and forks in a fraction of that.
  *
  * Requests, each a run of NUL-terminated fields:
- *   "S" ID STDIN FILE ARGC ARG... ENVC KEY=VALUE...   start FILE (a PATH lookup when it has no
- *                                                      slash) with ARG... as its argv and only
- *                                                      these variables; STDIN "1": a pipe, "0":
- *                                                      /dev/null
+ *   "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC KEY=VALUE...
+ *       start FILE with ARG... as its argv and only these variables, in the root ROOT (chroot;
+ *       "": the spawner's own), in CWD (a path inside that root), as UID and GID ("-1": as the
+ *       spawner, root); FILE without a slash is looked up on the variables' PATH inside the root.
+ *       STDIN "1": a pipe, "0": /dev/null
  *   "C" ID                                             the agent has opened the pipes: close ours
  * Events, one line each:
  *   started ID PID OUT ERR IN    the pipes' ends, to open as /proc/<spawner>/fd/<n> (IN -1: none)
- *   failed ID ERRNO              FILE could not be executed (the process never ran)
+ *   failed ID ERRNO STAGE        the process never ran the command: STAGE says which step failed
+ *                                (0 exec, 1 FILE is on no PATH directory, 2 chroot, 3 CWD,
+ *                                4 user and groups)
  *   exit ID STATUS SIGNAL        the process ended (STATUS -1 when SIGNAL is set)
+ *
+ * The child does what busybox's `nsenter -F -r ROOT -w CWD -S UID -G GID` did before (the agent
+ * still uses it when commands start through child_process): chroot, working directory,
+ * setgroups(0) and setgid, setuid, in that order, then execs the command itself: one exec where
+ * there were two (busybox's, then the command's), and a PATH lookup that costs one failed execve
+ * per directory before the command's (the kernel's lookup) instead of the agent's stats in JS.
  *
  * The command's process is the leader of a new session (Node's `detached: true`), so a signal to
  * its process group reaches everything it started; its signal mask and handlers are the defaults.
@@ -28,6 +37,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +50,7 @@
 #define MAX_JOBS 256
 #define MAX_REQUEST (1 << 20)
 #define MAX_FIELDS 8192
+#define HEADER 9 /* "S" ID STDIN ROOT CWD UID GID FILE ARGC */
 
 struct job {
   int used;     /* the slot is taken until the process has exited and its pipes are released */
@@ -68,44 +79,107 @@ static void close_ends(struct job *job) {
     if (job->ends[i] >= 0) close(job->ends[i]), job->ends[i] = -1;
 }
 
-/* In the child: never returns. Reports exec's errno on `report` (close-on-exec: EOF on success). */
-static void run(int report, int in, int out, int err, const char *file, char **argv, char **envp) {
+enum stage { STAGE_EXEC, STAGE_PATH, STAGE_ROOT, STAGE_CWD, STAGE_USER };
+
+/* The command as it is named, or looked up on PATH (absolute entries only) when it has no slash,
+ * as execvp would but inside the root. Returns the stage that failed, errno set. */
+static enum stage exec_command(const char *file, char **argv, char **envp) {
+  if (strchr(file, '/')) return execve(file, argv, envp), STAGE_EXEC;
+  const char *path = NULL;
+  for (char **e = envp; *e; e++)
+    if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+  if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t length = strlen(file);
+  char candidate[4096];
+  int denied = 0;
+  for (const char *dir = path; *dir;) {
+    const char *end = strchrnul(dir, ':');
+    size_t size = (size_t)(end - dir);
+    while (size > 1 && dir[size - 1] == '/') size--;
+    if (dir[0] == '/' && size + 1 + length < sizeof candidate) {
+      memcpy(candidate, dir, size);
+      candidate[size] = '/';
+      memcpy(candidate + size + 1, file, length + 1);
+      execve(candidate, argv, envp);
+      /* Not there: the next directory. Anything else is this command's failure (a missing
+       * interpreter is ENOENT too: checked below, on the failure path only). */
+      if (errno == EACCES) denied = 1;
+      else if (errno != ENOENT && errno != ENOTDIR) return STAGE_EXEC;
+    }
+    dir = *end ? end + 1 : end;
+  }
+  if (denied) return errno = EACCES, STAGE_EXEC;
+  /* ENOENT from each: was the file in one of them (its ELF interpreter or #! line is missing)? */
+  for (const char *dir = path; *dir;) {
+    const char *end = strchrnul(dir, ':');
+    size_t size = (size_t)(end - dir);
+    if (dir[0] == '/' && size + 1 + length < sizeof candidate) {
+      memcpy(candidate, dir, size);
+      candidate[size] = '/';
+      memcpy(candidate + size + 1, file, length + 1);
+      if (access(candidate, F_OK) == 0) return errno = ENOENT, STAGE_EXEC;
+    }
+    dir = *end ? end + 1 : end;
+  }
+  return errno = ENOENT, STAGE_PATH;
+}
+
+struct place {
+  const char *root; /* "" for the spawner's own */
+  const char *cwd;
+  long uid, gid; /* -1: unchanged */
+};
+
+/* In the child: never returns. Reports errno and the failed stage on `report` (close-on-exec: EOF
+ * on success). */
+static void run(int report, int in, int out, int err, const struct place *place, const char *file,
+                char **argv, char **envp) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGPIPE, SIG_DFL);
   setsid();
-  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || chdir("/") < 0) goto failed;
+  int failure[2] = {0, STAGE_EXEC};
+  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto failed;
   /* Everything else is close-on-exec (see main), our copies of the pipes included. */
-  extern char **environ;
-  environ = envp;
-  execvp(file, argv);
-failed:;
-  int error = errno;
-  if (write(report, &error, sizeof error) < 0) _exit(127);
+  failure[1] = STAGE_ROOT;
+  if (place->root[0] && (chroot(place->root) < 0 || chdir("/") < 0)) goto failed;
+  failure[1] = STAGE_CWD;
+  if (chdir(place->cwd) < 0) goto failed;
+  failure[1] = STAGE_USER;
+  if (place->gid >= 0) {
+    setgroups(0, NULL); /* as nsenter -G: its failure alone is not fatal */
+    if (setgid((gid_t)place->gid) < 0) goto failed;
+  }
+  if (place->uid >= 0 && setuid((uid_t)place->uid) < 0) goto failed;
+  failure[1] = exec_command(file, argv, envp);
+failed:
+  failure[0] = errno;
+  if (write(report, failure, sizeof failure) < 0) _exit(127);
   _exit(127);
 }
 
 static void start(char **fields, int count) {
-  /* "S" ID STDIN FILE ARGC ARG... ENVC ENV... */
-  if (count < 6) return;
+  /* "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... */
+  if (count < HEADER + 1) return;
   long id = atol(fields[1]);
   int stdin_wanted = strcmp(fields[2], "1") == 0;
-  const char *file = fields[3];
-  int argc = atoi(fields[4]);
-  if (argc < 1 || 5 + argc >= count) return;
-  int envc = atoi(fields[5 + argc]);
-  if (envc < 0 || 6 + argc + envc > count) return;
+  struct place place = {fields[3], fields[4], atol(fields[5]), atol(fields[6])};
+  const char *file = fields[7];
+  int argc = atoi(fields[8]);
+  if (argc < 1 || HEADER + argc >= count) return;
+  int envc = atoi(fields[HEADER + argc]);
+  if (envc < 0 || HEADER + 1 + argc + envc > count) return;
   char **argv = calloc((size_t)argc + 1, sizeof *argv), **envp = calloc((size_t)envc + 1, sizeof *envp);
   if (!argv || !envp) exit(1);
-  for (int i = 0; i < argc; i++) argv[i] = fields[5 + i];
-  for (int i = 0; i < envc; i++) envp[i] = fields[6 + argc + i];
+  for (int i = 0; i < argc; i++) argv[i] = fields[HEADER + i];
+  for (int i = 0; i < envc; i++) envp[i] = fields[HEADER + 1 + argc + i];
 
   struct job *job = NULL;
   for (int i = 0; !job && i < MAX_JOBS; i++)
     if (!jobs[i].used) job = &jobs[i];
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
-  int error = 0;
+  int error = 0, stage = STAGE_EXEC;
   if (!job) error = EAGAIN;
   else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
     error = errno;
@@ -114,7 +188,7 @@ static void start(char **fields, int count) {
   pid_t pid = -1;
   if (!error) {
     pid = fork();
-    if (pid == 0) run(report[1], in[0], out[1], err[1], file, argv, envp);
+    if (pid == 0) run(report[1], in[0], out[1], err[1], &place, file, argv, envp);
     if (pid < 0) error = errno;
   }
   free(argv);
@@ -123,16 +197,17 @@ static void start(char **fields, int count) {
   for (int *fd = (int[]){in[0], out[1], err[1], report[1]}, i = 0; i < 4; i++)
     if (fd[i] >= 0) close(fd[i]);
   if (!error) {
+    int failure[2];
     ssize_t n;
-    while ((n = read(report[0], &error, sizeof error)) < 0 && errno == EINTR) {}
-    if (n != sizeof error) error = 0;
+    while ((n = read(report[0], failure, sizeof failure)) < 0 && errno == EINTR) {}
+    if (n == sizeof failure) error = failure[0], stage = failure[1];
   }
   if (report[0] >= 0) close(report[0]);
   if (error) {
     for (int i = 0; i < 3; i++)
       if (ours[i] >= 0) close(ours[i]);
     /* The child (if any) exits 127: reaped in reap() with no job to report. */
-    say("failed %ld %ld\n", id, error, 0, 0, 0);
+    say("failed %ld %ld %ld\n", id, error, stage, 0, 0);
     return;
   }
   *job = (struct job){.used = 1, .id = id, .pid = pid};
@@ -186,10 +261,10 @@ static size_t handle(char *buf, size_t used) {
       if (!next) return done;
       if (count == MAX_FIELDS) exit((fputs("vmctl-spawner: too many fields\n", stderr), 1));
       fields[count++] = next;
-      if (count == 1 && strcmp(next, "S") == 0) need = 5;          /* S ID STDIN FILE ARGC */
-      else if (count == 5 && need == 5) need = 6 + atoi(next);     /* ... ARG... ENVC */
-      else if (need > 5 && count == need && count == 6 + atoi(fields[4]))
-        need += atoi(next);                                        /* ... ENV... */
+      if (count == 1 && strcmp(next, "S") == 0) need = HEADER;            /* S ... ARGC */
+      else if (count == HEADER && need == HEADER) need = HEADER + 1 + atoi(next); /* ARG... ENVC */
+      else if (need > HEADER && count == need && count == HEADER + 1 + atoi(fields[HEADER - 1]))
+        need += atoi(next);                                                /* ... ENV... */
     }
     if (strcmp(fields[0], "S") == 0) start(fields, count);
     else if (strcmp(fields[0], "C") == 0) release(atol(fields[1]));

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { release } from 'node:os'
-import { join } from 'node:path'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { release, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { runtimeDir } from '@vmctl/core'
@@ -13,11 +13,12 @@ const run = promisify(execFile)
 async function vmctl(
   args: string[],
   input?: string,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // As a user's shell runs it: outside this run's shared keeper, which would hold a network
     // made by `vmctl up --network` until the run ends.
-    const env = { ...process.env, VMCTL_SHARED_KEEPER: undefined }
+    const env = { ...process.env, VMCTL_SHARED_KEEPER: undefined, ...extraEnv }
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env })
     let stdout = ''
     let stderr = ''
@@ -99,12 +100,18 @@ describe('vmctl template', () => {
 
 describe('vm: vmctl against real VMs', () => {
   test('vmctl run prints the guest output, exits with the guest exit code, and leaves no QEMU or VM directory', async () => {
-    const result = await vmctl([
-      'run',
-      '--',
-      'uname -r; echo to-stderr >&2; echo "name=$(hostname)" >&2; exit 7',
-    ])
+    const timeline = join(mkdtempSync(join(tmpdir(), 'vmctl-cli-timeline-')), 'timeline.jsonl')
+    const result = await vmctl(
+      ['run', '--', 'uname -r; echo to-stderr >&2; echo "name=$(hostname)" >&2; exit 7'],
+      undefined,
+      { VMCTL_TIMELINE_FILE: timeline },
+    )
     expect(result.code).toBe(7)
+    // The clone's QEMU was the one planned by the CLI and started as the supervisor's first act
+    // (early-qemu.ts): the template exists (made by the test above).
+    const stamps = readFileSync(timeline, 'utf8')
+    rmSync(dirname(timeline), { recursive: true, force: true })
+    expect(stamps).toContain('qemu adopted (spawned early)')
     expect(result.stdout.trim()).not.toBe(release())
     expect(result.stdout).toMatch(/^\d+\.\d+\S*\n$/)
     expect(result.stderr).toContain('to-stderr')

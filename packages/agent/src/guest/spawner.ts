@@ -9,6 +9,20 @@ import { agentLog } from './agent-log.js'
 /** What the exec service uses of a started command: a ChildProcess, or one from the spawner. */
 export type CommandProcess = Pick<ChildProcess, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'kill' | 'on'>
 
+/** Where and as whom the spawner runs a command (it does the chroot, chdir and setuid itself). */
+export interface CommandPlace {
+  /** The root to chroot into; undefined: the spawner's own (the initramfs). */
+  root: string | undefined
+  /** The working directory, inside that root. */
+  cwd: string
+  uid?: number
+  gid?: number
+}
+
+/** Which step of a start failed, from the spawner (spawner.c's STAGE_*): the process never ran. */
+export type StartStage = 'exec' | 'path' | 'root' | 'cwd' | 'user'
+const STAGES: StartStage[] = ['exec', 'path', 'root', 'cwd', 'user']
+
 /**
  * The runtime disk's spawner (native/spawner.c), next to the agent executable; vmctl_spawner
  * names another (tests), and vmctl_spawner=0 turns it off (child_process for every command: the
@@ -128,12 +142,26 @@ class Spawner {
     this.process.on('exit', (code, signal) => this.gone(signal ?? `status ${code}`))
   }
 
-  start(file: string, args: string[], env: Record<string, string>, stdin: boolean): SpawnedCommand {
+  start(
+    file: string,
+    args: string[],
+    env: Record<string, string>,
+    stdin: boolean,
+    place: CommandPlace,
+  ): SpawnedCommand {
     const id = this.nextId++
     const command = new SpawnedCommand(stdin)
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
-    const fields = ['S', String(id), stdin ? '1' : '0', file, String(args.length + 1), file, ...args]
+    const fields = ['S', String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
+    fields.push(
+      String(place.uid ?? -1),
+      String(place.gid ?? -1),
+      file,
+      String(args.length + 1),
+      file,
+      ...args,
+    )
     fields.push(String(variables.length), ...variables)
     this.process.stdin?.write(`${fields.join('\0')}\0`)
     return command
@@ -165,8 +193,9 @@ class Spawner {
     } else if (kind === 'failed') {
       this.running.delete(id)
       const errno = numbers[0] ?? 0
+      const stage = STAGES[numbers[1] ?? 0] ?? 'exec'
       const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO'
-      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno }))
+      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno, stage }))
     } else if (kind === 'exit') {
       this.running.delete(id)
       const [code, signal] = numbers as [number, number]
@@ -195,13 +224,15 @@ let spawner: Spawner | undefined
 /**
  * Starts a command through the spawner (started on first use, that is by the warm-up before a
  * template is saved), or returns undefined when there is none (not on this disk, turned off, or
- * exited): the caller then uses child_process.
+ * exited): the caller then uses child_process. A start that fails emits 'error' with the errno's
+ * name as `code` and the step as `stage` (StartStage).
  */
 export function spawnThroughSpawner(
   file: string,
   args: string[],
   env: Record<string, string>,
   stdin: boolean,
+  place: CommandPlace = { root: undefined, cwd: '/' },
 ): CommandProcess | undefined {
   if (SPAWNER === '0') return undefined
   if (!spawner) {
@@ -209,5 +240,5 @@ export function spawnThroughSpawner(
     spawner = new Spawner(SPAWNER)
   }
   if (!spawner.alive) return undefined
-  return spawner.start(file, args, env, stdin) as unknown as CommandProcess
+  return spawner.start(file, args, env, stdin, place) as unknown as CommandProcess
 }

@@ -145,6 +145,51 @@ describe('vm: the agent API', () => {
     await expect(vm.exec('true', { user: 'ghost' })).rejects.toThrow(/no user "ghost"/)
   })
 
+  test('each way a command starts (the spawner itself, through nsenter, child_process) keeps the same semantics', async () => {
+    // vmctl_exec_via picks the path for one call (command-start.ts); unset is the spawner's own.
+    for (const [via, parent] of [
+      [undefined, 'vmctl-spawner'],
+      ['nsenter', 'vmctl-spawner'],
+      ['child_process', 'vmctl-agent'],
+    ] as const) {
+      const env: Record<string, string> = via ? { vmctl_exec_via: via } : {}
+      const placed = await vm.exec(
+        'id -un; id -G; pwd; echo "$HOME $GREETING"; env | grep -c ^vmctl_exec_via=; cat /proc/$PPID/comm; cat; exit 3',
+        { user: 'nobody', cwd: '/usr/share', env: { ...env, GREETING: 'hi' }, input: 'in\n', reject: false },
+      )
+      expect([via, placed.stdout, placed.exitCode]).toEqual([
+        via,
+        `nobody\n65534\n/usr/share\n/nonexistent hi\n0\n${parent}\nin\n`,
+        3,
+      ])
+      const asRoot = await vm.exec(['sh', '-c', 'id -u; pwd; ps -o pgid= -p $$; echo $$'], { env })
+      const [uid, cwd, group, pid] = asRoot.stdout.trim().split(/\s+/)
+      expect([via, uid, cwd, group]).toEqual([via, '0', '/', pid])
+      const signalled = await vm.exec(['sh', '-c', 'kill -TERM $$'], { env, reject: false })
+      expect([via, signalled.signal]).toEqual([via, 'SIGTERM'])
+      const missing = await vm.exec(['no-such-command-xyz'], { env, reject: false })
+      expect([via, missing.exitCode, missing.stderr]).toEqual([
+        via,
+        127,
+        expect.stringContaining('"no-such-command-xyz": not found in the guest\'s PATH'),
+      ])
+      const absent = await vm.exec(['/no/such/binary'], { env, reject: false })
+      expect([via, absent.exitCode, absent.stderr]).toEqual([
+        via,
+        127,
+        expect.stringContaining('/no/such/binary'),
+      ])
+      const notRunnable = await vm.exec(['/etc/hostname'], { env, reject: false })
+      expect([via, notRunnable.exitCode]).toEqual([via, 126])
+      await expect(vm.exec('true', { env, cwd: '/no/such/dir' })).rejects.toThrow(
+        'the working directory /no/such/dir does not exist in the guest',
+      )
+      await expect(vm.exec('true', { env, cwd: '/etc/hostname' })).rejects.toThrow(
+        'the working directory /etc/hostname is not a directory in the guest',
+      )
+    }
+  })
+
   test('a cwd that does not exist is a call error naming the directory, not the command failing', async () => {
     const started = performance.now()
     const error = await vm.exec('true', { cwd: '/no/such/dir', reject: false }).catch((e: unknown) => e)

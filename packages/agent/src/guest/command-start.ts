@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process'
+import type { ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import type { GuestRoot } from './guest-root.js'
+import type { PasswdEntry } from './passwd.js'
+import { checkCwd, notFoundMessage, planSpawn } from './spawn-plan.js'
+import { type CommandProcess, type StartStage, spawnThroughSpawner } from './spawner.js'
+
+/**
+ * A request variable that picks, for this one call, how its command starts (and is not passed on
+ * to the command): `nsenter` (the spawner starts busybox's nsenter, which places the command and
+ * execs it: the path before the spawner placed commands itself) or `child_process` (the fallback
+ * when there is no spawner). Unset: the spawner places and execs the command itself. For A/Bs in
+ * one VM (scripts/bench-exec.mjs) and for tests of every path in one VM.
+ */
+export const EXEC_VIA_VARIABLE = 'vmctl_exec_via'
+
+export type CommandStart =
+  | { process: CommandProcess; via: 'spawner' | 'spawner+nsenter' | 'child_process' }
+  /** Nothing was started: the call fails with this (a working directory that cannot be used). */
+  | { callError: string }
+  /** Nothing was started: the command exits 127 with this message on its stderr. */
+  | { notFound: string }
+
+/**
+ * Starts a request's command. The spawner chroots into the root, changes to the working directory
+ * and to the user, and looks a bare name up on PATH (spawner.c): the agent does no file system
+ * work of its own for a start (each stat here is a round trip to the 9p share, under emulation),
+ * and a failure comes back as the command's 'error' with its `stage` (see startFailure). Without a
+ * spawner, busybox's nsenter does the placing (planSpawn), after the agent's own checks.
+ */
+export function startCommand(
+  start: ExecStart,
+  root: GuestRoot,
+  user: (PasswdEntry & { gid: number }) | undefined,
+  env: Record<string, string>,
+): CommandStart {
+  const via = env[EXEC_VIA_VARIABLE]
+  delete env[EXEC_VIA_VARIABLE]
+  const cwd = start.cwd || '/'
+  if (via === undefined) {
+    const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
+    const place = { root: root.chrootPath, cwd, uid: user?.uid, gid: user?.gid }
+    const spawned = spawnThroughSpawner(argv[0]!, argv.slice(1), env, start.stdin, place)
+    if (spawned) return { process: spawned, via: 'spawner' }
+  }
+  const cwdProblem = checkCwd(cwd, root)
+  if (cwdProblem) return { callError: cwdProblem }
+  const plan = planSpawn(start, root, user)
+  if (plan.notFound) return { notFound: notFoundMessage(plan.notFound, env.PATH) }
+  if (via !== 'child_process') {
+    const spawned = spawnThroughSpawner(plan.file, plan.args, env, start.stdin)
+    if (spawned) return { process: spawned, via: 'spawner+nsenter' }
+  }
+  const process = spawn(plan.file, plan.args, {
+    cwd: '/',
+    env,
+    stdio: [start.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    // Its own process group, so a timeout or a signal reaches everything it started.
+    detached: true,
+  })
+  return { process, via: 'child_process' }
+}
+
+/**
+ * What a start that failed (the process never ran the command) means for the call: a call error
+ * (the working directory), or a message on stderr and an exit status as a shell would give
+ * (127: not found, 126: found but not runnable).
+ */
+export function startFailure(
+  error: NodeJS.ErrnoException & { stage?: StartStage },
+  start: ExecStart,
+  root: GuestRoot,
+  env: Record<string, string>,
+): { callError: string } | { message: string; exitCode: number } {
+  const name = start.argv[0] ?? '/bin/sh'
+  const cwd = start.cwd || '/'
+  switch (error.stage) {
+    case 'cwd':
+      return {
+        callError: checkCwd(cwd, root) ?? `the working directory ${cwd} cannot be used: ${error.code}`,
+      }
+    case 'path':
+      return { message: notFoundMessage(name, env.PATH), exitCode: 127 }
+    case 'user':
+      return {
+        message: `vmctl-agent: cannot run ${JSON.stringify(name)} as user ${JSON.stringify(start.user)}: ${error.code}\n`,
+        exitCode: 126,
+      }
+    case 'root':
+      return {
+        message: `vmctl-agent: cannot run ${JSON.stringify(name)}: the guest's root cannot be entered (${error.code})\n`,
+        exitCode: 126,
+      }
+  }
+  return {
+    message: `vmctl-agent: cannot run ${JSON.stringify(name)}: ${error.message}\n`,
+    exitCode: error.code === 'ENOENT' ? 127 : 126,
+  }
+}

@@ -1,0 +1,85 @@
+// The exec round trip against the guest's own fork+exec of the same binary (issue 16: ≤ 1.1x), and
+// how the agent starts a command, A/B'd in ONE VM: the request variable vmctl_exec_via picks the
+// path per call (packages/agent/src/guest/command-start.ts), so no template's difference can skew it.
+//
+//   ROUNDS=20 PER_ROUND=5 node scripts/bench-exec.mjs
+//
+// Each round makes PER_ROUND calls of every side, the sides alternating call by call, then one
+// bash loop in the guest that forks and execs /bin/true LOOP times (the floor, as bench.mjs takes
+// it). Sides: `spawner` (the default: the spawner places the command and execs it, PATH looked up
+// in C), `spawner /usr/bin/true` (the same without the PATH lookup), `nsenter` (the spawner starts
+// busybox's nsenter, which places the command and execs it: the path before), `child_process` (no
+// spawner: the fallback), and `info()` (a call that starts no process). Every call is timed in
+// wall time and in CPU time of the VM's QEMU (all threads). SIDES=a,b picks sides by name.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { core, cpuMs, median } from './bench-helpers.mjs'
+
+const ROUNDS = Number(process.env.ROUNDS ?? 20)
+const PER_ROUND = Number(process.env.PER_ROUND ?? 5)
+const LOOP = Number(process.env.LOOP ?? 20)
+const WARM_UP = Number(process.env.WARM_UP ?? 10)
+
+const { VM } = await core('index.js')
+const { runtimeDir } = await core('paths.js')
+
+const allSides = [
+  { name: 'spawner', call: (vm) => vm.exec(['true']) },
+  { name: 'spawner /usr/bin/true', call: (vm) => vm.exec(['/usr/bin/true']) },
+  { name: 'nsenter', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'nsenter' } }) },
+  { name: 'child_process', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'child_process' } }) },
+  { name: 'info()', call: (vm) => vm.info() },
+]
+const picked = process.env.SIDES?.split(',')
+const sides = picked ? allSides.filter((s) => picked.includes(s.name)) : allSides
+const samples = Object.fromEntries(sides.map((s) => [s.name, { wall: [], qemu: [] }]))
+const floor = []
+
+const vm = await VM.up()
+try {
+  const status = JSON.parse(readFileSync(join(runtimeDir(), 'vms', vm.name, 'status.json'), 'utf8'))
+  const qemuPid = status.qemuPid
+  const where = (await vm.exec('readlink -f /bin/true; command -v true; ls -l /bin | head -c 60')).stdout
+  process.stderr.write(
+    `VM ${vm.name} (template ${status.template?.made ? 'made' : status.template ? 'restored' : 'none'}); /bin/true: ${where.split('\n')[0]}\n`,
+  )
+  for (let i = 0; i < WARM_UP; i++) for (const side of sides) await side.call(vm)
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < PER_ROUND; i++) {
+      for (const side of round % 2 ? [...sides].reverse() : sides) {
+        const cpu = cpuMs(qemuPid)
+        const started = performance.now()
+        await side.call(vm)
+        samples[side.name].wall.push(performance.now() - started)
+        samples[side.name].qemu.push(cpuMs(qemuPid) - cpu)
+      }
+    }
+    const { stderr } = await vm.exec([
+      'bash',
+      '-c',
+      `TIMEFORMAT=%R; time (for i in $(seq ${LOOP}); do /bin/true; done)`,
+    ])
+    floor.push((Number(stderr.trim()) * 1000) / LOOP)
+    process.stderr.write(
+      `round ${round + 1}/${ROUNDS}: ${sides.map((s) => `${s.name} ${samples[s.name].wall.at(-1).toFixed(1)}`).join(', ')}, floor ${floor.at(-1).toFixed(1)} ms\n`,
+    )
+  }
+} finally {
+  await vm.destroy()
+}
+
+const fmt = (values) =>
+  `${median(values).toFixed(1)} [${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)}]`
+const floorMedian = median(floor)
+console.log(
+  `\n${ROUNDS} rounds x ${PER_ROUND} calls a side, one VM, sides alternating; load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+)
+console.log('| side | wall ms, median [min-max] | / guest fork+exec | QEMU CPU ms |')
+console.log('| --- | --- | --- | --- |')
+for (const side of sides) {
+  const { wall, qemu } = samples[side.name]
+  console.log(`| ${side.name} | ${fmt(wall)} | ${(median(wall) / floorMedian).toFixed(2)}x | ${fmt(qemu)} |`)
+}
+console.log(
+  `| the guest's own fork+exec of /bin/true (bash loop of ${LOOP}), ${ROUNDS} runs | ${fmt(floor)} | 1.00x | |`,
+)
