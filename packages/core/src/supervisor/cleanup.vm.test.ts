@@ -86,6 +86,14 @@ describe('vm: nothing outlives the process that created it', () => {
     await vm.destroy()
   })
 
+  test('destroy() after destroy({ waitForExit: false }) resolves once the VM is gone, as its doc says', async () => {
+    const vm = await VM.up({ name: `handoff-${process.pid}` })
+    await vm.destroy({ waitForExit: false }) // answered once the teardown has begun
+    await vm.destroy()
+    expect(vmDirectoryExists(vm.name)).toBe(false)
+    expect(qemuPidsOf(vm.name)).toEqual([])
+  })
+
   test('SIGINT to `vmctl run` destroys its VM', async () => {
     const child = spawn(process.execPath, [CLI, 'run', '--', 'echo ready $(hostname); sleep 300'], {
       stdio: ['ignore', 'pipe', 'pipe'],

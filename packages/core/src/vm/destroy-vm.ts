@@ -3,7 +3,7 @@ import { VmNotFoundError } from '../errors.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
-import { sleep } from '../util/timing.js'
+import { pollUntil, sleep } from '../util/timing.js'
 
 /** How long a supervisor gets to stop its QEMU and clean up before it is killed instead. */
 const DESTROY_TIMEOUT_MS = 15_000
@@ -61,4 +61,16 @@ export function forceRemove(directory: VmDirectory): void {
     if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL')
   } catch {}
   directory.remove()
+}
+
+/**
+ * Waits for a teardown that a supervisor finishes alone (a destroy with `handOff`) to end: its
+ * directory gone, as after a destroy that waited. One the supervisor does not finish in time is
+ * finished here, as destroyThrough does with a supervisor that does not answer.
+ */
+export async function awaitTeardown(directory: VmDirectory): Promise<void> {
+  if (!existsSync(directory.path)) return
+  if (await pollUntil(() => !existsSync(directory.path), { timeoutMs: DESTROY_TIMEOUT_MS, everyMs: 20 }))
+    return
+  forceRemove(directory)
 }

@@ -7,7 +7,7 @@ import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
-import { destroyThrough } from './destroy-vm.js'
+import { awaitTeardown, destroyThrough } from './destroy-vm.js'
 import type { GuestProcess } from './guest-process.js'
 import { powerRequest, type StopResult, stopResult } from './vm-power.js'
 
@@ -277,7 +277,8 @@ export class VmConnection {
       await destroyThrough(this.control, this.directory, handOff)
       this.control.close()
     })()
-    return this.destroying
+    // A destroy that waits, after one that handed the teardown off: it waits for the rest too.
+    return handOff ? this.destroying : this.destroying.then(() => awaitTeardown(this.directory))
   }
 
   /** Lets go of the VM without stopping it (a persistent or attached VM keeps running). */
