@@ -47,7 +47,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_JOBS 256
 #define MAX_REQUEST (1 << 20)
 #define MAX_FIELDS 8192
 #define HEADER 9 /* "S" ID STDIN ROOT CWD UID GID FILE ARGC */
@@ -61,7 +60,23 @@ struct job {
   int ends[3]; /* our copies: stdin's write end, stdout's and stderr's read ends (-1: closed) */
 };
 
-static struct job jobs[MAX_JOBS];
+/* Grown as needed: as many commands may run at once as child_process would allow. */
+static struct job *jobs;
+static int job_count;
+
+/* A free slot (the table grown when none is), or NULL when memory is out. */
+static struct job *free_job(void) {
+  for (int i = 0; i < job_count; i++)
+    if (!jobs[i].used) return &jobs[i];
+  int count = job_count ? job_count * 2 : 64;
+  struct job *grown = realloc(jobs, (size_t)count * sizeof *grown);
+  if (!grown) return NULL;
+  for (int i = job_count; i < count; i++) grown[i] = (struct job){.ends = {-1, -1, -1}};
+  jobs = grown;
+  struct job *job = &jobs[job_count];
+  job_count = count;
+  return job;
+}
 
 static void say(const char *format, long a, long b, long c, long d, long e) {
   char line[160];
@@ -175,12 +190,10 @@ static void start(char **fields, int count) {
   for (int i = 0; i < argc; i++) argv[i] = fields[HEADER + i];
   for (int i = 0; i < envc; i++) envp[i] = fields[HEADER + 1 + argc + i];
 
-  struct job *job = NULL;
-  for (int i = 0; !job && i < MAX_JOBS; i++)
-    if (!jobs[i].used) job = &jobs[i];
+  struct job *job = free_job();
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
   int error = 0, stage = STAGE_EXEC;
-  if (!job) error = EAGAIN;
+  if (!job) error = ENOMEM;
   else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
     error = errno;
   else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0)
@@ -219,7 +232,7 @@ static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-    for (int i = 0; i < MAX_JOBS; i++) {
+    for (int i = 0; i < job_count; i++) {
       if (!jobs[i].used || jobs[i].exited || jobs[i].pid != pid) continue;
       long code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       long signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -232,7 +245,7 @@ static void reap(void) {
 }
 
 static void release(long id) {
-  for (int i = 0; i < MAX_JOBS; i++) {
+  for (int i = 0; i < job_count; i++) {
     if (!jobs[i].used || jobs[i].released || jobs[i].id != id) continue;
     close_ends(&jobs[i]);
     jobs[i].released = 1;
@@ -282,7 +295,6 @@ int main(void) {
   sigprocmask(SIG_BLOCK, &child, NULL);
   int children = signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK);
   if (children < 0) return perror("vmctl-spawner: signalfd"), 1;
-  for (int i = 0; i < MAX_JOBS; i++) jobs[i].ends[0] = jobs[i].ends[1] = jobs[i].ends[2] = -1;
   static char buf[MAX_REQUEST];
   size_t used = 0;
   for (;;) {

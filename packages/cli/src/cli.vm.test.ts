@@ -65,6 +65,26 @@ describe('vmctl usage errors', () => {
     expect(result.stderr).toContain("Unknown option '--no-such-flag'")
   })
 
+  test('a run that boots nothing leaves no supervisor: the one started early exits', async () => {
+    // The supervisor that `vmctl run` starts before it loads (early-supervisor.ts) has this
+    // process's environment: found by a marker in it, as nothing else names it yet.
+    const marker = `VMCTL_TEST_MARK=early-${process.pid}-${Date.now()}`
+    const [key, value] = marker.split('=') as [string, string]
+    const withMarker = () =>
+      readdirSync('/proc').filter((entry) => {
+        try {
+          return (
+            /^\d+$/.test(entry) && readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`${marker}\0`)
+          )
+        } catch {
+          return false
+        }
+      })
+    expect((await vmctl(['run', '--no-such-flag', '--', 'true'], undefined, { [key]: value })).code).toBe(2)
+    expect((await vmctl(['run', '--'], undefined, { [key]: value })).code).toBe(2)
+    await vi.waitFor(() => expect(withMarker()).toEqual([]), { timeout: 5_000, interval: 50 })
+  })
+
   test('an unknown command and an unknown VM name exit 2', async () => {
     expect((await vmctl(['frobnicate'])).code).toBe(2)
     const missing = await vmctl(['exec', 'no-such-vm', '--', 'true'])
@@ -112,6 +132,8 @@ describe('vm: vmctl against real VMs', () => {
     const stamps = readFileSync(timeline, 'utf8')
     rmSync(dirname(timeline), { recursive: true, force: true })
     expect(stamps).toContain('qemu adopted (spawned early)')
+    // And its supervisor was the one the CLI started as its first act (early-supervisor.ts).
+    expect(stamps).toContain('supervisor: launch received (started early)')
     expect(result.stdout.trim()).not.toBe(release())
     expect(result.stdout).toMatch(/^\d+\.\d+\S*\n$/)
     expect(result.stderr).toContain('to-stderr')

@@ -97,3 +97,23 @@ export function startFailure(
     exitCode: error.code === 'ENOENT' ? 127 : 126,
   }
 }
+
+/**
+ * Why a request cannot be run as it is: no process can receive a NUL byte inside an argument, a
+ * variable or a path (execve's strings end at the first), and one would cut the request to the
+ * spawner short. Undefined when there is none.
+ */
+export function nulProblem(start: ExecStart): string | undefined {
+  const fix = 'Fix: pass binary data through stdin or a file'
+  const index = start.argv.findIndex((arg) => arg.includes('\0'))
+  if (index >= 0)
+    return `argument ${index} of the command contains a NUL byte, which no process can receive. ${fix}`
+  if (start.shell.includes('\0'))
+    return `the shell command contains a NUL byte, which no shell can receive. ${fix}`
+  for (const [name, value] of Object.entries(start.env))
+    if (name.includes('\0') || value.includes('\0'))
+      return `the environment variable ${JSON.stringify(name.split('\0')[0])} contains a NUL byte in its ${value.includes('\0') ? 'value' : 'name'}, which no process can receive. ${fix}`
+  if (start.cwd.includes('\0') || start.user.includes('\0'))
+    return `the ${start.cwd.includes('\0') ? 'working directory' : 'user'} contains a NUL byte`
+  return undefined
+}

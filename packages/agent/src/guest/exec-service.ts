@@ -2,7 +2,7 @@ import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
-import { startCommand, startFailure } from './command-start.js'
+import { nulProblem, startCommand, startFailure } from './command-start.js'
 import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
@@ -51,7 +51,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     call.emit('error', { code, details })
   }
   const killGroup = (signal: NodeJS.Signals) => {
-    if (!child?.pid) return
+    // Not running yet (the spawner has not answered): it gets the signal once it runs.
+    if (!child?.pid) return child?.kill(signal)
     try {
       process.kill(-child.pid, signal)
     } catch {
@@ -68,6 +69,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       const start = kind.value
       if (start.argv.length === 0 && !start.shell)
         return fail(status.INVALID_ARGUMENT, 'exec needs argv or shell')
+      const nul = nulProblem(start)
+      if (nul) return fail(status.INVALID_ARGUMENT, nul)
       const user = start.user ? resolveUser(start.user, root) : undefined
       if (typeof user === 'string') return fail(status.NOT_FOUND, user)
       stdinWanted = start.stdin

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { closeSync, existsSync, constants as fsConstants, openSync } from 'node:fs'
+import { accessSync, closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import { PassThrough } from 'node:stream'
@@ -47,6 +47,10 @@ class SpawnedCommand extends EventEmitter {
   private exited = false
   private exitEmitted = false
   private openStreams = 2
+  /** Our end of its stdin pipe, once it runs. */
+  private stdinPipe: Socket | undefined
+  /** A signal asked for before the process ran (a cancel or a timeout): sent once it runs. */
+  private pendingSignal: NodeJS.Signals | number | undefined
 
   constructor(stdin: boolean) {
     super()
@@ -67,6 +71,7 @@ class SpawnedCommand extends EventEmitter {
       // The command stopped reading (EPIPE): what the caller still writes goes nowhere.
       pipe.on('error', () => this.stdin?.destroy())
       this.stdin.pipe(pipe)
+      this.stdinPipe = pipe
     }
     for (const [fd, stream] of [
       [pipes.stdout, this.stdout],
@@ -79,10 +84,21 @@ class SpawnedCommand extends EventEmitter {
       pipe.pipe(stream)
     }
     this.emit('spawn')
+    if (this.pendingSignal !== undefined) {
+      const signal = this.pendingSignal
+      this.pendingSignal = undefined
+      // As the exec service would have: to its process group, or to it alone.
+      try {
+        process.kill(-pid, signal)
+      } catch {
+        this.kill(signal)
+      }
+    }
   }
 
   /** It never ran: no stream will see data. */
   failed(error: Error) {
+    this.exited = true
     for (const stream of [this.stdin, this.stdout, this.stderr]) stream?.destroy()
     this.emit('error', error)
   }
@@ -95,6 +111,10 @@ class SpawnedCommand extends EventEmitter {
   exit(code: number | null, signal: NodeJS.Signals | null) {
     if (this.exited) return
     this.exited = true
+    // As a ChildProcess does: its stdin goes with it (else our end of the pipe, an fd, stays open
+    // for the agent's life when the caller never ends its input).
+    this.stdin?.destroy()
+    this.stdinPipe?.destroy()
     setImmediate(() => {
       this.exitEmitted = true
       this.emit('exit', code, signal)
@@ -107,7 +127,11 @@ class SpawnedCommand extends EventEmitter {
   }
 
   kill(signal?: NodeJS.Signals | number): boolean {
-    if (!this.pid || this.exited) return false
+    if (this.exited) return false
+    if (!this.pid) {
+      this.pendingSignal = signal ?? 'SIGTERM'
+      return true
+    }
     try {
       process.kill(this.pid, signal)
       return true
@@ -221,6 +245,38 @@ class Spawner {
 
 let spawner: Spawner | undefined
 
+/** spawner.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
+const MAX_FIELDS = 8192
+const MAX_REQUEST = 1 << 20
+
+/**
+ * Whether a command can go to the spawner as one request: its fields are NUL-terminated, so a NUL
+ * inside one would frame the rest as other requests (the exec service refuses those anyway), and
+ * one over spawner.c's bounds would make it exit. Those that do not fit go through child_process.
+ */
+function fitsARequest(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  place: CommandPlace,
+): boolean {
+  let fields = 12 + args.length
+  let bytes =
+    64 + 2 * Buffer.byteLength(file) + Buffer.byteLength(place.cwd) + Buffer.byteLength(place.root ?? '')
+  if (file.includes('\0') || place.cwd.includes('\0') || place.root?.includes('\0')) return false
+  for (const arg of args) {
+    if (arg.includes('\0')) return false
+    bytes += Buffer.byteLength(arg) + 1
+  }
+  for (const name in env) {
+    const value = env[name]!
+    if (name.includes('\0') || value.includes('\0')) return false
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 2
+    fields++
+  }
+  return fields < MAX_FIELDS && bytes < MAX_REQUEST - 1024
+}
+
 /**
  * Starts a command through the spawner (started on first use, that is by the warm-up before a
  * template is saved), or returns undefined when there is none (not on this disk, turned off, or
@@ -236,9 +292,14 @@ export function spawnThroughSpawner(
 ): CommandProcess | undefined {
   if (SPAWNER === '0') return undefined
   if (!spawner) {
-    if (!existsSync(SPAWNER)) return undefined
+    // One that exists but cannot run would take the first command with it.
+    try {
+      accessSync(SPAWNER, fsConstants.X_OK)
+    } catch {
+      return undefined
+    }
     spawner = new Spawner(SPAWNER)
   }
-  if (!spawner.alive) return undefined
+  if (!spawner.alive || !fitsARequest(file, args, env, place)) return undefined
   return spawner.start(file, args, env, stdin, place) as unknown as CommandProcess
 }

@@ -188,6 +188,9 @@ describe('vm: the agent API', () => {
         'the working directory /etc/hostname is not a directory in the guest',
       )
     }
+    // A NUL would cut the spawner's request short (and no process can receive one): refused.
+    await expect(vm.exec(['echo', 'a\0b'])).rejects.toThrow('argument 1 of the command contains a NUL byte')
+    expect((await vm.exec(['echo', 'after'])).stdout).toBe('after\n')
   })
 
   test('a cwd that does not exist is a call error naming the directory, not the command failing', async () => {

@@ -1,0 +1,95 @@
+import { existsSync, readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { beforeAll, describe, expect, test } from 'vitest'
+import type { CommandProcess, spawnThroughSpawner as SpawnThroughSpawner } from './spawner.js'
+
+// The built spawner (native/spawner.c) on the host, driven by spawner.ts as the agent drives it.
+const built = fileURLToPath(new URL('../../dist/vmctl-spawner', import.meta.url))
+let spawnThroughSpawner: typeof SpawnThroughSpawner
+beforeAll(async () => {
+  if (!existsSync(built)) throw new Error(`${built} is missing. Fix: pnpm -s turbo run build`)
+  process.env.vmctl_spawner = built
+  ;({ spawnThroughSpawner } = await import('./spawner.js'))
+})
+
+const ENV = { PATH: '/usr/bin:/bin' }
+
+function run(command: CommandProcess | undefined) {
+  if (!command) throw new Error('the spawner did not take the command')
+  const out: Buffer[] = []
+  command.stdout?.on('data', (chunk: Buffer) => out.push(chunk))
+  command.stderr?.resume()
+  return new Promise<{ code: number | null; signal: string | null; stdout: string; error?: Error }>(
+    (resolve) => {
+      let exit: [number | null, string | null] = [null, null]
+      command.on('error', (error: Error) => resolve({ code: null, signal: null, stdout: '', error }))
+      command.on('exit', (code: number | null, signal: string | null) => {
+        exit = [code, signal]
+      })
+      command.on('close', () =>
+        resolve({ code: exit[0], signal: exit[1], stdout: Buffer.concat(out).toString() }),
+      )
+    },
+  )
+}
+
+const ownFds = () => readdirSync('/proc/self/fd').length
+
+describe('the spawner (built, on the host)', () => {
+  test('it places the command: cwd, a PATH lookup, and says which step failed', async () => {
+    const pwd = await run(spawnThroughSpawner('pwd', [], ENV, false, { root: undefined, cwd: '/usr' }))
+    expect([pwd.code, pwd.stdout]).toEqual([0, '/usr\n'])
+    const stage = async (file: string, cwd: string) =>
+      (
+        (await run(spawnThroughSpawner(file, [], ENV, false, { root: undefined, cwd }))).error as {
+          stage?: string
+        }
+      )?.stage
+    expect(await stage('no-such-command-xyz', '/')).toBe('path')
+    expect(await stage('true', '/no/such/dir')).toBe('cwd')
+    expect(await stage('/no/such/binary', '/')).toBe('exec')
+  })
+
+  test('a NUL in a field, or a request past its bounds, is not sent to it (child_process takes it)', async () => {
+    const place = { root: undefined, cwd: '/' }
+    expect(spawnThroughSpawner('echo', ['a\0b'], ENV, false, place)).toBeUndefined()
+    expect(spawnThroughSpawner('echo', [], { ...ENV, X: 'a\0S' }, false, place)).toBeUndefined()
+    expect(
+      spawnThroughSpawner(
+        'echo',
+        Array.from({ length: 9000 }, () => 'x'),
+        ENV,
+        false,
+        place,
+      ),
+    ).toBeUndefined()
+    expect(spawnThroughSpawner('echo', ['x'.repeat(1 << 20)], ENV, false, place)).toBeUndefined()
+    // And it still runs the next one.
+    expect((await run(spawnThroughSpawner('echo', ['next'], ENV, false, place))).stdout).toBe('next\n')
+  })
+
+  test('more than 256 commands at once all run', async () => {
+    const place = { root: undefined, cwd: '/' }
+    const results = await Promise.all(
+      Array.from({ length: 300 }, () => run(spawnThroughSpawner('sleep', ['0.5'], ENV, false, place))),
+    )
+    expect(results.filter((r) => r.code === 0).length).toBe(300)
+  }, 60_000)
+
+  test('a kill before the command runs reaches it once it runs', async () => {
+    const command = spawnThroughSpawner('sleep', ['30'], ENV, false, { root: undefined, cwd: '/' })
+    expect(command?.pid).toBeUndefined()
+    command?.kill('SIGKILL')
+    const result = await run(command)
+    expect(result.signal).toBe('SIGKILL')
+  })
+
+  test('a stdin pipe that the caller never ended is closed when the command exits', async () => {
+    const place = { root: undefined, cwd: '/' }
+    await run(spawnThroughSpawner('true', [], ENV, true, place)) // the spawner itself is up
+    const before = ownFds()
+    for (let i = 0; i < 20; i++) await run(spawnThroughSpawner('true', [], ENV, true, place))
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(ownFds() - before).toBeLessThan(5)
+  })
+})
