@@ -21,7 +21,7 @@ export const READ_AT_ONCE_BYTES = 64 * 1024
  * leave the guest as one write (the call lane joins frames of one tick), where the asynchronous
  * path made three (the stat; the data after a read on the thread pool; the status after the read
  * that finds the end) and four thread-pool round trips (open, read, read, close), each a wake-up
- * of the emulated guest. Blocking the event loop for a few system calls on a small file costs less
+ * of the emulated guest. A read that returns less than asked is the end of a regular file. Blocking the event loop for a few system calls on a small file costs less
  * than those. Only regular files with a size: a FIFO's open, /proc/kmsg's read (size 0) can block.
  * Returns false, having sent nothing, when the file grew past its buffer (then stream it).
  */
@@ -43,10 +43,12 @@ export function sendSmallFile(
     const buffer = Buffer.allocUnsafe(DATA_PREFIX_BYTES + room)
     let length = 0
     for (;;) {
-      const bytesRead = readSync(fd, buffer, DATA_PREFIX_BYTES + length, room - length, null)
-      if (bytesRead === 0) break
+      const wanted = room - length
+      const bytesRead = readSync(fd, buffer, DATA_PREFIX_BYTES + length, wanted, null)
       length += bytesRead
       if (length === room) return false
+      // A regular file's short read is its end: no second read (a system call) to find it.
+      if (bytesRead < wanted) break
     }
     if (length > 0) call.write(dataMessage(buffer, length))
     call.end()

@@ -1,6 +1,7 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os, { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout } from 'node:timers/promises'
 import { afterAll, describe, expect, test } from 'vitest'
 import { guestInfo } from './info-service.js'
 
@@ -27,5 +28,17 @@ describe('guest info', () => {
     expect(info.cpus).toBeGreaterThan(0)
     expect(info.memoryTotalBytes).toBe(os.totalmem())
     expect(info.hostname).toBe(os.hostname())
+    const available = Number(readFileSync('/proc/meminfo', 'utf8').match(/^MemAvailable:\s+(\d+)/m)?.[1])
+    // Free memory moves between two reads; within 64 MiB of each other.
+    expect(Math.abs(info.memoryAvailableBytes - available * 1024)).toBeLessThan(64 << 20)
+  })
+
+  test('the uptime follows /proc/uptime, read once then counted on the monotonic clock', async () => {
+    const root = { busybox: 'busybox', chrootPath: undefined }
+    const procUptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0])
+    expect(Math.abs(guestInfo(root).uptimeSeconds - procUptime())).toBeLessThan(0.1)
+    await setTimeout(300)
+    const later = guestInfo(root).uptimeSeconds
+    expect(Math.abs(later - procUptime())).toBeLessThan(0.1)
   })
 })
