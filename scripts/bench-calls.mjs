@@ -66,6 +66,31 @@ async function rawEcho(socketPath) {
   return { roundTrip, close: () => socket.destroy() }
 }
 
+/**
+ * A fresh raw channel per round trip (connect, name the service, 64 bytes there and back, close):
+ * what opening and closing a channel adds to the raw echo, which reuses one.
+ */
+function rawOpen(socketPath) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath)
+    const message = Buffer.alloc(64, 0x61)
+    let got = 0
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error('raw-echo: no answer in 10 s'))
+    }, 10_000)
+    socket.on('error', reject)
+    socket.on('data', (chunk) => {
+      got += chunk.length
+      if (got < message.length) return
+      clearTimeout(timer)
+      socket.destroy()
+      resolve()
+    })
+    socket.write(Buffer.concat([Buffer.from('raw-echo\n'), message]))
+  })
+}
+
 for (const variant of vms) {
   const dist = join(variant.root ?? here, 'packages/core/dist')
   const { VM } = await import(join(dist, 'index.js'))
@@ -88,6 +113,7 @@ for (const variant of vms) {
   const echo = await rawEcho(new VmDirectory(vm.name).rawSocket)
   if (echo) {
     variant.calls.rawEcho = echo.roundTrip
+    variant.calls.rawOpen = () => rawOpen(new VmDirectory(vm.name).rawSocket)
     variant.echo = echo
   }
   variant.samples = Object.fromEntries(Object.keys(variant.calls).map((kind) => [kind, []]))
@@ -158,7 +184,7 @@ const measures = ['wall', 'qemu', 'supervisor', 'caller']
 console.log(
   `\n${CALLS} rounds after ${WARM_UP} warm-up calls; ms per call, median [min-max] (wall also p90)\n`,
 )
-for (const kind of ['info', 'readFile', 'exec', 'rawEcho']) {
+for (const kind of ['info', 'readFile', 'exec', 'rawEcho', 'rawOpen']) {
   for (const variant of variants) {
     const samples = variant.samples[kind]
     if (!samples) continue

@@ -4,7 +4,8 @@
 //   node scripts/bench-cli.mjs                      # this build, ROUNDS=7
 //   VARIANTS='[{"name":"main","root":"/tmp/main-copy"},{"name":"this"}]' ROUNDS=7 node scripts/bench-cli.mjs
 //
-// `root` is a built copy of this repository (default: this one). Each round runs, for every variant
+// `root` is a built copy of this repository (default: this one); `env`, variables for its runs
+// (e.g. {"VMCTL_EARLY_SUPERVISOR":"0"}: the same build without the early supervisor). Each round runs, for every variant
 // (the order alternates), `vmctl --version` (the CLI's own start-up and nothing else) and
 // `vmctl run -- true`. A preload (bench-cli-marks.mjs) reads the CLI's vmctl:* performance marks at
 // exit, so a run splits into:
@@ -71,6 +72,7 @@ async function sample(variant, args) {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {
         ...process.env,
+        ...variant.env,
         VMCTL_BENCH_MARKS: marksFile,
         ...(process.env.TIMELINE ? { VMCTL_TIMELINE_FILE: timelineFile } : {}),
       },

@@ -77,6 +77,8 @@ static int make_dirs(const char *path, mode_t mode) {
   return mkdir(buffer, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+static int is_mount_point(const char *path);
+
 static int join(char *out, size_t size, const char *a, const char *b) {
   if (snprintf(out, size, "%s%s", a, b) < (int)size) return 0;
   out[0] = 0;
@@ -241,18 +243,52 @@ static int mount_image_root(const char *serial, const char *root) {
               tried);
 }
 
+/*
+ * The overlay's writable layer: a tmpfs with its upper and work directories. Nothing in it is the
+ * host's, so a VM that a template is saved from makes it before the save (stage_system_mounts).
+ */
+#define UPPER "/mnt/rw/upper"
+
+static int mount_upper(void) {
+  if (is_mount_point("/mnt/rw")) return 0;
+  make_dirs("/mnt/rw", 0755);
+  if (mount("rw", "/mnt/rw", "tmpfs", 0, "mode=0755") < 0) return -1;
+  if (make_dirs(UPPER, 0755) < 0 || make_dirs("/mnt/rw/work", 0755) < 0) return -1;
+  return 0;
+}
+
+/*
+ * The root's /etc files of this VM (write_etc), put straight into the upper layer before the
+ * overlay is mounted: through the overlay, the first write in /etc copies the directory up and
+ * replacing the host's resolv.conf makes a whiteout, kernel paths that a restored VM runs through a
+ * cold translation cache (docs/first-command.md). The directory gets the host's /etc's mode and
+ * owner, as a copy-up would. Without a DNS server (the host's resolv.conf is then removed, which
+ * takes a whiteout) the files are written through the overlay: -1.
+ */
+static void write_etc(const char *etc, const char *dns);
+
+static int prepare_upper_etc(const char *dns) {
+  struct stat lower;
+  if (!*dns || stat("/mnt/lower/etc", &lower) < 0 || !S_ISDIR(lower.st_mode)) return -1;
+  if (mkdir(UPPER "/etc", lower.st_mode & 07777) < 0 && errno != EEXIST) return -1;
+  if (chown(UPPER "/etc", lower.st_uid, lower.st_gid) < 0) return -1;
+  write_etc(UPPER "/etc", dns);
+  return 0;
+}
+
 /** Kernel mode: the host's root over 9p, read-only, under a tmpfs overlay. */
-static int mount_host_root(const char *tag, const char *root) {
+static int mount_host_root(const char *tag, const char *root, const char *dns, int *etc_done) {
   make_dirs("/mnt/lower", 0755);
   if (mount(tag, "/mnt/lower", "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=512000,cache=loose") < 0)
     return fail("cannot mount the host root over 9p (does the kernel have 9p/9pnet_virtio?): %s", strerror(errno));
   lap("9p");
-  make_dirs("/mnt/rw", 0755);
-  if (mount("rw", "/mnt/rw", "tmpfs", 0, "mode=0755") < 0) return fail("cannot mount a tmpfs: %s", strerror(errno));
-  make_dirs("/mnt/rw/upper", 0755);
-  make_dirs("/mnt/rw/work", 0755);
+  if (mount_upper() < 0) return fail("cannot mount a tmpfs for the root's writable layer: %s", strerror(errno));
+  // vmctl_stage=0 (the other side of an A/B): the files are written through the overlay, as before.
+  const char *stage = env("vmctl_stage");
+  *etc_done = strcmp(stage, "0") != 0 && prepare_upper_etc(dns) == 0;
+  lap("upper-etc");
   make_dirs(root, 0755);
-  if (mount("overlay", root, "overlay", 0, "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work") < 0)
+  if (mount("overlay", root, "overlay", 0, "lowerdir=/mnt/lower,upperdir=" UPPER ",workdir=/mnt/rw/work") < 0)
     return fail("cannot mount the overlay (does the kernel have overlayfs?): %s", strerror(errno));
   return 0;
 }
@@ -316,6 +352,8 @@ static int is_mount_point(const char *path) {
 void stage_system_mounts(void) {
   if (is_mount_point(STAGE "/proc")) return; // staged by this process before a restart
   if (access("/run/vmctl/root-ready", F_OK) == 0) return;
+  if (strncmp(env("vmctl_root"), "9p:", 3) == 0 && mount_upper() < 0)
+    printf("vmctl-init: the root's writable layer is mounted with the root instead: %s\n", strerror(errno));
   if (mount_system(STAGE, "") < 0) {
     // Not this VM's failure: the root mounts them itself.
     unlink("/run/vmctl/root-failed");
@@ -339,6 +377,26 @@ static int place_system_mounts(const char *root) {
   return 0;
 }
 
+/** resolv.conf (the network's DNS, or none), hostname and hosts in the directory `etc`. */
+static void write_etc(const char *etc, const char *dns) {
+  struct utsname system;
+  uname(&system);
+  char path[4096], text[1024];
+  join(path, sizeof path, etc, "/resolv.conf");
+  unlink(path);
+  if (*dns) {
+    snprintf(text, sizeof text, "nameserver %s\n", dns);
+    write_file(path, text);
+  }
+  join(path, sizeof path, etc, "/hostname");
+  snprintf(text, sizeof text, "%s\n", system.nodename);
+  write_file(path, text);
+  join(path, sizeof path, etc, "/hosts");
+  snprintf(text, sizeof text, "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+           system.nodename);
+  write_file(path, text);
+}
+
 int mount_root(void) {
   if (access("/run/vmctl/root-ready", F_OK) == 0 || access("/run/vmctl/root-failed", F_OK) == 0) return 0;
   const char *kind = env("vmctl_root"), *root = env("vmctl_chroot"), *modules = env("vmctl_modules");
@@ -349,8 +407,9 @@ int mount_root(void) {
   const char *net = env("vmctl_net"), *comma = strrchr(net, ',');
   if (comma && comma != strchr(net, ',')) snprintf(dns, sizeof dns, "%s", comma + 1);
   lap("");
+  int etc_done = 0;
   if (strncmp(kind, "9p:", 3) == 0) {
-    if (mount_host_root(kind + 3, root) < 0) return -1;
+    if (mount_host_root(kind + 3, root, dns, &etc_done) < 0) return -1;
   } else if (strncmp(kind, "disk:", 5) == 0) {
     if (mount_image_root(kind + 5, root) < 0) return -1;
   } else {
@@ -384,22 +443,11 @@ int mount_root(void) {
   if (*mounts && host_directories(root, mounts) < 0) return -1;
   lap("mounts");
 
-  char text[1024];
-  join(path, sizeof path, root, "/etc/resolv.conf");
-  unlink(path);
-  if (*dns) {
-    snprintf(text, sizeof text, "nameserver %s\n", dns);
-    write_file(path, text);
+  if (!etc_done) {
+    join(path, sizeof path, root, "/etc");
+    write_etc(path, dns);
+    lap("etc");
   }
-  join(path, sizeof path, root, "/etc/hostname");
-  snprintf(text, sizeof text, "%s\n", system.nodename);
-  write_file(path, text);
-  join(path, sizeof path, root, "/etc/hosts");
-  snprintf(text, sizeof text, "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-           system.nodename);
-  write_file(path, text);
-
-  lap("etc");
   write_file("/run/vmctl/root-ready", "");
   char seconds[32];
   uptime(seconds, sizeof seconds);

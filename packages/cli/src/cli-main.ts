@@ -1,20 +1,25 @@
-// What `vmctl` runs (main.ts imports it once the compile cache is on); `pnpm build` bundles it
+// What `vmctl` runs (main.ts imports it once the compile cache is on, and calls main); `pnpm build` bundles it
 // and everything it imports into one file, dist/cli-main.js (scripts/bundle-cli.mjs).
-import { VmctlError } from '@vmctl/core'
+import type { ChildProcess } from 'node:child_process'
+import { offerEarlySupervisor, VmctlError } from '@vmctl/core'
 import { exitCodeFor } from './exit-code.js'
 import { runCli } from './run-cli.js'
 
 // Marks for scripts/bench-cli.mjs (a preload reads them at exit); a mark costs microseconds.
 performance.mark('vmctl:loaded')
 
-runCli(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
-  (error: unknown) => {
-    if (error instanceof VmctlError || (error as { exitCode?: number }).exitCode === 2) {
-      process.stderr.write(`vmctl: ${(error as Error).message}\n`)
-    } else process.stderr.write(`vmctl: ${(error as Error).stack ?? error}\n`)
-    process.exitCode = exitCodeFor(error)
-  },
-)
+/** Runs the command in argv; `earlySupervisor`: the one main.ts started, for the command's VM.up(). */
+export function main(earlySupervisor?: ChildProcess): void {
+  if (earlySupervisor) offerEarlySupervisor(earlySupervisor)
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code
+    },
+    (error: unknown) => {
+      if (error instanceof VmctlError || (error as { exitCode?: number }).exitCode === 2) {
+        process.stderr.write(`vmctl: ${(error as Error).message}\n`)
+      } else process.stderr.write(`vmctl: ${(error as Error).stack ?? error}\n`)
+      process.exitCode = exitCodeFor(error)
+    },
+  )
+}

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { release } from 'node:os'
-import { join } from 'node:path'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { release, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { runtimeDir } from '@vmctl/core'
@@ -13,11 +13,12 @@ const run = promisify(execFile)
 async function vmctl(
   args: string[],
   input?: string,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // As a user's shell runs it: outside this run's shared keeper, which would hold a network
     // made by `vmctl up --network` until the run ends.
-    const env = { ...process.env, VMCTL_SHARED_KEEPER: undefined }
+    const env = { ...process.env, VMCTL_SHARED_KEEPER: undefined, ...extraEnv }
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env })
     let stdout = ''
     let stderr = ''
@@ -64,6 +65,26 @@ describe('vmctl usage errors', () => {
     expect(result.stderr).toContain("Unknown option '--no-such-flag'")
   })
 
+  test('a run that boots nothing leaves no supervisor: the one started early exits', async () => {
+    // The supervisor that `vmctl run` starts before it loads (early-supervisor.ts) has this
+    // process's environment: found by a marker in it, as nothing else names it yet.
+    const marker = `VMCTL_TEST_MARK=early-${process.pid}-${Date.now()}`
+    const [key, value] = marker.split('=') as [string, string]
+    const withMarker = () =>
+      readdirSync('/proc').filter((entry) => {
+        try {
+          return (
+            /^\d+$/.test(entry) && readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`${marker}\0`)
+          )
+        } catch {
+          return false
+        }
+      })
+    expect((await vmctl(['run', '--no-such-flag', '--', 'true'], undefined, { [key]: value })).code).toBe(2)
+    expect((await vmctl(['run', '--'], undefined, { [key]: value })).code).toBe(2)
+    await vi.waitFor(() => expect(withMarker()).toEqual([]), { timeout: 5_000, interval: 50 })
+  })
+
   test('an unknown command and an unknown VM name exit 2', async () => {
     expect((await vmctl(['frobnicate'])).code).toBe(2)
     const missing = await vmctl(['exec', 'no-such-vm', '--', 'true'])
@@ -99,12 +120,20 @@ describe('vmctl template', () => {
 
 describe('vm: vmctl against real VMs', () => {
   test('vmctl run prints the guest output, exits with the guest exit code, and leaves no QEMU or VM directory', async () => {
-    const result = await vmctl([
-      'run',
-      '--',
-      'uname -r; echo to-stderr >&2; echo "name=$(hostname)" >&2; exit 7',
-    ])
+    const timeline = join(mkdtempSync(join(tmpdir(), 'vmctl-cli-timeline-')), 'timeline.jsonl')
+    const result = await vmctl(
+      ['run', '--', 'uname -r; echo to-stderr >&2; echo "name=$(hostname)" >&2; exit 7'],
+      undefined,
+      { VMCTL_TIMELINE_FILE: timeline },
+    )
     expect(result.code).toBe(7)
+    // The clone's QEMU was the one planned by the CLI and started as the supervisor's first act
+    // (early-qemu.ts): the template exists (made by the test above).
+    const stamps = readFileSync(timeline, 'utf8')
+    rmSync(dirname(timeline), { recursive: true, force: true })
+    expect(stamps).toContain('qemu adopted (spawned early)')
+    // And its supervisor was the one the CLI started as its first act (early-supervisor.ts).
+    expect(stamps).toContain('supervisor: launch received (started early)')
     expect(result.stdout.trim()).not.toBe(release())
     expect(result.stdout).toMatch(/^\d+\.\d+\S*\n$/)
     expect(result.stderr).toContain('to-stderr')

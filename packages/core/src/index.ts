@@ -88,6 +88,7 @@ export {
   templateCacheMiB,
 } from './templates/template-store.js'
 export { destroyVm } from './vm/destroy-vm.js'
+export { offerEarlySupervisor, releaseEarlySupervisor } from './vm/early-supervisor.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'
 export type { SharedVmOptions } from './vm/shared-vm.js'
 export { SHARED_KEEPER_ENV, type SharedVmKeeper, startSharedVmKeeper } from './vm/shared-vm-keeper.js'

@@ -61,8 +61,10 @@ export class LaneServerCall extends EventEmitter {
       this.deliver()
     })
     // The client went away (see lane-frames.ts): after the status that is the call's end, before
-    // it the call's cancellation. Either way the channel goes.
+    // it the call's cancellation. Either way the channel goes, at once: a call whose reading is
+    // paused (a push into a full sink) must not wait for its sink to learn it was cancelled.
     channel.on('end', () => channel.destroy())
+    channel.on('remote-close', () => channel.destroy())
     channel.on('drain', () => this.emit('drain'))
     channel.on('error', () => {})
     channel.on('close', () => {
@@ -178,9 +180,11 @@ export class LaneServerCall extends EventEmitter {
   private finish(code: number, details: string): void {
     if (this.finished) return
     this.finished = true
-    // Written, not ended: the client closes the channel once it read the status. A Close that
-    // followed our End at once would make the host's end of the channel drop what its reader had
-    // not taken yet (a paused pull's last MiB).
     this.send([encodeStatus(code, details)])
+    // The call is over: the channel closes behind the status, in the same write, so that the
+    // guest is not woken again for the client's CLOSE. The host's end delivers every byte before
+    // it goes (MuxChannel.receiveClose); a channel without closeWhenWritten is left for the
+    // client to close once it read the status.
+    ;(this.channel as Duplex & { closeWhenWritten?: () => void }).closeWhenWritten?.()
   }
 }

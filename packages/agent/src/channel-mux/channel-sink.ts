@@ -16,8 +16,8 @@ export interface ChannelSink {
   /** The session is ready and `channel` is its live, opened channel of that id. */
   canSend(channel: SinkChannel): boolean
   /**
-   * Sends one DATA frame, header and payload in one vectored write (no copy). Returns a promise
-   * only when the transport is full: resolved when it drains.
+   * Sends one DATA frame (see frame-outbox.ts for how it is written). Returns a promise only when
+   * the transport is full: resolved when it drains.
    */
   sendData(channel: number, payload: Buffer): Promise<void> | undefined
   sendControl(type: FrameType, channel: number, payload?: Buffer): void

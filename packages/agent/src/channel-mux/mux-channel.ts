@@ -22,6 +22,8 @@ export class MuxChannel extends Duplex {
   private unacknowledged = 0
   private isOpen = false
   private remoteClosed = false
+  /** closeWhenWritten(): the end of our writes is a CLOSE, not an END. */
+  private closeAtFinal = false
   private creditWaiter: (() => void) | undefined
   private openWaiter: (() => void) | undefined
 
@@ -55,10 +57,37 @@ export class MuxChannel extends Duplex {
     this.push(null)
   }
 
-  /** @internal */
+  /**
+   * @internal The peer is gone. What it sent before is still the reader's: the readable side ends
+   * after it and the channel goes once the reader has taken it (a sender that writes its last
+   * bytes and closes at once loses nothing to a slow reader); what we write from now on is
+   * dropped. 'remote-close' says so at once, for a reader to whom it means "stop" (a call cancelled).
+   */
   receiveClose(): void {
+    if (this.remoteClosed) return
     this.remoteClosed = true
-    this.destroy()
+    const wake = this.creditWaiter
+    this.creditWaiter = undefined
+    wake?.()
+    if (this.readableEnded) {
+      this.destroy()
+      return
+    }
+    this.once('end', () => this.destroy())
+    this.push(null)
+    this.emit('remote-close')
+  }
+
+  /**
+   * Ends the channel in both directions once what was written has been sent: a CLOSE right after
+   * the last DATA (one write with it, frame-outbox.ts), where end() would send an END and wait for
+   * the peer's CLOSE. The peer's reader still gets every byte (receiveClose).
+   */
+  closeWhenWritten(): void {
+    if (this.destroyed) return
+    this.closeAtFinal = true
+    this.once('finish', () => this.destroy())
+    this.end()
   }
 
   /** @internal */
@@ -88,6 +117,10 @@ export class MuxChannel extends Duplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
+    if (this.closeAtFinal || this.remoteClosed) {
+      callback()
+      return
+    }
     this.whenOpen()
       .then(() => {
         this.session.sendControl(FrameType.End, this.id)
@@ -120,8 +153,10 @@ export class MuxChannel extends Duplex {
         await new Promise<void>((resolve) => {
           this.creditWaiter = resolve
         })
+        if (this.remoteClosed) return
         if (this.destroyed) throw new Error('agent channel closed')
       }
+      if (this.remoteClosed) return // nobody to read it: dropped
       const size = Math.min(chunk.length - offset, MAX_FRAME_PAYLOAD, this.credit)
       this.credit -= size
       const blocked = this.session.sendData(this.id, chunk.subarray(offset, offset + size))

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { mkdtempSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -6,6 +7,7 @@ import type { Duplex } from 'node:stream'
 import { afterEach, describe, expect, test } from 'vitest'
 import { decodeFrame, encodeFrame, FrameType } from './frame-codec.js'
 import { encodeHandshakeLine, parseHandshakeLine } from './handshake-lines.js'
+import type { MuxChannel } from './mux-channel.js'
 import { MuxSession } from './mux-session.js'
 
 /** A connected pair of real sockets, standing in for QEMU's chardev and the guest's port. */
@@ -109,6 +111,45 @@ describe('channel multiplexer over a real socket', () => {
     expect((await echo).toString()).toContain('hello')
     expect(guestSlow.readableLength).toBeLessThanOrEqual(2 * 1024 * 1024)
   })
+
+  test.each(['destroy', 'closeWhenWritten'] as const)(
+    'a sender that writes its last bytes and closes at once (%s) loses nothing to a slow reader',
+    async (how) => {
+      const { host, guest } = await connectedSessions()
+      const opened = once(guest, 'channel')
+      const channel = host.openChannel()
+      const sender = (await opened)[0] as MuxChannel
+      sender.unpipe()
+      const last = Buffer.alloc(1024 * 1024, 0x5a)
+      // The reader is paused when the bytes and the CLOSE arrive, and reads them later.
+      let received = 0
+      channel.on('data', (chunk: Buffer) => {
+        received += chunk.length
+      })
+      channel.pause()
+      const errors: string[] = []
+      channel.on('error', (error) => errors.push(error.message))
+      const remoteClosed = once(channel, 'remote-close')
+      if (how === 'destroy') {
+        // The bytes must have left before the destroy sends CLOSE: wait for their callback.
+        await new Promise<void>((resolve) => sender.write(last, () => resolve()))
+        sender.destroy()
+      } else {
+        sender.write(last)
+        sender.closeWhenWritten()
+      }
+      await remoteClosed
+      expect(channel.readableLength).toBe(last.length)
+      // Writes after the peer closed have nowhere to go: dropped, not an error.
+      channel.write('dropped')
+      const closed = once(channel, 'close')
+      channel.resume()
+      await closed
+      expect(received).toBe(last.length)
+      expect(errors).toEqual([])
+    },
+    10_000,
+  )
 
   test('a replaced transport resets the session and new channels work', async () => {
     const { host, hostSocket } = await connectedSessions()

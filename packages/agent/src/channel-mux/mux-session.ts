@@ -11,6 +11,7 @@ import {
   FrameType,
   peekDataHeader,
 } from './frame-codec.js'
+import { FrameOutbox } from './frame-outbox.js'
 import {
   encodeHandshakeLine,
   type HandshakeLine,
@@ -18,7 +19,6 @@ import {
   parseHandshakeLine,
 } from './handshake-lines.js'
 import { MuxChannel } from './mux-channel.js'
-import { writeDataFrame } from './write-data-frame.js'
 
 const HELLO_INTERVAL_MS = 100
 // How long a guest believed parked gets to answer GO before the ordinary handshake starts. A
@@ -47,6 +47,8 @@ export interface MuxSessionEvents {
 export class MuxSession extends EventEmitter<MuxSessionEvents> implements ChannelSink {
   readonly role: MuxRole
   private transport: Duplex | undefined
+  /** Every write to `transport` goes through it, so frames keep their order. */
+  private outbox: FrameOutbox | undefined
   private state: SessionState = 'detached'
   private mode: 'lines' | 'frames' = 'lines'
   private inbound: Buffer = Buffer.alloc(0)
@@ -91,6 +93,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   attach(transport: Duplex, options: { peerParked?: boolean } = {}): void {
     this.detach('transport replaced')
     this.transport = transport
+    this.outbox = new FrameOutbox(transport)
     this.transportBlocked = false
     this.inbound = Buffer.alloc(0)
     this.dataRemaining = 0
@@ -112,6 +115,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     const transport = this.transport
     if (!transport) return
     this.transport = undefined
+    this.outbox?.drop()
+    this.outbox = undefined
     transport.off('data', this.onData)
     transport.off('drain', this.onDrain)
     this.clearTimer()
@@ -136,7 +141,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     this.resetChannels('the host parked the session')
     const nonce = randomBytes(8).toString('hex')
     this.nonce = nonce
-    transport.write(encodeFrame(FrameType.Park, 0, Buffer.from(nonce, 'latin1')))
+    this.outbox?.writeNow(encodeFrame(FrameType.Park, 0, Buffer.from(nonce, 'latin1')))
     this.state = 'parking'
     this.mode = 'lines'
     this.inbound = Buffer.alloc(0)
@@ -176,11 +181,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   // The five methods below are the ChannelSink contract (channel-sink.ts), for MuxChannel only.
-  // sendData sends one DATA frame; it returns a promise only when the transport is full.
   sendData(channel: number, payload: Buffer): Promise<void> | undefined {
-    const transport = this.transport
-    if (!transport || this.state !== 'ready') throw new Error('agent channel session is not connected')
-    const ok = writeDataFrame(transport, channel, payload)
+    const outbox = this.outbox
+    if (!outbox || this.state !== 'ready') throw new Error('agent channel session is not connected')
+    const ok = outbox.writeData(channel, payload)
     if (ok) return undefined
     this.transportBlocked = true
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
@@ -191,13 +195,13 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   sendControl(type: FrameType, channel: number, payload?: Buffer): void {
-    if (this.state !== 'ready' || !this.transport) return
-    this.transport.write(encodeFrame(type, channel, payload))
+    if (this.state !== 'ready') return
+    this.outbox?.write(encodeFrame(type, channel, payload))
   }
 
   sendWindow(channel: number, bytes: number): void {
-    if (this.state !== 'ready' || !this.transport) return
-    this.transport.write(encodeWindow(channel, bytes))
+    if (this.state !== 'ready') return
+    this.outbox?.write(encodeWindow(channel, bytes))
   }
 
   forget(channel: MuxChannel): void {
@@ -343,7 +347,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   private sendOpen(channel: MuxChannel): void {
-    this.transport?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
+    this.outbox?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
     channel.opened()
   }
 
@@ -375,7 +379,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   private writeRaw(bytes: Buffer): void {
     // While blocked, handshake lines would only pile up behind data the peer is not reading.
-    if (this.transport && !this.transportBlocked) this.transport.write(bytes)
+    if (!this.transportBlocked) this.outbox?.writeNow(bytes)
   }
 
   private clearTimer(): void {

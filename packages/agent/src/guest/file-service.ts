@@ -25,7 +25,7 @@ import type {
   PushRequest,
   PushResponse,
 } from '../generated/vmctl/agent/v1/agent.js'
-import { sendFile } from './file-send.js'
+import { READ_AT_ONCE_BYTES, sendFile, sendSmallFile } from './file-send.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
@@ -246,10 +246,12 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
   const { path, directory } = call.request
   let target: string
   let size: number
+  let regular: boolean
   try {
     target = resolveInRoot(root.chrootPath, path)
     const stat = statSync(target)
     size = stat.size
+    regular = stat.isFile()
     if (stat.isDirectory() !== directory) {
       call.emit(
         'error',
@@ -296,7 +298,9 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
       }
     })
   } else {
-    void sendFile(call, target, size, (error) => call.emit('error', fsError(error, path, 'read')))
+    const fail = (error: NodeJS.ErrnoException) => call.emit('error', fsError(error, path, 'read'))
+    if (regular && size > 0 && size < READ_AT_ONCE_BYTES && sendSmallFile(call, target, size, fail)) return
+    void sendFile(call, target, size, fail)
   }
 }
 

@@ -1,4 +1,4 @@
-import { isVmtestConfig, VM } from '@vmctl/core'
+import { isVmtestConfig, releaseEarlySupervisor, VM } from '@vmctl/core'
 import { EXEC_OPTIONS, HELP_OPTION, helpLines, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { guestCommand, parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
@@ -25,7 +25,10 @@ export async function runCommand(args: string[]): Promise<number> {
   if (positionals.length > 0)
     throw new UsageError(`vmctl run: unexpected ${JSON.stringify(positionals[0])}; put the command after --`)
   // A vmtest.toml given to run: its targets, as `vmctl vmtest -c FILE` runs them.
-  if (typeof values.config === 'string' && isVmtestConfig(values.config)) return runVmtestFile(values.config)
+  if (typeof values.config === 'string' && isVmtestConfig(values.config)) {
+    releaseEarlySupervisor() // each target boots its own VM, in its own time
+    return runVmtestFile(values.config)
+  }
   if (command.length === 0)
     throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
   const options = vmOptionsFrom(values)

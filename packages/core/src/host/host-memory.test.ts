@@ -27,6 +27,15 @@ describe('guest memory against the host', () => {
     )
   })
 
+  it('refuses less than the guest boots in, at once, naming the least and the fix', () => {
+    // 64 MiB used to boot silently into the 180 s TCG timeout; 1 MiB failed in QEMU's words.
+    for (const memoryMiB of [1, 64, 127])
+      expect(() => checkGuestMemory(memoryMiB, MEMINFO)).toThrow(
+        `memoryMiB ${memoryMiB} is too little for the guest: its kernel, initramfs and agent need at least 128 MiB. Fix: set memoryMiB to 128 or more`,
+      )
+    expect(() => checkGuestMemory(128, MEMINFO)).not.toThrow()
+  })
+
   it('says nothing where /proc/meminfo cannot be read', () => {
     expect(() => checkGuestMemory(900_000, '')).not.toThrow()
   })

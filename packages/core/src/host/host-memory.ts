@@ -21,13 +21,26 @@ export function hostMemoryMiB(meminfo?: string): { totalMiB: number; availableMi
 }
 
 /**
- * Refuses guest memory the host does not have, before QEMU starts (QEMU's own failure is raw text,
+ * The least guest memory vmctl's guest boots in. Below it the failure was nothing a user could act
+ * on: at 64 MiB (TCG, the default kernel) the guest printed nothing and the boot ran into its 180 s
+ * timeout, whose message blames a slow host; at 1 MiB QEMU refused the initrd in its own words. 128
+ * MiB boots (the guest sees 79 MiB of it).
+ */
+export const MIN_GUEST_MEMORY_MIB = 128
+
+/**
+ * Refuses guest memory the host does not have, or too little to boot, before QEMU starts (QEMU's own failure is raw text,
  * or a guest that swaps the host to a halt). The limit is MemTotal, not MemAvailable: guest RAM is
  * allocated as the guest touches it, so a 4 GiB guest that uses 300 MiB runs on a host with 2 GiB
  * free, and MemAvailable moves with whatever else runs (other VMs), which would make a boot pass
  * or fail by chance. MemAvailable is named in the message as the better guide.
  */
 export function checkGuestMemory(memoryMiB: number, meminfo?: string): void {
+  if (memoryMiB < MIN_GUEST_MEMORY_MIB) {
+    throw new InvalidOptionsError(
+      `memoryMiB ${memoryMiB} is too little for the guest: its kernel, initramfs and agent need at least ${MIN_GUEST_MEMORY_MIB} MiB. Fix: set memoryMiB to ${MIN_GUEST_MEMORY_MIB} or more (the default is 1024)`,
+    )
+  }
   const host = hostMemoryMiB(meminfo)
   if (!host || memoryMiB <= host.totalMiB) return
   throw new InvalidOptionsError(

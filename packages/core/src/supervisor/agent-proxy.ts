@@ -70,6 +70,10 @@ export class AgentProxy {
     socket.on('error', () => channel.destroy())
     socket.on('close', () => channel.destroy())
     channel.on('error', () => socket.destroy())
-    channel.on('close', () => socket.destroy())
+    // A channel whose guest side closed after its last bytes (a call's status) has ended the
+    // socket through the pipe: what the socket still holds reaches the client, which closes.
+    channel.on('close', () => {
+      if (!channel.readableEnded) socket.destroy()
+    })
   }
 }

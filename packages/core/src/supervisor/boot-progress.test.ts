@@ -69,4 +69,11 @@ describe('judgeBootProgress', () => {
     expect(DEFAULT_HANG_BOUNDS.cpuMs / HEALTHY_FIRST_LINE_CPU_MS).toBeGreaterThanOrEqual(4)
     expect(DEFAULT_HANG_BOUNDS.cpuMs).toBeLessThan(60_000)
   })
+  it("a guest stopped at a debugger's breakpoint ('debug') or suspended is not hung, however long", () => {
+    for (const status of ['debug', 'suspended'])
+      expect(judgeBootProgress({ guestBytes: 0, cpuMs: 50, status }, 99, bounds)).toEqual({
+        verdict: 'waiting',
+        notRunningSamples: 0,
+      })
+  })
 })

@@ -53,6 +53,13 @@ export function hangBoundsFor(kernelArgs: readonly string[]): HangBounds {
     : DEFAULT_HANG_BOUNDS
 }
 
+/**
+ * Statuses in which someone stopped the vCPUs on purpose: a debugger attached through the user's
+ * `-s`/`-gdb` sits at a breakpoint ('debug'), a guest suspended itself ('suspended'). Not a hang,
+ * however long it lasts.
+ */
+const STOPPED_ON_PURPOSE = new Set(['debug', 'suspended'])
+
 export type BootProgressVerdict =
   | { verdict: 'progressed' }
   | { verdict: 'waiting'; notRunningSamples: number }
@@ -69,7 +76,10 @@ export function judgeBootProgress(
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
 ): BootProgressVerdict {
   if (sample.guestBytes > 0) return { verdict: 'progressed' }
-  const notRunning = sample.status !== undefined && sample.status !== 'running' ? notRunningBefore + 1 : 0
+  const notRunning =
+    sample.status !== undefined && sample.status !== 'running' && !STOPPED_ON_PURPOSE.has(sample.status)
+      ? notRunningBefore + 1
+      : 0
   if (notRunning >= bounds.notRunningSamples)
     return {
       verdict: 'hung',

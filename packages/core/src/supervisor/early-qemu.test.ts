@@ -1,6 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, test } from 'vitest'
 import { pollUntil } from '../util/timing.js'
 import { EarlyQemu, type EarlyQemuPlan, fileIdentity } from './early-qemu.js'
@@ -58,5 +60,40 @@ describe('a QEMU started before the supervisor loads', () => {
     expect(await gone(unused.pid)).toBe(true)
     expect(EarlyQemu.start('not json')).toBeUndefined()
     expect(EarlyQemu.start('')).toBeUndefined()
+  })
+})
+
+describe('the plan on the supervisor stdin', () => {
+  // The built module, in a child spawned as start-vm.ts spawns the supervisor: stdin a pipe from
+  // Node (a socketpair, not a FIFO, which a FIFO-only check took for "no plan").
+  const built = fileURLToPath(new URL('../../dist/supervisor/early-qemu.js', import.meta.url))
+  const readInChild = (input: string, stdin?: number) =>
+    new Promise<string>((resolve, reject) => {
+      const code = `import(${JSON.stringify(built)}).then((m) => process.stdout.write(JSON.stringify(m.readEarlyQemuPlan())))`
+      const child = spawn(process.execPath, ['-e', code], { stdio: [stdin ?? 'pipe', 'pipe', 'inherit'] })
+      let out = ''
+      child.stdout?.on('data', (chunk: Buffer) => (out += chunk))
+      child.on('error', reject)
+      child.on('close', (status) =>
+        status === 0 ? resolve(JSON.parse(out) as string) : reject(new Error(`exit ${status}`)),
+      )
+      child.stdin?.end(input)
+    })
+
+  test('read whole from a pipe as VM.up() writes it; empty when it wrote nothing', async () => {
+    const text = JSON.stringify(plan())
+    expect(await readInChild(text)).toBe(text)
+    expect(await readInChild('')).toBe('')
+  })
+
+  test('not read from a file: stdin that VM.up() did not give (a supervisor started by hand)', async () => {
+    const file = join(dir, 'stdin')
+    writeFileSync(file, JSON.stringify(plan()))
+    const fd = openSync(file, 'r')
+    try {
+      expect(await readInChild('', fd)).toBe('')
+    } finally {
+      closeSync(fd)
+    }
   })
 })

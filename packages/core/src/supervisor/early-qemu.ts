@@ -90,11 +90,14 @@ export class EarlyQemu {
 
 /**
  * The plan VM.up() writes to the supervisor's stdin (start-vm.ts), read to its end: empty when
- * there is none, or when stdin is not a pipe (a supervisor started by hand must not wait on a tty).
+ * there is none, or when stdin is neither a pipe nor a socket (a supervisor started by hand must
+ * not wait on a tty). Node's `stdio: 'pipe'` gives a child a socket (a socketpair), not a FIFO:
+ * reading only FIFOs read no plan at all from VM.up(), and every clone's QEMU started late.
  */
 export function readEarlyQemuPlan(): string {
   try {
-    return fstatSync(0).isFIFO() ? readFileSync(0, 'utf8') : ''
+    const stdin = fstatSync(0)
+    return stdin.isFIFO() || stdin.isSocket() ? readFileSync(0, 'utf8') : ''
   } catch {
     return ''
   }

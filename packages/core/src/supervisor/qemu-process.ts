@@ -99,7 +99,7 @@ export class QemuProcess extends EventEmitter<{
     options.log('%s %s', early ? 'adopted, started early:' : 'spawn', command.join(' '))
     const child = early ?? spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
-    if (!early) mark(spec.name, 'qemu spawned')
+    mark(spec.name, early ? 'qemu adopted (spawned early)' : 'qemu spawned')
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
     child.stdout?.on('data', (chunk: Buffer) => {
       options.console.append(chunk)

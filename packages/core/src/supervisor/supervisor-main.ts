@@ -1,29 +1,27 @@
 /**
- * Entry point of a VM's supervisor process: `node supervisor-main.js <vm-directory>`. Started
- * detached by VM.up(); see supervisor.ts.
+ * Entry point of a VM's supervisor process: `node supervisor-main.js <vm-directory>`, started
+ * detached by VM.up(); see supervisor.ts. Or `node supervisor-main.js --await-launch`, started
+ * before the VM exists (early-launch.ts): it loads, then reads its VM directory on stdin.
  *
  * Its first act is the QEMU that VM.up() planned for a template clone (early-qemu.ts), if any;
  * the rest of the supervisor (supervisor-load.ts: supervisor.ts and all it imports, grpc-js
- * included) loads after that, while QEMU starts; in the bundle it is a file of its own, loaded
- * through V8's code cache (code-cache.ts).
+ * included) loads after that, while QEMU starts (when started early, before: it has time then);
+ * in the bundle it is a file of its own, loaded through V8's code cache (code-cache.ts).
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
-import { requireWithCodeCache } from './code-cache.js'
+import { type CodeCached, requireWithCodeCache } from './code-cache.js'
+import { cacheDirFromEnv, readEarlyLaunch, writeOutputTo } from './early-launch.js'
 import { EarlyQemu, readEarlyQemuPlan } from './early-qemu.js'
 
 type SupervisorLoad = typeof import('./supervisor-load.js')
 
-const path = process.argv[2]
-if (!path) {
-  process.stderr.write('usage: supervisor-main <vm-directory>\n')
+const argument = process.argv[2]
+if (!argument) {
+  process.stderr.write('usage: supervisor-main <vm-directory> | --await-launch\n')
   process.exit(2)
 }
-const spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
-process.title = `vmctl-supervisor ${spec.name}`
-const early = EarlyQemu.start(readEarlyQemuPlan())
-const earlyAt = performance.timeOrigin + performance.now()
 
 /** The bundle's second file (scripts/bundle-supervisor.mjs), beside this one when this is the bundle. */
 function bundledCore(): string | undefined {
@@ -32,15 +30,50 @@ function bundledCore(): string | undefined {
   return existsSync(file) ? file : undefined
 }
 
-async function main(): Promise<void> {
+/** The supervisor's modules, through the code cache when this is the bundle. */
+function load(cacheDir: string): { cached: CodeCached<SupervisorLoad> | undefined } {
   const core = bundledCore()
-  const cached = core ? requireWithCodeCache<SupervisorLoad>(core, spec.cacheDir) : undefined
+  return { cached: core ? requireWithCodeCache<SupervisorLoad>(core, cacheDir) : undefined }
+}
+
+let path: string
+let spec: LaunchSpec
+let early: EarlyQemu | undefined
+let launchAt: number | undefined
+let loaded: { cached: CodeCached<SupervisorLoad> | undefined; error?: unknown } | undefined
+if (argument === '--await-launch') {
+  process.title = 'vmctl-supervisor (waiting for its VM)'
+  // Loaded first: that is what this early start is for. A failure is told once the log exists.
+  try {
+    loaded = load(cacheDirFromEnv())
+  } catch (error) {
+    loaded = { cached: undefined, error }
+  }
+  const launch = readEarlyLaunch()
+  if (!launch) process.exit(0) // the caller booted no VM, or died before it made one
+  path = launch.path
+  launchAt = performance.timeOrigin + performance.now()
+  writeOutputTo(join(path, 'supervisor.log'))
+  spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
+  early = EarlyQemu.start(launch.plan)
+} else {
+  path = argument
+  spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
+  early = EarlyQemu.start(readEarlyQemuPlan())
+}
+process.title = `vmctl-supervisor ${spec.name}`
+const earlyAt = performance.timeOrigin + performance.now()
+
+async function main(): Promise<void> {
+  if (loaded?.error) throw loaded.error
+  const cached = (loaded ?? load(spec.cacheDir)).cached
   const { Supervisor, VmDirectory, mark, markAt } = cached?.exports ?? (await import('./supervisor-load.js'))
   markAt(spec.name, 'supervisor: process started', performance.timeOrigin)
+  if (launchAt) markAt(spec.name, 'supervisor: launch received (started early)', launchAt)
   if (early) markAt(spec.name, 'qemu spawned', earlyAt)
   mark(spec.name, 'supervisor: modules loaded, launch.json read')
   process.on('exit', () => mark(spec.name, 'supervisor: exit'))
-  const dir = new VmDirectory(basename(path!), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path!)) })
+  const dir = new VmDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
   const supervisor = new Supervisor(dir, spec, early)
   // A supervisor in an unknown state must not keep a VM alive: stop it and go.
   process.on('uncaughtException', (error) => {

@@ -74,6 +74,13 @@ describe('templates (vm)', () => {
         clones.map((vm) => vm.exec('hostname').then((r) => r.stdout.trim())),
       )
       expect(hostnames).toEqual(clones.map((vm) => vm.name))
+      // The clone's /etc files, written into the overlay's upper layer before it is mounted
+      // (mount-root.c): its own name, the network's DNS, the rest of /etc the host's, as it was.
+      const etc = await a.exec(
+        'cat /etc/hostname /etc/resolv.conf; grep -c "^127.0.1.1.$(hostname)$" /etc/hosts; stat -c %a:%u:%g /etc; test -s /etc/passwd && echo passwd',
+      )
+      const hostEtc = await run('stat', ['-c', '%a:%u:%g', '/etc'])
+      expect(etc.stdout).toBe(`${a.name}\nnameserver 10.0.2.3\n1\n${hostEtc.stdout}passwd\n`)
       await a.exec('echo only-in-a > /root/mark')
       expect((await b.exec('cat /root/mark', { reject: false })).exitCode).not.toBe(0)
       expect((await a.exec('cat /root/mark')).stdout).toBe('only-in-a\n')

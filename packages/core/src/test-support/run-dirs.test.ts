@@ -15,7 +15,7 @@ function deadPid(): number {
 
 function dirOwnedBy(name: string, owner: object | undefined): string {
   const dir = join(base, `vmctl-run-${name}`)
-  mkdirSync(join(dir, 'vms'), { recursive: true })
+  mkdirSync(join(dir, 'vms'), { recursive: true, mode: 0o700 })
   if (owner) writeFileSync(join(dir, 'owner.json'), JSON.stringify(owner))
   return dir
 }
@@ -47,6 +47,42 @@ describe('sweepDeadRunDirs', () => {
       straggler.kill('SIGKILL')
       await new Promise((resolve) => straggler.once('exit', resolve))
     }
+    expect(sweepDeadRunDirs(base)).toContain(dir)
+  })
+
+  it("keeps a dead owner's directory while a VM's supervisor in it still runs (no VMCTL_RUNTIME_DIR in its env)", async () => {
+    const dir = dirOwnedBy('live-vm', { pid: deadPid(), writtenAt: new Date().toISOString() })
+    const env = { ...process.env }
+    delete env.VMCTL_RUNTIME_DIR
+    const supervisor = spawn('sleep', ['30'], { env, stdio: 'ignore' })
+    mkdirSync(join(dir, 'vms', 'vm-a'), { recursive: true, mode: 0o700 })
+    writeFileSync(join(dir, 'vms', 'vm-a', 'status.json'), JSON.stringify({ pid: supervisor.pid }))
+    writeFileSync(
+      join(dir, 'vms', 'vm-a', 'launch.json'),
+      JSON.stringify({ creatorPid: deadPid(), createdAt: new Date().toISOString() }),
+    )
+    try {
+      expect(sweepDeadRunDirs(base)).not.toContain(dir)
+      expect(existsSync(join(dir, 'vms', 'vm-a'))).toBe(true)
+    } finally {
+      supervisor.kill('SIGKILL')
+      await new Promise((resolve) => supervisor.once('exit', resolve))
+    }
+    expect(sweepDeadRunDirs(base)).toContain(dir)
+  })
+
+  it("keeps a dead owner's directory while a VM in it is still being made by a live creator", () => {
+    const dir = dirOwnedBy('making-vm', { pid: deadPid(), writtenAt: new Date().toISOString() })
+    mkdirSync(join(dir, 'vms', 'vm-b'), { recursive: true, mode: 0o700 })
+    writeFileSync(
+      join(dir, 'vms', 'vm-b', 'creator.json'),
+      JSON.stringify({ creatorPid: process.pid, createdAt: new Date(Date.now() - 1000).toISOString() }),
+    )
+    expect(sweepDeadRunDirs(base)).not.toContain(dir)
+    writeFileSync(
+      join(dir, 'vms', 'vm-b', 'creator.json'),
+      JSON.stringify({ creatorPid: deadPid(), createdAt: new Date().toISOString() }),
+    )
     expect(sweepDeadRunDirs(base)).toContain(dir)
   })
 

@@ -1,6 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { listNetworks } from '../network/network-directory.js'
 import { isSameProcess } from '../supervisor/process-start.js'
+import { isStale, listVms, VmDirectory } from '../supervisor/vm-directory.js'
 
 /** A test run's runtime directory: `<base>/vmctl-run-XXXXXX` (vitest.global-setup.ts). */
 const PREFIX = 'vmctl-run-'
@@ -34,11 +36,24 @@ export function sweepDeadRunDirs(base: string, now = Date.now()): string[] {
     const dir = join(base, name)
     if (!ownerGone(dir, now)) continue
     inUse ??= runtimeDirsInUse()
-    if (inUse.has(dir)) continue
-    rmSync(dir, { recursive: true, force: true })
-    swept.push(dir)
+    if (inUse.has(dir) || holdsLiveVmOrNetwork(dir)) continue
+    try {
+      rmSync(dir, { recursive: true, force: true })
+      swept.push(dir)
+    } catch {}
   }
   return swept
+}
+
+function holdsLiveVmOrNetwork(dir: string): boolean {
+  const env = { VMCTL_RUNTIME_DIR: dir }
+  try {
+    if (listVms(env).length > 0 || listNetworks(env).length > 0) return true
+    const vms = join(dir, 'vms')
+    return readdirSync(vms).some((name) => !isStale(new VmDirectory(name, env)))
+  } catch {
+    return true // unreadable or not private: not ours to judge, so not ours to remove
+  }
 }
 
 function ownerGone(dir: string, now: number): boolean {

@@ -10,6 +10,12 @@ export class LineSplitter {
   constructor(private readonly maxPartial = Number.POSITIVE_INFINITY) {}
 
   push(chunk: string): string[] {
+    if (!chunk.includes('\n')) {
+      // Only the new chunk is searched: a long line arriving in many chunks stays linear.
+      this.buffer += chunk
+      if (this.buffer.length > this.maxPartial) this.buffer = ''
+      return []
+    }
     this.buffer += chunk
     const lines = this.buffer.split('\n')
     this.buffer = lines.pop() ?? ''

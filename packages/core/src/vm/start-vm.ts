@@ -1,9 +1,10 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
+import type { JoinedNetworks } from '../network/guest-network.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
@@ -11,6 +12,7 @@ import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
+import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -26,32 +28,7 @@ const log = logger('boot')
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
   mark(spec.name, 'caller: launch prepared')
-  let main: string
-  let logFd: number
-  try {
-    main = supervisorMainPath()
-    logFd = openSync(directory.supervisorLog, 'a', 0o600)
-  } catch (error) {
-    // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
-    networks?.leave()
-    directory.remove()
-    throw error
-  }
-  const supervisor = spawn(process.execPath, [main, directory.path], {
-    detached: true,
-    // stdin carries the early QEMU's plan (early-qemu.ts), written below.
-    stdio: ['pipe', logFd, logFd],
-    // Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
-    // process, and NODE_EXTRA_CA_CERTS (set on many CI hosts) costs ~0.15 s of start-up parsing
-    // certificates that a supervisor, which makes no TLS connection, never uses.
-    env: {
-      ...process.env,
-      VMCTL_RUNTIME_DIR: undefined,
-      NODE_OPTIONS: undefined,
-      NODE_EXTRA_CA_CERTS: undefined,
-    },
-  })
-  closeSync(logFd)
+  const supervisor = handOver(directory) ?? spawnSupervisor(directory, networks)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   // Planned once the supervisor exists, not before: a caller killed between making the VM's
   // directory and this spawn leaves that directory to nobody, so that window stays a few system
@@ -87,6 +64,52 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     })
     if (!isAlive(supervisor.pid)) directory.remove()
     throw error
+  }
+}
+
+/**
+ * The supervisor this process started before the VM was known (early-supervisor.ts), told its VM
+ * directory at once: the directory then has an owner as soon as it would with a spawn, sooner.
+ */
+function handOver(directory: VmDirectory): ChildProcess | undefined {
+  const early = takeEarlySupervisor()
+  early?.stdin?.write(`${JSON.stringify(directory.path)}\n`)
+  return early
+}
+
+function spawnSupervisor(directory: VmDirectory, networks: JoinedNetworks | undefined): ChildProcess {
+  let main: string
+  let logFd: number
+  try {
+    main = supervisorMainPath()
+    logFd = openSync(directory.supervisorLog, 'a', 0o600)
+  } catch (error) {
+    // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
+    networks?.leave()
+    directory.remove()
+    throw error
+  }
+  const supervisor = spawn(process.execPath, [main, directory.path], {
+    detached: true,
+    // stdin carries the early QEMU's plan (early-qemu.ts), written by startVm.
+    stdio: ['pipe', logFd, logFd],
+    env: supervisorEnv(),
+  })
+  closeSync(logFd)
+  return supervisor
+}
+
+/**
+ * Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
+ * process, and NODE_EXTRA_CA_CERTS (set on many CI hosts) costs ~0.15 s of start-up parsing
+ * certificates that a supervisor, which makes no TLS connection, never uses.
+ */
+function supervisorEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    VMCTL_RUNTIME_DIR: undefined,
+    NODE_OPTIONS: undefined,
+    NODE_EXTRA_CA_CERTS: undefined,
   }
 }
 
