@@ -10,7 +10,8 @@
 // With SIDES, rounds alternate between the sides (a, b, a, b, ...), each side's env set while its
 // VM boots (the supervisor inherits it): an A/B in one run. A side whose guest differs needs its
 // own VMCTL_CACHE_DIR (its own template); `callEnv` is set around the execs only, e.g.
-// {"callEnv":{"VMCTL_AGENT_TRANSPORT":"grpc"}} for the agent's old transport. One uncounted round per side comes first (it makes the
+// {"callEnv":{"VMCTL_AGENT_TRANSPORT":"grpc"}} for the agent's old transport; `execEnv` is each
+// exec's own env, e.g. {"execEnv":{"vmctl_exec_via":"nsenter"}} (one template serves both sides). One uncounted round per side comes first (it makes the
 // side's template if needed). CONCURRENT=N restores N VMs at once per round. TRACE=1 prints one round's stamps, with the chunks on the agent's port.
 import { readFileSync } from 'node:fs'
 import { core, median, withEnv } from './bench-helpers.mjs'
@@ -59,11 +60,13 @@ async function round(side) {
   }
   const up = now()
   // A side's callEnv is set around its execs (VMCTL_AGENT_TRANSPORT is read at each call).
+  // execEnv goes with each exec's request (e.g. {"vmctl_exec_via":"nsenter"}: how the guest starts it).
+  const execOptions = side.execEnv ? { env: side.execEnv } : {}
   const first = await withEnv(side.callEnv ?? {}, async () => {
-    await vm.exec(['true'])
+    await vm.exec(['true'], execOptions)
     return now()
   })
-  await withEnv(side.callEnv ?? {}, () => vm.exec(['true']))
+  await withEnv(side.callEnv ?? {}, () => vm.exec(['true'], execOptions))
   const second = now()
   // The log goes with the VM's directory: read it first.
   const log = readFileSync(vm.connection.directory.supervisorLog, 'utf8')

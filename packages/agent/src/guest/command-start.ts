@@ -81,6 +81,11 @@ export function startFailure(
       }
     case 'path':
       return { message: notFoundMessage(name, env.PATH), exitCode: 127 }
+    case undefined:
+      // child_process in the agent's own root (no nsenter): its execvp found the name nowhere.
+      if (error.code === 'ENOENT' && !name.includes('/'))
+        return { message: notFoundMessage(name, env.PATH), exitCode: 127 }
+      break
     case 'user':
       return {
         message: `vmctl-agent: cannot run ${JSON.stringify(name)} as user ${JSON.stringify(start.user)}: ${error.code}\n`,
@@ -92,8 +97,14 @@ export function startFailure(
         exitCode: 126,
       }
   }
+  const why =
+    error.code === 'EACCES'
+      ? 'permission denied (it is not executable, or is a directory)'
+      : error.code === 'ENOENT' && (name.includes('/') || error.stage === 'exec')
+        ? 'no such file, or its interpreter (#! line, ELF loader) is missing'
+        : error.message
   return {
-    message: `vmctl-agent: cannot run ${JSON.stringify(name)}: ${error.message}\n`,
+    message: `vmctl-agent: cannot run ${JSON.stringify(name)}: ${why}\n`,
     exitCode: error.code === 'ENOENT' ? 127 : 126,
   }
 }
