@@ -37,9 +37,19 @@ export class LaneServer {
     const call = new LaneServerCall(channel, method)
     const respond = (error: Parameters<LaneServerCall['respond']>[0], value?: unknown) =>
       call.respond(error, value)
+    // A handler that throws (a bug, or a request it did not expect) answers its call with the
+    // error, rather than leaving the caller to wait for a deadline it may not have set.
+    const invoke = () => {
+      try {
+        if (method.responseStream) handler(call)
+        else handler(call, respond)
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error)
+        call.respond({ code: status.INTERNAL, details: `the agent failed on ${path}: ${message}` })
+      }
+    }
     if (method.requestStream) {
-      if (method.responseStream) handler(call)
-      else handler(call, respond)
+      invoke()
       return true
     }
     void call.firstMessage().then((request) => {
@@ -47,8 +57,7 @@ export class LaneServer {
       if (request === undefined)
         return call.respond({ code: status.INTERNAL, details: 'the call sent no request' })
       call.request = request
-      if (method.responseStream) handler(call)
-      else handler(call, respond)
+      invoke()
     })
     return true
   }

@@ -45,6 +45,9 @@ async function lane(options: { guestKnowsLane?: boolean } = {}) {
   const handlers: Record<string, (call: any, callback?: any) => void> = {
     info: (_call, callback) => callback(null, InfoResponse.fromPartial({ hostname: 'fake-guest' })),
     shutdown: (_call, callback) => callback({ code: status.FAILED_PRECONDITION, details: 'no power here' }),
+    logs: () => {
+      throw new Error('a handler bug')
+    },
     pull: (call) => {
       const path = call.request.path as string
       call.on('cancelled', () => seen.cancelled.push(`pull ${path}`))
@@ -138,6 +141,17 @@ describe('call lane, client and server without a VM', () => {
       (e) => e,
     )
     expect(refused).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'no power here' })
+  })
+
+  test('a handler that throws answers its call with INTERNAL and the message, not silence', async () => {
+    const { client } = await lane()
+    const failed = await new Promise((resolve) => {
+      const call = client.logs({ follow: false, sources: [] }, new Metadata(), {})
+      call.on('error', resolve)
+      call.on('end', () => resolve('ended without an error'))
+      void sleep(5_000).then(() => resolve('no answer within 5 s'))
+    })
+    expect(failed).toMatchObject({ code: status.INTERNAL, details: expect.stringContaining('a handler bug') })
   })
 
   test('a server stream arrives whole to a reader that pauses; an error ends it with its code', async () => {
