@@ -6,6 +6,7 @@
 export {
   encodeEnd,
   encodeMessage,
+  encodeStatus,
   LANE_SERVICE_PREFIX,
   type LaneFrame,
   LaneFrameReader,

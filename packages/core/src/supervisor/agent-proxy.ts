@@ -1,12 +1,14 @@
 import type net from 'node:net'
-import { LANE_SERVICE_PREFIX, type MuxSession } from '@vmctl/agent'
+import { status as grpcStatus } from '@grpc/grpc-js'
+import { encodeStatus, LANE_SERVICE_PREFIX, type MuxSession } from '@vmctl/agent'
 import { listen } from '../util/unix-socket.js'
 import { mark } from './restore-timeline.js'
 
 /**
  * Client sockets to the guest agent: every connection to `agent.sock` (grpc-js clients) becomes
- * one channel of the host's mux session; `raw.sock` does the same for raw byte channels, whose
- * first line names the agent's raw service (bench only: it measures the transport without gRPC).
+ * one channel of the host's mux session; `raw.sock` does the same for byte channels whose first
+ * line names the service: every agent call on the call lane (`rpc <method>`), and the agent's raw
+ * services (the benches measure the transport with them).
  */
 export class AgentProxy {
   private readonly mux: MuxSession
@@ -56,7 +58,11 @@ export class AgentProxy {
 
   private onClient(socket: net.Socket, service = ''): void {
     if (this.refusing) {
-      socket.destroy()
+      // A lane call is told why in a status, so that its client does not take a bare close for
+      // an agent without the lane (and move to gRPC for good); a gRPC client sees the close.
+      if (service.startsWith(LANE_SERVICE_PREFIX))
+        socket.end(encodeStatus(grpcStatus.UNAVAILABLE, 'the VM is stopped or going down'))
+      else socket.destroy()
       return
     }
     const channel = this.mux.openChannel(service)

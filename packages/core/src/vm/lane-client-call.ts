@@ -30,6 +30,8 @@ export function laneError(code: number, details: string): ServiceError {
 export class LaneClientCall extends EventEmitter {
   /** Bytes received from the guest: none when an agent without the lane closed the channel. */
   received = 0
+  /** Whether the supervisor's socket took the connection (not so when the supervisor is gone). */
+  connected = false
   private readonly socket: net.Socket
   private readonly reader = new LaneFrameReader()
   private readonly queue: Array<LaneFrame> = []
@@ -45,6 +47,9 @@ export class LaneClientCall extends EventEmitter {
   ) {
     super()
     this.socket = net.connect(socketPath)
+    this.socket.once('connect', () => {
+      this.connected = true
+    })
     this.socket.setNoDelay(true)
     this.socket.write(`${LANE_SERVICE_PREFIX}${method.path}\n`)
     this.socket.on('data', (chunk: Buffer) => {

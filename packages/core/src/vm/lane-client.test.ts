@@ -102,7 +102,7 @@ async function lane(options: { guestKnowsLane?: boolean } = {}) {
     guestEnd.destroy()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { client, seen, grpcCalls }
+  return { client, seen, grpcCalls, proxy, rawSocket, grpc }
 }
 
 function unary<T>(start: (callback: (error: ServiceError | null, response?: T) => void) => void): Promise<T> {
@@ -141,6 +141,22 @@ describe('call lane, client and server without a VM', () => {
       (e) => e,
     )
     expect(refused).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'no power here' })
+  })
+
+  test('a call refused while the VM is stopped fails as such, and the client stays on the lane', async () => {
+    const { client, grpcCalls, proxy, rawSocket, grpc } = await lane()
+    proxy.refuse()
+    const refused = await unary((cb) => client.info({}, new Metadata(), {}, cb)).catch((e) => e)
+    expect(refused).toMatchObject({ code: status.UNAVAILABLE, details: 'the VM is stopped or going down' })
+    proxy.accept()
+    const info = await unary<InfoResponse>((cb) => client.info({}, new Metadata(), {}, cb))
+    expect(info.hostname).toBe('fake-guest')
+    expect(grpcCalls).toEqual([])
+    // A supervisor gone (no socket) is not an agent without the lane either.
+    const orphan = laneAgentClient({ rawSocket: `${rawSocket}.gone` }, () => grpc)
+    const gone = await unary((cb) => orphan.info({}, new Metadata(), {}, cb)).catch((e) => e)
+    expect(gone).toMatchObject({ code: status.UNAVAILABLE })
+    expect(grpcCalls).toEqual([])
   })
 
   test('a handler that throws answers its call with INTERNAL and the message, not silence', async () => {

@@ -41,7 +41,8 @@ export function laneAgentClient(
    */
   const turnedAway = (error: ServiceError | null, call: LaneClientCall): boolean => {
     if (call.received > 0) laneSeen = true
-    if (laneSeen || error?.code !== grpcStatus.UNAVAILABLE) return false
+    // A socket that never connected is a supervisor gone, not an agent without the lane.
+    if (laneSeen || !call.connected || error?.code !== grpcStatus.UNAVAILABLE) return false
     laneMissing = true
     return true
   }
