@@ -14,9 +14,10 @@ const earlySupervisor = startEarlySupervisor(process.argv.slice(2))
 /**
  * The CLI: the bundle (scripts/bundle-cli.mjs) through a compile cache, so that the ~1.1 MB of it
  * (CLI, core, grpc-js) are not compiled again on every run; tsc's modules where it is missing.
- * Node >= 22.1 has its own compile cache (module.enableCompileCache); on Node 20 V8's code cache
- * is kept in vmctl's cache directory, written once after a command that succeeded, so that it
- * holds what a run compiles, not only the top level.
+ * Node >= 22.1 has its own compile cache (module.enableCompileCache). On Node 20 the bundle goes
+ * through requireWithCodeCache, which loads it without V8's code cache while it has an import()
+ * (the lazily loaded execa, undici, openpgp): functions V8 deserializes from a cache lose their
+ * dynamic-import callback there, and every import() failed on the runs after the first.
  */
 async function loadCli(): Promise<CliMain> {
   const bundle = fileURLToPath(new URL('./cli-main.cjs', import.meta.url))

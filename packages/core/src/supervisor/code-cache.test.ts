@@ -1,7 +1,9 @@
 import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, test } from 'vitest'
+import { runCommand } from '../test-support/run-command.js'
 import { requireWithCodeCache } from './code-cache.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-code-cache-'))
@@ -25,5 +27,25 @@ describe('the supervisor bundle through a code cache', () => {
     utimesSync(file, mtime, mtime)
     const second = requireWithCodeCache<{ version: () => string }>(file, cacheDir)
     expect(second.exports.version()).toBe('0.4.2')
+  })
+  test('a file with an import() still imports in the process after the one that saved a cache', async () => {
+    // Two Node processes, as two vmctl commands: the built module, since the failure is V8's
+    // (functions deserialized from a cache lose the dynamic-import callback) and shows only there.
+    const file = join(dir, 'lazy.cjs')
+    const cacheDir = join(dir, 'cache-lazy')
+    writeFileSync(file, "exports.platform = async () => (await import('node:os')).platform()\n")
+    const built = fileURLToPath(new URL('../../dist/supervisor/code-cache.js', import.meta.url))
+    const script = `import { requireWithCodeCache } from ${JSON.stringify(built)}
+const loaded = requireWithCodeCache(${JSON.stringify(file)}, ${JSON.stringify(cacheDir)}, 'lazy')
+console.log(await loaded.exports.platform()); loaded.save()`
+    for (let run = 0; run < 2; run++) {
+      const result = await runCommand(process.execPath, [
+        '--no-warnings',
+        '--input-type=module',
+        '-e',
+        script,
+      ])
+      expect(result.stdout.trim()).toBe(process.platform)
+    }
   })
 })

@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import Module from 'node:module'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { constants, Script } from 'node:vm'
+import { Script } from 'node:vm'
 
 /**
  * The cache directory as paths.ts's cacheDir() computes it from the same environment (inlined: this
@@ -39,6 +39,13 @@ export interface CodeCached<T> {
  */
 export function requireWithCodeCache<T>(file: string, cacheDir: string, name = 'supervisor'): CodeCached<T> {
   const source = readFileSync(file)
+  // Node 20's V8 drops a script's dynamic-import callback for functions it deserializes from a
+  // code cache: an import() in them fails with ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on every run
+  // after the one that wrote the cache (the CLI's lazily imported execa, undici, openpgp). A file
+  // with an import() is loaded as any CommonJS file, without a cache.
+  if (source.includes('import(')) {
+    return { exports: Module.createRequire(file)(file) as T, save() {} }
+  }
   const dir = join(cacheDir, 'code-cache')
   const prefix = `${name}-`
   // sha1 of the ~0.8 MB: ~1-2 ms. Not a security boundary: whoever can write the cache can write the bundle.
@@ -53,8 +60,6 @@ export function requireWithCodeCache<T>(file: string, cacheDir: string, name = '
   const script = new Script(Module.wrap(source.toString('utf8')), {
     filename: file,
     cachedData,
-    // import() in the file (the CLI's lazily imported packages) as in any module of this process.
-    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
   const module = { exports: {} as T }
   const run = script.runInThisContext() as (...args: unknown[]) => void
