@@ -1,4 +1,4 @@
-import { credentials, Metadata } from '@grpc/grpc-js'
+import { credentials, Metadata, status } from '@grpc/grpc-js'
 import { AgentClient } from '@vmctl/agent'
 import { sleep } from '../util/timing.js'
 import type { QemuProcess } from './qemu-process.js'
@@ -33,7 +33,7 @@ export async function endGuest(
     const ended = await qemu.endWithin(2_000, 'reset through QMP (system_reset)')
     return ended === 'SIGKILL' ? 'reset through QMP did not end QEMU: killed (SIGKILL)' : ended
   }
-  const asked = await askAgent(agentSocket, how === 'reboot')
+  const asked = await askAgent(qemu, agentSocket, how === 'reboot')
   const ended = await qemu.endWithin(
     asked ? POWER_OFF_GRACE_MS : 0,
     how === 'reboot' ? 'the guest rebooted' : 'the guest powered off',
@@ -44,17 +44,36 @@ export async function endGuest(
     : 'forced: the guest agent did not take the request (SIGKILL)'
 }
 
-/** Asks the guest agent to sync and power off (or reboot); false when it did not answer. */
-function askAgent(agentSocket: string, reboot: boolean): Promise<boolean> {
+/**
+ * Asks the guest agent to sync and power off (or reboot); false when it did not answer. A
+ * connection that fails at once (UNAVAILABLE: seen in a CI run for a stop asked right after a
+ * start) is tried again within the same bound, so that a moment's hiccup does not force the stop.
+ */
+async function askAgent(qemu: QemuProcess, agentSocket: string, reboot: boolean): Promise<boolean> {
+  const deadline = Date.now() + REQUEST_TIMEOUT_MS
+  for (;;) {
+    const answer = await askAgentOnce(agentSocket, reboot, deadline)
+    if (answer !== 'unavailable') return answer
+    // Gone meanwhile: the request was taken (QEMU's exit says how it ended).
+    if (!qemu.alive) return true
+    if (Date.now() + 250 >= deadline) return false
+    await sleep(250)
+  }
+}
+
+function askAgentOnce(
+  agentSocket: string,
+  reboot: boolean,
+  deadline: number,
+): Promise<boolean | 'unavailable'> {
   const client = new AgentClient(`unix://${agentSocket}`, credentials.createInsecure())
-  return new Promise<boolean>((resolve) => {
-    client.shutdown(
-      { reboot },
-      new Metadata(),
-      { deadline: new Date(Date.now() + REQUEST_TIMEOUT_MS) },
+  return new Promise<boolean | 'unavailable'>((resolve) => {
+    client.shutdown({ reboot }, new Metadata(), { deadline: new Date(deadline) }, (error) => {
       // The guest may be gone before its answer arrives: an error after the request left is fine,
       // QEMU's exit says whether it worked.
-      (error) => resolve(!error || !/deadline|unavailable/i.test(error.message)),
-    )
+      if (!error) return resolve(true)
+      if (error.code === status.UNAVAILABLE) return resolve('unavailable')
+      resolve(!/deadline|unavailable/i.test(error.message))
+    })
   }).finally(() => client.close())
 }
