@@ -211,7 +211,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   sendWindow(channel: number, bytes: number): void {
     if (this.state !== 'ready') return
-    this.outbox?.write(encodeWindow(channel, bytes))
+    // At once, not at the end of the turn: a sender out of credit waits for it (a pull's guest).
+    this.outbox?.writeNow(encodeWindow(channel, bytes))
   }
 
   forget(channel: MuxChannel | CallChannel): void {
