@@ -9,7 +9,7 @@ export default defineConfig({
       'packages/core/src/vm/agent-restart.vm.test.ts',
     ],
     pool: 'forks',
-    poolOptions: { forks: { singleFork: true } },
+    maxWorkers: 1,
     fileParallelism: false,
     testTimeout: 3 * 60 * 60_000,
     hookTimeout: 10 * 60_000,

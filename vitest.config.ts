@@ -17,7 +17,7 @@ export default defineConfig({
       'packages/cli/src/vmtest.vm.test.ts',
     ],
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    maxWorkers: 2,
     // Longer than a VM's own boot deadline (180 s under TCG), so a boot that does not finish fails
     // with vmctl's error (its console tail and cause), not with vitest's timeout racing it.
     testTimeout: 300_000,

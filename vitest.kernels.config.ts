@@ -10,7 +10,7 @@ export default defineConfig({
       'examples/7-kernel-matrix/**/*.test.ts',
     ],
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    maxWorkers: 2,
     testTimeout: 600_000,
     hookTimeout: 600_000,
     reporters: ['default'],

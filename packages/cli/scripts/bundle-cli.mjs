@@ -19,7 +19,7 @@
 // have in the installed package: the package is found from here as Node finds it (the CLI depends
 // on @vmctl/core, core on @vmctl/agent), which is the workspace's in the repository and
 // node_modules' after `npm i vmctl`, and the same version the bundle was built from.
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -72,7 +72,7 @@ const packageUrls = {
         const entry = relative(await packageRootOf(resolved.path, packageName), resolved.path)
         contents = contents.replace(
           call,
-          `import(__vmctlDependencyUrl(${JSON.stringify(name)}, ${JSON.stringify(specifier)}, ${JSON.stringify(packageName)}, ${JSON.stringify(entry)}))`,
+          `__vmctlImport(__vmctlDependencyUrl(${JSON.stringify(name)}, ${JSON.stringify(specifier)}, ${JSON.stringify(packageName)}, ${JSON.stringify(entry)}))`,
         )
       }
       return { contents, loader: 'js' }
@@ -80,6 +80,11 @@ const packageUrls = {
   },
 }
 
+// __vmctlImport: the bundle holds no import() of its own. main.ts loads it through V8's code cache on
+// Node 20, and there a function deserialized from the cache has lost its script's dynamic-import
+// callback (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on every run after the one that wrote the cache).
+// The import() is in cli-import.cjs, a 1-line file Node's own CommonJS loader compiles (no cache),
+// required the first time a lazily loaded package is wanted: the same ES module entries as before.
 // __vmctlPackageUrl resolves each package once. __vmctlDependencyUrl finds the
 // package from its owner as Node's require would, and imports the ES module entry the build
 // resolved (`import` conditions, which require.resolve does not apply), or what require found if
@@ -91,6 +96,7 @@ const { dirname: __vmctlDirname, join: __vmctlJoin } = require('node:path');
 const { pathToFileURL: __vmctlPathToFileURL } = require('node:url');
 const __vmctlBundleUrl = __vmctlPathToFileURL(__filename).href;
 const __vmctlRoots = {};
+function __vmctlImport(url) { return require('./cli-import.cjs')(url); }
 function __vmctlPackageUrl(name, file) {
   if (!__vmctlRoots[name]) {
     const core = require.resolve('@vmctl/core');
@@ -111,9 +117,10 @@ function __vmctlDependencyUrl(owner, specifier, name, entry) {
   return __vmctlPathToFileURL(found).href;
 }`
 
+const outfile = fileURLToPath(new URL('../dist/cli-main.cjs', import.meta.url))
 await build({
   entryPoints: [fileURLToPath(new URL('../src/cli-main.ts', import.meta.url))],
-  outfile: fileURLToPath(new URL('../dist/cli-main.cjs', import.meta.url)),
+  outfile,
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -126,3 +133,15 @@ await build({
   banner: { js: banner },
   plugins: [packageUrls],
 })
+
+await writeFile(
+  new URL('../dist/cli-import.cjs', import.meta.url),
+  "// The bundle's dynamic imports (scripts/bundle-cli.mjs): compiled by Node, never through a code cache.\nmodule.exports = (url) => import(url)\n",
+)
+// An import() left in the bundle (a new lazy import of a relative path, a package's own) would work
+// on the run that writes the code cache and fail on every run after it: refused here, at build time.
+const left = (await readFile(outfile, 'utf8')).match(/.{0,60}\bimport\(.{0,60}/)
+if (left)
+  throw new Error(
+    `dist/cli-main.cjs has an import(), which fails once loaded from a code cache on Node 20: ${left[0]}`,
+  )

@@ -15,9 +15,9 @@ const earlySupervisor = startEarlySupervisor(process.argv.slice(2))
  * The CLI: the bundle (scripts/bundle-cli.mjs) through a compile cache, so that the ~1.1 MB of it
  * (CLI, core, grpc-js) are not compiled again on every run; tsc's modules where it is missing.
  * Node >= 22.1 has its own compile cache (module.enableCompileCache). On Node 20 the bundle goes
- * through requireWithCodeCache, which loads it without V8's code cache while it has an import()
- * (the lazily loaded execa, undici, openpgp): functions V8 deserializes from a cache lose their
- * dynamic-import callback there, and every import() failed on the runs after the first.
+ * through requireWithCodeCache (V8's code cache). A script loaded from that cache has lost its
+ * dynamic-import callback there, so the bundle has no import(): the lazily loaded execa, undici and
+ * openpgp are imported by dist/cli-import.cjs, which Node compiles itself (scripts/bundle-cli.mjs).
  */
 async function loadCli(): Promise<CliMain> {
   const bundle = fileURLToPath(new URL('./cli-main.cjs', import.meta.url))

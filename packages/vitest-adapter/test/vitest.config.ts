@@ -7,7 +7,7 @@ export default defineConfig({
     root: import.meta.dirname,
     include: ['cases/**/*.case.ts'],
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    maxWorkers: 2,
     testTimeout: 180_000,
     hookTimeout: 180_000,
     globalSetup: ['../src/global-setup.ts'],

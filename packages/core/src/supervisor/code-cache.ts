@@ -39,10 +39,11 @@ export interface CodeCached<T> {
  */
 export function requireWithCodeCache<T>(file: string, cacheDir: string, name = 'supervisor'): CodeCached<T> {
   const source = readFileSync(file)
-  // Node 20's V8 drops a script's dynamic-import callback for functions it deserializes from a
-  // code cache: an import() in them fails with ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on every run
-  // after the one that wrote the cache (the CLI's lazily imported execa, undici, openpgp). A file
-  // with an import() is loaded as any CommonJS file, without a cache.
+  // Node 20's V8 drops a script's dynamic-import callback once the script comes from a code cache
+  // (USE_MAIN_CONTEXT_DEFAULT_LOADER does not help): an import() anywhere in it fails with
+  // ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on every run after the one that wrote the cache. The
+  // CLI's bundle does its imports through a file of its own (bundle-cli.mjs, whose build refuses an
+  // import() in the bundle); a file with one is loaded as any CommonJS file, without a cache.
   if (source.includes('import(')) {
     return { exports: Module.createRequire(file)(file) as T, save() {} }
   }

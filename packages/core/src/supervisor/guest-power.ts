@@ -1,12 +1,27 @@
-import { credentials, Metadata, status } from '@grpc/grpc-js'
-import { AgentClient } from '@vmctl/agent'
+import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js'
+import { AgentClient, type AgentClient as AgentClientType } from '@vmctl/agent'
 import { sleep } from '../util/timing.js'
+import { laneAgentClient } from '../vm/lane-client.js'
 import type { QemuProcess } from './qemu-process.js'
 
 /** How long a guest gets to power off (sync, then off) before QEMU is ended regardless. */
 export const POWER_OFF_GRACE_MS = 15_000
 /** How long the agent gets to take the power-off request. */
 const REQUEST_TIMEOUT_MS = 5_000
+/**
+ * How long QEMU gets to end after a request that left but got no answer: the agent may have
+ * taken it (its answer lost as the guest went down) or may still be about to.
+ */
+const UNANSWERED_GRACE_MS = 3_000
+
+/** Where the supervisor's agent proxy listens: gRPC (HTTP/2) and the call lane. */
+export interface AgentSockets {
+  agentSocket: string
+  rawSocket: string
+}
+
+/** What became of the power-off request. */
+type Asked = 'taken' | 'unanswered' | 'refused'
 
 /**
  * Ends a running guest for `vm.stop()` or `vm.restart()`, and says how it ended.
@@ -23,7 +38,8 @@ const REQUEST_TIMEOUT_MS = 5_000
 export async function endGuest(
   qemu: QemuProcess,
   how: 'poweroff' | 'reboot' | 'reset',
-  agentSocket: string,
+  sockets: AgentSockets,
+  requestTimeoutMs = REQUEST_TIMEOUT_MS,
 ): Promise<string> {
   if (!qemu.alive) return 'QEMU had already exited'
   if (how === 'reset') {
@@ -33,47 +49,67 @@ export async function endGuest(
     const ended = await qemu.endWithin(2_000, 'reset through QMP (system_reset)')
     return ended === 'SIGKILL' ? 'reset through QMP did not end QEMU: killed (SIGKILL)' : ended
   }
-  const asked = await askAgent(qemu, agentSocket, how === 'reboot')
-  const ended = await qemu.endWithin(
-    asked ? POWER_OFF_GRACE_MS : 0,
-    how === 'reboot' ? 'the guest rebooted' : 'the guest powered off',
-  )
+  const asked = await askAgent(qemu, sockets, how === 'reboot', requestTimeoutMs)
+  const grace = { taken: POWER_OFF_GRACE_MS, unanswered: UNANSWERED_GRACE_MS, refused: 0 }[asked]
+  const ended = await qemu.endWithin(grace, how === 'reboot' ? 'the guest rebooted' : 'the guest powered off')
   if (ended !== 'SIGKILL') return ended
-  return asked
-    ? `forced: the guest did not power off within ${POWER_OFF_GRACE_MS / 1000} s (SIGKILL)`
+  if (asked === 'taken')
+    return `forced: the guest did not power off within ${POWER_OFF_GRACE_MS / 1000} s (SIGKILL)`
+  return asked === 'unanswered'
+    ? `forced: the guest agent did not answer the request within ${requestTimeoutMs / 1000} s (SIGKILL)`
     : 'forced: the guest agent did not take the request (SIGKILL)'
 }
 
 /**
- * Asks the guest agent to sync and power off (or reboot); false when it did not answer. A
- * connection that fails at once (UNAVAILABLE: seen in a CI run for a stop asked right after a
- * start) is tried again within the same bound, so that a moment's hiccup does not force the stop.
+ * Asks the guest agent to sync and power off (or reboot), over the call lane: the agent's answer
+ * and its status leave in one write, queued before it acts. (Over HTTP/2 the power-off was often
+ * the boot's first gRPC connection, a handshake of its own under TCG, and grpc-js sends the status
+ * a few event-loop turns after the message: a guest that powered off in between left the host
+ * with "Connection dropped" for a request it had taken.) Each attempt races QEMU's exit, which
+ * answers for a guest that went down before its reply arrived. A refusal at once (UNAVAILABLE:
+ * the proxy between sessions) is tried again within the same bound.
  */
-async function askAgent(qemu: QemuProcess, agentSocket: string, reboot: boolean): Promise<boolean> {
-  const deadline = Date.now() + REQUEST_TIMEOUT_MS
-  for (;;) {
-    const answer = await askAgentOnce(agentSocket, reboot, deadline)
-    if (answer !== 'unavailable') return answer
-    // Gone meanwhile: the request was taken (QEMU's exit says how it ended).
-    if (!qemu.alive) return true
-    if (Date.now() + 250 >= deadline) return false
-    await sleep(250)
+async function askAgent(
+  qemu: QemuProcess,
+  sockets: AgentSockets,
+  reboot: boolean,
+  timeoutMs: number,
+): Promise<Asked> {
+  const deadline = Date.now() + timeoutMs
+  // An agent without the lane (older than this supervisor) is asked over gRPC.
+  let grpc: AgentClientType | undefined
+  const client = laneAgentClient({ rawSocket: sockets.rawSocket }, () => {
+    grpc ??= new AgentClient(`unix://${sockets.agentSocket}`, credentials.createInsecure())
+    return grpc
+  })
+  try {
+    for (;;) {
+      const exited = qemu.exited.then(() => 'gone' as const)
+      const answer = await Promise.race([askAgentOnce(client, reboot, deadline), exited])
+      // Gone meanwhile: the request was taken (QEMU's exit says how it ended).
+      if (answer === 'gone' || !qemu.alive) return 'taken'
+      if (answer !== 'refused') return answer
+      if (Date.now() + 250 >= deadline) return 'refused'
+      await sleep(250)
+    }
+  } finally {
+    grpc?.close()
   }
 }
 
-function askAgentOnce(
-  agentSocket: string,
-  reboot: boolean,
-  deadline: number,
-): Promise<boolean | 'unavailable'> {
-  const client = new AgentClient(`unix://${agentSocket}`, credentials.createInsecure())
-  return new Promise<boolean | 'unavailable'>((resolve) => {
-    client.shutdown({ reboot }, new Metadata(), { deadline: new Date(deadline) }, (error) => {
-      // The guest may be gone before its answer arrives: an error after the request left is fine,
-      // QEMU's exit says whether it worked.
-      if (!error) return resolve(true)
-      if (error.code === status.UNAVAILABLE) return resolve('unavailable')
-      resolve(!/deadline|unavailable/i.test(error.message))
-    })
-  }).finally(() => client.close())
+function askAgentOnce(client: AgentClientType, reboot: boolean, deadline: number): Promise<Asked> {
+  return new Promise<Asked>((resolve) => {
+    client.shutdown(
+      { reboot },
+      new Metadata(),
+      { deadline: new Date(deadline) },
+      (error: ServiceError | null) => {
+        if (!error) return resolve('taken')
+        // A channel that closed after the request left, or a connection dropped mid-answer, may be
+        // a guest going down with the request taken; any other UNAVAILABLE never reached the agent.
+        const midCall = /closed before the call ended|dropped/i.test(error.details ?? error.message)
+        resolve(error.code === status.UNAVAILABLE && !midCall ? 'refused' : 'unanswered')
+      },
+    )
+  })
 }

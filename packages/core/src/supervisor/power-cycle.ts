@@ -16,8 +16,10 @@ export interface PowerContext {
   proxy: AgentProxy
   console: ConsoleLog
   diskHotplug: DiskHotplug
-  /** Where the agent's gRPC clients connect (the power-off request, the disks' re-plug). */
+  /** Where the agent's gRPC clients connect (the disks' re-plug; the power-off's fallback). */
   agentSocket: string
+  /** Where the agent's call-lane clients connect (the power-off request). */
+  rawSocket: string
   log: ReturnType<typeof logger>
   warn: (message: string) => void
   /** The VM's QEMU: the running one, or the last one to have run. */
@@ -48,7 +50,7 @@ export class PowerCycle {
     if (lifecycle.is('stopped')) return { how: 'it was already stopped', alreadyStopped: true }
     lifecycle.assertReady()
     lifecycle.to('powering-off')
-    const how = await endGuest(this.ctx.qemu()!, 'poweroff', this.ctx.agentSocket)
+    const how = await endGuest(this.ctx.qemu()!, 'poweroff', this.ctx)
     this.stopped(how)
     return { how }
   }
@@ -70,7 +72,7 @@ export class PowerCycle {
   async restart(hard: boolean): Promise<{ how: string }> {
     this.ctx.lifecycle.assertReady()
     this.ctx.lifecycle.to('starting')
-    const how = await endGuest(this.ctx.qemu()!, hard ? 'reset' : 'reboot', this.ctx.agentSocket)
+    const how = await endGuest(this.ctx.qemu()!, hard ? 'reset' : 'reboot', this.ctx)
     this.ctx.log('restarting: %s', how)
     this.ctx.link.detach('the VM is restarting')
     await this.bootAgain()

@@ -118,6 +118,7 @@ export class Supervisor implements ControlHandlers {
       console: this.console,
       diskHotplug: this.diskHotplug,
       agentSocket: dir.agentSocket,
+      rawSocket: dir.rawSocket,
       warn: (message) => this.warn(message),
       // A start's or restart's new guest: its network addresses and names again (the first boot's
       // come from VM.up), before the disks' re-plug and the check that QEMU still runs.
