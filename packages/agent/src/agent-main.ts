@@ -6,6 +6,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
+import { LANE_SERVICE_PREFIX } from './call-lane/lane-frames.js'
 import { LaneServer } from './call-lane/lane-server.js'
 import { MuxSession } from './channel-mux/mux-session.js'
 import {
@@ -79,7 +80,7 @@ lane.addService(DevicesService, devices)
 const injector = server.createConnectionInjector(ServerCredentials.createInsecure())
 if (!raiseReceiveWindows(server)) log('HTTP/2 receive windows left at 64 KB: pushes will be slower')
 
-const session = new MuxSession('guest')
+const session = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
 // Tells the init that this agent served a host: from then on an exit is a crash to restart, not
 // an agent that cannot start (see the init script's restart loop). In RAM, so templates keep it.
 session.once('ready', () => {
@@ -90,6 +91,9 @@ session.once('ready', () => {
 session.on('channel', (channel, service) => {
   if (!service) injector.injectConnection(channel)
   else if (!lane.serve(channel, service) && !serveRawChannel(channel, service)) channel.destroy()
+})
+session.on('call', (channel, service) => {
+  if (!lane.serve(channel, service)) channel.destroy()
 })
 
 function connectPort(): void {

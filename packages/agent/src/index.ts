@@ -12,6 +12,7 @@ export {
   LaneFrameReader,
 } from './call-lane/lane-frames.js'
 export { LaneServer } from './call-lane/lane-server.js'
+export { CallChannel } from './channel-mux/call-channel.js'
 export type { MuxRole } from './channel-mux/channel-sink.js'
 export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
 export { MuxSession } from './channel-mux/mux-session.js'

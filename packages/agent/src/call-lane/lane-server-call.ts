@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events'
-import type { Duplex } from 'node:stream'
 import { Metadata, status } from '@grpc/grpc-js'
 import { encodeMessage, encodeStatus, type LaneFrame, LaneFrameReader } from './lane-frames.js'
 
@@ -10,6 +9,22 @@ export interface LaneMethod {
   responseStream: boolean
   requestDeserialize: (bytes: Buffer) => unknown
   responseSerialize: (value: never) => Buffer
+}
+
+/**
+ * The channel a call is served on: the guest's CallChannel (channel-mux/call-channel.ts), or any
+ * Duplex (a test's, an older session's). Events: 'data', 'end', 'remote-close', 'drain', 'close'.
+ */
+export interface LaneChannel {
+  // biome-ignore lint/suspicious/noExplicitAny: a stream's and an emitter's listeners take any arguments
+  on(event: string, listener: (...args: any[]) => void): unknown
+  write(chunk: Buffer): boolean
+  destroy(): void
+  pause(): unknown
+  resume(): unknown
+  closeWhenWritten?(): void
+  cork?(): void
+  uncork?(): void
 }
 
 /**
@@ -31,7 +46,7 @@ export class LaneServerCall extends EventEmitter {
   private readonly reader = new LaneFrameReader()
 
   constructor(
-    private readonly channel: Duplex,
+    private readonly channel: LaneChannel,
     private readonly method: LaneMethod,
   ) {
     super()
@@ -102,7 +117,7 @@ export class LaneServerCall extends EventEmitter {
       for (const frame of frames) ok = this.channel.write(frame)
       return ok
     }
-    if (!this.corked) {
+    if (!this.corked && this.channel.cork) {
       this.corked = true
       this.channel.cork()
       process.nextTick(() => this.uncork())
@@ -113,7 +128,7 @@ export class LaneServerCall extends EventEmitter {
   private uncork(): void {
     if (!this.corked) return
     this.corked = false
-    this.channel.uncork()
+    this.channel.uncork?.()
   }
 
   /** A server-streaming or bidi call's success: status OK, then the channel's end. */
@@ -185,6 +200,6 @@ export class LaneServerCall extends EventEmitter {
     // guest is not woken again for the client's CLOSE. The host's end delivers every byte before
     // it goes (MuxChannel.receiveClose); a channel without closeWhenWritten is left for the
     // client to close once it read the status.
-    ;(this.channel as Duplex & { closeWhenWritten?: () => void }).closeWhenWritten?.()
+    this.channel.closeWhenWritten?.()
   }
 }

@@ -1,7 +1,6 @@
-import type { Duplex } from 'node:stream'
 import { status } from '@grpc/grpc-js'
 import { encodeStatus, LANE_SERVICE_PREFIX } from './lane-frames.js'
-import { type LaneMethod, LaneServerCall } from './lane-server-call.js'
+import { type LaneChannel, type LaneMethod, LaneServerCall } from './lane-server-call.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: handlers are typed by their service, checked at addService
 type Handler = (...args: any[]) => void
@@ -23,7 +22,7 @@ export class LaneServer {
   }
 
   /** Takes a channel whose service line names a call; false for any other service. */
-  serve(channel: Duplex, service: string): boolean {
+  serve(channel: LaneChannel, service: string): boolean {
     if (!service.startsWith(LANE_SERVICE_PREFIX)) return false
     const path = service.slice(LANE_SERVICE_PREFIX.length)
     const entry = this.methods.get(path)

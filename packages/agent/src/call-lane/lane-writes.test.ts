@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Duplex } from 'node:stream'
 import { afterAll, afterEach, describe, expect, test } from 'vitest'
 import { MuxSession } from '../channel-mux/mux-session.js'
 import { AgentService, PullResponse } from '../generated/vmctl/agent/v1/agent.js'
@@ -38,8 +37,9 @@ async function agentOverSockets() {
       callback(null, guestInfo(root)),
     pull: (call: Parameters<typeof handlePull>[0]) => handlePull(call, root),
   } as never)
-  const guest = new MuxSession('guest')
-  guest.on('channel', (channel: Duplex, service) => {
+  // As the agent makes it: a call's channel is a CallChannel, announced by 'call'.
+  const guest = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
+  guest.on('call', (channel, service) => {
     if (!lane.serve(channel, service)) channel.destroy()
   })
   const host = new MuxSession('host')

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
+import { CallChannel } from './call-channel.js'
 import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
   decodeFrame,
@@ -36,6 +37,8 @@ export interface MuxSessionEvents {
   reset: [reason: string]
   /** guest only: the host opened a channel; `service` is "" for gRPC, or a raw service name. */
   channel: [channel: Duplex, service: string]
+  /** guest only: the host opened a channel for one call (`callService` said so). */
+  call: [channel: CallChannel, service: string]
 }
 
 /**
@@ -54,19 +57,26 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   private inbound: Buffer = Buffer.alloc(0)
   /** Bytes of the current DATA frame's payload still to come, and the channel they belong to. */
   private dataRemaining = 0
-  private dataChannel: MuxChannel | undefined
+  private dataChannel: MuxChannel | CallChannel | undefined
   private nonce = ''
   private timer: NodeJS.Timeout | undefined
-  private readonly channels = new Map<number, MuxChannel>()
+  private readonly channels = new Map<number, MuxChannel | CallChannel>()
   /** Host: channels opened before the session was ready; OPEN is sent when it is. */
-  private readonly unopened = new Set<MuxChannel>()
+  private readonly unopened = new Set<MuxChannel | CallChannel>()
   private nextChannelId = 1
   private transportBlocked = false
   private readonly drainWaiters: Array<() => void> = []
   private readonly agentId = randomBytes(4).toString('hex')
   private parked: (() => void) | undefined
 
-  constructor(role: MuxRole) {
+  /**
+   * guest: `callService(service)` true makes the channel a CallChannel (no Node stream: a call's
+   * request and answer) announced by 'call' instead of 'channel'.
+   */
+  constructor(
+    role: MuxRole,
+    private readonly callService?: (service: string) => boolean,
+  ) {
     super()
     this.role = role
   }
@@ -190,7 +200,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
   }
 
-  canSend(channel: MuxChannel): boolean {
+  canSend(channel: MuxChannel | CallChannel): boolean {
     return this.state === 'ready' && !this.unopened.has(channel) && this.channels.get(channel.id) === channel
   }
 
@@ -201,10 +211,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   sendWindow(channel: number, bytes: number): void {
     if (this.state !== 'ready') return
-    this.outbox?.write(encodeWindow(channel, bytes))
+    // At once, not at the end of the turn: a sender out of credit waits for it (a pull's guest).
+    this.outbox?.writeNow(encodeWindow(channel, bytes))
   }
 
-  forget(channel: MuxChannel): void {
+  forget(channel: MuxChannel | CallChannel): void {
     if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
     this.unopened.delete(channel)
   }
@@ -316,6 +327,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
       case FrameType.Open: {
         if (this.role !== 'guest' || existing) return
         const service = frame.payload.toString('utf8')
+        if (this.callService?.(service)) {
+          const call = new CallChannel(this, frame.channel, service)
+          this.channels.set(frame.channel, call)
+          this.emit('call', call, service)
+          return
+        }
         const channel = new MuxChannel(this, frame.channel, service)
         this.channels.set(frame.channel, channel)
         this.emit('channel', channel, service)
@@ -346,7 +363,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     }
   }
 
-  private sendOpen(channel: MuxChannel): void {
+  private sendOpen(channel: MuxChannel | CallChannel): void {
     this.outbox?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
     channel.opened()
   }

@@ -3,6 +3,7 @@ import os, { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout } from 'node:timers/promises'
 import { afterAll, describe, expect, test } from 'vitest'
+import { guestAddresses } from './guest-addresses.js'
 import { guestInfo } from './info-service.js'
 
 const work = mkdtempSync(join(tmpdir(), 'guest-info-'))
@@ -40,5 +41,18 @@ describe('guest info', () => {
     await setTimeout(300)
     const later = guestInfo(root).uptimeSeconds
     expect(Math.abs(later - procUptime())).toBeLessThan(0.1)
+  })
+})
+
+describe('guest addresses', () => {
+  test("os.networkInterfaces()'s addresses, the same on a call that finds the tables unchanged", () => {
+    const expected = Object.entries(os.networkInterfaces()).flatMap(([name, list]) =>
+      (list ?? []).map((a) => ({ interface: name, address: a.address, family: a.family })),
+    )
+    for (let call = 0; call < 2; call++) {
+      const addresses = guestAddresses()
+      expect(addresses.map(({ prefix: _, ...a }) => a)).toEqual(expected)
+      expect(addresses.every((a) => a.prefix >= 0 && a.prefix <= 128)).toBe(true)
+    }
   })
 })

@@ -300,6 +300,22 @@ describe('vm: the agent API', () => {
     expect(info.hostname).toBe(vm.name)
   })
 
+  test("info's addresses follow ip addr add and del (the agent keeps them between changes)", async () => {
+    const has = async (address: string) =>
+      (await vm.info()).addresses.some((a) => a.address === address && a.interface === 'eth0')
+    expect(await has('10.77.0.5')).toBe(false)
+    await vm.exec('ip addr add 10.77.0.5/24 dev eth0')
+    const added = (await vm.info()).addresses.find((a) => a.address === '10.77.0.5')
+    expect(added).toMatchObject({ interface: 'eth0', prefix: 24, family: 'IPv4' })
+    await vm.exec('ip -6 addr add fd77::5/64 dev eth0 nodad')
+    expect((await vm.info()).addresses.find((a) => a.address === 'fd77::5')).toMatchObject({ prefix: 64 })
+    await vm.exec('ip addr del 10.77.0.5/24 dev eth0; ip -6 addr del fd77::5/64 dev eth0')
+    const after = (await vm.info()).addresses.map((a) => a.address)
+    expect(after).not.toContain('10.77.0.5')
+    expect(after).not.toContain('fd77::5')
+    expect(after).toContain('10.0.2.15')
+  })
+
   test('the call lane and gRPC (VMCTL_AGENT_TRANSPORT=grpc) answer the same calls the same', async () => {
     const seen: Record<string, unknown> = {}
     for (const transport of ['lane', 'grpc']) {

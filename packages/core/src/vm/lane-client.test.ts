@@ -9,6 +9,7 @@ import {
   AgentService,
   type ExecResponse,
   InfoResponse,
+  LANE_SERVICE_PREFIX,
   LaneServer,
   MuxSession,
   type PullResponse,
@@ -38,7 +39,8 @@ async function lane(options: { guestKnowsLane?: boolean } = {}) {
   const guestEnd = await accepted
   server.close()
   const host = new MuxSession('host')
-  const guest = new MuxSession('guest')
+  // As the agent makes it: a call's channel is a CallChannel, announced by 'call'.
+  const guest = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
   const seen = { cancelled: [] as string[], pushed: 0 }
   const laneServer = new LaneServer()
   // biome-ignore lint/suspicious/noExplicitAny: fake handlers, called with the lane's call objects
@@ -79,7 +81,8 @@ async function lane(options: { guestKnowsLane?: boolean } = {}) {
     },
   }
   laneServer.addService(AgentService, handlers as Record<keyof typeof AgentService, unknown>)
-  guest.on('channel', (channel: Duplex, service) => {
+  guest.on('channel', (channel: Duplex) => channel.destroy())
+  guest.on('call', (channel, service) => {
     channel.on('error', () => {})
     if (options.guestKnowsLane === false || !laneServer.serve(channel, service)) channel.destroy()
   })
