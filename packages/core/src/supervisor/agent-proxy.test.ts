@@ -61,7 +61,7 @@ describe('agent proxy: a lane call under a session reset', () => {
   test('is told the reason in a status: the client stays on the lane and does not send it again', async () => {
     const { client, host, held, grpcCalls } = await proxied({ guestKnowsLane: true })
     const answer = info(client)
-    await pollUntil(() => held.length === 1, { timeoutMs: 5_000 })
+    await pollUntil(() => held.length === 1, { timeoutMs: 5_000, everyMs: 10 })
     host.resetPeer('the guest agent restarted')
     const { error } = await answer
     expect(error?.code).toBe(14)
