@@ -84,10 +84,11 @@ describe('the import graph of packages/*/src', () => {
     ).toEqual([])
     // network/ is below the VM facade: the shared keeper's client is host/shared-keeper-client.ts.
     expect(edgesWhere(inCore('network'), inCore('vm'))).toEqual([])
-    // The supervisor is below vm/ but for the agent's client, which the call lane is rewriting
-    // (vm/agent-client.ts): no other arrow may join these two.
+    // The supervisor is below vm/ but for the agent's client (vm/agent-client.ts: the call lane,
+    // gRPC for an agent without it): no other arrow may join these two.
     expect(edgesWhere(inCore('supervisor'), inCore('vm'))).toEqual([
       `${CORE}supervisor/agent-warm-up.ts → ${CORE}vm/agent-client.ts`,
+      `${CORE}supervisor/guest-power.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/network-rejoin.ts → ${CORE}vm/agent-client.ts`,
     ])
   })

@@ -1,7 +1,7 @@
-import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js'
-import { AgentClient, type AgentClient as AgentClientType } from '@vmctl/agent'
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js'
+import type { AgentClient } from '@vmctl/agent'
 import { sleep } from '../util/timing.js'
-import { laneAgentClient } from '../vm/lane-client.js'
+import { agentClient } from '../vm/agent-client.js'
 import type { QemuProcess } from './qemu-process.js'
 
 /** How long a guest gets to power off (sync, then off) before QEMU is ended regardless. */
@@ -76,12 +76,8 @@ async function askAgent(
   timeoutMs: number,
 ): Promise<Asked> {
   const deadline = Date.now() + timeoutMs
-  // An agent without the lane (older than this supervisor) is asked over gRPC.
-  let grpc: AgentClientType | undefined
-  const client = laneAgentClient({ rawSocket: sockets.rawSocket }, () => {
-    grpc ??= new AgentClient(`unix://${sockets.agentSocket}`, credentials.createInsecure())
-    return grpc
-  })
+  // The lane, or gRPC for an agent without it (older than this supervisor).
+  const client = agentClient(sockets)
   try {
     for (;;) {
       const exited = qemu.exited.then(() => 'gone' as const)
@@ -93,11 +89,11 @@ async function askAgent(
       await sleep(250)
     }
   } finally {
-    grpc?.close()
+    client.close()
   }
 }
 
-function askAgentOnce(client: AgentClientType, reboot: boolean, deadline: number): Promise<Asked> {
+function askAgentOnce(client: AgentClient, reboot: boolean, deadline: number): Promise<Asked> {
   return new Promise<Asked>((resolve) => {
     client.shutdown(
       { reboot },
