@@ -142,14 +142,19 @@ static enum stage exec_command(const char *file, char **argv, char **envp) {
   for (const char *dir = path; *dir;) {
     const char *end = strchrnul(dir, ':');
     struct stat entry;
-    if (dir[0] == '/' && join_path(candidate, sizeof candidate, dir, (size_t)(end - dir), file) &&
-        stat(candidate, &entry) == 0 && !S_ISDIR(entry.st_mode)) {
-      found = 1;
-      exec_file(candidate, argv, envp);
-      /* Not runnable by this user: the next one, as execvp does. Anything else (a missing ELF
-       * loader or #! interpreter is ENOENT too) is this command's failure. */
-      if (errno != EACCES) return STAGE_EXEC;
-      denied = 1;
+    if (dir[0] == '/' && join_path(candidate, sizeof candidate, dir, (size_t)(end - dir), file)) {
+      if (stat(candidate, &entry) < 0) {
+        /* A directory this user cannot search: execvp's execve would say EACCES there. */
+        if (errno == EACCES) denied = 1;
+      } else if (!S_ISDIR(entry.st_mode)) {
+        found = 1;
+        exec_file(candidate, argv, envp);
+        /* As glibc's execvp: not runnable by this user (EACCES), or a missing ELF loader or #!
+         * interpreter (ENOENT) and its kin: the next directory. Anything else is this command's
+         * failure. */
+        if (errno == EACCES) denied = 1;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE) return STAGE_EXEC;
+      }
     }
     dir = *end ? end + 1 : end;
   }
