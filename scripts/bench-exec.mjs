@@ -7,7 +7,8 @@
 // Each round makes PER_ROUND calls of every side, the sides alternating call by call, then one
 // bash loop in the guest that forks and execs /bin/true LOOP times (the floor, as bench.mjs takes
 // it). Sides: `spawner` (the default: the spawner places the command and execs it, PATH looked up
-// in C), `spawner /usr/bin/true` (the same without the PATH lookup), `nsenter` (the spawner starts
+// in C), `spawner /usr/bin/true` (the same without the PATH lookup), `spawner fork` (the spawner
+// forks where it vforks), `nsenter` (the spawner starts
 // busybox's nsenter, which places the command and execs it: the path before), `child_process` (no
 // spawner: the fallback), and `info()` (a call that starts no process). Every call is timed in
 // wall time and in CPU time of the VM's QEMU (all threads). SIDES=a,b picks sides by name. The floor
@@ -27,6 +28,7 @@ const { runtimeDir } = await core('paths.js')
 const allSides = [
   { name: 'spawner', call: (vm) => vm.exec(['true']) },
   { name: 'spawner /usr/bin/true', call: (vm) => vm.exec(['/usr/bin/true']) },
+  { name: 'spawner fork', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'fork' } }) },
   { name: 'nsenter', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'nsenter' } }) },
   { name: 'child_process', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'child_process' } }) },
   { name: 'info()', call: (vm) => vm.info() },

@@ -1,4 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, test } from 'vitest'
 import type { CommandProcess, spawnThroughSpawner as SpawnThroughSpawner } from './spawner.js'
@@ -48,6 +50,31 @@ describe('the spawner (built, on the host)', () => {
     expect(await stage('no-such-command-xyz', '/')).toBe('path')
     expect(await stage('true', '/no/such/dir')).toBe('cwd')
     expect(await stage('/no/such/binary', '/')).toBe('exec')
+  })
+
+  test('a PATH entry whose #! interpreter is missing is passed over, as execvp does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmctl-spawner-path-'))
+    try {
+      for (const [bin, line] of [
+        ['bin1', '#!/no/such/interp'],
+        ['bin2', '#!/bin/sh'],
+      ] as const) {
+        mkdirSync(join(dir, bin))
+        writeFileSync(join(dir, bin, 'wrapped'), `${line}\necho ${bin}\n`, { mode: 0o755 })
+      }
+      const env = { PATH: `${dir}/bin1:${dir}/bin2:/usr/bin:/bin` }
+      const ran = await run(spawnThroughSpawner('wrapped', [], env, false, { root: undefined, cwd: '/' }))
+      expect([ran.code, ran.stdout]).toEqual([0, 'bin2\n'])
+      // Only the broken one: the exec fails (127 in the agent), not "not on PATH".
+      const only = { PATH: `${dir}/bin1:/usr/bin:/bin` }
+      const broken = await run(spawnThroughSpawner('wrapped', [], only, false, { root: undefined, cwd: '/' }))
+      expect((broken.error as { stage?: string; code?: string }) ?? {}).toMatchObject({
+        stage: 'exec',
+        code: 'ENOENT',
+      })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   test('a NUL in a field, or a request past its bounds, is not sent to it (child_process takes it)', async () => {

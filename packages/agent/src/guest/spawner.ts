@@ -17,6 +17,8 @@ export interface CommandPlace {
   cwd: string
   uid?: number
   gid?: number
+  /** fork() the command's process rather than vfork() it (one side of an A/B: vmctl_exec_via=fork). */
+  fork?: boolean
 }
 
 /** Which step of a start failed, from the spawner (spawner.c's STAGE_*): the process never ran. */
@@ -177,7 +179,7 @@ class Spawner {
     const command = new SpawnedCommand(stdin)
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
-    const fields = ['S', String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
+    const fields = [place.fork ? 'F' : 'S', String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
       String(place.gid ?? -1),

@@ -143,18 +143,20 @@ describe('vm: the agent API', () => {
   test('stdin a process does not read is held back, bounded in the agent, and kill() still ends it', async () => {
     const rss = async () =>
       Number((await vm.exec('grep VmRSS /proc/$(pidof vmctl-agent)/status')).stdout.match(/\d+/)?.[0]) * 1024
-    const offered = 32 * 1024 * 1024
+    const offered = 24 * 1024 * 1024
     const chunk = Buffer.alloc(1024 * 1024, 0x61)
     const before = await rss()
     const sink = vm.spawn(['sleep', '600'], { stdin: 'pipe' })
     await sink.pid
-    // Write until the writes stop being taken (2 s without a drain), or all of it went. Before
-    // the bound the agent took all of it (the review pushed 400 MiB into a `sleep`).
+    // Write until the writes stop being taken, or all of it went. The wait is long enough for a
+    // whole window (4 MiB on the lane) to cross the port under load: before the bound the agent
+    // took each window and granted the next, for as long as the host wrote (the review pushed
+    // 400 MiB into a `sleep`).
     let taken = 0
     while (taken < offered) {
       if (!sink.stdin!.write(chunk)) {
         const drain = new Promise<boolean>((resolve) => sink.stdin!.once('drain', () => resolve(true)))
-        if (!(await Promise.race([drain, sleep(2_000).then(() => false)]))) break
+        if (!(await Promise.race([drain, sleep(10_000).then(() => false)]))) break
       }
       taken += chunk.length
     }
