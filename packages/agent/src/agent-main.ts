@@ -18,6 +18,7 @@ import { DevicesService } from './generated/vmctl/agent/v1/devices.js'
 import { agentLog } from './guest/agent-log.js'
 import { devicesService } from './guest/disk-watch-service.js'
 import { handleExec } from './guest/exec-service.js'
+import { handleSignal } from './guest/exec-signals.js'
 import { agentServiceWithFileCodecs } from './guest/file-codecs.js'
 import { handlePull, handlePush } from './guest/file-service.js'
 import { guestRootFromEnv } from './guest/guest-root.js'
@@ -58,6 +59,7 @@ health.set('', ServingStatus.SERVING)
 health.set(AGENT_HEALTH_SERVICE, ServingStatus.SERVING)
 const agent: AgentServer = {
   exec: (call) => handleExec(call, root),
+  signal: handleSignal,
   push: (call, callback) => handlePush(call, callback, root),
   pull: (call) => handlePull(call, root),
   logs: (call) => handleLogs(call),

@@ -4,6 +4,7 @@ import module from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { cacheDirFromEnv, requireWithCodeCache } from '@vmctl/core/code-cache'
 import { startEarlySupervisor } from './early-supervisor.js'
+import { versionText } from './version.js'
 
 type CliMain = typeof import('./cli-main.js')
 
@@ -34,4 +35,7 @@ async function loadCli(): Promise<CliMain> {
   return cached.exports
 }
 
-;(await loadCli()).main(earlySupervisor)
+// `vmctl --version` needs only two package.json files: answered without loading the bundle.
+const [first, ...rest] = process.argv.slice(2)
+if ((first === '--version' || first === '-v') && rest.length === 0) console.log(versionText())
+else (await loadCli()).main(earlySupervisor)

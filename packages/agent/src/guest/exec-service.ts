@@ -1,8 +1,8 @@
-import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
 import { nulProblem, startCommand, startFailure } from './command-start.js'
+import { registerExecProcess, signalProblem } from './exec-signals.js'
 import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
 import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
@@ -43,11 +43,15 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   let pausedStreams = 0
   const timing = execTiming()
   let spawnedBy = ''
+  let forget = () => {}
+  /** Stdin is held back (call paused) until the process's stdin pipe drains. */
+  let stdinHeld = false
 
   const send = (response: ExecResponse) => (finished ? true : call.write(response))
   const fail = (code: status, details: string) => {
     if (finished) return
     finished = true
+    forget()
     call.emit('error', { code, details })
   }
   const killGroup = (signal: NodeJS.Signals) => {
@@ -91,6 +95,9 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       const proc = child
       proc.on('spawn', () => timing.lap('spawn event'))
       proc.on('spawn', () => send({ kind: { $case: 'started', value: { pid: proc.pid ?? 0 } } }))
+      proc.on('spawn', () => {
+        if (proc.pid && !finished) forget = registerExecProcess(proc.pid, killGroup)
+      })
       for (const [stream, tag] of [
         [proc.stdout, 'stdout'],
         [proc.stderr, 'stderr'],
@@ -158,17 +165,29 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         }, start.timeoutMs)
       }
     } else if (kind.$case === 'stdin') {
-      if (stdinWanted && child?.stdin && !child.stdin.destroyed) {
-        // Not call.pause(): that would also hold back a signal for a process that stopped
-        // reading stdin. HTTP/2 flow control bounds what can pile up here.
-        child.stdin.write(kind.value)
+      const stdin = child?.stdin
+      if (stdinWanted && stdin && !stdin.destroyed && !stdin.write(kind.value) && !stdinHeld) {
+        // The process reads slower than the host writes (or not at all): stop taking the call's
+        // messages until its pipe drains. The call's flow control (the channel's window, or
+        // HTTP/2's) then holds the host's writes, so what the agent keeps for a process's stdin
+        // is bounded. Signals do not wait behind it: they come on calls of their own (Signal).
+        stdinHeld = true
+        call.pause()
+        const release = () => {
+          stdin.off('drain', release)
+          stdin.off('close', release)
+          stdinHeld = false
+          call.resume()
+        }
+        stdin.on('drain', release)
+        stdin.on('close', release)
       }
     } else if (kind.$case === 'stdinEnd') {
       child?.stdin?.end()
     } else if (kind.$case === 'signal') {
-      const name = kind.value as NodeJS.Signals
-      if (!(name in osConstants.signals)) return fail(status.INVALID_ARGUMENT, `unknown signal ${kind.value}`)
-      killGroup(name)
+      const problem = signalProblem(kind.value)
+      if (problem) return fail(status.INVALID_ARGUMENT, problem)
+      killGroup(kind.value as NodeJS.Signals)
     }
   })
   call.on('end', () => {
@@ -177,6 +196,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   call.on('cancelled', () => {
     if (!finished) killGroup('SIGKILL')
     finished = true
+    forget()
     if (timer) clearTimeout(timer)
   })
   call.on('error', () => {
@@ -188,6 +208,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     if (timer) clearTimeout(timer)
     send({ kind: { $case: 'exit', value: exit } })
     finished = true
+    forget()
     call.end()
     timing.lap('sent')
     timing.done(spawnedBy)

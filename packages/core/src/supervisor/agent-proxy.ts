@@ -75,11 +75,22 @@ export class AgentProxy {
     channel.pipe(socket)
     socket.on('error', () => channel.destroy())
     socket.on('close', () => channel.destroy())
-    channel.on('error', () => socket.destroy())
+    // A lane call whose channel is reset (the agent restarted, the port closed, the session parked)
+    // before any byte came back is told so in a status: a bare close is what an agent without the
+    // lane answers, and would move the client to gRPC for good and send a unary call again.
+    let answered = false
+    if (call) channel.once('data', () => (answered = true))
+    let told = false
+    channel.on('error', (error) => {
+      if (call && !answered && !socket.destroyed) {
+        told = true
+        socket.end(encodeStatus(grpcStatus.UNAVAILABLE, error.message))
+      } else socket.destroy()
+    })
     // A channel whose guest side closed after its last bytes (a call's status) has ended the
     // socket through the pipe: what the socket still holds reaches the client, which closes.
     channel.on('close', () => {
-      if (!channel.readableEnded) socket.destroy()
+      if (!channel.readableEnded && !told) socket.destroy()
     })
   }
 }

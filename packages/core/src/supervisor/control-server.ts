@@ -16,6 +16,8 @@ export interface ControlClient {
   lease: boolean
   /** Receives events. */
   attached: boolean
+  /** Has sent a request (the switches' watches never do: see endWatches). */
+  spoke?: boolean
 }
 
 /**
@@ -68,6 +70,15 @@ export class ControlServer extends EventEmitter<{
       if (client.attached && !client.socket.destroyed) client.socket.write(encodeMessage(event))
   }
 
+  /**
+   * Ends the connections that never sent a request: a network switch's watch (switch-server.ts
+   * connects one per member and drops the member when it closes). Called as the teardown begins,
+   * so that the VM's network names are free before `vmctl run` exits, not after QEMU's exit.
+   */
+  endWatches(): void {
+    for (const client of this.clients) if (!client.spoke && !client.lease) client.socket.end()
+  }
+
   /** Ends every connection and stops listening. */
   close(): void {
     for (const client of this.clients) client.socket.end()
@@ -83,8 +94,10 @@ export class ControlServer extends EventEmitter<{
     }
     socket.setEncoding('utf8')
     socket.on('data', (chunk: string) => {
-      for (const message of decoder.push(chunk))
+      for (const message of decoder.push(chunk)) {
+        client.spoke = true
         this.emit('request', message as ControlRequest, client, reply)
+      }
     })
     socket.on('error', () => {})
     // Not half-open: the end of the holder's side is the end of the lease.

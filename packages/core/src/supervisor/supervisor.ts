@@ -336,6 +336,7 @@ export class Supervisor implements ControlHandlers {
     this.lifecycle.to('stopping')
     this.proxy.refuse()
     this.early?.discard()
+    this.control.endWatches() // the VM leaves its networks now: a next `vmctl run` may take its names
     this.teardown = (async () => {
       const qemu = this.qemu
       const how = await qemu?.quit(QUIT_GRACE_MS)

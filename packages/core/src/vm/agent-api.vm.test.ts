@@ -15,6 +15,7 @@ import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { AgentError, VM, VmExitedError } from '../index.js'
 import { eventually, vmDirectoryExists } from '../test-support/vm-processes.js'
+import { sleep } from '../util/timing.js'
 
 describe('vm: the agent API', () => {
   let vm: VM
@@ -137,6 +138,35 @@ describe('vm: the agent API', () => {
     cat.stdin!.end('through stdin')
     expect((await cat.wait()).exitCode).toBe(0)
     expect(Buffer.concat(echoed).toString()).toBe('through stdin')
+  })
+
+  test('stdin a process does not read is held back, bounded in the agent, and kill() still ends it', async () => {
+    const rss = async () =>
+      Number((await vm.exec('grep VmRSS /proc/$(pidof vmctl-agent)/status')).stdout.match(/\d+/)?.[0]) * 1024
+    const offered = 32 * 1024 * 1024
+    const chunk = Buffer.alloc(1024 * 1024, 0x61)
+    const before = await rss()
+    const sink = vm.spawn(['sleep', '600'], { stdin: 'pipe' })
+    await sink.pid
+    // Write until the writes stop being taken (2 s without a drain), or all of it went. Before
+    // the bound the agent took all of it (the review pushed 400 MiB into a `sleep`).
+    let taken = 0
+    while (taken < offered) {
+      if (!sink.stdin!.write(chunk)) {
+        const drain = new Promise<boolean>((resolve) => sink.stdin!.once('drain', () => resolve(true)))
+        if (!(await Promise.race([drain, sleep(2_000).then(() => false)]))) break
+      }
+      taken += chunk.length
+    }
+    // The lane's channel window is 4 MiB; the pipe, the streams and a message in flight add a little.
+    expect(taken, 'stdin taken while the process reads none').toBeLessThan(12 * 1024 * 1024)
+    expect((await rss()) - before, "the agent's RSS grew by").toBeLessThan(32 * 1024 * 1024)
+    // The signal does not wait behind the held stdin.
+    const killedAt = performance.now()
+    sink.kill('SIGKILL')
+    const ended = await sink.wait()
+    expect(ended.signal).toBe('SIGKILL')
+    expect(performance.now() - killedAt, 'kill() with stdin held back').toBeLessThan(5_000)
   })
 
   test('commands run as another user', async () => {

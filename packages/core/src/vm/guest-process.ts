@@ -1,5 +1,5 @@
 import { PassThrough, type Readable, Writable } from 'node:stream'
-import { type ClientDuplexStream, Metadata } from '@grpc/grpc-js'
+import { type ClientDuplexStream, status as grpcStatus, Metadata } from '@grpc/grpc-js'
 import type { AgentClient, ExecRequest, ExecResponse, ExecStart } from '@vmctl/agent'
 
 export interface ProcessOutcome {
@@ -10,6 +10,8 @@ export interface ProcessOutcome {
 }
 
 const STDIN_CHUNK = 64 * 1024
+/** A signal call that gets no answer in this long is given up (the VM is gone or hung). */
+const SIGNAL_DEADLINE_MS = 30_000
 
 /**
  * A process running in the guest (`vm.spawn()`), and the engine under `vm.exec()`. Output arrives
@@ -32,7 +34,7 @@ export class GuestProcess {
 
   /** @internal */
   constructor(
-    agent: AgentClient,
+    private readonly agent: AgentClient,
     start: ExecStart,
     deadline: Date | undefined,
     pipeStdin: boolean,
@@ -88,7 +90,8 @@ export class GuestProcess {
       })
       this.stdin.on('error', () => {}) // writes after the process ended are dropped
     }
-    // The request side stays open until the process exits: signals travel on it.
+    // The request side stays open until the process exits (an agent from before the Signal call
+    // takes signals on it).
   }
 
   /** Resolves with the guest pid once the process runs. */
@@ -101,9 +104,25 @@ export class GuestProcess {
     return this.outcome
   }
 
-  /** Sends a signal to the process (its whole process group). */
+  /**
+   * Sends a signal to the process (its whole process group), once it runs. On a call of its own
+   * (Signal, by pid), not on the exec's stream: there it would wait behind stdin data that the
+   * process does not read, which the agent holds back (bounded) until it does.
+   */
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.settle) this.call.write({ kind: { $case: 'signal', value: signal } })
+    if (!this.settle) return
+    void this.started.then(
+      (pid) => {
+        if (!this.settle) return
+        const options = { deadline: new Date(Date.now() + SIGNAL_DEADLINE_MS) }
+        this.agent.signal({ pid, signal }, new Metadata(), options, (error) => {
+          // An agent from before the Signal call: on the stream, as it was then.
+          if (error?.code === grpcStatus.UNIMPLEMENTED && this.settle)
+            this.call.write({ kind: { $case: 'signal', value: signal } })
+        })
+      },
+      () => {},
+    )
   }
 
   /** @internal Feeds `input` to stdin and closes it. */

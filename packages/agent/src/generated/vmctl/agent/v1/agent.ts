@@ -77,6 +77,16 @@ export interface ExecExit {
   timedOut: boolean;
 }
 
+export interface SignalRequest {
+  /** The pid from ExecStarted. */
+  pid: number;
+  /** A signal name such as "SIGTERM". */
+  signal: string;
+}
+
+export interface SignalResponse {
+}
+
 export interface ExecResponse {
   kind?:
     | { $case: "started"; value: ExecStarted }
@@ -796,6 +806,143 @@ export const ExecExit: MessageFns<ExecExit> = {
     message.signal = object.signal ?? "";
     message.durationMs = object.durationMs ?? 0;
     message.timedOut = object.timedOut ?? false;
+    return message;
+  },
+};
+
+function createBaseSignalRequest(): SignalRequest {
+  return { pid: 0, signal: "" };
+}
+
+export const SignalRequest: MessageFns<SignalRequest> = {
+  encode(message: SignalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.signal !== "") {
+      writer.uint32(18).string(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignalRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+    };
+  },
+
+  toJSON(message: SignalRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignalRequest>, I>>(base?: I): SignalRequest {
+    return SignalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignalRequest>, I>>(object: I): SignalRequest {
+    const message = createBaseSignalRequest();
+    message.pid = object.pid ?? 0;
+    message.signal = object.signal ?? "";
+    return message;
+  },
+};
+
+function createBaseSignalResponse(): SignalResponse {
+  return {};
+}
+
+export const SignalResponse: MessageFns<SignalResponse> = {
+  encode(_: SignalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SignalResponse {
+    return {};
+  },
+
+  toJSON(_: SignalResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignalResponse>, I>>(base?: I): SignalResponse {
+    return SignalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignalResponse>, I>>(_: I): SignalResponse {
+    const message = createBaseSignalResponse();
     return message;
   },
 };
@@ -2280,6 +2427,20 @@ export const AgentService = {
     responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
   },
   /**
+   * Signals a process that Exec started and that has not ended (its whole process group), by the
+   * pid its `started` gave. A call of its own, so that a signal is never held behind stdin data
+   * the process does not read (Exec's requests are flow-controlled). NOT_FOUND: no such process.
+   */
+  signal: {
+    path: "/vmctl.agent.v1.Agent/Signal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignalRequest): Buffer => Buffer.from(SignalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignalRequest => SignalRequest.decode(value),
+    responseSerialize: (value: SignalResponse): Buffer => Buffer.from(SignalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignalResponse => SignalResponse.decode(value),
+  },
+  /**
    * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
    * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
    */
@@ -2342,6 +2503,12 @@ export interface AgentServer extends UntypedServiceImplementation {
    */
   exec: handleBidiStreamingCall<ExecRequest, ExecResponse>;
   /**
+   * Signals a process that Exec started and that has not ended (its whole process group), by the
+   * pid its `started` gave. A call of its own, so that a signal is never held behind stdin data
+   * the process does not read (Exec's requests are flow-controlled). NOT_FOUND: no such process.
+   */
+  signal: handleUnaryCall<SignalRequest, SignalResponse>;
+  /**
    * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
    * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
    */
@@ -2365,6 +2532,26 @@ export interface AgentClient extends Client {
   exec(): ClientDuplexStream<ExecRequest, ExecResponse>;
   exec(options: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
   exec(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
+  /**
+   * Signals a process that Exec started and that has not ended (its whole process group), by the
+   * pid its `started` gave. A call of its own, so that a signal is never held behind stdin data
+   * the process does not read (Exec's requests are flow-controlled). NOT_FOUND: no such process.
+   */
+  signal(
+    request: SignalRequest,
+    callback: (error: ServiceError | null, response: SignalResponse) => void,
+  ): ClientUnaryCall;
+  signal(
+    request: SignalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignalResponse) => void,
+  ): ClientUnaryCall;
+  signal(
+    request: SignalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignalResponse) => void,
+  ): ClientUnaryCall;
   /**
    * Writes a file (or, with `directory`, a tar stream unpacked into a directory). The first
    * request carries `header`, then data chunks; the file appears atomically (temp file, rename).
