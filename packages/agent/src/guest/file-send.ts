@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, constants, openSync, readSync } from 'node:fs'
 import { type FileHandle, open } from 'node:fs/promises'
 import type { ServerWritableStream } from '@grpc/grpc-js'
 import type { PullRequest, PullResponse } from '../generated/vmctl/agent/v1/agent.js'
@@ -33,7 +33,10 @@ export function sendSmallFile(
 ): boolean {
   let fd: number
   try {
-    fd = openSync(target, 'r')
+    // O_NONBLOCK: the path was a regular file at its stat, but a guest process may have put a FIFO
+    // there since, whose blocking open would stop the agent's only thread until a writer came (a
+    // read of it now ends at once). A regular file's reads do not see the flag.
+    fd = openSync(target, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (error) {
     fail(error as NodeJS.ErrnoException)
     return true
