@@ -4,6 +4,7 @@
 // V8's code cache (supervisor/code-cache.ts) once it has started the VM's QEMU, so that QEMU's start
 // runs beside the loading. Every VM.up() starts a supervisor process, and Node loading ~200 ES
 // modules took ~0.35 s of a ~1 s template restore; one file loads in ~0.15 s.
+import { readFileSync } from 'node:fs'
 import { build } from 'esbuild'
 
 const common = {
@@ -26,6 +27,14 @@ await build({
   entryPoints: ['dist/supervisor/supervisor-load.js'],
   outfile: 'dist/supervisor-core.cjs',
 })
+// supervisor-core.cjs is loaded through V8's code cache, which code-cache.ts skips for a file with
+// an import() (on Node 20 one fails once loaded from a cache): one added here would silently cost
+// every VM.up() its compile. Refused at build time instead.
+const left = readFileSync('dist/supervisor-core.cjs', 'utf8').match(/.{0,60}\bimport\(.{0,60}/)
+if (left)
+  throw new Error(
+    `dist/supervisor-core.cjs has an import(), so it would load without its code cache: ${left[0]}`,
+  )
 await build({
   ...common,
   entryPoints: ['dist/supervisor/supervisor-main.js'],

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,5 +47,40 @@ console.log(await loaded.exports.platform()); loaded.save()`
       ])
       expect(result.stdout.trim()).toBe(process.platform)
     }
+  })
+
+  test('a cache damaged past its header is a miss and is written again, not a crash in V8', async () => {
+    // In a child process: a damaged payload that reaches V8 aborts the process (exit 133).
+    const file = join(dir, 'many.cjs')
+    const cacheDir = join(dir, 'cache-damaged')
+    const functions = Array.from({ length: 400 }, (_, i) => `function f${i}() { return ${i} * 2 }`)
+    writeFileSync(
+      file,
+      `${functions.join('\n')}\nexports.sum = [${functions.map((_, i) => `f${i}()`).join(',')}].reduce((a, b) => a + b)\n`,
+    )
+    const built = fileURLToPath(new URL('../../dist/supervisor/code-cache.js', import.meta.url))
+    const script = `import { requireWithCodeCache } from ${JSON.stringify(built)}
+const loaded = requireWithCodeCache(${JSON.stringify(file)}, ${JSON.stringify(cacheDir)}, 'many')
+console.log(loaded.exports.sum); loaded.save()`
+    const run = () =>
+      runCommand(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
+        allowFailure: true,
+      })
+    expect((await run()).stdout.trim()).toBe(String(399 * 400))
+    const [name] = readdirSync(join(cacheDir, 'code-cache'))
+    const path = join(cacheDir, 'code-cache', name!)
+    const good = readFileSync(path)
+    expect(good.length).toBeGreaterThan(8192)
+    const damaged = Buffer.from(good)
+    for (let at = 4096; at < damaged.length; at += 97) damaged[at] = damaged[at]! ^ 0xff
+    writeFileSync(path, damaged)
+    const result = await run()
+    expect({ code: result.code, signal: result.signal, stdout: result.stdout.trim() }).toEqual({
+      code: 0,
+      signal: null,
+      stdout: String(399 * 400),
+    })
+    // Saved again whole: the next process loads it as a cache.
+    expect(readFileSync(path).equals(damaged)).toBe(false)
   })
 })

@@ -56,7 +56,7 @@ export function requireWithCodeCache<T>(file: string, cacheDir: string, name = '
   const off = process.env.VMCTL_CODE_CACHE === '0'
   let cachedData: Buffer | undefined
   try {
-    if (!off) cachedData = readFileSync(path)
+    if (!off) cachedData = checkedPayload(readFileSync(path))
   } catch {}
   const script = new Script(Module.wrap(source.toString('utf8')), {
     filename: file,
@@ -74,7 +74,8 @@ export function requireWithCodeCache<T>(file: string, cacheDir: string, name = '
       try {
         mkdirSync(dir, { recursive: true })
         const temporary = `${path}.${process.pid}.tmp`
-        writeFileSync(temporary, script.createCachedData())
+        const payload = script.createCachedData()
+        writeFileSync(temporary, Buffer.concat([digest(payload), payload]))
         renameSync(temporary, path)
         // Other builds' and Node versions' caches: the newest few stay (several checkouts of vmctl
         // may share one cache), the rest go; one that is gone is remade on its next use.
@@ -87,4 +88,25 @@ export function requireWithCodeCache<T>(file: string, cacheDir: string, name = '
       } catch {} // a read-only or full cache: compiled again next time
     },
   }
+}
+
+/**
+ * A cache file is a sha1 of its payload, then the payload; a file whose payload does not match is no
+ * cache. V8 checks a cache's header (its version, flags, the source's length) but not the payload
+ * in release builds: a payload damaged past the header (a bad block, a rename that outlived a power
+ * loss without its data) aborts the process in V8's deserializer (exit 133), before any JavaScript
+ * can catch it, in every process that loads it, and the file's name never changes: every `vmctl`
+ * command and every supervisor died until someone deleted the cache by hand. ~1 ms per load.
+ */
+function checkedPayload(file: Buffer): Buffer | undefined {
+  const payload = file.subarray(DIGEST_BYTES)
+  return file.length > DIGEST_BYTES && digest(payload).equals(file.subarray(0, DIGEST_BYTES))
+    ? payload
+    : undefined
+}
+
+const DIGEST_BYTES = 20
+
+function digest(payload: Buffer): Buffer {
+  return createHash('sha1').update(payload).digest()
 }
