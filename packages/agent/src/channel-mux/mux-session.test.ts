@@ -1,18 +1,22 @@
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { afterEach, describe, expect, test } from 'vitest'
+import { afterAll, afterEach, describe, expect, test } from 'vitest'
 import { decodeFrame, encodeFrame, FrameType } from './frame-codec.js'
 import { encodeHandshakeLine, parseHandshakeLine } from './handshake-lines.js'
 import type { MuxChannel } from './mux-channel.js'
 import { MuxSession } from './mux-session.js'
 
+// One directory for the file's temporary files, removed when it ends.
+const work = mkdtempSync(join(tmpdir(), 'vmctl-mux-session-test-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+
 /** A connected pair of real sockets, standing in for QEMU's chardev and the guest's port. */
 async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const path = join(mkdtempSync(join(tmpdir(), 'mux-')), 's')
+  const path = join(mkdtempSync(join(work, 'mux-')), 's')
   const server = net.createServer()
   await new Promise<void>((r) => server.listen(path, r))
   const accepted = new Promise<net.Socket>((r) => server.once('connection', r))

@@ -1,13 +1,17 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test } from 'vitest'
 import { planSpawn, resolveUser } from './exec-service.js'
 import { lookupUser } from './passwd.js'
 import { resolveInRoot } from './root-paths.js'
 
+// One directory for the file's temporary files, removed when it ends.
+const work = mkdtempSync(join(tmpdir(), 'vmctl-guest-paths-test-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+
 function fakeRoot(): string {
-  const root = mkdtempSync(join(tmpdir(), 'guest-root-'))
+  const root = mkdtempSync(join(work, 'guest-root-'))
   mkdirSync(join(root, 'usr/share/zoneinfo'), { recursive: true })
   mkdirSync(join(root, 'etc'))
   writeFileSync(join(root, 'usr/share/zoneinfo/UTC'), 'tz')

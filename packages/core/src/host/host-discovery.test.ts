@@ -1,18 +1,22 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test } from 'vitest'
 import { KernelNotFoundError, QemuNotFoundError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz } from './accelerator.js'
 import { bzImageRelease, kernelFormat, locateKernel } from './kernel-locator.js'
 import { locateQemu } from './qemu-locator.js'
+
+// One directory for the file's temporary files, removed when it ends.
+const work = mkdtempSync(join(tmpdir(), 'vmctl-host-discovery-test-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 function fakeBzImage(release: string): string {
   const buf = Buffer.alloc(0x400)
   buf.write('HdrS', 0x202, 'latin1')
   buf.writeUInt16LE(0x300 - 0x200, 0x20e)
   buf.write(`${release} (builder@host) #1 SMP`, 0x300, 'latin1')
-  const path = join(mkdtempSync(join(tmpdir(), 'kernel-')), 'vmlinuz')
+  const path = join(mkdtempSync(join(work, 'kernel-')), 'vmlinuz')
   writeFileSync(path, buf)
   return path
 }
@@ -36,7 +40,7 @@ describe('kernel locator', () => {
   })
 
   test('nothing found: one error listing every place tried and the setup command', () => {
-    const empty = mkdtempSync(join(tmpdir(), 'cache-'))
+    const empty = mkdtempSync(join(work, 'cache-'))
     let error: unknown
     try {
       locateKernel({ env: { VMCTL_CACHE_DIR: empty }, hostRelease: 'no-such-release' })
@@ -51,7 +55,7 @@ describe('kernel locator', () => {
   })
 
   test('a file that is not a kernel is named as such', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'k-')), 'notes.txt')
+    const path = join(mkdtempSync(join(work, 'k-')), 'notes.txt')
     writeFileSync(path, 'not a kernel')
     expect(() => locateKernel({ explicit: path })).toThrow(/not a kernel image/)
   })
@@ -64,7 +68,7 @@ describe('QEMU and accelerator discovery', () => {
   })
 
   test('VMCTL_ACCEL=tcg forces TCG without probing; nonsense is refused', () => {
-    const cache = mkdtempSync(join(tmpdir(), 'accel-'))
+    const cache = mkdtempSync(join(work, 'accel-'))
     expect(chooseAccelerator(cache, { VMCTL_ACCEL: 'tcg' })).toMatchObject({ accel: 'tcg', probe: false })
     expect(() => chooseAccelerator(cache, { VMCTL_ACCEL: 'warp' })).toThrow(/kvm", "tcg" or "auto"/)
   })

@@ -1,9 +1,13 @@
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test } from 'vitest'
 import { CpioArchive } from './cpio-archive.js'
 import { moduleLoadOrder, moduleName } from './module-order.js'
+
+// One directory for the file's temporary files, removed when it ends.
+const work = mkdtempSync(join(tmpdir(), 'vmctl-initramfs-test-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 /** A newc reader, enough to check what the writer produced. */
 function readNewc(buf: Buffer): Array<{ name: string; mode: number; data: Buffer }> {
@@ -26,7 +30,7 @@ function readNewc(buf: Buffer): Array<{ name: string; mode: number; data: Buffer
 
 describe('cpio archive', () => {
   test('writes parents, files, symlinks and devices the kernel can unpack', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'cpio-')), 'a.cpio')
+    const path = join(mkdtempSync(join(work, 'cpio-')), 'a.cpio')
     const cpio = new CpioArchive(path)
     cpio.file('a/b/c.txt', Buffer.from('hello'), 0o600)
     cpio.symlink('bin/sh', '/bin/busybox')
