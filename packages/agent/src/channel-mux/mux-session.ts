@@ -30,6 +30,9 @@ const AGENT_UP_INTERVAL_MS = 500
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
+/** A channel of the session: a Node stream, or (guest, for one call) a CallChannel. */
+type SessionChannel = MuxChannel | CallChannel
+
 export interface MuxSessionEvents {
   /** Both ends agreed on a fresh session; channels flow. */
   ready: []
@@ -57,12 +60,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   private inbound: Buffer = Buffer.alloc(0)
   /** Bytes of the current DATA frame's payload still to come, and the channel they belong to. */
   private dataRemaining = 0
-  private dataChannel: MuxChannel | CallChannel | undefined
+  private dataChannel: SessionChannel | undefined
   private nonce = ''
   private timer: NodeJS.Timeout | undefined
-  private readonly channels = new Map<number, MuxChannel | CallChannel>()
+  private readonly channels = new Map<number, SessionChannel>()
   /** Host: channels opened before the session was ready; OPEN is sent when it is. */
-  private readonly unopened = new Set<MuxChannel | CallChannel>()
+  private readonly unopened = new Set<SessionChannel>()
   private nextChannelId = 1
   private transportBlocked = false
   private readonly drainWaiters: Array<() => void> = []
@@ -200,7 +203,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
   }
 
-  canSend(channel: MuxChannel | CallChannel): boolean {
+  canSend(channel: SessionChannel): boolean {
     return this.state === 'ready' && !this.unopened.has(channel) && this.channels.get(channel.id) === channel
   }
 
@@ -215,7 +218,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     this.outbox?.writeNow(encodeWindow(channel, bytes))
   }
 
-  forget(channel: MuxChannel | CallChannel): void {
+  forget(channel: SessionChannel): void {
     if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
     this.unopened.delete(channel)
   }
@@ -363,7 +366,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     }
   }
 
-  private sendOpen(channel: MuxChannel | CallChannel): void {
+  private sendOpen(channel: SessionChannel): void {
     this.outbox?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
     channel.opened()
   }

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
@@ -16,6 +15,7 @@ import {
 } from '@vmctl/agent'
 import { afterEach, describe, expect, test } from 'vitest'
 import { AgentProxy } from '../supervisor/agent-proxy.js'
+import { socketPair } from '../test-support/socket-pair.js'
 import { pollUntil, sleep } from '../util/timing.js'
 import { laneAgentClient } from './lane-client.js'
 
@@ -31,13 +31,7 @@ afterEach(() => {
 
 async function lane(options: { guestKnowsLane?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'lane-'))
-  const portPath = join(dir, 'port')
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(portPath, resolve))
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-  const hostEnd = net.connect(portPath)
-  const guestEnd = await accepted
-  server.close()
+  const [hostEnd, guestEnd] = await socketPair(join(dir, 'port'))
   const host = new MuxSession('host')
   // As the agent makes it: a call's channel is a CallChannel, announced by 'call'.
   const guest = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
