@@ -8,7 +8,8 @@ type Address = InfoResponse['addresses'][number]
  * What the kernel's address tables look like, cheaply: every IPv4 address is a LOCAL route of
  * /proc/net/fib_trie (added with the address, even on a link that is down; removed with it), every
  * IPv6 address a line of /proc/net/if_inet6, and the interfaces' names are /proc/net/dev's first
- * column (a renamed link keeps its routes). Three preads cost the guest ~0.4-0.8 ms under TCG where
+ * column (a renamed link keeps its routes). Three preads (each file read to its end: more than
+ * one past a page) cost the guest ~0.4-0.8 ms under TCG where
  * os.networkInterfaces() (a netlink dump through getifaddrs, and an object per address) cost
  * 1.2-6 ms (medians of 300 in one run, loaded host); Node has no netlink socket to be told of
  * changes without native code. undefined when a file is missing or too large to read whole.
@@ -24,10 +25,10 @@ function addressTables(): string | undefined {
     const colon = line.indexOf(':')
     if (colon > 0) names += `${line.slice(0, colon).trim()} `
   }
-  // Kept and compared whole: readProc bounds the text at 64 KiB (a bigger trie, a guest with
-  // thousands of routes, skips the check: undefined). On the host, one run, over the texts' own
-  // decoding: this join and compare adds 0.14 us a call for a 1 KiB trie and 7 us for 27 KiB (600
-  // routes), a sha1 4 and 29 us, a scan for the LOCAL lines 14 and 113 us; the preads ~0.4-0.8 ms.
+  // Kept and compared whole: readProc reads each file to its end, and a file past its 64 KiB (a
+  // guest with thousands of routes) skips the check (undefined). On the host, one run, over the
+  // texts' own decoding: this join and compare adds 0.14 us a call for a 1 KiB trie and 7 us for
+  // 27 KiB (600 routes), a sha1 4 and 29 us, a scan for the LOCAL lines 14 and 113 us.
   return `${ipv4}\0${ipv6}\0${names}`
 }
 
