@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync, readSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { type FileHandle, open } from 'node:fs/promises'
 import type { ServerWritableStream } from '@grpc/grpc-js'
 import type { PullRequest, PullResponse } from '../generated/vmctl/agent/v1/agent.js'
@@ -24,24 +24,33 @@ export const READ_AT_ONCE_BYTES = 64 * 1024
  * of the emulated guest. A read that returns less than asked is the end of a regular file. Blocking the event loop for a few system calls on a small file costs less
  * than those. Only regular files with a size: a FIFO's open, /proc/kmsg's read (size 0) can block.
  * Returns false, having sent nothing, when the file grew past its buffer (then stream it).
+ * `noFollow`: the path was resolved inside a chroot root (resolveInRoot followed its symlinks), so
+ * a symlink there now was put in since, and would be followed in the agent's own root: refused.
  */
 export function sendSmallFile(
   call: ServerWritableStream<PullRequest, PullResponse>,
   target: string,
   expectedSize: number,
   fail: (error: NodeJS.ErrnoException) => void,
+  noFollow = false,
 ): boolean {
   let fd: number
   try {
     // O_NONBLOCK: the path was a regular file at its stat, but a guest process may have put a FIFO
-    // there since, whose blocking open would stop the agent's only thread until a writer came (a
-    // read of it now ends at once). A regular file's reads do not see the flag.
-    fd = openSync(target, constants.O_RDONLY | constants.O_NONBLOCK)
+    // there since, whose blocking open would stop the agent's only thread until a writer came. A
+    // regular file's reads do not see the flag.
+    fd = openSync(target, constants.O_RDONLY | constants.O_NONBLOCK | (noFollow ? constants.O_NOFOLLOW : 0))
   } catch (error) {
     fail(error as NodeJS.ErrnoException)
     return true
   }
   try {
+    // What was opened is what is read: a FIFO (or anything else) swapped in since the stat would
+    // read as an empty file.
+    if (!fstatSync(fd).isFile())
+      throw Object.assign(new Error('it is not a regular file any more (replaced while it was read)'), {
+        code: 'EINVAL',
+      })
     const room = Math.max(MIN_CHUNK_BYTES, expectedSize + 1)
     const buffer = Buffer.allocUnsafe(DATA_PREFIX_BYTES + room)
     let length = 0

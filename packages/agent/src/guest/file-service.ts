@@ -299,7 +299,8 @@ export function handlePull(call: ServerWritableStream<PullRequest, PullResponse>
     })
   } else {
     const fail = (error: NodeJS.ErrnoException) => call.emit('error', fsError(error, path, 'read'))
-    if (regular && size > 0 && size < READ_AT_ONCE_BYTES && sendSmallFile(call, target, size, fail)) return
+    const small = regular && size > 0 && size < READ_AT_ONCE_BYTES
+    if (small && sendSmallFile(call, target, size, fail, root.chrootPath !== undefined)) return
     void sendFile(call, target, size, fail)
   }
 }
