@@ -149,7 +149,9 @@ static enum stage exec_command(const char *file, char **argv, char **envp) {
       if (stat(candidate, &entry) < 0) {
         /* A directory this user cannot search: execvp's execve would say EACCES there. */
         if (errno == EACCES) denied = 1;
-      } else if (!S_ISDIR(entry.st_mode)) {
+      } else if (S_ISDIR(entry.st_mode)) {
+        denied = 1; /* execvp's execve of a directory says EACCES, and it goes on */
+      } else {
         found = 1;
         exec_file(candidate, argv, envp);
         /* As glibc's execvp: not runnable by this user (EACCES), or a missing ELF loader or #!
