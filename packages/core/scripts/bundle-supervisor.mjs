@@ -6,6 +6,7 @@
 // modules took ~0.35 s of a ~1 s template restore; one file loads in ~0.15 s.
 import { readFileSync } from 'node:fs'
 import { build } from 'esbuild'
+import { dynamicImportAt } from '../dist/supervisor/code-cache.js'
 
 const common = {
   bundle: true,
@@ -30,10 +31,11 @@ await build({
 // supervisor-core.cjs is loaded through V8's code cache, which code-cache.ts skips for a file with
 // an import() (on Node 20 one fails once loaded from a cache): one added here would silently cost
 // every VM.up() its compile. Refused at build time instead.
-const left = readFileSync('dist/supervisor-core.cjs', 'utf8').match(/.{0,60}\bimport\(.{0,60}/)
-if (left)
+const bundle = readFileSync('dist/supervisor-core.cjs')
+const at = dynamicImportAt(bundle)
+if (at >= 0)
   throw new Error(
-    `dist/supervisor-core.cjs has an import(), so it would load without its code cache: ${left[0]}`,
+    `dist/supervisor-core.cjs has an import(), so it would load without its code cache: ${bundle.subarray(Math.max(0, at - 60), at + 60)}`,
   )
 await build({
   ...common,

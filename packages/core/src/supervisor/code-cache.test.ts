@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, test } from 'vitest'
 import { runCommand } from '../test-support/run-command.js'
-import { requireWithCodeCache } from './code-cache.js'
+import { dynamicImportAt, requireWithCodeCache } from './code-cache.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-code-cache-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -82,5 +82,22 @@ console.log(loaded.exports.sum); loaded.save()`
     })
     // Saved again whole: the next process loads it as a cache.
     expect(readFileSync(path).equals(damaged)).toBe(false)
+  })
+})
+
+describe('dynamicImportAt: one test for the cache and the bundle scripts', () => {
+  test('finds an import() call, not a call of a name or member that ends in import', () => {
+    for (const text of ['import("x")', 'await import(x)', '(0,import(x))', 'x=>import(y)'])
+      expect(dynamicImportAt(Buffer.from(text)), text).toBeGreaterThanOrEqual(0)
+    for (const text of [
+      '_import(x)',
+      'reimport(x)',
+      'o.import(x)',
+      '$import(x)',
+      'importx(y)',
+      'import x from',
+    ])
+      expect(dynamicImportAt(Buffer.from(text)), text).toBe(-1)
+    expect(dynamicImportAt(Buffer.from('a.import(1); b(import(2))'))).toBe(15)
   })
 })

@@ -16,6 +16,25 @@ export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vmctl')
 }
 
+/** A byte that may end an identifier (or a member access: `x.import(` is a method call). */
+function endsName(byte: number | undefined): boolean {
+  if (byte === undefined) return false
+  return /[\w$.]/.test(String.fromCharCode(byte)) || byte >= 0x80
+}
+
+/**
+ * Where `source` has a dynamic `import(`, or -1: the one test both for skipping the code cache
+ * (requireWithCodeCache) and for the bundle scripts that refuse one at build time (bundle-cli.mjs,
+ * bundle-supervisor.mjs), so that a file the build let through is never one the cache skips.
+ * `_import(`, `reimport(`, `x.import(` are calls, not dynamic imports. A byte search (memmem): the
+ * CLI's and the supervisor's bundles are ~0.4-0.8 MB, read on every start.
+ */
+export function dynamicImportAt(source: Buffer): number {
+  for (let at = source.indexOf('import('); at >= 0; at = source.indexOf('import(', at + 1))
+    if (!endsName(source[at - 1])) return at
+  return -1
+}
+
 /** How many supervisor code caches stay in the cache directory (~0.4 MB each). */
 const KEPT_CACHES = 4
 
@@ -44,7 +63,7 @@ export function requireWithCodeCache<T>(file: string, cacheDir: string, name = '
   // ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on every run after the one that wrote the cache. The
   // CLI's bundle does its imports through a file of its own (bundle-cli.mjs, whose build refuses an
   // import() in the bundle); a file with one is loaded as any CommonJS file, without a cache.
-  if (source.includes('import(')) {
+  if (dynamicImportAt(source) >= 0) {
     return { exports: Module.createRequire(file)(file) as T, save() {} }
   }
   const dir = join(cacheDir, 'code-cache')
