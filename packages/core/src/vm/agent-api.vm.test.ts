@@ -97,6 +97,24 @@ describe('vm: the agent API', () => {
     expect(result.stdout[100]).toBe(0x80)
   })
 
+  test('exec resolves only once a slow stdout target was handed all the output, and its result is whole', async () => {
+    // The first chunk is held for 1 s: the command and its exit are done long before, so an exec
+    // that resolved on the exit alone had only what was relayed so far (review finding, reproduced).
+    let written = 0
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        written += chunk.length
+        setTimeout(callback, written === chunk.length ? 1_000 : 2)
+      },
+    })
+    const result = await vm.exec('head -c 1000000 /dev/zero; echo TAIL', { stdout: slow, encoding: 'buffer' })
+    expect(result.stdout.length).toBe(1_000_005)
+    expect(result.stdout.subarray(-5).toString()).toBe('TAIL\n')
+    // Handed over: written, or queued in the target (writableLength also counts the chunk in write()).
+    expect(written + slow.writableLength).toBeGreaterThanOrEqual(1_000_005)
+  })
+
   test('100 MB of output: nothing lost, nothing reordered', async () => {
     let expected = 1
     let carry = ''
