@@ -193,6 +193,16 @@ describe('vm: the agent API', () => {
     const result = await vm.exec('id -un; echo $HOME', { user: 'nobody' })
     expect(result.stdout).toBe('nobody\n/nonexistent\n')
     await expect(vm.exec('true', { user: 'ghost' })).rejects.toThrow(/no user "ghost"/)
+    // With the groups the guest's /etc/group gives the user, as su does (postgres gets ssl-cert so).
+    await vm.exec("echo 'vmctl-extra:x:4242:daemon,nobody' >> /etc/group")
+    try {
+      const groups = await vm.exec('id -G', { user: 'nobody' })
+      expect(groups.stdout).toBe('65534 4242\n')
+      expect((await vm.exec("su -s /bin/sh -c 'id -G' nobody")).stdout).toBe(groups.stdout)
+      expect((await vm.exec('id -G', { user: 'nobody:daemon' })).stdout).toBe('1 4242 65534\n')
+    } finally {
+      await vm.exec("sed -i '/^vmctl-extra:/d' /etc/group")
+    }
   })
 
   test('each way a command starts (the spawner itself, through nsenter, child_process) keeps the same semantics', async () => {
