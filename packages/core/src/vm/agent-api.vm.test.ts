@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import {
+  createReadStream,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -113,6 +114,16 @@ describe('vm: the agent API', () => {
     expect(result.stdout.subarray(-5).toString()).toBe('TAIL\n')
     // Handed over: written, or queued in the target (writableLength also counts the chunk in write()).
     expect(written + slow.writableLength).toBeGreaterThanOrEqual(1_000_005)
+  })
+
+  test('an input the command never reads is closed when the command ends (its file is not held open)', async () => {
+    // More than the call's flow-control window (4 MiB on the lane): the host's stdin is full when
+    // `true` exits, and a feed waiting for a 'drain' of the destroyed stdin kept the input open.
+    const file = join(local, 'unread-input.bin')
+    writeFileSync(file, Buffer.alloc(24 * 1024 * 1024))
+    const input = createReadStream(file)
+    expect((await vm.exec(['true'], { input })).exitCode).toBe(0)
+    await eventually(() => input.destroyed, 2_000, 'the unread input to be closed')
   })
 
   test('100 MB of output: nothing lost, nothing reordered', async () => {
