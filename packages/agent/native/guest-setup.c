@@ -18,8 +18,7 @@
 #include "guest-setup.h"
 
 static void after_refresh(void) {
-  // A restore's translation cache is cold: warm what a first command needs (root-warm.c).
-  if (root_wanted() && mount_root() == 0) warm_root();
+  if (root_wanted()) mount_root();
 }
 
 int main(void) {
@@ -27,8 +26,7 @@ int main(void) {
   // vmctl_stage=0 (a kernel argument): no staging, for an A/B of it (docs/first-command.md).
   const char *stage = getenv("vmctl_stage");
   if (root_wanted() && !(stage && strcmp(stage, "0") == 0)) stage_system_mounts();
-  if (root_wanted()) warm_start();
-  if (root_wanted() && !(defer && *defer) && mount_root() == 0) warm_root();
+  if (root_wanted() && !(defer && *defer)) mount_root();
   serve_refresh("vmctl.setup", after_refresh);
   return 3;
 }

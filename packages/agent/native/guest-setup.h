@@ -28,17 +28,6 @@ void stage_system_mounts(void);
  */
 void root_status(const char *id, char *reply, size_t size);
 
-/**
- * Forks the warmer (root-warm.c), which waits for warm_root: call before a template can be saved.
- */
-void warm_start(void);
-
-/**
- * Once the root is mounted: the warmer reads the root's dynamic loader, libc and /bin/sh into the
- * page cache and runs `/bin/sh -c :` once, in the background (root-warm.c). Returns at once.
- */
-void warm_root(void);
-
 /** The first line of a (small) file, without its newline; -1 when it cannot be read or is empty. */
 int read_line(const char *path, char *out, size_t size);
 

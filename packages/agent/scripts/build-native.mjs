@@ -11,7 +11,7 @@ const compiler = process.env.CC || 'cc'
 mkdirSync('dist', { recursive: true })
 for (const [name, sources, without] of [
   ['vsock-bridge', ['vsock-bridge.c'], 'VMs will use virtio-serial'],
-  ['guest-setup', ['guest-setup.c', 'mount-root.c', 'clone-refresh.c', 'root-warm.c'], undefined],
+  ['guest-setup', ['guest-setup.c', 'mount-root.c', 'clone-refresh.c'], undefined],
   ['vmctl-spawner', ['spawner.c'], 'commands will start through child_process'],
 ]) {
   const output = `dist/${name}`
