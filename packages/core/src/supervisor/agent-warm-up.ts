@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
 import { agentClient, grpcAgentClient } from '../vm/agent-client.js'
+import { exitZeroProgram } from './exit-zero-program.js'
 import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
@@ -17,6 +18,13 @@ const WARM_UP_BUDGET_MS = 30_000
  * the agent's own runtime directory, and the last exec removes it.
  */
 const WARM_UP_FILE = '/run/vmctl/warm-up'
+/**
+ * A command that starts: a 129-byte static program that exits 0 (exit-zero-program.ts), pushed
+ * next to the file above and run by its path. Without a root mounted, `true` cannot start, so the
+ * agent's path after a command started (its pipes opened, output read, the exit) was compiled by
+ * V8 only in each restored VM, on its first command (docs/first-command-prefetch.md).
+ */
+const WARM_UP_PROGRAM = '/run/vmctl/warm-up-program'
 
 /**
  * Runs the calls a test makes first (exec, a file each way, info) through the agent of a VM
@@ -28,9 +36,9 @@ const WARM_UP_FILE = '/run/vmctl/warm-up'
  * child_process's spawn again, in a guest where every instruction of the compiler is emulated.
  * What it does not carry over is QEMU's translation of guest code, which lives on the host.
  *
- * The root is not mounted yet (it never is in a template), so in a VM with one the commands fail
- * to start inside the empty mount point: the agent still spawns busybox's nsenter, reads its
- * pipes and reports an exit status, which is the code path every command takes.
+ * The root is not mounted yet (it never is in a template), so in a VM with one `true` fails to
+ * start inside the empty mount point (the agent's path of a command that could not start), and
+ * WARM_UP_PROGRAM, which needs no root, starts and exits (the path every command takes).
  *
  * Only a shortcut: a warm-up that fails or takes longer than WARM_UP_BUDGET_MS is given up and
  * the template saved as it is. Resolves with a line for the supervisor's log.
@@ -48,10 +56,19 @@ export async function warmUpAgent(
   // A/B of the two in one VM should not find one of them cold.
   const agents = [agentClient(directory), grpcAgentClient(directory)]
   const callDeadline = () => new Date(Date.now() + Math.max(1, until - performance.now()))
+  // VMCTL_WARM_UP_STARTED=0: for measuring only, as the rounds above.
+  const program = process.env.VMCTL_WARM_UP_STARTED === '0' ? undefined : exitZeroProgram()
+  let notStarted = ''
   try {
     for (let round = 0; round < rounds; round++) {
       for (const agent of agents) {
         await execToExit(agent, ['true'], callDeadline())
+        if (program) {
+          await pushFile(agent, WARM_UP_PROGRAM, program, callDeadline(), 0o700)
+          const exit = await execToExit(agent, [WARM_UP_PROGRAM], callDeadline())
+          if (exit.exitCode !== 0)
+            notStarted = `; its command that starts exited ${exit.exitCode} (${exit.stderr.trim() || 'no message'})`
+        }
         await new Promise<void>((resolve, reject) =>
           agent.info({}, new Metadata(), { deadline: callDeadline() }, (error) =>
             error ? reject(error) : resolve(),
@@ -61,20 +78,31 @@ export async function warmUpAgent(
         await pullFile(agent, WARM_UP_FILE, callDeadline())
       }
     }
-    if (rounds > 0) await execToExit(agents[0]!, ['rm', '-f', WARM_UP_FILE], callDeadline())
+    if (rounds > 0)
+      await execToExit(
+        agents[0]!,
+        ['rm', '-f', WARM_UP_FILE, ...(program ? [WARM_UP_PROGRAM] : [])],
+        callDeadline(),
+      )
   } catch (error) {
     return `agent warm-up given up after ${Math.round(performance.now() - started)} ms (${(error as Error).message}); the template is saved without it`
   } finally {
     for (const agent of agents) agent.close()
   }
-  return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)`
+  return `agent warmed up in ${Math.round(performance.now() - started)} ms (${rounds} rounds)${notStarted}`
 }
 
 /** A small file into the guest, the way vm.writeFile() sends it. */
-function pushFile(agent: AgentClient, path: string, data: Buffer, deadline: Date): Promise<void> {
+function pushFile(
+  agent: AgentClient,
+  path: string,
+  data: Buffer,
+  deadline: Date,
+  mode = 0o600,
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const call = agent.push(new Metadata(), { deadline }, (error) => (error ? reject(error) : resolve()))
-    const header = { path, mode: 0o600, owner: '', parents: true, directory: false }
+    const header = { path, mode, owner: '', parents: true, directory: false }
     call.write({ kind: { $case: 'header', value: header } })
     call.write({ kind: { $case: 'data', value: data } })
     call.end()

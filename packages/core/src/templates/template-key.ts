@@ -22,7 +22,8 @@ export function templateKey(spec: LaunchSpec): string {
   const canonical = qemuArguments(qemuPlanFor(canonicalSpec(spec), CANONICAL_INSTANCE))
   const hash = createHash('sha256')
   // v3: templates are saved with the agent warmed up (agent-warm-up.ts); older ones are remade.
-  hash.update('vmctl-template-v3\0')
+  // v4: the warm-up runs a command that starts (exit-zero-program.ts).
+  hash.update('vmctl-template-v4\0')
   hash.update(`${canonical.join('\0')}\0`)
   const files = {
     qemu: spec.qemuBinary,
