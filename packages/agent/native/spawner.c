@@ -27,7 +27,8 @@
  *                                 (0 exec, 1 FILE is on no PATH directory, 2 chroot, 3 CWD,
  *                                 4 user and groups)
  *   EV_DATA ID STREAM SIZE        SIZE bytes of its stdout (1) or stderr (2) follow
- *   EV_EOF ID STREAM              that stream ended (every writer closed it)
+ *   EV_EOF ID STREAM              that stream ended (every writer closed it): sent with the
+ *                                 exit, just before it (or at once if the exit was sent before)
  *   EV_EXIT ID STATUS SIGNAL      the process ended (STATUS -1 when SIGNAL is set); sent after
  *                                 what its pipes held when it was reaped
  * All the events of one turn of the loop leave in one write: a short command's output, the end
@@ -72,8 +73,14 @@
 /* What one relayed stream may have in flight to the agent before it grants more ("A"): a command
  * writing faster than the host reads blocks on its pipe, the spawner and the agent hold at most
  * this much of it. Matches WINDOW in spawner.ts. */
-#define WINDOW (256 * 1024)
-#define CHUNK (64 * 1024)
+#define WINDOW (1024 * 1024)
+/* The most one read takes from a command's pipe. A pipe holds 64 KiB; one that a read finds full
+ * is grown to BIG_PIPE (once), so a command with much output wakes us once per 256 KiB instead of
+ * per 64 KiB: each wake-up and write is a context switch under emulation (4 MiB of output cost
+ * 1.17x the QEMU CPU of the agent reading the pipe itself with 64 KiB pipes). A command with
+ * little output never pays the fcntl. */
+#define CHUNK (256 * 1024)
+#define BIG_PIPE (256 * 1024)
 
 enum event { EV_STARTED = 1, EV_FAILED, EV_EXIT, EV_DATA, EV_EOF };
 
@@ -87,6 +94,8 @@ struct job {
   pid_t pid;
   long status, signal;
   int ends[3];   /* our copies: stdin's write end, stdout's and stderr's read ends (-1: closed) */
+  int ended[3];  /* relay: that stream's EOF is due, sent with the exit (see relay) */
+  int grown[3];  /* relay: that pipe was grown to BIG_PIPE */
   long credit[3]; /* relay: bytes stdout (1) and stderr (2) may still send before an "A" */
 };
 
@@ -161,13 +170,21 @@ static void relay(struct job *job, int stream, int all) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
-      say(EV_EOF, job->id, stream, 0, 0, 0);
+      /* A command's pipes close in its exit before its parent can reap it: when the pipes' end
+       * wakes us first, the end waits for the exit, so both reach the agent in one write (one
+       * wake-up of the agent, not two). The agent ends its streams at the exit anyway. */
+      if (job->reaped) say(EV_EOF, job->id, stream, 0, 0, 0);
+      else job->ended[stream] = 1;
       close(fd), job->ends[stream] = -1;
       return;
     }
     say(EV_DATA, job->id, stream, n, 0, 0);
     out_used += (size_t)n;
     job->credit[stream] -= n;
+    if (n >= 64 * 1024 && !job->grown[stream]) {
+      job->grown[stream] = 1;
+      fcntl(fd, F_SETPIPE_SZ, BIG_PIPE); /* a failure leaves it as it was */
+    }
   } while (all);
 }
 
@@ -291,6 +308,13 @@ static pid_t __attribute__((noinline)) start_child(int with_fork, int report, vo
   return pid;
 }
 
+/* /dev/null, opened once: the stdin of every command that has no stdin pipe. */
+static int dev_null(void) {
+  static int fd = -1;
+  if (fd < 0) fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
 static void start(char **fields, int count) {
   /* "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": with fork; "P": the agent
    * opens the output pipes itself) */
@@ -313,7 +337,7 @@ static void start(char **fields, int count) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
   int error = 0, stage = STAGE_EXEC;
   if (!job) error = ENOMEM;
-  else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+  else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = dev_null()) < 0)
     error = errno;
   else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
            (with_fork && pipe2(report, O_CLOEXEC) < 0))
@@ -332,7 +356,7 @@ static void start(char **fields, int count) {
   free(argv);
   free(envp);
   int ours[3] = {in[1], out[0], err[0]};
-  for (int *fd = (int[]){in[0], out[1], err[1], report[1]}, i = 0; i < 4; i++)
+  for (int *fd = (int[]){stdin_wanted ? in[0] : -1, out[1], err[1], report[1]}, i = 0; i < 4; i++)
     if (fd[i] >= 0) close(fd[i]);
   if (!error && with_fork) {
     int failure[2];
@@ -376,6 +400,8 @@ static void send_exits(void) {
     struct job *job = &jobs[i];
     if (!job->used || !job->reaped || job->exited) continue;
     if (job->relay) relay(job, 1, 1), relay(job, 2, 1);
+    for (int stream = 1; stream <= 2; stream++)
+      if (job->ended[stream]) say(EV_EOF, job->id, stream, 0, 0, 0);
     say(EV_EXIT, job->id, job->status, job->signal, 0, 0);
     job->exited = 1;
     maybe_free(job);
@@ -454,6 +480,8 @@ int main(void) {
   sigaddset(&child, SIGCHLD);
   sigprocmask(SIG_BLOCK, &child, NULL);
   int children = signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK);
+  /* Our events to the agent carry up to CHUNK of output each: a pipe that holds a few of them. */
+  fcntl(1, F_SETPIPE_SZ, 2 * BIG_PIPE);
   if (children < 0) return perror("vmctl-spawner: signalfd"), 1;
   static char buf[MAX_REQUEST];
   size_t used = 0;

@@ -38,7 +38,7 @@ const SPAWNER = process.env.vmctl_spawner ?? '/vmctl/vmctl-spawner'
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, number]) => [number, name]))
 
 /** spawner.c's WINDOW: what one relayed stream may have in flight before the agent grants more. */
-const WINDOW = 256 * 1024
+const WINDOW = 1024 * 1024
 /** spawner.c's events (enum event), each six 32-bit numbers, EV_DATA followed by its bytes. */
 const EV_STARTED = 1
 const EV_FAILED = 2
@@ -270,7 +270,10 @@ class Spawner {
   /** Commands by id, from the start request until their output has ended and they exited. */
   private readonly running = new Map<number, SpawnedCommand>()
   private nextId = 1
-  private pending: Buffer = Buffer.alloc(0)
+  /** The start of an event that has not fully come yet, and how many bytes make it whole. */
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private needed = EVENT_BYTES
   alive = true
 
   constructor(path: string) {
@@ -317,10 +320,18 @@ class Spawner {
     return command
   }
 
-  /** Splits the spawner's output into events (a read may end inside one). */
+  /**
+   * Splits the spawner's output into events. A read may end inside one (a data event carries up
+   * to 256 KiB, a read takes 64 KiB): the pieces wait, uncopied, until the event is whole, and are
+   * joined once (joining at each read copied a large event several times over).
+   */
   private read(chunk: Buffer) {
-    let buffer = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk
+    this.pending.push(chunk)
+    this.pendingBytes += chunk.length
+    if (this.pendingBytes < this.needed) return
+    let buffer = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingBytes)
     let at = 0
+    this.needed = EVENT_BYTES
     while (buffer.length - at >= EVENT_BYTES) {
       const kind = buffer.readInt32LE(at)
       const numbers = [4, 8, 12, 16, 20].map((offset) => buffer.readInt32LE(at + offset)) as [
@@ -332,7 +343,10 @@ class Spawner {
       ]
       if (kind === EV_DATA) {
         const size = numbers[2]
-        if (buffer.length - at < EVENT_BYTES + size) break
+        if (buffer.length - at < EVENT_BYTES + size) {
+          this.needed = EVENT_BYTES + size
+          break
+        }
         const data = buffer.subarray(at + EVENT_BYTES, at + EVENT_BYTES + size)
         this.running.get(numbers[0])?.output(numbers[1], data)
         at += EVENT_BYTES + size
@@ -342,8 +356,8 @@ class Spawner {
       this.event(kind, ...numbers)
     }
     buffer = buffer.subarray(at)
-    // A partial event is kept as a copy: the chunk's other bytes may be held by the streams.
-    this.pending = buffer.length ? Buffer.from(buffer) : Buffer.alloc(0)
+    this.pending = buffer.length ? [buffer] : []
+    this.pendingBytes = buffer.length
   }
 
   private event(kind: number, id: number, a: number, b: number, c: number, d: number) {
