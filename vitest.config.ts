@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config'
+import RetriedTestsReporter from './packages/core/src/test-support/retried-tests-reporter.js'
 
 // Tests that boot VMs are CPU-bound under TCG; two forks keep a 2-core machine busy without
 // starving QEMU. VM tests carry "vm" in their describe name so a reader knows which are slow.
@@ -27,7 +28,9 @@ export default defineConfig({
     // try keeps such a stall from sinking the run; the reporter marks the retry, a test that fails
     // for a reason of its own fails twice. docs/vm-test-stalls.md: what was found, how to look.
     retry: 1,
-    reporters: ['default'],
+    // The second prints the errors of a retried test's failed attempts, which vitest 4 drops when
+    // the retry passes.
+    reporters: ['default', new RetriedTestsReporter()],
     // The second holds VM.upShared() VMs until the run ends (its teardown runs first).
     globalSetup: ['./vitest.global-setup.ts', './packages/vitest-adapter/src/global-setup.ts'],
   },

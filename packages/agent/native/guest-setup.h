@@ -28,6 +28,12 @@ void stage_system_mounts(void);
  */
 void root_status(const char *id, char *reply, size_t size);
 
+/**
+ * Ends the lap `step` (its guest milliseconds go on the "root ready" console line) and starts the
+ * next; "" only starts one.
+ */
+void lap(const char *step);
+
 /** The first line of a (small) file, without its newline; -1 when it cannot be read or is empty. */
 int read_line(const char *path, char *out, size_t size);
 

@@ -53,7 +53,7 @@ static int fail(const char *format, ...) {
 static char laps[256];
 static struct timespec lap_start;
 
-static void lap(const char *step) {
+void lap(const char *step) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   if (*step) {
@@ -269,7 +269,8 @@ static void write_etc(const char *etc, const char *dns);
 
 static int prepare_upper_etc(const char *dns) {
   struct stat lower;
-  if (!*dns || stat("/mnt/lower/etc", &lower) < 0 || !S_ISDIR(lower.st_mode)) return -1;
+  /* lstat: an upper /etc over a symlinked one would hide its target (the overlay path then). */
+  if (!*dns || lstat("/mnt/lower/etc", &lower) < 0 || !S_ISDIR(lower.st_mode)) return -1;
   if (mkdir(UPPER "/etc", lower.st_mode & 07777) < 0 && errno != EEXIST) return -1;
   if (chown(UPPER "/etc", lower.st_uid, lower.st_gid) < 0) return -1;
   write_etc(UPPER "/etc", dns);

@@ -12,8 +12,9 @@
  *   "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC KEY=VALUE...
  *       start FILE with ARG... as its argv and only these variables, in the root ROOT (chroot;
  *       "": the spawner's own), in CWD (a path inside that root), as UID and GID ("-1": as the
- *       spawner, root); FILE without a slash is looked up on the variables' PATH inside the root.
- *       STDIN "1": a pipe, "0": /dev/null. Its stdout and stderr are relayed (EV_DATA).
+ *       spawner, root; GID may go on with ",GROUP..." for setgroups: group-list.c); FILE without a
+ *       slash is looked up on the variables' PATH inside the root. STDIN "1": a pipe, "0":
+ *       /dev/null. Its stdout and stderr are relayed (EV_DATA).
  *   "F" ...                  the same as "S", with fork() for vfork() (vmctl_exec_via=fork)
  *   "P" ...                  the same as "S", but the agent opens the output pipes itself (the
  *                            path before the relay: vmctl_exec_via=pipes, one side of an A/B)
@@ -66,6 +67,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "group-list.h"
 
 #define MAX_REQUEST (1 << 20)
 #define MAX_FIELDS 8192
@@ -257,6 +260,8 @@ struct place {
   const char *root; /* "" for the spawner's own */
   const char *cwd;
   long uid, gid; /* -1: unchanged */
+  gid_t *groups;  /* the user's groups for setgroups (group_list), with GID */
+  int group_count;
 };
 
 /* In the child: never returns. Reports errno and the failed stage in `shared` (after vfork: the
@@ -277,7 +282,8 @@ static void run(int report, volatile int *shared, int in, int out, int err, cons
   if (chdir(place->cwd) < 0) goto failed;
   failure[1] = STAGE_USER;
   if (place->gid >= 0) {
-    setgroups(0, NULL); /* as nsenter -G: its failure alone is not fatal */
+    /* None, as nsenter -G (its failure alone is not fatal), or the user's: root's never stay. */
+    if (setgroups((size_t)place->group_count, place->groups) < 0 && place->group_count) goto failed;
     if (setgid((gid_t)place->gid) < 0) goto failed;
   }
   if (place->uid >= 0 && setuid((uid_t)place->uid) < 0) goto failed;
@@ -322,7 +328,7 @@ static void start(char **fields, int count) {
   int with_fork = fields[0][0] == 'F', relayed = fields[0][0] != 'P';
   long id = atol(fields[1]);
   int stdin_wanted = strcmp(fields[2], "1") == 0;
-  struct place place = {fields[3], fields[4], atol(fields[5]), atol(fields[6])};
+  struct place place = {fields[3], fields[4], atol(fields[5]), atol(fields[6]), NULL, 0};
   const char *file = fields[7];
   int argc = atoi(fields[8]);
   if (argc < 1 || HEADER + argc >= count) return;
@@ -336,7 +342,8 @@ static void start(char **fields, int count) {
   struct job *job = free_job();
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
   int error = 0, stage = STAGE_EXEC;
-  if (!job) error = ENOMEM;
+  if (group_list(fields[6], &place.groups, &place.group_count) < 0) error = errno, stage = STAGE_USER;
+  else if (!job) error = ENOMEM;
   else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = dev_null()) < 0)
     error = errno;
   else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
@@ -355,6 +362,7 @@ static void start(char **fields, int count) {
   }
   free(argv);
   free(envp);
+  free(place.groups);
   int ours[3] = {in[1], out[0], err[0]};
   for (int *fd = (int[]){stdin_wanted ? in[0] : -1, out[1], err[1], report[1]}, i = 0; i < 4; i++)
     if (fd[i] >= 0) close(fd[i]);

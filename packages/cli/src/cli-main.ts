@@ -16,9 +16,11 @@ export function main(earlySupervisor?: ChildProcess): void {
       process.exitCode = code
       // `vmctl run` is done once its VM's supervisor has taken over the teardown (run-command.ts):
       // process.exit() skips Node's own teardown of this process (its environment, its heap with
-      // core and grpc-js), which held the exit ~50 ms on a loaded host. Output is not lost: stdout
-      // and stderr are written synchronously on Linux (files, pipes, TTYs); 'exit' handlers run.
-      if (process.argv[2] === 'run') process.exit()
+      // core and grpc-js), which held the exit ~50 ms on a loaded host; 'exit' handlers run. Files
+      // and TTYs are written synchronously, but a pipe whose reader is slow (`| less`, a CI
+      // runner) keeps the rest queued in this process, which process.exit() would drop: exit
+      // once an empty write queued behind everything has gone out.
+      if (process.argv[2] === 'run') whenFlushed([process.stdout, process.stderr]).then(() => process.exit())
     },
     (error: unknown) => {
       if (error instanceof VmctlError || (error as { exitCode?: number }).exitCode === 2) {
@@ -26,5 +28,12 @@ export function main(earlySupervisor?: ChildProcess): void {
       } else process.stderr.write(`vmctl: ${(error as Error).stack ?? error}\n`)
       process.exitCode = exitCodeFor(error)
     },
+  )
+}
+
+/** Resolves once everything written to `streams` so far has reached their descriptors (or failed). */
+function whenFlushed(streams: NodeJS.WriteStream[]): Promise<unknown> {
+  return Promise.all(
+    streams.map((stream) => new Promise<void>((resolve) => stream.write('', () => resolve()))),
   )
 }

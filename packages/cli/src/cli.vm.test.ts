@@ -150,6 +150,29 @@ describe('vm: vmctl against real VMs', () => {
     await vi.waitFor(() => expect(leftovers()).toEqual([]), { timeout: 5_000, interval: 50 })
   })
 
+  test('vmctl run into a pipe whose reader is slow: every byte arrives before vmctl exits', async () => {
+    // As `vmctl run -- dmesg | less`: the reader takes the first screen, then waits. vmctl used to
+    // exit with the rest of the output still queued for the pipe (review finding, reproduced).
+    const child = spawn(process.execPath, [CLI, 'run', '--', 'head -c 1000000 /dev/zero; echo TAIL'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, VMCTL_SHARED_KEEPER: undefined },
+    })
+    const chunks: Buffer[] = []
+    child.stdout.once('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      child.stdout.pause()
+      setTimeout(() => child.stdout.on('data', (more: Buffer) => chunks.push(more)).resume(), 2_000)
+    })
+    const [code] = await Promise.all([
+      new Promise((resolve) => child.on('exit', resolve)),
+      new Promise((resolve) => child.stdout.on('end', resolve)),
+    ])
+    expect(code).toBe(0)
+    const output = Buffer.concat(chunks)
+    expect(output.length).toBe(1_000_005)
+    expect(output.subarray(-5).toString()).toBe('TAIL\n')
+  })
+
   test('a client that connects while the VM is still booting waits for it instead of failing or hanging', async () => {
     const name = `early-${process.pid}`
     const up = vmctl(['up', '--name', name])

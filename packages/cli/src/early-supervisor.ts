@@ -31,7 +31,8 @@ export function startEarlySupervisor(args: string[]): ChildProcess | undefined {
   try {
     const child = spawn(process.execPath, [entry, '--await-launch'], {
       detached: true,
-      stdio: ['pipe', 'ignore', 'ignore'],
+      // stderr: what Node prints if it dies before its hand-off (core's early-supervisor.ts keeps it).
+      stdio: ['pipe', 'ignore', 'pipe'],
       // As start-vm.ts spawns a supervisor: not the caller's Node settings.
       env: {
         ...process.env,
@@ -45,6 +46,7 @@ export function startEarlySupervisor(args: string[]): ChildProcess | undefined {
     // Neither the process nor its pipe keeps this one's event loop alive: at exit the pipe closes.
     child.unref()
     ;(child.stdin as { unref?: () => void } | null)?.unref?.()
+    ;(child.stderr as { unref?: () => void } | null)?.unref?.()
     return child
   } catch {
     return undefined

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { CallChannel } from './call-channel.js'
+import type { CallChannel } from './call-channel.js'
+import { acceptOpen, openFrame, type SessionChannel } from './channel-open.js'
 import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
   decodeFrame,
@@ -29,9 +30,6 @@ const PARKED_SYNC_MS = 10_000
 const AGENT_UP_INTERVAL_MS = 500
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
-
-/** A channel of the session: a Node stream, or (guest, for one call) a CallChannel. */
-type SessionChannel = MuxChannel | CallChannel
 
 export interface MuxSessionEvents {
   /** Both ends agreed on a fresh session; channels flow. */
@@ -330,15 +328,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
       case FrameType.Open: {
         if (this.role !== 'guest' || existing) return
         const service = frame.payload.toString('utf8')
-        if (this.callService?.(service)) {
-          const call = new CallChannel(this, frame.channel, service)
-          this.channels.set(frame.channel, call)
-          this.emit('call', call, service)
-          return
-        }
-        const channel = new MuxChannel(this, frame.channel, service)
-        this.channels.set(frame.channel, channel)
-        this.emit('channel', channel, service)
+        const opened = acceptOpen(this, frame.channel, service, this.callService)
+        this.channels.set(frame.channel, opened.channel)
+        if (opened.kind === 'call') this.emit('call', opened.channel, service)
+        else this.emit('channel', opened.channel, service)
         return
       }
       case FrameType.Data:
@@ -367,7 +360,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   private sendOpen(channel: SessionChannel): void {
-    this.outbox?.write(encodeFrame(FrameType.Open, channel.id, Buffer.from(channel.service)))
+    this.outbox?.write(openFrame(channel))
     channel.opened()
   }
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import type { ExecStart } from '../generated/vmctl/agent/v1/agent.js'
 import type { GuestRoot } from './guest-root.js'
-import type { PasswdEntry } from './passwd.js'
+import type { CommandUser } from './passwd.js'
 import { checkCwd, notFoundMessage, planSpawn } from './spawn-plan.js'
 import { type CommandProcess, type StartStage, spawnThroughSpawner } from './spawner.js'
 
@@ -32,7 +32,7 @@ export type CommandStart =
 export function startCommand(
   start: ExecStart,
   root: GuestRoot,
-  user: (PasswdEntry & { gid: number }) | undefined,
+  user: CommandUser | undefined,
   env: Record<string, string>,
 ): CommandStart {
   const via = env[EXEC_VIA_VARIABLE]
@@ -41,8 +41,13 @@ export function startCommand(
   if (via === undefined || via === 'fork' || via === 'pipes') {
     const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
     const place = {
-      ...{ root: root.chrootPath, cwd, uid: user?.uid, gid: user?.gid },
-      ...{ fork: via === 'fork', pipes: via === 'pipes' },
+      root: root.chrootPath,
+      cwd,
+      uid: user?.uid,
+      gid: user?.gid,
+      groups: user?.groups,
+      fork: via === 'fork',
+      pipes: via === 'pipes',
     }
     const spawned = spawnThroughSpawner(argv[0]!, argv.slice(1), env, start.stdin, place)
     if (spawned) return { process: spawned, via: 'spawner' }

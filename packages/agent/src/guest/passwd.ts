@@ -34,3 +34,28 @@ export function lookupGroup(etcDir: string, group: string): number | undefined {
   } catch {}
   return undefined
 }
+
+/** A user as a command runs as them: the passwd entry, the primary group, and all their groups. */
+export interface CommandUser extends PasswdEntry {
+  /** The primary group first, then every group of the root's /etc/group that lists the user. */
+  groups: number[]
+}
+
+/**
+ * The groups a login gives a user, as initgroups(3) does: the primary group, then every group
+ * whose member list in the root's /etc/group names the user (`su` and sshd give postgres
+ * `ssl-cert` this way). The command's root is read, never the agent's own /etc.
+ */
+export function userGroups(etcDir: string, name: string, primary: number[]): number[] {
+  const groups = new Set(primary)
+  let text = ''
+  try {
+    text = readFileSync(`${etcDir}/group`, 'utf8')
+  } catch {}
+  for (const line of text.split('\n')) {
+    const [, , gid, members] = line.split(':')
+    if (gid && members && /^\d+$/.test(gid) && members.trim().split(',').includes(name))
+      groups.add(Number(gid))
+  }
+  return [...groups]
+}

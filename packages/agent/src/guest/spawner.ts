@@ -17,6 +17,8 @@ export interface CommandPlace {
   cwd: string
   uid?: number
   gid?: number
+  /** The user's groups (passwd.ts's userGroups), set with setgroups(); none when absent. */
+  groups?: number[]
   /** fork() the command's process rather than vfork() it (one side of an A/B: vmctl_exec_via=fork). */
   fork?: boolean
   /** The agent opens the output pipes itself instead of the spawner relaying them (one side of an
@@ -309,7 +311,8 @@ class Spawner {
     const fields = [kind, String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
-      String(place.gid ?? -1),
+      // The GID field carries the groups after it ("GID,GROUP,..."): an older spawner reads the GID.
+      [place.gid ?? -1, ...(place.groups ?? [])].join(','),
       file,
       String(args.length + 1),
       file,
@@ -433,6 +436,7 @@ function fitsARequest(
   let fields = 12 + args.length
   let bytes =
     64 + 2 * Buffer.byteLength(file) + Buffer.byteLength(place.cwd) + Buffer.byteLength(place.root ?? '')
+  bytes += 11 * (place.groups?.length ?? 0)
   if (file.includes('\0') || place.cwd.includes('\0') || place.root?.includes('\0')) return false
   for (const arg of args) {
     if (arg.includes('\0')) return false

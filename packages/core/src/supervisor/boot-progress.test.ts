@@ -69,6 +69,26 @@ describe('judgeBootProgress', () => {
     expect(DEFAULT_HANG_BOUNDS.cpuMs / HEALTHY_FIRST_LINE_CPU_MS).toBeGreaterThanOrEqual(4)
     expect(DEFAULT_HANG_BOUNDS.cpuMs).toBeLessThan(60_000)
   })
+  it("with a gdb stub, a debugger's stops wait: attached or interrupted ('paused'), and -s -S's 'prelaunch'", () => {
+    const stopped = (status: string, qemuArgs: string[]) =>
+      judgeBootProgress({ guestBytes: 0, cpuMs: 50, status }, 99, hangBoundsFor([], qemuArgs)).verdict
+    const gdbSocket = ['-gdb', 'unix:/tmp/gdb.sock,server=on,wait=off']
+    for (const qemuArgs of [
+      ['-s', '-S'],
+      ['-S', ...gdbSocket],
+    ]) {
+      expect(stopped('prelaunch', qemuArgs)).toBe('waiting')
+      expect(stopped('paused', qemuArgs)).toBe('waiting')
+      // Not a debugger's: an I/O error or a dead guest still counts.
+      expect(stopped('io-error', qemuArgs)).toBe('hung')
+    }
+    expect(stopped('paused', ['-s'])).toBe('waiting')
+    expect(stopped('prelaunch', ['-s'])).toBe('hung')
+    // -S alone: nothing continues it.
+    expect(stopped('prelaunch', ['-S'])).toBe('hung')
+    expect(stopped('paused', ['-S'])).toBe('hung')
+  })
+
   it("a guest stopped at a debugger's breakpoint ('debug') or suspended is not hung, however long", () => {
     for (const status of ['debug', 'suspended'])
       expect(judgeBootProgress({ guestBytes: 0, cpuMs: 50, status }, 99, bounds)).toEqual({

@@ -25,6 +25,8 @@ export interface HangBounds {
   cpuMs: number
   /** Consecutive samples with the vCPUs not running (and no byte) that make it hung. */
   notRunningSamples: number
+  /** QMP statuses that are a debugger's stops for this VM (a gdb stub in its qemuArgs). */
+  debuggerStops?: readonly string[]
 }
 
 /**
@@ -45,12 +47,18 @@ export const DEFAULT_HANG_BOUNDS: HangBounds = { cpuMs: 4 * HEALTHY_FIRST_LINE_C
 /**
  * The bounds for a VM whose kernel arguments are `kernelArgs`: a user's `console=` may send the
  * console where the host does not read it (the init's line too), so silence proves nothing and
- * only QMP's word on the vCPUs counts.
+ * only QMP's word on the vCPUs counts. With a gdb stub in `qemuArgs` (`-s`, `-gdb`), a debugger
+ * may hold the vCPUs: QEMU pauses them when gdb attaches or interrupts ('paused'), and with `-S`
+ * (`-s -S`, the usual way to debug a boot from its first instruction) they wait for gdb's
+ * `continue` ('prelaunch'). `-S` alone has nothing to continue it (boot-sequence.ts refuses it).
  */
-export function hangBoundsFor(kernelArgs: readonly string[]): HangBounds {
-  return kernelArgs.some((arg) => arg.startsWith('console='))
-    ? { ...DEFAULT_HANG_BOUNDS, cpuMs: Number.POSITIVE_INFINITY }
-    : DEFAULT_HANG_BOUNDS
+export function hangBoundsFor(kernelArgs: readonly string[], qemuArgs: readonly string[] = []): HangBounds {
+  let bounds = DEFAULT_HANG_BOUNDS
+  if (kernelArgs.some((arg) => arg.startsWith('console=')))
+    bounds = { ...bounds, cpuMs: Number.POSITIVE_INFINITY }
+  if (qemuArgs.some((arg) => arg === '-s' || arg === '-gdb'))
+    bounds = { ...bounds, debuggerStops: qemuArgs.includes('-S') ? ['paused', 'prelaunch'] : ['paused'] }
+  return bounds
 }
 
 /**
@@ -76,10 +84,10 @@ export function judgeBootProgress(
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
 ): BootProgressVerdict {
   if (sample.guestBytes > 0) return { verdict: 'progressed' }
+  const chosen =
+    STOPPED_ON_PURPOSE.has(sample.status ?? '') || bounds.debuggerStops?.includes(sample.status ?? '')
   const notRunning =
-    sample.status !== undefined && sample.status !== 'running' && !STOPPED_ON_PURPOSE.has(sample.status)
-      ? notRunningBefore + 1
-      : 0
+    sample.status !== undefined && sample.status !== 'running' && !chosen ? notRunningBefore + 1 : 0
   if (notRunning >= bounds.notRunningSamples)
     return {
       verdict: 'hung',

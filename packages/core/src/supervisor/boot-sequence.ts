@@ -85,7 +85,7 @@ async function coldBoot(
       qemu,
       guestBytes(ctx, qemu),
       ctx.log,
-      hangBoundsFor(ctx.definition.kernelArgs),
+      hangBoundsFor(ctx.definition.kernelArgs, ctx.definition.qemuArgs),
     )
     const booted = (async () => {
       await ctx.link.connect(qemu)
@@ -98,11 +98,12 @@ async function coldBoot(
     } catch (error) {
       if (!(error instanceof HungGuest) || ctx.goingDown()) throw error
       await qemu.kill()
-      // The user's own -S: every QEMU would wait for a `cont` that vmctl never sends.
+      // The user's own -S: every QEMU would wait for a `cont` that vmctl never sends (with a gdb
+      // stub, -s -S, the debugger continues it and this is not reached: boot-progress.ts).
       if (ctx.definition.qemuArgs.includes('-S'))
         throw new BootFailure(
           'BOOT_FAILED',
-          `QEMU was told to start the guest paused (-S in qemuArgs) and nothing continues it (${error.message}): remove -S`,
+          `QEMU was told to start the guest paused (-S in qemuArgs) and nothing continues it (${error.message}): remove -S, or add -s (a gdb stub on tcp::1234) to continue it from gdb`,
         )
       if (hungBefore)
         throw new BootFailure(

@@ -28,6 +28,8 @@ function fakeQemu() {
       exit = resolve
     }),
     graces: [] as number[],
+    abnormal: undefined as string | undefined,
+    abnormalExit: () => qemu.abnormal,
     powerOff(afterMs: number) {
       setTimeout(() => qemu.exit(), afterMs)
     },
@@ -95,6 +97,18 @@ describe('ending a guest: the power-off request', () => {
     const started = Date.now()
     expect(await endGuest(qemu as unknown as QemuProcess, 'reboot', sockets)).toBe('the guest rebooted')
     expect(Date.now() - started).toBeLessThan(2_000)
+  })
+
+  test('QEMU that ends for another reason while the request is in flight: the stop says why, not "powered off"', async () => {
+    const qemu = fakeQemu()
+    const sockets = await agent(() => {
+      setTimeout(() => {
+        qemu.abnormal = 'the guest kernel panicked (Kernel panic - not syncing: Fatal exception)'
+        qemu.exit()
+      }, 100)
+    })
+    const how = await endGuest(qemu as unknown as QemuProcess, 'poweroff', sockets)
+    expect(how).toBe('the guest kernel panicked (Kernel panic - not syncing: Fatal exception)')
   })
 
   test('a request that left but got no answer: QEMU gets a short grace, then the stop says so', async () => {

@@ -52,7 +52,9 @@ export async function endGuest(
   const asked = await askAgent(qemu, sockets, how === 'reboot', requestTimeoutMs)
   const grace = { taken: POWER_OFF_GRACE_MS, unanswered: UNANSWERED_GRACE_MS, refused: 0 }[asked]
   const ended = await qemu.endWithin(grace, how === 'reboot' ? 'the guest rebooted' : 'the guest powered off')
-  if (ended !== 'SIGKILL') return ended
+  // A guest that panicked, or a QEMU killed from outside, while the request was in flight did not
+  // power off: its disk may not have been synced, and the stop says what happened instead.
+  if (ended !== 'SIGKILL') return qemu.abnormalExit() ?? ended
   if (asked === 'taken')
     return `forced: the guest did not power off within ${POWER_OFF_GRACE_MS / 1000} s (SIGKILL)`
   return asked === 'unanswered'

@@ -1,9 +1,12 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { BootFailedError, VM } from '../index.js'
 import { runtimeDir } from '../paths.js'
 import { eventually, qemuPidsOf } from '../test-support/vm-processes.js'
+import { pollUntil, sleep } from '../util/timing.js'
 
 /**
  * A cold boot whose guest never gets to its console (docs/hung-guest.md). The hang is real QEMU
@@ -72,9 +75,31 @@ describe('vm: a cold boot whose guest hangs before its console', () => {
     )
     expect(error).toBeInstanceOf(BootFailedError)
     expect((error as Error).message).toMatch(
-      /QEMU was told to start the guest paused \(-S in qemuArgs\) and nothing continues it \(.*QMP status 'prelaunch'.*\): remove -S/,
+      /QEMU was told to start the guest paused \(-S in qemuArgs\) and nothing continues it \(.*QMP status 'prelaunch'.*\): remove -S, or add -s/,
     )
     expect((error as Error).message).not.toMatch(/twice/)
     await eventually(() => qemuPidsOf(name).length === 0, 5_000, `no QEMU of ${name} left`)
+  })
+
+  test("-S with a gdb stub waits for the debugger's continue, then boots", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmctl-gdb-'))
+    try {
+      const socket = join(dir, 'gdb.sock')
+      const qemuArgs = ['-S', '-gdb', `unix:${socket},server=on,wait=off`]
+      const up = withEnv(coldBoot, () => VM.up({ qemuArgs }))
+      up.catch(() => {})
+      await pollUntil(() => existsSync(socket), { timeoutMs: 60_000, everyMs: 50 })
+      // Longer than the watch's 3 samples a second that took a paused QEMU for hung before.
+      await sleep(6_000)
+      const gdb = createConnection(socket)
+      await new Promise<void>((resolve, reject) => gdb.once('connect', resolve).once('error', reject))
+      // gdb's remote protocol: the packet "c" (continue), its checksum 0x63.
+      gdb.write('$c#63')
+      await using vm = await up
+      expect((await vm.exec(['echo', 'up'])).stdout).toBe('up\n')
+      gdb.destroy()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -227,6 +227,13 @@ export class QemuProcess extends EventEmitter<{
     return this.stderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
   }
 
+  /** Why QEMU ended, if it did not end by exiting 0 on its own (a panic, a failure the guest reported, a signal). */
+  abnormalExit(): string | undefined {
+    const clean =
+      this.exitStatus?.code === 0 && !this.options.console.panicLine() && !this.guestReportedFailure()
+    return clean ? undefined : this.exitReason()
+  }
+
   /** Why this QEMU is gone (or, while it runs, the guest's own report of a failure, if any). */
   exitReason(): string {
     const panic = this.options.console.panicLine()

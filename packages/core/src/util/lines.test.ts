@@ -10,10 +10,17 @@ describe('LineSplitter', () => {
     expect(lines.push('\n')).toEqual(['last'])
   })
 
-  test('the bytes of a partial line longer than the limit are dropped (a peer out of step); what follows still splits', () => {
+  test('a line longer than the limit is dropped whole, its tail too (a peer out of step); what follows still splits', () => {
     const lines = new LineSplitter(8)
     expect(lines.push('x'.repeat(20))).toEqual([])
-    expect(lines.push('tail\nok\n')).toEqual(['tail', 'ok'])
+    expect(lines.push('more')).toEqual([])
+    expect(lines.push('tail\nok\n')).toEqual(['ok'])
+    // Over the limit across chunks, at the end of a chunk with lines before it, or in one chunk.
+    expect(lines.push('xxxxx')).toEqual([])
+    expect(lines.push('yyyyy\n')).toEqual([])
+    expect(lines.push(`a\n${'z'.repeat(9)}`)).toEqual(['a'])
+    expect(lines.push('z\nb\n')).toEqual(['b'])
+    expect(lines.push(`${'w'.repeat(9)}\nexactly8\n`)).toEqual(['exactly8'])
   })
 })
 

@@ -5,22 +5,35 @@
  */
 export class LineSplitter {
   private buffer = ''
+  /** A line went over the limit: the rest of it, up to its newline, is dropped too. */
+  private discarding = false
 
-  /** `maxPartial`: a peer that sends this much without a newline is out of step; its bytes are dropped. */
+  /**
+   * `maxPartial`: a peer that sends a line longer than this is out of step; the whole line is
+   * dropped (not its tail as a line of its own), and the lines after it split as before.
+   */
   constructor(private readonly maxPartial = Number.POSITIVE_INFINITY) {}
 
   push(chunk: string): string[] {
     if (!chunk.includes('\n')) {
+      if (this.discarding) return []
       // Only the new chunk is searched: a long line arriving in many chunks stays linear.
       this.buffer += chunk
-      if (this.buffer.length > this.maxPartial) this.buffer = ''
+      if (this.buffer.length > this.maxPartial) this.dropPartial()
       return []
     }
-    this.buffer += chunk
-    const lines = this.buffer.split('\n')
+    const lines = (this.buffer + chunk).split('\n')
     this.buffer = lines.pop() ?? ''
-    if (this.buffer.length > this.maxPartial) this.buffer = ''
-    return lines
+    // The end of the line that went over: the buffer was empty, so it is the first.
+    if (this.discarding) lines.shift()
+    this.discarding = false
+    if (this.buffer.length > this.maxPartial) this.dropPartial()
+    return Number.isFinite(this.maxPartial) ? lines.filter((line) => line.length <= this.maxPartial) : lines
+  }
+
+  private dropPartial() {
+    this.buffer = ''
+    this.discarding = true
   }
 }
 

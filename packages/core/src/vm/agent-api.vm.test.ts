@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import {
+  createReadStream,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -97,6 +98,34 @@ describe('vm: the agent API', () => {
     expect(result.stdout[100]).toBe(0x80)
   })
 
+  test('exec resolves only once a slow stdout target was handed all the output, and its result is whole', async () => {
+    // The first chunk is held for 1 s: the command and its exit are done long before, so an exec
+    // that resolved on the exit alone had only what was relayed so far (review finding, reproduced).
+    let written = 0
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        written += chunk.length
+        setTimeout(callback, written === chunk.length ? 1_000 : 2)
+      },
+    })
+    const result = await vm.exec('head -c 1000000 /dev/zero; echo TAIL', { stdout: slow, encoding: 'buffer' })
+    expect(result.stdout.length).toBe(1_000_005)
+    expect(result.stdout.subarray(-5).toString()).toBe('TAIL\n')
+    // Handed over: written, or queued in the target (writableLength also counts the chunk in write()).
+    expect(written + slow.writableLength).toBeGreaterThanOrEqual(1_000_005)
+  })
+
+  test('an input the command never reads is closed when the command ends (its file is not held open)', async () => {
+    // More than the call's flow-control window (4 MiB on the lane): the host's stdin is full when
+    // `true` exits, and a feed waiting for a 'drain' of the destroyed stdin kept the input open.
+    const file = join(local, 'unread-input.bin')
+    writeFileSync(file, Buffer.alloc(24 * 1024 * 1024))
+    const input = createReadStream(file)
+    expect((await vm.exec(['true'], { input })).exitCode).toBe(0)
+    await eventually(() => input.destroyed, 2_000, 'the unread input to be closed')
+  })
+
   test('100 MB of output: nothing lost, nothing reordered', async () => {
     let expected = 1
     let carry = ''
@@ -175,6 +204,16 @@ describe('vm: the agent API', () => {
     const result = await vm.exec('id -un; echo $HOME', { user: 'nobody' })
     expect(result.stdout).toBe('nobody\n/nonexistent\n')
     await expect(vm.exec('true', { user: 'ghost' })).rejects.toThrow(/no user "ghost"/)
+    // With the groups the guest's /etc/group gives the user, as su does (postgres gets ssl-cert so).
+    await vm.exec("echo 'vmctl-extra:x:4242:daemon,nobody' >> /etc/group")
+    try {
+      const groups = await vm.exec('id -G', { user: 'nobody' })
+      expect(groups.stdout).toBe('65534 4242\n')
+      expect((await vm.exec("su -s /bin/sh -c 'id -G' nobody")).stdout).toBe(groups.stdout)
+      expect((await vm.exec('id -G', { user: 'nobody:daemon' })).stdout).toBe('1 4242 65534\n')
+    } finally {
+      await vm.exec("sed -i '/^vmctl-extra:/d' /etc/group")
+    }
   })
 
   test('each way a command starts (the spawner itself, through nsenter, child_process) keeps the same semantics', async () => {

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { InvalidOptionsError } from '../errors.js'
 import { displayCommand, ExecError, type ExecResult, execResult } from './exec-result.js'
 import { GuestProcess } from './guest-process.js'
@@ -21,16 +22,24 @@ export async function execIn(
   const relay = (source: Readable, chunks: Buffer[], target: Writable | undefined) =>
     source.on('data', (chunk: Buffer) => {
       if (keep) chunks.push(chunk)
-      // A slow target pauses the stream, and so the call and the process in the guest.
-      if (target && !target.write(chunk)) {
+      // A slow target pauses the stream, and so the call and the process in the guest; a target
+      // that closes without draining (a destroyed stream) must not hold the exec for good.
+      if (target && !target.destroyed && !target.write(chunk)) {
         source.pause()
-        target.once('drain', () => source.resume())
+        const resume = () => {
+          target.off('drain', resume).off('close', resume)
+          source.resume()
+        }
+        target.on('drain', resume).on('close', resume)
       }
     })
   relay(process.stdout, stdout, options.stdout)
   relay(process.stderr, stderr, options.stderr)
   if (options.input !== undefined) process.feed(options.input).catch((error: Error) => process.fail(error))
   const outcome = await process.wait()
+  // The exit can come while output is still held by a paused relay (a slow target): the result,
+  // and the target, are whole only once both streams have ended, i.e. handed on their last chunk.
+  await Promise.all([finished(process.stdout), finished(process.stderr)])
   const decode = (chunks: Buffer[]): string | Buffer =>
     options.encoding === 'buffer' ? Buffer.concat(chunks) : Buffer.concat(chunks).toString('utf8')
   const result = execResult(displayCommand(command), outcome, decode(stdout), decode(stderr))

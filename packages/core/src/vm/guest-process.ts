@@ -134,7 +134,10 @@ export class GuestProcess {
         : (input as AsyncIterable<Buffer | string>)
     for await (const chunk of chunks) {
       if (!this.settle || stdin.destroyed) return
-      if (!stdin.write(chunk)) await new Promise<void>((resolve) => stdin.once('drain', resolve))
+      // 'close' too: a process that exits without reading destroys stdin, which never drains, and
+      // the caller's input (its file descriptor) would be held open for good.
+      if (!stdin.write(chunk))
+        await new Promise<void>((resolve) => stdin.once('drain', resolve).once('close', resolve))
     }
     stdin.end()
   }

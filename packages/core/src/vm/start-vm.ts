@@ -72,7 +72,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
  * directory at once: the directory then has an owner as soon as it would with a spawn, sooner.
  */
 function handOver(directory: VmDirectory): ChildProcess | undefined {
-  const early = takeEarlySupervisor()
+  const early = takeEarlySupervisor(directory.supervisorLog)
   early?.stdin?.write(`${JSON.stringify(directory.path)}\n`)
   return early
 }

@@ -8,7 +8,10 @@ export interface ProcessOptions {
   env?: Record<string, string>
   /** Working directory in the guest. Default "/". */
   cwd?: string
-  /** Run as this guest user ("name", "uid", "name:group"). Default root. */
+  /**
+   * Run as this guest user ("name", "uid", "name:group"), with the groups the guest's /etc/group
+   * gives the user, as `su` does ("name:group" makes that group the primary one). Default root.
+   */
   user?: string
   /** Kill the command (its whole process group, SIGKILL) after this many ms. */
   timeoutMs?: number
