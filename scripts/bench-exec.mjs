@@ -8,10 +8,12 @@
 // bash loop in the guest that forks and execs /bin/true LOOP times (the floor, as bench.mjs takes
 // it). Sides: `spawner` (the default: the spawner places the command and execs it, PATH looked up
 // in C), `spawner /usr/bin/true` (the same without the PATH lookup), `spawner fork` (the spawner
-// forks where it vforks), `nsenter` (the spawner starts
+// forks where it vforks), `spawner pipes` (the agent opens the command's output pipes and reads them
+// itself, where the spawner relays them: the path before the relay), `nsenter` (the spawner starts
 // busybox's nsenter, which places the command and execs it: the path before), `child_process` (no
-// spawner: the fallback), and `info()` (a call that starts no process). Every call is timed in
-// wall time and in CPU time of the VM's QEMU (all threads). SIDES=a,b picks sides by name. The floor
+// spawner: the fallback), and `info()` (a call that starts no process); `head 4 MiB` and
+// `head 4 MiB pipes` (4 MiB of output, relayed or read by the agent) only when SIDES names them.
+// Every call is timed in wall time and in CPU time of the VM's QEMU (all threads). SIDES=a,b picks sides by name. The floor
 // is also timed on the host's clock (the loop's exec less an empty loop's), as the round trips are.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -29,12 +31,20 @@ const allSides = [
   { name: 'spawner', call: (vm) => vm.exec(['true']) },
   { name: 'spawner /usr/bin/true', call: (vm) => vm.exec(['/usr/bin/true']) },
   { name: 'spawner fork', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'fork' } }) },
+  { name: 'spawner pipes', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'pipes' } }) },
   { name: 'nsenter', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'nsenter' } }) },
   { name: 'child_process', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'child_process' } }) },
   { name: 'info()', call: (vm) => vm.info() },
+  // Output through the relay against the agent reading the pipes (not in the default sides).
+  { name: 'head 4 MiB', call: (vm) => vm.exec(['head', '-c', '4194304', '/dev/zero']), extra: true },
+  {
+    name: 'head 4 MiB pipes',
+    call: (vm) => vm.exec(['head', '-c', '4194304', '/dev/zero'], { env: { vmctl_exec_via: 'pipes' } }),
+    extra: true,
+  },
 ]
 const picked = process.env.SIDES?.split(',')
-const sides = picked ? allSides.filter((s) => picked.includes(s.name)) : allSides
+const sides = picked ? allSides.filter((s) => picked.includes(s.name)) : allSides.filter((s) => !s.extra)
 const samples = Object.fromEntries(sides.map((s) => [s.name, { wall: [], qemu: [] }]))
 const floor = []
 const hostFloor = []

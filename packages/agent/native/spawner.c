@@ -13,17 +13,33 @@
  *       start FILE with ARG... as its argv and only these variables, in the root ROOT (chroot;
  *       "": the spawner's own), in CWD (a path inside that root), as UID and GID ("-1": as the
  *       spawner, root; GID may go on with ",GROUP..." for setgroups: group-list.c); FILE without a
- *       slash is looked up on the variables' PATH inside the root.
- *       STDIN "1": a pipe, "0": /dev/null
- *   "F" ...                                            the same as "S", with fork() for vfork()
- *                                                      (vmctl_exec_via=fork: one side of an A/B)
- *   "C" ID                                             the agent has opened the pipes: close ours
- * Events, one line each:
- *   started ID PID OUT ERR IN    the pipes' ends, to open as /proc/<spawner>/fd/<n> (IN -1: none)
- *   failed ID ERRNO STAGE        the process never ran the command: STAGE says which step failed
- *                                (0 exec, 1 FILE is on no PATH directory, 2 chroot, 3 CWD,
- *                                4 user and groups)
- *   exit ID STATUS SIGNAL        the process ended (STATUS -1 when SIGNAL is set)
+ *       slash is looked up on the variables' PATH inside the root. STDIN "1": a pipe, "0":
+ *       /dev/null. Its stdout and stderr are relayed (EV_DATA).
+ *   "F" ...                  the same as "S", with fork() for vfork() (vmctl_exec_via=fork)
+ *   "P" ...                  the same as "S", but the agent opens the output pipes itself (the
+ *                            path before the relay: vmctl_exec_via=pipes, one side of an A/B)
+ *   "C" ID                   the agent has opened the ends it was given: close ours
+ *   "A" ID STREAM BYTES      the agent passed BYTES more of stream 1 (stdout) or 2 (stderr) on
+ *   "D" ID STREAM            the agent stopped reading that stream: close it
+ * Events, each six native 32-bit numbers (KIND ID A B C D), EV_DATA followed by its bytes:
+ *   EV_STARTED ID PID IN OUT ERR  the ends to open as /proc/<spawner>/fd/<n> (-1: none: IN with no
+ *                                 stdin pipe, OUT and ERR when relayed)
+ *   EV_FAILED ID ERRNO STAGE      the process never ran the command: STAGE says which step failed
+ *                                 (0 exec, 1 FILE is on no PATH directory, 2 chroot, 3 CWD,
+ *                                 4 user and groups)
+ *   EV_DATA ID STREAM SIZE        SIZE bytes of its stdout (1) or stderr (2) follow
+ *   EV_EOF ID STREAM              that stream ended (every writer closed it): sent with the
+ *                                 exit, just before it (or at once if the exit was sent before)
+ *   EV_EXIT ID STATUS SIGNAL      the process ended (STATUS -1 when SIGNAL is set); sent after
+ *                                 what its pipes held when it was reaped
+ * All the events of one turn of the loop leave in one write: a short command's output, the end
+ * of its streams and its exit usually reach the agent together.
+ *
+ * Why relay: the agent opening each command's pipes through /proc/<spawner>/fd (three opens, a
+ * "C" request, two sockets and streams in Node, the exit a turn later) cost more per exec in the
+ * guest than the copy through this process does (docs/exec-path.md). Memory stays bounded: a
+ * stream has at most WINDOW bytes in flight until the agent grants more, so a command writing
+ * faster than the host reads blocks on its own pipe.
  *
  * The child does what busybox's `nsenter -F -r ROOT -w CWD -S UID -G GID` did before (the agent
  * still uses it when commands start through child_process): chroot, working directory,
@@ -33,8 +49,8 @@
  *
  * The command's process is the leader of a new session (Node's `detached: true`), so a signal to
  * its process group reaches everything it started; its signal mask and handlers are the defaults.
- * The pipes' ends stay open here until the agent has opened its own (so a command that exits at
- * once leaves its output readable and its stdin writable). Exits when its stdin closes (the agent
+ * Stdin's end (and in pipe mode the output's) stays open here until the agent has opened its own
+ * (so a command that exits at once leaves its stdin writable and its output readable). Exits when its stdin closes (the agent
  * is gone).
  */
 #define _GNU_SOURCE
@@ -43,6 +59,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,14 +73,33 @@
 #define MAX_REQUEST (1 << 20)
 #define MAX_FIELDS 8192
 #define HEADER 9 /* "S" ID STDIN ROOT CWD UID GID FILE ARGC */
+/* What one relayed stream may have in flight to the agent before it grants more ("A"): a command
+ * writing faster than the host reads blocks on its pipe, the spawner and the agent hold at most
+ * this much of it. Matches WINDOW in spawner.ts. */
+#define WINDOW (1024 * 1024)
+/* The most one read takes from a command's pipe. A pipe holds 64 KiB; one that a read finds full
+ * is grown to BIG_PIPE (once), so a command with much output wakes us once per 256 KiB instead of
+ * per 64 KiB: each wake-up and write is a context switch under emulation (4 MiB of output cost
+ * 1.17x the QEMU CPU of the agent reading the pipe itself with 64 KiB pipes). A command with
+ * little output never pays the fcntl. */
+#define CHUNK (256 * 1024)
+#define BIG_PIPE (256 * 1024)
+
+enum event { EV_STARTED = 1, EV_FAILED, EV_EXIT, EV_DATA, EV_EOF };
 
 struct job {
-  int used;     /* the slot is taken until the process has exited and its pipes are released */
-  int exited;   /* its exit line was sent */
-  int released; /* the agent has opened its pipes: ours are closed */
+  int used;     /* the slot is taken until its exit was sent and all its ends are closed */
+  int relay;    /* we read its output and send it as EV_DATA (else the agent opens the pipes) */
+  int reaped;   /* the process has ended: status and signal hold its end */
+  int exited;   /* its exit event was sent */
+  int released; /* the agent has opened its ends (stdin's, and in pipe mode the output's) */
   long id;
   pid_t pid;
-  int ends[3]; /* our copies: stdin's write end, stdout's and stderr's read ends (-1: closed) */
+  long status, signal;
+  int ends[3];   /* our copies: stdin's write end, stdout's and stderr's read ends (-1: closed) */
+  int ended[3];  /* relay: that stream's EOF is due, sent with the exit (see relay) */
+  int grown[3];  /* relay: that pipe was grown to BIG_PIPE */
+  long credit[3]; /* relay: bytes stdout (1) and stderr (2) may still send before an "A" */
 };
 
 /* Grown as needed: as many commands may run at once as child_process would allow. */
@@ -84,20 +120,75 @@ static struct job *free_job(void) {
   return job;
 }
 
-static void say(const char *format, long a, long b, long c, long d, long e) {
-  char line[160];
-  int length = snprintf(line, sizeof line, format, a, b, c, d, e);
-  for (int done = 0; done < length;) {
-    ssize_t n = write(1, line + done, (size_t)(length - done));
+static struct job *find_job(long id) {
+  for (int i = 0; i < job_count; i++)
+    if (jobs[i].used && jobs[i].id == id) return &jobs[i];
+  return NULL;
+}
+
+/* Events wait here and leave in one write per turn of the main loop (flush): a short command's
+ * output, end of streams and exit usually go to the agent together. */
+static char out_buf[2 * CHUNK];
+static size_t out_used;
+
+static void flush(void) {
+  for (size_t done = 0; done < out_used;) {
+    ssize_t n = write(1, out_buf + done, out_used - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) exit(1); /* the agent is gone */
-    done += (int)n;
+    done += (size_t)n;
   }
+  out_used = 0;
+}
+
+/* One event: six 32-bit numbers (kind, id, a, b, c, d), then `size` bytes of data for EV_DATA. */
+static void say(int kind, long id, long a, long b, long c, long d) {
+  if (out_used + 24 > sizeof out_buf) flush();
+  int32_t header[6] = {kind, (int32_t)id, (int32_t)a, (int32_t)b, (int32_t)c, (int32_t)d};
+  memcpy(out_buf + out_used, header, sizeof header);
+  out_used += sizeof header;
 }
 
 static void close_ends(struct job *job) {
   for (int i = 0; i < 3; i++)
     if (job->ends[i] >= 0) close(job->ends[i]), job->ends[i] = -1;
+}
+
+/* The slot is free once the exit is out and nothing of the command is open here. */
+static void maybe_free(struct job *job) {
+  if (job->exited && job->ends[0] < 0 && job->ends[1] < 0 && job->ends[2] < 0) job->used = 0;
+}
+
+/* Relay: reads what stream (1 stdout, 2 stderr) has, within its credit, into events; at its end
+ * (EOF, or an error) says so and closes it. `all`: until the pipe is empty (after the exit). */
+static void relay(struct job *job, int stream, int all) {
+  do {
+    int fd = job->ends[stream];
+    if (fd < 0 || job->credit[stream] <= 0) return;
+    if (out_used + 24 + 1 > sizeof out_buf) flush();
+    size_t room = sizeof out_buf - out_used - 24;
+    if (room > (size_t)job->credit[stream]) room = (size_t)job->credit[stream];
+    if (room > CHUNK) room = CHUNK;
+    ssize_t n = read(fd, out_buf + out_used + 24, room);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      /* A command's pipes close in its exit before its parent can reap it: when the pipes' end
+       * wakes us first, the end waits for the exit, so both reach the agent in one write (one
+       * wake-up of the agent, not two). The agent ends its streams at the exit anyway. */
+      if (job->reaped) say(EV_EOF, job->id, stream, 0, 0, 0);
+      else job->ended[stream] = 1;
+      close(fd), job->ends[stream] = -1;
+      return;
+    }
+    say(EV_DATA, job->id, stream, n, 0, 0);
+    out_used += (size_t)n;
+    job->credit[stream] -= n;
+    if (n >= 64 * 1024 && !job->grown[stream]) {
+      job->grown[stream] = 1;
+      fcntl(fd, F_SETPIPE_SZ, BIG_PIPE); /* a failure leaves it as it was */
+    }
+  } while (all);
 }
 
 enum stage { STAGE_EXEC, STAGE_PATH, STAGE_ROOT, STAGE_CWD, STAGE_USER };
@@ -225,10 +316,18 @@ static pid_t __attribute__((noinline)) start_child(int with_fork, int report, vo
   return pid;
 }
 
+/* /dev/null, opened once: the stdin of every command that has no stdin pipe. */
+static int dev_null(void) {
+  static int fd = -1;
+  if (fd < 0) fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
 static void start(char **fields, int count) {
-  /* "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": the same, with fork) */
+  /* "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": with fork; "P": the agent
+   * opens the output pipes itself) */
   if (count < HEADER + 1) return;
-  int with_fork = fields[0][0] == 'F';
+  int with_fork = fields[0][0] == 'F', relayed = fields[0][0] != 'P';
   long id = atol(fields[1]);
   int stdin_wanted = strcmp(fields[2], "1") == 0;
   struct place place = {fields[3], fields[4], atol(fields[5]), atol(fields[6]), NULL, 0};
@@ -247,10 +346,14 @@ static void start(char **fields, int count) {
   int error = 0, stage = STAGE_EXEC;
   if (group_list(fields[6], &place.groups, &place.group_count) < 0) error = errno, stage = STAGE_USER;
   else if (!job) error = ENOMEM;
-  else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+  else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = dev_null()) < 0)
     error = errno;
   else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
            (with_fork && pipe2(report, O_CLOEXEC) < 0))
+    error = errno;
+  /* Relayed output is read here without blocking the other commands: our read ends are
+   * O_NONBLOCK (the command's write ends stay blocking: a full pipe stops it, not us). */
+  else if (relayed && (fcntl(out[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(err[0], F_SETFL, O_NONBLOCK) < 0))
     error = errno;
   pid_t pid = -1;
   volatile int shared[2] = {0, STAGE_EXEC};
@@ -263,7 +366,7 @@ static void start(char **fields, int count) {
   free(envp);
   free(place.groups);
   int ours[3] = {in[1], out[0], err[0]};
-  for (int *fd = (int[]){in[0], out[1], err[1], report[1]}, i = 0; i < 4; i++)
+  for (int *fd = (int[]){stdin_wanted ? in[0] : -1, out[1], err[1], report[1]}, i = 0; i < 4; i++)
     if (fd[i] >= 0) close(fd[i]);
   if (!error && with_fork) {
     int failure[2];
@@ -276,37 +379,70 @@ static void start(char **fields, int count) {
     for (int i = 0; i < 3; i++)
       if (ours[i] >= 0) close(ours[i]);
     /* The child (if any) exits 127: reaped in reap() with no job to report. */
-    say("failed %ld %ld %ld\n", id, error, stage, 0, 0);
+    say(EV_FAILED, id, error, stage, 0, 0);
     return;
   }
-  *job = (struct job){.used = 1, .id = id, .pid = pid};
+  *job = (struct job){.used = 1, .relay = relayed, .id = id, .pid = pid, .credit = {0, WINDOW, WINDOW}};
   memcpy(job->ends, ours, sizeof ours);
-  say("started %ld %ld %ld %ld %ld\n", id, pid, ours[1], ours[2], ours[0]);
+  /* Relayed: the agent opens only stdin's end (if any); else all three. */
+  say(EV_STARTED, id, pid, ours[0], relayed ? -1 : ours[1], relayed ? -1 : ours[2]);
 }
 
+/* Records each ended command's status; its exit event goes out once its output has been read
+ * (send_exits), so that the agent sees the output first. */
 static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     for (int i = 0; i < job_count; i++) {
-      if (!jobs[i].used || jobs[i].exited || jobs[i].pid != pid) continue;
-      long code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      long signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      say("exit %ld %ld %ld\n", jobs[i].id, code, signal, 0, 0);
-      /* Its pipes stay ours until the agent says it has opened them ("C"). */
-      jobs[i].exited = 1;
-      if (jobs[i].released) jobs[i].used = 0;
+      if (!jobs[i].used || jobs[i].reaped || jobs[i].pid != pid) continue;
+      jobs[i].reaped = 1;
+      jobs[i].status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      jobs[i].signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     }
   }
 }
 
-static void release(long id) {
+/* For each command that ended: what its pipes hold now (within credit), then its exit. A
+ * background child may keep the pipes open: they stay relayed after the exit. */
+static void send_exits(void) {
   for (int i = 0; i < job_count; i++) {
-    if (!jobs[i].used || jobs[i].released || jobs[i].id != id) continue;
-    close_ends(&jobs[i]);
-    jobs[i].released = 1;
-    if (jobs[i].exited) jobs[i].used = 0;
+    struct job *job = &jobs[i];
+    if (!job->used || !job->reaped || job->exited) continue;
+    if (job->relay) relay(job, 1, 1), relay(job, 2, 1);
+    for (int stream = 1; stream <= 2; stream++)
+      if (job->ended[stream]) say(EV_EOF, job->id, stream, 0, 0, 0);
+    say(EV_EXIT, job->id, job->status, job->signal, 0, 0);
+    job->exited = 1;
+    maybe_free(job);
   }
+}
+
+/* "C": the agent has opened its ends (stdin's; in pipe mode all three): close ours. */
+static void release(long id) {
+  struct job *job = find_job(id);
+  if (!job || job->released) return;
+  job->released = 1;
+  if (job->relay) {
+    if (job->ends[0] >= 0) close(job->ends[0]), job->ends[0] = -1;
+  } else {
+    close_ends(job);
+  }
+  maybe_free(job);
+}
+
+/* "A" ID STREAM BYTES: the agent passed that much of a stream on; "D" ID STREAM: it stopped
+ * reading it (the caller cut the output, a background child holding the pipe): close it. */
+static void grant(long id, int stream, long bytes) {
+  struct job *job = find_job(id);
+  if (job && job->relay && (stream == 1 || stream == 2)) job->credit[stream] += bytes;
+}
+
+static void drop(long id, int stream) {
+  struct job *job = find_job(id);
+  if (!job || !job->relay || (stream != 1 && stream != 2) || job->ends[stream] < 0) return;
+  close(job->ends[stream]), job->ends[stream] = -1;
+  maybe_free(job);
 }
 
 /* The next NUL-terminated field at *at, or NULL when the buffer ends first (the request is partial). */
@@ -330,13 +466,17 @@ static size_t handle(char *buf, size_t used) {
       if (!next) return done;
       if (count == MAX_FIELDS) exit((fputs("vmctl-spawner: too many fields\n", stderr), 1));
       fields[count++] = next;
-      if (count == 1 && (strcmp(next, "S") == 0 || strcmp(next, "F") == 0)) need = HEADER; /* S ... ARGC */
+      if (count == 1 && strchr("SFP", next[0]) && next[0] && !next[1]) need = HEADER; /* S ... ARGC */
+      else if (count == 1 && (strcmp(next, "A") == 0)) need = 4;                 /* A ID STREAM BYTES */
+      else if (count == 1 && (strcmp(next, "D") == 0)) need = 3;                 /* D ID STREAM */
       else if (count == HEADER && need == HEADER) need = HEADER + 1 + atoi(next); /* ARG... ENVC */
       else if (need > HEADER && count == need && count == HEADER + 1 + atoi(fields[HEADER - 1]))
         need += atoi(next);                                                /* ... ENV... */
     }
-    if (strcmp(fields[0], "S") == 0 || strcmp(fields[0], "F") == 0) start(fields, count);
+    if (need >= HEADER) start(fields, count);
     else if (strcmp(fields[0], "C") == 0) release(atol(fields[1]));
+    else if (strcmp(fields[0], "A") == 0) grant(atol(fields[1]), atoi(fields[2]), atol(fields[3]));
+    else if (strcmp(fields[0], "D") == 0) drop(atol(fields[1]), atoi(fields[2]));
     done = at;
   }
 }
@@ -350,32 +490,56 @@ int main(void) {
   sigaddset(&child, SIGCHLD);
   sigprocmask(SIG_BLOCK, &child, NULL);
   int children = signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK);
+  /* Our events to the agent carry up to CHUNK of output each: a pipe that holds a few of them. */
+  fcntl(1, F_SETPIPE_SZ, 2 * BIG_PIPE);
   if (children < 0) return perror("vmctl-spawner: signalfd"), 1;
   static char buf[MAX_REQUEST];
   size_t used = 0;
+  struct pollfd *fds = NULL;
+  int *which = NULL; /* fds[2 + k] is stream which[k] % 3 of job which[k] / 3 */
+  int room = 0;
   for (;;) {
-    struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = children, .events = POLLIN}};
-    if (poll(fds, 2, -1) < 0) {
+    if (room < 2 + 2 * job_count) {
+      room = 2 + 2 * job_count;
+      fds = realloc(fds, (size_t)room * sizeof *fds);
+      which = realloc(which, (size_t)room * sizeof *which);
+      if (!fds || !which) return fputs("vmctl-spawner: out of memory\n", stderr), 1;
+    }
+    fds[0] = (struct pollfd){.fd = 0, .events = POLLIN};
+    fds[1] = (struct pollfd){.fd = children, .events = POLLIN};
+    int polled = 2;
+    for (int i = 0; i < job_count; i++)
+      for (int stream = 1; stream <= 2; stream++)
+        if (jobs[i].used && jobs[i].relay && jobs[i].ends[stream] >= 0 && jobs[i].credit[stream] > 0) {
+          which[polled - 2] = i * 3 + stream;
+          fds[polled++] = (struct pollfd){.fd = jobs[i].ends[stream], .events = POLLIN};
+        }
+    if (poll(fds, (nfds_t)polled, -1) < 0) {
       if (errno == EINTR) continue;
       return perror("vmctl-spawner: poll"), 1;
+    }
+    /* Output first (the jobs' indexes above still hold: requests may grow the table), then
+     * requests, then the exits, so that a command's output goes out before its exit. */
+    for (int k = 2; k < polled; k++)
+      if (fds[k].revents) relay(&jobs[which[k - 2] / 3], which[k - 2] % 3, 0);
+    if (fds[0].revents) {
+      ssize_t n = read(0, buf + used, sizeof buf - used);
+      if (n == 0) return 0; /* the agent is gone */
+      if (n < 0 && errno != EINTR && errno != EAGAIN) return 1;
+      if (n > 0) {
+        used += (size_t)n;
+        size_t done = handle(buf, used);
+        memmove(buf, buf + done, used - done);
+        used -= done;
+        if (used == sizeof buf) return fputs("vmctl-spawner: request too long\n", stderr), 1;
+      }
     }
     if (fds[1].revents) {
       struct signalfd_siginfo info;
       while (read(children, &info, sizeof info) > 0) {}
       reap();
     }
-    if (fds[0].revents) {
-      ssize_t n = read(0, buf + used, sizeof buf - used);
-      if (n == 0) return 0; /* the agent is gone */
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        return 1;
-      }
-      used += (size_t)n;
-      size_t done = handle(buf, used);
-      memmove(buf, buf + done, used - done);
-      used -= done;
-      if (used == sizeof buf) return fputs("vmctl-spawner: request too long\n", stderr), 1;
-    }
+    send_exits();
+    flush();
   }
 }

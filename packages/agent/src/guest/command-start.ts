@@ -9,7 +9,8 @@ import { type CommandProcess, type StartStage, spawnThroughSpawner } from './spa
  * A request variable that picks, for this one call, how its command starts (and is not passed on
  * to the command): `nsenter` (the spawner starts busybox's nsenter, which places the command and
  * execs it: the path before the spawner placed commands itself), `child_process` (the fallback
- * when there is no spawner) or `fork` (the spawner forks where it vforks). Unset: the spawner places and execs the command itself. For A/Bs in
+ * when there is no spawner), `fork` (the spawner forks where it vforks) or `pipes` (the agent
+ * opens the command's output pipes and reads them itself, where the spawner relays them). Unset: the spawner places and execs the command itself. For A/Bs in
  * one VM (scripts/bench-exec.mjs) and for tests of every path in one VM.
  */
 export const EXEC_VIA_VARIABLE = 'vmctl_exec_via'
@@ -37,7 +38,7 @@ export function startCommand(
   const via = env[EXEC_VIA_VARIABLE]
   delete env[EXEC_VIA_VARIABLE]
   const cwd = start.cwd || '/'
-  if (via === undefined || via === 'fork') {
+  if (via === undefined || via === 'fork' || via === 'pipes') {
     const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
     const place = {
       root: root.chrootPath,
@@ -46,6 +47,7 @@ export function startCommand(
       gid: user?.gid,
       groups: user?.groups,
       fork: via === 'fork',
+      pipes: via === 'pipes',
     }
     const spawned = spawnThroughSpawner(argv[0]!, argv.slice(1), env, start.stdin, place)
     if (spawned) return { process: spawned, via: 'spawner' }

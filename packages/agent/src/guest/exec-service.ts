@@ -41,6 +41,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   let finished = false
   let timedOut = false
   let timer: NodeJS.Timeout | undefined
+  /** Watches the pipes after the exit; cleared when the call finishes, so no timer wakes the agent. */
+  let idle: NodeJS.Timeout | undefined
   let stdinWanted = false
   let lastOutputAt = 0
   let pausedStreams = 0
@@ -148,7 +150,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         const exitedAt = performance.now()
         // Cut the pipes only once they have been quiet for a while and we are not the ones
         // holding the output back (backpressure from a slow host reader).
-        const idle = setInterval(() => {
+        idle = setInterval(() => {
           if (finished) return clearInterval(idle)
           if (pausedStreams > 0 || performance.now() - Math.max(lastOutputAt, exitedAt) < PIPE_GRACE_MS)
             return
@@ -209,6 +211,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   function finish(exit: { exitCode: number; signal: string; durationMs: number; timedOut: boolean }) {
     if (finished) return
     if (timer) clearTimeout(timer)
+    clearInterval(idle)
     send({ kind: { $case: 'exit', value: exit } })
     finished = true
     forget()

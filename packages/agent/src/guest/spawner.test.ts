@@ -119,4 +119,81 @@ describe('the spawner (built, on the host)', () => {
     await new Promise((resolve) => setImmediate(resolve))
     expect(ownFds() - before).toBeLessThan(5)
   })
+
+  test('output is relayed by the spawner: the agent holds no pipe of a running command', async () => {
+    const place = { root: undefined, cwd: '/' }
+    await run(spawnThroughSpawner('true', [], ENV, false, place)) // the spawner itself is up
+    const before = ownFds()
+    const sleeping = Array.from({ length: 20 }, () => spawnThroughSpawner('sleep', ['1'], ENV, false, place))
+    const results = Promise.all(sleeping.map(run))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Before the relay, each held two (its stdout and stderr, opened through /proc): +40.
+    expect(ownFds() - before).toBeLessThan(5)
+    expect((await results).every((r) => r.code === 0)).toBe(true)
+    // Pipe mode (vmctl_exec_via=pipes, the path before) still works.
+    const piped = await run(spawnThroughSpawner('echo', ['piped'], ENV, false, { ...place, pipes: true }))
+    expect([piped.code, piped.stdout]).toEqual([0, 'piped\n'])
+  })
+
+  test('every byte of stdout and stderr arrives, in order per stream, before the exit', async () => {
+    const place = { root: undefined, cwd: '/' }
+    for (const pipes of [false, true]) {
+      const command = spawnThroughSpawner(
+        'sh',
+        ['-c', 'seq 1 200000; seq 1 50000 >&2; echo last; exit 3'],
+        ENV,
+        false,
+        { ...place, pipes },
+      )
+      const errors: Buffer[] = []
+      command?.stderr?.on('data', (chunk: Buffer) => errors.push(chunk))
+      let exitedWith: number | null = null
+      command?.on('exit', (code: number | null) => {
+        exitedWith = code
+      })
+      const result = await run(command)
+      const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('')
+      expect(result.code).toBe(3)
+      expect(exitedWith).toBe(3)
+      expect(result.stdout === `${seq(200000)}last\n`).toBe(true)
+      expect(Buffer.concat(errors).toString() === seq(50000)).toBe(true)
+    }
+  })
+
+  test('a command writing more than the caller reads blocks on its pipe: what is held is bounded', async () => {
+    const command = spawnThroughSpawner('head', ['-c', String(64 << 20), '/dev/zero'], ENV, false, {
+      root: undefined,
+      cwd: '/',
+    })
+    if (!command?.stdout) throw new Error('the spawner did not take the command')
+    let exited = false
+    command.on('exit', () => {
+      exited = true
+    })
+    command.stdout.pause()
+    command.stderr?.resume()
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // 64 MiB on the host's pipes take well under a second: it is held back, not slow.
+    expect(exited).toBe(false)
+    // The relay's window (1 MiB) and a chunk: nothing like the 64 MiB offered.
+    expect(command.stdout.readableLength).toBeLessThanOrEqual(1280 * 1024)
+    let total = 0
+    command.stdout.on('data', (chunk: Buffer) => {
+      total += chunk.length
+    })
+    command.stdout.resume()
+    await new Promise((resolve) => command.on('close', resolve))
+    expect(total).toBe(64 << 20)
+  }, 60_000)
+
+  test('a stream the caller destroys is closed in the spawner: its writer gets EPIPE', async () => {
+    const command = spawnThroughSpawner('yes', [], ENV, false, { root: undefined, cwd: '/' })
+    if (!command?.stdout) throw new Error('the spawner did not take the command')
+    const exit = new Promise<[number | null, string | null]>((resolve) =>
+      command.on('exit', (code: number | null, signal: string | null) => resolve([code, signal])),
+    )
+    command.stdout.once('data', () => command.stdout?.destroy())
+    command.stderr?.resume()
+    expect(await exit).toEqual([null, 'SIGPIPE'])
+  })
 })

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { accessSync, closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
-import { PassThrough } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { agentLog } from './agent-log.js'
 
 /** What the exec service uses of a started command: a ChildProcess, or one from the spawner. */
@@ -21,6 +21,9 @@ export interface CommandPlace {
   groups?: number[]
   /** fork() the command's process rather than vfork() it (one side of an A/B: vmctl_exec_via=fork). */
   fork?: boolean
+  /** The agent opens the output pipes itself instead of the spawner relaying them (one side of an
+   * A/B: vmctl_exec_via=pipes, the path before the relay). */
+  pipes?: boolean
 }
 
 /** Which step of a start failed, from the spawner (spawner.c's STAGE_*): the process never ran. */
@@ -36,18 +39,86 @@ const SPAWNER = process.env.vmctl_spawner ?? '/vmctl/vmctl-spawner'
 
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, number]) => [number, name]))
 
+/** spawner.c's WINDOW: what one relayed stream may have in flight before the agent grants more. */
+const WINDOW = 1024 * 1024
+/** spawner.c's events (enum event), each six 32-bit numbers, EV_DATA followed by its bytes. */
+const EV_STARTED = 1
+const EV_FAILED = 2
+const EV_EXIT = 3
+const EV_DATA = 4
+const EV_EOF = 5
+const EVENT_BYTES = 24
+
+/**
+ * One of a command's output streams. Relayed (the spawner reads the pipe and sends its bytes), it
+ * grants the spawner more (`grant`) as the caller takes what it holds, so that what sits here and
+ * in the spawner is at most WINDOW and a command writing faster than the host reads blocks on its
+ * pipe; destroyed before its end, it tells the spawner to close the pipe (`onDropped`).
+ */
+class OutputStream extends Readable {
+  private received = 0
+  private granted = 0
+  ended = false
+  /** Pipe mode: the caller wants more (resume the pipe's socket). */
+  wanted: (() => void) | undefined
+
+  constructor(
+    private readonly onTaken: (bytes: number) => void,
+    private readonly onDropped: () => void,
+  ) {
+    super()
+  }
+
+  data(chunk: Buffer) {
+    this.received += chunk.length
+    this.push(chunk)
+    this.grantTaken()
+  }
+
+  end() {
+    this.ended = true
+    this.push(null)
+  }
+
+  /**
+   * Grants what the caller has taken since the last grant, once that is half a window or the
+   * spawner has less than half a window left (so a stream that never writes much never costs a
+   * request, and one the spawner holds back is always granted once the caller reads again: _read
+   * is not called twice without a push between).
+   */
+  private grantTaken() {
+    const taken = this.received - this.readableLength - this.granted
+    if (taken <= 0 || (taken < WINDOW / 2 && this.received - this.granted < WINDOW / 2)) return
+    this.granted += taken
+    this.onTaken(taken)
+  }
+
+  override _read() {
+    this.grantTaken()
+    this.wanted?.()
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
+    if (!this.ended) {
+      this.ended = true
+      this.onDropped()
+    }
+    callback(error)
+  }
+}
+
 /**
  * A command started by the spawner, with the events and streams of a ChildProcess: 'spawn' once it
  * runs, 'error' when it could not be executed, 'exit' (code, signal), then 'close' once its
- * output pipes are done too. Its stdin, stdout and stderr are pipes (a script can open /dev/stdin).
+ * output streams are done too. Its stdin is a pipe (a script can open /dev/stdin), and so are its
+ * stdout and stderr, which the spawner reads and relays (or, in pipe mode, the agent opens).
  */
 class SpawnedCommand extends EventEmitter {
   pid: number | undefined
   // There from the start, as a ChildProcess's are: the caller listens before the process runs.
-  // The pipes, opened once it runs, are piped through them (with their backpressure).
   readonly stdin: PassThrough | null
-  readonly stdout = new PassThrough()
-  readonly stderr = new PassThrough()
+  readonly stdout: OutputStream
+  readonly stderr: OutputStream
   private exited = false
   private exitEmitted = false
   private openStreams = 2
@@ -56,17 +127,36 @@ class SpawnedCommand extends EventEmitter {
   /** A signal asked for before the process ran (a cancel or a timeout): sent once it runs. */
   private pendingSignal: NodeJS.Signals | number | undefined
 
-  constructor(stdin: boolean) {
+  constructor(
+    stdin: boolean,
+    private readonly relayed: boolean,
+    tell: (request: string) => void,
+    id: number,
+    /** Called once: it exited and its output ended (the spawner has nothing more for it). */
+    private readonly finished: () => void,
+  ) {
     super()
     this.stdin = stdin ? new PassThrough() : null
-    for (const stream of [this.stdout, this.stderr])
-      stream.once('close', () => {
+    const stream = (n: number) =>
+      new OutputStream(
+        (bytes) => {
+          if (this.relayed) tell(`A\0${id}\0${n}\0${bytes}\0`)
+        },
+        () => {
+          if (this.relayed && this.pid) tell(`D\0${id}\0${n}\0`)
+          this.checkFinished()
+        },
+      )
+    this.stdout = stream(1)
+    this.stderr = stream(2)
+    for (const output of [this.stdout, this.stderr])
+      output.once('close', () => {
         this.openStreams--
         this.closeIfDone()
       })
   }
 
-  started(pid: number, pipes: { stdout: number; stderr: number; stdin?: number }) {
+  started(pid: number, pipes: { stdout?: number; stderr?: number; stdin?: number }) {
     this.pid = pid
     if (this.stdin && pipes.stdin !== undefined) {
       const pipe = new Socket({ fd: pipes.stdin, readable: false, writable: true })
@@ -77,15 +167,22 @@ class SpawnedCommand extends EventEmitter {
       this.stdin.pipe(pipe)
       this.stdinPipe = pipe
     }
+    // Pipe mode (vmctl_exec_via=pipes): our own ends of the output pipes, read here.
     for (const [fd, stream] of [
       [pipes.stdout, this.stdout],
       [pipes.stderr, this.stderr],
     ] as const) {
+      if (fd === undefined) continue
       const pipe = new Socket({ fd, readable: true, writable: false })
+      pipe.on('data', (chunk: Buffer) => {
+        stream.data(chunk)
+        if (stream.readableLength >= stream.readableHighWaterMark) pipe.pause()
+      })
+      stream.wanted = () => pipe.resume()
+      pipe.on('end', () => stream.end())
       pipe.on('error', () => stream.end())
       // The caller cuts the stream (a background child holds the pipe after the exit): close ours.
       stream.once('close', () => pipe.destroy())
-      pipe.pipe(stream)
     }
     this.emit('spawn')
     if (this.pendingSignal !== undefined) {
@@ -100,6 +197,17 @@ class SpawnedCommand extends EventEmitter {
     }
   }
 
+  /** Relayed output (spawner.c's EV_DATA and EV_EOF). */
+  output(stream: number, chunk: Buffer | null) {
+    const target = stream === 1 ? this.stdout : stream === 2 ? this.stderr : undefined
+    if (!target || target.ended) return
+    if (chunk) target.data(chunk)
+    else {
+      target.end()
+      this.checkFinished()
+    }
+  }
+
   /** It never ran: no stream will see data. */
   failed(error: Error) {
     this.exited = true
@@ -108,9 +216,10 @@ class SpawnedCommand extends EventEmitter {
   }
 
   /**
-   * The exit goes out on the next turn of the event loop: its line can come in the same read as
-   * the 'started' of this and other commands, and the exec service cuts the output 500 ms after
-   * an exit; its pipes must be read once before (a batch of 100 execs lost output without this).
+   * Relayed, the exit comes after the output its pipes held (spawner.c sends it so). In pipe mode
+   * it goes out on the next turn of the event loop: its event can come in the same read as the
+   * 'started' of this and other commands, and the exec service cuts the output 500 ms after an
+   * exit; its pipes must be read once before (a batch of 100 execs lost output without this).
    */
   exit(code: number | null, signal: NodeJS.Signals | null) {
     if (this.exited) return
@@ -119,11 +228,23 @@ class SpawnedCommand extends EventEmitter {
     // for the agent's life when the caller never ends its input).
     this.stdin?.destroy()
     this.stdinPipe?.destroy()
-    setImmediate(() => {
+    const emit = () => {
       this.exitEmitted = true
       this.emit('exit', code, signal)
       this.closeIfDone()
-    })
+    }
+    this.checkFinished()
+    if (this.relayed) emit()
+    else setImmediate(emit)
+  }
+
+  /** The spawner is gone: relayed streams will see no more. */
+  cutOff() {
+    if (this.relayed) for (const stream of [this.stdout, this.stderr]) if (!stream.ended) stream.end()
+  }
+
+  private checkFinished() {
+    if (this.exited && (!this.relayed || (this.stdout.ended && this.stderr.ended))) this.finished()
   }
 
   private closeIfDone() {
@@ -148,26 +269,25 @@ class SpawnedCommand extends EventEmitter {
 /** The spawner process and the commands it started that have not exited yet. */
 class Spawner {
   private readonly process: ChildProcess
+  /** Commands by id, from the start request until their output has ended and they exited. */
   private readonly running = new Map<number, SpawnedCommand>()
   private nextId = 1
-  private pending = ''
+  /** The start of an event that has not fully come yet, and how many bytes make it whole. */
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private needed = EVENT_BYTES
   alive = true
 
   constructor(path: string) {
     this.process = spawn(path, [], { stdio: ['pipe', 'pipe', 'inherit'] })
     this.process.stdin?.on('error', () => {})
-    this.process.stdout?.setEncoding('latin1')
-    this.process.stdout?.on('data', (text: string) => {
-      this.pending += text
-      let newline = this.pending.indexOf('\n')
-      while (newline >= 0) {
-        this.event(this.pending.slice(0, newline).split(' '))
-        this.pending = this.pending.slice(newline + 1)
-        newline = this.pending.indexOf('\n')
-      }
-    })
+    this.process.stdout?.on('data', (chunk: Buffer) => this.read(chunk))
     this.process.on('error', (error) => this.gone(error.message))
     this.process.on('exit', (code, signal) => this.gone(signal ?? `status ${code}`))
+  }
+
+  private tell(request: string) {
+    this.process.stdin?.write(request)
   }
 
   start(
@@ -178,10 +298,17 @@ class Spawner {
     place: CommandPlace,
   ): SpawnedCommand {
     const id = this.nextId++
-    const command = new SpawnedCommand(stdin)
+    const command = new SpawnedCommand(
+      stdin,
+      !place.pipes,
+      (request) => this.tell(request),
+      id,
+      () => this.running.delete(id),
+    )
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
-    const fields = [place.fork ? 'F' : 'S', String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
+    const kind = place.fork ? 'F' : place.pipes ? 'P' : 'S'
+    const fields = [kind, String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
       // The GID field carries the groups after it ("GID,GROUP,..."): an older spawner reads the GID.
@@ -192,46 +319,85 @@ class Spawner {
       ...args,
     )
     fields.push(String(variables.length), ...variables)
-    this.process.stdin?.write(`${fields.join('\0')}\0`)
+    this.tell(`${fields.join('\0')}\0`)
     return command
   }
 
-  private event([kind, idText, ...rest]: string[]) {
-    const id = Number(idText)
+  /**
+   * Splits the spawner's output into events. A read may end inside one (a data event carries up
+   * to 256 KiB, a read takes 64 KiB): the pieces wait, uncopied, until the event is whole, and are
+   * joined once (joining at each read copied a large event several times over).
+   */
+  private read(chunk: Buffer) {
+    this.pending.push(chunk)
+    this.pendingBytes += chunk.length
+    if (this.pendingBytes < this.needed) return
+    let buffer = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingBytes)
+    let at = 0
+    this.needed = EVENT_BYTES
+    while (buffer.length - at >= EVENT_BYTES) {
+      const kind = buffer.readInt32LE(at)
+      const numbers = [4, 8, 12, 16, 20].map((offset) => buffer.readInt32LE(at + offset)) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+      ]
+      if (kind === EV_DATA) {
+        const size = numbers[2]
+        if (buffer.length - at < EVENT_BYTES + size) {
+          this.needed = EVENT_BYTES + size
+          break
+        }
+        const data = buffer.subarray(at + EVENT_BYTES, at + EVENT_BYTES + size)
+        this.running.get(numbers[0])?.output(numbers[1], data)
+        at += EVENT_BYTES + size
+        continue
+      }
+      at += EVENT_BYTES
+      this.event(kind, ...numbers)
+    }
+    buffer = buffer.subarray(at)
+    this.pending = buffer.length ? [buffer] : []
+    this.pendingBytes = buffer.length
+  }
+
+  private event(kind: number, id: number, a: number, b: number, c: number, d: number) {
     const command = this.running.get(id)
     if (!command) return
-    const numbers = rest.map(Number)
-    if (kind === 'started') {
-      const [pid, stdout, stderr, stdin] = numbers as [number, number, number, number]
-      // Our own ends of the command's pipes, opened through the spawner's: no fd passing in Node.
+    if (kind === EV_STARTED) {
+      // Our own ends of the command's pipes (stdin's, and in pipe mode the output's), opened
+      // through the spawner's: no fd passing in Node.
       const open = (fd: number, flags: number) =>
         openSync(`/proc/${this.process.pid}/fd/${fd}`, flags | fsConstants.O_NONBLOCK)
-      let pipes: { stdout: number; stderr: number; stdin?: number } | undefined
+      const pipes: { stdout?: number; stderr?: number; stdin?: number } = {}
+      const wanted = [
+        ['stdin', b, fsConstants.O_WRONLY],
+        ['stdout', c, fsConstants.O_RDONLY],
+        ['stderr', d, fsConstants.O_RDONLY],
+      ] as const
+      let opened = true
       try {
-        pipes = { stdout: open(stdout, fsConstants.O_RDONLY), stderr: open(stderr, fsConstants.O_RDONLY) }
-        if (stdin >= 0) pipes.stdin = open(stdin, fsConstants.O_WRONLY)
+        for (const [name, fd, flags] of wanted) if (fd >= 0) pipes[name] = open(fd, flags)
       } catch (error) {
-        for (const fd of [pipes?.stdout, pipes?.stderr]) if (fd !== undefined) closeSync(fd)
+        for (const fd of Object.values(pipes)) closeSync(fd)
         agentLog.write(`spawner: cannot open a command's pipes (${(error as Error).message})`)
-        process.kill(pid, 'SIGKILL')
-        pipes = undefined
+        process.kill(a, 'SIGKILL')
+        opened = false
       }
-      this.process.stdin?.write(`C\0${id}\0`)
-      if (pipes) command.started(pid, pipes)
+      if (wanted.some(([, fd]) => fd >= 0)) this.tell(`C\0${id}\0`)
+      if (opened) command.started(a, pipes)
       else command.failed(Object.assign(new Error('cannot open its pipes'), { code: 'EIO' }))
-    } else if (kind === 'failed') {
+    } else if (kind === EV_FAILED) {
       this.running.delete(id)
-      const errno = numbers[0] ?? 0
-      const stage = STAGES[numbers[1] ?? 0] ?? 'exec'
-      const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO'
-      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -errno, stage }))
-    } else if (kind === 'exit') {
-      this.running.delete(id)
-      const [code, signal] = numbers as [number, number]
-      command.exit(
-        signal ? null : code,
-        signal ? ((SIGNAL_NAMES.get(signal) as NodeJS.Signals) ?? null) : null,
-      )
+      const stage = STAGES[b] ?? 'exec'
+      const name = Object.entries(osConstants.errno).find(([, n]) => n === a)?.[0] ?? 'EIO'
+      command.failed(Object.assign(new Error(`spawn ${name}`), { code: name, errno: -a, stage }))
+    } else if (kind === EV_EOF) {
+      command.output(a, null)
+    } else if (kind === EV_EXIT) {
+      command.exit(b ? null : a, b ? ((SIGNAL_NAMES.get(b) as NodeJS.Signals) ?? null) : null)
     }
   }
 
@@ -241,8 +407,10 @@ class Spawner {
     this.alive = false
     agentLog.write(`spawner exited (${why}); commands start through child_process from now on`)
     for (const command of this.running.values()) {
-      if (command.pid) command.exit(null, null)
-      else command.failed(Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
+      if (command.pid) {
+        command.cutOff()
+        command.exit(null, null)
+      } else command.failed(Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
     }
     this.running.clear()
   }
