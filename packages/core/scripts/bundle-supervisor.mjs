@@ -17,7 +17,7 @@ const lazyGrpcFile = new URL('./lazy-grpc.cjs', import.meta.url).pathname
  * lazy-grpc.cjs, which requires the real package on first use (its comment says why). Its export
  * names are the real package's, read here, so that a name added by a grpc-js update is not missed.
  * Off unless VMCTL_BUNDLE_LAZY_GRPC=1: with it, templates.vm.test.ts's truncated-template test failed
- * its first attempt in 2 runs of 2 (the supervisor exited during the template's rebuild), and
+ * its first attempt in 3 runs of 3 (the supervisor exited during the template's rebuild), and
  * passed with the eager build (docs/restore-to-ready.md); the cause is not found yet.
  */
 const lazyGrpc = {
