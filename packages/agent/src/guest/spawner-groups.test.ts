@@ -1,20 +1,13 @@
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import { beforeAll, describe, expect, test } from 'vitest'
-import type { CommandPlace, spawnThroughSpawner as SpawnThroughSpawner } from './spawner.js'
+import { describe, expect, test } from 'vitest'
+import { useBuiltSpawner } from '../test-support/built-spawner.js'
+import type { CommandPlace } from './spawner.js'
 
-// The built spawner (native/spawner.c, group-list.c) on the host, as spawner.test.ts drives it.
-const built = fileURLToPath(new URL('../../dist/vmctl-spawner', import.meta.url))
-let spawnThroughSpawner: typeof SpawnThroughSpawner
-beforeAll(async () => {
-  if (!existsSync(built)) throw new Error(`${built} is missing. Fix: pnpm -s turbo run build`)
-  process.env.vmctl_spawner = built
-  ;({ spawnThroughSpawner } = await import('./spawner.js'))
-})
+// The built spawner on the host, driven by spawner.ts as the agent drives it.
+const spawner = useBuiltSpawner()
 
 /** `id -G` run through the spawner in this place: its output, or the start's failed stage. */
 function groupsIn(place: CommandPlace): Promise<string> {
-  const command = spawnThroughSpawner('id', ['-G'], { PATH: '/usr/bin:/bin' }, false, place)
+  const command = spawner()('id', ['-G'], { PATH: '/usr/bin:/bin' }, false, place)
   if (!command) throw new Error('the spawner did not take the command')
   let out = ''
   command.stderr?.resume()

@@ -1,18 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { beforeAll, describe, expect, test } from 'vitest'
-import type { CommandProcess, spawnThroughSpawner as SpawnThroughSpawner } from './spawner.js'
+import { describe, expect, test } from 'vitest'
+import { useBuiltSpawner } from '../test-support/built-spawner.js'
+import type { CommandProcess } from './spawner.js'
 
-// The built spawner (native/spawner.c) on the host, driven by spawner.ts as the agent drives it.
-const built = fileURLToPath(new URL('../../dist/vmctl-spawner', import.meta.url))
-let spawnThroughSpawner: typeof SpawnThroughSpawner
-beforeAll(async () => {
-  if (!existsSync(built)) throw new Error(`${built} is missing. Fix: pnpm -s turbo run build`)
-  process.env.vmctl_spawner = built
-  ;({ spawnThroughSpawner } = await import('./spawner.js'))
-})
+// The built spawner on the host, driven by spawner.ts as the agent drives it.
+const spawner = useBuiltSpawner()
 
 const ENV = { PATH: '/usr/bin:/bin' }
 
@@ -39,11 +33,11 @@ const ownFds = () => readdirSync('/proc/self/fd').length
 
 describe('the spawner (built, on the host)', () => {
   test('it places the command: cwd, a PATH lookup, and says which step failed', async () => {
-    const pwd = await run(spawnThroughSpawner('pwd', [], ENV, false, { root: undefined, cwd: '/usr' }))
+    const pwd = await run(spawner()('pwd', [], ENV, false, { root: undefined, cwd: '/usr' }))
     expect([pwd.code, pwd.stdout]).toEqual([0, '/usr\n'])
     const stage = async (file: string, cwd: string) =>
       (
-        (await run(spawnThroughSpawner(file, [], ENV, false, { root: undefined, cwd }))).error as {
+        (await run(spawner()(file, [], ENV, false, { root: undefined, cwd }))).error as {
           stage?: string
         }
       )?.stage
@@ -63,11 +57,11 @@ describe('the spawner (built, on the host)', () => {
         writeFileSync(join(dir, bin, 'wrapped'), `${line}\necho ${bin}\n`, { mode: 0o755 })
       }
       const env = { PATH: `${dir}/bin1:${dir}/bin2:/usr/bin:/bin` }
-      const ran = await run(spawnThroughSpawner('wrapped', [], env, false, { root: undefined, cwd: '/' }))
+      const ran = await run(spawner()('wrapped', [], env, false, { root: undefined, cwd: '/' }))
       expect([ran.code, ran.stdout]).toEqual([0, 'bin2\n'])
       // Only the broken one: the exec fails (127 in the agent), not "not on PATH".
       const only = { PATH: `${dir}/bin1:/usr/bin:/bin` }
-      const broken = await run(spawnThroughSpawner('wrapped', [], only, false, { root: undefined, cwd: '/' }))
+      const broken = await run(spawner()('wrapped', [], only, false, { root: undefined, cwd: '/' }))
       expect((broken.error as { stage?: string; code?: string }) ?? {}).toMatchObject({
         stage: 'exec',
         code: 'ENOENT',
@@ -79,10 +73,10 @@ describe('the spawner (built, on the host)', () => {
 
   test('a NUL in a field, or a request past its bounds, is not sent to it (child_process takes it)', async () => {
     const place = { root: undefined, cwd: '/' }
-    expect(spawnThroughSpawner('echo', ['a\0b'], ENV, false, place)).toBeUndefined()
-    expect(spawnThroughSpawner('echo', [], { ...ENV, X: 'a\0S' }, false, place)).toBeUndefined()
+    expect(spawner()('echo', ['a\0b'], ENV, false, place)).toBeUndefined()
+    expect(spawner()('echo', [], { ...ENV, X: 'a\0S' }, false, place)).toBeUndefined()
     expect(
-      spawnThroughSpawner(
+      spawner()(
         'echo',
         Array.from({ length: 9000 }, () => 'x'),
         ENV,
@@ -90,21 +84,21 @@ describe('the spawner (built, on the host)', () => {
         place,
       ),
     ).toBeUndefined()
-    expect(spawnThroughSpawner('echo', ['x'.repeat(1 << 20)], ENV, false, place)).toBeUndefined()
+    expect(spawner()('echo', ['x'.repeat(1 << 20)], ENV, false, place)).toBeUndefined()
     // And it still runs the next one.
-    expect((await run(spawnThroughSpawner('echo', ['next'], ENV, false, place))).stdout).toBe('next\n')
+    expect((await run(spawner()('echo', ['next'], ENV, false, place))).stdout).toBe('next\n')
   })
 
   test('more than 256 commands at once all run', async () => {
     const place = { root: undefined, cwd: '/' }
     const results = await Promise.all(
-      Array.from({ length: 300 }, () => run(spawnThroughSpawner('sleep', ['0.5'], ENV, false, place))),
+      Array.from({ length: 300 }, () => run(spawner()('sleep', ['0.5'], ENV, false, place))),
     )
     expect(results.filter((r) => r.code === 0).length).toBe(300)
   }, 60_000)
 
   test('a kill before the command runs reaches it once it runs', async () => {
-    const command = spawnThroughSpawner('sleep', ['30'], ENV, false, { root: undefined, cwd: '/' })
+    const command = spawner()('sleep', ['30'], ENV, false, { root: undefined, cwd: '/' })
     expect(command?.pid).toBeUndefined()
     command?.kill('SIGKILL')
     const result = await run(command)
@@ -113,32 +107,32 @@ describe('the spawner (built, on the host)', () => {
 
   test('a stdin pipe that the caller never ended is closed when the command exits', async () => {
     const place = { root: undefined, cwd: '/' }
-    await run(spawnThroughSpawner('true', [], ENV, true, place)) // the spawner itself is up
+    await run(spawner()('true', [], ENV, true, place)) // the spawner itself is up
     const before = ownFds()
-    for (let i = 0; i < 20; i++) await run(spawnThroughSpawner('true', [], ENV, true, place))
+    for (let i = 0; i < 20; i++) await run(spawner()('true', [], ENV, true, place))
     await new Promise((resolve) => setImmediate(resolve))
     expect(ownFds() - before).toBeLessThan(5)
   })
 
   test('output is relayed by the spawner: the agent holds no pipe of a running command', async () => {
     const place = { root: undefined, cwd: '/' }
-    await run(spawnThroughSpawner('true', [], ENV, false, place)) // the spawner itself is up
+    await run(spawner()('true', [], ENV, false, place)) // the spawner itself is up
     const before = ownFds()
-    const sleeping = Array.from({ length: 20 }, () => spawnThroughSpawner('sleep', ['1'], ENV, false, place))
+    const sleeping = Array.from({ length: 20 }, () => spawner()('sleep', ['1'], ENV, false, place))
     const results = Promise.all(sleeping.map(run))
     await new Promise((resolve) => setTimeout(resolve, 300))
     // Before the relay, each held two (its stdout and stderr, opened through /proc): +40.
     expect(ownFds() - before).toBeLessThan(5)
     expect((await results).every((r) => r.code === 0)).toBe(true)
     // Pipe mode (vmctl_exec_via=pipes, the path before) still works.
-    const piped = await run(spawnThroughSpawner('echo', ['piped'], ENV, false, { ...place, pipes: true }))
+    const piped = await run(spawner()('echo', ['piped'], ENV, false, { ...place, pipes: true }))
     expect([piped.code, piped.stdout]).toEqual([0, 'piped\n'])
   })
 
   test('every byte of stdout and stderr arrives, in order per stream, before the exit', async () => {
     const place = { root: undefined, cwd: '/' }
     for (const pipes of [false, true]) {
-      const command = spawnThroughSpawner(
+      const command = spawner()(
         'sh',
         ['-c', 'seq 1 200000; seq 1 50000 >&2; echo last; exit 3'],
         ENV,
@@ -161,7 +155,7 @@ describe('the spawner (built, on the host)', () => {
   })
 
   test('a command writing more than the caller reads blocks on its pipe: what is held is bounded', async () => {
-    const command = spawnThroughSpawner('head', ['-c', String(64 << 20), '/dev/zero'], ENV, false, {
+    const command = spawner()('head', ['-c', String(64 << 20), '/dev/zero'], ENV, false, {
       root: undefined,
       cwd: '/',
     })
@@ -187,7 +181,7 @@ describe('the spawner (built, on the host)', () => {
   }, 60_000)
 
   test('a stream the caller destroys is closed in the spawner: its writer gets EPIPE', async () => {
-    const command = spawnThroughSpawner('yes', [], ENV, false, { root: undefined, cwd: '/' })
+    const command = spawner()('yes', [], ENV, false, { root: undefined, cwd: '/' })
     if (!command?.stdout) throw new Error('the spawner did not take the command')
     const exit = new Promise<[number | null, string | null]>((resolve) =>
       command.on('exit', (code: number | null, signal: string | null) => resolve([code, signal])),
