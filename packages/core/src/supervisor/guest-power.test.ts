@@ -111,12 +111,25 @@ describe('ending a guest: the power-off request', () => {
     expect(how).toBe('the guest kernel panicked (Kernel panic - not syncing: Fatal exception)')
   })
 
-  test('a request that left but got no answer: QEMU gets a short grace, then the stop says so', async () => {
+  test('a request that got no answer within its bound: QEMU is ended then, and the stop says so', async () => {
     const qemu = fakeQemu()
     const sockets = await agent(() => {})
     const how = await endGuest(qemu as unknown as QemuProcess, 'poweroff', sockets, 500)
     expect(how).toBe('forced: the guest agent did not answer the request within 0.5 s (SIGKILL)')
-    expect(qemu.graces).toEqual([3_000])
+    expect(qemu.graces).toEqual([0])
+  })
+
+  test('an answer that comes late, near the end of the bound, still gives the guest the full grace', async () => {
+    const qemu = fakeQemu()
+    const sockets = await agent((_reboot, answer) => {
+      setTimeout(() => {
+        answer()
+        qemu.powerOff(300)
+      }, 700)
+    })
+    const how = await endGuest(qemu as unknown as QemuProcess, 'poweroff', sockets, 1_000)
+    expect(how).toBe('the guest powered off')
+    expect(qemu.graces).toEqual([15_000])
   })
 
   test('a proxy that refuses every call: no grace, and the stop says the agent did not take it', async () => {

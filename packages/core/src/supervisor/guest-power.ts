@@ -6,13 +6,16 @@ import type { QemuProcess } from './qemu-process.js'
 
 /** How long a guest gets to power off (sync, then off) before QEMU is ended regardless. */
 export const POWER_OFF_GRACE_MS = 15_000
-/** How long the agent gets to take the power-off request. */
-const REQUEST_TIMEOUT_MS = 5_000
 /**
- * How long QEMU gets to end after a request that left but got no answer: the agent may have
- * taken it (its answer lost as the guest went down) or may still be about to.
+ * How long the agent gets to answer the power-off request. The call stays open the whole time: an
+ * answer that comes late (a guest busy under TCG) still gives the guest the full grace from then.
  */
-const UNANSWERED_GRACE_MS = 3_000
+const REQUEST_TIMEOUT_MS = 8_000
+/**
+ * How long QEMU gets to end after the request's connection dropped before an answer came: the
+ * agent may have taken it and be going down, its answer lost with the connection.
+ */
+const DROPPED_GRACE_MS = 3_000
 
 /** Where the supervisor's agent proxy listens: gRPC (HTTP/2) and the call lane. */
 export interface AgentSockets {
@@ -20,8 +23,11 @@ export interface AgentSockets {
   rawSocket: string
 }
 
-/** What became of the power-off request. */
-type Asked = 'taken' | 'unanswered' | 'refused'
+/**
+ * What became of the power-off request: answered (or the guest went down meanwhile), its
+ * connection dropped after it left, no answer within the bound, refused before it reached the agent.
+ */
+type Asked = 'taken' | 'dropped' | 'unanswered' | 'refused'
 
 /**
  * Ends a running guest for `vm.stop()` or `vm.restart()`, and says how it ended.
@@ -50,13 +56,15 @@ export async function endGuest(
     return ended === 'SIGKILL' ? 'reset through QMP did not end QEMU: killed (SIGKILL)' : ended
   }
   const asked = await askAgent(qemu, sockets, how === 'reboot', requestTimeoutMs)
-  const grace = { taken: POWER_OFF_GRACE_MS, unanswered: UNANSWERED_GRACE_MS, refused: 0 }[asked]
+  const grace = { taken: POWER_OFF_GRACE_MS, dropped: DROPPED_GRACE_MS, unanswered: 0, refused: 0 }[asked]
   const ended = await qemu.endWithin(grace, how === 'reboot' ? 'the guest rebooted' : 'the guest powered off')
   // A guest that panicked, or a QEMU killed from outside, while the request was in flight did not
   // power off: its disk may not have been synced, and the stop says what happened instead.
   if (ended !== 'SIGKILL') return qemu.abnormalExit() ?? ended
   if (asked === 'taken')
     return `forced: the guest did not power off within ${POWER_OFF_GRACE_MS / 1000} s (SIGKILL)`
+  if (asked === 'dropped')
+    return `forced: the connection to the guest agent dropped before it answered the request, and the guest did not power off within ${DROPPED_GRACE_MS / 1000} s (SIGKILL)`
   return asked === 'unanswered'
     ? `forced: the guest agent did not answer the request within ${requestTimeoutMs / 1000} s (SIGKILL)`
     : 'forced: the guest agent did not take the request (SIGKILL)'
@@ -103,10 +111,11 @@ function askAgentOnce(client: AgentClient, reboot: boolean, deadline: number): P
       { deadline: new Date(deadline) },
       (error: ServiceError | null) => {
         if (!error) return resolve('taken')
+        if (error.code === status.DEADLINE_EXCEEDED) return resolve('unanswered')
         // A channel that closed after the request left, or a connection dropped mid-answer, may be
         // a guest going down with the request taken; any other UNAVAILABLE never reached the agent.
         const midCall = /closed before the call ended|dropped/i.test(error.details ?? error.message)
-        resolve(error.code === status.UNAVAILABLE && !midCall ? 'refused' : 'unanswered')
+        resolve(error.code === status.UNAVAILABLE && !midCall ? 'refused' : 'dropped')
       },
     )
   })
