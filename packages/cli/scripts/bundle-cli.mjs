@@ -25,6 +25,8 @@ import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { dynamicImportAt } from '@vmctl/core/code-cache'
 import { build } from 'esbuild'
+// A script of core's build, not part of its package: the CLI is bundled in this repository only.
+import { lazyGrpc } from '../../core/scripts/lazy-grpc-plugin.mjs'
 
 const require = createRequire(import.meta.url)
 const packageRoot = (entry) => dirname(dirname(entry)) // <root>/dist/index.js → <root>
@@ -132,7 +134,7 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
   banner: { js: banner },
-  plugins: [packageUrls],
+  plugins: [lazyGrpc, packageUrls],
 })
 
 await writeFile(

@@ -1,40 +1,19 @@
 // Bundles the VM supervisor into two CommonJS files: dist/supervisor.cjs, the entry
 // (supervisor-main.js: a few KB, Node's own modules only), and dist/supervisor-core.cjs
-// (supervisor-load.js and everything it imports, grpc-js included; evaluated on first use with
-// VMCTL_BUNDLE_LAZY_GRPC=1: lazy-grpc.cjs), which the entry loads through
-// V8's code cache (supervisor/code-cache.ts) once it has started the VM's QEMU, so that QEMU's start
-// runs beside the loading. Every VM.up() starts a supervisor process, and Node loading ~200 ES
-// modules took ~0.35 s of a ~1 s template restore; one file loads in ~0.15 s.
+// (supervisor-load.js and everything it imports; grpc-js evaluated on first use: lazy-grpc.cjs),
+// which the entry loads through V8's code cache (supervisor/code-cache.ts) once it has started the
+// VM's QEMU, so that QEMU's start runs beside the loading. Every VM.up() starts a supervisor
+// process, and Node loading ~200 ES modules took ~0.35 s of a ~1 s template restore; one file loads
+// in ~0.15 s.
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { dirname, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { dynamicImportAt } from '../dist/supervisor/code-cache.js'
+import { lazyGrpc } from './lazy-grpc-plugin.mjs'
 
 const require = createRequire(import.meta.url)
-const lazyGrpcFile = new URL('./lazy-grpc.cjs', import.meta.url).pathname
-
-/**
- * Every `@grpc/grpc-js` import in the supervisor's core but lazy-grpc.cjs's own resolves to
- * lazy-grpc.cjs, which requires the real package on first use (its comment says why). Its export
- * names are the real package's, read here, so that a name added by a grpc-js update is not missed.
- * Off unless VMCTL_BUNDLE_LAZY_GRPC=1: with it, templates.vm.test.ts's truncated-template test failed
- * its first attempt in 3 runs of 3 (the supervisor exited during the template's rebuild), and
- * passed with the eager build (docs/restore-to-ready.md); the cause is not found yet.
- */
-const lazyGrpc = {
-  name: 'lazy-grpc',
-  setup(build) {
-    if (process.env.VMCTL_BUNDLE_LAZY_GRPC !== '1') return
-    build.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) =>
-      args.importer === lazyGrpcFile ? undefined : { path: lazyGrpcFile },
-    )
-    build.onLoad({ filter: /lazy-grpc\.cjs$/ }, () => ({
-      contents: `const GRPC_EXPORTS = ${JSON.stringify(Object.keys(require('@grpc/grpc-js')))}\n${readFileSync(lazyGrpcFile, 'utf8')}`,
-      loader: 'js',
-      resolveDir: new URL('.', import.meta.url).pathname,
-    }))
-  },
-}
 
 const common = {
   bundle: true,
@@ -45,18 +24,69 @@ const common = {
   minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
-  // @vmctl/agent's index also exports the paths of its bundle and native helpers, which use
-  // import.meta.url; the supervisor never calls them (VM.up() resolves those paths and hands them
-  // over in launch.json), and if it did they would throw, not misresolve.
+  // A CommonJS bundle has no import.meta: packageUrls gives each module's import.meta.url its own
+  // file's URL instead, and the build refuses any other use of import.meta (below).
   logOverride: { 'empty-import-meta': 'silent' },
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const roots = {
+  core: dirname(here),
+  agent: dirname(dirname(require.resolve('@vmctl/agent'))),
+}
+const IMPORT_META_URL = /\bimport\.meta\.url\b/g
+
+/**
+ * Core's and the agent's modules find files of their packages through import.meta.url (the agent's
+ * bundle and native helpers: guestHelperPaths(), vsockBridgePath(); core's package.json), which
+ * esbuild leaves empty in a CommonJS bundle: `new URL('../x', undefined)` throws. Each module's
+ * import.meta.url becomes the URL it has in its package: core's found from the bundle's own
+ * directory (core/dist), the agent's from core as Node finds it (the workspace's in the
+ * repository, node_modules' after an install). The same as bundle-cli.mjs does for the CLI.
+ */
+const packageUrls = {
+  name: 'package-urls',
+  setup(build) {
+    build.onLoad({ filter: /\.js$/ }, (args) => {
+      const owner = Object.entries(roots).find(([, root]) => args.path.startsWith(`${root}/dist/`))
+      if (!owner) return undefined
+      const contents = readFileSync(args.path, 'utf8')
+      if (!contents.includes('import.meta.url')) return undefined
+      const [name, root] = owner
+      const file = JSON.stringify(relative(root, args.path))
+      return {
+        contents: contents.replace(IMPORT_META_URL, `__vmctlPackageUrl(${JSON.stringify(name)}, ${file})`),
+        loader: 'js',
+      }
+    })
+  },
+}
+
+/** core/dist is where both files of the bundle are; the agent is core's dependency. */
+const banner = `function __vmctlPackageUrl(name, file) {
+  const { join, dirname } = require('node:path');
+  const root = name === 'core' ? join(__dirname, '..') : dirname(dirname(require.resolve('@vmctl/agent')));
+  return require('node:url').pathToFileURL(join(root, file)).href;
+}`
+
+/** An import.meta other than .url (esbuild makes it `{}` in CommonJS) would misresolve silently. */
+function refuseImportMeta(file) {
+  const source = readFileSync(file, 'utf8')
+  const at = source.search(/\bimport_meta\d*\b/)
+  if (at >= 0)
+    throw new Error(
+      `${file} uses import.meta, which a CommonJS bundle lacks: ${source.slice(Math.max(0, at - 80), at + 60)}`,
+    )
 }
 
 await build({
   ...common,
   entryPoints: ['dist/supervisor/supervisor-load.js'],
   outfile: 'dist/supervisor-core.cjs',
-  plugins: [lazyGrpc],
+  banner: { js: banner },
+  plugins: [lazyGrpc, packageUrls],
 })
+refuseImportMeta('dist/supervisor-core.cjs')
 // supervisor-core.cjs is loaded through V8's code cache, which code-cache.ts skips for a file with
 // an import() (on Node 20 one fails once loaded from a cache): one added here would silently cost
 // every VM.up() its compile. Refused at build time instead.
@@ -83,3 +113,4 @@ await build({
     },
   ],
 })
+refuseImportMeta('dist/supervisor.cjs')
