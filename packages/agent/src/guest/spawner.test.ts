@@ -180,6 +180,34 @@ describe('the spawner (built, on the host)', () => {
     expect(total).toBe(64 << 20)
   }, 60_000)
 
+  test('a command whose output ends after its exit was sent frees its slot (the table does not grow)', async () => {
+    const { spawnerSlots } = await import('./spawner.js')
+    const place = { root: undefined, cwd: '/' }
+    await run(spawner()('true', [], ENV, false, place)) // the spawner itself is up
+    const before = await spawnerSlots()
+    // More than the relay's window (1 MiB), read only after the exit: the rest of it waits in the
+    // pipe, so its end (EOF) comes after the exit was sent (a host slower than the guest).
+    for (let i = 0; i < 20; i++) {
+      const command = spawner()('head', ['-c', '1100000', '/dev/zero'], ENV, false, place)
+      if (!command?.stdout) throw new Error('the spawner did not take the command')
+      command.stdout.pause()
+      command.stderr?.resume()
+      await new Promise((resolve) => command.on('exit', resolve))
+      let total = 0
+      command.stdout.on('data', (chunk: Buffer) => {
+        total += chunk.length
+      })
+      command.stdout.resume()
+      await new Promise((resolve) => command.on('close', resolve))
+      expect(total).toBe(1_100_000)
+    }
+    // A background child that holds the pipe past the exit, and ends.
+    const late = await run(spawner()('sh', ['-c', '(sleep 0.2; echo late) & echo early'], ENV, false, place))
+    expect(late.stdout).toBe('early\nlate\n')
+    // Before the fix, each of the 21 kept its slot for good.
+    expect((await spawnerSlots())?.inUse).toBe(before?.inUse)
+  })
+
   test('a stream the caller destroys is closed in the spawner: its writer gets EPIPE', async () => {
     const command = spawner()('yes', [], ENV, false, { root: undefined, cwd: '/' })
     if (!command?.stdout) throw new Error('the spawner did not take the command')
