@@ -68,6 +68,18 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       child.kill(signal)
     }
   }
+  /** The call is over before the command's end (cancelled, or failed): nothing of it may stay. */
+  const abandon = () => {
+    if (!finished) killGroup('SIGKILL')
+    finished = true
+    forget()
+    if (timer) clearTimeout(timer)
+    clearInterval(idle)
+    // A stream paused for backpressure waits for a 'drain' that this call never emits: it would
+    // keep what it holds (up to the relay's window), and the spawner its pipe and its slot.
+    child?.stdout?.destroy()
+    child?.stderr?.destroy()
+  }
 
   call.on('data', (request: ExecRequest) => {
     const kind = request.kind
@@ -198,15 +210,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   call.on('end', () => {
     if (!child) fail(status.INVALID_ARGUMENT, 'exec stream ended before a start request')
   })
-  call.on('cancelled', () => {
-    if (!finished) killGroup('SIGKILL')
-    finished = true
-    forget()
-    if (timer) clearTimeout(timer)
-  })
-  call.on('error', () => {
-    if (!finished) killGroup('SIGKILL')
-  })
+  call.on('cancelled', abandon)
+  call.on('error', abandon)
 
   function finish(exit: { exitCode: number; signal: string; durationMs: number; timedOut: boolean }) {
     if (finished) return

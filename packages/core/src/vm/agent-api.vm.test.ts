@@ -116,6 +116,44 @@ describe('vm: the agent API', () => {
     expect(written + slow.writableLength).toBeGreaterThanOrEqual(1_000_005)
   })
 
+  test('a call cancelled while its output is held back leaves nothing of it in the guest', async () => {
+    const { agentClient } = await import('./agent-client.js')
+    const { VmDirectory } = await import('../supervisor/vm-directory.js')
+    const { Metadata } = await import('@grpc/grpc-js')
+    const { pollUntil } = await import('../util/timing.js')
+    const spawnerFds = async () => (await vm.exec('ls /proc/$(pidof vmctl-spawner)/fd | wc -l')).stdout.trim()
+    const before = await spawnerFds()
+    const agent = agentClient(new VmDirectory(vm.name))
+    try {
+      const call = agent.exec(new Metadata(), {})
+      call.on('error', () => {})
+      const shell = 'head -c 64000000 /dev/zero'
+      call.write({
+        kind: {
+          $case: 'start',
+          value: { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
+        },
+      })
+      // Nothing read: the call's window fills and the agent holds the command's output back.
+      call.pause()
+      await sleep(2_000)
+      call.cancel()
+      const gone = await pollUntil(
+        async () => (await vm.exec('pgrep -f "hea[d] -c 64000000"', { reject: false })).exitCode === 1,
+        { timeoutMs: 30_000, everyMs: 100 },
+      )
+      expect(gone, 'the cancelled command killed').toBe(true)
+      // Before the fix the spawner kept the command's stdout pipe (and its slot) for good.
+      const closed = await pollUntil(async () => (await spawnerFds()) === before, {
+        timeoutMs: 30_000,
+        everyMs: 200,
+      })
+      expect(closed, `the spawner's fds back to ${before} (now ${await spawnerFds()})`).toBe(true)
+    } finally {
+      agent.close()
+    }
+  })
+
   test('an input the command never reads is closed when the command ends (its file is not held open)', async () => {
     // More than the call's flow-control window (4 MiB on the lane): the host's stdin is full when
     // `true` exits, and a feed waiting for a 'drain' of the destroyed stdin kept the input open.
