@@ -179,7 +179,7 @@ static void relay(struct job *job, int stream, int all) {
     if (n <= 0) {
       /* A command's pipes close in its exit before its parent can reap it: when the pipes' end
        * wakes us first, the end waits for the exit, so both reach the agent in one write (one
-       * wake-up of the agent, not two). The agent ends its streams at the exit anyway. */
+       * wake-up of the agent, not two). The agent's streams end on that EOF, not at the exit. */
       if (job->reaped) say(EV_EOF, job->id, stream, 0, 0, 0);
       else job->ended[stream] = 1;
       close(fd), job->ends[stream] = -1;

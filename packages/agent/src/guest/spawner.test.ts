@@ -139,16 +139,23 @@ describe('the spawner (built, on the host)', () => {
         false,
         { ...place, pipes },
       )
+      const outputs: Buffer[] = []
       const errors: Buffer[] = []
+      command?.stdout?.on('data', (chunk: Buffer) => outputs.push(chunk))
       command?.stderr?.on('data', (chunk: Buffer) => errors.push(chunk))
       let exitedWith: number | null = null
+      let atExit = [0, 0]
       command?.on('exit', (code: number | null) => {
         exitedWith = code
+        atExit = [Buffer.concat(outputs).length, Buffer.concat(errors).length]
       })
       const result = await run(command)
       const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('')
       expect(result.code).toBe(3)
       expect(exitedWith).toBe(3)
+      // Relayed, all of it came before the exit (the exec service starts its 500 ms cut there);
+      // in pipe mode the exit waits a turn of the event loop only.
+      if (!pipes) expect(atExit).toEqual([seq(200000).length + 5, seq(50000).length])
       expect(result.stdout === `${seq(200000)}last\n`).toBe(true)
       expect(Buffer.concat(errors).toString() === seq(50000)).toBe(true)
     }

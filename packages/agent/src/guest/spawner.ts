@@ -314,7 +314,7 @@ class Spawner {
     const fields = [kind, String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
-      // The GID field carries the groups after it ("GID,GROUP,..."): an older spawner reads the GID.
+      // The GID field carries the groups after it ("GID,GROUP,...": group-list.c).
       [place.gid ?? -1, ...(place.groups ?? [])].join(','),
       file,
       String(args.length + 1),
