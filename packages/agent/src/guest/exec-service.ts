@@ -36,6 +36,17 @@ function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<str
   return { ...env, ...start.env }
 }
 
+/** SIGKILLs what is left of an exited command's process group; false when nothing was. */
+function killLeftovers(pid: number | undefined): boolean {
+  if (!pid) return false
+  try {
+    process.kill(-pid, 'SIGKILL')
+    return true
+  } catch {
+    return false // ESRCH: the group is gone
+  }
+}
+
 export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, root: GuestRoot): void {
   let child: CommandProcess | undefined
   let finished = false
@@ -177,8 +188,14 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       })
       if (start.timeoutMs > 0) {
         timer = setTimeout(() => {
-          timedOut = true
-          killGroup('SIGKILL')
+          if (!exited) {
+            timedOut = true
+            return killGroup('SIGKILL')
+          }
+          // It exited in time and its output is still on its way to a slow reader: not a timeout.
+          // What it left running in its group (a background child holding its pipes) is ended
+          // here, and that is one.
+          timedOut = killLeftovers(proc.pid)
         }, start.timeoutMs)
       }
     } else if (kind.$case === 'stdin') {
