@@ -219,6 +219,25 @@ describe('vm: the agent API', () => {
     await eventually(() => input.destroyed, 2_000, 'the unread input to be closed')
   })
 
+  test('an input fed faster than the guest reads leaves no listener behind per wait (no leak warning)', async () => {
+    const warnings: string[] = []
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
+    process.on('warning', onWarning)
+    try {
+      // Twice the call's window (4 MiB on the lane), to a command that reads only after a second:
+      // the feed waits for a 'drain' for each 64 KiB chunk past the window (64 waits).
+      const input = Buffer.alloc(8 * 1024 * 1024, 0x61)
+      const result = await vm.exec('sleep 1; wc -c', { input })
+      expect(result.stdout.trim()).toBe(String(input.length))
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    // Before the fix: "MaxListenersExceededWarning: Possible EventEmitter memory leak detected. 11
+    // close listeners added to [Writable]".
+    expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([])
+  })
+
   test('100 MB of output: nothing lost, nothing reordered', async () => {
     let expected = 1
     let carry = ''
