@@ -1,7 +1,7 @@
 /*
- * Parses the groups the agent sends with a command's GID (group-list.h). In its own file to keep
- * the spawner's request handling as it was: the list rides in the GID field, so an older spawner
- * reads the GID alone (atol stops at the comma) and the request's framing is unchanged.
+ * Parses the groups the agent sends with a command's GID (group-list.h): the list rides in the GID
+ * field ("GID,GROUP,..."), so the request's framing is unchanged. The agent and the spawner come
+ * from one runtime disk (hashed into the template's key together): no other spawner reads it.
  */
 #include "group-list.h"
 

@@ -21,6 +21,8 @@
  *   "C" ID                   the agent has opened the ends it was given: close ours
  *   "A" ID STREAM BYTES      the agent passed BYTES more of stream 1 (stdout) or 2 (stderr) on
  *   "D" ID STREAM            the agent stopped reading that stream: close it
+ *   "U" ID                   diagnostics: how many job slots are in use (EV_SLOTS; tests use it
+ *                            to see that every ended command's slot was freed)
  * Events, each six native 32-bit numbers (KIND ID A B C D), EV_DATA followed by its bytes:
  *   EV_STARTED ID PID IN OUT ERR  the ends to open as /proc/<spawner>/fd/<n> (-1: none: IN with no
  *                                 stdin pipe, OUT and ERR when relayed)
@@ -32,6 +34,8 @@
  *                                 exit, just before it (or at once if the exit was sent before)
  *   EV_EXIT ID STATUS SIGNAL      the process ended (STATUS -1 when SIGNAL is set); sent after
  *                                 what its pipes held when it was reaped
+ *   EV_SLOTS ID USED TABLE        the answer to "U" ID: USED slots of the TABLE's are taken (by
+ *                                 commands running, or ended with an end still open here)
  * All the events of one turn of the loop leave in one write: a short command's output, the end
  * of its streams and its exit usually reach the agent together.
  *
@@ -85,7 +89,7 @@
 #define CHUNK (256 * 1024)
 #define BIG_PIPE (256 * 1024)
 
-enum event { EV_STARTED = 1, EV_FAILED, EV_EXIT, EV_DATA, EV_EOF };
+enum event { EV_STARTED = 1, EV_FAILED, EV_EXIT, EV_DATA, EV_EOF, EV_SLOTS };
 
 struct job {
   int used;     /* the slot is taken until its exit was sent and all its ends are closed */
@@ -175,10 +179,13 @@ static void relay(struct job *job, int stream, int all) {
     if (n <= 0) {
       /* A command's pipes close in its exit before its parent can reap it: when the pipes' end
        * wakes us first, the end waits for the exit, so both reach the agent in one write (one
-       * wake-up of the agent, not two). The agent ends its streams at the exit anyway. */
+       * wake-up of the agent, not two). The agent's streams end on that EOF, not at the exit. */
       if (job->reaped) say(EV_EOF, job->id, stream, 0, 0, 0);
       else job->ended[stream] = 1;
       close(fd), job->ends[stream] = -1;
+      /* An end after the exit was sent (output held back by credit, or by a background child):
+       * the last thing that kept the slot. */
+      maybe_free(job);
       return;
     }
     say(EV_DATA, job->id, stream, n, 0, 0);
@@ -445,6 +452,13 @@ static void drop(long id, int stream) {
   maybe_free(job);
 }
 
+/* "U" ID: how many slots are taken, of how many (diagnostics: a slot that is never freed shows). */
+static void usage(long id) {
+  int used = 0;
+  for (int i = 0; i < job_count; i++) used += jobs[i].used;
+  say(EV_SLOTS, id, used, job_count, 0, 0);
+}
+
 /* The next NUL-terminated field at *at, or NULL when the buffer ends first (the request is partial). */
 static char *field(char *buf, size_t used, size_t *at) {
   char *end = *at < used ? memchr(buf + *at, 0, used - *at) : NULL;
@@ -477,6 +491,7 @@ static size_t handle(char *buf, size_t used) {
     else if (strcmp(fields[0], "C") == 0) release(atol(fields[1]));
     else if (strcmp(fields[0], "A") == 0) grant(atol(fields[1]), atoi(fields[2]), atol(fields[3]));
     else if (strcmp(fields[0], "D") == 0) drop(atol(fields[1]), atoi(fields[2]));
+    else if (strcmp(fields[0], "U") == 0) usage(atol(fields[1]));
     done = at;
   }
 }

@@ -152,7 +152,7 @@ describe('vm: vmctl against real VMs', () => {
 
   test('vmctl run into a pipe whose reader is slow: every byte arrives before vmctl exits', async () => {
     // As `vmctl run -- dmesg | less`: the reader takes the first screen, then waits. vmctl used to
-    // exit with the rest of the output still queued for the pipe (review finding, reproduced).
+    // exit with the rest of the output still queued for the pipe.
     const child = spawn(process.execPath, [CLI, 'run', '--', 'head -c 1000000 /dev/zero; echo TAIL'], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, VMCTL_SHARED_KEEPER: undefined },

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import { agentLog } from './agent-log.js'
 import type { GuestRoot } from './guest-root.js'
 import type { CommandUser } from './passwd.js'
 import { checkCwd, notFoundMessage, planSpawn } from './spawn-plan.js'
@@ -21,6 +22,9 @@ export type CommandStart =
   | { callError: string }
   /** Nothing was started: the command exits 127 with this message on its stderr. */
   | { notFound: string }
+
+/** A user's supplementary groups were dropped by a fallback start: logged once per agent. */
+let groupsDroppedLogged = false
 
 /**
  * Starts a request's command. The spawner chroots into the root, changes to the working directory
@@ -54,6 +58,11 @@ export function startCommand(
   }
   const cwdProblem = checkCwd(cwd, root)
   if (cwdProblem) return { callError: cwdProblem }
+  // nsenter and child_process set the primary group only: say so once, not silently.
+  if (user && user.groups.length > 1 && !groupsDroppedLogged) {
+    groupsDroppedLogged = true
+    agentLog.write(`a command as ${user.name} started without the spawner: only its primary group is set`)
+  }
   const plan = planSpawn(start, root, user)
   if (plan.notFound) return { notFound: notFoundMessage(plan.notFound, env.PATH) }
   if (via !== 'child_process') {

@@ -36,6 +36,17 @@ function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<str
   return { ...env, ...start.env }
 }
 
+/** SIGKILLs what is left of an exited command's process group; false when nothing was. */
+function killLeftovers(pid: number | undefined): boolean {
+  if (!pid) return false
+  try {
+    process.kill(-pid, 'SIGKILL')
+    return true
+  } catch {
+    return false // ESRCH: the group is gone
+  }
+}
+
 export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, root: GuestRoot): void {
   let child: CommandProcess | undefined
   let finished = false
@@ -67,6 +78,18 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
     } catch {
       child.kill(signal)
     }
+  }
+  /** The call is over before the command's end (cancelled, or failed): nothing of it may stay. */
+  const abandon = () => {
+    if (!finished) killGroup('SIGKILL')
+    finished = true
+    forget()
+    if (timer) clearTimeout(timer)
+    clearInterval(idle)
+    // A stream paused for backpressure waits for a 'drain' that this call never emits: it would
+    // keep what it holds (up to the relay's window), and the spawner its pipe and its slot.
+    child?.stdout?.destroy()
+    child?.stderr?.destroy()
   }
 
   call.on('data', (request: ExecRequest) => {
@@ -165,8 +188,14 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       })
       if (start.timeoutMs > 0) {
         timer = setTimeout(() => {
-          timedOut = true
-          killGroup('SIGKILL')
+          if (!exited) {
+            timedOut = true
+            return killGroup('SIGKILL')
+          }
+          // It exited in time and its output is still on its way to a slow reader: not a timeout.
+          // What it left running in its group (a background child holding its pipes) is ended
+          // here, and that is one.
+          timedOut = killLeftovers(proc.pid)
         }, start.timeoutMs)
       }
     } else if (kind.$case === 'stdin') {
@@ -198,15 +227,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   call.on('end', () => {
     if (!child) fail(status.INVALID_ARGUMENT, 'exec stream ended before a start request')
   })
-  call.on('cancelled', () => {
-    if (!finished) killGroup('SIGKILL')
-    finished = true
-    forget()
-    if (timer) clearTimeout(timer)
-  })
-  call.on('error', () => {
-    if (!finished) killGroup('SIGKILL')
-  })
+  call.on('cancelled', abandon)
+  call.on('error', abandon)
 
   function finish(exit: { exitCode: number; signal: string; durationMs: number; timedOut: boolean }) {
     if (finished) return

@@ -44,8 +44,13 @@ export interface CommandUser extends PasswdEntry {
 /**
  * The groups a login gives a user, as initgroups(3) does: the primary group, then every group
  * whose member list in the root's /etc/group names the user (`su` and sshd give postgres
- * `ssl-cert` this way). The command's root is read, never the agent's own /etc.
+ * `ssl-cert` this way). The command's root is read, never the agent's own /etc. A gid no process
+ * can hold (over 4294967294: a typo in /etc/group) is passed over, rather than failing every
+ * command of the user with a bare EINVAL.
  */
+/** The largest gid a process can hold ((gid_t)-1 means "unchanged"): group-list.c's bound. */
+const MAX_GID = 4294967294
+
 export function userGroups(etcDir: string, name: string, primary: number[]): number[] {
   const groups = new Set(primary)
   let text = ''
@@ -54,8 +59,8 @@ export function userGroups(etcDir: string, name: string, primary: number[]): num
   } catch {}
   for (const line of text.split('\n')) {
     const [, , gid, members] = line.split(':')
-    if (gid && members && /^\d+$/.test(gid) && members.trim().split(',').includes(name))
-      groups.add(Number(gid))
+    if (!gid || !members || !/^\d+$/.test(gid) || Number(gid) > MAX_GID) continue
+    if (members.trim().split(',').includes(name)) groups.add(Number(gid))
   }
   return [...groups]
 }

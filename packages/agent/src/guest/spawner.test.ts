@@ -139,16 +139,23 @@ describe('the spawner (built, on the host)', () => {
         false,
         { ...place, pipes },
       )
+      const outputs: Buffer[] = []
       const errors: Buffer[] = []
+      command?.stdout?.on('data', (chunk: Buffer) => outputs.push(chunk))
       command?.stderr?.on('data', (chunk: Buffer) => errors.push(chunk))
       let exitedWith: number | null = null
+      let atExit = [0, 0]
       command?.on('exit', (code: number | null) => {
         exitedWith = code
+        atExit = [Buffer.concat(outputs).length, Buffer.concat(errors).length]
       })
       const result = await run(command)
       const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('')
       expect(result.code).toBe(3)
       expect(exitedWith).toBe(3)
+      // Relayed, all of it came before the exit (the exec service starts its 500 ms cut there);
+      // in pipe mode the exit waits a turn of the event loop only.
+      if (!pipes) expect(atExit).toEqual([seq(200000).length + 5, seq(50000).length])
       expect(result.stdout === `${seq(200000)}last\n`).toBe(true)
       expect(Buffer.concat(errors).toString() === seq(50000)).toBe(true)
     }
@@ -179,6 +186,34 @@ describe('the spawner (built, on the host)', () => {
     await new Promise((resolve) => command.on('close', resolve))
     expect(total).toBe(64 << 20)
   }, 60_000)
+
+  test('a command whose output ends after its exit was sent frees its slot (the table does not grow)', async () => {
+    const { spawnerSlots } = await import('./spawner.js')
+    const place = { root: undefined, cwd: '/' }
+    await run(spawner()('true', [], ENV, false, place)) // the spawner itself is up
+    const before = await spawnerSlots()
+    // More than the relay's window (1 MiB), read only after the exit: the rest of it waits in the
+    // pipe, so its end (EOF) comes after the exit was sent (a host slower than the guest).
+    for (let i = 0; i < 20; i++) {
+      const command = spawner()('head', ['-c', '1100000', '/dev/zero'], ENV, false, place)
+      if (!command?.stdout) throw new Error('the spawner did not take the command')
+      command.stdout.pause()
+      command.stderr?.resume()
+      await new Promise((resolve) => command.on('exit', resolve))
+      let total = 0
+      command.stdout.on('data', (chunk: Buffer) => {
+        total += chunk.length
+      })
+      command.stdout.resume()
+      await new Promise((resolve) => command.on('close', resolve))
+      expect(total).toBe(1_100_000)
+    }
+    // A background child that holds the pipe past the exit, and ends.
+    const late = await run(spawner()('sh', ['-c', '(sleep 0.2; echo late) & echo early'], ENV, false, place))
+    expect(late.stdout).toBe('early\nlate\n')
+    // Before the fix, each of the 21 kept its slot for good.
+    expect((await spawnerSlots())?.inUse).toBe(before?.inUse)
+  })
 
   test('a stream the caller destroys is closed in the spawner: its writer gets EPIPE', async () => {
     const command = spawner()('yes', [], ENV, false, { root: undefined, cwd: '/' })

@@ -47,6 +47,7 @@ const EV_FAILED = 2
 const EV_EXIT = 3
 const EV_DATA = 4
 const EV_EOF = 5
+const EV_SLOTS = 6
 const EVENT_BYTES = 24
 
 /**
@@ -276,6 +277,8 @@ class Spawner {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private needed = EVENT_BYTES
+  /** Diagnostics ("U" requests) waiting for their EV_SLOTS, by id. */
+  private readonly slotQueries = new Map<number, (slots: SpawnerSlots | undefined) => void>()
   alive = true
 
   constructor(path: string) {
@@ -311,7 +314,7 @@ class Spawner {
     const fields = [kind, String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
-      // The GID field carries the groups after it ("GID,GROUP,..."): an older spawner reads the GID.
+      // The GID field carries the groups after it ("GID,GROUP,...": group-list.c).
       [place.gid ?? -1, ...(place.groups ?? [])].join(','),
       file,
       String(args.length + 1),
@@ -321,6 +324,15 @@ class Spawner {
     fields.push(String(variables.length), ...variables)
     this.tell(`${fields.join('\0')}\0`)
     return command
+  }
+
+  /** How many of its job slots are taken (spawner.c's "U" request); undefined if it exits first. */
+  slots(): Promise<SpawnerSlots | undefined> {
+    const id = this.nextId++
+    return new Promise((resolve) => {
+      this.slotQueries.set(id, resolve)
+      this.tell(`U\0${id}\0`)
+    })
   }
 
   /**
@@ -364,6 +376,11 @@ class Spawner {
   }
 
   private event(kind: number, id: number, a: number, b: number, c: number, d: number) {
+    if (kind === EV_SLOTS) {
+      this.slotQueries.get(id)?.({ inUse: a, table: b })
+      this.slotQueries.delete(id)
+      return
+    }
     const command = this.running.get(id)
     if (!command) return
     if (kind === EV_STARTED) {
@@ -413,10 +430,23 @@ class Spawner {
       } else command.failed(Object.assign(new Error('the spawner exited before it ran'), { code: 'EIO' }))
     }
     this.running.clear()
+    for (const answer of this.slotQueries.values()) answer(undefined)
+    this.slotQueries.clear()
   }
 }
 
 let spawner: Spawner | undefined
+
+/** Diagnostics: the spawner's job slots taken (commands running, or ended with an end still open). */
+export interface SpawnerSlots {
+  inUse: number
+  table: number
+}
+
+/** The running spawner's slots (spawner.c's "U"), or undefined when none runs. */
+export async function spawnerSlots(): Promise<SpawnerSlots | undefined> {
+  return spawner?.alive ? spawner.slots() : undefined
+}
 
 /** spawner.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
 const MAX_FIELDS = 8192

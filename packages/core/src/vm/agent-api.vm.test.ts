@@ -100,7 +100,7 @@ describe('vm: the agent API', () => {
 
   test('exec resolves only once a slow stdout target was handed all the output, and its result is whole', async () => {
     // The first chunk is held for 1 s: the command and its exit are done long before, so an exec
-    // that resolved on the exit alone had only what was relayed so far (review finding, reproduced).
+    // that resolved on the exit alone had only what was relayed so far.
     let written = 0
     const slow = new Writable({
       highWaterMark: 1024,
@@ -116,6 +116,99 @@ describe('vm: the agent API', () => {
     expect(written + slow.writableLength).toBeGreaterThanOrEqual(1_000_005)
   })
 
+  test('a command that exited in time is not reported as timed out while its output drains to a slow reader', async () => {
+    const { agentClient } = await import('./agent-client.js')
+    const { VmDirectory } = await import('../supervisor/vm-directory.js')
+    const { Metadata } = await import('@grpc/grpc-js')
+    // More than the call's window (4 MiB on the lane), less than what the command can write with
+    // nothing read (5.47 MiB measured: the window, the relay's 1 MiB, the pipe, the channel's
+    // queue): it writes it all and exits while the agent still holds the rest.
+    const size = 4.5 * 1024 * 1024
+    // Long: on this loaded host one run wrote less than this in 8 s, another 5.47 MiB in 1.5 s.
+    const timeoutMs = 15_000
+    const agent = agentClient(new VmDirectory(vm.name))
+    try {
+      const call = agent.exec(new Metadata(), {})
+      let received = 0
+      let exit: unknown
+      call.on('data', (response: { kind?: { $case: string; value: { length: number } } }) => {
+        if (response.kind?.$case === 'stdout') received += response.kind.value.length
+        if (response.kind?.$case === 'exit') exit = response.kind.value
+      })
+      const ended = new Promise((resolve) => call.on('end', resolve).on('error', resolve))
+      call.pause()
+      // The guest's clock says when it exited (an exec to look costs seconds on a loaded host).
+      const shell = `rm -f /tmp/drain-end; date +%s%N > /tmp/drain-start; head -c ${size} /dev/zero; date +%s%N > /tmp/drain-end`
+      const start = { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs }
+      call.write({ kind: { $case: 'start', value: start } })
+      // Past its timeout with the output still held back: then read it all.
+      await sleep(timeoutMs + 1_000)
+      call.resume()
+      await ended
+      const times = await vm.exec('cat /tmp/drain-start /tmp/drain-end', { reject: false })
+      expect(times.exitCode, 'the command finished (else it was still running at its timeout)').toBe(0)
+      const [startNs, endNs] = times.stdout.split('\n').map(BigInt)
+      expect(Number((endNs! - startNs!) / 1_000_000n), 'ms the command ran').toBeLessThan(timeoutMs)
+      expect(received).toBe(size)
+      // Before the fix: timedOut true (the timer went on after the exit, and SIGKILLed a gone group).
+      expect(exit).toMatchObject({ exitCode: 0, signal: '', timedOut: false })
+    } finally {
+      agent.close()
+    }
+  })
+
+  test('a background child that keeps writing after the command exited is still ended, by the timeout at the latest', async () => {
+    // The timeout goes on after the exit only to end what is left in the command's group: had it
+    // stopped at the exit, `yes` (never quiet, so never cut by the 500 ms grace) ran for good.
+    const started = performance.now()
+    const outcome = await vm.exec('yes & exit 0', { timeoutMs: 1_500, buffer: false }).then(
+      (result) => `exit ${result.exitCode}`,
+      (error: Error) => error.message,
+    )
+    // Mostly the timeout; on a host loaded enough to stall the guest past the grace, the cut.
+    expect(outcome).toMatch(/timed out after|^exit 0$/)
+    expect(performance.now() - started).toBeLessThan(30_000)
+    expect((await vm.exec('pgrep -x yes', { reject: false })).exitCode).toBe(1)
+  })
+
+  test('a call cancelled while its output is held back leaves nothing of it in the guest', async () => {
+    const { agentClient } = await import('./agent-client.js')
+    const { VmDirectory } = await import('../supervisor/vm-directory.js')
+    const { Metadata } = await import('@grpc/grpc-js')
+    const { pollUntil } = await import('../util/timing.js')
+    const spawnerFds = async () => (await vm.exec('ls /proc/$(pidof vmctl-spawner)/fd | wc -l')).stdout.trim()
+    const before = await spawnerFds()
+    const agent = agentClient(new VmDirectory(vm.name))
+    try {
+      const call = agent.exec(new Metadata(), {})
+      call.on('error', () => {})
+      const shell = 'head -c 64000000 /dev/zero'
+      call.write({
+        kind: {
+          $case: 'start',
+          value: { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
+        },
+      })
+      // Nothing read: the call's window fills and the agent holds the command's output back.
+      call.pause()
+      await sleep(2_000)
+      call.cancel()
+      const gone = await pollUntil(
+        async () => (await vm.exec('pgrep -f "hea[d] -c 64000000"', { reject: false })).exitCode === 1,
+        { timeoutMs: 30_000, everyMs: 100 },
+      )
+      expect(gone, 'the cancelled command killed').toBe(true)
+      // Before the fix the spawner kept the command's stdout pipe (and its slot) for good.
+      const closed = await pollUntil(async () => (await spawnerFds()) === before, {
+        timeoutMs: 30_000,
+        everyMs: 200,
+      })
+      expect(closed, `the spawner's fds back to ${before} (now ${await spawnerFds()})`).toBe(true)
+    } finally {
+      agent.close()
+    }
+  })
+
   test('an input the command never reads is closed when the command ends (its file is not held open)', async () => {
     // More than the call's flow-control window (4 MiB on the lane): the host's stdin is full when
     // `true` exits, and a feed waiting for a 'drain' of the destroyed stdin kept the input open.
@@ -124,6 +217,25 @@ describe('vm: the agent API', () => {
     const input = createReadStream(file)
     expect((await vm.exec(['true'], { input })).exitCode).toBe(0)
     await eventually(() => input.destroyed, 2_000, 'the unread input to be closed')
+  })
+
+  test('an input fed faster than the guest reads leaves no listener behind per wait (no leak warning)', async () => {
+    const warnings: string[] = []
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
+    process.on('warning', onWarning)
+    try {
+      // Twice the call's window (4 MiB on the lane), to a command that reads only after a second:
+      // the feed waits for a 'drain' for each 64 KiB chunk past the window (64 waits).
+      const input = Buffer.alloc(8 * 1024 * 1024, 0x61)
+      const result = await vm.exec('sleep 1; wc -c', { input })
+      expect(result.stdout.trim()).toBe(String(input.length))
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    // Before the fix: "MaxListenersExceededWarning: Possible EventEmitter memory leak detected. 11
+    // close listeners added to [Writable]".
+    expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([])
   })
 
   test('100 MB of output: nothing lost, nothing reordered', async () => {

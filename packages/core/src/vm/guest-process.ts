@@ -136,8 +136,16 @@ export class GuestProcess {
       if (!this.settle || stdin.destroyed) return
       // 'close' too: a process that exits without reading destroys stdin, which never drains, and
       // the caller's input (its file descriptor) would be held open for good.
+      // Both listeners go when either fires: one left per wait piled up on a large input (and Node
+      // warned of a leak after 11 of them).
       if (!stdin.write(chunk))
-        await new Promise<void>((resolve) => stdin.once('drain', resolve).once('close', resolve))
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            stdin.off('drain', done).off('close', done)
+            resolve()
+          }
+          stdin.on('drain', done).on('close', done)
+        })
     }
     stdin.end()
   }

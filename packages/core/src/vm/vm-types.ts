@@ -11,6 +11,9 @@ export interface ProcessOptions {
   /**
    * Run as this guest user ("name", "uid", "name:group"), with the groups the guest's /etc/group
    * gives the user, as `su` does ("name:group" makes that group the primary one). Default root.
+   * The groups are set when the guest's spawner starts the command (the usual path); a command
+   * started without it (no spawner on the runtime disk, or a request past its bounds) gets the
+   * primary group only, and the agent's log says so.
    */
   user?: string
   /** Kill the command (its whole process group, SIGKILL) after this many ms. */
