@@ -17,8 +17,10 @@ const target = join(root, 'file-seconds.json')
 const seconds = existsSync(target) ? JSON.parse(readFileSync(target, 'utf8')) : {}
 // " ✓ packages/core/src/vm/vm.vm.test.ts (19 tests) 74413ms", ❯ or × for a file that failed.
 const fileLine = /^ [✓❯×] (\S+\.test\.ts) \([^)]*\) (\d+)ms$/
+// Colours off: ESC [ ... m sequences.
+const colours = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g')
 let read = 0
-for (const line of readFileSync(log, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
+for (const line of readFileSync(log, 'utf8').replace(colours, '').split('\n')) {
   const match = fileLine.exec(line)
   if (!match) continue
   seconds[match[1]] = Math.round(Number(match[2]) / 1000)
