@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config'
 import RetriedTestsReporter from './packages/core/src/test-support/retried-tests-reporter.js'
+import SlowestFirstSequencer from './packages/core/src/test-support/slowest-first.js'
 
 // Tests that boot VMs are CPU-bound under TCG; two forks keep a 2-core machine busy without
 // starving QEMU. VM tests carry "vm" in their describe name so a reader knows which are slow.
@@ -19,6 +20,9 @@ export default defineConfig({
     ],
     pool: 'forks',
     maxWorkers: 2,
+    // The slowest files first, by the durations of a whole run in file-seconds.json: the run's wall
+    // time is its two workers' makespan, and a fresh clone has no vitest cache to order by.
+    sequence: { sequencer: SlowestFirstSequencer },
     // Longer than a VM's own boot deadline (180 s under TCG), so a boot that does not finish fails
     // with vmctl's error (its console tail and cause), not with vitest's timeout racing it.
     testTimeout: 300_000,

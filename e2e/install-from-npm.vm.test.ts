@@ -1,5 +1,13 @@
 import { execFile } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 // publish packs the same way, turning workspace:* into versions), the tarballs installed with npm
 // into a fresh project outside the workspace, an empty XDG_CACHE_HOME (so the kernel is fetched
 // as a user's would be), and the README's own test files run there under default configurations.
+// The runners are the latest: the README's vitest test makes the first VM (a cold boot) under
+// vitest's default 5 s timeout.
 const root = fileURLToPath(new URL('..', import.meta.url))
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
 
@@ -107,6 +117,12 @@ beforeAll(async () => {
     userProject('jest', '@vmctl/jest', 'jest', tarballs),
   ])
   writeFileSync(join(projects.vitest, 'vm.test.ts'), readmeFile('vm.test.ts'))
+  // And the timeout each way of registering a test ends up with under vitest's default config, on
+  // the latest vitest (packages/testing's runner-versions test checks it on the others).
+  copyFileSync(
+    join(root, 'packages/vitest-adapter/test/runner-project/timeouts.test.ts'),
+    join(projects.vitest, 'timeouts.test.ts'),
+  )
   writeFileSync(join(projects.jest, 'vm.test.js'), readmeFile('vm.test.js'))
 }, 300_000)
 
@@ -120,7 +136,8 @@ describe('vmctl installed from npm tarballs into a fresh project (vm)', () => {
   async function readmeRun(): Promise<void> {
     const vitest = await run('npx', ['vitest', 'run'], projects.vitest)
     expect(vitest.code, vitest.output).toBe(0)
-    expect(vitest.output).toMatch(/1 passed/)
+    expect(vitest.output).toMatch(/Test Files\s+2 passed \(2\)/)
+    expect(vitest.output).toMatch(/Tests\s+15 passed/) // the README's 1, the timeouts file's 14
     expect(vitest.output).not.toMatch(/deprecat/i)
     const jest = await run('npx', ['jest'], projects.jest)
     expect(jest.code, jest.output).toBe(0)

@@ -35,6 +35,7 @@ describe('vm: a cold boot whose guest hangs before its console', () => {
     const started = performance.now()
     await using vm = await withEnv({ ...coldBoot, VMCTL_TEST_HANG_COLD_BOOTS: '1' }, () => VM.up())
     const tookMs = performance.now() - started
+    expect(vm.template).toBeUndefined() // VMCTL_TEMPLATES=0: a cold boot, no template made or used
     expect(vm.warnings).toEqual(
       expect.arrayContaining([
         expect.stringMatching(
