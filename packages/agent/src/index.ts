@@ -13,7 +13,9 @@ export {
 } from './call-lane/lane-frames.js'
 export { LaneServer } from './call-lane/lane-server.js'
 export { CallChannel } from './channel-mux/call-channel.js'
-export type { MuxRole } from './channel-mux/channel-sink.js'
+export type { SessionChannel } from './channel-mux/channel-open.js'
+export type { ChannelSink, MuxRole } from './channel-mux/channel-sink.js'
+export { SpliceEnd } from './channel-mux/channel-splice.js'
 export { CHANNEL_WINDOW_BYTES, MuxChannel } from './channel-mux/mux-channel.js'
 export { MuxSession } from './channel-mux/mux-session.js'
 export {

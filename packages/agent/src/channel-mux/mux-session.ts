@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { CallChannel } from './call-channel.js'
-import { acceptOpen, openFrame, type SessionChannel } from './channel-open.js'
+import { acceptOpen, type ChannelMaker, openFrame, type SessionChannel } from './channel-open.js'
 import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
   decodeFrame,
@@ -69,14 +69,19 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   private readonly drainWaiters: Array<() => void> = []
   private readonly agentId = randomBytes(4).toString('hex')
   private parked: (() => void) | undefined
+  /** attach(…, { relayed }): a stream between two host processes, no handshake (see attach). */
+  private relayed = false
 
   /**
    * guest: `callService(service)` true makes the channel a CallChannel (no Node stream: a call's
-   * request and answer) announced by 'call' instead of 'channel'.
+   * request and answer) announced by 'call' instead of 'channel'. `makeChannel`: every OPEN's
+   * channel is made by it and not announced (a supervisor splicing its clients' calls onto the
+   * port's session: channel-splice.ts).
    */
   constructor(
     role: MuxRole,
     private readonly callService?: (service: string) => boolean,
+    private readonly makeChannel?: ChannelMaker,
   ) {
     super()
     this.role = role
@@ -100,8 +105,13 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
    * `peerParked` (the guest is known to wait for a HELLO: restored from a snapshot taken after
    * park()), GO follows HELLO at once, saving the round trip of waiting for OK; should the guest
    * not answer within PARKED_SYNC_MS, the ordinary handshake starts over.
+   *
+   * `relayed`: the transport is a Unix socket between a vmctl client and its VM's supervisor, who
+   * relays the client's channels to the guest (channel-splice.ts). Nothing there restarts or
+   * loses bytes, so there is no handshake: both ends are ready at once, and bytes that are not a
+   * frame end the session.
    */
-  attach(transport: Duplex, options: { peerParked?: boolean } = {}): void {
+  attach(transport: Duplex, options: { peerParked?: boolean; relayed?: boolean } = {}): void {
     this.detach('transport replaced')
     this.transport = transport
     this.outbox = new FrameOutbox(transport)
@@ -117,7 +127,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     transport.once('close', lost)
     transport.once('end', lost)
     transport.on('error', lost)
-    if (this.role === 'host') this.startSync(options.peerParked ?? false)
+    this.relayed = options.relayed ?? false
+    if (this.relayed) this.becomeReady()
+    else if (this.role === 'host') this.startSync(options.peerParked ?? false)
     else this.announceAgent()
   }
 
@@ -181,10 +193,18 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   /** Host side: a new channel. Usable at once; its bytes flow when the session is ready. */
   openChannel(service = ''): MuxChannel {
+    return this.openWith(service, (sink, id) => new MuxChannel(sink, id, service))
+  }
+
+  /**
+   * Host side: a new channel made by `make`: a CallChannel (a client's call, when the session is
+   * ready: it sends at once), or one end of a splice. Its opened() is called once OPEN is sent.
+   */
+  openWith<T extends SessionChannel>(service: string, make: (sink: ChannelSink, id: number) => T): T {
     if (this.role !== 'host') throw new Error('only the host opens channels')
     const id = this.nextChannelId
     this.nextChannelId = (this.nextChannelId + 2) >>> 0 || 1
-    const channel = new MuxChannel(this, id, service)
+    const channel = make(this, id)
     this.channels.set(id, channel)
     if (this.state === 'ready') this.sendOpen(channel)
     else this.unopened.add(channel)
@@ -276,6 +296,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   private lostSync(reason: string): void {
+    if (this.relayed) {
+      this.detach(reason)
+      return
+    }
     this.mode = 'lines'
     this.dataRemaining = 0
     if (this.state !== 'ready' && this.state !== 'go-sent') return
@@ -294,12 +318,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         this.state = 'go-sent'
         this.writeRaw(encodeHandshakeLine({ kind: 'go', nonce: this.nonce }))
       } else if (line.kind === 'ready' && this.state === 'go-sent' && line.nonce === this.nonce) {
-        this.clearTimer()
-        this.mode = 'frames'
-        this.state = 'ready'
-        for (const channel of this.unopened) this.sendOpen(channel)
-        this.unopened.clear()
-        this.emit('ready')
+        this.becomeReady()
       } else if (line.kind === 'parked' && this.state === 'parking' && line.nonce === this.nonce) {
         this.parked?.()
       } else if (line.kind === 'agent-up' && this.state !== 'syncing' && this.state !== 'parking') {
@@ -328,8 +347,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
       case FrameType.Open: {
         if (this.role !== 'guest' || existing) return
         const service = frame.payload.toString('utf8')
-        const opened = acceptOpen(this, frame.channel, service, this.callService)
+        const opened = acceptOpen(this, frame.channel, service, this.callService, this.makeChannel)
         this.channels.set(frame.channel, opened.channel)
+        if (opened.kind === 'made') return
         if (opened.kind === 'call') this.emit('call', opened.channel, service)
         else this.emit('channel', opened.channel, service)
         return
@@ -357,6 +377,15 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         return
       }
     }
+  }
+
+  private becomeReady(): void {
+    this.clearTimer()
+    this.mode = 'frames'
+    this.state = 'ready'
+    for (const channel of this.unopened) this.sendOpen(channel)
+    this.unopened.clear()
+    this.emit('ready')
   }
 
   private sendOpen(channel: SessionChannel): void {

@@ -122,7 +122,10 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       timing.lap('spawn()')
       const proc = child
       proc.on('spawn', () => timing.lap('spawn event'))
-      proc.on('spawn', () => send({ kind: { $case: 'started', value: { pid: proc.pid ?? 0 } } }))
+      // A caller that does not need the pid (vm.exec()) gets none: a short command's output, exit
+      // and status then leave the guest in one write, not two.
+      if (!start.noStarted)
+        proc.on('spawn', () => send({ kind: { $case: 'started', value: { pid: proc.pid ?? 0 } } }))
       proc.on('spawn', () => {
         if (proc.pid && !finished) forget = registerExecProcess(proc.pid, killGroup)
       })

@@ -67,7 +67,16 @@ describe('paths inside the guest root', () => {
 })
 
 describe('spawn plans', () => {
-  const start = { argv: ['ls', '-l'], shell: '', env: {}, cwd: '', timeoutMs: 0, stdin: false, user: '' }
+  const start = {
+    argv: ['ls', '-l'],
+    shell: '',
+    env: {},
+    cwd: '',
+    timeoutMs: 0,
+    stdin: false,
+    user: '',
+    noStarted: false,
+  }
 
   test('no root, no cwd, no user: the command itself', () => {
     expect(planSpawn(start, { busybox: '/bin/busybox', chrootPath: undefined })).toEqual({

@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { type AgentClient, AgentService, InfoResponse, LaneServer, MuxSession } from '@vmctl/agent'
-import { afterEach, describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, test, vi } from 'vitest'
 import { socketPair } from '../test-support/socket-pair.js'
 import { pollUntil } from '../util/timing.js'
 import { laneAgentClient } from '../vm/lane-client.js'
@@ -17,14 +18,23 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup()
 })
 
-async function proxied(options: { guestKnowsLane: boolean }) {
+async function proxied(options: { guestKnowsLane: boolean; answer?: boolean }) {
   const dir = mkdtempSync(join(tmpdir(), 'agent-proxy-'))
   const [hostEnd, guestEnd] = await socketPair(join(dir, 'port'))
   const host = new MuxSession('host')
   const guest = new MuxSession('guest')
-  const held: unknown[] = []
+  const held: Array<{ on: (event: string, listener: () => void) => void }> = []
+  const cancelled: number[] = []
   const lane = new LaneServer()
-  lane.addService(AgentService, { info: (call: unknown) => held.push(call) } as never)
+  let answered = 0
+  lane.addService(AgentService, {
+    info: (call: (typeof held)[number], callback: (e: null, r: unknown) => void) => {
+      // The first call of a client is held (for a reset under it), unless it asks to be answered.
+      if (options.answer) return callback(null, InfoResponse.fromPartial({ hostname: `call ${++answered}` }))
+      held.push(call)
+      call.on('cancelled', () => cancelled.push(held.indexOf(call)))
+    },
+  } as never)
   guest.on('channel', (channel: Duplex, service) => {
     channel.on('error', () => {})
     if (!options.guestKnowsLane || !lane.serve(channel, service)) channel.destroy()
@@ -48,7 +58,16 @@ async function proxied(options: { guestKnowsLane: boolean }) {
     guestEnd.destroy()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { client: laneAgentClient({ rawSocket }, () => grpc), host, held, grpcCalls }
+  return {
+    client: laneAgentClient({ rawSocket }, () => grpc),
+    host,
+    held,
+    cancelled,
+    grpcCalls,
+    proxy,
+    dir,
+    rawSocket,
+  }
 }
 
 function info(client: AgentClient) {
@@ -73,5 +92,68 @@ describe('agent proxy: a lane call under a session reset', () => {
     const { client, grpcCalls } = await proxied({ guestKnowsLane: false })
     expect(await info(client)).toEqual({ hostname: 'over-grpc' })
     expect(grpcCalls).toEqual(['info'])
+  })
+})
+
+describe("agent proxy: a client's calls on its kept connection", () => {
+  test('share one connection to the supervisor, each answered on its own channel', async () => {
+    const { client } = await proxied({ guestKnowsLane: true, answer: true })
+    const connect = vi.spyOn(net, 'connect')
+    cleanups.push(() => connect.mockRestore())
+    const answers = await Promise.all([info(client), info(client), info(client)])
+    for (let i = 0; i < 5; i++) answers.push(await info(client))
+    expect(answers.map((a) => a.hostname).sort()).toEqual(
+      ['call 1', 'call 2', 'call 3', 'call 4', 'call 5', 'call 6', 'call 7', 'call 8'].sort(),
+    )
+    expect(connect).toHaveBeenCalledTimes(1)
+  })
+
+  test('a call while the VM is stopped is told so in a status; the client stays on the lane', async () => {
+    const { client, proxy, grpcCalls } = await proxied({ guestKnowsLane: true, answer: true })
+    expect(await info(client)).toEqual({ hostname: 'call 1' })
+    proxy.refuse()
+    const { error } = await info(client)
+    expect(error?.code).toBe(14)
+    expect(error?.details).toMatch(/stopped or going down/)
+    proxy.accept()
+    expect(await info(client)).toEqual({ hostname: 'call 2' })
+    expect(grpcCalls).toEqual([])
+  })
+
+  test('a client that closes its connection cancels its calls in the guest', async () => {
+    const { client, held, cancelled } = await proxied({ guestKnowsLane: true })
+    const answer = info(client)
+    await pollUntil(() => held.length === 1, { timeoutMs: 5_000, everyMs: 10 })
+    client.close()
+    expect((await answer).error?.code).toBe(14)
+    expect(await pollUntil(() => cancelled.length === 1, { timeoutMs: 5_000, everyMs: 10 })).toBe(true)
+  })
+
+  test('a supervisor without the relay (an older one) gets a connection per call, and the calls work', async () => {
+    const { rawSocket, dir } = await proxied({ guestKnowsLane: true, answer: true })
+    // An older supervisor: a service line it does not know is a channel the agent closes at once.
+    const olderSocket = join(dir, 'older.sock')
+    const older = net.createServer((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        if (chunk.toString('latin1').startsWith('rpc-relay\n')) return void socket.destroy()
+        const upstream = net.connect(rawSocket)
+        upstream.write(chunk)
+        socket.pipe(upstream).pipe(socket)
+        socket.on('error', () => upstream.destroy())
+        upstream.on('error', () => socket.destroy())
+      })
+    })
+    await new Promise<void>((resolve) => older.listen(olderSocket, resolve))
+    cleanups.unshift(() => older.close())
+    const client = laneAgentClient({ rawSocket: olderSocket }, () => {
+      throw new Error('not over gRPC')
+    })
+    const connect = vi.spyOn(net, 'connect')
+    cleanups.push(() => connect.mockRestore())
+    expect(await info(client)).toEqual({ hostname: 'call 1' })
+    expect(await info(client)).toEqual({ hostname: 'call 2' })
+    // The relay's probe, then one connection per call (each forwarded upstream by the fake).
+    const toOlder = connect.mock.calls.filter((call) => call[0] === olderSocket)
+    expect(toOlder).toHaveLength(3)
   })
 })

@@ -1,14 +1,24 @@
 import type net from 'node:net'
 import { status as grpcStatus } from '@grpc/grpc-js'
-import { encodeStatus, LANE_SERVICE_PREFIX, type MuxSession } from '@vmctl/agent'
+import { encodeStatus, LANE_SERVICE_PREFIX, MuxSession, SpliceEnd } from '@vmctl/agent'
 import { listen } from '../util/unix-socket.js'
 import { mark } from './restore-timeline.js'
+
+/**
+ * The service line of a client's kept connection for its agent calls (vm/call-connection.ts): the
+ * supervisor answers RELAY_GREETING, then the connection carries mux frames without a handshake,
+ * one channel per call, each spliced onto a channel of the port's session.
+ */
+export const CALL_RELAY_SERVICE = 'rpc-relay'
+export const RELAY_GREETING = 'relay 1\n'
+const REFUSED = 'the VM is stopped or going down'
 
 /**
  * Client sockets to the guest agent: every connection to `agent.sock` (grpc-js clients) becomes
  * one channel of the host's mux session; `raw.sock` does the same for byte channels whose first
  * line names the service: every agent call on the call lane (`rpc <method>`), and the agent's raw
- * services (the benches measure the transport with them).
+ * services (the benches measure the transport with them). A client's kept connection
+ * (`rpc-relay`) carries all its calls, each spliced onto a channel (channel-splice.ts in the agent).
  */
 export class AgentProxy {
   private readonly mux: MuxSession
@@ -49,19 +59,51 @@ export class AgentProxy {
       socket.pause()
       const rest = head.subarray(newline + 1)
       if (rest.length > 0) socket.unshift(rest)
-      this.onClient(socket, head.subarray(0, newline).toString('utf8'))
+      const service = head.subarray(0, newline).toString('utf8')
+      if (service === CALL_RELAY_SERVICE) this.onRelayClient(socket)
+      else this.onClient(socket, service)
       socket.resume()
     }
     socket.on('data', onData)
     socket.on('error', () => {})
   }
 
+  /**
+   * A client's kept connection: each channel it opens is a call, spliced onto a new channel of the
+   * port's session. While refusing, a call is answered UNAVAILABLE in a status (as onClient does).
+   */
+  private onRelayClient(socket: net.Socket): void {
+    socket.setNoDelay(true)
+    socket.write(RELAY_GREETING)
+    const client = new MuxSession('guest', undefined, (sink, id, service) => {
+      const refused = this.refusing || !service.startsWith(LANE_SERVICE_PREFIX)
+      const clientEnd = new SpliceEnd(sink, id, service, true, (reason) =>
+        encodeStatus(grpcStatus.UNAVAILABLE, reason),
+      )
+      if (refused) {
+        const why = this.refusing ? REFUSED : `not a call: ${service}`
+        void sink.sendData(id, encodeStatus(grpcStatus.UNAVAILABLE, why))
+        // Once the session has it in its table (after this returns), so that it is forgotten too.
+        process.nextTick(() => clientEnd.close())
+        return clientEnd
+      }
+      const guestEnd = this.mux.openWith(
+        service,
+        (portSink, portId) => new SpliceEnd(portSink, portId, service, false),
+      )
+      SpliceEnd.pair(clientEnd, guestEnd)
+      mark('-', `client connected: channel ${guestEnd.id}`)
+      return clientEnd
+    })
+    client.attach(socket, { relayed: true })
+    socket.on('error', () => socket.destroy())
+  }
+
   private onClient(socket: net.Socket, service = ''): void {
     if (this.refusing) {
       // A lane call is told why in a status, so that its client does not take a bare close for
       // an agent without the lane (and move to gRPC for good); a gRPC client sees the close.
-      if (service.startsWith(LANE_SERVICE_PREFIX))
-        socket.end(encodeStatus(grpcStatus.UNAVAILABLE, 'the VM is stopped or going down'))
+      if (service.startsWith(LANE_SERVICE_PREFIX)) socket.end(encodeStatus(grpcStatus.UNAVAILABLE, REFUSED))
       else socket.destroy()
       return
     }

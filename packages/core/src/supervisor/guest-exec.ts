@@ -36,9 +36,9 @@ export function execToExit(
     })
     call.on('error', reject)
     call.on('end', () => reject(new Error('the agent ended the command without an exit status')))
-    call.write({
-      kind: { $case: 'start', value: { argv, shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs } },
-    })
+    // No pid wanted (as vm.exec(), which the template's warm-up runs this for).
+    const start = { argv, shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs, noStarted: true }
+    call.write({ kind: { $case: 'start', value: start } })
     call.end()
   })
 }

@@ -515,6 +515,7 @@ describe('vm: the agent API', () => {
           user: '',
           stdin: false,
           timeoutMs: 0,
+          noStarted: false,
         },
       },
     })
@@ -542,6 +543,47 @@ describe('vm: the agent API', () => {
       delete process.env.VMCTL_AGENT_TRANSPORT
       agent.close()
     }
+  })
+
+  test('an exec that wants no pid is answered without ExecStarted, on either transport; one that does gets it', async () => {
+    const { agentClient } = await import('./agent-client.js')
+    const { VmDirectory } = await import('../supervisor/vm-directory.js')
+    const { Metadata } = await import('@grpc/grpc-js')
+    const agent = agentClient(new VmDirectory(vm.name))
+    const kinds = (noStarted: boolean) =>
+      new Promise<string[]>((resolve, reject) => {
+        const seen: string[] = []
+        const call = agent.exec(new Metadata(), {})
+        call.on('data', (response: { kind?: { $case: string } }) => seen.push(response.kind?.$case ?? ''))
+        call.on('error', reject)
+        call.on('end', () => resolve(seen))
+        const value = {
+          argv: ['echo', 'hi'],
+          shell: '',
+          env: {},
+          cwd: '/',
+          user: '',
+          stdin: false,
+          timeoutMs: 0,
+        }
+        call.write({ kind: { $case: 'start', value: { ...value, noStarted } } })
+        call.end()
+      })
+    try {
+      for (const transport of ['lane', 'grpc']) {
+        process.env.VMCTL_AGENT_TRANSPORT = transport
+        expect(await kinds(true), transport).toEqual(['stdout', 'exit'])
+        expect(await kinds(false), transport).toEqual(['started', 'stdout', 'exit'])
+      }
+    } finally {
+      delete process.env.VMCTL_AGENT_TRANSPORT
+      agent.close()
+    }
+    // vm.exec() asks for none, vm.spawn() still has its pid.
+    expect((await vm.exec(['echo', 'ok'])).stdout).toBe('ok\n')
+    const background = vm.spawn(['sleep', '0.2'])
+    expect(await background.pid).toBeGreaterThan(1)
+    expect((await background.wait()).exitCode).toBe(0)
   })
 
   test('when the agent process dies a pending call fails at once, and later calls work', async () => {

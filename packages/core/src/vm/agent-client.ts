@@ -40,8 +40,10 @@ export function agentClient(directory: Pick<VmDirectory, 'agentSocket' | 'rawSoc
   // The Devices client rides on the gRPC client's connection (disks/disk-attach.ts): disk calls
   // stay on gRPC.
   client.getChannel = () => grpcClient().getChannel()
+  const closeLane = client.close.bind(client)
   client.close = () => {
     closed = true
+    closeLane()
     grpc?.close()
   }
   return client

@@ -15,7 +15,8 @@ export async function execIn(
   command: string | string[],
   options: ExecOptions,
 ): Promise<ExecResult<string | Buffer>> {
-  const process = startProcess(connection, command, options, options.input !== undefined)
+  // No pid wanted: the agent then answers a short command in one write (output, exit, status).
+  const process = startProcess(connection, command, options, options.input !== undefined, false)
   const keep = options.buffer !== false
   const stdout: Buffer[] = []
   const stderr: Buffer[] = []
@@ -53,7 +54,7 @@ export function spawnIn(
   command: string | string[],
   options: SpawnOptions,
 ): VmProcess {
-  const process = startProcess(connection, command, options, options.stdin === 'pipe')
+  const process = startProcess(connection, command, options, options.stdin === 'pipe', true)
   const display = displayCommand(command)
   return {
     stdout: process.stdout,
@@ -70,6 +71,7 @@ function startProcess(
   command: string | string[],
   options: ProcessOptions,
   pipeStdin: boolean,
+  wantsPid: boolean,
 ): GuestProcess {
   connection.assertUsable()
   if ((typeof command === 'string' && !command) || (Array.isArray(command) && command.length === 0)) {
@@ -83,6 +85,7 @@ function startProcess(
     timeoutMs: options.timeoutMs ?? 0,
     stdin: pipeStdin,
     user: options.user ?? '',
+    noStarted: !wantsPid,
   }
   const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + AGENT_GRACE_MS) : undefined
   return connection.track(

@@ -1,7 +1,15 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
-import { encodeEnd, encodeMessage, LANE_SERVICE_PREFIX, type LaneFrame, LaneFrameReader } from '@vmctl/agent'
+import {
+  type CallChannel,
+  encodeEnd,
+  encodeMessage,
+  LANE_SERVICE_PREFIX,
+  type LaneFrame,
+  LaneFrameReader,
+} from '@vmctl/agent'
+import type { CallConnection } from './call-connection.js'
 
 /** What the client needs of a method of a ts-proto service definition. */
 export interface LaneClientMethod {
@@ -19,10 +27,14 @@ export function laneError(code: number, details: string): ServiceError {
   })
 }
 
+/** What a call's bytes go through: a channel of the client's kept connection, or a socket of its own. */
+type CallTransport = CallChannel | net.Socket
+
 /**
- * One agent call over the call lane (see lane-frames.ts in @vmctl/agent): a connection to the
- * supervisor's raw socket, whose first line names the method, becomes one multiplexer channel to
- * the guest. Shaped as grpc-js's client call objects are for vmctl's callers: 'data' for each
+ * One agent call over the call lane (see lane-frames.ts in @vmctl/agent): a channel of the
+ * client's kept connection to its supervisor (call-connection.ts), or without one a connection of
+ * its own to the supervisor's raw socket, whose first line names the method; either way one
+ * multiplexer channel to the guest. Shaped as grpc-js's client call objects are for vmctl's callers: 'data' for each
  * response, 'end' on success, 'error' with a ServiceError, `write` with 'drain', `end` (the
  * client's half-close), `pause`/`resume`, `cancel` (destroys the channel: the guest sees the
  * call cancelled). A deadline that passes fails the call with DEADLINE_EXCEEDED and cancels it.
@@ -32,7 +44,9 @@ export class LaneClientCall extends EventEmitter {
   received = 0
   /** Whether the supervisor's socket took the connection (not so when the supervisor is gone). */
   connected = false
-  private readonly socket: net.Socket
+  /** Until the kept connection gives the call its channel: what was written meanwhile. */
+  private socket: CallTransport | undefined
+  private early: Buffer[] = []
   private readonly reader = new LaneFrameReader()
   private readonly queue: Array<LaneFrame> = []
   private paused = false
@@ -44,29 +58,15 @@ export class LaneClientCall extends EventEmitter {
     private readonly method: LaneClientMethod,
     deadline: Date | number | undefined,
     private readonly onDone?: (error: ServiceError | null, call: LaneClientCall) => void,
+    connection?: CallConnection,
   ) {
     super()
-    this.socket = net.connect(socketPath)
-    this.socket.once('connect', () => {
-      this.connected = true
-    })
-    this.socket.setNoDelay(true)
-    this.socket.write(`${LANE_SERVICE_PREFIX}${method.path}\n`)
-    this.socket.on('data', (chunk: Buffer) => {
-      this.received += chunk.length
-      try {
-        this.queue.push(...this.reader.push(chunk))
-      } catch (error) {
-        return this.finish(laneError(grpcStatus.INTERNAL, (error as Error).message))
-      }
-      this.deliver()
-    })
-    this.socket.on('drain', () => this.emit('drain'))
-    this.socket.on('error', () => {})
-    this.socket.on('close', () => {
-      if (!this.done && this.queue.length === 0)
-        this.finish(laneError(grpcStatus.UNAVAILABLE, 'the agent channel closed before the call ended'))
-    })
+    if (!connection) this.useSocket(socketPath)
+    else
+      connection.open(`${LANE_SERVICE_PREFIX}${method.path}`, (channel) => {
+        if (channel) this.useTransport(channel)
+        else this.useSocket(socketPath)
+      })
     if (deadline !== undefined) {
       const ms = (typeof deadline === 'number' ? deadline : deadline.getTime()) - Date.now()
       if (Number.isFinite(ms))
@@ -77,18 +77,63 @@ export class LaneClientCall extends EventEmitter {
     }
   }
 
+  private useSocket(socketPath: string): void {
+    const socket = net.connect(socketPath)
+    socket.once('connect', () => {
+      this.connected = true
+    })
+    socket.setNoDelay(true)
+    socket.write(`${LANE_SERVICE_PREFIX}${this.method.path}\n`)
+    this.useTransport(socket)
+  }
+
+  private useTransport(transport: CallTransport): void {
+    if (this.done) {
+      transport.destroy()
+      return
+    }
+    if (!(transport instanceof net.Socket)) this.connected = true
+    this.socket = transport
+    for (const chunk of this.early.splice(0)) transport.write(chunk)
+    if (this.paused) transport.pause()
+    transport.on('data', (chunk: Buffer) => {
+      this.received += chunk.length
+      try {
+        this.queue.push(...this.reader.push(chunk))
+      } catch (error) {
+        return this.finish(laneError(grpcStatus.INTERNAL, (error as Error).message))
+      }
+      this.deliver()
+    })
+    transport.on('drain', () => this.emit('drain'))
+    transport.on('error', () => {
+      // A channel fails so when the kept connection itself went (closed, the supervisor gone):
+      // not an agent's answer, so not one without the lane (see lane-client.ts).
+      if (!(transport instanceof net.Socket)) this.connected = false
+    })
+    transport.on('close', () => {
+      if (!this.done && this.queue.length === 0)
+        this.finish(laneError(grpcStatus.UNAVAILABLE, 'the agent channel closed before the call ended'))
+    })
+  }
+
   write(message: unknown): boolean {
     if (this.done) return true
     let ok = true
-    for (const frame of encodeMessage(this.method.requestSerialize(message as never)))
-      ok = this.socket.write(frame)
+    for (const frame of encodeMessage(this.method.requestSerialize(message as never))) ok = this.send(frame)
     return ok
   }
 
   /** The client's last message was sent (half-close, in a frame: see lane-frames.ts). */
   end(): this {
-    if (!this.done) this.socket.write(encodeEnd())
+    if (!this.done) this.send(encodeEnd())
     return this
+  }
+
+  private send(frame: Buffer): boolean {
+    if (this.socket) return this.socket.write(frame)
+    this.early.push(frame)
+    return true
   }
 
   cancel(): void {
@@ -97,14 +142,14 @@ export class LaneClientCall extends EventEmitter {
 
   pause(): this {
     this.paused = true
-    this.socket.pause()
+    this.socket?.pause()
     return this
   }
 
   resume(): this {
     this.paused = false
     this.deliver()
-    if (!this.paused) this.socket.resume()
+    if (!this.paused) this.socket?.resume()
     return this
   }
 
@@ -125,7 +170,7 @@ export class LaneClientCall extends EventEmitter {
       }
       this.emit('data', message)
     }
-    if (!this.done && this.queue.length === 0 && this.socket.destroyed)
+    if (!this.done && this.queue.length === 0 && this.socket?.destroyed)
       this.finish(laneError(grpcStatus.UNAVAILABLE, 'the agent channel closed before the call ended'))
   }
 
@@ -133,8 +178,12 @@ export class LaneClientCall extends EventEmitter {
     if (this.done) return
     this.done = true
     clearTimeout(this.timer)
-    // After the status the guest has ended its side; closing ours frees the channel at once.
-    this.socket.destroy()
+    // After the status the guest has ended its side; closing ours frees the channel at once. A
+    // channel's is closed a tick later: the guest's CLOSE, right behind its status in the same
+    // read, closes it then without a CLOSE from this side.
+    const transport = this.socket
+    if (transport instanceof net.Socket) transport.destroy()
+    else if (transport) process.nextTick(() => transport.destroy())
     if (this.onDone) this.onDone(error, this)
     else if (error) {
       if (this.listenerCount('error') > 0) this.emit('error', error)

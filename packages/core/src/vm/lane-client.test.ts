@@ -109,7 +109,7 @@ function unary<T>(start: (callback: (error: ServiceError | null, response?: T) =
 }
 
 function start(argv: string[]) {
-  return { argv, shell: '', env: {}, cwd: '/', user: '', stdin: true, timeoutMs: 0 }
+  return { argv, shell: '', env: {}, cwd: '/', user: '', stdin: true, timeoutMs: 0, noStarted: false }
 }
 
 function pullAll(client: AgentClient, path: string, deadline?: Date, slow = false) {

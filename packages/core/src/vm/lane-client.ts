@@ -1,6 +1,7 @@
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js'
 import { type AgentClient, AgentService } from '@vmctl/agent'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { CallConnection } from './call-connection.js'
 import { LaneClientCall } from './lane-client-call.js'
 
 /**
@@ -23,7 +24,8 @@ function parseArgs(args: unknown[]): { options: CallOptions; callback: Callback 
 }
 
 /**
- * An AgentClient whose calls go over the call lane (lane-client-call.ts): the methods vmctl calls
+ * An AgentClient whose calls go over the call lane (lane-client-call.ts), all on one kept
+ * connection to the supervisor (call-connection.ts): the methods vmctl calls
  * (unary, server-, client- and bidi-streaming), with grpc-js's signatures and errors. With
  * VMCTL_AGENT_TRANSPORT=grpc, and for good once an agent turned a call away without a byte (an
  * agent from before the lane, in a VM attached by name), calls go to `grpc()` instead.
@@ -46,7 +48,8 @@ export function laneAgentClient(
     laneMissing = true
     return true
   }
-  const client: Record<string, unknown> = { close: () => {} }
+  const connection = new CallConnection(directory.rawSocket)
+  const client: Record<string, unknown> = { close: () => connection.close() }
   for (const [name, method] of Object.entries(AgentService)) {
     const fromGrpc = (args: unknown[]) =>
       (grpc() as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args)
@@ -55,7 +58,7 @@ export function laneAgentClient(
       const request = method.requestStream ? undefined : args[0]
       const { options, callback } = parseArgs(method.requestStream ? [...args] : args.slice(1))
       let response: unknown
-      const call = new LaneClientCall(directory.rawSocket, method, options.deadline, (error, done) => {
+      const onDone = (error: ServiceError | null, done: LaneClientCall) => {
         const away = turnedAway(error, done)
         if (method.responseStream) {
           if (!error) call.emit('end')
@@ -65,7 +68,8 @@ export function laneAgentClient(
         // A unary call an old agent turned away never reached a handler: safe to make again.
         if (away && !method.requestStream) return void fromGrpc(args)
         callback?.(error, error ? undefined : response)
-      })
+      }
+      const call = new LaneClientCall(directory.rawSocket, method, options.deadline, onDone, connection)
       if (!method.responseStream)
         call.on('data', (message) => {
           response = message

@@ -49,6 +49,12 @@ export interface ExecStart {
   stdin: boolean;
   /** Run as this user (name or numeric uid, optionally "user:group"); empty means root. */
   user: string;
+  /**
+   * The caller does not need the pid (vm.exec(), not vm.spawn()): no ExecStarted is sent, so a
+   * short command's answer is one write from the guest (its output, exit and status) instead of
+   * two. An agent from before this field sends ExecStarted anyway, which such a caller ignores.
+   */
+  noStarted: boolean;
 }
 
 export interface ExecStart_EnvEntry {
@@ -186,7 +192,7 @@ export interface ShutdownResponse {
 }
 
 function createBaseExecStart(): ExecStart {
-  return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false, user: "" };
+  return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false, user: "", noStarted: false };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -211,6 +217,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.user !== "") {
       writer.uint32(58).string(message.user);
+    }
+    if (message.noStarted !== false) {
+      writer.uint32(64).bool(message.noStarted);
     }
     return writer;
   },
@@ -287,6 +296,14 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.user = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.noStarted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -325,6 +342,11 @@ export const ExecStart: MessageFns<ExecStart> = {
         : 0,
       stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      noStarted: isSet(object.noStarted)
+        ? globalThis.Boolean(object.noStarted)
+        : isSet(object.no_started)
+        ? globalThis.Boolean(object.no_started)
+        : false,
     };
   },
 
@@ -357,6 +379,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.noStarted !== false) {
+      obj.noStarted = message.noStarted;
+    }
     return obj;
   },
 
@@ -380,6 +405,7 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.timeoutMs = object.timeoutMs ?? 0;
     message.stdin = object.stdin ?? false;
     message.user = object.user ?? "";
+    message.noStarted = object.noStarted ?? false;
     return message;
   },
 };

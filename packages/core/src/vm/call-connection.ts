@@ -1,0 +1,102 @@
+import net from 'node:net'
+import { CallChannel, MuxSession } from '@vmctl/agent'
+import { CALL_RELAY_SERVICE, RELAY_GREETING } from '../supervisor/agent-proxy.js'
+
+/** Gets a channel for one call, or undefined: that call then takes a connection of its own. */
+type Use = (channel: CallChannel | undefined) => void
+
+/**
+ * A client's kept connection to its VM's supervisor, for all its agent calls on the call lane
+ * (lane-client-call.ts): a call is one channel on it, which the supervisor splices onto a channel
+ * to the guest (agent-proxy.ts). A connection per call cost the supervisor an accept, a socket,
+ * a Node stream for the channel and two pipes, and the caller a connect: ~1.5 ms of host CPU per
+ * call on a loaded host (docs/call-lane-costs.md). Made on the first call; calls made before the
+ * supervisor greets wait for it. A supervisor without the relay (an older vmctl's, attached by
+ * name) closes it without a greeting: from then on each call connects on its own, as before.
+ *
+ * The socket keeps the process alive only while a call is open on it.
+ */
+export class CallConnection {
+  private socket: net.Socket | undefined
+  private session: MuxSession | undefined
+  private state: 'none' | 'connecting' | 'ready' | 'unsupported' = 'none'
+  private waiting: Array<() => void> = []
+  private closed = false
+
+  constructor(private readonly socketPath: string) {}
+
+  /** Calls `use` with a channel for a call of `service` (`rpc <method path>`), now or once greeted. */
+  open(service: string, use: Use): void {
+    if (this.closed || this.state === 'unsupported') use(undefined)
+    else if (this.state === 'ready') use(this.openNow(service))
+    else this.queue(service, use)
+  }
+
+  private queue(service: string, use: Use): void {
+    this.waiting.push(() => use(this.state === 'ready' ? this.openNow(service) : undefined))
+    if (this.state === 'none') this.connect()
+  }
+
+  /** Closes the connection; calls from now on connect on their own (nothing stays open). */
+  close(): void {
+    this.closed = true
+    this.socket?.destroy()
+  }
+
+  private openNow(service: string): CallChannel {
+    const session = this.session!
+    const socket = this.socket!
+    const channel = session.openWith(service, (sink, id) => new CallChannel(sink, id, service))
+    socket.ref()
+    channel.once('close', () => {
+      if (this.socket === socket && session.openChannels === 0) socket.unref()
+    })
+    return channel
+  }
+
+  private connect(): void {
+    this.state = 'connecting'
+    const socket = net.connect(this.socketPath)
+    this.socket = socket
+    socket.setNoDelay(true)
+    let connected = false
+    let head = Buffer.alloc(0)
+    const onGreeting = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      const newline = head.indexOf(0x0a)
+      if (newline < 0) return
+      socket.off('data', onGreeting)
+      if (head.subarray(0, newline + 1).toString('latin1') !== RELAY_GREETING) {
+        socket.destroy()
+        return
+      }
+      const rest = head.subarray(newline + 1)
+      if (rest.length > 0) socket.unshift(rest)
+      const session = new MuxSession('host')
+      session.attach(socket, { relayed: true })
+      this.session = session
+      this.settle('ready')
+      if (session.openChannels === 0) socket.unref()
+    }
+    socket.on('connect', () => {
+      connected = true
+    })
+    socket.on('data', onGreeting)
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      if (this.socket !== socket) return
+      this.socket = undefined
+      this.session = undefined
+      // Closed before its greeting: a supervisor without the relay, if it took the connection;
+      // one that is gone (not connected) may be replaced (a restarted VM of the same name).
+      if (this.state === 'connecting') this.settle(connected ? 'unsupported' : 'none')
+      else if (this.state === 'ready') this.state = 'none'
+    })
+    socket.write(`${CALL_RELAY_SERVICE}\n`)
+  }
+
+  private settle(state: 'ready' | 'unsupported' | 'none'): void {
+    this.state = state
+    for (const wake of this.waiting.splice(0)) wake()
+  }
+}
