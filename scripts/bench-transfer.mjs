@@ -10,9 +10,11 @@
 //   TRANSFER_MB=64 ROUNDS=5 node scripts/bench-transfer.mjs
 //   VARIANTS='[{"name":"main","root":"/tmp/base"},{"name":"this"}]' node scripts/bench-transfer.mjs
 //
-// `root` is a built copy of this repository (default: this one). Each variant boots its own VM.
+// `root` is a built copy of this repository (default: this one). Each variant boots its own VM, with
+// the variant's `vmOptions` if it has any (e.g. {"qemuArgs":["-cpu","max,-erms"]}).
 // TRANSPORTS=grpc,lane makes each agent transfer once per agent transport (VMCTL_AGENT_TRANSPORT)
-// in the same VM and round: pull-grpc, pull-lane, push-grpc, push-lane.
+// in the same VM and round: pull-grpc, pull-lane, push-grpc, push-lane. ONLY=pull (or push) runs one
+// direction.
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,7 +26,12 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const variants = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
 const TRANSPORTS = process.env.TRANSPORTS?.split(',').filter(Boolean)
 const agentKinds = (kind) => (TRANSPORTS ? TRANSPORTS.map((t) => `${kind}-${t}`) : [kind])
-const KINDS = ['rawPull', ...agentKinds('pull'), 'rawPush', ...agentKinds('push')]
+// ONLY=pull or ONLY=push: that direction alone (each with its raw transfer), for a shorter run.
+const ONLY = process.env.ONLY
+const KINDS = [
+  ...(ONLY === 'push' ? [] : ['rawPull', ...agentKinds('pull')]),
+  ...(ONLY === 'pull' ? [] : ['rawPush', ...agentKinds('push')]),
+]
 
 const work = mkdtempSync(join(tmpdir(), 'vmctl-bench-transfer-'))
 const source = join(work, 'source.bin')
@@ -35,7 +42,8 @@ try {
     const dist = join(variant.root ?? here, 'packages/core/dist')
     const { VM } = await import(join(dist, 'index.js'))
     const { VmDirectory } = await import(join(dist, 'supervisor/vm-directory.js'))
-    variant.vm = await VM.up({ memoryMiB: 1024 + 2 * MB })
+    // A loaded host boots slowly; `vmOptions` are a variant's own VM.up() options (qemuArgs, ...).
+    variant.vm = await VM.up({ memoryMiB: 1024 + 2 * MB, bootTimeoutMs: 600_000, ...variant.vmOptions })
     const dir = new VmDirectory(variant.vm.name)
     variant.raw = dir.rawSocket
     const status = JSON.parse(readFileSync(dir.statusFile, 'utf8'))
@@ -91,7 +99,7 @@ for (const variant of variants) {
   for (const [agent, raw] of [
     ...agentKinds('pull').map((k) => [k, 'rawPull']),
     ...agentKinds('push').map((k) => [k, 'rawPush']),
-  ]) {
+  ].filter(([agent]) => KINDS.includes(agent))) {
     const ratio = (key) => variant.samples[raw].map((r, i) => r[key] / variant.samples[agent][i][key])
     console.log(
       `  ${agent} / raw, per round: speed ${stat(ratio('wall'), (v) => v.toFixed(2))}, QEMU CPU (raw/agent) ${stat(ratio('qemu'), (v) => v.toFixed(2))}`,

@@ -15,10 +15,11 @@
 // round trip (median and p99), and the guest's own fork+exec of /bin/true, timed by bash inside.
 //
 // Then the agent: 100 concurrent execs per second; push and pull of a 1 GiB file against the same
-// bytes over a raw multiplexer channel without the agent's framing (the floor), all on one VM; and the agent as
+// bytes over a raw multiplexer channel without the agent's framing (the floor), all on one VM, each
+// agent transfer next to its raw one and compared per run (speed and QEMU CPU); and the agent as
 // one executable: its size and start-up time against `node agent.cjs`.
 //
-// Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024), TRANSFER_RUNS=n (default 2). Results also go to
+// Options: ROUNDS=n (default 7), TRANSFER_MB=n (default 1024), TRANSFER_RUNS=n (default 3). Results also go to
 // bench-results/latest.json.
 import { spawn } from 'node:child_process'
 import {
@@ -35,6 +36,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   core,
+  cpuMs,
   floorSample as floorRun,
   floorSetup,
   median,
@@ -54,7 +56,7 @@ const agentPackage = await import(join(root, 'packages/agent/dist/index.js'))
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7)
 const TRANSFER_BYTES = Number(process.env.TRANSFER_MB ?? 1024) * 1024 * 1024
-const TRANSFER_RUNS = Number(process.env.TRANSFER_RUNS ?? 2)
+const TRANSFER_RUNS = Number(process.env.TRANSFER_RUNS ?? 3)
 const EXEC_CALLS = 200
 const cli = join(root, 'packages/cli/dist/main.js')
 
@@ -215,6 +217,8 @@ async function guestForkExecMs(machine) {
 const big = await VM.up({ memoryMiB: 3072 })
 const concurrentRates = []
 const transfers = { rawPush: [], rawPull: [], push: [], pull: [] }
+// QEMU CPU ms of each transfer: the guest's work, steadier than wall time on a shared host.
+const transferQemuMs = { rawPush: [], rawPull: [], push: [], pull: [] }
 const work = mkdtempSync(join(tmpdir(), 'vmctl-bench-files-'))
 try {
   for (let i = 0; i < 3; i++) {
@@ -222,16 +226,42 @@ try {
     await Promise.all(Array.from({ length: 100 }, () => big.exec(['true'])))
     concurrentRates.push(100 / ((performance.now() - started) / 1000))
   }
-  const raw = new VmDirectory(big.name).rawSocket
+  const bigDir = new VmDirectory(big.name)
+  const raw = bigDir.rawSocket
+  const qemuPid = JSON.parse(readFileSync(bigDir.statusFile, 'utf8')).qemuPid
   const source = join(work, 'source.bin')
   const fd = openSync(source, 'w')
   closeSync(fd)
   ;(await import('node:fs')).truncateSync(source, TRANSFER_BYTES)
+  const transfer = async (kind, run) => {
+    const qemuBefore = cpuMs(qemuPid)
+    transfers[kind].push(await timed(run))
+    transferQemuMs[kind].push(cpuMs(qemuPid) - qemuBefore)
+  }
+  // Each agent transfer next to the raw one it is compared with, the two in turn first from run to
+  // run: a single transfer's speed swings with the host's load, a pair's ratio much less.
+  const pair = async (i, rawKind, rawRun, agentKind, agentRun) => {
+    const both = [
+      [rawKind, rawRun],
+      [agentKind, agentRun],
+    ]
+    for (const [kind, run] of i % 2 ? both.reverse() : both) await transfer(kind, run)
+  }
   for (let i = 0; i < TRANSFER_RUNS; i++) {
-    transfers.rawPush.push(await timed(() => rawSink(raw, TRANSFER_BYTES)))
-    transfers.rawPull.push(await timed(() => rawSource(raw, TRANSFER_BYTES)))
-    transfers.push.push(await timed(() => big.push(source, '/root/big.bin')))
-    transfers.pull.push(await timed(() => big.pullTo('/root/big.bin', join(work, 'pulled.bin'))))
+    await pair(
+      i,
+      'rawPush',
+      () => rawSink(raw, TRANSFER_BYTES),
+      'push',
+      () => big.push(source, '/root/big.bin'),
+    )
+    await pair(
+      i,
+      'rawPull',
+      () => rawSource(raw, TRANSFER_BYTES),
+      'pull',
+      () => big.pullTo('/root/big.bin', join(work, 'pulled.bin')),
+    )
     if (statSync(join(work, 'pulled.bin')).size !== TRANSFER_BYTES)
       throw new Error('pulled file has the wrong size')
     rmSync(join(work, 'pulled.bin'))
@@ -287,6 +317,12 @@ const rows = [
   ['8 concurrent VM.up() from one template, total (3 runs)', parallel],
 ]
 const mbps = (ms) => `${(TRANSFER_BYTES / 1e6 / (ms / 1000)).toFixed(1)} MB/s`
+/** raw / agent of each run's pair (time or CPU: the agent's speed as a share of the raw one's). */
+const runRatios = (measure, kind) => {
+  const rawKind = `raw${kind[0].toUpperCase()}${kind.slice(1)}`
+  const ratios = measure[kind].map((agent, i) => measure[rawKind][i] / agent)
+  return `${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}]`
+}
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`)
 const lines = [
   `| measure (${accel}, n=${ROUNDS} interleaved) | median | min | max |`,
@@ -310,7 +346,7 @@ const lines = [
   `| node agent.cjs start-up, host, n=10 | ${fmt(median(bundleStart))} | ${fmt(Math.min(...bundleStart))} | ${fmt(Math.max(...bundleStart))} |`,
   '',
   `agent executable: ${(seaBytes / 1e6).toFixed(1)} MB, built in ${fmt(seaBuildMs)}`,
-  `transfers against the floor: push ${(median(transfers.rawPush) / median(transfers.push)).toFixed(2)}, pull ${(median(transfers.rawPull) / median(transfers.pull)).toFixed(2)} of the raw channel's speed`,
+  `transfers against the floor, per run (the raw transfer next to the agent's), median [min-max]: ${['push', 'pull'].map((kind) => `${kind} ${runRatios(transfers, kind)} of the raw channel's speed, raw/agent QEMU CPU ${runRatios(transferQemuMs, kind)}`).join('; ')}`,
   `ratios of medians: template restore / cold boot = ${(median(samples.up) / median(samples.cold)).toFixed(3)} (target ≤ 0.1), ` +
     `to the first exec answered: restored / cold = ${(median(samples.upExec) / median(samples.coldExec)).toFixed(3)}, ` +
     `cold boot / floor = ${(median(samples.cold) / median(samples.floor)).toFixed(2)}, ` +
@@ -338,6 +374,7 @@ writeFileSync(
       guestForkExec,
       concurrentRates,
       transfers,
+      transferQemuMs,
       transferBytes: TRANSFER_BYTES,
       seaBytes,
       seaBuildMs,

@@ -37,6 +37,7 @@ export {
 } from './generated/vmctl/agent/v1/agent.js'
 export { DevicesClient, type GuestDisk } from './generated/vmctl/agent/v1/devices.js'
 export { planSpawn } from './guest/exec-service.js'
+export { agentServiceWithFileCodecs } from './guest/file-codecs.js'
 export type { GuestRoot } from './guest/guest-root.js'
 export { agentBundlePath, buildAgentExecutable } from './host/agent-executable.js'
 export {

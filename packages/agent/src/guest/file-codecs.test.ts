@@ -50,4 +50,28 @@ describe('file codecs without copies', () => {
     ])
     expect(service.push.requestDeserialize(twice)).toEqual(AgentService.push.requestDeserialize(twice))
   })
+
+  test.each([0, 1, 200, 1024 * 1024])(
+    'a pulled %i-byte data message decodes on the host as a view of what was received',
+    (length) => {
+      const data = Buffer.alloc(length, 0xef)
+      const wire = AgentService.pull.responseSerialize({ kind: { $case: 'data', value: data } })
+      const decoded = service.pull.responseDeserialize(wire)
+      expect(decoded).toEqual(AgentService.pull.responseDeserialize(wire))
+      expect(decoded.kind?.$case === 'data' && decoded.kind.value.buffer).toBe(wire.buffer)
+    },
+  )
+
+  test('a pulled stat, or a data field followed by more fields, decodes as the generated codec does', () => {
+    const stat: PullResponse = {
+      kind: { $case: 'stat', value: { size: 9, mode: 0o600, isDirectory: false } },
+    }
+    const wire = AgentService.pull.responseSerialize(stat)
+    expect(service.pull.responseDeserialize(wire)).toEqual(stat)
+    const twice = Buffer.concat([
+      AgentService.pull.responseSerialize({ kind: { $case: 'data', value: Buffer.from('ab') } }),
+      AgentService.pull.responseSerialize({ kind: { $case: 'data', value: Buffer.from('cd') } }),
+    ])
+    expect(service.pull.responseDeserialize(twice)).toEqual(AgentService.pull.responseDeserialize(twice))
+  })
 })

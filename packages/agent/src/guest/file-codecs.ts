@@ -37,31 +37,53 @@ function serializePullResponse(message: Encoded): Buffer {
   return message[ENCODED] ?? Buffer.from(PullResponse.encode(message).finish())
 }
 
-/** A data message's bytes as a view of the received buffer (grpc-js never reuses it). */
-function deserializePushRequest(buffer: Buffer): PushRequest {
-  if (buffer[0] === DATA_TAG) {
-    let length = 0
-    let shift = 0
-    let offset = 1
-    while (offset < buffer.length && offset <= 5) {
-      const byte = buffer[offset++]!
-      length += (byte & 0x7f) * 2 ** shift
-      shift += 7
-      if (byte < 0x80) {
-        if (offset + length === buffer.length)
-          return { kind: { $case: 'data', value: buffer.subarray(offset) } }
-        break
-      }
-    }
+/**
+ * The bytes of a message that is only field 2 (`bytes data`), as a view of `buffer`; undefined
+ * for any other message (a header, a stat), which the generated codec decodes.
+ */
+function dataView(buffer: Buffer): Buffer | undefined {
+  if (buffer[0] !== DATA_TAG) return undefined
+  let length = 0
+  let shift = 0
+  let offset = 1
+  while (offset < buffer.length && offset <= 5) {
+    const byte = buffer[offset++]!
+    length += (byte & 0x7f) * 2 ** shift
+    shift += 7
+    if (byte < 0x80) return offset + length === buffer.length ? buffer.subarray(offset) : undefined
   }
-  return PushRequest.decode(buffer)
+  return undefined
 }
 
-/** The agent's service with the file codecs above in place of the generated ones. */
+/** A pushed data message's bytes as a view of the received buffer (grpc-js never reuses it). */
+function deserializePushRequest(buffer: Buffer): PushRequest {
+  const data = dataView(buffer)
+  return data ? { kind: { $case: 'data', value: data } } : PushRequest.decode(buffer)
+}
+
+/**
+ * A pulled data message's bytes as a view of the received buffer, on the host: the generated
+ * codec copies every pulled MiB into a new buffer (Buffer.from), a MiB of fresh pages each time.
+ * Neither client reuses what it hands to a deserializer.
+ */
+function deserializePullResponse(buffer: Buffer): PullResponse {
+  const data = dataView(buffer)
+  return data ? { kind: { $case: 'data', value: data } } : PullResponse.decode(buffer)
+}
+
+/**
+ * The agent's service with the file codecs above in place of the generated ones: the guest's
+ * servers use its serializer of pulls and deserializer of pushes, the host's lane client its
+ * deserializer of pulls.
+ */
 export function agentServiceWithFileCodecs(): typeof AgentService {
   return {
     ...AgentService,
-    pull: { ...AgentService.pull, responseSerialize: serializePullResponse },
+    pull: {
+      ...AgentService.pull,
+      responseSerialize: serializePullResponse,
+      responseDeserialize: deserializePullResponse,
+    },
     push: { ...AgentService.push, requestDeserialize: deserializePushRequest },
   }
 }

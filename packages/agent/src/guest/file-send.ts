@@ -76,8 +76,15 @@ export function sendSmallFile(
 /**
  * Sends the regular file at `target` as data messages, then ends the call. Each chunk is read
  * straight into the buffer its message is serialized from (see file-codecs.ts), so the agent
- * copies a byte nowhere on its way from the page cache to grpc-js. A read error goes to `fail`
- * (the caller maps it to a status); a cancelled call stops reading and closes the file.
+ * copies a byte nowhere on its way from the page cache to the channel.
+ *
+ * The next chunk is read while this one is sent: the read (a copy out of the page cache, on
+ * libuv's thread pool) runs on the guest's other vCPU while the agent's thread writes to the port,
+ * where reading only once a chunk had left kept the port idle for every read. And chunks are read
+ * into buffers that were sent already (ChunkBuffers): a fresh MiB is 256 page faults in the guest,
+ * each page zeroed by its kernel, and unmapped again once collected. At most three chunks are held.
+ * A read error goes to `fail` (the caller maps it to a status); a cancelled call stops reading and
+ * closes the file.
  */
 export async function sendFile(
   call: ServerWritableStream<PullRequest, PullResponse>,
@@ -93,19 +100,39 @@ export async function sendFile(
   }
   call.once('cancelled', onCancelled)
   let file: FileHandle | undefined
-  let position = 0
+  let reading: Promise<Chunk> | undefined
   try {
     file = await open(target, 'r')
-    while (!cancelled) {
+    const opened = file
+    const buffers = new ChunkBuffers()
+    let position = 0
+    const readNext = (): Promise<Chunk> => {
       const size = Math.min(PULL_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, expectedSize - position + 1))
-      const buffer = Buffer.allocUnsafe(DATA_PREFIX_BYTES + size)
-      const { bytesRead } = await file.read(buffer, DATA_PREFIX_BYTES, size, null)
+      const buffer = buffers.take(DATA_PREFIX_BYTES + size)
+      // Settled as a value either way: a read that fails while the last chunk waits for 'drain'
+      // has no one awaiting it yet, and an unhandled rejection would end the agent.
+      return opened.read(buffer, DATA_PREFIX_BYTES, size, position).then(
+        ({ bytesRead }) => {
+          position += bytesRead
+          return { buffer, bytesRead }
+        },
+        (error: NodeJS.ErrnoException) => ({ error }),
+      )
+    }
+    reading = readNext()
+    while (!cancelled) {
+      const chunk = await reading
+      reading = undefined
       if (cancelled) break
+      if ('error' in chunk) throw chunk.error
+      const { buffer, bytesRead } = chunk
       if (bytesRead === 0) {
         call.end()
         break
       }
-      position += bytesRead
+      // Before the write: the thread pool starts on the next chunk while this one goes out.
+      reading = readNext()
+      buffers.written(buffer)
       if (!call.write(dataMessage(buffer, bytesRead))) {
         await new Promise<void>((resolve) => {
           wake = resolve
@@ -113,12 +140,54 @@ export async function sendFile(
         })
         call.off('drain', wake!)
         wake = undefined
+        buffers.drained()
       }
     }
   } catch (error) {
     if (!cancelled) fail(error as NodeJS.ErrnoException)
   } finally {
     call.off('cancelled', onCancelled)
+    // A read still under way holds the file: closed once it is done.
+    await reading
     await file?.close().catch(() => {})
+  }
+}
+
+type Chunk = { buffer: Buffer; bytesRead: number } | { error: NodeJS.ErrnoException }
+
+/**
+ * The buffers of one pull's chunks, reused once their bytes have certainly left. Over the call
+ * lane a written chunk is not copied: the channel, the multiplexer and the port's socket hold it
+ * until the port took it. When the call says 'drain' after a chunk's write, every large frame
+ * written before has been taken by the port, but the chunk's last frame, if small, may still wait
+ * in the multiplexer's queue for the end of the tick; it is copied out of it once the next
+ * chunk's first large frame is written. So a buffer is free again once the chunk after it has
+ * been written and drained. (grpc-js copies each message as it is written: any rule holds there.)
+ * Without drains (small chunks, or a transport that never asks to wait) nothing is reused.
+ */
+export class ChunkBuffers {
+  private readonly spare: Buffer[] = []
+  /** Written, oldest first, since the last drain. */
+  private unsent: Buffer[] = []
+
+  /** A buffer of `bytes`: a spare one of that size, or a new one. */
+  take(bytes: number): Buffer {
+    const index = this.spare.findIndex((buffer) => buffer.length === bytes)
+    if (index < 0) return Buffer.allocUnsafe(bytes)
+    return this.spare.splice(index, 1)[0]!
+  }
+
+  written(buffer: Buffer): void {
+    this.unsent.push(buffer)
+    // Not known to be sent for a while: left to the garbage collector rather than held here.
+    if (this.unsent.length > 2) this.unsent.shift()
+  }
+
+  /** The call drained after the last write: all but the last buffer written are free. */
+  drained(): void {
+    const last = this.unsent.pop()
+    // Two spares are all a pull takes at once (one read ahead); more would only hold memory.
+    for (const buffer of this.unsent) if (this.spare.length < 2) this.spare.push(buffer)
+    this.unsent = last ? [last] : []
   }
 }

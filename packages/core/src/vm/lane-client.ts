@@ -1,5 +1,5 @@
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js'
-import { type AgentClient, AgentService } from '@vmctl/agent'
+import { type AgentClient, agentServiceWithFileCodecs } from '@vmctl/agent'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { CallConnection } from './call-connection.js'
 import { LaneClientCall } from './lane-client-call.js'
@@ -50,7 +50,8 @@ export function laneAgentClient(
   }
   const connection = new CallConnection(directory.rawSocket)
   const client: Record<string, unknown> = { close: () => connection.close() }
-  for (const [name, method] of Object.entries(AgentService)) {
+  // The file codecs: a pulled MiB is handed on as a view of what the socket read, not a copy.
+  for (const [name, method] of Object.entries(agentServiceWithFileCodecs())) {
     const fromGrpc = (args: unknown[]) =>
       (grpc() as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args)
     client[name] = (...args: unknown[]) => {
