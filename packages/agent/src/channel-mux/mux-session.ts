@@ -193,14 +193,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   /** Host side: a new channel. Usable at once; its bytes flow when the session is ready. */
   openChannel(service = ''): MuxChannel {
-    return this.openWith(service, (sink, id) => new MuxChannel(sink, id, service))
+    return this.openWith((sink, id) => new MuxChannel(sink, id, service))
   }
 
   /**
    * Host side: a new channel made by `make`: a CallChannel (a client's call, when the session is
    * ready: it sends at once), or one end of a splice. Its opened() is called once OPEN is sent.
    */
-  openWith<T extends SessionChannel>(service: string, make: (sink: ChannelSink, id: number) => T): T {
+  openWith<T extends SessionChannel>(make: (sink: ChannelSink, id: number) => T): T {
     if (this.role !== 'host') throw new Error('only the host opens channels')
     const id = this.nextChannelId
     this.nextChannelId = (this.nextChannelId + 2) >>> 0 || 1

@@ -88,7 +88,6 @@ export class AgentProxy {
         return clientEnd
       }
       const guestEnd = this.mux.openWith(
-        service,
         (portSink, portId) => new SpliceEnd(portSink, portId, service, false),
       )
       SpliceEnd.pair(clientEnd, guestEnd)

@@ -46,7 +46,7 @@ export class CallConnection {
   private openNow(service: string): CallChannel {
     const session = this.session!
     const socket = this.socket!
-    const channel = session.openWith(service, (sink, id) => new CallChannel(sink, id, service))
+    const channel = session.openWith((sink, id) => new CallChannel(sink, id, service))
     socket.ref()
     channel.once('close', () => {
       if (this.socket === socket && session.openChannels === 0) socket.unref()
