@@ -140,7 +140,16 @@ describe('vm: the agent API', () => {
       call.pause()
       // The guest's clock says when it exited (an exec to look costs seconds on a loaded host).
       const shell = `rm -f /tmp/drain-end; date +%s%N > /tmp/drain-start; head -c ${size} /dev/zero; date +%s%N > /tmp/drain-end`
-      const start = { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs }
+      const start = {
+        argv: [],
+        shell,
+        env: {},
+        cwd: '/',
+        user: '',
+        stdin: false,
+        timeoutMs,
+        noStarted: false,
+      }
       call.write({ kind: { $case: 'start', value: start } })
       // Past its timeout with the output still held back: then read it all.
       await sleep(timeoutMs + 1_000)
@@ -187,7 +196,16 @@ describe('vm: the agent API', () => {
       call.write({
         kind: {
           $case: 'start',
-          value: { argv: [], shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs: 0 },
+          value: {
+            argv: [],
+            shell,
+            env: {},
+            cwd: '/',
+            user: '',
+            stdin: false,
+            timeoutMs: 0,
+            noStarted: false,
+          },
         },
       })
       // Nothing read: the call's window fills and the agent holds the command's output back.
