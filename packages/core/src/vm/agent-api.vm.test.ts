@@ -18,6 +18,12 @@ import { AgentError, VM, VmExitedError } from '../index.js'
 import { eventually, vmDirectoryExists } from '../test-support/vm-processes.js'
 import { sleep } from '../util/timing.js'
 
+/** A raw Exec call's start message (for tests that drive the call themselves): as root, in /. */
+function startMessage(command: { argv?: string[]; shell?: string }, timeoutMs = 0) {
+  const value = { argv: [], shell: '', ...command, env: {}, cwd: '/', user: '', stdin: false, timeoutMs }
+  return { kind: { $case: 'start' as const, value: { ...value, noStarted: false } } }
+}
+
 describe('vm: the agent API', () => {
   let vm: VM
   const local = mkdtempSync(join(tmpdir(), 'vmctl-files-'))
@@ -140,17 +146,7 @@ describe('vm: the agent API', () => {
       call.pause()
       // The guest's clock says when it exited (an exec to look costs seconds on a loaded host).
       const shell = `rm -f /tmp/drain-end; date +%s%N > /tmp/drain-start; head -c ${size} /dev/zero; date +%s%N > /tmp/drain-end`
-      const start = {
-        argv: [],
-        shell,
-        env: {},
-        cwd: '/',
-        user: '',
-        stdin: false,
-        timeoutMs,
-        noStarted: false,
-      }
-      call.write({ kind: { $case: 'start', value: start } })
+      call.write(startMessage({ shell }, timeoutMs))
       // Past its timeout with the output still held back: then read it all.
       await sleep(timeoutMs + 1_000)
       call.resume()
@@ -193,21 +189,7 @@ describe('vm: the agent API', () => {
       const call = agent.exec(new Metadata(), {})
       call.on('error', () => {})
       const shell = 'head -c 64000000 /dev/zero'
-      call.write({
-        kind: {
-          $case: 'start',
-          value: {
-            argv: [],
-            shell,
-            env: {},
-            cwd: '/',
-            user: '',
-            stdin: false,
-            timeoutMs: 0,
-            noStarted: false,
-          },
-        },
-      })
+      call.write(startMessage({ shell }))
       // Nothing read: the call's window fills and the agent holds the command's output back.
       call.pause()
       await sleep(2_000)
@@ -523,21 +505,7 @@ describe('vm: the agent API', () => {
     const { VmDirectory } = await import('../supervisor/vm-directory.js')
     const { Metadata } = await import('@grpc/grpc-js')
     const agent = agentClient(new VmDirectory(vm.name))
-    const start = (marker: string) => ({
-      kind: {
-        $case: 'start' as const,
-        value: {
-          argv: ['sleep', marker],
-          shell: '',
-          env: {},
-          cwd: '/',
-          user: '',
-          stdin: false,
-          timeoutMs: 0,
-          noStarted: false,
-        },
-      },
-    })
+    const start = (marker: string) => startMessage({ argv: ['sleep', marker] })
     try {
       for (const transport of ['lane', 'grpc']) {
         process.env.VMCTL_AGENT_TRANSPORT = transport
