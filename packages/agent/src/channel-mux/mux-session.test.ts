@@ -280,3 +280,26 @@ describe('channel multiplexer over a real socket', () => {
     expect((await echoedAgain).toString()).toBe('again')
   })
 })
+
+describe('a relayed session (a client and its supervisor)', () => {
+  for (const role of ['host', 'guest'] as const) {
+    test(`${role} side: bytes that are not a frame end the session and its socket, and the event loop goes on`, async () => {
+      const [mine, peer] = await socketPair()
+      cleanups.push(() => {
+        mine.destroy()
+        peer.destroy()
+      })
+      const session = new MuxSession(role)
+      session.on('channel', () => {})
+      session.attach(mine, { relayed: true })
+      expect(session.isReady).toBe(true)
+      const peerClosed = once(peer, 'close')
+      peer.write('not a frame\n')
+      // Before the fix the pump decoded the same bytes forever: no timer ever fired again.
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      await peerClosed
+      expect(session.isReady).toBe(false)
+      expect(mine.destroyed).toBe(true)
+    })
+  }
+})

@@ -277,6 +277,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         if (step.kind === 'incomplete') return
         if (step.kind === 'lost-sync') {
           this.lostSync('unexpected bytes from the peer')
+          if (!this.transport) return
           continue
         }
         this.inbound = step.rest
@@ -297,7 +298,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   private lostSync(reason: string): void {
     if (this.relayed) {
+      // Nothing on a relayed socket resynchronises: the bytes are dropped and the socket ended,
+      // so that the peer sees it close (a client then connects afresh) instead of a session
+      // that stays detached on an open socket, or a pump that decodes the same bytes forever.
+      const transport = this.transport
+      this.inbound = Buffer.alloc(0)
+      this.dataRemaining = 0
       this.detach(reason)
+      transport?.destroy()
       return
     }
     this.mode = 'lines'
