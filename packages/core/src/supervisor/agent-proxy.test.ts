@@ -129,6 +129,22 @@ describe("agent proxy: a client's calls on its kept connection", () => {
     expect(await pollUntil(() => cancelled.length === 1, { timeoutMs: 5_000, everyMs: 10 })).toBe(true)
   })
 
+  test('a client that closes its kept connection leaves no socket open in the supervisor', async () => {
+    const { proxy, rawSocket } = await proxied({ guestKnowsLane: true, answer: true })
+    const rawServer = (proxy as unknown as { servers: net.Server[] }).servers[1]
+    const open = () =>
+      new Promise<number>((resolve) => rawServer.getConnections((_, count) => resolve(count)))
+    for (let i = 0; i < 5; i++) {
+      const client = laneAgentClient({ rawSocket }, () => {
+        throw new Error('not over gRPC')
+      })
+      expect(await info(client)).toEqual({ hostname: `call ${i + 1}` })
+      client.close()
+    }
+    // Before, the supervisor's end stayed half-open for its life: one descriptor per client gone.
+    expect(await pollUntil(async () => (await open()) === 0, { timeoutMs: 5_000, everyMs: 20 })).toBe(true)
+  })
+
   test('a supervisor without the relay (an older one) gets a connection per call, and the calls work', async () => {
     const { rawSocket, dir } = await proxied({ guestKnowsLane: true, answer: true })
     // An older supervisor: a service line it does not know is a channel the agent closes at once.

@@ -95,6 +95,9 @@ export class AgentProxy {
       return clientEnd
     })
     client.attach(socket, { relayed: true })
+    // The client's end of its connection is its leaving (there is nothing to half-close towards
+    // it): without this the socket stayed half-open, one descriptor per client, for the VM's life.
+    socket.once('end', () => socket.destroy())
     socket.on('error', () => socket.destroy())
   }
 
