@@ -131,7 +131,7 @@ describe("agent proxy: a client's calls on its kept connection", () => {
 
   test('a client that closes its kept connection leaves no socket open in the supervisor', async () => {
     const { proxy, rawSocket } = await proxied({ guestKnowsLane: true, answer: true })
-    const rawServer = (proxy as unknown as { servers: net.Server[] }).servers[1]
+    const rawServer = (proxy as unknown as { servers: net.Server[] }).servers[1]!
     const open = () =>
       new Promise<number>((resolve) => rawServer.getConnections((_, count) => resolve(count)))
     for (let i = 0; i < 5; i++) {
