@@ -6,7 +6,11 @@ import { GuestProcess } from './guest-process.js'
 import type { VmConnection } from './vm-connection.js'
 import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-types.js'
 
-/** The agent enforces a command's timeout; the call's deadline only guards against one that never answers. */
+/**
+ * The agent enforces a command's timeout; this bound on the agent's silence (the command's timeout
+ * plus this grace, time the host holds the call back not counted) only guards against one that
+ * never answers.
+ */
 const AGENT_GRACE_MS = 30_000
 
 /** `vm.exec()`: runs `command` to its end, output relayed as it comes and kept (unless `buffer: false`). */
@@ -87,9 +91,9 @@ function startProcess(
     user: options.user ?? '',
     noStarted: !wantsPid,
   }
-  const deadline = options.timeoutMs ? new Date(Date.now() + options.timeoutMs + AGENT_GRACE_MS) : undefined
+  const silenceBoundMs = options.timeoutMs ? options.timeoutMs + AGENT_GRACE_MS : undefined
   return connection.track(
-    new GuestProcess(connection.agent, start, deadline, pipeStdin, (error) =>
+    new GuestProcess(connection.agent, start, silenceBoundMs, pipeStdin, (error) =>
       connection.explainFailure(error),
     ),
   )

@@ -31,16 +31,37 @@ export class GuestProcess {
   private settle: { resolve: (o: ProcessOutcome) => void; reject: (e: Error) => void } | undefined
   private readonly started: Promise<number>
   private onStartFailed: (error: Error) => void = () => {}
+  private stopWatch: () => void = () => {}
 
   /** @internal */
   constructor(
     private readonly agent: AgentClient,
     start: ExecStart,
-    deadline: Date | undefined,
+    silenceBoundMs: number | undefined,
     pipeStdin: boolean,
     explain: (error: Error) => Promise<Error>,
   ) {
-    this.call = agent.exec(new Metadata(), deadline ? { deadline } : {})
+    // The agent enforces a command's timeout. `silenceBoundMs` guards against an agent that never
+    // answers: it fails the process when nothing came from the guest for that long while the host
+    // was ready to take it. It is not a deadline from the start (which it was): a command that
+    // ended in time while a slow reader took its output was cut by it with a bare "deadline
+    // exceeded". Time while the host holds the call back (a slow stdout/stderr target) does not count.
+    this.call = agent.exec(new Metadata(), {})
+    let silence: NodeJS.Timeout | undefined
+    const stopWatch = () => clearTimeout(silence)
+    const watch = () => {
+      if (!silenceBoundMs || !this.settle) return
+      clearTimeout(silence)
+      silence = setTimeout(() => {
+        if (!this.settle) return
+        const cause = new Error(
+          `the guest agent sent nothing for ${silenceBoundMs} ms, past the command's own timeout: ` +
+            'the guest may be hung or overloaded (vm.destroy() ends it; its console log tells more)',
+        )
+        void explain(cause).then((e) => this.fail(e))
+      }, silenceBoundMs)
+    }
+    this.stopWatch = stopWatch
     let onStarted: (pid: number) => void = () => {}
     this.started = new Promise((resolve, reject) => {
       onStarted = resolve
@@ -51,13 +72,19 @@ export class GuestProcess {
       this.settle = { resolve, reject }
     })
     this.outcome.catch(() => {})
+    watch()
     const deliver = (stream: Readable, chunk: Buffer) => {
       if (!(stream as PassThrough).write(chunk)) {
         this.call.pause()
-        stream.once('drain', () => this.call.resume())
+        stopWatch()
+        stream.once('drain', () => {
+          this.call.resume()
+          watch()
+        })
       }
     }
     this.call.on('data', (response: ExecResponse) => {
+      watch()
       const kind = response.kind
       if (!kind) return
       if (kind.$case === 'started') {
@@ -155,6 +182,7 @@ export class GuestProcess {
     const settle = this.settle
     if (!settle) return
     this.settle = undefined
+    this.stopWatch()
     this.call.cancel()
     this.onStartFailed(error)
     this.stdin?.destroy()
@@ -167,6 +195,7 @@ export class GuestProcess {
     const settle = this.settle
     if (!settle) return
     this.settle = undefined
+    this.stopWatch()
     this.call.end()
     this.onStartFailed(new Error('the process ended before it started'))
     this.stdin?.destroy()
