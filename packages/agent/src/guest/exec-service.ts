@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
 import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
@@ -36,11 +37,16 @@ function commandEnv(start: ExecStart, user: PasswdEntry | undefined): Record<str
   return { ...env, ...start.env }
 }
 
-/** SIGKILLs what is left of an exited command's process group; false when nothing was. */
-function killLeftovers(pid: number | undefined): boolean {
+/** Signals (SIGKILL unless told) what is left of an exited command's process group; false when nothing was. */
+function killLeftovers(pid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): boolean {
   if (!pid) return false
+  // The command itself has exited and was reaped. The kernel does not give its pid to another
+  // process while a group of that number has members; so a process with that pid now means the
+  // group is empty and the number belongs to someone else (a later command leads a group of that
+  // id: every command calls setsid): nothing of ours is left to kill.
+  if (existsSync(`/proc/${pid}`)) return false
   try {
-    process.kill(-pid, 'SIGKILL')
+    process.kill(-pid, signal)
     return true
   } catch {
     return false // ESRCH: the group is gone
@@ -62,10 +68,15 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   let forget = () => {}
   /** Stdin is held back (call paused) until the process's stdin pipe drains. */
   let stdinHeld = false
+  /** The command's process has exited (its output may still be on its way). */
+  let commandExited = false
 
   const send = (response: ExecResponse) => (finished ? true : call.write(response))
   const fail = (code: status, details: string) => {
     if (finished) return
+    // A bad request on a running command's call (a second start, a bad signal) ends the call:
+    // the command may not run on unreachable, its Signal call forgotten below.
+    if (child && !commandExited) killGroup('SIGKILL')
     finished = true
     forget()
     call.emit('error', { code, details })
@@ -73,6 +84,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   const killGroup = (signal: NodeJS.Signals) => {
     // Not running yet (the spawner has not answered): it gets the signal once it runs.
     if (!child?.pid) return child?.kill(signal)
+    // Exited: what is left is its group, if anything, and the pid may be another process's now.
+    if (commandExited) return void killLeftovers(child.pid, signal)
     try {
       process.kill(-child.pid, signal)
     } catch {
@@ -173,6 +186,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       proc.on('exit', (code, signal) => {
         timing.lap('exit')
         exited = { code, signal }
+        commandExited = true
         const exitedAt = performance.now()
         // Cut the pipes only once they have been quiet for a while and we are not the ones
         // holding the output back (backpressure from a slow host reader).
