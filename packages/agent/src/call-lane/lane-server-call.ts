@@ -43,6 +43,7 @@ export class LaneServerCall extends EventEmitter {
   private endEmitted = false
   private corked = false
   private readonly queue: unknown[] = []
+  private firstTaker: ((message: unknown) => void) | undefined
   private readonly reader = new LaneFrameReader()
 
   constructor(
@@ -92,12 +93,14 @@ export class LaneServerCall extends EventEmitter {
     })
   }
 
-  /** The first message of a unary or server-streaming call, once it has come. */
-  firstMessage(): Promise<unknown> {
-    return new Promise((resolve) => {
-      this.once('data', resolve)
-      this.once('end', () => resolve(undefined))
-    })
+  /**
+   * Calls `take` with the first message of a unary or server-streaming call as it is delivered,
+   * instead of a 'data' event (undefined: the client ended without one). A callback, not a
+   * promise: a promise and its microtask per call were ~2% of the agent's time for an `info()`.
+   */
+  takeFirstMessage(take: (message: unknown) => void): void {
+    this.firstTaker = take
+    this.deliver()
   }
 
   write(message: unknown): boolean {
@@ -181,9 +184,18 @@ export class LaneServerCall extends EventEmitter {
   sendMetadata(): void {}
 
   private deliver(): void {
-    while (!this.paused && this.queue.length > 0) super.emit('data', this.queue.shift())
+    while (!this.paused && this.queue.length > 0) {
+      const message = this.queue.shift()
+      const take = this.firstTaker
+      this.firstTaker = undefined
+      if (take) take(message)
+      else super.emit('data', message)
+    }
     if (!this.paused && this.clientEnded && this.queue.length === 0 && !this.endEmitted) {
       this.endEmitted = true
+      const take = this.firstTaker
+      this.firstTaker = undefined
+      take?.(undefined)
       super.emit('end')
     }
   }

@@ -51,7 +51,7 @@ export class LaneServer {
       invoke()
       return true
     }
-    void call.firstMessage().then((request) => {
+    call.takeFirstMessage((request) => {
       if (call.cancelled) return
       if (request === undefined)
         return call.respond({ code: status.INTERNAL, details: 'the call sent no request' })

@@ -8,7 +8,13 @@ import { AgentService, PullResponse } from '../generated/vmctl/agent/v1/agent.js
 import { agentServiceWithFileCodecs } from '../guest/file-codecs.js'
 import { handlePull } from '../guest/file-service.js'
 import { guestInfo } from '../guest/info-service.js'
-import { encodeMessage, LANE_SERVICE_PREFIX, type LaneFrame, LaneFrameReader } from './lane-frames.js'
+import {
+  encodeEnd,
+  encodeMessage,
+  LANE_SERVICE_PREFIX,
+  type LaneFrame,
+  LaneFrameReader,
+} from './lane-frames.js'
 import { LaneServer } from './lane-server.js'
 
 // The agent's own handlers on the lane, both multiplexers over a real socket pair standing in for
@@ -61,7 +67,10 @@ async function agentOverSockets() {
       return write(...args)
     }) as typeof socket.write
   }
-  /** One call as the supervisor makes it: a channel named by the method, the request, frames back. */
+  /**
+   * One call as the supervisor makes it: a channel named by the method, the request, frames back.
+   * Without a request (undefined), the client's end frame alone.
+   */
   const call = (method: 'info' | 'pull', request: unknown) =>
     new Promise<LaneFrame[]>((resolve, reject) => {
       const definition = AgentService[method]
@@ -74,7 +83,9 @@ async function agentOverSockets() {
       channel.on('close', () =>
         frames.at(-1)?.kind === 'status' ? resolve(frames) : reject(new Error('closed before the status')),
       )
-      for (const frame of encodeMessage(definition.requestSerialize(request as never))) channel.write(frame)
+      if (request === undefined) channel.write(encodeEnd())
+      else
+        for (const frame of encodeMessage(definition.requestSerialize(request as never))) channel.write(frame)
     })
   /** Writes of each side over `calls` calls, after the sides settled. */
   const count = async (calls: () => Promise<unknown>) => {
@@ -103,6 +114,14 @@ describe('call lane writes per call, without a VM', () => {
     expect(writes.guest).toBe(1)
     // OPEN and DATA in one write, and no CLOSE: the guest closed the channel behind its status.
     expect(writes.host).toBe(1)
+  })
+
+  test('a unary call whose client ends without a request is answered INTERNAL, and the next call answers', async () => {
+    const agent = await agentOverSockets()
+    expect(await agent.call('info', undefined)).toEqual([
+      { kind: 'status', code: 13, details: 'the call sent no request' },
+    ])
+    expect((await agent.call('info', {})).map((frame) => frame.kind)).toEqual(['message', 'status'])
   })
 
   test.each([1, 1000, 16_383, 16_384, 65_535])(

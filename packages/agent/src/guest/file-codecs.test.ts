@@ -1,5 +1,10 @@
 import { describe, expect, test } from 'vitest'
-import { AgentService, PullResponse, type PushRequest } from '../generated/vmctl/agent/v1/agent.js'
+import {
+  AgentService,
+  InfoResponse,
+  PullResponse,
+  type PushRequest,
+} from '../generated/vmctl/agent/v1/agent.js'
 import { agentServiceWithFileCodecs, DATA_PREFIX_BYTES, dataMessage } from './file-codecs.js'
 
 const service = agentServiceWithFileCodecs()
@@ -19,13 +24,42 @@ describe('file codecs without copies', () => {
     },
   )
 
-  test('stat messages still go through the generated codec', () => {
+  test("stat messages serialize to the generated codec's bytes", () => {
     const message: PullResponse = {
       kind: { $case: 'stat', value: { size: 5, mode: 0o644, isDirectory: false } },
     }
     expect(service.pull.responseSerialize(message).equals(AgentService.pull.responseSerialize(message))).toBe(
       true,
     )
+  })
+
+  test("info's answers, one after another in the kept writer, are the generated codec's bytes", () => {
+    const answer = (addresses: number, hostname: string): InfoResponse => ({
+      ...InfoResponse.create(),
+      kernelRelease: '6.1.0',
+      uptimeSeconds: 12.5,
+      cpus: 2,
+      memoryTotalBytes: 2 ** 33 + 5,
+      addresses: Array.from({ length: addresses }, (_, i) => ({
+        interface: `eth${i}`,
+        address: `10.0.${i}.2`,
+        prefix: 24,
+        family: 'IPv4',
+      })),
+      hostname,
+    })
+    for (const message of [answer(40, 'a'.repeat(300)), answer(1, 'vm'), answer(0, ''), answer(3, 'é')]) {
+      const bytes = service.info.responseSerialize(message)
+      expect(bytes.equals(AgentService.info.responseSerialize(message))).toBe(true)
+      expect(InfoResponse.decode(bytes)).toEqual(message)
+    }
+    // An encode that throws halfway leaves nothing behind for the next answer.
+    expect(() => service.info.responseSerialize({ ...answer(2, 'x'), cpus: -1 })).toThrow()
+    expect(
+      service.info
+        .responseSerialize(answer(1, 'vm'))
+        .equals(AgentService.info.responseSerialize(answer(1, 'vm'))),
+    ).toBe(true)
   })
 
   test.each([0, 1, 200, 70000])('a pushed %i-byte data message decodes to the same bytes', (length) => {

@@ -1,4 +1,5 @@
-import { AgentService, PullResponse, PushRequest } from '../generated/vmctl/agent/v1/agent.js'
+import { AgentService, InfoResponse, PullResponse, PushRequest } from '../generated/vmctl/agent/v1/agent.js'
+import { keptWriterSerializer } from './kept-writer.js'
 
 /**
  * The file bytes of Pull and Push, (de)serialized without copies.
@@ -33,8 +34,10 @@ export function dataMessage(buffer: Buffer, length: number): PullResponse {
   return message
 }
 
+const serializePullHead = keptWriterSerializer(PullResponse)
+
 function serializePullResponse(message: Encoded): Buffer {
-  return message[ENCODED] ?? Buffer.from(PullResponse.encode(message).finish())
+  return message[ENCODED] ?? serializePullHead(message)
 }
 
 /**
@@ -74,7 +77,8 @@ function deserializePullResponse(buffer: Buffer): PullResponse {
 /**
  * The agent's service with the file codecs above in place of the generated ones: the guest's
  * servers use its serializer of pulls and deserializer of pushes, the host's lane client its
- * deserializer of pulls.
+ * deserializer of pulls. `info()`'s answer and a pull's stat are encoded in a kept writer
+ * (kept-writer.ts).
  */
 export function agentServiceWithFileCodecs(): typeof AgentService {
   return {
@@ -85,6 +89,7 @@ export function agentServiceWithFileCodecs(): typeof AgentService {
       responseDeserialize: deserializePullResponse,
     },
     push: { ...AgentService.push, requestDeserialize: deserializePushRequest },
+    info: { ...AgentService.info, responseSerialize: keptWriterSerializer(InfoResponse) },
   }
 }
 

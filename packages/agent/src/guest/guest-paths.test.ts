@@ -37,6 +37,22 @@ describe('paths inside the guest root', () => {
     expect(() => resolveInRoot(root, 'relative')).toThrow(/absolute/)
   })
 
+  test('a path with no link in it is itself, whatever the root is reached by', () => {
+    const root = fakeRoot()
+    writeFileSync(join(root, 'etc/.hidden'), '')
+    expect(resolveInRoot(root, '/etc/passwd')).toBe(`${root}/etc/passwd`)
+    expect(resolveInRoot(root, '//etc//.hidden')).toBe(`${root}/etc/.hidden`)
+    expect(resolveInRoot(root, '/etc/missing/file')).toBe(`${root}/etc/missing/file`)
+    expect(resolveInRoot(root, '/share/./zoneinfo/UTC')).toBe(`${root}/usr/share/zoneinfo/UTC`)
+    expect(resolveInRoot(root, '/usr/share/../share/zoneinfo')).toBe(`${root}/usr/share/zoneinfo`)
+    // A root behind a link: the kernel's realpath names its target, so the walk decides.
+    const linked = `${root}-link`
+    symlinkSync(root, linked)
+    expect(resolveInRoot(linked, '/etc/passwd')).toBe(`${linked}/etc/passwd`)
+    expect(resolveInRoot(linked, '/etc/localtime')).toBe(`${linked}/usr/share/zoneinfo/UTC`)
+    rmSync(linked)
+  })
+
   test('users and groups come from the root, by name or number', () => {
     const root = fakeRoot()
     expect(lookupUser(`${root}/etc`, 'nobody')).toEqual({

@@ -48,7 +48,9 @@ export function laneAgentClient(
     laneMissing = true
     return true
   }
-  const connection = new CallConnection(directory.rawSocket)
+  // Once: the getter joins the path anew at each read (2% of the caller's time per info()).
+  const rawSocket = directory.rawSocket
+  const connection = new CallConnection(rawSocket)
   const client: Record<string, unknown> = { close: () => connection.close() }
   // The file codecs: a pulled MiB is handed on as a view of what the socket read, not a copy.
   for (const [name, method] of Object.entries(agentServiceWithFileCodecs())) {
@@ -70,7 +72,7 @@ export function laneAgentClient(
         if (away && !method.requestStream) return void fromGrpc(args)
         callback?.(error, error ? undefined : response)
       }
-      const call = new LaneClientCall(directory.rawSocket, method, options.deadline, onDone, connection)
+      const call = new LaneClientCall(rawSocket, method, options.deadline, onDone, connection)
       if (!method.responseStream)
         call.on('data', (message) => {
           response = message
