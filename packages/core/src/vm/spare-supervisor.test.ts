@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from 'vitest'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { eventually } from '../test-support/vm-processes.js'
 import { offeredEarlySupervisor, releaseEarlySupervisor } from './early-supervisor.js'
-import { dropStaleSpare, startSpareSupervisor } from './spare-supervisor.js'
+import { mayTakeEarlySupervisor, startSpareSupervisor } from './spare-supervisor.js'
 
 const built = fileURLToPath(new URL('../../dist/vm/spare-supervisor.js', import.meta.url))
 
@@ -57,13 +57,20 @@ describe('a spare supervisor (real processes, no VM)', () => {
 
   test('it is let go when VM.up() would run its supervisor under another environment', async () => {
     const first = startSpareSupervisor()!
-    dropStaleSpare() // the same environment: kept
+    process.env.VMCTL_SPARE_SUPERVISOR = '0'
+    try {
+      expect(mayTakeEarlySupervisor()).toBe(false) // switched off: not taken, still offered
+    } finally {
+      delete process.env.VMCTL_SPARE_SUPERVISOR
+    }
     expect(offeredEarlySupervisor()).toBe(first)
-    const second = startSpareSupervisor()! // offering another lets the first go
+    startSpareSupervisor()
+    expect(mayTakeEarlySupervisor()).toBe(true) // the same environment
+    const second = startSpareSupervisor()! // offering another lets the one before go
     await once(first, 'exit')
     process.env.VMCTL_SPARE_TEST = '1'
     try {
-      dropStaleSpare()
+      expect(mayTakeEarlySupervisor()).toBe(false)
     } finally {
       delete process.env.VMCTL_SPARE_TEST
     }

@@ -17,9 +17,9 @@ import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
  * - It does not keep this process alive: the child and its pipes are unref'd.
  * - A supervisor takes the caller's environment (its debug log, its cache and code-cache
  *   directories, VMCTL_* switches) and working directory: a spare started under others than
- *   VM.up() runs with is let go unused (dropStaleSpare), and VM.up() spawns one as before.
- * - VMCTL_SPARE_SUPERVISOR=0 turns it off (no spare is started; one started before is let go,
- *   its environment differing).
+ *   VM.up() runs with is let go unused (mayTakeEarlySupervisor), and VM.up() spawns one as before.
+ * - VMCTL_SPARE_SUPERVISOR=0 turns it off: VM.up() neither starts nor takes a spare (one started
+ *   before stays unused until this process ends, or the switch is off again).
  */
 let spare: { child: ChildProcess; key: string } | undefined
 
@@ -30,7 +30,7 @@ const SPARE_AFTER_BOOTS = 2
 /** What makes two supervisors differ before they are handed a VM: environment and directory. */
 function supervisorKey(env: NodeJS.ProcessEnv): string {
   const entries = Object.entries(env)
-    .filter(([, value]) => value !== undefined)
+    .filter(([name, value]) => value !== undefined && name !== 'VMCTL_SPARE_SUPERVISOR')
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   return JSON.stringify([process.cwd(), entries])
 }
@@ -71,15 +71,23 @@ export function startSpareSupervisor(): ChildProcess | undefined {
 }
 
 /**
- * Called by VM.up() before it takes an early supervisor: lets the spare go when this VM.up()'s
- * supervisor would run under another environment or directory than the spare's.
+ * Called by VM.up() before it takes an early supervisor: whether it may. Not the spare when
+ * VMCTL_SPARE_SUPERVISOR=0 (it stays offered), nor when this VM.up()'s supervisor would run under
+ * another environment or directory than the spare's (it is let go). The CLI's own early
+ * supervisor, or none, is always taken.
  */
-export function dropStaleSpare(): void {
+export function mayTakeEarlySupervisor(): boolean {
   const offered = offeredEarlySupervisor()
   if (!spare || offered !== spare.child) {
     spare = undefined
-    return
+    return true
   }
-  if (spare.key !== supervisorKey(supervisorEnv())) releaseEarlySupervisor()
+  if (process.env.VMCTL_SPARE_SUPERVISOR === '0') return false
+  if (spare.key !== supervisorKey(supervisorEnv())) {
+    releaseEarlySupervisor()
+    spare = undefined
+    return false
+  }
   spare = undefined
+  return true
 }

@@ -12,7 +12,7 @@ import { agentClient } from './agent-client.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
-import { dropStaleSpare, spareSupervisorAfterBoot } from './spare-supervisor.js'
+import { mayTakeEarlySupervisor, spareSupervisorAfterBoot } from './spare-supervisor.js'
 import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -28,8 +28,8 @@ const log = logger('boot')
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
   mark(spec.name, 'caller: launch prepared')
-  dropStaleSpare()
-  const supervisor = handOver(directory) ?? spawnSupervisor(directory, networks)
+  const supervisor =
+    (mayTakeEarlySupervisor() ? handOver(directory) : undefined) ?? spawnSupervisor(directory, networks)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   // Planned once the supervisor exists, not before: a caller killed between making the VM's
   // directory and this spawn leaves that directory to nobody, so that window stays a few system
