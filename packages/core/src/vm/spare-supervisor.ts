@@ -7,9 +7,9 @@ import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
  * loading of its modules are ~0.2 s of a restore's ~0.3 s on the host before the guest resumes
  * (docs/restore-to-ready.md). `vmctl run` starts its supervisor before it loads the CLI
  * (early-supervisor.ts); a process that calls VM.up() again and again (a test file's beforeEach)
- * gets the same from here: once this process has booted two VMs, each boot that reaches ready
- * starts one `supervisor --await-launch` that loads and then waits on its stdin, offered to the
- * next VM.up() as an early supervisor (start-vm.ts hands it the VM directory).
+ * gets the same from here: once this process has booted two VMs, each VM's destroy() starts one
+ * `supervisor --await-launch` that loads and then waits on its stdin, offered to the next VM.up()
+ * as an early supervisor (start-vm.ts hands it the VM directory).
  *
  * - It never outlives this process: it waits in a blocking read of a pipe whose only writer is
  *   this process, so when this process ends, however it ends (SIGKILL too), the read returns with
@@ -35,9 +35,17 @@ function supervisorKey(env: NodeJS.ProcessEnv): string {
   return JSON.stringify([process.cwd(), entries])
 }
 
-/** Called by VM.up() once its VM is ready: keeps a spare for the next, when this process wants one. */
-export function spareSupervisorAfterBoot(): void {
+/** Called by VM.up() once its VM is ready: counts it. */
+export function vmBooted(): void {
   booted++
+}
+
+/**
+ * Called by a VM's destroy(): keeps a spare for the next VM.up(), when this process wants one.
+ * Started here, not when a VM gets ready: its start (~0.2 s of CPU) then runs beside a teardown,
+ * not beside the new VM's first command (docs/restore-to-ready.md has both, measured).
+ */
+export function spareSupervisorAtDestroy(): void {
   if (booted < SPARE_AFTER_BOOTS || process.env.VMCTL_SPARE_SUPERVISOR === '0') return
   if (offeredEarlySupervisor()) return // one waits already (a spare, or the CLI's own)
   startSpareSupervisor()
@@ -45,7 +53,7 @@ export function spareSupervisorAfterBoot(): void {
 
 /**
  * Starts a spare supervisor and offers it to the next VM.up() in this process. Exported for its
- * test (a process killed with its spare waiting); VM.up() goes through spareSupervisorAfterBoot.
+ * test (a process killed with its spare waiting); a VM goes through spareSupervisorAtDestroy.
  */
 export function startSpareSupervisor(): ChildProcess | undefined {
   const env = supervisorEnv()

@@ -12,7 +12,7 @@ import { agentClient } from './agent-client.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
-import { mayTakeEarlySupervisor, spareSupervisorAfterBoot } from './spare-supervisor.js'
+import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
 import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -50,7 +50,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     mark(spec.name, `caller: ${outcome.event} event`)
     if (outcome.event === 'ready') {
       control.unref()
-      spareSupervisorAfterBoot()
+      vmBooted()
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
