@@ -41,6 +41,16 @@ function supervisorStamps(log) {
   return stamps
 }
 
+/** A process's CPU time so far (user + system), ms; 10 ms steps (/proc's clock ticks). */
+function supervisorCpu(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
 /** One round: phases as ms after VM.up() was called. */
 async function round(side) {
   const saved = {}
@@ -49,6 +59,7 @@ async function round(side) {
     process.env[name] = value
   }
   const t0 = now()
+  const callerCpu0 = process.cpuUsage()
   let vm
   try {
     vm = await VM.up({ ...JSON.parse(process.env.UP_OPTIONS ?? '{}'), ...side.options })
@@ -59,6 +70,13 @@ async function round(side) {
     }
   }
   const up = now()
+  const host = new Map()
+  const callerCpu = () => {
+    const used = process.cpuUsage(callerCpu0)
+    return (used.user + used.system) / 1000
+  }
+  host.set('caller CPU to ready', callerCpu())
+  host.set('supervisor CPU at ready', supervisorCpu(vm.connection.status.pid))
   // A side's callEnv is set around its execs (VMCTL_AGENT_TRANSPORT is read at each call).
   // execEnv goes with each exec's request (e.g. {"vmctl_exec_via":"nsenter"}: how the guest starts it).
   const execOptions = side.execEnv ? { env: side.execEnv } : {}
@@ -66,6 +84,8 @@ async function round(side) {
     await vm.exec(['true'], execOptions)
     return now()
   })
+  host.set('caller CPU to first exec', callerCpu())
+  host.set('supervisor CPU at first exec', supervisorCpu(vm.connection.status.pid))
   await withEnv(side.callEnv ?? {}, () => vm.exec(['true'], execOptions))
   const second = now()
   // The log goes with the VM's directory: read it first.
@@ -111,6 +131,7 @@ async function round(side) {
   put('caller: second exec answered', second)
   return {
     made,
+    host,
     phases,
     cpu,
     rootLine,
@@ -159,6 +180,10 @@ for (const side of sides) {
     if (values.length === 0) continue
     const cpus = all.map((r) => r.cpu.get(name)).filter((v) => v !== undefined)
     console.log(`  ${name.padEnd(34)} ${stat(values).padEnd(22)} ${cpus.length ? `cpu ${stat(cpus)}` : ''}`)
+  }
+  for (const name of rounds.length ? [...all[0].host.keys()] : []) {
+    const values = all.map((r) => r.host.get(name)).filter((v) => !Number.isNaN(v))
+    if (values.length) console.log(`  host: ${name.padEnd(28)} ${stat(values)}`)
   }
   const ratio = (a, b) => median(rounds.map((r) => r.get(a) - r.get(b))).toFixed(0)
   console.log(

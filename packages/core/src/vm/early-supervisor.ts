@@ -66,6 +66,11 @@ export function takeEarlySupervisor(log: string): ChildProcess | undefined {
   return undefined
 }
 
+/** The supervisor offered and not yet taken, if any (alive or not). */
+export function offeredEarlySupervisor(): ChildProcess | undefined {
+  return offered
+}
+
 /** Lets the offered supervisor go, unused: its stdin ends with nothing written, and it exits. */
 export function releaseEarlySupervisor(): void {
   offered?.stdin?.end()

@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
 import { logger } from '../log.js'
 import type { JoinedNetworks } from '../network/guest-network.js'
@@ -14,6 +12,8 @@ import { agentClient } from './agent-client.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
+import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
+import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
 
@@ -28,7 +28,8 @@ const log = logger('boot')
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
   mark(spec.name, 'caller: launch prepared')
-  const supervisor = handOver(directory) ?? spawnSupervisor(directory, networks)
+  const supervisor =
+    (mayTakeEarlySupervisor() ? handOver(directory) : undefined) ?? spawnSupervisor(directory, networks)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   // Planned once the supervisor exists, not before: a caller killed between making the VM's
   // directory and this spawn leaves that directory to nobody, so that window stays a few system
@@ -49,6 +50,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     mark(spec.name, `caller: ${outcome.event} event`)
     if (outcome.event === 'ready') {
       control.unref()
+      vmBooted()
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
@@ -99,20 +101,6 @@ function spawnSupervisor(directory: VmDirectory, networks: JoinedNetworks | unde
   return supervisor
 }
 
-/**
- * Not the caller's Node settings: NODE_OPTIONS may hold --inspect or loaders meant for the test
- * process, and NODE_EXTRA_CA_CERTS (set on many CI hosts) costs ~0.15 s of start-up parsing
- * certificates that a supervisor, which makes no TLS connection, never uses.
- */
-function supervisorEnv(): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    VMCTL_RUNTIME_DIR: undefined,
-    NODE_OPTIONS: undefined,
-    NODE_EXTRA_CA_CERTS: undefined,
-  }
-}
-
 function bootError(
   name: string,
   failure: ErrorPayload | undefined,
@@ -161,17 +149,4 @@ function tail(path: string): string {
   } catch {
     return '(no supervisor log)'
   }
-}
-
-/**
- * The supervisor entry: the one-file bundle that `pnpm build` makes (it starts in ~0.15 s against
- * ~0.35 s for the separate modules), else the compiled module; in dist/ even when this module runs
- * from src/ under a TS test runner.
- */
-function supervisorMainPath(): string {
-  const dist = fileURLToPath(new URL('..', import.meta.url)).replace(/\/src\/$/, '/dist/')
-  for (const entry of ['supervisor.cjs', 'supervisor/supervisor-main.js']) {
-    if (existsSync(join(dist, entry))) return join(dist, entry)
-  }
-  throw new VmctlError('NOT_BUILT', `vmctl's supervisor is not built (${dist} has none). Fix: pnpm build`)
 }

@@ -23,6 +23,7 @@ import * as files from './files.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
+import { spareSupervisorAtDestroy } from './spare-supervisor.js'
 import { startVm } from './start-vm.js'
 import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { guestIp } from './vm-ip.js'
@@ -371,6 +372,7 @@ export class VM implements AsyncDisposable {
    * (`vmctl run` exits without waiting for QEMU's exit).
    */
   destroy(options: { waitForExit?: boolean } = {}): Promise<void> {
+    spareSupervisorAtDestroy() // for this process's next VM.up(), if it makes VMs one after another
     return this.connection.destroy(options.waitForExit === false)
   }
 
