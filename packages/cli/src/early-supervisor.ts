@@ -2,16 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-/**
- * The supervisor spawns the early QEMU as soon as it is handed its VM and loads its modules while
- * QEMU starts: loaded first, it was still loading when the CLI handed it its VM in most runs of a
- * loaded host, and QEMU waited (core's supervisor-main.ts). VMCTL_EARLY_SUPERVISOR_LOAD=first
- * loads first (an A/B in one build).
- */
-function loadOrder(): string[] {
-  return process.env.VMCTL_EARLY_SUPERVISOR_LOAD === 'first' ? [] : ['--load-after-launch']
-}
-
 /** Commands whose first act is to boot a VM. */
 const BOOTING = new Set(['run', 'up'])
 
@@ -39,7 +29,7 @@ export function startEarlySupervisor(args: string[]): ChildProcess | undefined {
   }
   if (!existsSync(entry)) return undefined // not built: VM.up() says so when it spawns its own
   try {
-    const child = spawn(process.execPath, [entry, '--await-launch', ...loadOrder()], {
+    const child = spawn(process.execPath, [entry, '--await-launch'], {
       detached: true,
       // stderr: what Node prints if it dies before its hand-off (core's early-supervisor.ts keeps it).
       stdio: ['pipe', 'ignore', 'pipe'],

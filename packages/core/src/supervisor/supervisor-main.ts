@@ -19,7 +19,7 @@ type SupervisorLoad = typeof import('./supervisor-load.js')
 
 const argument = process.argv[2]
 if (!argument) {
-  process.stderr.write('usage: supervisor-main <vm-directory> | --await-launch [--load-after-launch]\n')
+  process.stderr.write('usage: supervisor-main <vm-directory> | --await-launch\n')
   process.exit(2)
 }
 
@@ -43,17 +43,11 @@ let launchAt: number | undefined
 let loaded: { cached: CodeCached<SupervisorLoad> | undefined; error?: unknown } | undefined
 if (argument === '--await-launch') {
   process.title = 'vmctl-supervisor (waiting for its VM)'
-  // A spare (spare-supervisor.ts) waits long for its VM: it loads first, and a failure is told once
-  // the log exists. `vmctl run`'s own (packages/cli/src/early-supervisor.ts) is handed its VM
-  // ~0.2-0.4 s after its start, often before it has loaded (its Node start and the load, ~150 ms
-  // of CPU, share the cores with the CLI's): it spawns the early QEMU first and loads while QEMU
-  // starts (~100 ms of QEMU's CPU before QMP answers), as a supervisor spawned by VM.up() does.
-  if (process.argv[3] !== '--load-after-launch') {
-    try {
-      loaded = load(cacheDirFromEnv())
-    } catch (error) {
-      loaded = { cached: undefined, error }
-    }
+  // Loaded first: that is what this early start is for. A failure is told once the log exists.
+  try {
+    loaded = load(cacheDirFromEnv())
+  } catch (error) {
+    loaded = { cached: undefined, error }
   }
   const launch = readEarlyLaunch()
   if (!launch) process.exit(0) // the caller booted no VM, or died before it made one
