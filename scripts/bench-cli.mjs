@@ -184,6 +184,14 @@ for (const [kind, title] of [
 /** Spans of the host's side of one run: [title, from moment, to moment]. */
 const SPANS = [
   ['CLI spawned → supervisor spawned', 'cli: spawned', 'caller: supervisor spawned'],
+  // The early supervisor's start (main.ts spawns it before it loads any other file of its own).
+  ['CLI bootstrapped → supervisor process started', 'cli: bootstrapped', 'supervisor: process started'],
+  // The hand-off: more than a few ms means the supervisor was still loading its modules.
+  [
+    'supervisor spawned → launch received',
+    'caller: supervisor spawned',
+    'supervisor: launch received (started early)',
+  ],
   ['supervisor spawned → QEMU spawned', 'caller: supervisor spawned', 'supervisor: qemu spawned'],
   [
     'supervisor spawned → its modules loaded',

@@ -49,6 +49,39 @@ async function packageRootOf(file, name) {
   throw new Error(`no package.json of ${name} above ${file}`)
 }
 
+// Packages that only some commands need (tar: kernel .debs and copyDirTo/From; xz-decompress:
+// kernel .debs and modules; smol-toml: a vmctl.toml), bundled behind a stand-in whose exports are
+// getters that require the package on first use: esbuild evaluates a required CommonJS module when
+// it is first required, but hoists an imported ES module's top level into the bundle's, so before
+// this `vmctl run -- true` ran tar's (~80 modules), smol-toml's and xz-decompress's on every start.
+// A require, not an import(): the bundle may hold no import() (see __vmctlImport below). The
+// require resolves the package's CommonJS build from core's directory, as core's own import would
+// find the package. The export names are the real package's, read here, so an update cannot miss one.
+const LAZY_PACKAGES = ['tar', 'xz-decompress', 'smol-toml']
+const STAND_IN = 'vmctl-lazy-package'
+const lazyPackages = {
+  name: 'lazy-packages',
+  setup(build) {
+    if (process.env.VMCTL_BUNDLE_LAZY_PACKAGES === '0') return
+    const filter = new RegExp(`^(${LAZY_PACKAGES.join('|')})$`)
+    build.onResolve({ filter }, (args) =>
+      args.namespace === STAND_IN ? undefined : { path: args.path, namespace: STAND_IN },
+    )
+    build.onLoad({ filter: /.*/, namespace: STAND_IN }, (args) => {
+      const names = Object.keys(createRequire(coreEntry)(args.path))
+      return {
+        contents: `let real
+const load = () => (real ??= require(${JSON.stringify(args.path)}))
+Object.defineProperty(exports, '__esModule', { value: true })
+for (const name of ${JSON.stringify(names)}) Object.defineProperty(exports, name, { enumerable: true, get: () => load()[name] })
+`,
+        loader: 'js',
+        resolveDir: roots.core,
+      }
+    })
+  },
+}
+
 const packageUrls = {
   name: 'package-urls',
   setup(build) {
@@ -134,7 +167,7 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
   banner: { js: banner },
-  plugins: [lazyGrpc, packageUrls],
+  plugins: [lazyGrpc, lazyPackages, packageUrls],
 })
 
 await writeFile(

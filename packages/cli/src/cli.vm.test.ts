@@ -130,7 +130,6 @@ describe('vm: vmctl against real VMs', () => {
     // The clone's QEMU was the one planned by the CLI and started as the supervisor's first act
     // (early-qemu.ts): the template exists (made by the test above).
     const stamps = readFileSync(timeline, 'utf8')
-    rmSync(dirname(timeline), { recursive: true, force: true })
     expect(stamps).toContain('qemu adopted (spawned early)')
     // And its supervisor was the one the CLI started as its first act (early-supervisor.ts).
     expect(stamps).toContain('supervisor: launch received (started early)')
@@ -148,6 +147,19 @@ describe('vm: vmctl against real VMs', () => {
       ...processesNaming(`vmctl-supervisor ${name}`).map((pid) => `supervisor ${pid}`),
     ]
     await vi.waitFor(() => expect(leftovers()).toEqual([]), { timeout: 5_000, interval: 50 })
+    // vmctl exits without waiting for the destroy's answer: the request still got out (the
+    // supervisor ended the VM on it, not on the close of its creator's connection).
+    expect(readFileSync(timeline, 'utf8')).toContain('supervisor: shutting down (destroyed on request)')
+    rmSync(dirname(timeline), { recursive: true, force: true })
+  })
+
+  test('vmctl run on a network waits for its teardown to begin: a second run takes the same host name at once', async () => {
+    const network = `cli-run-net-${process.pid}`
+    for (const round of [1, 2]) {
+      const result = await vmctl(['run', '--network', `${network}:db`, '--', 'getent hosts db'])
+      expect(result.code, `round ${round}: ${result.stderr}`).toBe(0)
+      expect(result.stdout).toMatch(/^10\.213\.\d+\.\d+\s+db/)
+    }
   })
 
   test('vmctl run into a pipe whose reader is slow: every byte arrives before vmctl exits', async () => {

@@ -1,16 +1,16 @@
 #!/usr/bin/env node
+// First, before any file but early-supervisor.js is loaded: a command that boots a VM starts its
+// supervisor process now, so that its start-up runs beside this one's (early-supervisor.ts). An ES
+// module's static imports are all loaded before its body runs, so the files this one needs next
+// (core's code cache, version.js) are imported after the spawn; Node's own modules cost nothing.
 import { existsSync } from 'node:fs'
 import module from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { cacheDirFromEnv, requireWithCodeCache } from '@vmctl/core/code-cache'
 import { startEarlySupervisor } from './early-supervisor.js'
-import { versionText } from './version.js'
+
+const earlySupervisor = startEarlySupervisor(process.argv.slice(2))
 
 type CliMain = typeof import('./cli-main.js')
-
-// First, before the ~1 MB bundle loads: a command that boots a VM starts its supervisor process now,
-// so that its start-up runs beside this one's (early-supervisor.ts).
-const earlySupervisor = startEarlySupervisor(process.argv.slice(2))
 
 /**
  * The CLI: the bundle (scripts/bundle-cli.mjs) through a compile cache, so that the ~1.1 MB of it
@@ -28,6 +28,7 @@ async function loadCli(): Promise<CliMain> {
     compileCache()
     return module.createRequire(import.meta.url)(bundle) as CliMain
   }
+  const { cacheDirFromEnv, requireWithCodeCache } = await import('@vmctl/core/code-cache')
   const cached = requireWithCodeCache<CliMain>(bundle, cacheDirFromEnv(), 'cli')
   process.once('exit', (code) => {
     if (code === 0) cached.save()
@@ -37,5 +38,6 @@ async function loadCli(): Promise<CliMain> {
 
 // `vmctl --version` needs only two package.json files: answered without loading the bundle.
 const [first, ...rest] = process.argv.slice(2)
-if ((first === '--version' || first === '-v') && rest.length === 0) console.log(versionText())
+if ((first === '--version' || first === '-v') && rest.length === 0)
+  console.log((await import('./version.js')).versionText())
 else (await loadCli()).main(earlySupervisor)
