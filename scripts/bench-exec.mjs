@@ -8,7 +8,8 @@
 // bash loop in the guest that forks and execs /bin/true LOOP times (the floor, as bench.mjs takes
 // it). Sides: `spawner` (the default: the spawner places the command and execs it, PATH looked up
 // in C), `spawner /usr/bin/true` (the same without the PATH lookup), `spawner fork` (the spawner
-// forks where it vforks), `spawner pipes` (the agent opens the command's output pipes and reads them
+// forks where it vforks), `spawner started apart` (the spawner says the command started at once,
+// not with its first output or exit: the path before), `spawner pipes` (the agent opens the command's output pipes and reads them
 // itself, where the spawner relays them: the path before the relay), `nsenter` (the spawner starts
 // busybox's nsenter, which places the command and execs it: the path before), `child_process` (no
 // spawner: the fallback), and `info()` (a call that starts no process); `head 4 MiB` and
@@ -34,6 +35,18 @@ const allSides = [
   { name: 'spawner', call: (vm) => vm.exec(['true']) },
   { name: 'spawner /usr/bin/true', call: (vm) => vm.exec(['/usr/bin/true']) },
   { name: 'spawner fork', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'fork' } }) },
+  {
+    name: 'spawner started apart',
+    call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'started-apart' } }),
+  },
+  // vm.spawn(), which gets the pid: a short command's start, output and exit in one port write
+  // when the spawner says the start with the exit (not in the default sides).
+  { name: 'spawn()', call: (vm) => vm.spawn(['true']).wait(), extra: true },
+  {
+    name: 'spawn() started apart',
+    call: (vm) => vm.spawn(['true'], { env: { vmctl_exec_via: 'started-apart' } }).wait(),
+    extra: true,
+  },
   { name: 'spawner pipes', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'pipes' } }) },
   { name: 'nsenter', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'nsenter' } }) },
   { name: 'child_process', call: (vm) => vm.exec(['true'], { env: { vmctl_exec_via: 'child_process' } }) },
@@ -117,6 +130,20 @@ console.log(
 console.log(
   `| the same loop on the host's clock, less an empty loop's exec, ${ROUNDS} runs | ${fmt(hostFloor)} | ${(median(hostFloor) / floorMedian).toFixed(2)}x | | |`,
 )
+// Paired: each call against the call of its base side just before or after it in the same round
+// (the same moment's load), the median of those ratios: steadier than a ratio of medians when the
+// host's load moves during the run. The base is the first side, or with PAIRS=1 the side before
+// it in SIDES (sides taken two by two: base, variant, base, variant).
+for (const [index, side] of sides.entries()) {
+  const base =
+    process.env.PAIRS === '1' ? (index % 2 ? sides[index - 1] : undefined) : index ? sides[0] : undefined
+  if (!base) continue
+  const paired = (metric) =>
+    median(samples[side.name][metric].map((value, k) => value / samples[base.name][metric][k])).toFixed(2)
+  console.log(
+    `${side.name} / ${base.name}, paired call by call: ${paired('wall')}x wall, ${paired('qemu')}x QEMU CPU`,
+  )
+}
 for (const side of sides)
   console.log(
     `${side.name} / the host-clock floor = ${(median(samples[side.name].wall) / median(hostFloor)).toFixed(2)}x wall, ${(median(samples[side.name].qemu) / qemuFloorMedian).toFixed(2)}x QEMU CPU`,

@@ -9,31 +9,36 @@
  * is small, and forks in a fraction of that.
  *
  * Requests, each a run of NUL-terminated fields:
- *   "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC KEY=VALUE...
+ *   "S" ID STDIN HOLD ROOT CWD UID GID FILE ARGC ARG... ENVC KEY=VALUE...
  *       start FILE with ARG... as its argv and only these variables, in the root ROOT (chroot;
  *       "": the spawner's own), in CWD (a path inside that root), as UID and GID ("-1": as the
  *       spawner, root; GID may go on with ",GROUP..." for setgroups: group-list.c); FILE without a
  *       slash is looked up on the variables' PATH inside the root. STDIN "1": a pipe, "0":
- *       /dev/null. Its stdout and stderr are relayed (EV_DATA).
+ *       /dev/null. Its stdout and stderr are relayed (EV_DATA). HOLD: for how many ms its
+ *       EV_STARTED may wait for its first output or its exit (see EV_STARTED); 0: said at once.
  *   "F" ...                  the same as "S", with fork() for vfork() (vmctl_exec_via=fork)
  *   "P" ...                  the same as "S", but the agent opens the output pipes itself (the
  *                            path before the relay: vmctl_exec_via=pipes, one side of an A/B)
  *   "C" ID                   the agent has opened the ends it was given: close ours
  *   "A" ID STREAM BYTES      the agent passed BYTES more of stream 1 (stdout) or 2 (stderr) on
  *   "D" ID STREAM            the agent stopped reading that stream: close it
+ *   "W" ID                   the agent wants the pid now (a signal before EV_STARTED): say it
  *   "U" ID                   diagnostics: how many job slots are in use (EV_SLOTS; tests use it
  *                            to see that every ended command's slot was freed)
  * Events, each six native 32-bit numbers (KIND ID A B C D), EV_DATA followed by its bytes:
  *   EV_STARTED ID PID IN OUT ERR  the ends to open as /proc/<spawner>/fd/<n> (-1: none: IN with no
- *                                 stdin pipe, OUT and ERR when relayed)
+ *                                 stdin pipe, OUT and ERR when relayed). Relayed without stdin it
+ *                                 is held up to HOLD ms and said just before the command's first
+ *                                 output or its exit, in the same write, if these come first
  *   EV_FAILED ID ERRNO STAGE      the process never ran the command: STAGE says which step failed
  *                                 (0 exec, 1 FILE is on no PATH directory, 2 chroot, 3 CWD,
  *                                 4 user and groups)
  *   EV_DATA ID STREAM SIZE        SIZE bytes of its stdout (1) or stderr (2) follow
  *   EV_EOF ID STREAM              that stream ended (every writer closed it): sent with the
  *                                 exit, just before it (or at once if the exit was sent before)
- *   EV_EXIT ID STATUS SIGNAL      the process ended (STATUS -1 when SIGNAL is set); sent after
- *                                 what its pipes held when it was reaped
+ *   EV_EXIT ID STATUS SIGNAL RAN  the process ended (STATUS -1 when SIGNAL is set); sent after
+ *                                 what its pipes held when it was reaped. RAN: microseconds from
+ *                                 its start (vfork returning) to its reaping (exec timing laps)
  *   EV_SLOTS ID USED TABLE        the answer to "U" ID: USED slots of the TABLE's are taken (by
  *                                 commands running, or ended with an end still open here)
  * All the events of one turn of the loop leave in one write: a short command's output, the end
@@ -70,13 +75,14 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "group-list.h"
 
 #define MAX_REQUEST (1 << 20)
 #define MAX_FIELDS 8192
-#define HEADER 9 /* "S" ID STDIN ROOT CWD UID GID FILE ARGC */
+#define HEADER 10 /* "S" ID STDIN HOLD ROOT CWD UID GID FILE ARGC */
 /* What one relayed stream may have in flight to the agent before it grants more ("A"): a command
  * writing faster than the host reads blocks on its pipe, the spawner and the agent hold at most
  * this much of it. Matches WINDOW in spawner.ts. */
@@ -97,9 +103,13 @@ struct job {
   int reaped;   /* the process has ended: status and signal hold its end */
   int exited;   /* its exit event was sent */
   int released; /* the agent has opened its ends (stdin's, and in pipe mode the output's) */
+  int announced; /* its EV_STARTED was said */
+  long long hold_until; /* not announced: when it goes out alone (monotonic ms) */
+  long long started_us; /* when the child was started (monotonic us): EV_EXIT says how long it ran */
   long id;
   pid_t pid;
   long status, signal;
+  long long reaped_us;
   int ends[3];   /* our copies: stdin's write end, stdout's and stderr's read ends (-1: closed) */
   int ended[3];  /* relay: that stream's EOF is due, sent with the exit (see relay) */
   int grown[3];  /* relay: that pipe was grown to BIG_PIPE */
@@ -153,6 +163,19 @@ static void say(int kind, long id, long a, long b, long c, long d) {
   out_used += sizeof header;
 }
 
+static long long now_us(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+/* EV_STARTED, once, before anything else of the job is said. */
+static void announce(struct job *job) {
+  if (job->announced) return;
+  job->announced = 1;
+  say(EV_STARTED, job->id, job->pid, job->ends[0], job->relay ? -1 : job->ends[1], job->relay ? -1 : job->ends[2]);
+}
+
 static void close_ends(struct job *job) {
   for (int i = 0; i < 3; i++)
     if (job->ends[i] >= 0) close(job->ends[i]), job->ends[i] = -1;
@@ -169,6 +192,7 @@ static void relay(struct job *job, int stream, int all) {
   do {
     int fd = job->ends[stream];
     if (fd < 0 || job->credit[stream] <= 0) return;
+    announce(job); /* before the read: its bytes go after the header that follows this event */
     if (out_used + 24 + 1 > sizeof out_buf) flush();
     size_t room = sizeof out_buf - out_used - 24;
     if (room > (size_t)job->credit[stream]) room = (size_t)job->credit[stream];
@@ -331,15 +355,16 @@ static int dev_null(void) {
 }
 
 static void start(char **fields, int count) {
-  /* "S" ID STDIN ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": with fork; "P": the agent
+  /* "S" ID STDIN HOLD ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": with fork; "P": the agent
    * opens the output pipes itself) */
   if (count < HEADER + 1) return;
   int with_fork = fields[0][0] == 'F', relayed = fields[0][0] != 'P';
   long id = atol(fields[1]);
   int stdin_wanted = strcmp(fields[2], "1") == 0;
-  struct place place = {fields[3], fields[4], atol(fields[5]), atol(fields[6]), NULL, 0};
-  const char *file = fields[7];
-  int argc = atoi(fields[8]);
+  long hold = atol(fields[3]);
+  struct place place = {fields[4], fields[5], atol(fields[6]), atol(fields[7]), NULL, 0};
+  const char *file = fields[8];
+  int argc = atoi(fields[9]);
   if (argc < 1 || HEADER + argc >= count) return;
   int envc = atoi(fields[HEADER + argc]);
   if (envc < 0 || HEADER + 1 + argc + envc > count) return;
@@ -351,7 +376,7 @@ static void start(char **fields, int count) {
   struct job *job = free_job();
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
   int error = 0, stage = STAGE_EXEC;
-  if (group_list(fields[6], &place.groups, &place.group_count) < 0) error = errno, stage = STAGE_USER;
+  if (group_list(fields[7], &place.groups, &place.group_count) < 0) error = errno, stage = STAGE_USER;
   else if (!job) error = ENOMEM;
   else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = dev_null()) < 0)
     error = errno;
@@ -389,10 +414,17 @@ static void start(char **fields, int count) {
     say(EV_FAILED, id, error, stage, 0, 0);
     return;
   }
+  long long now = now_us();
   *job = (struct job){.used = 1, .relay = relayed, .id = id, .pid = pid, .credit = {0, WINDOW, WINDOW}};
+  job->started_us = now;
   memcpy(job->ends, ours, sizeof ours);
-  /* Relayed: the agent opens only stdin's end (if any); else all three. */
-  say(EV_STARTED, id, pid, ours[0], relayed ? -1 : ours[1], relayed ? -1 : ours[2]);
+  /* Relayed without stdin, its start is said with its first output or its exit if they come
+   * within HOLD ms: a short command then wakes the agent once, not twice (docs/exec-path.md). A
+   * stdin pipe is opened by the agent on EV_STARTED, and the command may wait for its input before
+   * it writes anything: said at once, as in pipe mode (the agent opens the output pipes). A signal
+   * the agent wants to send before it has the pid ends the wait ("W"). */
+  if (relayed && !stdin_wanted && hold > 0) job->hold_until = now / 1000 + hold;
+  else announce(job);
 }
 
 /* Records each ended command's status; its exit event goes out once its output has been read
@@ -404,6 +436,7 @@ static void reap(void) {
     for (int i = 0; i < job_count; i++) {
       if (!jobs[i].used || jobs[i].reaped || jobs[i].pid != pid) continue;
       jobs[i].reaped = 1;
+      jobs[i].reaped_us = now_us();
       jobs[i].status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       jobs[i].signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     }
@@ -417,9 +450,11 @@ static void send_exits(void) {
     struct job *job = &jobs[i];
     if (!job->used || !job->reaped || job->exited) continue;
     if (job->relay) relay(job, 1, 1), relay(job, 2, 1);
+    announce(job);
     for (int stream = 1; stream <= 2; stream++)
       if (job->ended[stream]) say(EV_EOF, job->id, stream, 0, 0, 0);
-    say(EV_EXIT, job->id, job->status, job->signal, 0, 0);
+    long long ran = job->reaped_us - job->started_us;
+    say(EV_EXIT, job->id, job->status, job->signal, ran > INT32_MAX ? INT32_MAX : ran, 0);
     job->exited = 1;
     maybe_free(job);
   }
@@ -450,6 +485,25 @@ static void drop(long id, int stream) {
   if (!job || !job->relay || (stream != 1 && stream != 2) || job->ends[stream] < 0) return;
   close(job->ends[stream]), job->ends[stream] = -1;
   maybe_free(job);
+}
+
+/* "W" ID: the agent wants the pid now (a signal for a command it has not seen start). */
+static void want_pid(long id) {
+  struct job *job = find_job(id);
+  if (job) announce(job);
+}
+
+/* Says the start of each held job whose HOLD is over; returns the ms until the next one is
+ * due (poll's timeout), -1 when none is held. */
+static int announce_due(void) {
+  long long now = now_us() / 1000, next = -1;
+  for (int i = 0; i < job_count; i++) {
+    struct job *job = &jobs[i];
+    if (!job->used || job->announced) continue;
+    if (job->hold_until <= now) announce(job);
+    else if (next < 0 || job->hold_until - now < next) next = job->hold_until - now;
+  }
+  return (int)next;
 }
 
 /* "U" ID: how many slots are taken, of how many (diagnostics: a slot that is never freed shows). */
@@ -492,6 +546,7 @@ static size_t handle(char *buf, size_t used) {
     else if (strcmp(fields[0], "A") == 0) grant(atol(fields[1]), atoi(fields[2]), atol(fields[3]));
     else if (strcmp(fields[0], "D") == 0) drop(atol(fields[1]), atoi(fields[2]));
     else if (strcmp(fields[0], "U") == 0) usage(atol(fields[1]));
+    else if (strcmp(fields[0], "W") == 0) want_pid(atol(fields[1]));
     done = at;
   }
 }
@@ -512,7 +567,7 @@ int main(void) {
   size_t used = 0;
   struct pollfd *fds = NULL;
   int *which = NULL; /* fds[2 + k] is stream which[k] % 3 of job which[k] / 3 */
-  int room = 0;
+  int room = 0, timeout = -1;
   for (;;) {
     if (room < 2 + 2 * job_count) {
       room = 2 + 2 * job_count;
@@ -529,7 +584,7 @@ int main(void) {
           which[polled - 2] = i * 3 + stream;
           fds[polled++] = (struct pollfd){.fd = jobs[i].ends[stream], .events = POLLIN};
         }
-    if (poll(fds, (nfds_t)polled, -1) < 0) {
+    if (poll(fds, (nfds_t)polled, timeout) < 0) {
       if (errno == EINTR) continue;
       return perror("vmctl-spawner: poll"), 1;
     }
@@ -555,6 +610,7 @@ int main(void) {
       reap();
     }
     send_exits();
+    timeout = announce_due();
     flush();
   }
 }
