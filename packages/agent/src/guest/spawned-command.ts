@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
 
-/** spawner.c's WINDOW: what one relayed stream may have in flight before the agent grants more. */
+/** spawner-jobs.h's WINDOW: what one relayed stream may have in flight before the agent grants more. */
 const WINDOW = 1024 * 1024
 
 /**
@@ -109,8 +109,8 @@ export class SpawnedCommand extends EventEmitter {
           if (this.relayed) tell(`A\0${id}\0${n}\0${bytes}\0`)
         },
         () => {
-          // Before 'spawn' as well: the spawner may hold a short command's start back (spawner.c,
-          // HOLD_MS) while it runs, and its pipes must be closed all the same.
+          // Before 'spawn' as well: the spawner may hold a command's start back while it runs
+          // (the request's HOLD, spawner-jobs.c), and its pipes must be closed all the same.
           if (this.relayed && !this.neverRan) tell(`D\0${id}\0${n}\0`)
           this.checkFinished()
         },
@@ -223,7 +223,7 @@ export class SpawnedCommand extends EventEmitter {
   kill(signal?: NodeJS.Signals | number): boolean {
     if (this.exited) return false
     if (!this.pid) {
-      // The spawner may be holding its start back until its first output (spawner.c, HOLD_MS):
+      // The spawner may be holding its start back until its first output (the spawner's HOLD, spawner-jobs.c):
       // ask for the pid now, so the signal does not wait for that.
       if (this.pendingSignal === undefined && this.relayed) this.tell(`W\0${this.id}\0`)
       this.pendingSignal = signal ?? 'SIGTERM'

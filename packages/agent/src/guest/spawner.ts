@@ -31,7 +31,7 @@ export interface CommandPlace {
   holdStartedMs?: number
 }
 
-/** Which step of a start failed, from the spawner (spawner.c's STAGE_*): the process never ran. */
+/** Which step of a start failed, from the spawner (spawner-child.h's STAGE_*): the process never ran. */
 export type StartStage = 'exec' | 'path' | 'root' | 'cwd' | 'user'
 const STAGES: StartStage[] = ['exec', 'path', 'root', 'cwd', 'user']
 
@@ -236,7 +236,7 @@ export async function spawnerSlots(): Promise<SpawnerSlots | undefined> {
   return spawner?.alive ? spawner.slots() : undefined
 }
 
-/** spawner.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
+/** spawner-requests.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
 const MAX_FIELDS = 8192
 const MAX_REQUEST = 1 << 20
 
