@@ -111,19 +111,21 @@ void relay(struct job *job, int stream, int all) {
   do {
     int fd = job->ends[stream];
     if (fd < 0 || job->credit[stream] <= 0) return;
-    announce(job); /* before the read: its bytes go after the header that follows this event */
-    if (out_used + 24 + 1 > sizeof out_buf) flush();
-    size_t room = sizeof out_buf - out_used - 24;
+    /* Not announced yet: room for EV_STARTED before EV_DATA's header, said only if the read
+     * brings bytes (an EOF first waits for the exit, with the start: see below). */
+    size_t header = job->announced ? 24 : 48;
+    if (out_used + header + 1 > sizeof out_buf) flush();
+    size_t room = sizeof out_buf - out_used - header;
     if (room > (size_t)job->credit[stream]) room = (size_t)job->credit[stream];
     if (room > CHUNK) room = CHUNK;
-    ssize_t n = read(fd, out_buf + out_used + 24, room);
+    ssize_t n = read(fd, out_buf + out_used + header, room);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
       /* A command's pipes close in its exit before its parent can reap it: when the pipes' end
        * wakes us first, the end waits for the exit, so both reach the agent in one write (one
        * wake-up of the agent, not two). The agent's streams end on that EOF, not at the exit. */
-      if (job->reaped) say(EV_EOF, job->id, stream, 0, 0, 0);
+      if (job->reaped) announce(job), say(EV_EOF, job->id, stream, 0, 0, 0);
       else job->ended[stream] = 1;
       close(fd), job->ends[stream] = -1;
       /* An end after the exit was sent (output held back by credit, or by a background child):
@@ -131,6 +133,7 @@ void relay(struct job *job, int stream, int all) {
       maybe_free(job);
       return;
     }
+    announce(job); /* fills the first 24 of `header` when it was 48 */
     say(EV_DATA, job->id, stream, n, 0, 0);
     out_used += (size_t)n;
     job->credit[stream] -= n;
