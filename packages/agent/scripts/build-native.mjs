@@ -12,7 +12,11 @@ mkdirSync('dist', { recursive: true })
 for (const [name, sources, without] of [
   ['vsock-bridge', ['vsock-bridge.c'], 'VMs will use virtio-serial'],
   ['guest-setup', ['guest-setup.c', 'mount-root.c', 'clone-refresh.c'], undefined],
-  ['vmctl-spawner', ['spawner.c', 'group-list.c'], 'commands will start through child_process'],
+  [
+    'vmctl-spawner',
+    ['spawner.c', 'spawner-requests.c', 'spawner-child.c', 'spawner-jobs.c', 'group-list.c'],
+    'commands will start through child_process',
+  ],
 ]) {
   const output = `dist/${name}`
   rmSync(output, { force: true })

@@ -10,11 +10,24 @@ import { type CommandProcess, type StartStage, spawnThroughSpawner } from './spa
  * A request variable that picks, for this one call, how its command starts (and is not passed on
  * to the command): `nsenter` (the spawner starts busybox's nsenter, which places the command and
  * execs it: the path before the spawner placed commands itself), `child_process` (the fallback
- * when there is no spawner), `fork` (the spawner forks where it vforks) or `pipes` (the agent
- * opens the command's output pipes and reads them itself, where the spawner relays them). Unset: the spawner places and execs the command itself. For A/Bs in
- * one VM (scripts/bench-exec.mjs) and for tests of every path in one VM.
+ * when there is no spawner), `fork` (the spawner forks where it vforks), `pipes` (the agent
+ * opens the command's output pipes and reads them itself, where the spawner relays them) or
+ * `started-apart` (the spawner says a command started at once, never with its first output or its
+ * exit). Unset: the spawner places and execs the command itself. For A/Bs in one VM
+ * (scripts/bench-exec.mjs) and for tests of every path in one VM.
  */
 export const EXEC_VIA_VARIABLE = 'vmctl_exec_via'
+
+/**
+ * How long the spawner may hold a command's start (its pid) back to send it with its first output
+ * or its exit (spawner.ts, holdStartedMs): a short command then costs the agent one wake-up, not
+ * two, and for spawn() the port one write, not two. `true` runs 30-90 ms in a guest under TCG
+ * from its start to its exit (docs/exec-path.md). When the host never sees the pid (vm.exec():
+ * noStarted), only the agent's own signals need it, and they ask for it at once; spawn() gets its
+ * pid that much later for a long command with no output, and its kill() waits for it.
+ */
+const HOLD_UNSEEN_MS = 1000
+const HOLD_SEEN_MS = 100
 
 export type CommandStart =
   | { process: CommandProcess; via: 'spawner' | 'spawner+nsenter' | 'child_process' }
@@ -42,7 +55,7 @@ export function startCommand(
   const via = env[EXEC_VIA_VARIABLE]
   delete env[EXEC_VIA_VARIABLE]
   const cwd = start.cwd || '/'
-  if (via === undefined || via === 'fork' || via === 'pipes') {
+  if (via === undefined || via === 'fork' || via === 'pipes' || via === 'started-apart') {
     const argv = start.argv.length > 0 ? start.argv : ['/bin/sh', '-c', start.shell]
     const place = {
       root: root.chrootPath,
@@ -52,6 +65,7 @@ export function startCommand(
       groups: user?.groups,
       fork: via === 'fork',
       pipes: via === 'pipes',
+      holdStartedMs: via === 'started-apart' ? 0 : start.noStarted ? HOLD_UNSEEN_MS : HOLD_SEEN_MS,
     }
     const spawned = spawnThroughSpawner(argv[0]!, argv.slice(1), env, start.stdin, place)
     if (spawned) return { process: spawned, via: 'spawner' }

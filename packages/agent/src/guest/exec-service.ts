@@ -184,7 +184,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
           timedOut,
         })
       proc.on('exit', (code, signal) => {
-        timing.lap('exit')
+        const ran = (proc as { ranMs?: number }).ranMs
+        timing.lap(ran === undefined ? 'exit' : `exit (ran ${ran.toFixed(1)})`)
         exited = { code, signal }
         commandExited = true
         const exitedAt = performance.now()

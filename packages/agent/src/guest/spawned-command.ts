@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
 
-/** spawner.c's WINDOW: what one relayed stream may have in flight before the agent grants more. */
+/** spawner-jobs.h's WINDOW: what one relayed stream may have in flight before the agent grants more. */
 const WINDOW = 1024 * 1024
 
 /**
@@ -88,12 +88,16 @@ export class SpawnedCommand extends EventEmitter {
   private stdinPipe: Socket | undefined
   /** A signal asked for before the process ran (a cancel or a timeout): sent once it runs. */
   private pendingSignal: NodeJS.Signals | number | undefined
+  /** It never ran (failed): the spawner has no job for it, nothing to tell about its streams. */
+  private neverRan = false
+  /** How long it ran in the spawner's view, from its start to its reaping (exec timing laps). */
+  ranMs: number | undefined
 
   constructor(
     stdin: boolean,
     private readonly relayed: boolean,
-    tell: (request: string) => void,
-    id: number,
+    private readonly tell: (request: string) => void,
+    private readonly id: number,
     /** Called once: it exited and its output ended (the spawner has nothing more for it). */
     private readonly finished: () => void,
   ) {
@@ -105,7 +109,9 @@ export class SpawnedCommand extends EventEmitter {
           if (this.relayed) tell(`A\0${id}\0${n}\0${bytes}\0`)
         },
         () => {
-          if (this.relayed && this.pid) tell(`D\0${id}\0${n}\0`)
+          // Before 'spawn' as well: the spawner may hold a command's start back while it runs
+          // (the request's HOLD, spawner-jobs.c), and its pipes must be closed all the same.
+          if (this.relayed && !this.neverRan) tell(`D\0${id}\0${n}\0`)
           this.checkFinished()
         },
       )
@@ -173,6 +179,7 @@ export class SpawnedCommand extends EventEmitter {
   /** It never ran: no stream will see data. */
   failed(error: Error) {
     this.exited = true
+    this.neverRan = true
     for (const stream of [this.stdin, this.stdout, this.stderr]) stream?.destroy()
     this.emit('error', error)
   }
@@ -216,6 +223,9 @@ export class SpawnedCommand extends EventEmitter {
   kill(signal?: NodeJS.Signals | number): boolean {
     if (this.exited) return false
     if (!this.pid) {
+      // The spawner may be holding its start back until its first output (the spawner's HOLD, spawner-jobs.c):
+      // ask for the pid now, so the signal does not wait for that.
+      if (this.pendingSignal === undefined && this.relayed) this.tell(`W\0${this.id}\0`)
       this.pendingSignal = signal ?? 'SIGTERM'
       return true
     }

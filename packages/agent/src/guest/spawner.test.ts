@@ -105,6 +105,41 @@ describe('the spawner (built, on the host)', () => {
     expect(result.signal).toBe('SIGKILL')
   })
 
+  test("a short command's start comes with its exit; a silent one's after the hold; a kill does not wait for it", async () => {
+    const place = (holdStartedMs: number) => ({ root: undefined, cwd: '/', holdStartedMs })
+    // Whether a turn of the event loop passed between 'spawn' and 'exit' (two reads, two wake-ups).
+    const apart = (command: CommandProcess | undefined) =>
+      new Promise<boolean>((resolve) => {
+        let turned = false
+        command?.on('spawn', () => setImmediate(() => (turned = true)))
+        command?.on('exit', () => resolve(turned))
+        command?.stdout?.resume()
+        command?.stderr?.resume()
+      })
+    const held: boolean[] = []
+    const atOnce: boolean[] = []
+    for (let i = 0; i < 10; i++) {
+      held.push(await apart(spawner()('true', [], ENV, false, place(5000))))
+      atOnce.push(await apart(spawner()('true', [], ENV, false, place(0))))
+    }
+    expect(held).not.toContain(true)
+    // Said at once (the path before), the start and the exit come apart: the check can tell.
+    expect(atOnce).toContain(true)
+    // A command that says nothing gets its pid once the hold is over, long before its end.
+    const silent = spawner()('sleep', ['30'], ENV, false, place(200))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(silent?.pid).toBeUndefined()
+    await expect.poll(() => silent?.pid, { timeout: 5000 }).toBeGreaterThan(0)
+    silent?.kill('SIGKILL')
+    expect((await run(silent)).signal).toBe('SIGKILL')
+    // A kill before the pid asks the spawner for it ("W"): it does not wait out a 20 s hold.
+    const killed = spawner()('sleep', ['30'], ENV, false, place(20_000))
+    const startedAt = Date.now()
+    killed?.kill('SIGKILL')
+    expect((await run(killed)).signal).toBe('SIGKILL')
+    expect(Date.now() - startedAt).toBeLessThan(10_000)
+  }, 30_000)
+
   test('a stdin pipe that the caller never ended is closed when the command exits', async () => {
     const place = { root: undefined, cwd: '/' }
     await run(spawner()('true', [], ENV, true, place)) // the spawner itself is up

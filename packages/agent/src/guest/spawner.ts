@@ -22,9 +22,16 @@ export interface CommandPlace {
   /** The agent opens the output pipes itself instead of the spawner relaying them (one side of an
    * A/B: vmctl_exec_via=pipes, the path before the relay). */
   pipes?: boolean
+  /**
+   * How long (ms) the spawner may hold the news that the command started (its pid) to send it with
+   * the command's first output or its exit, in one write: a short command then wakes the agent
+   * once, not twice. Only without stdin (the agent opens the stdin pipe once it started). A kill
+   * before the pid ends the wait. 0 or absent: at once.
+   */
+  holdStartedMs?: number
 }
 
-/** Which step of a start failed, from the spawner (spawner.c's STAGE_*): the process never ran. */
+/** Which step of a start failed, from the spawner (spawner-child.h's STAGE_*): the process never ran. */
 export type StartStage = 'exec' | 'path' | 'root' | 'cwd' | 'user'
 const STAGES: StartStage[] = ['exec', 'path', 'root', 'cwd', 'user']
 
@@ -90,7 +97,8 @@ class Spawner {
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
     const kind = place.fork ? 'F' : place.pipes ? 'P' : 'S'
-    const fields = [kind, String(id), stdin ? '1' : '0', place.root ?? '', place.cwd]
+    const hold = String(Math.max(0, Math.round(place.holdStartedMs ?? 0)))
+    const fields = [kind, String(id), stdin ? '1' : '0', hold, place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
       // The GID field carries the groups after it ("GID,GROUP,...": group-list.c).
@@ -193,6 +201,7 @@ class Spawner {
     } else if (kind === EV_EOF) {
       command.output(a, null)
     } else if (kind === EV_EXIT) {
+      command.ranMs = c / 1000
       command.exit(b ? null : a, b ? ((SIGNAL_NAMES.get(b) as NodeJS.Signals) ?? null) : null)
     }
   }
@@ -227,7 +236,7 @@ export async function spawnerSlots(): Promise<SpawnerSlots | undefined> {
   return spawner?.alive ? spawner.slots() : undefined
 }
 
-/** spawner.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
+/** spawner-requests.c's bounds: MAX_FIELDS fields and MAX_REQUEST bytes in one request. */
 const MAX_FIELDS = 8192
 const MAX_REQUEST = 1 << 20
 
@@ -242,9 +251,9 @@ function fitsARequest(
   env: Record<string, string>,
   place: CommandPlace,
 ): boolean {
-  let fields = 12 + args.length
+  let fields = 13 + args.length
   let bytes =
-    64 + 2 * Buffer.byteLength(file) + Buffer.byteLength(place.cwd) + Buffer.byteLength(place.root ?? '')
+    80 + 2 * Buffer.byteLength(file) + Buffer.byteLength(place.cwd) + Buffer.byteLength(place.root ?? '')
   bytes += 11 * (place.groups?.length ?? 0)
   if (file.includes('\0') || place.cwd.includes('\0') || place.root?.includes('\0')) return false
   for (const arg of args) {
