@@ -21,13 +21,14 @@ export const EXEC_VIA_VARIABLE = 'vmctl_exec_via'
 /**
  * How long the spawner may hold a command's start (its pid) back to send it with its first output
  * or its exit (spawner.ts, holdStartedMs): a short command then costs the agent one wake-up, not
- * two, and for spawn() the port one write, not two. `true` runs 30-90 ms in a guest under TCG
- * from its start to its exit (docs/exec-path.md). When the host never sees the pid (vm.exec():
- * noStarted), only the agent's own signals need it, and they ask for it at once; spawn() gets its
- * pid that much later for a long command with no output, and its kill() waits for it.
+ * two. `true` runs 30-90 ms in a guest under TCG from its start to its exit (docs/exec-path.md).
+ * Only for vm.exec() (noStarted), where the host never sees the pid: the agent's own signals ask
+ * for it at once. vm.spawn() gets its pid as soon as the process runs (hold 0): a caller waits on
+ * it (`whenStarted()`, `kill()`) before it polls a server's port, and a held pid would make a silent
+ * server's spawn() up to the hold slower, for ~0.05x of a short spawn's guest work.
  */
 const HOLD_UNSEEN_MS = 1000
-const HOLD_SEEN_MS = 100
+const HOLD_SEEN_MS = 0
 
 export type CommandStart =
   | { process: CommandProcess; via: 'spawner' | 'spawner+nsenter' | 'child_process' }
