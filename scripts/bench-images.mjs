@@ -2,6 +2,7 @@
 //
 //   build cold     vmctl image build of the test image ([image] bookworm + jq) into an empty
 //                  cache directory: mmdebstrap from the Debian archive, mkfs.ext4 -d, qemu-img
+//   build cold cpu the CPU time of that build's processes (steadier than its wall time on a busy host)
 //   build cached   the same inputs again: a cache hit
 //   image cold     VM.up({ image }) → agent ready with templates off (VMCTL_TEMPLATES=0)
 //   image up       VM.up({ image }) → agent ready, restored from the image's VM template
@@ -14,7 +15,7 @@
 // Options: ROUNDS=n (default 3; provision runs once per round with its layer removed first),
 // BUILD=0 to skip the cold build (minutes, and a download of ~40 MB). Results also go to
 // bench-results/images.json.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -41,6 +42,13 @@ function record(name, ms) {
 }
 const seconds = (ms) => (ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`)
 
+/** User + system CPU time of this process's waited-for children, from /proc/self/stat (Linux). */
+function childrenCpuMs() {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')
+  // cutime and cstime: fields 16 and 17 of stat(5), counted from the state field (3).
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100
+}
+
 async function timed(fn) {
   const started = performance.now()
   const value = await fn()
@@ -51,8 +59,12 @@ if (process.env.BUILD !== '0') {
   const scratch = mkdtempSync(join(tmpdir(), 'vmctl-bench-cache-'))
   try {
     process.stderr.write('bench-images: cold image build (minutes)\n')
+    const cpuBefore = childrenCpuMs()
     const [cold] = await timed(() => buildImage(SPEC, scratch, quiet))
     record('build cold', cold)
+    // CPU time of the build's processes (mmdebstrap, apt, dpkg, mkfs, qemu-img): unlike the wall
+    // time, it hardly moves with the load of other work on the host.
+    record('build cold cpu', childrenCpuMs() - cpuBefore)
     const [cached] = await timed(() => buildImage(SPEC, scratch, quiet))
     record('build cached', cached)
   } finally {
@@ -97,6 +109,7 @@ for (let round = 1; round <= ROUNDS; round++) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]
 const rows = [
   ['build cold', '`vmctl image build` (bookworm + jq), empty cache'],
+  ['build cold cpu', '`vmctl image build`, empty cache: CPU time (user + system) of its processes'],
   ['build cached', '`vmctl image build`, same inputs again'],
   ['image cold', '`VM.up({ image })` → agent ready, templates off'],
   ['image up', '`VM.up({ image })` → agent ready (template)'],

@@ -17,13 +17,14 @@ import { which } from '../host/qemu-locator.js'
 import { logger } from '../log.js'
 import type { ImageBuildOptions } from '../vm/vm-options.js'
 import { qemuImgBinary } from './image-file.js'
+import { mmdebstrapArgs } from './mmdebstrap-args.js'
 
 const log = logger('image-build')
 
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 export const DEFAULT_DISK_GIB = 4
 /** Bumped when the build recipe changes, so images built the old way are not reused. */
-const RECIPE = 'vmctl-image-v1'
+const RECIPE = 'vmctl-image-v2'
 
 /** Where images and provisioning layers live: $cache/images/KEY/image.qcow2, $cache/layers/KEY.qcow2. */
 export function imagesDir(cacheDir: string): string {
@@ -48,9 +49,14 @@ export function imageKey(spec: ImageBuildOptions): string {
   hash.update(
     JSON.stringify([
       RECIPE,
-      spec.distribution,
-      [...new Set(spec.packages ?? [])].sort(),
-      spec.mirror ?? DEFAULT_MIRROR,
+      // mmdebstrap's whole command line (its hooks too), so a change to it is a new image.
+      mmdebstrapArgs({
+        distribution: spec.distribution,
+        packages: [...new Set(spec.packages ?? [])].sort(),
+        mirror: spec.mirror ?? DEFAULT_MIRROR,
+        target: 'TARGET',
+        mode: 'root', // either mode makes the same image
+      }),
       spec.diskGiB ?? DEFAULT_DISK_GIB,
     ]),
   )
@@ -112,31 +118,19 @@ async function build(spec: ImageBuildOptions, key: string, dir: string, progress
     progress(
       `building image ${key}: Debian ${spec.distribution}${packages.length ? ` + ${packages.join(' ')}` : ''} (takes minutes; cached afterwards)`,
     )
-    const args = [
-      '--variant=minbase',
-      // Not needed in a test VM and a third of its size: documentation, man pages, translations.
-      '--dpkgopt=path-exclude=/usr/share/doc/*',
-      '--dpkgopt=path-exclude=/usr/share/man/*',
-      '--dpkgopt=path-exclude=/usr/share/info/*',
-      '--dpkgopt=path-exclude=/usr/share/locale/*',
-      '--dpkgopt=path-include=/usr/share/locale/locale.alias',
-      '--aptopt=Acquire::Languages "none"',
-      '--skip=cleanup/apt/lists',
-      ...(packages.length ? [`--include=${packages.join(',')}`] : []),
-    ]
     // As root: a plain directory. Otherwise: unshare mode into a tarball, unpacked under fakeroot
     // (which also runs mkfs.ext4 -d, so the filesystem records root as the files' owner).
     const target = asRoot ? root : join(staging, 'root.tar')
     const execa = await loadExeca()
     const command = execa(
       mmdebstrap,
-      [
-        ...args,
-        `--mode=${asRoot ? 'root' : 'unshare'}`,
-        spec.distribution,
+      mmdebstrapArgs({
+        distribution: spec.distribution,
+        packages,
+        mirror: spec.mirror ?? DEFAULT_MIRROR,
         target,
-        spec.mirror ?? DEFAULT_MIRROR,
-      ],
+        mode: asRoot ? 'root' : 'unshare',
+      }),
       { all: true, buffer: true, env: { LC_ALL: 'C' } },
     )
     let lastLines: string[] = []
@@ -144,8 +138,10 @@ async function build(spec: ImageBuildOptions, key: string, dir: string, progress
       for (const line of chunk.toString().split('\n')) {
         if (!line.trim()) continue
         lastLines = [...lastLines, line].slice(-30)
-        // mmdebstrap's own phase lines ("I: ...") are the progress worth showing.
-        if (line.startsWith('I: ') || line.startsWith('E: ')) progress(`  [${elapsed()}] ${line.slice(3)}`)
+        // mmdebstrap's own phase lines ("I: ...") are the progress worth showing; not its
+        // "running --setup-hook in shell: sh -c '…'" ones (vmctl's hooks, mmdebstrap-args.ts).
+        const phase = line.startsWith('I: ') && !line.startsWith('I: running --')
+        if (phase || line.startsWith('E: ')) progress(`  [${elapsed()}] ${line.slice(3)}`)
       }
     })
     try {

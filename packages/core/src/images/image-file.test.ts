@@ -54,6 +54,18 @@ describe('disk image check before boot', () => {
     expect(elapsed).toBeLessThan(1000)
   })
 
+  test('a checked image is checked again once it changes: a truncated qcow2 is refused', async () => {
+    const path = join(dir, 'changes.qcow2')
+    const { execFileSync } = await import('node:child_process')
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path, '64M'])
+    expect(inspectImage(path)).toMatchObject({ format: 'qcow2', virtualSize: 64 << 20 })
+    const again = performance.now()
+    expect(inspectImage(path)).toMatchObject({ format: 'qcow2' })
+    expect(performance.now() - again).toBeLessThan(5) // remembered: no qemu-img run
+    writeFileSync(path, Buffer.from('QFI\xfb'))
+    expect(() => inspectImage(path)).toThrow(ImageError)
+  })
+
   test('a raw disk with a filesystem passes', () => {
     const path = fake('fs.raw', 1 << 20, [[1080, Buffer.from([0x53, 0xef])]])
     expect(inspectImage(path)).toMatchObject({ format: 'raw', virtualSize: 1 << 20 })

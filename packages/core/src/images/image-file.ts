@@ -41,16 +41,20 @@ export function qemuImgBinary(env: NodeJS.ProcessEnv = process.env): string {
  */
 export function inspectImage(path: string): ImageInfo {
   let size: number
+  let identity: string
   try {
     const stat = statSync(path)
     if (!stat.isFile()) throw new Error('not a regular file')
     size = stat.size
+    identity = [path, stat.dev, stat.ino, size, stat.mtimeMs, stat.ctimeMs].join('\0')
   } catch (error) {
     throw new ImageError(
       path,
       `the disk image ${path} cannot be used (${(error as Error).message}). Fix: point image at an existing qcow2 or raw disk image`,
     )
   }
+  const known = inspected.get(identity)
+  if (known) return known
   let info: { format?: string; 'virtual-size'?: number; 'backing-filename'?: string }
   try {
     const out = execFileSync(qemuImgBinary(), ['info', '--output=json', path], {
@@ -81,8 +85,18 @@ export function inspectImage(path: string): ImageInfo {
       path,
       `${path} is not a disk image: it is neither qcow2 nor a raw disk with a partition table or a filesystem (ext4, XFS, btrfs, ...). Fix: point image at a qcow2 or raw disk image (a cloud image, or one vmctl builds: image: { distribution: 'bookworm' })`,
     )
-  return { path, format: info.format, virtualSize: info['virtual-size'] ?? size }
+  const checked: ImageInfo = { path, format: info.format, virtualSize: info['virtual-size'] ?? size }
+  inspected.set(identity, checked)
+  return checked
 }
+
+/**
+ * Images this process has checked, by path and file identity: a warm VM.up() of an image (and of
+ * its provisioned layer) asks again for every VM, and a qemu-img run blocks the event loop for
+ * tens of milliseconds (hundreds on a busy host). A file rewritten since (other size, mtime, ctime
+ * or inode) is checked again; failures are never remembered.
+ */
+const inspected = new Map<string, ImageInfo>()
 
 /**
  * A new qcow2 file whose unwritten clusters read from `backing`, which QEMU opens read-only. When

@@ -68,6 +68,51 @@ describe('vm: image mode', () => {
     expect(existsSync(join(dir, 'disk.qcow2'))).toBe(true)
   })
 
+  test('a built image is what users expect: packages installed and verified, no docs, root-owned files, dpkg config as mmdebstrap writes it', async () => {
+    await using vm = await up({ image: TEST_IMAGE })
+    const r = await vm.exec(
+      [
+        // Every package fully installed, and every installed file as its package shipped it (but
+        // the documentation left out on purpose, which dpkg --verify lists as missing).
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format, not JavaScript
+        "dpkg-query -W -f='${db:Status-Abbrev}${Package}\\n' | grep -v '^ii ' || echo all-installed",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format, not JavaScript
+        "dpkg-query -W -f='${Package}\\n' | grep -cx -e jq -e bash -e apt -e base-files",
+        "dpkg --verify | grep -Ev '^missing +/usr/share/(doc|man|info|locale)(/|$)' || echo verified",
+        'ls -A /etc/dpkg/dpkg.cfg.d',
+        'cat /etc/dpkg/dpkg.cfg.d/99mmdebstrap',
+        // install-info's index is made in the image, not shipped; locale.alias is in /etc.
+        'find /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale -mindepth 1',
+        "stat -c '%a %U:%G %n' /etc/shadow /usr/bin/passwd /tmp /root /etc/passwd /usr/bin/jq",
+        'getent passwd root nobody | cut -d: -f1,3,4,6,7',
+      ].join('; '),
+    )
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe(
+      [
+        'all-installed',
+        '4',
+        'verified',
+        '99mmdebstrap',
+        'path-exclude=/usr/share/doc/*',
+        'path-exclude=/usr/share/man/*',
+        'path-exclude=/usr/share/info/*',
+        'path-exclude=/usr/share/locale/*',
+        'path-include=/usr/share/locale/locale.alias',
+        '/usr/share/info/dir',
+        '640 root:shadow /etc/shadow',
+        '4755 root:root /usr/bin/passwd',
+        '1777 root:root /tmp',
+        '700 root:root /root',
+        '644 root:root /etc/passwd',
+        '755 root:root /usr/bin/jq',
+        'root:0:0:/root:/bin/bash',
+        'nobody:65534:65534:/nonexistent:/usr/sbin/nologin',
+        '',
+      ].join('\n'),
+    )
+  })
+
   test('two VMs from one base at once: writes in one are invisible in the other, the base is unchanged', async () => {
     const [a, b] = await Promise.all([up({ image: base }), up({ image: base })])
     try {
