@@ -16,6 +16,11 @@
 // TRANSPORTS=grpc,lane runs every variant's calls once per agent transport (VMCTL_AGENT_TRANSPORT,
 // read at each call) in the same VM, alternating: an A/B of the transports that no template's
 // difference can skew.
+//
+// SWITCHES=old,new does the same for the two paths of a throwaway build that has both behind a
+// switch: before each call (untimed) the bench opens a raw channel `ab-switch <value>`, which such
+// an agent answers `ok` after setting its switch. Two VMs from two templates differ by 10% and more
+// from noise alone (docs/call-lane-costs.md); one VM with both paths does not.
 import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -27,6 +32,7 @@ const CALLS = Number(process.env.CALLS ?? 200)
 const WARM_UP = Number(process.env.WARM_UP ?? 20)
 const vms = JSON.parse(process.env.VARIANTS ?? '[{"name":"this build"}]')
 const TRANSPORTS = process.env.TRANSPORTS?.split(',').filter(Boolean)
+const SWITCHES = process.env.SWITCHES?.split(',').filter(Boolean)
 
 /** One raw channel that echoes: a 64-byte round trip per call. */
 async function rawEcho(socketPath) {
@@ -91,6 +97,33 @@ function rawOpen(socketPath) {
   })
 }
 
+/** Sets a throwaway build's switch (see SWITCHES): one raw channel, answered `ok`. */
+function setSwitch(socketPath, value) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath)
+    let answer = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error('ab-switch: no answer in 10 s'))
+    }, 10_000)
+    socket.on('error', reject)
+    socket.on('data', (chunk) => {
+      answer += chunk
+    })
+    socket.on('close', () => {
+      clearTimeout(timer)
+      if (answer.startsWith('ok')) resolve()
+      else
+        reject(
+          new Error(
+            `ab-switch ${value}: the agent answered ${JSON.stringify(answer)}. SWITCHES needs a throwaway build whose agent serves ab-switch`,
+          ),
+        )
+    })
+    socket.write(`ab-switch ${value}\n`)
+  })
+}
+
 for (const variant of vms) {
   const dist = join(variant.root ?? here, 'packages/core/dist')
   const { VM } = await import(join(dist, 'index.js'))
@@ -110,7 +143,8 @@ for (const variant of vms) {
     readFile: () => vm.readFile('/etc/hostname'),
     exec: () => vm.exec(['true']),
   }
-  const echo = await rawEcho(new VmDirectory(vm.name).rawSocket)
+  variant.rawSocket = new VmDirectory(vm.name).rawSocket
+  const echo = await rawEcho(variant.rawSocket)
   if (echo) {
     variant.calls.rawEcho = echo.roundTrip
     variant.calls.rawOpen = () => rawOpen(new VmDirectory(vm.name).rawSocket)
@@ -120,36 +154,50 @@ for (const variant of vms) {
 }
 
 /** Each VM once per transport: the same calls with VMCTL_AGENT_TRANSPORT set around each. */
-const variants = !TRANSPORTS
-  ? vms
-  : vms.flatMap((vm) =>
-      TRANSPORTS.map((transport) => ({
+const variants = SWITCHES
+  ? vms.flatMap((vm) =>
+      SWITCHES.map((value) => ({
         ...vm,
-        name: `${vm.name} ${transport}`.trim(),
-        calls: Object.fromEntries(
-          Object.entries(vm.calls).map(([kind, call]) => [
-            kind,
-            async () => {
-              process.env.VMCTL_AGENT_TRANSPORT = transport
-              try {
-                await call()
-              } finally {
-                delete process.env.VMCTL_AGENT_TRANSPORT
-              }
-            },
-          ]),
-        ),
+        name: `${vm.name === 'this build' ? '' : vm.name} ${value}`.trim(),
+        switchTo: () => setSwitch(vm.rawSocket, value),
         samples: Object.fromEntries(Object.keys(vm.calls).map((kind) => [kind, []])),
       })),
     )
+  : !TRANSPORTS
+    ? vms
+    : vms.flatMap((vm) =>
+        TRANSPORTS.map((transport) => ({
+          ...vm,
+          name: `${vm.name} ${transport}`.trim(),
+          calls: Object.fromEntries(
+            Object.entries(vm.calls).map(([kind, call]) => [
+              kind,
+              async () => {
+                process.env.VMCTL_AGENT_TRANSPORT = transport
+                try {
+                  await call()
+                } finally {
+                  delete process.env.VMCTL_AGENT_TRANSPORT
+                }
+              },
+            ]),
+          ),
+          samples: Object.fromEntries(Object.keys(vm.calls).map((kind) => [kind, []])),
+        })),
+      )
 
 try {
   for (const variant of variants)
-    for (let i = 0; i < WARM_UP; i++) for (const call of Object.values(variant.calls)) await call()
+    for (let i = 0; i < WARM_UP; i++)
+      for (const call of Object.values(variant.calls)) {
+        await variant.switchTo?.()
+        await call()
+      }
   for (let round = 0; round < CALLS; round++) {
     const order = round % 2 ? [...variants].reverse() : variants
     for (const variant of order) {
       for (const [kind, call] of Object.entries(variant.calls)) {
+        await variant.switchTo?.()
         const qemu0 = cpuMs(variant.qemuPid)
         const supervisor0 = cpuMs(variant.supervisorPid)
         const own0 = ownCpuMs()

@@ -12,6 +12,40 @@ const work = mkdtempSync(join(tmpdir(), 'file-send-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 describe('sendSmallFile', () => {
+  const sendOf = (size: number, statSize = size) => {
+    const path = join(work, `small-${size}-${statSize}`)
+    const bytes = randomBytes(size)
+    writeFileSync(path, bytes)
+    const messages: Buffer[] = []
+    const call = {
+      write: (message: PullResponse) => {
+        if (message.kind?.$case === 'data') messages.push(Buffer.from(message.kind.value))
+      },
+      end: () => messages.push(Buffer.from('END')),
+    }
+    const sent = sendSmallFile(call as never, path, statSize, (error) => {
+      throw error
+    })
+    return { sent, bytes, messages }
+  }
+
+  test.each([1, 10, 4088, 4089, 4090, 20000])('a %i-byte file is sent whole, then the end', (size) => {
+    const { sent, bytes, messages } = sendOf(size)
+    expect(sent).toBe(true)
+    expect(messages).toHaveLength(2)
+    expect(messages[0]!.equals(bytes)).toBe(true)
+    expect(messages[1]!.toString()).toBe('END')
+  })
+
+  test.each([4089, 5000])(
+    'a file grown to %i bytes since its stat (10) sends nothing: it is streamed',
+    (size) => {
+      const { sent, messages } = sendOf(size, 10)
+      expect(sent).toBe(false)
+      expect(messages).toEqual([])
+    },
+  )
+
   test('a FIFO put where a regular file was stat-ed does not block the agent, and fails the call at once', () => {
     const fifo = join(work, 'fifo')
     execFileSync('mkfifo', [fifo])

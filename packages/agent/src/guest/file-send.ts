@@ -12,6 +12,13 @@ import { DATA_PREFIX_BYTES, dataMessage } from './file-codecs.js'
 export const PULL_CHUNK_BYTES = 1024 * 1024
 /** A small file gets a small buffer: readFile('/etc/hostname') should not allocate a MiB. */
 const MIN_CHUNK_BYTES = 16 * 1024
+/**
+ * The least room sendSmallFile reads a file into: its buffer (with the message's prefix) stays
+ * under 4 KiB, which Buffer.allocUnsafe carves from Node's shared pool instead of allocating an
+ * ArrayBuffer of its own: 3 µs against 30 for 16 KiB in the guest under TCG (node -e, medians of
+ * 300). A pool's slice is never handed out twice, so the channel may hold it until it is sent.
+ */
+const SMALL_FILE_ROOM = 4095 - DATA_PREFIX_BYTES
 /** A regular file below this size is read at once, synchronously (sendSmallFile). */
 export const READ_AT_ONCE_BYTES = 64 * 1024
 
@@ -51,7 +58,8 @@ export function sendSmallFile(
       throw Object.assign(new Error('it is not a regular file any more (replaced while it was read)'), {
         code: 'EINVAL',
       })
-    const room = Math.max(MIN_CHUNK_BYTES, expectedSize + 1)
+    // One byte more than the stat said: a read that fills the room means the file grew (streamed).
+    const room = Math.max(SMALL_FILE_ROOM, expectedSize + 1)
     const buffer = Buffer.allocUnsafe(DATA_PREFIX_BYTES + room)
     let length = 0
     for (;;) {
