@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
@@ -12,7 +13,7 @@ import {
   LaneServer,
   MuxSession,
 } from '@vmctl/agent'
-import { AgentProxy } from '../supervisor/agent-proxy.js'
+import { AgentProxy, CALL_RELAY_SERVICE } from '../supervisor/agent-proxy.js'
 import { laneAgentClient } from '../vm/lane-client.js'
 import { socketPair } from './socket-pair.js'
 
@@ -110,4 +111,49 @@ export function unary<T>(
   return new Promise((resolve, reject) =>
     start((error, response) => (error ? reject(error) : resolve(response!))),
   )
+}
+
+/**
+ * A socket in front of the supervisor's raw socket that passes connections on, but for a client's
+ * kept connections (`rpc-relay`): `relay(n)` for the n-th (from 0) says to close it without a
+ * byte ('drop') or to pass it on after so many milliseconds. `lines`: the first line of every
+ * connection, in order.
+ */
+export async function frontSocket(rawSocket: string, relay: (index: number) => 'drop' | number) {
+  const path = `${rawSocket}.front`
+  const lines: string[] = []
+  let relays = 0
+  const server = net.createServer((socket) => {
+    let head = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      const newline = head.indexOf(0x0a)
+      if (newline < 0) return
+      socket.off('data', onData)
+      const line = head.subarray(0, newline).toString()
+      lines.push(line)
+      const held = line === CALL_RELAY_SERVICE ? relay(relays++) : 0
+      if (held === 'drop') return void socket.destroy()
+      socket.pause()
+      setTimeout(() => {
+        const back = net.connect(rawSocket)
+        back.write(head)
+        socket.pipe(back).pipe(socket)
+        socket.on('error', () => back.destroy())
+        back.on('error', () => socket.destroy())
+        socket.on('close', () => back.destroy())
+        back.on('close', () => socket.destroy())
+      }, held)
+    }
+    socket.on('data', onData)
+  })
+  await new Promise<void>((resolve) => server.listen(path, resolve))
+  return {
+    path,
+    lines,
+    close: () => {
+      server.close()
+      rmSync(path, { force: true })
+    },
+  }
 }
