@@ -160,6 +160,11 @@ export class LaneClientCall extends EventEmitter {
     this.finish(laneError(grpcStatus.CANCELLED, 'Cancelled on client'))
   }
 
+  /** Ends the call with `error` (its client was closed): the guest sees it cancelled. */
+  abort(error: ServiceError): void {
+    this.finish(error)
+  }
+
   pause(): this {
     this.paused = true
     this.socket?.pause()
