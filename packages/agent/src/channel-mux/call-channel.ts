@@ -5,7 +5,7 @@ import { CHANNEL_WINDOW_BYTES } from './mux-channel.js'
 
 const CREDIT_BATCH_BYTES = CHANNEL_WINDOW_BYTES / 4
 /** Bytes written and not yet sent above which write() asks the writer to wait for 'drain'. */
-const HIGH_WATER_BYTES = 64 * 1024
+export const HIGH_WATER_BYTES = 64 * 1024
 
 /**
  * The guest's end of a channel that carries one agent call (the call lane): the frames and the

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import type { CallChannel } from './call-channel.js'
+import { type CallChannel, HIGH_WATER_BYTES } from './call-channel.js'
 import { acceptOpen, type ChannelMaker, openFrame, type SessionChannel } from './channel-open.js'
 import type { ChannelSink, MuxRole } from './channel-sink.js'
 import {
@@ -28,6 +28,22 @@ const HELLO_INTERVAL_MS = 100
 // to work through: with 3 s, 5 of 16 such restores started over (docs/first-command.md).
 const PARKED_SYNC_MS = 10_000
 const AGENT_UP_INTERVAL_MS = 500
+
+/**
+ * A pull's read-ahead reuses a chunk's buffer once the chunk after it was written and the call
+ * drained (ChunkBuffers in guest/file-send.ts): the bytes a transport still holds after it said
+ * its writes were taken must then all be the last chunk's. A call drains only after a write of
+ * more than HIGH_WATER_BYTES (call-channel.ts), and the transport holds less than its
+ * writableHighWaterMark: so that mark may not exceed the call's, or a buffer still queued in the
+ * transport would be refilled with the next chunk and sent as garbage.
+ */
+export function assertTransportHighWater(transport: Duplex): void {
+  const mark = transport.writableHighWaterMark
+  if (mark > HIGH_WATER_BYTES)
+    throw new Error(
+      `a multiplexer transport may hold at most ${HIGH_WATER_BYTES} bytes before it asks to wait (its writableHighWaterMark is ${mark}): a pull's reused buffers rely on it; make the transport with a smaller highWaterMark`,
+    )
+}
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
@@ -112,6 +128,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
    * frame end the session.
    */
   attach(transport: Duplex, options: { peerParked?: boolean; relayed?: boolean } = {}): void {
+    assertTransportHighWater(transport)
     this.detach('transport replaced')
     this.transport = transport
     this.outbox = new FrameOutbox(transport)

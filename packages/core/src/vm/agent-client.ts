@@ -40,11 +40,20 @@ export function agentClient(directory: Pick<VmDirectory, 'agentSocket' | 'rawSoc
   // The Devices client rides on the gRPC client's connection (disks/disk-attach.ts): disk calls
   // stay on gRPC.
   client.getChannel = () => grpcClient().getChannel()
-  const closeLane = client.close.bind(client)
-  client.close = () => {
+  const closeLane = client.close as (reason?: string) => void
+  client.close = ((reason?: string) => {
     closed = true
-    closeLane()
+    closeLane(reason)
     grpc?.close()
-  }
+  }) as AgentClient['close']
   return client
+}
+
+/**
+ * Closes `client` and ends the calls still open on it; a call of vmctl's own client (agentClient)
+ * fails with "the call was cancelled: `reason`", so `reason` says why the client went (a gRPC
+ * client's calls are only cancelled).
+ */
+export function closeAgentClient(client: AgentClient, reason: string): void {
+  ;(client.close as (reason?: string) => void).call(client, reason)
 }

@@ -6,29 +6,45 @@ import { CALL_RELAY_SERVICE, RELAY_GREETING } from '../supervisor/agent-proxy.js
 type Use = (channel: CallChannel | undefined) => void
 
 /**
+ * How long calls take connections of their own after the supervisor closed the kept connection
+ * before its greeting, the first time; doubled at each such close in a row, up to the most. A
+ * supervisor without the relay does so every time (one extra connect per period, against ~1.5 ms
+ * of host CPU per call saved when the relay is there); one that closed it for a passing reason
+ * (its process ended as it took the connection, and a VM of the same name took its place) gets
+ * its relay used again.
+ */
+const RELAY_RETRY_FIRST_MS = 1_000
+const RELAY_RETRY_MOST_MS = 60_000
+
+/**
  * A client's kept connection to its VM's supervisor, for all its agent calls on the call lane
  * (lane-client-call.ts): a call is one channel on it, which the supervisor splices onto a channel
  * to the guest (agent-proxy.ts). A connection per call cost the supervisor an accept, a socket,
  * a Node stream for the channel and two pipes, and the caller a connect: ~1.5 ms of host CPU per
  * call on a loaded host (docs/call-lane-costs.md). Made on the first call; calls made before the
  * supervisor greets wait for it. A supervisor without the relay (an older vmctl's, attached by
- * name) closes it without a greeting: from then on each call connects on its own, as before.
+ * name) closes it without a greeting: the calls that waited for it then connect on their own, as
+ * before, and so do the next ones for a while (RELAY_RETRY_FIRST_MS, doubled at every such close
+ * in a row); then a call tries the kept connection again.
  *
  * The socket keeps the process alive only while a call is open on it.
  */
 export class CallConnection {
   private socket: net.Socket | undefined
   private session: MuxSession | undefined
-  private state: 'none' | 'connecting' | 'ready' | 'unsupported' = 'none'
+  private state: 'none' | 'connecting' | 'ready' = 'none'
   private waiting: Array<() => void> = []
   private closed = false
+  /** Closed before its greeting: calls connect on their own until then (Date.now()). */
+  private alone = { until: 0, nextMs: 0 }
 
   constructor(private readonly socketPath: string) {}
 
   /** Calls `use` with a channel for a call of `service` (`rpc <method path>`), now or once greeted. */
   open(service: string, use: Use): void {
-    if (this.closed || this.state === 'unsupported') use(undefined)
+    if (this.closed) use(undefined)
     else if (this.state === 'ready') use(this.openNow(service))
+    else if (this.state === 'none' && Date.now() < this.alone.until) use(undefined)
     else this.queue(service, use)
   }
 
@@ -75,6 +91,7 @@ export class CallConnection {
       const session = new MuxSession('host')
       session.attach(socket, { relayed: true })
       this.session = session
+      this.alone = { until: 0, nextMs: 0 }
       this.settle('ready')
       if (session.openChannels === 0) socket.unref()
     }
@@ -87,15 +104,22 @@ export class CallConnection {
       if (this.socket !== socket) return
       this.socket = undefined
       this.session = undefined
-      // Closed before its greeting: a supervisor without the relay, if it took the connection;
-      // one that is gone (not connected) may be replaced (a restarted VM of the same name).
-      if (this.state === 'connecting') this.settle(connected ? 'unsupported' : 'none')
-      else if (this.state === 'ready') this.state = 'none'
+      // Closed before its greeting, having taken it: a supervisor without the relay, or one that
+      // went as it took the connection. The calls that waited connect on their own, and so do the
+      // next ones for a while; one that is gone (not connected) may be replaced at once (a
+      // restarted VM of the same name).
+      if (this.state === 'connecting') {
+        if (connected) {
+          const ms = this.alone.nextMs || RELAY_RETRY_FIRST_MS
+          this.alone = { until: Date.now() + ms, nextMs: Math.min(ms * 2, RELAY_RETRY_MOST_MS) }
+        }
+        this.settle('none')
+      } else if (this.state === 'ready') this.state = 'none'
     })
     socket.write(`${CALL_RELAY_SERVICE}\n`)
   }
 
-  private settle(state: 'ready' | 'unsupported' | 'none'): void {
+  private settle(state: 'ready' | 'none'): void {
     this.state = state
     for (const wake of this.waiting.splice(0)) wake()
   }

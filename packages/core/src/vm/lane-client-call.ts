@@ -31,6 +31,13 @@ export function laneError(code: number, details: string): ServiceError {
 type CallTransport = CallChannel | net.Socket
 
 /**
+ * Bytes written before the call has its transport (the kept connection not greeted yet) above
+ * which write() asks the writer to wait for 'drain', as the transport itself would (a CallChannel
+ * asks so above the same amount).
+ */
+const EARLY_HIGH_WATER_BYTES = 64 * 1024
+
+/**
  * One agent call over the call lane (see lane-frames.ts in @vmctl/agent): a channel of the
  * client's kept connection to its supervisor (call-connection.ts), or without one a connection of
  * its own to the supervisor's raw socket, whose first line names the method; either way one
@@ -47,6 +54,9 @@ export class LaneClientCall extends EventEmitter {
   /** Until the kept connection gives the call its channel: what was written meanwhile. */
   private socket: CallTransport | undefined
   private early: Buffer[] = []
+  private earlyBytes = 0
+  /** write() said false before the call had its transport: 'drain' is owed once it takes them. */
+  private earlyFull = false
   private readonly reader = new LaneFrameReader()
   private readonly queue: Array<LaneFrame> = []
   private paused = false
@@ -94,7 +104,14 @@ export class LaneClientCall extends EventEmitter {
     }
     if (!(transport instanceof net.Socket)) this.connected = true
     this.socket = transport
-    for (const chunk of this.early.splice(0)) transport.write(chunk)
+    let ok = true
+    for (const chunk of this.early.splice(0)) ok = transport.write(chunk)
+    this.earlyBytes = 0
+    if (this.earlyFull) {
+      this.earlyFull = false
+      // Taken at once: the writer goes on; else the transport's 'drain' (below) tells it.
+      if (ok) process.nextTick(() => this.done || this.emit('drain'))
+    }
     if (this.paused) transport.pause()
     transport.on('data', (chunk: Buffer) => {
       this.received += chunk.length
@@ -133,11 +150,19 @@ export class LaneClientCall extends EventEmitter {
   private send(frame: Buffer): boolean {
     if (this.socket) return this.socket.write(frame)
     this.early.push(frame)
-    return true
+    this.earlyBytes += frame.length
+    if (this.earlyBytes < EARLY_HIGH_WATER_BYTES) return true
+    this.earlyFull = true
+    return false
   }
 
   cancel(): void {
     this.finish(laneError(grpcStatus.CANCELLED, 'Cancelled on client'))
+  }
+
+  /** Ends the call with `error` (its client was closed): the guest sees it cancelled. */
+  abort(error: ServiceError): void {
+    this.finish(error)
   }
 
   pause(): this {
@@ -178,6 +203,7 @@ export class LaneClientCall extends EventEmitter {
     if (this.done) return
     this.done = true
     clearTimeout(this.timer)
+    this.early = []
     // After the status the guest has ended its side; closing ours frees the channel at once. A
     // channel's is closed a tick later: the guest's CLOSE, right behind its status in the same
     // read, closes it then without a CLOSE from this side.

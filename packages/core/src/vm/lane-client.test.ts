@@ -1,112 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { Duplex } from 'node:stream'
-import { Metadata, type ServiceError, status } from '@grpc/grpc-js'
-import {
-  type AgentClient,
-  AgentService,
-  type ExecResponse,
-  InfoResponse,
-  LANE_SERVICE_PREFIX,
-  LaneServer,
-  MuxSession,
-  type PullResponse,
-} from '@vmctl/agent'
+import { Metadata, status } from '@grpc/grpc-js'
+import type { AgentClient, ExecResponse, InfoResponse, PullResponse } from '@vmctl/agent'
 import { afterEach, describe, expect, test } from 'vitest'
-import { AgentProxy } from '../supervisor/agent-proxy.js'
-import { socketPair } from '../test-support/socket-pair.js'
+import { cleanLanes, lane, unary } from '../test-support/lane-harness.js'
 import { pollUntil, sleep } from '../util/timing.js'
 import { laneAgentClient } from './lane-client.js'
 
-// The host's lane client and the guest's lane server end to end, with the supervisor's proxy and
-// both multiplexers in between over a socket pair standing in for the port: everything but QEMU
-// (the VM tests run the real agent). The handlers are fakes shaped as the agent's.
+// The host's lane client and the guest's lane server end to end, without a VM (lane-harness.ts).
 
-type Fake = { on: (event: string, listener: (...args: never[]) => void) => void } & Record<string, never>
-const cleanups: Array<() => void> = []
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0)) cleanup()
-})
-
-async function lane(options: { guestKnowsLane?: boolean } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'lane-'))
-  const [hostEnd, guestEnd] = await socketPair(join(dir, 'port'))
-  const host = new MuxSession('host')
-  // As the agent makes it: a call's channel is a CallChannel, announced by 'call'.
-  const guest = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
-  const seen = { cancelled: [] as string[], pushed: 0 }
-  const laneServer = new LaneServer()
-  // biome-ignore lint/suspicious/noExplicitAny: fake handlers, called with the lane's call objects
-  const handlers: Record<string, (call: any, callback?: any) => void> = {
-    info: (_call, callback) => callback(null, InfoResponse.fromPartial({ hostname: 'fake-guest' })),
-    shutdown: (_call, callback) => callback({ code: status.FAILED_PRECONDITION, details: 'no power here' }),
-    logs: () => {
-      throw new Error('a handler bug')
-    },
-    pull: (call) => {
-      const path = call.request.path as string
-      call.on('cancelled', () => seen.cancelled.push(`pull ${path}`))
-      if (path === '/missing') return call.emit('error', { code: status.NOT_FOUND, details: 'no /missing' })
-      call.write({ kind: { $case: 'stat', value: { size: 3 << 20, mode: 0o644, isDirectory: false } } })
-      if (path === '/forever') return
-      for (let i = 0; i < 3; i++) call.write({ kind: { $case: 'data', value: Buffer.alloc(1 << 20, i + 1) } })
-      call.end()
-    },
-    push: (call, callback) => {
-      call.on('data', (request: { kind?: { $case: string; value: Buffer } }) => {
-        if (request.kind?.$case === 'data') seen.pushed += request.kind.value.length
-      })
-      call.on('end', () => callback(null, { bytes: seen.pushed }))
-    },
-    exec: (call: Fake & { write: (r: ExecResponse) => boolean; end: () => void }) => {
-      call.on('cancelled', () => seen.cancelled.push('exec'))
-      call.on('data', (request: { kind?: { $case: string; value: Buffer } }) => {
-        const kind = request.kind
-        if (kind?.$case === 'start') call.write({ kind: { $case: 'started', value: { pid: 42 } } })
-        if (kind?.$case === 'stdin') call.write({ kind: { $case: 'stdout', value: kind.value } })
-        if (kind?.$case === 'stdinEnd') {
-          call.write({
-            kind: { $case: 'exit', value: { exitCode: 0, signal: '', durationMs: 1, timedOut: false } },
-          })
-          call.end()
-        }
-      })
-    },
-  }
-  laneServer.addService(AgentService, handlers as Record<keyof typeof AgentService, unknown>)
-  guest.on('channel', (channel: Duplex) => channel.destroy())
-  guest.on('call', (channel, service) => {
-    channel.on('error', () => {})
-    if (options.guestKnowsLane === false || !laneServer.serve(channel, service)) channel.destroy()
-  })
-  guest.attach(guestEnd)
-  host.attach(hostEnd)
-  const proxy = new AgentProxy(host)
-  const rawSocket = join(dir, 'raw.sock')
-  await proxy.listen(join(dir, 'agent.sock'), rawSocket)
-  const grpcCalls: string[] = []
-  const grpc = {
-    info: (_r: unknown, _m: unknown, _o: unknown, callback: (e: null, r: unknown) => void) => {
-      grpcCalls.push('info')
-      callback(null, InfoResponse.fromPartial({ hostname: 'over-grpc' }))
-    },
-  } as unknown as AgentClient
-  const client = laneAgentClient({ rawSocket }, () => grpc)
-  cleanups.push(() => {
-    proxy.close()
-    hostEnd.destroy()
-    guestEnd.destroy()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return { client, seen, grpcCalls, proxy, rawSocket, grpc }
-}
-
-function unary<T>(start: (callback: (error: ServiceError | null, response?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) =>
-    start((error, response) => (error ? reject(error) : resolve(response!))),
-  )
-}
+afterEach(cleanLanes)
 
 function start(argv: string[]) {
   return { argv, shell: '', env: {}, cwd: '/', user: '', stdin: true, timeoutMs: 0, noStarted: false }

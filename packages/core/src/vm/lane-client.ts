@@ -2,7 +2,7 @@ import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js'
 import { type AgentClient, agentServiceWithFileCodecs } from '@vmctl/agent'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { CallConnection } from './call-connection.js'
-import { LaneClientCall } from './lane-client-call.js'
+import { LaneClientCall, laneError } from './lane-client-call.js'
 
 /**
  * Which transport agent calls take: the call lane (default) or `VMCTL_AGENT_TRANSPORT=grpc`,
@@ -23,12 +23,20 @@ function parseArgs(args: unknown[]): { options: CallOptions; callback: Callback 
   return { options: options ?? {}, callback }
 }
 
+/** A call in flight, whatever its transport: what close() ends. */
+type OpenCall = { cancel(): void; once(event: 'status', listener: () => void): unknown }
+
 /**
  * An AgentClient whose calls go over the call lane (lane-client-call.ts), all on one kept
  * connection to the supervisor (call-connection.ts): the methods vmctl calls
  * (unary, server-, client- and bidi-streaming), with grpc-js's signatures and errors. With
  * VMCTL_AGENT_TRANSPORT=grpc, and for good once an agent turned a call away without a byte (an
  * agent from before the lane, in a VM attached by name), calls go to `grpc()` instead.
+ *
+ * `close(reason?)` (closeAgentClient in agent-client.ts) ends the calls still open on either
+ * transport: a lane call fails CANCELLED with the reason in its details, a gRPC call is cancelled.
+ * Closing the connection alone left a call that waited for its greeting, or that had a connection
+ * of its own (or was on gRPC), running on after its client was replaced.
  */
 export function laneAgentClient(
   directory: Pick<VmDirectory, 'rawSocket'>,
@@ -51,11 +59,32 @@ export function laneAgentClient(
   // Once: the getter joins the path anew at each read (2% of the caller's time per info()).
   const rawSocket = directory.rawSocket
   const connection = new CallConnection(rawSocket)
-  const client: Record<string, unknown> = { close: () => connection.close() }
+  const open = new Set<OpenCall>()
+  let closedBecause: string | undefined
+  const track = <T>(call: T): T => {
+    const tracked = call as unknown as OpenCall
+    // A call made after close() runs on a connection of its own (call-connection.ts).
+    if (closedBecause !== undefined || typeof tracked?.once !== 'function') return call
+    open.add(tracked)
+    tracked.once('status', () => open.delete(tracked))
+    return call
+  }
+  const end = (call: OpenCall) => {
+    if (!(call instanceof LaneClientCall)) return call.cancel()
+    const why = closedBecause || 'its agent client was closed before it ended'
+    call.abort(laneError(grpcStatus.CANCELLED, `the call was cancelled: ${why}`))
+  }
+  const close = (reason?: string) => {
+    closedBecause ??= reason ?? ''
+    connection.close()
+    for (const call of [...open]) end(call)
+    open.clear()
+  }
+  const client: Record<string, unknown> = { close }
   // The file codecs: a pulled MiB is handed on as a view of what the socket read, not a copy.
   for (const [name, method] of Object.entries(agentServiceWithFileCodecs())) {
     const fromGrpc = (args: unknown[]) =>
-      (grpc() as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args)
+      track((grpc() as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args))
     client[name] = (...args: unknown[]) => {
       if (laneMissing || agentTransport() === 'grpc') return fromGrpc(args)
       const request = method.requestStream ? undefined : args[0]
@@ -72,7 +101,7 @@ export function laneAgentClient(
         if (away && !method.requestStream) return void fromGrpc(args)
         callback?.(error, error ? undefined : response)
       }
-      const call = new LaneClientCall(rawSocket, method, options.deadline, onDone, connection)
+      const call = track(new LaneClientCall(rawSocket, method, options.deadline, onDone, connection))
       if (!method.responseStream)
         call.on('data', (message) => {
           response = message

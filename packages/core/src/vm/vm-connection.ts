@@ -6,7 +6,7 @@ import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-prot
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
-import { agentClient } from './agent-client.js'
+import { agentClient, closeAgentClient } from './agent-client.js'
 import { awaitTeardown, destroyThrough } from './destroy-vm.js'
 import type { GuestProcess } from './guest-process.js'
 import { powerRequest, type StopResult, stopResult } from './vm-power.js'
@@ -74,7 +74,9 @@ export class VmConnection {
             `the guest agent process died (${event.reason}); the guest restarts it, so calls made from now on work again`,
           ),
         )
-        this.renewAgentClient()
+        this.renewAgentClient(
+          `the guest agent process died (${event.reason}); calls made from now on work again`,
+        )
       }
     })
     this.control.on('close', () => this.markExited('its supervisor process exited', ''))
@@ -164,7 +166,10 @@ export class VmConnection {
   private becameReady(status: VmStatus): void {
     const wasReady = this.lastStatus.state === 'ready'
     this.lastStatus = { ...status, state: 'ready', stopped: undefined }
-    if (!wasReady) this.renewAgentClient()
+    if (!wasReady)
+      this.renewAgentClient(
+        'the VM went down and came back (a stop and start, or a restart) while it ran; calls made from now on work again',
+      )
   }
 
   /** After a refused or failed stop, start or restart: the state as the supervisor has it, then the error. */
@@ -273,7 +278,7 @@ export class VmConnection {
   destroy(handOff = false): Promise<void> {
     this.destroying ??= (async () => {
       this.failRunning(new VmExitedError(this.name, 'it was destroyed', ''))
-      this.currentAgent.close()
+      closeAgentClient(this.currentAgent, `VM ${this.name} was destroyed`)
       await destroyThrough(this.control, this.directory, handOff)
       this.control.close()
     })()
@@ -283,20 +288,21 @@ export class VmConnection {
 
   /** Lets go of the VM without stopping it (a persistent or attached VM keeps running). */
   close(): void {
-    this.currentAgent.close()
+    closeAgentClient(this.currentAgent, `the handle of VM ${this.name} was closed`)
     this.control.close()
   }
 
   /**
    * After the guest agent died: calls from now on go over a new connection, which waits for the
    * restarted agent. The old one is dead, but this event can arrive before its socket's close does:
-   * a call made at once would be put on it by grpc-js and fail with ECONNRESET.
+   * a call made at once would be put on it by grpc-js and fail with ECONNRESET. The old client's
+   * calls still open are cancelled, with `reason` in their error.
    */
-  private renewAgentClient(): void {
+  private renewAgentClient(reason: string): void {
     if (this.destroying) return
     const old = this.currentAgent
     this.currentAgent = agentClient(this.directory)
-    old.close()
+    closeAgentClient(old, reason)
   }
 
   private markExited(reason: string, consoleTail: string): void {
