@@ -74,7 +74,7 @@ async function agent(shutdown: (reboot: boolean, answer: () => void) => void, op
     guestEnd.destroy()
     rmSync(dir, { recursive: true, force: true })
   })
-  return sockets
+  return { ...sockets, dropPort: () => guestEnd.destroy() }
 }
 
 describe('ending a guest: the power-off request', () => {
@@ -140,5 +140,17 @@ describe('ending a guest: the power-off request', () => {
     expect(how).toBe('forced: the guest agent did not take the request (SIGKILL)')
     expect(qemu.graces).toEqual([0])
     expect(asked).toBe(0)
+  })
+
+  test('a guest whose agent drops the connection after taking the request gets the short grace, not none', async () => {
+    // The port closing under the call (the agent killed by the guest's shutdown) resets the
+    // session's channels: the request was taken, so this is 'dropped', not 'refused'.
+    const qemu = fakeQemu()
+    let drop = () => {}
+    const sockets = await agent(() => drop())
+    drop = sockets.dropPort
+    const how = await endGuest(qemu as unknown as QemuProcess, 'poweroff', sockets, 1_000)
+    expect(qemu.graces).toEqual([3_000])
+    expect(how).toMatch(/dropped before it answered/)
   })
 })

@@ -112,9 +112,12 @@ function askAgentOnce(client: AgentClient, reboot: boolean, deadline: number): P
       (error: ServiceError | null) => {
         if (!error) return resolve('taken')
         if (error.code === status.DEADLINE_EXCEEDED) return resolve('unanswered')
-        // A channel that closed after the request left, or a connection dropped mid-answer, may be
-        // a guest going down with the request taken; any other UNAVAILABLE never reached the agent.
-        const midCall = /closed before the call ended|dropped/i.test(error.details ?? error.message)
+        // A channel that closed or was reset (the port closed under it) after the request left, or a
+        // connection dropped mid-answer, may be a guest going down with the request taken; any
+        // other UNAVAILABLE never reached the agent.
+        const midCall = /closed before the call ended|dropped|channel reset/i.test(
+          error.details ?? error.message,
+        )
         resolve(error.code === status.UNAVAILABLE && !midCall ? 'refused' : 'dropped')
       },
     )
