@@ -13,6 +13,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { withLock } from '../host/cross-process-lock.js'
+import { readFirstLine } from '../util/first-line.js'
 import { customTreesInUse } from './custom-trees-in-use.js'
 import { type KernelName, kernelNameFile, parseKernelName } from './kernel-name.js'
 import type { CachedKernel } from './kernel-package.js'
@@ -168,12 +169,4 @@ function treeBytes(dir: string): number {
     } catch {}
   }
   return total
-}
-
-function readFirstLine(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').split('\n')[0] || undefined
-  } catch {
-    return undefined
-  }
 }
