@@ -87,6 +87,7 @@ export {
   removeTemplate,
   templateCacheMiB,
 } from './templates/template-store.js'
+export { firstLine, firstLineOf } from './util/first-line.js'
 export { destroyVm } from './vm/destroy-vm.js'
 export { offerEarlySupervisor, releaseEarlySupervisor } from './vm/early-supervisor.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'

@@ -37,6 +37,11 @@ export function skipAll(block: CircusDescribeBlock): void {
 /** Appends text to a failed test's first error, as jest will print it. */
 export function appendToErrors(test: CircusTest, text: string): void {
   const first = test.errors[0]
+  // A hook's timeout: jest-circus rejects with a string, kept as [message, asyncError].
+  if (Array.isArray(first) && typeof first[0] === 'string') {
+    first[0] = `${first[0]}${text}`
+    return
+  }
   const error = (Array.isArray(first) ? first[0] : first) as { message?: string; stack?: string } | undefined
   if (!error || typeof error !== 'object') return
   const before = String(error.message ?? '')

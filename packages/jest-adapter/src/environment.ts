@@ -10,13 +10,13 @@
  */
 import type { VM } from '@vmctl/core'
 import {
+  bootBudgetMs,
   failureDiagnostics,
   isHostUnusable,
   keepRequested,
   keptMessage,
   skipOrRequire,
   startTestVm,
-  VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
   vmsUnavailableReason,
 } from '@vmctl/testing'
@@ -62,7 +62,7 @@ export default class VmEnvironment extends NodeEnvironment {
     if (event.name === 'test_start' && this.unavailable && event.test) event.test.mode = 'skip'
     // A test in a VM's file gets the VM budget on top of testTimeout (guest commands are slow
     // under TCG), unless it has a timeout of its own.
-    if (event.name === 'test_start' && this.vm) addToTimeout(event.test, state, VM_BOOT_BUDGET_MS)
+    if (event.name === 'test_start' && this.vm) addToTimeout(event.test, state, bootBudgetMs())
     if (event.name !== 'test_done' || !event.test || event.test.errors.length === 0 || !this.vm) return
     this.failures++
     const diagnostics = await failureDiagnostics(this.vm)

@@ -1,5 +1,6 @@
 import { VM, VmNetwork, type VmOptions } from '@vmctl/core'
 import {
+  bootBudgetMs,
   failureDiagnostics,
   finishTestVm,
   isHostUnusable,
@@ -7,7 +8,6 @@ import {
   printVmWarnings,
   skipOrRequire,
   startTestVm,
-  VM_BOOT_BUDGET_MS,
   type VmOptionsInput,
   vmMatchers,
   vmsUnavailableReason,
@@ -19,6 +19,7 @@ import {
   circusState,
   skipAll,
 } from './circus-state.js'
+import { lateBootMessage } from './late-boot.js'
 import { jestRunPid } from './run-pid.js'
 
 /** The jest globals of the test file the helpers are used in. */
@@ -33,8 +34,7 @@ export interface JestGlobals {
 // Hooks that boot get vmctl's whole boot budget: a boot that hangs ends with vmctl's own error. The
 // tests that use the VM get it on top of testTimeout too (unless they have a timeout of their own):
 // under TCG everything in the guest is 5-10x slower, and a test's first commands run in a guest that
-// has just booted.
-const BOOT_TIMEOUT_MS = VM_BOOT_BUDGET_MS
+// has just booted. VMCTL_BOOT_BUDGET_MS, read when the helpers register their hooks, changes it.
 const shared = new Map<string, Promise<VM>>()
 const sharedNetworks = new Map<string, Promise<VmNetwork>>()
 
@@ -91,7 +91,11 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
      * under VMCTL_KEEP=1 when the test fails.
      */
     useVm(options?: VmOptionsInput): VM {
+      const budget = bootBudgetMs()
       let vm: VM | undefined
+      /** The boot of the current test; a boot that ends after its test (the hook timed out) is not it. */
+      let booting: Promise<VM> | undefined
+      let bootStarted = 0
       let unusable = false
       const { block } = guard()
       globals.beforeAll(() => {
@@ -104,16 +108,30 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
       globals.beforeEach(async () => {
         if (unusable) return
         const state = circusState(sandbox)
-        addToTimeout(state?.currentlyRunningTest, state, VM_BOOT_BUDGET_MS)
+        addToTimeout(state?.currentlyRunningTest, state, budget)
         const name = state?.currentlyRunningTest?.name
+        const boot = startTestVm(options, name)
+        booting = boot
+        bootStarted = performance.now()
+        let started: VM
         try {
-          vm = await startTestVm(options, name)
+          started = await boot
         } catch (error) {
           if (isHostUnusable(error)) cannotRun((error as Error).message, undefined)
           throw error
         }
-      }, BOOT_TIMEOUT_MS)
+        // jest gave up on this hook (its timeout) and has moved on: this VM has no test to serve.
+        if (booting !== boot) return started.destroy()
+        booting = undefined
+        vm = started
+      }, budget)
       globals.afterEach(async () => {
+        if (booting) {
+          // The boot outlived its hook: the hook ends the VM once it is there (see above).
+          booting = undefined
+          const test = failedTest()
+          if (test) appendToErrors(test, lateBootMessage(budget, performance.now() - bootStarted))
+        }
         if (!vm) return
         const test = failedTest()
         const current = vm
@@ -129,6 +147,7 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
      * `@vmctl/jest/global-setup` and `@vmctl/jest/global-teardown` to keep it until the run ends.
      */
     useSharedVm(name: string, options?: VmOptionsInput): VM {
+      const budget = bootBudgetMs()
       let vm: VM | undefined
       const { block } = guard()
       globals.beforeAll(async () => {
@@ -141,10 +160,10 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
             return started
           })
         })
-      }, BOOT_TIMEOUT_MS)
+      }, budget)
       globals.beforeEach(() => {
         const state = circusState(sandbox)
-        if (vm) addToTimeout(state?.currentlyRunningTest, state, VM_BOOT_BUDGET_MS)
+        if (vm) addToTimeout(state?.currentlyRunningTest, state, budget)
       })
       globals.afterEach(async () => {
         const test = failedTest()
@@ -166,7 +185,7 @@ export function bindToJest(globals: JestGlobals, sandbox: object) {
         const reason = vmsUnavailableReason()
         if (reason) return cannotRun(reason, block)
         network = await onceByName(sharedNetworks, name, () => VmNetwork.shared(name))
-      }, BOOT_TIMEOUT_MS)
+      }, bootBudgetMs())
       return standIn(() => network, `the shared network ${name}`)
     },
 

@@ -65,6 +65,18 @@ describe('jest with @vmctl/jest', () => {
     expect(await goneWithin(networkDir(network))).toBe(true)
   })
 
+  test('useVm(): a boot that outlives its hook says so, and its VM is destroyed once booted, not at worker exit (vm)', async () => {
+    // VMCTL_BOOT_BUDGET_MS=300: the hook times out while the VM boots; the case file's second test
+    // watches the VM directory from the same worker (before the fix the VM lived until it exited).
+    const { code, output } = await jest('../test/cases', ['boot-timed-out'], { VMCTL_BOOT_BUDGET_MS: '300' })
+    expect(code).not.toBe(0)
+    expect(output, output).toMatch(/Tests:\s+1 failed, 1 passed, 2 total/)
+    expect(output).toMatch(
+      /Exceeded timeout of 300 ms for a hook[\s\S]*vmctl: useVm\(\) was still booting the test's VM when its hook's timeout passed \(300 ms/,
+    )
+    expect(output).toContain('Fix: raise VMCTL_BOOT_BUDGET_MS')
+  })
+
   test('a host that cannot run VMs skips with the reason; VMCTL_REQUIRE=1 fails', async () => {
     const broken = { VMCTL_QEMU: '/nonexistent/qemu' }
     const [skipped, required] = await Promise.all([

@@ -1,4 +1,4 @@
-import type { VM } from '@vmctl/core'
+import { firstLineOf, type VM } from '@vmctl/core'
 
 export interface DiagnosticsOptions {
   /** Console lines to show. Default 30. */
@@ -38,7 +38,7 @@ export async function vmDiagnostics(vm: VM, options: DiagnosticsOptions = {}): P
     // VmStoppedError) the test's own call failed with
     // ("Last console lines"), which is printed above this; printing it here again doubled it.
     const gone = (error as { consoleTail?: string }).consoleTail !== undefined
-    note = ` (${(error as Error).message.split('\n')[0]})`
+    note = ` (${firstLineOf(error)})`
     if (gone) return `\n--- VM ${vm.name}: no logs${note}; its last console lines are in the error above ---`
   }
   const block = (title: string, lines: string[], count: number) =>

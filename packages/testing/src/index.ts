@@ -33,6 +33,8 @@ export {
 } from './matchers.js'
 export { noteSkipOncePerRun, oneLine, SHORT_SKIP_NOTE, skipLine, skipOrRequire } from './skip-notice.js'
 export {
+  BOOT_BUDGET_ENV,
+  bootBudgetMs,
   finishTestVm,
   KEEP_ENV,
   keepRequested,

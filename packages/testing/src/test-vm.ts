@@ -17,6 +17,21 @@ export const KEEP_ENV = 'VMCTL_KEEP'
  */
 export const VM_BOOT_BUDGET_MS = 10 * 60_000
 
+/** `VMCTL_BOOT_BUDGET_MS`: the boot budget in place of VM_BOOT_BUDGET_MS (a CI that wants a hung boot to fail sooner). */
+export const BOOT_BUDGET_ENV = 'VMCTL_BOOT_BUDGET_MS'
+
+/** The boot budget: VMCTL_BOOT_BUDGET_MS when set (a whole number of ms above 0), else VM_BOOT_BUDGET_MS. */
+export function bootBudgetMs(env: NodeJS.ProcessEnv = process.env): number {
+  const value = env[BOOT_BUDGET_ENV]
+  if (value === undefined || value === '') return VM_BOOT_BUDGET_MS
+  const ms = Number(value)
+  if (!Number.isInteger(ms) || ms <= 0)
+    throw new Error(
+      `${BOOT_BUDGET_ENV}=${value} is not a whole number of milliseconds above 0. Fix: set it to one (${VM_BOOT_BUDGET_MS} is the default), or unset it`,
+    )
+  return ms
+}
+
 /** Inline options, or the path of a JSON file holding them (relative to the working directory). */
 export type VmOptionsInput = VmOptions | string
 

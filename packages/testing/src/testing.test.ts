@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from 'vitest'
 import { vmDiagnostics } from './diagnostics.js'
 import { toFailWith, toHaveStdout, toSucceed } from './matchers.js'
 import { oneLine, skipLine } from './skip-notice.js'
-import { keptMessage, loadVmOptions, testVmName } from './test-vm.js'
+import { bootBudgetMs, keptMessage, loadVmOptions, testVmName, VM_BOOT_BUDGET_MS } from './test-vm.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vmctl-testing-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -49,6 +49,16 @@ describe('test VM options', () => {
       /^does-a-thing-with-n-code-[0-9a-f]{6}$/,
     )
     expect(testVmName('!!!')).toMatch(/^t-[0-9a-f]{6}$/)
+  })
+
+  test('the boot budget is VMCTL_BOOT_BUDGET_MS when set, and a bad value says what to set', () => {
+    expect(bootBudgetMs({})).toBe(VM_BOOT_BUDGET_MS)
+    expect(bootBudgetMs({ VMCTL_BOOT_BUDGET_MS: '' })).toBe(VM_BOOT_BUDGET_MS)
+    expect(bootBudgetMs({ VMCTL_BOOT_BUDGET_MS: '90000' })).toBe(90_000)
+    for (const bad of ['0', '-5', '1.5', '10s'])
+      expect(() => bootBudgetMs({ VMCTL_BOOT_BUDGET_MS: bad })).toThrow(
+        `VMCTL_BOOT_BUDGET_MS=${bad} is not a whole number of milliseconds above 0. Fix: set it to one`,
+      )
   })
 
   test('the kept message names the runtime directory when it is not the default', () => {

@@ -1,15 +1,16 @@
 /**
  * vitest fixes a test's timeout when the test is registered, and resolves fixtures inside the timed
  * test function: a `vm` fixture's boot would count against vitest's 5 s default. So `@vmctl/vitest`'s
- * `test` registers its tests with a timeout of the configured one plus VM_BOOT_BUDGET_MS, unless the
- * test (or its describe block) has a timeout of its own, which is then the test's whole budget.
+ * `test` registers its tests with a timeout of the configured one plus the boot budget
+ * (VM_BOOT_BUDGET_MS, or VMCTL_BOOT_BUDGET_MS), unless the test (or its describe block) has a
+ * timeout of its own, which is then the test's whole budget.
  * A hanging boot still ends with vmctl's own error (BootTimeoutError), well within the budget.
  *
  * Only vitest's public call signatures are relied on (`test(name, fn, timeout)`,
  * `test(name, options, fn)`, the chain modifiers, `each`/`for`/`extend`/`skipIf`/`runIf`), so the
  * wrapper works the same on vitest 3.2 and 4.x.
  */
-import { VM_BOOT_BUDGET_MS } from '@vmctl/testing'
+import { bootBudgetMs } from '@vmctl/testing'
 import * as vitest from 'vitest'
 
 type Fn = (...args: unknown[]) => unknown
@@ -45,7 +46,7 @@ function defaultTimeout(): number | undefined {
   if (suiteTimeout !== undefined) return suiteTimeout
   const base = configuredTestTimeout()
   if (base <= 0 || base === Number.POSITIVE_INFINITY) return undefined // no timeout at all
-  return base + VM_BOOT_BUDGET_MS
+  return base + bootBudgetMs()
 }
 
 /** The arguments of a test registration, with the boot budget added when no timeout was given. */

@@ -16,6 +16,8 @@ import {
   vmsUnavailableReason,
 } from '@vmctl/testing'
 import type { TestContext } from 'vitest'
+import { appendToFailure } from './append-to-failure.js'
+import { type BootingTest, bootForTest } from './boot-for-test.js'
 
 type Task = TestContext['task']
 
@@ -28,11 +30,21 @@ export function skipIfNoVms(context: Pick<TestContext, 'skip'>, error?: unknown)
   context.skip(SHORT_SKIP_NOTE)
 }
 
-/** Boots, or skips for a host that cannot run VMs. */
-async function bootOrSkip(context: Pick<TestContext, 'skip'>, boot: () => Promise<VM>): Promise<VM> {
+type FixtureContext = Pick<TestContext, 'skip'> & BootingTest
+
+/**
+ * Boots for the test, or skips for a host that cannot run VMs. A VM whose boot outlives the test
+ * (its timeout) is released by `release` instead of being handed over (see boot-for-test.ts).
+ */
+async function bootOrSkip(
+  context: FixtureContext,
+  fixture: string,
+  boot: () => Promise<VM>,
+  release: (vm: VM) => Promise<void>,
+): Promise<VM> {
   skipIfNoVms(context)
   try {
-    return await boot()
+    return await bootForTest(context, fixture, boot, release)
   } catch (error) {
     if (isHostUnusable(error)) skipIfNoVms(context, error)
     throw error
@@ -41,18 +53,6 @@ async function bootOrSkip(context: Pick<TestContext, 'skip'>, boot: () => Promis
 
 function failed(task: Task): boolean {
   return task.result?.state === 'fail'
-}
-
-/**
- * Appends text to a failed test's errors. They are already serialised for the reporter at this
- * point (plain objects), which is what lets us add to them after the test body has thrown.
- */
-export function appendToFailure(task: Task, text: string): void {
-  const error = task.result?.errors?.[0]
-  if (!error) return
-  error.message = `${error.message}${text}`
-  if (typeof error.stack === 'string')
-    error.stack = error.stack.replace(/^[^\n]*/, (first) => `${first}${text}`)
 }
 
 /** A VM that several tests use (file or worker scope): booted on first use, ended with its scope. */
@@ -107,10 +107,15 @@ export async function useScopedVm(
 
 export async function perTestVm(
   options: VmOptionsInput,
-  context: Pick<TestContext, 'skip' | 'task'>,
+  context: FixtureContext,
   use: (vm: VM) => Promise<void>,
 ): Promise<void> {
-  const vm = await bootOrSkip(context, () => startTestVm(options, context.task.name))
+  const vm = await bootOrSkip(
+    context,
+    'vm',
+    () => startTestVm(options, context.task.name),
+    (late) => late.destroy(),
+  )
   try {
     await use(vm)
   } finally {
@@ -152,10 +157,16 @@ export function sharedNetworkHandle(name: string): Promise<VmNetwork> {
 export async function useSharedVm(
   name: string,
   options: VmOptionsInput | undefined,
-  context: Pick<TestContext, 'skip' | 'task'>,
+  context: FixtureContext,
   use: (vm: VM) => Promise<void>,
 ): Promise<void> {
-  const vm = await bootOrSkip(context, () => sharedHandle(name, options))
+  // A shared VM that comes after its test ended stays this process's, for the next test that asks.
+  const vm = await bootOrSkip(
+    context,
+    name,
+    () => sharedHandle(name, options),
+    async () => {},
+  )
   await use(vm)
   if (!failed(context.task)) return
   const diagnostics = await failureDiagnostics(vm)

@@ -81,7 +81,8 @@ export const test: VmTestAPI = budgeted(
       async ({ workerVmOptions }, use) => scopedVm(workerVmOptions, 'worker-vm', use),
       { scope: 'worker' },
     ],
-    vm: async ({ vmOptions, task, skip }, use) => perTestVm(vmOptions, { task, skip }, use),
+    vm: async ({ vmOptions, task, skip, signal, onTestFailed }, use) =>
+      perTestVm(vmOptions, { task, skip, signal, onTestFailed }, use),
     fileVm: async ({ vmctlFileVm, task, skip }, use) => useScopedVm(vmctlFileVm, { task, skip }, use),
     workerVm: async ({ vmctlWorkerVm, task, skip }, use) => useScopedVm(vmctlWorkerVm, { task, skip }, use),
   }) as VmTestAPI,
@@ -102,7 +103,8 @@ export function sharedVm(
   name: string,
   options?: VmOptionsInput,
 ): (context: TestContext, use: (vm: VM) => Promise<void>) => Promise<void> {
-  return async ({ task, skip }, use) => useSharedVm(name, options, { task, skip }, use)
+  return async ({ task, skip, signal, onTestFailed }, use) =>
+    useSharedVm(name, options, { task, skip, signal, onTestFailed }, use)
 }
 
 /**

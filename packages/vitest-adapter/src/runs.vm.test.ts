@@ -81,6 +81,19 @@ describe('vitest runs with the adapter', () => {
     }
   })
 
+  test('a test that times out while its vm boots says so, and its VM is destroyed once booted, not at worker exit (vm)', async () => {
+    // The case file's second test watches the VM directory from the same worker: it fails if the
+    // late VM lives on (before the fix it lived until the worker exited).
+    const { code, output } = await vitest('boot-timed-out')
+    expect(code).not.toBe(0)
+    expect(output, output).toMatch(/Tests\s+1 failed \| 1 passed \(2\)/)
+    expect(output).toMatch(
+      /Test timed out in 300ms[\s\S]*vmctl: the test's timeout \(300 ms\) passed while its `vm` fixture was still booting/,
+    )
+    expect(output).toContain('Fix: leave the timeout out of test()')
+    expect(output).not.toMatch(/Unhandled/i)
+  })
+
   test('sharedVm: test files in separate workers share one boot, which ends with the run (vm)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vmctl-shared-'))
     const name = `shared-run-${process.pid}`

@@ -5,6 +5,7 @@ import { closestName } from '../closest-name.js'
 import { VmctlError } from '../errors.js'
 import { inspectImage } from '../images/image-file.js'
 import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
+import { firstLine } from '../util/first-line.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { type FieldSchema, VM_FIELDS } from './config-schema.js'
 import { formatPath, type KeyPath, keyLines, lineOf } from './key-lines.js'
@@ -64,7 +65,7 @@ export function loadConfig(file: string, select?: { name?: string | undefined })
     document = parse(source) as Record<string, unknown>
   } catch (error) {
     if (error instanceof TomlError) {
-      const first = error.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '')
+      const first = firstLine(error.message).replace(/^Invalid TOML document: /, '')
       throw new ConfigError(path, error.line, undefined, `invalid TOML: ${first} (column ${error.column})`)
     }
     throw error

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import { VmctlError } from '../errors.js'
 import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
+import { firstLine } from '../util/first-line.js'
 import type { VmOptions } from '../vm/vm-options.js'
 
 /**
@@ -48,7 +49,7 @@ export function loadVmtestConfig(file: string): VmtestTarget[] {
     data = parse(readFileSync(path, 'utf8')) as Record<string, unknown>
   } catch (error) {
     if (error instanceof TomlError)
-      throw new VmtestConfigError(path, `invalid TOML: ${error.message.split('\n')[0]}`)
+      throw new VmtestConfigError(path, `invalid TOML: ${firstLine(error.message)}`)
     throw new VmtestConfigError(
       path,
       `cannot read it (${(error as Error).message}). Fix: pass the right path with -c`,

@@ -4,7 +4,6 @@ import {
   lstatSync,
   mkdirSync,
   readdirSync,
-  readFileSync,
   readlinkSync,
   renameSync,
   rmSync,
@@ -13,6 +12,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { withLock } from '../host/cross-process-lock.js'
+import { readFirstLine } from '../util/first-line.js'
 import { customTreesInUse } from './custom-trees-in-use.js'
 import { type KernelName, kernelNameFile, parseKernelName } from './kernel-name.js'
 import type { CachedKernel } from './kernel-package.js'
@@ -168,12 +168,4 @@ function treeBytes(dir: string): number {
     } catch {}
   }
   return total
-}
-
-function readFirstLine(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').split('\n')[0] || undefined
-  } catch {
-    return undefined
-  }
 }
