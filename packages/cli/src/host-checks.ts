@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { accessSync, constants, type Dirent, lstatSync, readdirSync, statfsSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import { chooseAccelerator, locateQemu } from '@vmctl/core'
+import { chooseAccelerator, firstLineOf, locateQemu } from '@vmctl/core'
 import { HOST_PACKAGES, installCommand, type PackageManager } from './distribution.js'
 
 export interface HostCheck {
@@ -39,7 +39,7 @@ export function checkHost(
     const qemu = locateQemu(env)
     checks.push({ name: 'qemu', status: 'ok', detail: `${qemu} (${qemuVersion(qemu)})` })
   } catch (error) {
-    checks.push({ name: 'qemu', status: 'missing', detail: firstLine(error), fix: fix('qemu') })
+    checks.push({ name: 'qemu', status: 'missing', detail: firstLineOf(error), fix: fix('qemu') })
   }
   const sbin = `${env.PATH ?? ''}${delimiter}/usr/sbin${delimiter}/sbin${delimiter}/usr/bin`
   const tool = (name: keyof typeof HOST_PACKAGES, why: string, required: boolean) => {
@@ -81,7 +81,7 @@ function kvmCheck(cache: string, env: NodeJS.ProcessEnv): HostCheck {
       }
     return { name: 'kvm', status: 'warn', detail: `VMs run under TCG, 5-10x slower: ${choice.reason}` }
   } catch (error) {
-    return { name: 'kvm', status: 'missing', detail: firstLine(error) }
+    return { name: 'kvm', status: 'missing', detail: firstLineOf(error) }
   }
 }
 
@@ -131,7 +131,7 @@ function qemuVersion(qemu: string): string {
     })
     return out.split('\n')[0]!.replace(/^QEMU emulator version\s*/, 'version ')
   } catch (error) {
-    return `--version failed: ${firstLine(error)}`
+    return `--version failed: ${firstLineOf(error)}`
   }
 }
 
@@ -166,8 +166,4 @@ function exists(path: string): boolean {
 
 function gib(bytes: number): string {
   return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GiB` : `${Math.round(bytes / 1024 ** 2)} MiB`
-}
-
-function firstLine(error: unknown): string {
-  return ((error as Error).message ?? String(error)).split('\n')[0]!
 }

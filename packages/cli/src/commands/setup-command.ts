@@ -2,6 +2,7 @@ import {
   cacheDir,
   fetchDefaultKernel,
   fetchNamedKernel,
+  firstLineOf,
   installedDefaultKernel,
   isKernelName,
   listCachedKernels,
@@ -119,7 +120,7 @@ async function kernelCheck(cache: string, env: NodeJS.ProcessEnv): Promise<HostC
       return {
         name: 'kernel',
         status: 'missing',
-        detail: tried ? `no kernel at ${tried.join('; ')}` : firstLine(error),
+        detail: tried ? `no kernel at ${tried.join('; ')}` : firstLineOf(error),
         fix: "correct VMCTL_KERNEL, or unset it to use Debian's kernel (fetched into the cache)",
       }
     }
@@ -190,14 +191,10 @@ function namedKernelState(cache: string, name: string): HostCheck {
           detail: `VMCTL_KERNEL=${name}: not cached yet: the first VM fetches it (or run vmctl setup)`,
         }
   } catch (error) {
-    return { name: 'kernel', status: 'missing', detail: `VMCTL_KERNEL=${name}: ${firstLine(error)}` }
+    return { name: 'kernel', status: 'missing', detail: `VMCTL_KERNEL=${name}: ${firstLineOf(error)}` }
   }
 }
 
 function s(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`
-}
-
-function firstLine(error: unknown): string {
-  return ((error as Error).message ?? String(error)).split('\n')[0]!
 }
