@@ -1,5 +1,4 @@
-import { AgentService, PullResponse, PushRequest } from '../generated/vmctl/agent/v1/agent.js'
-import { infoSerializer } from './info-encoding.js'
+import { AgentService, InfoResponse, PullResponse, PushRequest } from '../generated/vmctl/agent/v1/agent.js'
 import { keptWriterSerializer } from './kept-writer.js'
 
 /**
@@ -78,8 +77,8 @@ function deserializePullResponse(buffer: Buffer): PullResponse {
 /**
  * The agent's service with the file codecs above in place of the generated ones: the guest's
  * servers use its serializer of pulls and deserializer of pushes, the host's lane client its
- * deserializer of pulls. A pull's stat is encoded in a kept writer (kept-writer.ts), `info()`'s
- * answer by infoSerializer (info-encoding.ts).
+ * deserializer of pulls. `info()`'s answer and a pull's stat are encoded in a kept writer
+ * (kept-writer.ts).
  */
 export function agentServiceWithFileCodecs(): typeof AgentService {
   return {
@@ -90,7 +89,7 @@ export function agentServiceWithFileCodecs(): typeof AgentService {
       responseDeserialize: deserializePullResponse,
     },
     push: { ...AgentService.push, requestDeserialize: deserializePushRequest },
-    info: { ...AgentService.info, responseSerialize: infoSerializer() },
+    info: { ...AgentService.info, responseSerialize: keptWriterSerializer(InfoResponse) },
   }
 }
 
