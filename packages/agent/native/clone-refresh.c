@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/random.h>
@@ -110,10 +111,14 @@ static int handle(char *line, char *reply, size_t reply_size) {
     return -1;
   }
   lap("clock");
+  struct utsname before;
+  uname(&before);
   if (strcmp(fields[3], "-") != 0 && sethostname(fields[3], strlen(fields[3])) < 0) {
     snprintf(reply, reply_size, "ERR %s sethostname: %s\n", id, strerror(errno));
     return -1;
   }
+  // A spare VM renamed once its root was mounted (a rollback's refresh keeps the name: no rewrite).
+  if (strcmp(fields[3], "-") != 0 && strcmp(fields[3], before.nodename) != 0) root_hostname_changed();
   if (count == 6 && strcmp(fields[5], "-") != 0 && setenv("vmctl_modules", fields[5], 1) < 0) {
     snprintf(reply, reply_size, "ERR %s setenv: %s\n", id, strerror(errno));
     return -1;

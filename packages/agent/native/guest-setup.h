@@ -23,6 +23,13 @@ int mount_root(void);
 void stage_system_mounts(void);
 
 /**
+ * The hostname changed after the root was mounted (a spare VM given its name, see
+ * packages/core/src/supervisor/spare-park.ts): the root's /etc/hostname and /etc/hosts say the
+ * new one. Nothing when the root is not mounted (yet): mount_root writes them then.
+ */
+void root_hostname_changed(void);
+
+/**
  * The answer to the host's `ROOT <id>` request: "OK <id>" once the root is mounted (or when the VM
  * has none to mount), "ERR <id> <reason>" when it failed or is still deferred.
  */

@@ -398,15 +398,28 @@ static void write_etc(const char *etc, const char *dns) {
   write_file(path, text);
 }
 
+/** The DNS server of vmctl_net ("ADDR/PREFIX,GATEWAY,DNS"), or "". */
+static void network_dns(char *dns, size_t size) {
+  const char *net = env("vmctl_net"), *comma = strrchr(net, ',');
+  *dns = 0;
+  if (comma && comma != strchr(net, ',')) snprintf(dns, size, "%s", comma + 1);
+}
+
+void root_hostname_changed(void) {
+  if (!root_wanted() || access("/run/vmctl/root-ready", F_OK) != 0) return;
+  char dns[64], path[4096];
+  network_dns(dns, sizeof dns);
+  join(path, sizeof path, env("vmctl_chroot"), "/etc");
+  write_etc(path, dns);
+}
+
 int mount_root(void) {
   if (access("/run/vmctl/root-ready", F_OK) == 0 || access("/run/vmctl/root-failed", F_OK) == 0) return 0;
   const char *kind = env("vmctl_root"), *root = env("vmctl_chroot"), *modules = env("vmctl_modules");
   if (!*root) return fail("no vmctl_chroot");
-  char mounts[4096], dns[64] = "";
+  char mounts[4096], dns[64];
   snprintf(mounts, sizeof mounts, "%s", env("vmctl_mounts"));
-  // vmctl_net is "ADDR/PREFIX,GATEWAY,DNS".
-  const char *net = env("vmctl_net"), *comma = strrchr(net, ',');
-  if (comma && comma != strchr(net, ',')) snprintf(dns, sizeof dns, "%s", comma + 1);
+  network_dns(dns, sizeof dns);
   lap("");
   int etc_done = 0;
   if (strncmp(kind, "9p:", 3) == 0) {

@@ -8,6 +8,11 @@ export interface LaunchSpec {
   createdAt: string
   creatorPid: number
   persistent: boolean
+  /**
+   * A spare (vm/spare-vm.ts): booted ahead for its creator's next VM.up(), warmed and paused until
+   * an `adopt` request gives it that VM's name (supervisor/spare-park.ts). Absent: an ordinary VM.
+   */
+  spare?: boolean
   qemuBinary: string
   kernel: ResolvedKernel
   initramfs: string

@@ -3,7 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { vmsDir } from '../paths.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
-import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
+import { isAlias, isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 
 /**
  * Disks that `VmDisk.create()` makes without a path, and `vmctl disk create`: user data, so under
@@ -40,6 +40,7 @@ export function readManifest(path: string): DiskManifest | undefined {
 export function attachedDisks(env: NodeJS.ProcessEnv = process.env): Map<string, AttachedDisk[]> {
   const byVm = new Map<string, AttachedDisk[]>()
   for (const name of readdirSync(vmsDir(env))) {
+    if (isAlias(vmsDir(env), name)) continue
     const directory = new VmDirectory(name, env)
     if (!isAlive(directory.readStatus()?.pid)) continue
     try {

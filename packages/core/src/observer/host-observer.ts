@@ -4,7 +4,7 @@ import { disksDir, readManifest } from '../disks/disks-dir.js'
 import { cacheDir, vmsDir } from '../paths.js'
 import type { VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
-import { isAlive, isStale, VmDirectory } from '../supervisor/vm-directory.js'
+import { isAlias, isAlive, isStale, VmDirectory } from '../supervisor/vm-directory.js'
 import { templatesDir } from '../templates/template-store.js'
 import { vmQemuProcesses } from './host-processes.js'
 
@@ -67,6 +67,7 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
   const referenced = new Set<string>()
 
   for (const name of readdirSync(root).sort()) {
+    if (isAlias(root, name)) continue // a renamed VM's former name, listed under its own
     const directory = new VmDirectory(name, env)
     const status = directory.readStatus()
     const supervisorAlive = isAlive(status?.pid)

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
+import { vmNameOf } from '../supervisor/vm-directory.js'
 
 /** A QEMU process of this user that belongs to a vmctl VM directory (by its QMP socket's path). */
 export interface VmQemuProcess {
@@ -26,7 +27,8 @@ export function vmQemuProcesses(vmsDir: string): VmQemuProcess[] {
       if (!basename(argv[0] ?? '').startsWith('qemu-system')) continue
       const socket = qmpSocketPath(argv)
       if (!socket || dirname(dirname(socket)) !== vmsDir) continue
-      found.push({ pid, ppid: parentPid(pid), vm: basename(dirname(socket)) })
+      // A QEMU started under a spare's name keeps that path: its VM is the name it links to.
+      found.push({ pid, ppid: parentPid(pid), vm: vmNameOf(vmsDir, basename(dirname(socket))) })
     } catch {
       // Gone while we looked.
     }

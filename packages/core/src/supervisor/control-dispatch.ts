@@ -10,6 +10,8 @@ export interface ControlHandlers {
   /** Events a client that attaches now must get: how the VM ended, or that it is ready. */
   catchUp(): ControlEvent[]
   destroy(replied: () => void): Promise<void>
+  /** A spare VM taken (spare-park.ts): resolves once it has its new name. */
+  adopt(adoption: { name: string; createdAt: string }): Promise<void>
   snapshot(name: string): Promise<void>
   rollback(name: string): Promise<void>
   stop(): Promise<Record<string, unknown>>
@@ -58,6 +60,14 @@ export function serveRequests(
         return
       case 'status':
         reply({ reply: 'status', status: handlers.status() })
+        return
+      case 'adopt':
+        try {
+          await handlers.adopt({ name: request.name, createdAt: request.createdAt })
+          reply({ reply: 'adopt', ok: true })
+        } catch (error) {
+          reply({ reply: 'adopt', ok: false, error: (error as Error).message })
+        }
         return
       case 'destroy':
         if (request.handOff) {

@@ -9,6 +9,11 @@ export type ControlRequest =
   | { op: 'attach'; lease: boolean }
   | { op: 'status' }
   /**
+   * A spare VM taken by VM.up() (supervisor/spare-park.ts): renamed to `name`, resumed and
+   * refreshed. Replies `{ ok }` once renamed (or `{ ok: false, error }`); `ready` follows.
+   */
+  | { op: 'adopt'; name: string; createdAt: string }
+  /**
    * Ends the VM; replies once QEMU is gone and the directory removed, or with `handOff`, once the
    * teardown has begun (the supervisor then finishes it alone: `vmctl run` need not wait for it).
    */
@@ -55,6 +60,13 @@ export interface VmStatus {
   template?: { key: string; made: boolean } | undefined
   /** Things the user should know about this VM's start (a template rebuilt, say). */
   warnings?: string[]
+  /**
+   * A spare VM (vm/spare-vm.ts) waiting for a VM.up() to take it: `booting` until warmed, then
+   * `parked` (paused). Absent on every other VM.
+   */
+  spare?: 'booting' | 'parked' | undefined
+  /** This VM was a spare, called this, until its VM.up() took it. */
+  fromSpare?: string | undefined
   createdAt: string
   persistent: boolean
   /** guest port → host port */

@@ -49,6 +49,12 @@ export class SupervisorClient extends EventEmitter<{ event: [ControlEvent]; clos
     if (this.inFlight === 0) this.socket.unref()
   }
 
+  /** Keeps the process alive again (undoes unref()). */
+  ref(): void {
+    this.weak = false
+    this.socket.ref()
+  }
+
   async request(request: ControlRequest): Promise<Record<string, unknown>> {
     if (this.closed) return { reply: 'closed' }
     this.inFlight++

@@ -39,6 +39,7 @@ import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
 import { mark } from './restore-timeline.js'
 import { Snapshots } from './snapshots.js'
+import { SparePark } from './spare-park.js'
 import type { TemplateContext } from './template-clone.js'
 import type { VmDirectory } from './vm-directory.js'
 import { publicState, VmLifecycle } from './vm-lifecycle.js'
@@ -65,6 +66,8 @@ export class Supervisor implements ControlHandlers {
   private readonly proxy: AgentProxy
   private readonly snapshots: Snapshots
   private readonly power: PowerCycle
+  /** A spare's wait for the VM.up() that takes it (spare-park.ts); idle in any other VM. */
+  private readonly spare: SparePark
   private accel: Accelerator
   private accelReason: string
   /** The VM's QEMU: the running one, or the last one to have run. */
@@ -96,6 +99,7 @@ export class Supervisor implements ControlHandlers {
     this.diskHotplug = new DiskHotplug(dir.disksFile, this.log)
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
+    this.spare = new SparePark(dir, spec, this.log, () => this.writeStatus())
     // What the request parts (snapshots.ts, power-cycle.ts) share: they move the lifecycle through
     // its table; how the VM ends (end(), shutdown()) stays decided here.
     const parts = { lifecycle: this.lifecycle, link: this.link, log: this.log, qemu: () => this.qemu }
@@ -190,7 +194,9 @@ export class Supervisor implements ControlHandlers {
     const up = await this.bringUp(this.spec.templates && !probing, probing)
     this.template = up.template
     if (probing) confirmKvm(this.spec.cacheDir)
-    this.bootMs = performance.now() - started
+    // A spare is ready for the VM.up() that takes it when it has its name: its boot is the adoption's.
+    const adopted = this.spec.spare && this.qemu ? await this.spare.hold(this.qemu) : started
+    this.bootMs = performance.now() - adopted
     this.lifecycle.to('ready')
     const from = up.template ? ', from a template' : ''
     this.log('ready in %d ms (%s%s)', Math.round(this.bootMs), this.accel, from)
@@ -300,6 +306,8 @@ export class Supervisor implements ControlHandlers {
       ports: this.ports,
       bootMs: this.bootMs,
       stopped: this.lifecycle.stopCause,
+      spare: this.spare.state,
+      fromSpare: this.spare.formerName,
     }
   }
 
@@ -313,6 +321,10 @@ export class Supervisor implements ControlHandlers {
   /** Plugs, unplugs or lists hot-plugged disks (disk-hotplug.ts). */
   disks(request: DiskRequest): Promise<Record<string, unknown>> {
     return this.diskHotplug.handle(request, this.qemu?.qmp, publicState(this.lifecycle.state))
+  }
+
+  adopt(adoption: { name: string; createdAt: string }): Promise<void> {
+    return this.spare.adopt(adoption)
   }
 
   destroy(replied: () => void): Promise<void> {

@@ -1,6 +1,18 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
+import { dirname, join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
 import { LAUNCH_FILE } from '../read-launch-spec.js'
@@ -9,12 +21,35 @@ import { isSameProcess } from './process-start.js'
 
 /** Everything one VM keeps on the host lives in one 0700 directory, removed with the VM. */
 export class VmDirectory {
-  readonly name: string
-  readonly path: string
+  private current: { name: string; path: string }
+  /** Where it was before moveTo(): a link to `path` now, removed with it. */
+  private former: string | undefined
 
   constructor(name: string, env: NodeJS.ProcessEnv = process.env) {
-    this.name = name
-    this.path = join(vmsDir(env), name)
+    this.current = { name, path: join(vmsDir(env), name) }
+  }
+
+  get name(): string {
+    return this.current.name
+  }
+  get path(): string {
+    return this.current.path
+  }
+
+  /**
+   * Renames a running VM's directory to `name` (a spare VM taken by VM.up(), vm/spare-vm.ts), and
+   * leaves a link under the old name: QEMU and the supervisor's parts keep the paths they were
+   * given (sockets, logs, disks), which resolve through it. Listings skip such links (isAlias),
+   * and remove() removes both. Throws when `name` is taken (a directory that is not empty).
+   */
+  moveTo(name: string): void {
+    validateVmName(name)
+    const from = this.path
+    const to = join(dirname(from), name)
+    renameSync(from, to)
+    this.current = { name, path: to }
+    this.former = from
+    symlinkSync(name, from)
   }
 
   get controlSocket(): string {
@@ -104,6 +139,7 @@ export class VmDirectory {
 
   remove(): void {
     rmSync(this.path, { recursive: true, force: true })
+    if (this.former) rmSync(this.former, { force: true })
   }
 }
 
@@ -150,11 +186,34 @@ export interface ListedVm {
 export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
   const listed: ListedVm[] = []
   for (const name of readdirSync(vmsDir(env))) {
+    if (isAlias(vmsDir(env), name)) continue
     const directory = new VmDirectory(name, env)
     const status = directory.readStatus()
     if (status && isAlive(status.pid)) listed.push({ directory, status })
   }
   return listed.sort((a, b) => (a.status?.createdAt ?? '').localeCompare(b.status?.createdAt ?? ''))
+}
+
+/**
+ * Whether `name` in the VMs' directory is the former name of a VM that was renamed (moveTo): a
+ * link to a directory that exists, listed under its new name. A dangling one is not an alias: it
+ * is left by a supervisor killed before its removal, and listed for gc to remove.
+ */
+export function isAlias(vms: string, name: string): boolean {
+  try {
+    return lstatSync(join(vms, name)).isSymbolicLink() && existsSync(join(vms, name))
+  } catch {
+    return false
+  }
+}
+
+/** The name of the VM whose directory is `name`: itself, or what an alias (isAlias) links to. */
+export function vmNameOf(vms: string, name: string): string {
+  try {
+    return lstatSync(join(vms, name)).isSymbolicLink() ? readlinkSync(join(vms, name)) : name
+  } catch {
+    return name
+  }
 }
 
 /**

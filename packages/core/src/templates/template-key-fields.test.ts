@@ -54,6 +54,7 @@ const fields: Fields = {
   createdAt: { role: 'per instance', change: () => '2026-02-02T00:00:00.000Z' },
   creatorPid: { role: 'per instance', change: () => 2 },
   persistent: { role: 'per instance', change: () => true },
+  spare: { role: 'per instance', change: () => true },
   guestPorts: { role: 'per instance', change: () => [22, 5432] },
   networkSockets: { role: 'per instance', change: () => ['/run/vmctl/networks/b/p/7.sock'] },
   networkAddresses: {

@@ -30,6 +30,7 @@ export function sampleLaunchSpec(cache: string): LaunchSpec & Record<keyof Launc
     createdAt: '2026-01-01T00:00:00.000Z',
     creatorPid: 1,
     persistent: false,
+    spare: undefined,
     qemuBinary: join(cache, 'bin/qemu'),
     kernel: {
       image: join(cache, 'kernels/6.1.0/vmlinux'),

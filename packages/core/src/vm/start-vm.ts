@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
-import { BootFailedError, BootTimeoutError, VmctlError } from '../errors.js'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { BootFailedError, BootTimeoutError } from '../errors.js'
 import { logger } from '../log.js'
 import type { JoinedNetworks } from '../network/guest-network.js'
 import type { ControlEvent, ErrorPayload } from '../supervisor/control-protocol.js'
 import { mark } from '../supervisor/restore-timeline.js'
-import { SupervisorClient } from '../supervisor/supervisor-client.js'
+import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, type VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { agentClient } from './agent-client.js'
@@ -13,7 +13,8 @@ import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
-import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
+import { spareVmBooted, takeSpareVm } from './spare-vm.js'
+import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
 
@@ -28,8 +29,22 @@ const log = logger('boot')
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
   const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
   mark(spec.name, 'caller: launch prepared')
+  const spare = await takeSpareVm(spec, directory, bootBudgetMs)
+  if (spare) {
+    mark(spec.name, 'caller: spare ready')
+    vmBooted()
+    spareVmBooted(spec)
+    return {
+      status: spare.status,
+      control: spare.control,
+      directory,
+      env,
+      agent: agentClient(directory),
+      networks,
+    }
+  }
   const supervisor =
-    (mayTakeEarlySupervisor() ? handOver(directory) : undefined) ?? spawnSupervisor(directory, networks)
+    (mayTakeEarlySupervisor() ? handOver(directory) : undefined) ?? startSupervisor(directory, networks)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   // Planned once the supervisor exists, not before: a caller killed between making the VM's
   // directory and this spawn leaves that directory to nobody, so that window stays a few system
@@ -51,6 +66,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     if (outcome.event === 'ready') {
       control.unref()
       vmBooted()
+      spareVmBooted(spec)
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
@@ -79,26 +95,15 @@ function handOver(directory: VmDirectory): ChildProcess | undefined {
   return early
 }
 
-function spawnSupervisor(directory: VmDirectory, networks: JoinedNetworks | undefined): ChildProcess {
-  let main: string
-  let logFd: number
+function startSupervisor(directory: VmDirectory, networks: JoinedNetworks | undefined): ChildProcess {
   try {
-    main = supervisorMainPath()
-    logFd = openSync(directory.supervisorLog, 'a', 0o600)
+    return spawnSupervisor(directory)
   } catch (error) {
     // Nothing runs yet: the directory and the networks joined for it are all there is to undo.
     networks?.leave()
     directory.remove()
     throw error
   }
-  const supervisor = spawn(process.execPath, [main, directory.path], {
-    detached: true,
-    // stdin carries the early QEMU's plan (early-qemu.ts), written by startVm.
-    stdio: ['pipe', logFd, logFd],
-    env: supervisorEnv(),
-  })
-  closeSync(logFd)
-  return supervisor
 }
 
 function bootError(
@@ -113,18 +118,6 @@ function bootError(
   return new BootFailedError(name, 'its supervisor stopped answering', '')
 }
 
-async function connectControl(directory: VmDirectory, pid: number | undefined): Promise<SupervisorClient> {
-  // A node process's start: well under a second on a quiet host, but a minute is not unheard of
-  // inside a TCG guest (vmctl in a VM) or on a host running many VMs.
-  const control = await pollUntil(() => SupervisorClient.connect(directory.controlSocket), {
-    timeoutMs: 60_000,
-    everyMs: 15,
-    stopIf: () => !isAlive(pid),
-  })
-  if (control) return control
-  const what = isAlive(pid) ? 'did not start' : 'exited during start-up'
-  throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor ${what}:\n${tail(directory.supervisorLog)}`)
-}
 function waitForBoot(
   control: SupervisorClient,
   budgetMs: number,
@@ -141,12 +134,4 @@ function waitForBoot(
     })
     void control.request({ op: 'attach', lease: true })
   })
-}
-
-function tail(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
-  } catch {
-    return '(no supervisor log)'
-  }
 }

@@ -24,6 +24,7 @@ import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.j
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { spareSupervisorAtDestroy } from './spare-supervisor.js'
+import { spareVmAtDestroy } from './spare-vm.js'
 import { startVm } from './start-vm.js'
 import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { guestIp } from './vm-ip.js'
@@ -130,9 +131,20 @@ export class VM implements AsyncDisposable {
     return this.connection.status.vsockCid
   }
 
-  /** Milliseconds from QEMU spawn to agent ready, as measured by the supervisor. */
+  /**
+   * Milliseconds from QEMU spawn to agent ready, as measured by the supervisor; for a VM that was
+   * a spare (`fromSpare`), from VM.up() taking it to ready.
+   */
   get bootMs(): number | undefined {
     return this.connection.status.bootMs
+  }
+
+  /**
+   * The name this VM had as a spare, when VM.up() took one (restored, warmed and paused ahead of
+   * it; see docs/spare-vm.md); undefined for a VM booted for its VM.up().
+   */
+  get fromSpare(): string | undefined {
+    return this.connection.status.fromSpare
   }
 
   /**
@@ -372,7 +384,9 @@ export class VM implements AsyncDisposable {
    * (`vmctl run` exits without waiting for QEMU's exit).
    */
   destroy(options: { waitForExit?: boolean } = {}): Promise<void> {
-    spareSupervisorAtDestroy() // for this process's next VM.up(), if it makes VMs one after another
+    // For this process's next VM.up(), if it makes VMs one after another: a spare VM of this one's
+    // definition, or at least a spare supervisor.
+    if (!spareVmAtDestroy(this.connection.directory)) spareSupervisorAtDestroy()
     return this.connection.destroy(options.waitForExit === false)
   }
 
