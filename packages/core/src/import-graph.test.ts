@@ -90,6 +90,7 @@ describe('the import graph of packages/*/src', () => {
       `${CORE}supervisor/agent-warm-up.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/guest-power.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/network-rejoin.ts → ${CORE}vm/agent-client.ts`,
+      `${CORE}supervisor/spare-park.ts → ${CORE}vm/agent-client.ts`,
     ])
   })
 })

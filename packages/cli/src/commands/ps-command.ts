@@ -44,7 +44,8 @@ export async function psCommand(args: string[]): Promise<number> {
     const status = vm.status
     rows.push([
       vm.name,
-      vm.state,
+      // A spare (booted ahead for its process's next VM.up()): `spare` while it boots, `spare (parked)`.
+      status?.spare ? `spare${status.spare === 'parked' ? ' (parked)' : ''}` : vm.state,
       status ? age(Date.now() - Date.parse(status.createdAt)) : '-',
       String(status?.pid ?? '-'),
       status?.accel ?? '-',

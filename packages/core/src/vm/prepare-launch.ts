@@ -42,6 +42,8 @@ export interface PreparedLaunch {
   bootBudgetMs: number
   /** The networks it joined (their ports are open), if any. */
   networks?: JoinedNetworks | undefined
+  /** Keep a spare of this VM for the next VM.up() (VmOptions.keepSpare, VMCTL_SPARE_VM). */
+  keepSpare: boolean
 }
 
 /**
@@ -173,7 +175,9 @@ export async function prepareLaunch(
   }
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
-  return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks }
+  const spares = env.VMCTL_SPARE_VM
+  const keepSpare = spares === '0' ? false : spares === '1' || options.keepSpare === true
+  return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks, keepSpare }
 }
 
 function templatesEnabled(env: NodeJS.ProcessEnv): boolean {

@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs'
 import type { LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
-import { readLaunchSpec } from '../read-launch-spec.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
@@ -13,25 +12,26 @@ import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
 const log = logger('spare')
 
 /**
- * A spare VM for this process's next VM.up(): restored from the same template, warmed and paused
- * by its supervisor (supervisor/spare-park.ts), then taken by a VM.up() of the same definition,
- * which gives it its name. What that VM.up() then waits for is a rename, a resume and the guest's
- * refresh (clock, entropy, hostname), and its first command finds QEMU's translation of the exec
- * path made (docs/spare-vm.md has both, measured).
+ * A spare VM for this process's next VM.up() (VmOptions.keepSpare, or VMCTL_SPARE_VM=1): restored
+ * from the same template, warmed and paused by its supervisor (supervisor/spare-park.ts), then
+ * taken by a VM.up() of the same definition, which gives it its name. What that VM.up() then
+ * waits for is a rename, a resume and the guest's refresh (clock, entropy, hostname), and its
+ * first command finds QEMU's translation of the exec path made (docs/spare-vm.md, measured).
  *
- * - When: once a VM of the same definition is destroyed and the two VMs before it were of that
- *   definition (a test file's `beforeEach`, a benchmark's rounds). Not from the first VM: a
- *   process that makes one VM (`vmctl run`, a file-scoped fixture) would pay a restore for
- *   nothing. One spare at a time; a VM.up() of another definition lets it go.
+ * - When: as soon as a VM that keeps a spare is ready (taken from a spare or booted), if no spare
+ *   waits. One at a time. Started with the VM, not at its destroy(): a test's next VM.up() follows
+ *   its destroy() at once, and a spare started then is still booting when it is taken.
  * - What: VMs that live and die with this process and that a spare can stand for whole: not
  *   persistent, no networks (their addresses and switch ports are the VM's), no image (its
  *   overlay lives in the VM's directory), from a template.
+ * - Taken by any VM.up() of its definition; let go by a VM.up() that keeps a spare of another.
  * - It never outlives this process: this process holds its lease (the control connection), so
  *   when this process ends, however (SIGKILL too), its supervisor tears it down; nor does it keep
  *   this process alive (the connection and the child are unref'd).
  * - The cost: one restore's CPU in the background (~1 s of QEMU CPU under TCG, a fraction with
  *   KVM), and a paused VM's RAM while it waits, for the last spare of a process that never uses it.
- * - VMCTL_SPARE_VM=0 turns it off.
+ * - VMCTL_SPARE_VM=0 turns it off: VM.up() neither starts, takes nor lets go a spare (one parked
+ *   before stays parked, so an A/B can alternate the switch in one process).
  */
 interface Spare {
   key: string
@@ -44,11 +44,6 @@ interface Spare {
 }
 
 let spare: Spare | undefined
-/** The definitions of the VMs this process booted and has not destroyed, by name. */
-const running = new Map<string, string>()
-/** The definitions of the last VMs booted here, newest last (two are kept). */
-const recent: string[] = []
-const SPARE_AFTER_SAME = 2
 
 /** What a spare must share with the VM.up() that takes it: everything but the VM's identity. */
 export function definitionKey(spec: LaunchSpec): string {
@@ -57,42 +52,25 @@ export function definitionKey(spec: LaunchSpec): string {
 }
 
 function eligible(spec: LaunchSpec): boolean {
-  return (
-    process.env.VMCTL_SPARE_VM !== '0' &&
-    spec.templates &&
-    !spec.persistent &&
-    !spec.image &&
-    !spec.networkSockets?.length
-  )
-}
-
-/** Called by VM.up() once its VM is ready. */
-export function spareVmBooted(spec: LaunchSpec): void {
-  const key = definitionKey(spec)
-  running.set(spec.name, key)
-  recent.push(key)
-  if (recent.length > SPARE_AFTER_SAME) recent.shift()
+  return spec.templates && !spec.persistent && !spec.image && !spec.networkSockets?.length
 }
 
 /**
- * Called by a VM's destroy(): starts a spare like it, when this process wants one. Returns
- * whether one waits now (then no spare supervisor is needed: the spare has its own).
+ * Called by VM.up() once its VM is ready: starts a spare like it when it keeps one and none
+ * waits. Whether one waits now (a spare supervisor is then of no use: the spare has its own).
  */
-export function spareVmAtDestroy(directory: VmDirectory): boolean {
-  const name = directory.name
-  const key = running.get(name)
-  running.delete(name)
-  if (spare) return true
-  if (!key || recent.length < SPARE_AFTER_SAME || recent.some((k) => k !== key)) return false
-  const spec = readLaunchSpec(directory.launchFile)
-  if (!spec || !eligible(spec) || definitionKey(spec) !== key) return false
+export function spareVmReady(spec: LaunchSpec, keepSpare: boolean): void {
+  if (!keepSpare || spare || process.env.VMCTL_SPARE_VM === '0' || !eligible(spec)) return
   try {
     spare = startSpare(spec)
   } catch (error) {
     log('no spare: %s', (error as Error).message)
-    return false
   }
-  return true
+}
+
+/** Whether a spare VM waits (or boots) for this process's next VM.up(). */
+export function spareVmWaiting(): boolean {
+  return spare !== undefined
 }
 
 function startSpare(spec: LaunchSpec): Spare {
@@ -157,7 +135,7 @@ export interface TakenSpare {
 
 /**
  * Called by VM.up() once its launch is prepared (`spec` written in `directory`): takes the spare
- * when it is of this definition and gives it this VM's name; lets it go when it is not. Undefined:
+ * when it is of this definition and gives it this VM's name. Undefined:
  * no spare was taken (none, another definition, or it failed): the directory is as it was and
  * VM.up() boots its own. `budgetMs`: how long the adopted spare may take to report ready.
  */
@@ -165,14 +143,24 @@ export async function takeSpareVm(
   spec: LaunchSpec,
   directory: VmDirectory,
   budgetMs: number,
+  keepSpare: boolean,
 ): Promise<TakenSpare | undefined> {
   const taken = spare
-  if (!taken) return undefined
+  // Off: neither taken nor let go (an A/B alternates the switch in one process).
+  if (!taken || process.env.VMCTL_SPARE_VM === '0') return undefined
   spare = undefined
+  if (taken.key !== definitionKey(spec)) {
+    // Another definition: a VM.up() that keeps a spare of its own lets this one go (its lease:
+    // the spare tears itself down); any other leaves it for a VM.up() of its definition.
+    if (keepSpare) {
+      log('%s: spare let go (another definition keeps a spare)', taken.directory.name)
+      void taken.control.then((control) => control?.close())
+    } else spare = taken
+    return undefined
+  }
   const control = await taken.control
-  if (!control || control.isClosed || !isAlive(taken.pid) || taken.key !== definitionKey(spec)) {
-    if (control) log('%s: spare let go (another definition asked)', taken.directory.name)
-    control?.close() // its lease: the spare tears itself down
+  if (!control || control.isClosed || !isAlive(taken.pid)) {
+    control?.close()
     return undefined
   }
   mark(spec.name, `caller: taking spare ${taken.directory.name}`)
@@ -198,4 +186,17 @@ export async function takeSpareVm(
   directory.create()
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
   return undefined
+}
+
+/**
+ * Lets the waiting spare go, if any, and resolves once its supervisor has gone (it removes its
+ * directory and QEMU first). For tests and benchmarks that must leave nothing behind before
+ * their process ends; a process that ends takes its spare with it anyway.
+ */
+export async function releaseSpareVm(): Promise<void> {
+  const taken = spare
+  spare = undefined
+  if (!taken) return
+  ;(await taken.control)?.close()
+  await pollUntil(() => !isAlive(taken.pid), { timeoutMs: 10_000, everyMs: 20 })
 }

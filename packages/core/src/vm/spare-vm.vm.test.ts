@@ -10,6 +10,7 @@ import { readLaunchSpec } from '../read-launch-spec.js'
 import type { VmStatus } from '../supervisor/control-protocol.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
+import { releaseSpareVm } from './spare-vm.js'
 
 const keeper = fileURLToPath(new URL('../../test/fixtures/spare-keeper.mjs', import.meta.url))
 const children: ChildProcess[] = []
@@ -17,8 +18,8 @@ afterAll(() => {
   for (const child of children) child.kill('SIGKILL')
 })
 
-/** The default VM with a forwarded port: its own definition for spares, the default's template. */
-const definition = { ports: [8080] }
+/** The default VM with a forwarded port, keeping a spare (the default's template). */
+const definition = { ports: [8080], keepSpare: true }
 const uniqueName = (what: string) => `${what}-${randomBytes(3).toString('hex')}`
 
 /** This process's spare (other test files may have theirs). */
@@ -53,18 +54,18 @@ async function guestClockMs(vm: VM): Promise<{ guest: number; before: number; af
 }
 
 describe('spare VMs (vm)', () => {
-  test('the third VM of a definition in a row is a parked spare made its own: name, clock, ports', async () => {
-    for (let i = 0; i < 2; i++) {
-      const vm = await VM.up(definition)
-      expect(vm.fromSpare).toBeUndefined()
-      await vm.destroy()
-    }
-    // The second destroy started a spare of this definition: warmed, then paused.
+  afterAll(() => releaseSpareVm())
+
+  test('a VM that keeps a spare: the next VM.up() takes it parked and makes it its own: name, clock, ports', async () => {
+    const first = await VM.up(definition)
+    expect(first.fromSpare).toBeUndefined()
+    // Its spare started as it got ready: restored, warmed, then paused.
     const parked = await pollUntil(() => (spareStatus()?.spare === 'parked' ? spareStatus() : undefined), {
       timeoutMs: 120_000,
       everyMs: 100,
     })
     expect(parked).toBeDefined()
+    await first.destroy()
     // Its guest clock stands still while it is paused: the adoption must step it.
     await new Promise((resolve) => setTimeout(resolve, 3_000))
 
@@ -102,31 +103,27 @@ describe('spare VMs (vm)', () => {
       await vm.destroy()
     }
     expect(await goneWithin(10_000, [name, parked!.name], [parked!.pid, parked!.qemuPid])).toBe(true)
+  }, 300_000)
 
-    // Taken while it still boots (its destroy just started it): no warm-up, no pause, same result.
+  test('a spare taken while it still boots, and one let go by a VM.up() that keeps a spare of other options', async () => {
+    // The last test's VM left a spare booting or parked: taken, and the next one starts at once.
+    await using a = await VM.up(definition)
     const soon = uniqueName('spare-soon')
-    const early = await VM.up({ ...definition, name: soon })
-    try {
-      expect(early.fromSpare).toMatch(/^vm-/)
-      const identity = await early.exec('hostname; cat /etc/hostname')
-      expect(identity.stdout).toBe(`${soon}\n${soon}\n`)
-    } finally {
-      await early.destroy()
-    }
-    // A VM.up() of another definition lets the spare go: it ends, and leaves nothing.
+    await using b = await VM.up({ ...definition, name: soon })
+    expect(a.fromSpare).toMatch(/^vm-/)
+    expect(b.fromSpare).toMatch(/^vm-/)
+    const identity = await b.exec('hostname; cat /etc/hostname')
+    expect(identity.stdout).toBe(`${soon}\n${soon}\n`)
+    // Another definition that keeps a spare lets this one go: it ends, and leaves nothing.
     const spare = await pollUntil(() => spareStatus(), { timeoutMs: 30_000, everyMs: 50 })
     expect(spare).toBeDefined()
-    const other = await VM.up({ ports: [8081] })
-    try {
-      expect(other.fromSpare).toBeUndefined()
-      expect(await goneWithin(15_000, [spare!.name], [spare!.pid, spare!.qemuPid])).toBe(true)
-    } finally {
-      await other.destroy()
-    }
+    await using other = await VM.up({ ports: [8081], keepSpare: true })
+    expect(other.fromSpare).toBeUndefined()
+    expect(await goneWithin(15_000, [spare!.name], [spare!.pid, spare!.qemuPid])).toBe(true)
   }, 300_000)
 
   test('a parked spare ends with the process that made it, killed with SIGKILL', async () => {
-    const child = spawn(process.execPath, [keeper, JSON.stringify({ ports: [8090] })], {
+    const child = spawn(process.execPath, [keeper, JSON.stringify({ ports: [8090], keepSpare: true })], {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     children.push(child)

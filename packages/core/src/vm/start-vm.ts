@@ -13,7 +13,7 @@ import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
-import { spareVmBooted, takeSpareVm } from './spare-vm.js'
+import { spareVmReady, takeSpareVm } from './spare-vm.js'
 import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
@@ -27,13 +27,13 @@ const log = logger('boot')
  * stopped and the VM's directory removed before the error is thrown.
  */
 export async function startVm(raw: VmOptions | undefined, internals: BootInternals = {}): Promise<VmParts> {
-  const { spec, directory, env, bootBudgetMs, networks } = await prepareLaunch(raw, internals)
+  const { spec, directory, env, bootBudgetMs, networks, keepSpare } = await prepareLaunch(raw, internals)
   mark(spec.name, 'caller: launch prepared')
-  const spare = await takeSpareVm(spec, directory, bootBudgetMs)
+  const spare = await takeSpareVm(spec, directory, bootBudgetMs, keepSpare)
   if (spare) {
     mark(spec.name, 'caller: spare ready')
     vmBooted()
-    spareVmBooted(spec)
+    spareVmReady(spec, keepSpare)
     return {
       status: spare.status,
       control: spare.control,
@@ -66,7 +66,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
     if (outcome.event === 'ready') {
       control.unref()
       vmBooted()
-      spareVmBooted(spec)
+      spareVmReady(spec, keepSpare)
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)

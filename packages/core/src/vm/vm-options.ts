@@ -45,6 +45,13 @@ export interface VmOptions {
   /** Keep the VM when the creating process exits (vmctl up); destroy with `vmctl down`. */
   persistent?: boolean
   /**
+   * Keep one spare VM of these options ready for this process's next `VM.up()` with the same
+   * options: restored, its first exec run, paused; that VM.up() takes it and answers its first
+   * command in a fraction of a restore's time (docs/spare-vm.md). Costs one restore's CPU in the
+   * background and a paused VM's memory. VMCTL_SPARE_VM=1 turns it on for every VM, =0 off.
+   */
+  keepSpare?: boolean
+  /**
    * Image mode: the guest's userspace comes from a disk image instead of the host. A path is an
    * existing qcow2 or raw image; an object builds a Debian image (cached). Each VM boots from its
    * own qcow2 overlay in its directory; the image is never written. See docs/images.md.
@@ -95,6 +102,7 @@ const FIELDS: Record<keyof VmOptions, string> = {
   transport: '"auto" | "vsock" | "virtio-serial"',
   hostRoot: 'string or false',
   persistent: 'boolean',
+  keepSpare: 'boolean',
   image: 'image path or build options',
   provision: 'string[]',
   mounts: 'mount[]',

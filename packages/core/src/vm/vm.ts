@@ -24,7 +24,7 @@ import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.j
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { spareSupervisorAtDestroy } from './spare-supervisor.js'
-import { spareVmAtDestroy } from './spare-vm.js'
+import { spareVmWaiting } from './spare-vm.js'
 import { startVm } from './start-vm.js'
 import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { guestIp } from './vm-ip.js'
@@ -384,9 +384,8 @@ export class VM implements AsyncDisposable {
    * (`vmctl run` exits without waiting for QEMU's exit).
    */
   destroy(options: { waitForExit?: boolean } = {}): Promise<void> {
-    // For this process's next VM.up(), if it makes VMs one after another: a spare VM of this one's
-    // definition, or at least a spare supervisor.
-    if (!spareVmAtDestroy(this.connection.directory)) spareSupervisorAtDestroy()
+    // For this process's next VM.up(), if it makes VMs one after another (a spare VM has its own).
+    if (!spareVmWaiting()) spareSupervisorAtDestroy()
     return this.connection.destroy(options.waitForExit === false)
   }
 
