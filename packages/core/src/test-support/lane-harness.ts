@@ -14,6 +14,7 @@ import {
   MuxSession,
 } from '@vmctl/agent'
 import { AgentProxy, CALL_RELAY_SERVICE } from '../supervisor/agent-proxy.js'
+import { takeFirstLine } from '../util/take-first-line.js'
 import { laneAgentClient } from '../vm/lane-client.js'
 import { socketPair } from './socket-pair.js'
 
@@ -123,29 +124,22 @@ export async function frontSocket(rawSocket: string, relay: (index: number) => '
   const path = `${rawSocket}.front`
   const lines: string[] = []
   let relays = 0
-  const server = net.createServer((socket) => {
-    let head = Buffer.alloc(0)
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      const newline = head.indexOf(0x0a)
-      if (newline < 0) return
-      socket.off('data', onData)
-      const line = head.subarray(0, newline).toString()
-      lines.push(line)
-      const held = line === CALL_RELAY_SERVICE ? relay(relays++) : 0
-      if (held === 'drop') return void socket.destroy()
-      socket.pause()
-      setTimeout(() => {
-        const back = net.connect(rawSocket)
-        back.write(head)
-        socket.pipe(back).pipe(socket)
-        socket.on('error', () => back.destroy())
-        back.on('error', () => socket.destroy())
-        socket.on('close', () => back.destroy())
-        back.on('close', () => socket.destroy())
-      }, held)
-    }
-    socket.on('data', onData)
+  const server = net.createServer(async (socket) => {
+    const line = await takeFirstLine(socket)
+    if (line === undefined) return void socket.destroy()
+    lines.push(line)
+    const held = line === CALL_RELAY_SERVICE ? relay(relays++) : 0
+    if (held === 'drop') return void socket.destroy()
+    // The socket stays paused (takeFirstLine) until the pipe: what came after the line waits in it.
+    setTimeout(() => {
+      const back = net.connect(rawSocket)
+      back.write(`${line}\n`)
+      socket.pipe(back).pipe(socket)
+      socket.on('error', () => back.destroy())
+      back.on('error', () => socket.destroy())
+      socket.on('close', () => back.destroy())
+      back.on('close', () => socket.destroy())
+    }, held)
   })
   await new Promise<void>((resolve) => server.listen(path, resolve))
   return {
