@@ -31,9 +31,14 @@ export class InboundReader {
 
   constructor(private readonly handlers: InboundHandlers) {}
 
-  /** Reads handshake lines from here on (a DATA frame's payload under way still goes to its channel). */
+  /**
+   * Reads handshake lines from here on: a new handshake starts. What is left of a DATA frame under
+   * way is the old session's, and goes with it: a guest agent that died mid-frame (the host's
+   * resetPeer) sends the rest of no frame, and the next session's first frames are not its rest.
+   */
   expectLines(): void {
     this.mode = 'lines'
+    this.dataRemaining = 0
   }
 
   /** Reads frames from the next byte on. */
