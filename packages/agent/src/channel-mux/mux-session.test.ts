@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { afterAll, afterEach, describe, expect, test } from 'vitest'
-import { decodeFrame, encodeFrame, FrameType } from './frame-codec.js'
+import { decodeFrame, encodeFrame, encodeFrameHeader, FrameType } from './frame-codec.js'
 import { encodeHandshakeLine, parseHandshakeLine } from './handshake-lines.js'
 import type { MuxChannel } from './mux-channel.js'
 import { MuxSession } from './mux-session.js'
@@ -24,6 +24,15 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
   const guestEnd = await accepted
   server.close()
   return [client, guestEnd]
+}
+
+/** Polls `find` until it gives something (a test's own bound ends a wait that never does). */
+async function waitFor<T>(find: () => T | undefined): Promise<T> {
+  for (;;) {
+    const found = find()
+    if (found !== undefined) return found
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
 }
 
 const cleanups: Array<() => void> = []
@@ -278,6 +287,52 @@ describe('channel multiplexer over a real socket', () => {
     const echoedAgain = readAll(third, 5)
     third.write('again')
     expect((await echoedAgain).toString()).toBe('again')
+  })
+})
+
+describe('a host session whose guest agent died mid-frame', () => {
+  test('the next session does not take its first bytes for the rest of the old frame', async () => {
+    const [hostSocket, guestSocket] = await socketPair()
+    cleanups.push(() => {
+      hostSocket.destroy()
+      guestSocket.destroy()
+    })
+    // The guest's side by hand, so that it can stop in the middle of a frame.
+    let heard = ''
+    guestSocket.on('data', (chunk: Buffer) => {
+      heard += chunk.toString('latin1')
+    })
+    const host = new MuxSession('host')
+    const handshake = async () => {
+      heard = ''
+      const ready = once(host, 'ready')
+      const hello = await waitFor(() => /VMCTL-HELLO ([0-9a-f]+)\n/.exec(heard)?.[1])
+      guestSocket.write(encodeHandshakeLine({ kind: 'ok', nonce: hello }))
+      await waitFor(() => heard.includes(`VMCTL-GO ${hello}\n`) || undefined)
+      guestSocket.write(encodeHandshakeLine({ kind: 'ready', nonce: hello }))
+      await ready
+    }
+    host.attach(hostSocket)
+    await handshake()
+    const first = host.openChannel()
+    first.on('error', () => {})
+    const half = once(first, 'data')
+    // A DATA frame of 100 bytes, of which 50 come: then the agent dies (QEMU reports the port closed).
+    guestSocket.write(
+      Buffer.concat([encodeFrameHeader(FrameType.Data, first.id, 100), Buffer.alloc(50, 0x78)]),
+    )
+    await half
+    host.resetPeer('the guest agent process died')
+    await handshake()
+    const second = host.openChannel()
+    const fresh = once(second, 'data')
+    guestSocket.write(encodeFrame(FrameType.Data, second.id, Buffer.from('fresh')))
+    // Before: the reader still owed the old frame 50 bytes, and gave it this frame's 16.
+    const received = await Promise.race([
+      fresh,
+      new Promise((resolve) => setTimeout(resolve, 2_000, 'nothing')),
+    ])
+    expect(received === 'nothing' ? 'nothing' : String((received as Buffer[])[0])).toBe('fresh')
   })
 })
 

@@ -1,26 +1,16 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { type CallChannel, HIGH_WATER_BYTES } from './call-channel.js'
+import type { CallChannel } from './call-channel.js'
 import { acceptOpen, type ChannelMaker, openFrame, type SessionChannel } from './channel-open.js'
 import type { ChannelSink, MuxRole } from './channel-sink.js'
-import {
-  decodeFrame,
-  encodeFrame,
-  encodeWindow,
-  FRAME_HEADER_BYTES,
-  type Frame,
-  FrameType,
-  peekDataHeader,
-} from './frame-codec.js'
+import { ChannelTable } from './channel-table.js'
+import { encodeFrame, encodeWindow, type Frame, FrameType } from './frame-codec.js'
 import { FrameOutbox } from './frame-outbox.js'
-import {
-  encodeHandshakeLine,
-  type HandshakeLine,
-  MAX_LINE_BYTES,
-  parseHandshakeLine,
-} from './handshake-lines.js'
+import { encodeHandshakeLine, type HandshakeLine } from './handshake-lines.js'
+import { InboundReader } from './inbound-reader.js'
 import { MuxChannel } from './mux-channel.js'
+import { assertTransportHighWater } from './transport-high-water.js'
 
 const HELLO_INTERVAL_MS = 100
 // How long a guest believed parked gets to answer GO before the ordinary handshake starts. A
@@ -28,22 +18,6 @@ const HELLO_INTERVAL_MS = 100
 // to work through: with 3 s, 5 of 16 such restores started over (docs/first-command.md).
 const PARKED_SYNC_MS = 10_000
 const AGENT_UP_INTERVAL_MS = 500
-
-/**
- * A pull's read-ahead reuses a chunk's buffer once the chunk after it was written and the call
- * drained (ChunkBuffers in guest/file-send.ts): the bytes a transport still holds after it said
- * its writes were taken must then all be the last chunk's. A call drains only after a write of
- * more than HIGH_WATER_BYTES (call-channel.ts), and the transport holds less than its
- * writableHighWaterMark: so that mark may not exceed the call's, or a buffer still queued in the
- * transport would be refilled with the next chunk and sent as garbage.
- */
-export function assertTransportHighWater(transport: Duplex): void {
-  const mark = transport.writableHighWaterMark
-  if (mark > HIGH_WATER_BYTES)
-    throw new Error(
-      `a multiplexer transport may hold at most ${HIGH_WATER_BYTES} bytes before it asks to wait (its writableHighWaterMark is ${mark}): a pull's reused buffers rely on it; make the transport with a smaller highWaterMark`,
-    )
-}
 
 type SessionState = 'detached' | 'syncing' | 'go-sent' | 'ready' | 'parking'
 
@@ -63,6 +37,12 @@ export interface MuxSessionEvents {
  * connection). The host opens channels; the guest receives them. The transport can be replaced
  * (`attach`) without losing the session object: a guest reopens its port after the host
  * disconnects, a host reconnects after a snapshot restore.
+ *
+ * This file is the session's state and its handshake (handshake-lines.ts), and what each frame
+ * means; the parts it drives: InboundReader splits the peer's bytes into lines and frames,
+ * FrameOutbox writes frames and lines and holds senders while the transport is full, ChannelTable
+ * keeps the channels by id. A channel's own flow control (credit) is in mux-channel.ts and
+ * call-channel.ts.
  */
 export class MuxSession extends EventEmitter<MuxSessionEvents> implements ChannelSink {
   readonly role: MuxRole
@@ -70,19 +50,15 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   /** Every write to `transport` goes through it, so frames keep their order. */
   private outbox: FrameOutbox | undefined
   private state: SessionState = 'detached'
-  private mode: 'lines' | 'frames' = 'lines'
-  private inbound: Buffer = Buffer.alloc(0)
-  /** Bytes of the current DATA frame's payload still to come, and the channel they belong to. */
-  private dataRemaining = 0
-  private dataChannel: SessionChannel | undefined
   private nonce = ''
   private timer: NodeJS.Timeout | undefined
-  private readonly channels = new Map<number, SessionChannel>()
-  /** Host: channels opened before the session was ready; OPEN is sent when it is. */
-  private readonly unopened = new Set<SessionChannel>()
-  private nextChannelId = 1
-  private transportBlocked = false
-  private readonly drainWaiters: Array<() => void> = []
+  private readonly channels = new ChannelTable()
+  private readonly reader = new InboundReader({
+    line: (line) => this.onHandshakeLine(line),
+    frame: (frame) => this.onFrame(frame),
+    dataChannel: (id) => this.channels.get(id),
+    lostSync: (reason) => this.lostSync(reason),
+  })
   private readonly agentId = randomBytes(4).toString('hex')
   private parked: (() => void) | undefined
   /** attach(…, { relayed }): a stream between two host processes, no handshake (see attach). */
@@ -132,12 +108,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     this.detach('transport replaced')
     this.transport = transport
     this.outbox = new FrameOutbox(transport)
-    this.transportBlocked = false
-    this.inbound = Buffer.alloc(0)
-    this.dataRemaining = 0
-    this.mode = 'lines'
-    transport.on('data', this.onData)
-    transport.on('drain', this.onDrain)
+    this.reader.clear()
+    transport.on('data', this.reader.push)
     const lost = () => {
       if (this.transport === transport) this.detach('transport closed')
     }
@@ -155,14 +127,13 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     const transport = this.transport
     if (!transport) return
     this.transport = undefined
+    // Wakes the senders waiting for the transport to drain: they find the session gone.
     this.outbox?.drop()
     this.outbox = undefined
-    transport.off('data', this.onData)
-    transport.off('drain', this.onDrain)
+    transport.off('data', this.reader.push)
     this.clearTimer()
     this.resetChannels(reason)
     this.state = 'detached'
-    for (const wake of this.drainWaiters.splice(0)) wake()
     this.parked?.()
   }
 
@@ -183,8 +154,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
     this.nonce = nonce
     this.outbox?.writeNow(encodeFrame(FrameType.Park, 0, Buffer.from(nonce, 'latin1')))
     this.state = 'parking'
-    this.mode = 'lines'
-    this.inbound = Buffer.alloc(0)
+    this.reader.clear()
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => finish(false), timeoutMs)
       const finish = (acknowledged: boolean) => {
@@ -219,12 +189,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
    */
   openWith<T extends SessionChannel>(make: (sink: ChannelSink, id: number) => T): T {
     if (this.role !== 'host') throw new Error('only the host opens channels')
-    const id = this.nextChannelId
-    this.nextChannelId = (this.nextChannelId + 2) >>> 0 || 1
-    const channel = make(this, id)
-    this.channels.set(id, channel)
-    if (this.state === 'ready') this.sendOpen(channel)
-    else this.unopened.add(channel)
+    const channel = make(this, this.channels.takeId())
+    const ready = this.state === 'ready'
+    this.channels.add(channel, ready)
+    if (ready) this.sendOpen(channel)
     return channel
   }
 
@@ -232,14 +200,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   sendData(channel: number, payload: Buffer): Promise<void> | undefined {
     const outbox = this.outbox
     if (!outbox || this.state !== 'ready') throw new Error('agent channel session is not connected')
-    const ok = outbox.writeData(channel, payload)
-    if (ok) return undefined
-    this.transportBlocked = true
-    return new Promise<void>((resolve) => this.drainWaiters.push(resolve))
+    return outbox.sendData(channel, payload)
   }
 
   canSend(channel: SessionChannel): boolean {
-    return this.state === 'ready' && !this.unopened.has(channel) && this.channels.get(channel.id) === channel
+    return this.state === 'ready' && this.channels.isAnnounced(channel)
   }
 
   sendControl(type: FrameType, channel: number, payload?: Buffer): void {
@@ -254,86 +219,30 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   forget(channel: SessionChannel): void {
-    if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
-    this.unopened.delete(channel)
+    this.channels.forget(channel)
   }
 
-  private readonly onDrain = () => {
-    this.transportBlocked = false
-    for (const wake of this.drainWaiters.splice(0)) wake()
-  }
-
-  private readonly onData = (chunk: Buffer) => {
-    // Only a few leftover bytes (a partial header or control frame) are ever joined to new data.
-    this.inbound = this.inbound.length === 0 ? chunk : Buffer.concat([this.inbound, chunk])
-    this.pump()
-  }
-
-  private pump(): void {
-    while (this.inbound.length > 0) {
-      if (this.mode === 'frames' && this.dataRemaining > 0) {
-        // Payload of a DATA frame goes straight to its channel, piece by piece as it arrives:
-        // virtio-serial reads return at most 4 KB, and reassembling 64 KB frames from them cost
-        // eight copies per byte in a guest where every copy is emulated.
-        const take = Math.min(this.dataRemaining, this.inbound.length)
-        const piece = this.inbound.subarray(0, take)
-        this.inbound = this.inbound.subarray(take)
-        this.dataRemaining -= take
-        this.dataChannel?.receive(piece)
-        continue
-      }
-      if (this.mode === 'frames') {
-        const header = peekDataHeader(this.inbound)
-        if (header) {
-          this.inbound = this.inbound.subarray(FRAME_HEADER_BYTES)
-          this.dataRemaining = header.length
-          this.dataChannel = this.channels.get(header.channel)
-          continue
-        }
-        const step = decodeFrame(this.inbound)
-        if (step.kind === 'incomplete') return
-        if (step.kind === 'lost-sync') {
-          this.lostSync('unexpected bytes from the peer')
-          if (!this.transport) return
-          continue
-        }
-        this.inbound = step.rest
-        this.onFrame(step.frame)
-      } else {
-        const newline = this.inbound.indexOf(0x0a)
-        if (newline < 0) {
-          if (this.inbound.length > MAX_LINE_BYTES) this.inbound = this.inbound.subarray(-MAX_LINE_BYTES)
-          return
-        }
-        const line = this.inbound.subarray(0, newline).toString('latin1')
-        this.inbound = this.inbound.subarray(newline + 1)
-        const parsed = parseHandshakeLine(line)
-        if (parsed) this.onHandshakeLine(parsed)
-      }
-    }
-  }
-
-  private lostSync(reason: string): void {
+  /** The reader is back to lines. False: the transport was let go (a relayed one). */
+  private lostSync(reason: string): boolean {
     if (this.relayed) {
       // Nothing on a relayed socket resynchronises: the bytes are dropped and the socket ended,
       // so that the peer sees it close (a client then connects afresh) instead of a session
-      // that stays detached on an open socket, or a pump that decodes the same bytes forever.
+      // that stays detached on an open socket, or a reader that decodes the same bytes forever.
       const transport = this.transport
-      this.inbound = Buffer.alloc(0)
-      this.dataRemaining = 0
+      this.reader.clear()
       this.detach(reason)
       transport?.destroy()
-      return
+      return false
     }
-    this.mode = 'lines'
-    this.dataRemaining = 0
-    if (this.state !== 'ready' && this.state !== 'go-sent') return
-    this.resetChannels(reason)
-    if (this.role === 'host') this.startSync()
-    else {
-      this.state = 'syncing'
-      this.announceAgent()
+    if (this.state === 'ready' || this.state === 'go-sent') {
+      this.resetChannels(reason)
+      if (this.role === 'host') this.startSync()
+      else {
+        this.state = 'syncing'
+        this.announceAgent()
+      }
     }
+    return this.transport !== undefined
   }
 
   private onHandshakeLine(line: HandshakeLine): void {
@@ -360,7 +269,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
       this.resetChannels('the host started a new session')
       this.nonce = line.nonce
       this.writeRaw(encodeHandshakeLine({ kind: 'ready', nonce: line.nonce }))
-      this.mode = 'frames'
+      this.reader.expectFrames()
       this.state = 'ready'
       this.emit('ready')
     }
@@ -373,7 +282,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         if (this.role !== 'guest' || existing) return
         const service = frame.payload.toString('utf8')
         const opened = acceptOpen(this, frame.channel, service, this.callService, this.makeChannel)
-        this.channels.set(frame.channel, opened.channel)
+        this.channels.add(opened.channel, true)
         if (opened.kind === 'made') return
         if (opened.kind === 'call') this.emit('call', opened.channel, service)
         else this.emit('channel', opened.channel, service)
@@ -396,7 +305,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         const nonce = frame.payload.toString('latin1')
         this.resetChannels('the host parked the session')
         this.clearTimer()
-        this.mode = 'lines'
+        this.reader.expectLines()
         this.state = 'syncing'
         this.writeRaw(encodeHandshakeLine({ kind: 'parked', nonce }))
         return
@@ -406,10 +315,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   private becomeReady(): void {
     this.clearTimer()
-    this.mode = 'frames'
+    this.reader.expectFrames()
     this.state = 'ready'
-    for (const channel of this.unopened) this.sendOpen(channel)
-    this.unopened.clear()
+    this.channels.announceWaiting((channel) => this.sendOpen(channel))
     this.emit('ready')
   }
 
@@ -421,7 +329,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   private startSync(peerParked = false): void {
     this.clearTimer()
     this.state = 'syncing'
-    this.mode = 'lines'
+    this.reader.expectLines()
     this.nonce = randomBytes(8).toString('hex')
     const hello = encodeHandshakeLine({ kind: 'hello', nonce: this.nonce })
     this.writeRaw(hello)
@@ -445,8 +353,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
   }
 
   private writeRaw(bytes: Buffer): void {
-    // While blocked, handshake lines would only pile up behind data the peer is not reading.
-    if (!this.transportBlocked) this.outbox?.writeNow(bytes)
+    this.outbox?.writeLine(bytes)
   }
 
   private clearTimer(): void {
@@ -456,15 +363,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
 
   private resetChannels(reason: string): void {
     const wasReady = this.state === 'ready' || this.state === 'go-sent'
-    for (const channel of [...this.channels.values()]) {
-      // A host channel never sent to the guest belongs to no session yet: keep it for the next.
-      if (this.unopened.has(channel)) continue
-      this.channels.delete(channel.id)
+    this.channels.removeAnnounced((channel) => {
       // An error nobody listens for would crash the process; a plain close says enough then.
       channel.destroy(
         channel.listenerCount('error') > 0 ? new Error(`agent channel reset: ${reason}`) : undefined,
       )
-    }
+    })
     if (wasReady) this.emit('reset', reason)
   }
 }

@@ -1,73 +1,34 @@
-import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Duplex } from 'node:stream'
-import { type AgentClient, AgentService, InfoResponse, LaneServer, MuxSession } from '@vmctl/agent'
+import { type AgentClient, InfoResponse } from '@vmctl/agent'
 import { afterEach, describe, expect, test, vi } from 'vitest'
-import { socketPair } from '../test-support/socket-pair.js'
+import { cleanLanes, lane } from '../test-support/lane-harness.js'
 import { pollUntil } from '../util/timing.js'
 import { laneAgentClient } from '../vm/lane-client.js'
-import { AgentProxy } from './agent-proxy.js'
 
 // The supervisor's proxy between a lane client and both multiplexers over a socket pair standing
-// in for the port, with a fake agent: what a client is told when the session goes under its call.
+// in for the port, with a fake agent (lane-harness.ts): what a client is told when the session goes
+// under its call.
 
 const cleanups: Array<() => void> = []
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup()
+  cleanLanes()
 })
 
+type HeldCall = { on: (event: string, listener: () => void) => void }
+
+/** The harness's lane, whose info() holds a client's calls (for a reset under one) or answers them. */
 async function proxied(options: { guestKnowsLane: boolean; answer?: boolean }) {
-  const dir = mkdtempSync(join(tmpdir(), 'agent-proxy-'))
-  const [hostEnd, guestEnd] = await socketPair(join(dir, 'port'))
-  const host = new MuxSession('host')
-  const guest = new MuxSession('guest')
-  const held: Array<{ on: (event: string, listener: () => void) => void }> = []
+  const held: HeldCall[] = []
   const cancelled: number[] = []
-  const lane = new LaneServer()
   let answered = 0
-  lane.addService(AgentService, {
-    info: (call: (typeof held)[number], callback: (e: null, r: unknown) => void) => {
-      // The first call of a client is held (for a reset under it), unless it asks to be answered.
-      if (options.answer) return callback(null, InfoResponse.fromPartial({ hostname: `call ${++answered}` }))
-      held.push(call)
-      call.on('cancelled', () => cancelled.push(held.indexOf(call)))
-    },
-  } as never)
-  guest.on('channel', (channel: Duplex, service) => {
-    channel.on('error', () => {})
-    if (!options.guestKnowsLane || !lane.serve(channel, service)) channel.destroy()
-  })
-  guest.attach(guestEnd)
-  host.attach(hostEnd)
-  const proxy = new AgentProxy(host)
-  const rawSocket = join(dir, 'raw.sock')
-  await proxy.listen(join(dir, 'agent.sock'), rawSocket)
-  const grpcCalls: string[] = []
-  const grpc = {
-    info: (...args: unknown[]) => {
-      grpcCalls.push('info')
-      const callback = args.at(-1) as (e: null, r: unknown) => void
-      callback(null, InfoResponse.fromPartial({ hostname: 'over-grpc' }))
-    },
-  } as unknown as AgentClient
-  cleanups.push(() => {
-    proxy.close()
-    hostEnd.destroy()
-    guestEnd.destroy()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return {
-    client: laneAgentClient({ rawSocket }, () => grpc),
-    host,
-    held,
-    cancelled,
-    grpcCalls,
-    proxy,
-    dir,
-    rawSocket,
+  const info = (call: HeldCall, callback: (e: null, r: unknown) => void) => {
+    if (options.answer) return callback(null, InfoResponse.fromPartial({ hostname: `call ${++answered}` }))
+    held.push(call)
+    call.on('cancelled', () => cancelled.push(held.indexOf(call)))
   }
+  return { ...(await lane({ guestKnowsLane: options.guestKnowsLane, handlers: { info } })), held, cancelled }
 }
 
 function info(client: AgentClient) {

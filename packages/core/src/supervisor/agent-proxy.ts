@@ -1,6 +1,7 @@
 import type net from 'node:net'
 import { status as grpcStatus } from '@grpc/grpc-js'
 import { encodeStatus, LANE_SERVICE_PREFIX, MuxSession, SpliceEnd } from '@vmctl/agent'
+import { takeFirstLine } from '../util/take-first-line.js'
 import { listen } from '../util/unix-socket.js'
 import { mark } from './restore-timeline.js'
 
@@ -32,7 +33,7 @@ export class AgentProxy {
   async listen(agentSocket: string, rawSocket: string): Promise<void> {
     // Half-open for byte channels: a client that ends its side (a raw sink) still gets the answer.
     this.servers.push(await listen(agentSocket, true, (socket) => this.onClient(socket)))
-    this.servers.push(await listen(rawSocket, true, (socket) => this.onRawClient(socket)))
+    this.servers.push(await listen(rawSocket, true, (socket) => void this.onRawClient(socket)))
   }
 
   /** From now on, connections are closed at once (the VM is stopped or going down), until accept(). */
@@ -49,23 +50,15 @@ export class AgentProxy {
     for (const server of this.servers) server.close()
   }
 
-  private onRawClient(socket: net.Socket): void {
-    let head = Buffer.alloc(0)
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      const newline = head.indexOf(0x0a)
-      if (newline < 0) return
-      socket.off('data', onData)
-      socket.pause()
-      const rest = head.subarray(newline + 1)
-      if (rest.length > 0) socket.unshift(rest)
-      const service = head.subarray(0, newline).toString('utf8')
-      if (service === CALL_RELAY_SERVICE) this.onRelayClient(socket)
-      else this.onClient(socket, service)
-      socket.resume()
-    }
-    socket.on('data', onData)
+  /** A connection's first line names its service; what follows is the service's bytes. */
+  private async onRawClient(socket: net.Socket): Promise<void> {
     socket.on('error', () => {})
+    const service = await takeFirstLine(socket)
+    // Gone before it said what it wants, or not a vmctl client: nothing to relay.
+    if (service === undefined) return void socket.destroy()
+    if (service === CALL_RELAY_SERVICE) this.onRelayClient(socket)
+    else this.onClient(socket, service)
+    socket.resume()
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   MuxSession,
 } from '@vmctl/agent'
 import { AgentProxy, CALL_RELAY_SERVICE } from '../supervisor/agent-proxy.js'
+import { takeFirstLine } from '../util/take-first-line.js'
 import { laneAgentClient } from '../vm/lane-client.js'
 import { socketPair } from './socket-pair.js'
 
@@ -30,8 +31,15 @@ export function cleanLanes(): void {
   for (const cleanup of cleanups.splice(0)) cleanup()
 }
 
-/** A lane server with fake handlers behind a real proxy, and a lane client of it. */
-export async function lane(options: { guestKnowsLane?: boolean } = {}) {
+// biome-ignore lint/suspicious/noExplicitAny: fake handlers, called with the lane's call objects
+type Handler = (call: any, callback?: any) => void
+
+/**
+ * A lane server with fake handlers behind a real proxy, and a lane client of it. `handlers`
+ * replaces the fakes of those names (a test's own info, say); `host` is the supervisor's end of the
+ * port (resetPeer() it for an agent that restarts under a call).
+ */
+export async function lane(options: { guestKnowsLane?: boolean; handlers?: Record<string, Handler> } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'lane-'))
   const [hostEnd, guestEnd] = await socketPair(join(dir, 'port'))
   const host = new MuxSession('host')
@@ -39,8 +47,7 @@ export async function lane(options: { guestKnowsLane?: boolean } = {}) {
   const guest = new MuxSession('guest', (service) => service.startsWith(LANE_SERVICE_PREFIX))
   const seen = { cancelled: [] as string[], pushed: 0 }
   const laneServer = new LaneServer()
-  // biome-ignore lint/suspicious/noExplicitAny: fake handlers, called with the lane's call objects
-  const handlers: Record<string, (call: any, callback?: any) => void> = {
+  const handlers: Record<string, Handler> = {
     info: (_call, callback) => callback(null, InfoResponse.fromPartial({ hostname: 'fake-guest' })),
     shutdown: (_call, callback) => callback({ code: status.FAILED_PRECONDITION, details: 'no power here' }),
     logs: () => {
@@ -76,6 +83,7 @@ export async function lane(options: { guestKnowsLane?: boolean } = {}) {
       })
     },
   }
+  Object.assign(handlers, options.handlers)
   laneServer.addService(AgentService, handlers as Record<keyof typeof AgentService, unknown>)
   guest.on('channel', (channel: Duplex) => channel.destroy())
   guest.on('call', (channel, service) => {
@@ -89,8 +97,10 @@ export async function lane(options: { guestKnowsLane?: boolean } = {}) {
   await proxy.listen(join(dir, 'agent.sock'), rawSocket)
   const grpcCalls: string[] = []
   const grpc = {
-    info: (_r: unknown, _m: unknown, _o: unknown, callback: (e: null, r: unknown) => void) => {
+    // As grpc-js's: metadata and options may be left out, the callback is the last argument.
+    info: (...args: unknown[]) => {
       grpcCalls.push('info')
+      const callback = args.at(-1) as (e: null, r: unknown) => void
       callback(null, InfoResponse.fromPartial({ hostname: 'over-grpc' }))
     },
   } as unknown as AgentClient
@@ -101,7 +111,7 @@ export async function lane(options: { guestKnowsLane?: boolean } = {}) {
     guestEnd.destroy()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { client, seen, grpcCalls, proxy, rawSocket, grpc }
+  return { client, seen, grpcCalls, proxy, rawSocket, grpc, host, dir }
 }
 
 /** A unary call as a promise. */
@@ -123,29 +133,22 @@ export async function frontSocket(rawSocket: string, relay: (index: number) => '
   const path = `${rawSocket}.front`
   const lines: string[] = []
   let relays = 0
-  const server = net.createServer((socket) => {
-    let head = Buffer.alloc(0)
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      const newline = head.indexOf(0x0a)
-      if (newline < 0) return
-      socket.off('data', onData)
-      const line = head.subarray(0, newline).toString()
-      lines.push(line)
-      const held = line === CALL_RELAY_SERVICE ? relay(relays++) : 0
-      if (held === 'drop') return void socket.destroy()
-      socket.pause()
-      setTimeout(() => {
-        const back = net.connect(rawSocket)
-        back.write(head)
-        socket.pipe(back).pipe(socket)
-        socket.on('error', () => back.destroy())
-        back.on('error', () => socket.destroy())
-        socket.on('close', () => back.destroy())
-        back.on('close', () => socket.destroy())
-      }, held)
-    }
-    socket.on('data', onData)
+  const server = net.createServer(async (socket) => {
+    const line = await takeFirstLine(socket)
+    if (line === undefined) return void socket.destroy()
+    lines.push(line)
+    const held = line === CALL_RELAY_SERVICE ? relay(relays++) : 0
+    if (held === 'drop') return void socket.destroy()
+    // The socket stays paused (takeFirstLine) until the pipe: what came after the line waits in it.
+    setTimeout(() => {
+      const back = net.connect(rawSocket)
+      back.write(`${line}\n`)
+      socket.pipe(back).pipe(socket)
+      socket.on('error', () => back.destroy())
+      back.on('error', () => socket.destroy())
+      socket.on('close', () => back.destroy())
+      back.on('close', () => socket.destroy())
+    }, held)
   })
   await new Promise<void>((resolve) => server.listen(path, resolve))
   return {

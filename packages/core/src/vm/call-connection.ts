@@ -1,6 +1,7 @@
 import net from 'node:net'
 import { CallChannel, MuxSession } from '@vmctl/agent'
 import { CALL_RELAY_SERVICE, RELAY_GREETING } from '../supervisor/agent-proxy.js'
+import { takeFirstLine } from '../util/take-first-line.js'
 
 /** Gets a channel for one call, or undefined: that call then takes a connection of its own. */
 type Use = (channel: CallChannel | undefined) => void
@@ -76,30 +77,22 @@ export class CallConnection {
     this.socket = socket
     socket.setNoDelay(true)
     let connected = false
-    let head = Buffer.alloc(0)
-    const onGreeting = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      const newline = head.indexOf(0x0a)
-      if (newline < 0) return
-      socket.off('data', onGreeting)
-      if (head.subarray(0, newline + 1).toString('latin1') !== RELAY_GREETING) {
-        socket.destroy()
-        return
-      }
-      const rest = head.subarray(newline + 1)
-      if (rest.length > 0) socket.unshift(rest)
+    socket.on('connect', () => {
+      connected = true
+    })
+    socket.on('error', () => {})
+    void takeFirstLine(socket).then((greeting) => {
+      // Anything but the greeting (a close before it, included) is a supervisor without the relay:
+      // the close below tells the waiting calls.
+      if (`${greeting}\n` !== RELAY_GREETING) return void socket.destroy()
       const session = new MuxSession('host')
       session.attach(socket, { relayed: true })
+      socket.resume()
       this.session = session
       this.alone = { until: 0, nextMs: 0 }
       this.settle('ready')
       if (session.openChannels === 0) socket.unref()
-    }
-    socket.on('connect', () => {
-      connected = true
     })
-    socket.on('data', onGreeting)
-    socket.on('error', () => {})
     socket.on('close', () => {
       if (this.socket !== socket) return
       this.socket = undefined
