@@ -125,7 +125,9 @@ async function spareParked() {
   const deadline = performance.now() + 300_000
   while (performance.now() < deadline) {
     const parked = listVms().find(
-      (v) => v.status?.spare === 'parked' && JSON.parse(readFileSync(v.directory.launchFile, 'utf8')).creatorPid === process.pid,
+      (v) =>
+        v.status?.spare === 'parked' &&
+        JSON.parse(readFileSync(v.directory.launchFile, 'utf8')).creatorPid === process.pid,
     )
     if (parked) return parked.status
     await new Promise((r) => setTimeout(r, 50))
