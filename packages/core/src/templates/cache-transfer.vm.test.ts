@@ -21,10 +21,13 @@ import { runCommand } from '../test-support/run-command.js'
 // apt-get install zstd.
 const work = mkdtempSync(join(tmpdir(), 'vmctl-cache-transfer-'))
 const saved = { XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, VMCTL_CACHE_DIR: process.env.VMCTL_CACHE_DIR }
-afterAll(() => {
+function restoreCacheEnv(): void {
   for (const [name, value] of Object.entries(saved))
     if (value === undefined) delete process.env[name]
     else process.env[name] = value
+}
+afterAll(() => {
+  restoreCacheEnv()
   rmSync(work, { recursive: true, force: true })
 })
 
@@ -49,6 +52,10 @@ describe('a cache moved to another host (vm)', () => {
     timeout: 900_000,
   }, async () => {
     await expect(sh('command -v zstd'), 'zstd is missing: apt-get install zstd').resolves.toBeDefined()
+    // A retry starts where the run did: with vmctl's own cache, and the runners' homes gone.
+    restoreCacheEnv()
+    rmSync(join(work, 'runner-a'), { recursive: true, force: true })
+    rmSync(join(work, 'runner-b'), { recursive: true, force: true })
     // A new cache holding only the kernel (copied: no download), as on a first CI run.
     const kernel = locateKernel()
     const kernelDir = realpathSync(dirname(kernel.image))
