@@ -1,11 +1,22 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { guestHelperPaths } from '@vmctl/agent'
 import { afterAll, describe, expect, test } from 'vitest'
 import { BootFailedError, cacheDir, VM, type VmOptions } from '../index.js'
+import { runtimeDir } from '../paths.js'
 import { eventually, qemuPidsOf, vmDirectoryExists } from '../test-support/vm-processes.js'
+import { pollUntil } from '../util/timing.js'
 
 /**
  * Boots that cannot succeed end within seconds with the guest's own words (its init's
@@ -109,5 +120,37 @@ describe('vm: a boot that cannot succeed fails fast with the cause', () => {
       /no disk has the serial 'nope' of vmctl's runtime disk \(disks: vd\w+:'vmctl-runtime'/,
     )
     expect(error.message).toMatch(/do not set vmctl_runtime_serial/)
+  })
+
+  test('a supervisor killed mid-boot: the error says so, with what it logged, and nothing is left', async () => {
+    const name = `sup-killed-${process.pid}`
+    const status = join(runtimeDir(), 'vms', name, 'status.json')
+    // Its steps in its log (this process has loaded its own log quiet); a cold boot, so that it is
+    // still booting well after its QEMU started and the caller attached, with KVM too.
+    process.env.DEBUG = 'vmctl:supervisor'
+    process.env.VMCTL_TEMPLATES = '0'
+    const booting = VM.up({ name }).catch((e: unknown) => e)
+    const pid = await pollUntil(
+      () => {
+        const read = existsSync(status) ? JSON.parse(readFileSync(status, 'utf8')) : undefined
+        return read?.qemuPid ? read.pid : undefined
+      },
+      { timeoutMs: 30_000, everyMs: 5 },
+    )
+    delete process.env.DEBUG
+    delete process.env.VMCTL_TEMPLATES
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    process.kill(pid, 'SIGKILL')
+    const error = await booting
+    expect(error, String(error)).toBeInstanceOf(BootFailedError)
+    expect((error as Error).message).toMatch(
+      /exited during boot without a word \(pid \d+: killed, or crashed\); its log ends:/,
+    )
+    expect((error as Error).message).toMatch(/supervisor running \d+ ms after its process started/)
+    await eventually(
+      () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
+      5_000,
+      'QEMU and VM directory gone',
+    )
   })
 })

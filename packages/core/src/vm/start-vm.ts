@@ -14,11 +14,13 @@ import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
 import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
 import { spareVmReady, takeSpareVm } from './spare-vm.js'
-import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
+import { connectControl, logTail, spawnSupervisor } from './supervisor-spawn.js'
 import type { VmParts } from './vm-connection.js'
 import type { VmOptions } from './vm-options.js'
 
 const log = logger('boot')
+/** The control socket closed before the supervisor said ready or failed. */
+const SUPERVISOR_CLOSED = 'the VM supervisor exited during boot without a word'
 
 /**
  * The caller's half of a boot: prepares the launch (prepare-launch.ts), starts the VM's supervisor
@@ -68,6 +70,16 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
       vmBooted()
       spareVmReady(spec, keepSpare)
       return { status: outcome.status, control, directory, env, agent: agentClient(directory), networks }
+    }
+    if (outcome.event === 'exited' && outcome.reason === SUPERVISOR_CLOSED) {
+      // No word from it: it crashed or was killed. What it logged last is the cause, and its
+      // directory is still there (a supervisor removes it only when it ends by itself).
+      await pollUntil(() => !isAlive(supervisor.pid), { timeoutMs: 2_000, everyMs: 20 })
+      const logged = logTail(directory.supervisorLog)
+      const why = `${SUPERVISOR_CLOSED} (pid ${supervisor.pid}: killed, or crashed); ${
+        logged ? `its log ends:\n${logged}` : 'its log is empty (DEBUG=vmctl:supervisor logs its steps)'
+      }`
+      throw new BootFailedError(spec.name, why, logTail(directory.consoleLog))
     }
     throw bootError(spec.name, outcome.event === 'failed' ? outcome.error : undefined, outcome)
   } catch (error) {
@@ -130,7 +142,7 @@ function waitForBoot(
     })
     control.on('close', () => {
       clearTimeout(timer)
-      resolve({ event: 'exited', reason: 'the VM supervisor exited during boot', consoleTail: '' })
+      resolve({ event: 'exited', reason: SUPERVISOR_CLOSED, consoleTail: '' })
     })
     void control.request({ op: 'attach', lease: true })
   })

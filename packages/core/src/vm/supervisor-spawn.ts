@@ -37,13 +37,15 @@ export async function connectControl(
   })
   if (control) return control
   const what = isAlive(pid) ? 'did not start' : 'exited during start-up'
-  throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor ${what}:\n${tail(directory.supervisorLog)}`)
+  const logged = logTail(directory.supervisorLog) || '(no supervisor log)'
+  throw new VmctlError('SUPERVISOR_FAILED', `the VM supervisor ${what}:\n${logged}`)
 }
 
-function tail(path: string): string {
+/** The last `lines` lines of a VM's log (its supervisor's, its console); '' when empty or missing. */
+export function logTail(path: string, lines = 15): string {
   try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
   } catch {
-    return '(no supervisor log)'
+    return ''
   }
 }
