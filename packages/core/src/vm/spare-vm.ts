@@ -55,10 +55,7 @@ function eligible(spec: LaunchSpec): boolean {
   return spec.templates && !spec.persistent && !spec.image && !spec.networkSockets?.length
 }
 
-/**
- * Called by VM.up() once its VM is ready: starts a spare like it when it keeps one and none
- * waits. Whether one waits now (a spare supervisor is then of no use: the spare has its own).
- */
+/** Called by VM.up() once its VM is ready: starts a spare like it when it keeps one and none waits. */
 export function spareVmReady(spec: LaunchSpec, keepSpare: boolean): void {
   if (!keepSpare || spare || process.env.VMCTL_SPARE_VM === '0' || !eligible(spec)) return
   try {
@@ -68,7 +65,10 @@ export function spareVmReady(spec: LaunchSpec, keepSpare: boolean): void {
   }
 }
 
-/** Whether a spare VM waits (or boots) for this process's next VM.up(). */
+/**
+ * Whether a spare VM waits (or boots) for this process's next VM.up(): a spare supervisor is then
+ * of no use (the spare has its own).
+ */
 export function spareVmWaiting(): boolean {
   return spare !== undefined
 }
@@ -135,9 +135,8 @@ export interface TakenSpare {
 
 /**
  * Called by VM.up() once its launch is prepared (`spec` written in `directory`): takes the spare
- * when it is of this definition and gives it this VM's name. Undefined:
- * no spare was taken (none, another definition, or it failed): the directory is as it was and
- * VM.up() boots its own. `budgetMs`: how long the adopted spare may take to report ready.
+ * when it is of this definition and gives it this VM's name. Undefined: no spare was taken (none,
+ * another definition, or it failed): the directory is as it was and VM.up() boots its own. `budgetMs`: how long the adopted spare may take to report ready.
  */
 export async function takeSpareVm(
   spec: LaunchSpec,
