@@ -3,7 +3,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { type ServiceError, status } from '@grpc/grpc-js'
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js'
 import {
   type AgentClient,
   AgentService,
@@ -121,6 +121,17 @@ export function unary<T>(
   return new Promise((resolve, reject) =>
     start((error, response) => (error ? reject(error) : resolve(response!))),
   )
+}
+
+/** A pull left running: `answered` once its first message came, `ended` with its error (or 'ended'). */
+export function pullInFlight(client: AgentClient, path: string) {
+  const call = client.pull({ path, directory: false }, new Metadata(), {})
+  const answered = new Promise((resolve) => call.once('data', resolve))
+  const ended = new Promise((resolve) => {
+    call.on('error', resolve)
+    call.on('end', () => resolve('ended'))
+  })
+  return { answered, ended }
 }
 
 /**

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { Metadata, status } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
 import { afterEach, describe, expect, test } from 'vitest'
-import { cleanLanes, frontSocket, lane, unary } from '../test-support/lane-harness.js'
+import { cleanLanes, frontSocket, lane, pullInFlight, unary } from '../test-support/lane-harness.js'
 import { pollUntil, sleep } from '../util/timing.js'
 import { closeAgentClient } from './agent-client.js'
 import { laneAgentClient } from './lane-client.js'
@@ -14,21 +14,10 @@ const cancelled = (reason: string) => ({
   details: `the call was cancelled: ${reason}`,
 })
 
-/** A pull: `answered` once its first message came, `ended` with its error (or 'ended'). */
-function pull(client: AgentClient, path: string) {
-  const call = client.pull({ path, directory: false }, new Metadata(), {})
-  const answered = new Promise((resolve) => call.once('data', resolve))
-  const ended = new Promise((resolve) => {
-    call.on('error', resolve)
-    call.on('end', () => resolve('ended'))
-  })
-  return { answered, ended }
-}
-
 describe('closing a lane client (its renewal after an agent restart or a stop)', () => {
   test('a call in flight on the kept connection fails CANCELLED with the reason, and the guest sees it cancelled', async () => {
     const { client, seen } = await lane()
-    const call = pull(client, '/forever')
+    const call = pullInFlight(client, '/forever')
     await call.answered
     closeAgentClient(client, 'the guest agent process died (test)')
     // Before: UNAVAILABLE 'the agent channel closed before the call ended', after a reset.
@@ -72,7 +61,7 @@ describe('closing a lane client (its renewal after an agent restart or a stop)',
     const client = laneAgentClient({ rawSocket: '/nonexistent/raw.sock' }, () => grpc)
     process.env.VMCTL_AGENT_TRANSPORT = 'grpc'
     try {
-      const call = pull(client, '/forever')
+      const call = pullInFlight(client, '/forever')
       closeAgentClient(client, 'test')
       // Before: the call ran on (grpc-js's close leaves started calls alone).
       expect(await Promise.race([call.ended, sleep(2_000).then(() => 'still running')])).toMatchObject({

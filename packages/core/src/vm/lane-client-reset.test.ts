@@ -2,7 +2,7 @@ import { Metadata, status } from '@grpc/grpc-js'
 import { type AgentClient, InfoResponse } from '@vmctl/agent'
 import { afterEach, describe, expect, test } from 'vitest'
 import { CALL_RELAY_SERVICE } from '../supervisor/agent-proxy.js'
-import { cleanLanes, frontSocket, lane, unary } from '../test-support/lane-harness.js'
+import { cleanLanes, frontSocket, lane, pullInFlight, unary } from '../test-support/lane-harness.js'
 import { pollUntil } from '../util/timing.js'
 import { laneAgentClient } from './lane-client.js'
 
@@ -43,17 +43,6 @@ async function resettableLane(connection: 'kept' | 'own', holdFirstInfo: boolean
 
 const info = (client: AgentClient) => unary<InfoResponse>((cb) => client.info({}, new Metadata(), {}, cb))
 
-/** A pull: `answered` once its first message came, `ended` with its error (or 'ended'). */
-function pull(client: AgentClient, path: string) {
-  const call = client.pull({ path, directory: false }, new Metadata(), {})
-  const answered = new Promise((resolve) => call.once('data', resolve))
-  const ended = new Promise((resolve) => {
-    call.on('error', resolve)
-    call.on('end', () => resolve('ended'))
-  })
-  return { answered, ended }
-}
-
 describe.each([
   { connection: 'kept', over: "the client's kept connection" },
   { connection: 'own', over: 'a connection of its own' },
@@ -81,7 +70,7 @@ describe.each([
   test('with its answer under way: it fails UNAVAILABLE, the guest sees it cancelled, the next call works', async () => {
     const { client, host, seen, front, grpcCalls } = await resettableLane(connection, false)
     try {
-      const call = pull(client, '/forever')
+      const call = pullInFlight(client, '/forever')
       await call.answered
       host.resetPeer(RESET)
       // No reason here: once bytes of the answer went to the client, the supervisor cannot tell
