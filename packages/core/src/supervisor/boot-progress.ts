@@ -38,9 +38,16 @@ export interface HangBounds {
 export const HEALTHY_FIRST_LINE_CPU_MS = 7_000
 
 /**
- * Four times the worst healthy boot is far from a slow boot (most print their first byte in a
- * twentieth of it), and still well under the 180 s deadline in wall time for a guest that spins
- * (QEMU got about half a core at load 20 here).
+ * QEMU's CPU time to a healthy cold boot's agent line, the worst of the same 6 boots (9.9-10.3 s):
+ * no silence between two of a healthy boot's bytes lasts longer than the whole boot.
+ */
+export const HEALTHY_BOOT_CPU_MS = 10_500
+
+/**
+ * Four times the worst healthy boot's first line is far from a slow boot (most print their first
+ * byte in a twentieth of it), over twice a whole healthy boot (the bound for silence after a byte
+ * too), and still well under the 180 s deadline in wall time for a guest that spins (QEMU got
+ * about half a core at load 20 here).
  */
 export const DEFAULT_HANG_BOUNDS: HangBounds = { cpuMs: 4 * HEALTHY_FIRST_LINE_CPU_MS, notRunningSamples: 3 }
 
@@ -68,35 +75,61 @@ export function hangBoundsFor(kernelArgs: readonly string[], qemuArgs: readonly 
  */
 const STOPPED_ON_PURPOSE = new Set(['debug', 'suspended'])
 
+/** What the watch carries from one sample to the next. */
+export interface BootWatchState {
+  /** Samples in a row, up to the last, with the vCPUs not running and no new byte. */
+  notRunningSamples: number
+  /** Guest bytes at the last sample. */
+  guestBytes: number
+  /** QEMU's CPU time when the last new byte was seen (0: none yet, counted from QEMU's start). */
+  cpuMsAtLastByte: number
+}
+
+export const BOOT_WATCH_START: BootWatchState = { notRunningSamples: 0, guestBytes: 0, cpuMsAtLastByte: 0 }
+
 export type BootProgressVerdict =
-  | { verdict: 'progressed' }
-  | { verdict: 'waiting'; notRunningSamples: number }
+  | { verdict: 'progressed' | 'waiting'; state: BootWatchState }
   | { verdict: 'hung'; reason: string }
 
 /**
- * The verdict on `sample`, given how many samples before it in a row had the vCPUs not running.
- * A status QMP did not give resets that count: a QEMU too starved to answer is judged on its CPU
- * time alone.
+ * The verdict on `sample`, given what the samples before it left (`state`). New bytes from the
+ * guest are progress: the CPU bound counts from the last of them, so a guest that printed its
+ * first lines and then went silent (a stall inside the kernel's boot, before the init's line) is
+ * judged as one that never printed. A status QMP did not give resets the not-running count: a
+ * QEMU too starved to answer is judged on its CPU time alone.
  */
 export function judgeBootProgress(
   sample: BootProgressSample,
-  notRunningBefore: number,
+  state: BootWatchState,
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
 ): BootProgressVerdict {
-  if (sample.guestBytes > 0) return { verdict: 'progressed' }
+  if (sample.guestBytes > state.guestBytes)
+    return {
+      verdict: 'progressed',
+      state: {
+        notRunningSamples: 0,
+        guestBytes: sample.guestBytes,
+        cpuMsAtLastByte: sample.cpuMs ?? state.cpuMsAtLastByte,
+      },
+    }
   const chosen =
     STOPPED_ON_PURPOSE.has(sample.status ?? '') || bounds.debuggerStops?.includes(sample.status ?? '')
   const notRunning =
-    sample.status !== undefined && sample.status !== 'running' && !chosen ? notRunningBefore + 1 : 0
+    sample.status !== undefined && sample.status !== 'running' && !chosen ? state.notRunningSamples + 1 : 0
+  const silence = state.guestBytes === 0 ? 'the guest has sent nothing' : 'the guest has sent nothing more'
   if (notRunning >= bounds.notRunningSamples)
     return {
       verdict: 'hung',
-      reason: `QEMU is not running the guest's vCPUs (QMP status '${sample.status}') and the guest has sent nothing`,
+      reason: `QEMU is not running the guest's vCPUs (QMP status '${sample.status}') and ${silence}`,
     }
-  if (sample.cpuMs !== undefined && sample.cpuMs >= bounds.cpuMs)
+  const silentCpuMs = sample.cpuMs === undefined ? undefined : sample.cpuMs - state.cpuMsAtLastByte
+  if (silentCpuMs !== undefined && silentCpuMs >= bounds.cpuMs)
     return {
       verdict: 'hung',
-      reason: `QEMU used ${(sample.cpuMs / 1000).toFixed(1)} s of CPU time and the guest has sent nothing, not a console byte (a healthy boot prints its first line within ${HEALTHY_FIRST_LINE_CPU_MS / 1000} s of CPU)`,
+      reason:
+        state.guestBytes === 0
+          ? `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time and the guest has sent nothing, not a console byte (a healthy boot prints its first line within ${HEALTHY_FIRST_LINE_CPU_MS / 1000} s of CPU)`
+          : `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time since the guest's last byte (${state.guestBytes} bytes in all; a healthy boot is past its agent's start within ${HEALTHY_BOOT_CPU_MS / 1000} s of CPU)`,
     }
-  return { verdict: 'waiting', notRunningSamples: notRunning }
+  return { verdict: 'waiting', state: { ...state, notRunningSamples: notRunning } }
 }

@@ -2,6 +2,7 @@ import type { logger } from '../log.js'
 import { processCpuMs } from '../util/process-cpu.js'
 import { sleep } from '../util/timing.js'
 import {
+  BOOT_WATCH_START,
   type BootProgressSample,
   DEFAULT_HANG_BOUNDS,
   type HangBounds,
@@ -24,8 +25,9 @@ export interface HungGuestWatch {
 }
 
 /**
- * Watches a cold-booting QEMU until its guest sends its first byte (`guestBytes`: console, ports),
- * `stop()` is called or QEMU exits. When the guest is taken for hung, what QMP says of its vCPUs (`query-status`,
+ * Watches a cold-booting QEMU until `stop()` is called (its boot reached what the caller waited
+ * for) or QEMU exits: its guest must keep sending bytes (`guestBytes`: console, ports, the agent's
+ * handshake) within the bounds of boot-progress.ts. When the guest is taken for hung, what QMP says of its vCPUs (`query-status`,
  * `query-cpus-fast`, `info registers`) and QEMU's CPU time go to the supervisor's log first, so a
  * stall leaves its evidence behind (docs/vm-test-stalls.md), then `hung` rejects.
  */
@@ -39,7 +41,7 @@ export function watchForHungGuest(
   const { signal } = stopper
   const hung = (async (): Promise<never> => {
     const started = performance.now()
-    let notRunning = 0
+    let state = BOOT_WATCH_START
     while (!signal.aborted && qemu.alive) {
       await sleep(SAMPLE_EVERY_MS, signal).catch(() => {})
       if (signal.aborted || !qemu.alive) break
@@ -48,15 +50,7 @@ export function watchForHungGuest(
         cpuMs: processCpuMs(qemu.pid),
         status: await qmpStatus(qemu),
       }
-      const judged = judgeBootProgress(sample, notRunning, bounds)
-      if (judged.verdict === 'progressed') {
-        log(
-          'boot progress: the first byte from the guest by %d ms of QEMU CPU time, %d ms of wall time',
-          Math.round(sample.cpuMs ?? -1),
-          Math.round(performance.now() - started),
-        )
-        break
-      }
+      const judged = judgeBootProgress(sample, state, bounds)
       if (judged.verdict === 'hung') {
         log(
           'hung guest: %s (%d ms of wall time since QEMU started)',
@@ -66,9 +60,15 @@ export function watchForHungGuest(
         await logQmpState(qemu, log)
         throw new HungGuest(judged.reason)
       }
-      notRunning = judged.notRunningSamples
+      if (judged.verdict === 'progressed' && state.guestBytes === 0)
+        log(
+          'boot progress: the first byte from the guest by %d ms of QEMU CPU time, %d ms of wall time',
+          Math.round(sample.cpuMs ?? -1),
+          Math.round(performance.now() - started),
+        )
+      state = judged.state
     }
-    // Progress, stopped, or QEMU gone (the boot's own wait sees that): nothing more to say.
+    // Stopped, or QEMU gone (the boot's own wait sees that): nothing more to say.
     return new Promise<never>(() => {})
   })()
   // A rejection nobody awaits (the boot ended otherwise first) must not end the process.

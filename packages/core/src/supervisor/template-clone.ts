@@ -24,6 +24,7 @@ import type { AgentLink } from './agent-link.js'
 import { warmUpAgent } from './agent-warm-up.js'
 import { BootFailure, type Deadline, isBootTimeout, withinDeadline } from './boot-deadline.js'
 import type { ConsoleLog } from './console-log.js'
+import { bootWatchingForHangs, startColdQemu } from './hang-retry.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { AGENT_HEALTH_SERVICE, healthClient, untilHealthy, untilReady } from './readiness.js'
 import { mark, watchQemu } from './restore-timeline.js'
@@ -218,15 +219,25 @@ export class TemplateClone {
     let qemu: QemuProcess | undefined
     const health = healthClient(this.ctx.agentSocket)
     try {
-      qemu = this.ctx.startQemu({ memoryFile: { path: files.ram, shared: true }, deferRoot: true })
-      const within = <T>(work: Promise<T>) => withinDeadline(work, qemu, deadline)
-      await within(this.ctx.link.connect(qemu))
-      await within(untilHealthy(health, AGENT_HEALTH_SERVICE, deadline, this.ctx.log))
+      // A cold boot, watched for a guest that hangs on the way (hang-retry.ts); a second try starts
+      // over with a new RAM file.
+      const variant: QemuVariant = { memoryFile: { path: files.ram, shared: true }, deferRoot: true }
+      const start = () => {
+        rmSync(files.ram, { force: true })
+        qemu = startColdQemu(this.ctx, variant)
+        return qemu
+      }
+      const booting = async (booted: QemuProcess) => {
+        await this.ctx.link.connect(booted)
+        await untilHealthy(health, AGENT_HEALTH_SERVICE, deadline, this.ctx.log)
+      }
+      const booted = await bootWatchingForHangs(this.ctx, start(), start, booting, deadline)
+      const within = <T>(work: Promise<T>) => withinDeadline(work, booted, deadline)
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
-      await within(qemu.setupPort)
+      await within(booted.setupPort)
       this.ctx.log('%s', await within(warmUpAgent(this.ctx, deadline.at)))
-      await within(saveState(qemu, this.ctx.link, files.state, true))
-      await qemu.kill()
+      await within(saveState(booted, this.ctx.link, files.state, true))
+      await booted.kill()
       this.ctx.link.dropPort()
       // Its boot's console goes with it: cloned VMs show it, so a failure's console tail still
       // has the kernel's and the init's lines.
