@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { VmStoppedError } from './errors.js'
+import { BootTimeoutError, VmStoppedError } from './errors.js'
 
 // The fix a VmStoppedError gives must work in the state it names: start() during a restart
 // queues behind it and is refused "already running".
@@ -18,5 +18,33 @@ describe('VmStoppedError: a fix that works in each state', () => {
 
   test('stopped: start() it', () => {
     expect(new VmStoppedError('web', 'stopped').message).toMatch(/Fix: await vm.start\(\) first/)
+  })
+})
+
+// A timeout's advice follows what QEMU's CPU time says: a slow boot wants more time, a stuck one does not.
+describe('BootTimeoutError: slow or stuck, from the CPU time its QEMU used', () => {
+  const timeout = (qemu?: { cpuMs: number; ranMs: number }) =>
+    new BootTimeoutError('web', 180_000, 'tcg', 'last line', 'the agent did not report healthy in time', qemu)
+      .message
+
+  test('a guest that worked most of the time: slow, raise the timeout', () => {
+    const message = timeout({ cpuMs: 150_000, ranMs: 180_000 })
+    expect(message).toContain('Its QEMU used 150.0 s of CPU time in 180.0 s: the guest was working.')
+    expect(message).toContain('raise bootTimeoutMs if the machine is busy')
+  })
+
+  test('a guest that used under a tenth of the time: stuck, more time will not help', () => {
+    const message = timeout({ cpuMs: 2_100, ranMs: 180_000 })
+    expect(message).toContain(
+      'Its QEMU used 2.1 s of CPU time in 180.0 s: the guest was waiting, not working',
+    )
+    expect(message).not.toContain('raise bootTimeoutMs')
+  })
+
+  test('without the figures, the advice is as before', () => {
+    expect(timeout()).toContain(
+      'Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.',
+    )
+    expect(timeout()).not.toContain('Its QEMU used')
   })
 })

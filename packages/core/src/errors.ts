@@ -57,13 +57,39 @@ export class InvalidOptionsError extends VmctlError {
 
 export class BootTimeoutError extends VmctlError {
   readonly consoleTail: string
-  constructor(name: string, timeoutMs: number, accel: string, consoleTail: string, detail = '') {
+  constructor(
+    name: string,
+    timeoutMs: number,
+    accel: string,
+    consoleTail: string,
+    detail = '',
+    /** The CPU time the VM's QEMU used in the wall time it ran, where the supervisor could read it. */
+    qemu?: { cpuMs: number; ranMs: number },
+  ) {
     super(
       'BOOT_TIMEOUT',
-      `VM ${name} did not become ready within ${(timeoutMs / 1000).toFixed(0)} s (${accel}${detail ? `; ${detail}` : ''}). QEMU was stopped.${accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''}\nLast console lines:\n${indent(consoleTail)}`,
+      `VM ${name} did not become ready within ${(timeoutMs / 1000).toFixed(0)} s (${accel}${detail ? `; ${detail}` : ''}). QEMU was stopped.${timeoutAdvice(accel, qemu)}\nLast console lines:\n${indent(consoleTail)}`,
     )
     this.consoleTail = consoleTail
   }
+}
+
+/** A guest that used less CPU than this share of the time it had was waiting, not working. */
+const IDLE_SHARE = 0.1
+
+/**
+ * What to do about a boot timeout. QEMU's CPU time tells a slow boot (a busy machine, TCG: more
+ * time helps) from a stuck one (a guest waiting for what never comes: more time does not).
+ */
+function timeoutAdvice(accel: string, qemu: { cpuMs: number; ranMs: number } | undefined): string {
+  const used =
+    qemu &&
+    ` Its QEMU used ${(qemu.cpuMs / 1000).toFixed(1)} s of CPU time in ${(qemu.ranMs / 1000).toFixed(1)} s`
+  if (qemu && qemu.ranMs > 0 && qemu.cpuMs / qemu.ranMs < IDLE_SHARE)
+    return `${used}: the guest was waiting, not working, so more time is unlikely to help; the console lines below show where it stopped.`
+  const slow =
+    accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''
+  return used ? `${used}: the guest was working.${slow}` : slow
 }
 
 export class BootFailedError extends VmctlError {

@@ -92,6 +92,8 @@ export interface ErrorPayload {
   consoleTail: string
   accel: string
   timeoutMs: number
+  /** A timeout's QEMU: the CPU time it used in the wall time it ran (a stuck guest uses little). */
+  qemu?: { cpuMs: number; ranMs: number }
 }
 
 export type ControlEvent =

@@ -8,6 +8,7 @@ import type { logger } from '../log.js'
 import { type QemuCommandPlan, qemuArguments } from '../qemu/qemu-command.js'
 import { qemuPlanFor } from '../qemu/qemu-plan.js'
 import { parseUsernetForwards, QmpClient } from '../qemu/qmp-client.js'
+import { processCpuMs } from '../util/process-cpu.js'
 import { sleep } from '../util/timing.js'
 import { connectWhenReady } from '../util/unix-socket.js'
 import type { ConsoleLog } from './console-log.js'
@@ -83,6 +84,9 @@ export class QemuProcess extends EventEmitter<{
   private exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined
   private qmpClient: QmpClient | undefined
   private firstOutput: (() => void) | undefined
+  private readonly startedAt = performance.now()
+  private cpuMsAtEnd: number | undefined
+  private endedAt: number | undefined
 
   constructor(options: QemuProcessOptions) {
     super()
@@ -129,6 +133,25 @@ export class QemuProcess extends EventEmitter<{
 
   get alive(): boolean {
     return this.exitStatus === undefined
+  }
+
+  /**
+   * CPU time this QEMU has used (summed over its threads), and the wall time since it was
+   * started: the CPU time read just before vmctl ended it, once it has. Undefined where /proc
+   * cannot say.
+   */
+  usage(): { cpuMs: number; ranMs: number } | undefined {
+    const cpuMs = this.alive ? processCpuMs(this.pid) : this.cpuMsAtEnd
+    return cpuMs === undefined
+      ? undefined
+      : { cpuMs, ranMs: (this.endedAt ?? performance.now()) - this.startedAt }
+  }
+
+  /** Notes the CPU time used before vmctl ends this QEMU (usage()). */
+  private noteUsage(): void {
+    if (!this.alive) return
+    this.cpuMsAtEnd = processCpuMs(this.pid)
+    this.endedAt = performance.now()
   }
 
   get pid(): number | undefined {
@@ -183,6 +206,7 @@ export class QemuProcess extends EventEmitter<{
   async kill(): Promise<void> {
     this.qmpClient?.close()
     if (!this.alive) return
+    this.noteUsage()
     this.child.kill('SIGKILL')
     await this.exited
   }
@@ -193,6 +217,7 @@ export class QemuProcess extends EventEmitter<{
    */
   async quit(graceMs: number): Promise<string | undefined> {
     if (!this.alive) return undefined
+    this.noteUsage()
     const how = this.qmpClient ? 'QMP quit' : 'SIGTERM'
     if (this.qmpClient) await Promise.race([this.qmpClient.execute('quit').catch(() => {}), sleep(500)])
     else this.child.kill('SIGTERM')

@@ -173,6 +173,8 @@ export class Supervisor implements ControlHandlers {
       if (this.accel === 'kvm') kvmFailedBoot(this.spec.cacheDir, this.qemu)
       const timeoutMs = bootTimeoutMs(this.spec, this.accel)
       const payload = failure.payload(this.console.lastLines(), this.dir.consoleLog, this.accel, timeoutMs)
+      const usage = failure.code === 'BOOT_TIMEOUT' ? this.qemu?.usage() : undefined
+      if (usage) payload.qemu = usage
       this.end({ event: 'failed', error: payload })
       await this.shutdown(`boot failed: ${failure.message}`)
     }

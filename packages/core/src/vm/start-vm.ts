@@ -124,7 +124,14 @@ function bootError(
   outcome: ControlEvent | { event: 'timeout' },
 ): Error {
   if (failure?.code === 'BOOT_TIMEOUT')
-    return new BootTimeoutError(name, failure.timeoutMs, failure.accel, failure.consoleTail, failure.message)
+    return new BootTimeoutError(
+      name,
+      failure.timeoutMs,
+      failure.accel,
+      failure.consoleTail,
+      failure.message,
+      failure.qemu,
+    )
   if (failure) return new BootFailedError(name, failure.message, failure.consoleTail)
   if (outcome.event === 'exited') return new BootFailedError(name, outcome.reason, outcome.consoleTail)
   return new BootFailedError(name, 'its supervisor stopped answering', '')

@@ -106,7 +106,36 @@ describe('vm: failures during and after boot', () => {
       .finally(() => delete process.env.VMCTL_TEMPLATES)
     expect(error, String(error)).toBeInstanceOf(BootTimeoutError)
     expect((error as Error).message).toMatch(/did not become ready within 2 s/)
+    // A cold boot under way works all the time it has: slow, not stuck.
+    expect((error as Error).message).toMatch(
+      /Its QEMU used \d+\.\d s of CPU time in \d+\.\d s: the guest was working/,
+    )
     expect((error as Error).message).toContain('Last console lines')
+    await eventually(
+      () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
+      5_000,
+      'QEMU and VM directory gone',
+    )
+  })
+
+  test('a boot that waits for what never comes times out saying so, not asking for more time', async () => {
+    // Paused for a debugger (-S with a gdb stub) that never attaches: the hang watch leaves a
+    // debugger's stop alone, so the deadline ends it, with QEMU's CPU time next to it.
+    const name = `stuck-${process.pid}`
+    const dir = mkdtempSync(join(tmpdir(), 'vmctl-stuck-'))
+    process.env.VMCTL_TEMPLATES = '0'
+    const qemuArgs = ['-S', '-gdb', `unix:${join(dir, 'gdb.sock')},server=on,wait=off`]
+    const error = await VM.up({ name, qemuArgs, bootTimeoutMs: 4_000 })
+      .catch((e: unknown) => e)
+      .finally(() => {
+        delete process.env.VMCTL_TEMPLATES
+        rmSync(dir, { recursive: true, force: true })
+      })
+    expect(error, String(error)).toBeInstanceOf(BootTimeoutError)
+    expect((error as Error).message).toMatch(
+      /Its QEMU used \d+\.\d s of CPU time in \d+\.\d s: the guest was waiting, not working, so more time is unlikely to help/,
+    )
+    expect((error as Error).message).not.toContain('raise bootTimeoutMs')
     await eventually(
       () => qemuPidsOf(name).length === 0 && !vmDirectoryExists(name),
       5_000,
