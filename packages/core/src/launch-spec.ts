@@ -13,6 +13,12 @@ export interface LaunchSpec {
    * an `adopt` request gives it that VM's name (supervisor/spare-park.ts). Absent: an ordinary VM.
    */
   spare?: boolean
+  /**
+   * A spare that outlives the process that started it (VmOptions.keepSpare `{ idleMs }`: `vmctl
+   * run`): nobody holds its lease until a VM.up() of any process adopts it, and it ends itself
+   * once unadopted this long.
+   */
+  spareIdleMs?: number
   qemuBinary: string
   kernel: ResolvedKernel
   initramfs: string

@@ -1,4 +1,4 @@
-import { isVmtestConfig, releaseEarlySupervisor, VM } from '@vmctl/core'
+import { isVmtestConfig, releaseEarlySupervisor, VM, type VmOptions } from '@vmctl/core'
 import { EXEC_OPTIONS, HELP_OPTION, helpLines, VM_OPTIONS, vmOptionsFrom } from '../cli-options.js'
 import { guestCommand, parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
@@ -32,6 +32,8 @@ export async function runCommand(args: string[]): Promise<number> {
   if (command.length === 0)
     throw new UsageError('vmctl run: no command; usage: vmctl run [options] -- COMMAND [ARG...]')
   const options = vmOptionsFrom(values)
+  const spare = loneSpareFromEnv()
+  if (spare) options.keepSpare = spare
   let vm: VM | undefined
   let interrupted = false
   const onSignal = (signal: NodeJS.Signals) => {
@@ -71,4 +73,23 @@ async function endVm(vm: VM, onNetworks: boolean): Promise<void> {
   const destroying = vm.destroy({ waitForExit: false })
   if (onNetworks) await destroying
   else destroying.catch(() => {}) // nothing waits on it: the supervisor finishes alone
+}
+
+/** How long a spare left by `vmctl run` waits for the next one, unless VMCTL_SPARE_IDLE_S says. */
+const DEFAULT_SPARE_IDLE_S = 60
+
+/**
+ * VMCTL_SPARE_VM=1: once its VM is ready, `vmctl run` leaves a spare of it for the next `vmctl run`
+ * of the same options in the same directory (core's keepSpare `{ idleMs }`): restored and warmed
+ * while the command runs, taken by the next run, ended once unused for VMCTL_SPARE_IDLE_S seconds.
+ */
+function loneSpareFromEnv(): VmOptions['keepSpare'] {
+  if (process.env.VMCTL_SPARE_VM !== '1') return undefined
+  const text = process.env.VMCTL_SPARE_IDLE_S
+  const seconds = text === undefined ? DEFAULT_SPARE_IDLE_S : Number(text)
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+    throw new UsageError(
+      `VMCTL_SPARE_IDLE_S must be a number of seconds from 1 to 3600 (how long a spare waits for the next vmctl run), not ${JSON.stringify(text)}`,
+    )
+  return { idleMs: Math.max(1000, Math.round(seconds * 1000)) }
 }

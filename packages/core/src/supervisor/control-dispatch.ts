@@ -64,6 +64,14 @@ export function serveRequests(
       case 'adopt':
         try {
           await handlers.adopt({ name: request.name, createdAt: request.createdAt })
+          if (request.lease) {
+            // Its adopter gone already: nobody would ever hold the lease it came for.
+            if (client.socket.destroyed) {
+              void handlers.destroy(() => {})
+              return
+            }
+            control.lease(client)
+          }
           reply({ reply: 'adopt', ok: true })
         } catch (error) {
           reply({ reply: 'adopt', ok: false, error: (error as Error).message })

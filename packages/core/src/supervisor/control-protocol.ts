@@ -11,8 +11,10 @@ export type ControlRequest =
   /**
    * A spare VM taken by VM.up() (supervisor/spare-park.ts): renamed to `name`, resumed and
    * refreshed. Replies `{ ok }` once renamed (or `{ ok: false, error }`); `ready` follows.
+   * `lease`: the adopting connection takes the VM's lease with it (a spare no process leased:
+   * LaunchSpec.spareIdleMs), so that nothing of the VM outlives its adopter.
    */
-  | { op: 'adopt'; name: string; createdAt: string }
+  | { op: 'adopt'; name: string; createdAt: string; lease?: boolean }
   /**
    * Ends the VM; replies once QEMU is gone and the directory removed, or with `handOff`, once the
    * teardown has begun (the supervisor then finishes it alone: `vmctl run` need not wait for it).

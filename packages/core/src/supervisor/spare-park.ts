@@ -39,6 +39,8 @@ export class SparePark {
   private request: { adoption: Adoption; applied: (error?: Error) => void } | undefined
   private wake: (() => void) | undefined
   private askedAt = 0
+  /** A lone spare's wait ran out: it is ending, and takes no adoption. */
+  private unused = false
 
   /** What `status()` says of this VM as a spare (control-protocol.ts VmStatus.spare). */
   state: 'booting' | 'parked' | undefined
@@ -51,6 +53,8 @@ export class SparePark {
     private readonly log: ReturnType<typeof logger>,
     /** Its status changed (written to status.json). */
     private readonly changed: () => void,
+    /** A lone spare (LaunchSpec.spareIdleMs) waited in vain: the VM is to end, for this reason. */
+    private readonly idle: (reason: string) => void,
   ) {
     this.state = spec.spare ? 'booting' : undefined
   }
@@ -63,6 +67,7 @@ export class SparePark {
   adopt(adoption: Adoption): Promise<void> {
     if (!this.spec.spare) return Promise.reject(new Error('this VM is not a spare'))
     if (this.request) return Promise.reject(new Error('this spare was taken already'))
+    if (this.unused) return Promise.reject(new Error('this spare is ending, unused'))
     return new Promise<void>((resolve, reject) => {
       this.request = { adoption, applied: (error) => (error ? reject(error) : resolve()) }
       this.askedAt = performance.now()
@@ -76,6 +81,15 @@ export class SparePark {
    */
   async hold(qemu: QemuProcess): Promise<number> {
     const started = performance.now()
+    const idleMs = this.spec.spareIdleMs
+    const idle =
+      idleMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (this.request) return
+            this.unused = true
+            this.idle(`a spare unused for ${Math.round(idleMs / 1000)} s`)
+          }, idleMs)
     if (!this.request) this.log('spare: %s', await this.warmUp())
     let paused = false
     if (!this.request && qemu.qmp) {
@@ -87,6 +101,7 @@ export class SparePark {
       mark(this.spec.name, 'spare: parked')
     }
     const { adoption, applied } = await this.adopted()
+    clearTimeout(idle)
     const asked = this.askedAt
     mark(this.spec.name, 'spare: adoption asked')
     try {
@@ -101,6 +116,7 @@ export class SparePark {
     this.spec.name = adoption.name
     this.spec.createdAt = adoption.createdAt
     delete this.spec.spare
+    delete this.spec.spareIdleMs
     writeFileSync(this.dir.launchFile, JSON.stringify(this.spec, null, 2))
     applied()
     this.log('spare: adopted as %s', adoption.name)

@@ -99,7 +99,13 @@ export class Supervisor implements ControlHandlers {
     this.diskHotplug = new DiskHotplug(dir.disksFile, this.log)
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
-    this.spare = new SparePark(dir, spec, this.log, () => this.writeStatus())
+    this.spare = new SparePark(
+      dir,
+      spec,
+      this.log,
+      () => this.writeStatus(),
+      (reason) => void this.shutdown(reason),
+    )
     // What the request parts (snapshots.ts, power-cycle.ts) share: they move the lifecycle through
     // its table; how the VM ends (end(), shutdown()) stays decided here.
     const parts = { lifecycle: this.lifecycle, link: this.link, log: this.log, qemu: () => this.qemu }
@@ -161,7 +167,8 @@ export class Supervisor implements ControlHandlers {
     await this.control.listen(this.dir.controlSocket)
     await this.proxy.listen(this.dir.agentSocket, this.dir.rawSocket)
     mark(this.spec.name, 'supervisor: sockets listening')
-    if (!this.spec.persistent)
+    // A lone spare's creator has gone on its way: it waits for an adoption, not for a lease.
+    if (!this.spec.persistent && this.spec.spareIdleMs === undefined)
       void this.control
         .watchCreator(this.spec.creatorPid, () => this.lifecycle.goingDown)
         .then((orphaned) => orphaned && void this.shutdown(orphaned))

@@ -55,6 +55,7 @@ const fields: Fields = {
   creatorPid: { role: 'per instance', change: () => 2 },
   persistent: { role: 'per instance', change: () => true },
   spare: { role: 'per instance', change: () => true },
+  spareIdleMs: { role: 'per instance', change: () => 60_000 },
   guestPorts: { role: 'per instance', change: () => [22, 5432] },
   networkSockets: { role: 'per instance', change: () => ['/run/vmctl/networks/b/p/7.sock'] },
   networkAddresses: {

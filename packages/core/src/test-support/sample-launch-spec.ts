@@ -31,6 +31,7 @@ export function sampleLaunchSpec(cache: string): LaunchSpec & Record<keyof Launc
     creatorPid: 1,
     persistent: false,
     spare: undefined,
+    spareIdleMs: undefined,
     qemuBinary: join(cache, 'bin/qemu'),
     kernel: {
       image: join(cache, 'kernels/6.1.0/vmlinux'),

@@ -42,8 +42,11 @@ export interface PreparedLaunch {
   bootBudgetMs: number
   /** The networks it joined (their ports are open), if any. */
   networks?: JoinedNetworks | undefined
-  /** Keep a spare of this VM for the next VM.up() (VmOptions.keepSpare, VMCTL_SPARE_VM). */
-  keepSpare: boolean
+  /**
+   * Keep a spare of this VM for the next VM.up() (VmOptions.keepSpare, VMCTL_SPARE_VM): this
+   * process's (true), or any process's for up to `idleMs` unused.
+   */
+  keepSpare: boolean | { idleMs: number }
 }
 
 /**
@@ -176,7 +179,12 @@ export async function prepareLaunch(
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
   const spares = env.VMCTL_SPARE_VM
-  const keepSpare = spares === '0' ? false : spares === '1' || options.keepSpare === true
+  const keepSpare =
+    spares === '0'
+      ? false
+      : typeof options.keepSpare === 'object'
+        ? options.keepSpare
+        : spares === '1' || options.keepSpare === true
   return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks, keepSpare }
 }
 

@@ -1,10 +1,11 @@
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
 import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { mark } from '../supervisor/restore-timeline.js'
-import type { SupervisorClient } from '../supervisor/supervisor-client.js'
-import { generateVmName, isAlive, VmDirectory } from '../supervisor/vm-directory.js'
+import { SupervisorClient } from '../supervisor/supervisor-client.js'
+import { generateVmName, isAlive, listVms, VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
@@ -47,22 +48,82 @@ let spare: Spare | undefined
 
 /** What a spare must share with the VM.up() that takes it: everything but the VM's identity. */
 export function definitionKey(spec: LaunchSpec): string {
-  const { name: _n, createdAt: _c, creatorPid: _p, spare: _s, ...definition } = spec
+  const { name: _n, createdAt: _c, creatorPid: _p, spare: _s, spareIdleMs: _i, ...definition } = spec
   return JSON.stringify([process.cwd(), definition])
+}
+
+/** A lone spare's definition key, in its directory: what another process's VM.up() compares. */
+const KEY_FILE = 'spare-key'
+
+function loneSpareKey(directory: VmDirectory): string | undefined {
+  try {
+    return readFileSync(join(directory.path, KEY_FILE), 'utf8')
+  } catch {
+    return undefined
+  }
 }
 
 function eligible(spec: LaunchSpec): boolean {
   return spec.templates && !spec.persistent && !spec.image && !spec.networkSockets?.length
 }
 
-/** Called by VM.up() once its VM is ready: starts a spare like it when it keeps one and none waits. */
-export function spareVmReady(spec: LaunchSpec, keepSpare: boolean): void {
-  if (!keepSpare || spare || process.env.VMCTL_SPARE_VM === '0' || !eligible(spec)) return
+/**
+ * Called by VM.up() once its VM is ready: starts a spare like it when it keeps one and none waits
+ * (this process's, or with `{ idleMs }` a lone one: any process's).
+ */
+export function spareVmReady(spec: LaunchSpec, keepSpare: boolean | { idleMs: number }): void {
+  if (!keepSpare || process.env.VMCTL_SPARE_VM === '0' || !eligible(spec)) return
   try {
-    spare = startSpare(spec)
+    if (typeof keepSpare === 'object') startLoneSpare(spec, keepSpare.idleMs)
+    else if (!spare) spare = startSpare(spec)
   } catch (error) {
     log('no spare: %s', (error as Error).message)
   }
+}
+
+/**
+ * A spare that outlives this process (`vmctl run` exits right after its command): its supervisor
+ * gets no lease and no creator to watch, only `spareIdleMs` to wait for an adoption before it
+ * ends itself (spare-park.ts). One per definition: none is started while one waits.
+ */
+function startLoneSpare(spec: LaunchSpec, idleMs: number): void {
+  const key = definitionKey(spec)
+  if (loneSpares().some((waiting) => waiting.key === key)) return
+  const directory = new VmDirectory(generateVmName())
+  directory.create()
+  const spareSpec: LaunchSpec = {
+    ...spec,
+    name: directory.name,
+    createdAt: new Date().toISOString(),
+    creatorPid: process.pid,
+    spare: true,
+    spareIdleMs: idleMs,
+  }
+  let child: ReturnType<typeof spawnSupervisor>
+  try {
+    writeFileSync(join(directory.path, KEY_FILE), key)
+    writeFileSync(directory.launchFile, JSON.stringify(spareSpec, null, 2))
+    child = spawnSupervisor(directory)
+  } catch (error) {
+    directory.remove()
+    throw error
+  }
+  child.on('error', () => {})
+  child.stdin?.on('error', () => {})
+  const plan = earlyQemuPlan(spareSpec, directory)
+  child.stdin?.end(plan ? JSON.stringify(plan) : '')
+  child.unref()
+  log('%s: lone spare started for %d ms (supervisor pid %d)', directory.name, idleMs, child.pid)
+}
+
+/** The lone spares of this user that wait (booting or parked), with their definition keys. */
+function loneSpares(): Array<{ directory: VmDirectory; pid: number; key: string }> {
+  const found: Array<{ directory: VmDirectory; pid: number; key: string }> = []
+  for (const { directory, status } of listVms()) {
+    const key = status?.spare ? loneSpareKey(directory) : undefined
+    if (key && status) found.push({ directory, pid: status.pid, key })
+  }
+  return found
 }
 
 /**
@@ -142,16 +203,29 @@ export async function takeSpareVm(
   spec: LaunchSpec,
   directory: VmDirectory,
   budgetMs: number,
-  keepSpare: boolean,
+  keepSpare: boolean | { idleMs: number },
+): Promise<TakenSpare | undefined> {
+  // Off: neither taken nor let go (an A/B alternates the switch in one process).
+  if (process.env.VMCTL_SPARE_VM === '0') return undefined
+  return (
+    (await takeOwnSpare(spec, directory, budgetMs, keepSpare)) ??
+    (await takeLoneSpare(spec, directory, budgetMs))
+  )
+}
+
+async function takeOwnSpare(
+  spec: LaunchSpec,
+  directory: VmDirectory,
+  budgetMs: number,
+  keepSpare: boolean | { idleMs: number },
 ): Promise<TakenSpare | undefined> {
   const taken = spare
-  // Off: neither taken nor let go (an A/B alternates the switch in one process).
-  if (!taken || process.env.VMCTL_SPARE_VM === '0') return undefined
+  if (!taken) return undefined
   spare = undefined
   if (taken.key !== definitionKey(spec)) {
     // Another definition: a VM.up() that keeps a spare of its own lets this one go (its lease:
     // the spare tears itself down); any other leaves it for a VM.up() of its definition.
-    if (keepSpare) {
+    if (keepSpare === true) {
       log('%s: spare let go (another definition keeps a spare)', taken.directory.name)
       void taken.control.then((control) => control?.close())
     } else spare = taken
@@ -162,14 +236,69 @@ export async function takeSpareVm(
     control?.close()
     return undefined
   }
-  mark(spec.name, `caller: taking spare ${taken.directory.name}`)
+  // Refused or not ready, it goes with its lease: this connection.
+  return adopt({ ...taken, control }, spec, directory, budgetMs, false)
+}
+
+/**
+ * Another process's lone spare of this definition (startLoneSpare), booting or parked: adopted
+ * with its lease, so that it ends with this process as a VM it booted would. One taken by another
+ * process first refuses the adoption: the next is tried, then none.
+ */
+async function takeLoneSpare(
+  spec: LaunchSpec,
+  directory: VmDirectory,
+  budgetMs: number,
+): Promise<TakenSpare | undefined> {
+  const key = definitionKey(spec)
+  for (const candidate of loneSpares()) {
+    if (candidate.key !== key) continue
+    const control = await SupervisorClient.connect(candidate.directory.controlSocket).catch(() => undefined)
+    if (!control) continue
+    const event = new Promise<ControlEvent>((resolve) => {
+      control.on('event', resolve)
+      control.on('close', () =>
+        resolve({ event: 'exited', reason: 'the spare VM supervisor exited', consoleTail: '' }),
+      )
+    })
+    await control.request({ op: 'attach', lease: false }).catch(() => {})
+    const taken = await adopt({ ...candidate, control, event }, spec, directory, budgetMs, true)
+    if (taken) {
+      log('%s: took lone spare %s', spec.name, candidate.directory.name)
+      return taken
+    }
+  }
+  return undefined
+}
+
+/**
+ * Gives the spare this VM's name (its directory and hostname) and waits for it to report ready.
+ * Undefined when it was refused or did not get ready: `directory` is then as it was, for VM.up()'s
+ * own boot.
+ */
+async function adopt(
+  from: {
+    directory: VmDirectory
+    pid: number | undefined
+    control: SupervisorClient
+    event: Promise<ControlEvent>
+  },
+  spec: LaunchSpec,
+  directory: VmDirectory,
+  budgetMs: number,
+  lease: boolean,
+): Promise<TakenSpare | undefined> {
+  const { control } = from
+  mark(spec.name, `caller: taking spare ${from.directory.name}`)
   control.ref()
   // The name passes to the spare's directory: VM.up()'s own (its launch.json only) goes.
   directory.remove()
-  const reply = await control.request({ op: 'adopt', name: spec.name, createdAt: spec.createdAt })
+  const reply = await control
+    .request({ op: 'adopt', name: spec.name, createdAt: spec.createdAt, lease })
+    .catch((error: Error): Record<string, unknown> => ({ ok: false, error: error.message }))
   if (reply.ok === true) {
     const event = await Promise.race([
-      taken.event,
+      from.event,
       new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), budgetMs).unref()),
     ])
     if (event?.event === 'ready') {
@@ -177,11 +306,14 @@ export async function takeSpareVm(
       return { status: event.status, control }
     }
     log('%s: the adopted spare did not get ready: %s', spec.name, event ? JSON.stringify(event) : 'timeout')
-  } else log('%s: spare %s not adopted: %s', spec.name, taken.directory.name, reply.error ?? reply.reply)
-  control.close()
-  // Back as it was for VM.up()'s own boot, once the spare's supervisor is gone: it removes its
-  // directory, which may be this name's by now.
-  await pollUntil(() => !isAlive(taken.pid), { timeoutMs: 5_000, everyMs: 20 })
+    control.close()
+    // Its supervisor goes (the lease with this connection) and removes its directory, which is
+    // this name's by now: wait for that before making it again.
+    await pollUntil(() => !isAlive(from.pid), { timeoutMs: 5_000, everyMs: 20 })
+  } else {
+    log('%s: spare %s not adopted: %s', spec.name, from.directory.name, reply.error ?? reply.reply)
+    control.close()
+  }
   directory.create()
   writeFileSync(directory.launchFile, JSON.stringify(spec, null, 2))
   return undefined

@@ -26,6 +26,13 @@ describe('VM options', () => {
     expect(() => validateVmOptions('big')).toThrow(/must be an object/)
   })
 
+  test('keepSpare: a boolean, or { idleMs } for a spare that outlives the process (up to an hour)', () => {
+    expect(validateVmOptions({ keepSpare: true })).toEqual({ keepSpare: true })
+    expect(validateVmOptions({ keepSpare: { idleMs: 60_000 } })).toEqual({ keepSpare: { idleMs: 60_000 } })
+    for (const keepSpare of [{ idleMs: 0 }, { idleMs: 3_600_001 }, { idleMs: 1.5 }, { idle: 5 }, {}, 'yes'])
+      expect(() => validateVmOptions({ keepSpare })).toThrow(/VM option keepSpare must be boolean or \{ idleMs \}/)
+  })
+
   test('init= in kernelArgs is refused with the reason', () => {
     for (const arg of ['init=/bin/sh', 'rdinit=/sbin/init'])
       expect(() => validateVmOptions({ kernelArgs: ['quiet', arg] })).toThrow(

@@ -49,8 +49,11 @@ export interface VmOptions {
    * options: restored, its first exec run, paused; that VM.up() takes it and answers its first
    * command in a fraction of a restore's time (docs/spare-vm.md). Costs one restore's CPU in the
    * background and a paused VM's memory. VMCTL_SPARE_VM=1 turns it on for every VM, =0 off.
+   * `{ idleMs }`: a spare that outlives this process, for a `VM.up()` of the same options in any
+   * process in the same directory (`vmctl run` one after another), ending itself once unused for
+   * `idleMs` (at most an hour); `vmctl ps` lists it, `vmctl down` ends it.
    */
-  keepSpare?: boolean
+  keepSpare?: boolean | { idleMs: number }
   /**
    * Image mode: the guest's userspace comes from a disk image instead of the host. A path is an
    * existing qcow2 or raw image; an object builds a Debian image (cached). Each VM boots from its
@@ -102,12 +105,15 @@ const FIELDS: Record<keyof VmOptions, string> = {
   transport: '"auto" | "vsock" | "virtio-serial"',
   hostRoot: 'string or false',
   persistent: 'boolean',
-  keepSpare: 'boolean',
+  keepSpare: 'boolean or { idleMs }',
   image: 'image path or build options',
   provision: 'string[]',
   mounts: 'mount[]',
   networks: 'network[]',
 }
+
+/** The longest a spare that outlives its process may wait unused (keepSpare `{ idleMs }`). */
+export const MAX_SPARE_IDLE_MS = 3_600_000
 
 /** Rejects unknown fields and wrong types with a message naming the field and what it expects. */
 export function validateVmOptions(options: unknown): VmOptions {
@@ -153,6 +159,17 @@ function matches(expected: string, value: unknown): boolean {
       return typeof value === 'string' && value.length > 0
     case 'boolean':
       return typeof value === 'boolean'
+    case 'boolean or { idleMs }': {
+      if (typeof value === 'boolean') return true
+      const idleMs = (value as { idleMs?: unknown } | null)?.idleMs
+      return (
+        typeof value === 'object' &&
+        Object.keys(value as object).length === 1 &&
+        Number.isInteger(idleMs) &&
+        (idleMs as number) > 0 &&
+        (idleMs as number) <= MAX_SPARE_IDLE_MS
+      )
+    }
     case 'string or false':
       return value === false || (typeof value === 'string' && value.startsWith('/'))
     case 'positive integer':
