@@ -86,7 +86,7 @@ function timeoutAdvice(accel: string, qemu: { cpuMs: number; ranMs: number } | u
     qemu &&
     ` Its QEMU used ${(qemu.cpuMs / 1000).toFixed(1)} s of CPU time in ${(qemu.ranMs / 1000).toFixed(1)} s`
   if (qemu && qemu.ranMs > 0 && qemu.cpuMs / qemu.ranMs < IDLE_SHARE)
-    return `${used}: the guest was waiting, not working, so more time is unlikely to help; the console lines below show where it stopped.`
+    return `${used}: the guest was waiting, not working (or the host starved it of CPU), so more time is unlikely to help; the console lines below show where it stopped.`
   const slow =
     accel === 'tcg' ? ' Under TCG boots are 5-10x slower; raise bootTimeoutMs if the machine is busy.' : ''
   return used ? `${used}: the guest was working.${slow}` : slow

@@ -87,9 +87,9 @@ function loneSpareFromEnv(): VmOptions['keepSpare'] {
   if (process.env.VMCTL_SPARE_VM !== '1') return undefined
   const text = process.env.VMCTL_SPARE_IDLE_S
   const seconds = text === undefined ? DEFAULT_SPARE_IDLE_S : Number(text)
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+  if (!Number.isFinite(seconds) || seconds < 1 || seconds > 3600)
     throw new UsageError(
       `VMCTL_SPARE_IDLE_S must be a number of seconds from 1 to 3600 (how long a spare waits for the next vmctl run), not ${JSON.stringify(text)}`,
     )
-  return { idleMs: Math.max(1000, Math.round(seconds * 1000)) }
+  return { idleMs: Math.round(seconds * 1000) }
 }

@@ -59,6 +59,24 @@ describe('judgeBootProgress', () => {
     })
   })
 
+  it('after a byte the bound is twice as long, grows with the vCPUs, and a bootTimeoutMs above the default lifts it', () => {
+    expect(hangBoundsFor([], [], { cpus: 2, slowBootDeclared: false }).afterByteCpuMs).toBe(
+      2 * DEFAULT_HANG_BOUNDS.cpuMs,
+    )
+    expect(hangBoundsFor([], [], { cpus: 8, slowBootDeclared: false }).afterByteCpuMs).toBe(
+      8 * DEFAULT_HANG_BOUNDS.cpuMs,
+    )
+    const declared = hangBoundsFor([], [], { cpus: 2, slowBootDeclared: true })
+    expect(declared.afterByteCpuMs).toBe(Number.POSITIVE_INFINITY)
+    expect(declared.cpuMs).toBe(DEFAULT_HANG_BOUNDS.cpuMs) // no byte at all is still judged
+    const printed: BootWatchState = { notRunningSamples: 0, guestBytes: 80, cpuMsAtLastByte: 1_500 }
+    const sample = { guestBytes: 80, cpuMs: 1_500 + DEFAULT_HANG_BOUNDS.cpuMs + 1, status: 'running' }
+    expect(judgeBootProgress(sample, printed, hangBoundsFor([])).verdict).toBe('waiting')
+    // Before any byte the bound stays the first line's.
+    const quiet = { ...sample, guestBytes: 0, cpuMs: DEFAULT_HANG_BOUNDS.cpuMs }
+    expect(judgeBootProgress(quiet, BOOT_WATCH_START, hangBoundsFor([])).verdict).toBe('hung')
+  })
+
   it('after bytes, vCPUs that stop running are hung too, named as a silence after output', () => {
     const after: BootWatchState = { notRunningSamples: 2, guestBytes: 300, cpuMsAtLastByte: 2_000 }
     expect(
@@ -116,7 +134,7 @@ describe('judgeBootProgress', () => {
     expect(judgeBootProgress({ guestBytes: 0, cpuMs: 0, status: 'paused' }, silent(2), bounds).verdict).toBe(
       'hung',
     )
-    expect(hangBoundsFor(['loglevel=7'])).toEqual(DEFAULT_HANG_BOUNDS)
+    expect(hangBoundsFor(['loglevel=7'])).toMatchObject(DEFAULT_HANG_BOUNDS)
   })
 
   it('the default bound leaves a healthy boot several times its measured CPU time', () => {

@@ -23,6 +23,12 @@ export interface BootProgressSample {
 export interface HangBounds {
   /** CPU time without a byte from the guest past which it is taken for hung (Infinity: never). */
   cpuMs: number
+  /**
+   * The same once the guest has sent a byte, counted from its last one (default: `cpuMs`). A
+   * kernel under `quiet` prints a line or two early and then nothing until vmctl's init, and a
+   * slow kernel (debug options under TCG) or many vCPUs stretch that silence.
+   */
+  afterByteCpuMs?: number
   /** Consecutive samples with the vCPUs not running (and no byte) that make it hung. */
   notRunningSamples: number
   /** QMP statuses that are a debugger's stops for this VM (a gdb stub in its qemuArgs). */
@@ -59,10 +65,19 @@ export const DEFAULT_HANG_BOUNDS: HangBounds = { cpuMs: 4 * HEALTHY_FIRST_LINE_C
  * (`-s -S`, the usual way to debug a boot from its first instruction) they wait for gdb's
  * `continue` ('prelaunch'). `-S` alone has nothing to continue it (boot-sequence.ts refuses it).
  */
-export function hangBoundsFor(kernelArgs: readonly string[], qemuArgs: readonly string[] = []): HangBounds {
-  let bounds = DEFAULT_HANG_BOUNDS
+export function hangBoundsFor(
+  kernelArgs: readonly string[],
+  qemuArgs: readonly string[] = [],
+  boot: { cpus: number; slowBootDeclared: boolean } = { cpus: 2, slowBootDeclared: false },
+): HangBounds {
+  let bounds: HangBounds = {
+    ...DEFAULT_HANG_BOUNDS,
+    afterByteCpuMs: boot.slowBootDeclared
+      ? Number.POSITIVE_INFINITY
+      : 2 * DEFAULT_HANG_BOUNDS.cpuMs * Math.max(1, boot.cpus / 2),
+  }
   if (kernelArgs.some((arg) => arg.startsWith('console=')))
-    bounds = { ...bounds, cpuMs: Number.POSITIVE_INFINITY }
+    bounds = { ...bounds, cpuMs: Number.POSITIVE_INFINITY, afterByteCpuMs: Number.POSITIVE_INFINITY }
   if (qemuArgs.some((arg) => arg === '-s' || arg === '-gdb'))
     bounds = { ...bounds, debuggerStops: qemuArgs.includes('-S') ? ['paused', 'prelaunch'] : ['paused'] }
   return bounds
@@ -123,13 +138,14 @@ export function judgeBootProgress(
       reason: `QEMU is not running the guest's vCPUs (QMP status '${sample.status}') and ${silence}`,
     }
   const silentCpuMs = sample.cpuMs === undefined ? undefined : sample.cpuMs - state.cpuMsAtLastByte
-  if (silentCpuMs !== undefined && silentCpuMs >= bounds.cpuMs)
+  const bound = state.guestBytes === 0 ? bounds.cpuMs : (bounds.afterByteCpuMs ?? bounds.cpuMs)
+  if (silentCpuMs !== undefined && silentCpuMs >= bound)
     return {
       verdict: 'hung',
       reason:
         state.guestBytes === 0
           ? `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time and the guest has sent nothing, not a console byte (a healthy boot prints its first line within ${HEALTHY_FIRST_LINE_CPU_MS / 1000} s of CPU)`
-          : `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time since the guest's last byte (${state.guestBytes} bytes in all; a healthy boot is past its agent's start within ${HEALTHY_BOOT_CPU_MS / 1000} s of CPU)`,
+          : `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time since the guest's last byte (${state.guestBytes} bytes in all; a healthy boot is past its agent's start within ${HEALTHY_BOOT_CPU_MS / 1000} s of CPU; a kernel this slow on purpose: a bootTimeoutMs above the default lifts this bound)`,
     }
   return { verdict: 'waiting', state: { ...state, notRunningSamples: notRunning } }
 }

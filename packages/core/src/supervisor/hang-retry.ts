@@ -1,3 +1,4 @@
+import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
 import { hangBoundsFor } from './boot-progress.js'
 import type { GuestSetupPort } from './guest-setup-port.js'
@@ -27,7 +28,10 @@ export async function bootWatchingForHangs(
       qemu,
       guestBytes(ctx, qemu),
       ctx.log,
-      hangBoundsFor(ctx.definition.kernelArgs, ctx.definition.qemuArgs),
+      hangBoundsFor(ctx.definition.kernelArgs, ctx.definition.qemuArgs, {
+        cpus: ctx.definition.cpus,
+        slowBootDeclared: slowBootDeclared(ctx.definition),
+      }),
     )
     try {
       await withinDeadline(Promise.race([boot(qemu), watch.hung]), qemu, deadline)
@@ -97,4 +101,10 @@ async function stopAfterFirstByte(ctx: TemplateContext, qemu: QemuProcess): Prom
   if (!qemu.alive) return
   ctx.log('test hook VMCTL_TEST_STOP_AFTER_FIRST_BYTE: stopping the vCPUs after the first console bytes')
   await (await qemu.connectQmp()).execute('stop').catch(() => {})
+}
+
+/** A bootTimeoutMs above its accelerator's default: the user expects a slow boot. */
+function slowBootDeclared(spec: LaunchSpec): boolean {
+  const standard = spec.accel.accel === 'kvm' ? DEFAULT_BOOT_TIMEOUT_KVM_MS : DEFAULT_BOOT_TIMEOUT_TCG_MS
+  return spec.bootTimeoutMs !== undefined && spec.bootTimeoutMs > standard
 }

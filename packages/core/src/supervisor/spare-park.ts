@@ -118,6 +118,7 @@ export class SparePark {
     delete this.spec.spare
     delete this.spec.spareIdleMs
     writeFileSync(this.dir.launchFile, JSON.stringify(this.spec, null, 2))
+    this.changed() // no longer listed as a spare, for a next taker or `vmctl ps`
     applied()
     this.log('spare: adopted as %s', adoption.name)
     if (paused) await qemu.qmp?.execute('cont')

@@ -333,6 +333,8 @@ export class Supervisor implements ControlHandlers {
   }
 
   adopt(adoption: { name: string; createdAt: string }): Promise<void> {
+    // Ending (an idle spare's time ran out, `vmctl down`): its taker boots its own, at once.
+    if (this.lifecycle.goingDown) return Promise.reject(new Error('this spare is being torn down'))
     return this.spare.adopt(adoption)
   }
 

@@ -7,12 +7,17 @@ import { readdirSync, readFileSync } from 'node:fs'
  */
 export function processCpuMs(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined
+  let tasks: string[]
   try {
-    let ns = 0
-    for (const task of readdirSync(`/proc/${pid}/task`))
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
-    return Number.isFinite(ns) ? ns / 1e6 : undefined
+    tasks = readdirSync(`/proc/${pid}/task`)
   } catch {
     return undefined
   }
+  let ns = 0
+  for (const task of tasks) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
+    } catch {} // a thread that ended since the listing (QEMU's I/O workers come and go)
+  }
+  return Number.isFinite(ns) ? ns / 1e6 : undefined
 }

@@ -6,6 +6,7 @@ import type { ControlEvent, VmStatus } from '../supervisor/control-protocol.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { generateVmName, isAlive, listVms, VmDirectory } from '../supervisor/vm-directory.js'
+import { templateKey } from '../templates/template-key.js'
 import { pollUntil } from '../util/timing.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { connectControl, spawnSupervisor } from './supervisor-spawn.js'
@@ -46,10 +47,28 @@ interface Spare {
 
 let spare: Spare | undefined
 
-/** What a spare must share with the VM.up() that takes it: everything but the VM's identity. */
+/**
+ * What a spare must share with the VM.up() that takes it: everything but the VM's identity, the
+ * contents of its files (its template's key hashes them: a kernel rebuilt at the same path is
+ * another VM), and the environment its supervisor runs with (supervisorEnvKey).
+ */
 export function definitionKey(spec: LaunchSpec): string {
   const { name: _n, createdAt: _c, creatorPid: _p, spare: _s, spareIdleMs: _i, ...definition } = spec
-  return JSON.stringify([process.cwd(), definition])
+  return JSON.stringify([process.cwd(), definition, templateKey(spec), supervisorEnvKey()])
+}
+
+/**
+ * The variables a supervisor reads that no spec field carries (DEBUG, VMCTL_*): a spare started
+ * under others would serve a VM.up() with the settings of the run that started it.
+ */
+function supervisorEnvKey(): Array<[string, string]> {
+  const own = new Set(['VMCTL_SPARE_VM', 'VMCTL_SPARE_IDLE_S', 'VMCTL_SPARE_SUPERVISOR'])
+  return Object.entries(process.env)
+    .filter(
+      ([name, value]) =>
+        value !== undefined && (name === 'DEBUG' || name.startsWith('VMCTL_')) && !own.has(name),
+    )
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) as Array<[string, string]>
 }
 
 /** A lone spare's definition key, in its directory: what another process's VM.up() compares. */
@@ -116,12 +135,19 @@ function startLoneSpare(spec: LaunchSpec, idleMs: number): void {
   log('%s: lone spare started for %d ms (supervisor pid %d)', directory.name, idleMs, child.pid)
 }
 
+interface LoneSpare {
+  directory: VmDirectory
+  pid: number
+  key: string
+  state: 'booting' | 'parked'
+}
+
 /** The lone spares of this user that wait (booting or parked), with their definition keys. */
-function loneSpares(): Array<{ directory: VmDirectory; pid: number; key: string }> {
-  const found: Array<{ directory: VmDirectory; pid: number; key: string }> = []
+function loneSpares(): LoneSpare[] {
+  const found: LoneSpare[] = []
   for (const { directory, status } of listVms()) {
-    const key = status?.spare ? loneSpareKey(directory) : undefined
-    if (key && status) found.push({ directory, pid: status.pid, key })
+    const key = status?.spare && status.state !== 'stopping' ? loneSpareKey(directory) : undefined
+    if (key && status?.spare) found.push({ directory, pid: status.pid, key, state: status.spare })
   }
   return found
 }
@@ -207,10 +233,11 @@ export async function takeSpareVm(
 ): Promise<TakenSpare | undefined> {
   // Off: neither taken nor let go (an A/B alternates the switch in one process).
   if (process.env.VMCTL_SPARE_VM === '0') return undefined
-  return (
-    (await takeOwnSpare(spec, directory, budgetMs, keepSpare)) ??
-    (await takeLoneSpare(spec, directory, budgetMs))
-  )
+  const own = await takeOwnSpare(spec, directory, budgetMs, keepSpare)
+  // Another process's, only for a caller that keeps spares itself (a plain VM.up() reads no
+  // other VM's directory), and only of a definition a spare can stand for.
+  if (own || !keepSpare || !eligible(spec)) return own
+  return takeLoneSpare(spec, directory, budgetMs)
 }
 
 async function takeOwnSpare(
@@ -222,7 +249,7 @@ async function takeOwnSpare(
   const taken = spare
   if (!taken) return undefined
   spare = undefined
-  if (taken.key !== definitionKey(spec)) {
+  if (!eligible(spec) || taken.key !== definitionKey(spec)) {
     // Another definition: a VM.up() that keeps a spare of its own lets this one go (its lease:
     // the spare tears itself down); any other leaves it for a VM.up() of its definition.
     if (keepSpare === true) {
@@ -241,9 +268,10 @@ async function takeOwnSpare(
 }
 
 /**
- * Another process's lone spare of this definition (startLoneSpare), booting or parked: adopted
- * with its lease, so that it ends with this process as a VM it booted would. One taken by another
- * process first refuses the adoption: the next is tried, then none.
+ * Another process's lone spare of this definition (startLoneSpare), once parked (one still booting
+ * would hold this VM.up() for its whole boot, and a failed one for longer): adopted with its
+ * lease, so that it ends with this process as a VM it booted would. One taken by another process
+ * first refuses the adoption: the next is tried, then none.
  */
 async function takeLoneSpare(
   spec: LaunchSpec,
@@ -252,7 +280,7 @@ async function takeLoneSpare(
 ): Promise<TakenSpare | undefined> {
   const key = definitionKey(spec)
   for (const candidate of loneSpares()) {
-    if (candidate.key !== key) continue
+    if (candidate.key !== key || candidate.state !== 'parked') continue
     const control = await SupervisorClient.connect(candidate.directory.controlSocket).catch(() => undefined)
     if (!control) continue
     const event = new Promise<ControlEvent>((resolve) => {

@@ -30,7 +30,9 @@ describe('VM options', () => {
     expect(validateVmOptions({ keepSpare: true })).toEqual({ keepSpare: true })
     expect(validateVmOptions({ keepSpare: { idleMs: 60_000 } })).toEqual({ keepSpare: { idleMs: 60_000 } })
     for (const keepSpare of [{ idleMs: 0 }, { idleMs: 3_600_001 }, { idleMs: 1.5 }, { idle: 5 }, {}, 'yes'])
-      expect(() => validateVmOptions({ keepSpare })).toThrow(/VM option keepSpare must be boolean or \{ idleMs \}/)
+      expect(() => validateVmOptions({ keepSpare })).toThrow(
+        /VM option keepSpare must be boolean or \{ idleMs \}/,
+      )
   })
 
   test('init= in kernelArgs is refused with the reason', () => {
