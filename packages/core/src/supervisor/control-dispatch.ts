@@ -57,6 +57,7 @@ export function serveRequests(
         if (request.lease) control.lease(client)
         reply({ reply: 'attach', status: handlers.status() })
         for (const event of handlers.catchUp()) reply(event)
+        control.noteAttached(client)
         return
       case 'status':
         reply({ reply: 'status', status: handlers.status() })

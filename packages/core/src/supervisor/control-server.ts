@@ -29,11 +29,38 @@ export interface ControlClient {
 export class ControlServer extends EventEmitter<{
   request: [request: ControlRequest, client: ControlClient, reply: (message: unknown) => void]
   'last-lease-gone': []
+  attached: []
 }> {
   private readonly clients = new Set<ControlClient>()
   private server: net.Server | undefined
   private leases = 0
   private leasedOnce = false
+  private attachedOnce = false
+
+  /** `client` attached (control-dispatch.ts, once its attach reply and catch-up are written). */
+  noteAttached(client: ControlClient): void {
+    client.attached = true
+    this.attachedOnce = true
+    this.emit('attached')
+  }
+
+  /**
+   * Resolves once a client has attached, or after `ms`: a boot that fails before its creator
+   * attached keeps its socket open that long, so that the creator hears why (the catch-up of its
+   * attach) instead of a socket closed without a word.
+   */
+  untilAttached(ms: number): Promise<void> {
+    if (this.attachedOnce) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.off('attached', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.on('attached', done)
+    })
+  }
 
   async listen(path: string): Promise<void> {
     this.server = await listen(path, false, (socket) => this.onClient(socket))

@@ -47,6 +47,9 @@ import { publicState, VmLifecycle } from './vm-lifecycle.js'
 /** After QMP `quit`, how long QEMU gets before SIGKILL. */
 const QUIT_GRACE_MS = 2_000
 
+/** How long a boot that failed waits for its creator to attach and hear why (untilAttached). */
+const CREATOR_ATTACH_MS = 5_000
+
 /**
  * Owns one VM, in its own detached process: spawns QEMU (which dies with it: PR_SET_PDEATHSIG),
  * holds the agent channel, serves clients, and tears everything down when the VM's owners are
@@ -183,6 +186,9 @@ export class Supervisor implements ControlHandlers {
       const usage = failure.code === 'BOOT_TIMEOUT' ? this.qemu?.usage() : undefined
       if (usage) payload.qemu = usage
       this.end({ event: 'failed', error: payload })
+      // A failure before the creator attached (a bad template found at once, say): it hears the
+      // cause on attaching, not a socket closed without a word. Nobody attaches to a lone spare.
+      if (this.spec.spareIdleMs === undefined) await this.control.untilAttached(CREATOR_ATTACH_MS)
       await this.shutdown(`boot failed: ${failure.message}`)
     }
   }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { VmctlError } from '../errors.js'
@@ -172,7 +172,22 @@ export function evictTemplates(
 }
 
 export function removeTemplate(cacheDir: string, key: string): void {
-  rmSync(join(templatesDir(cacheDir), key), { recursive: true, force: true })
+  const dir = join(templatesDir(cacheDir), key)
+  // Out of the way first, in one rename: the key is free for a rebuild at once, and a process
+  // that writes into the directory meanwhile (a clone marking it used) writes into what goes. A
+  // recursive rm alone failed with ENOTEMPTY when a file appeared in it during the removal, and
+  // the VM that wanted to rebuild the template failed its boot. What a failed rm leaves is a
+  // stale build, removed later (stale-builds.ts).
+  const doomed = `${dir}.${process.pid}.staging.removed${randomBytes(3).toString('hex')}`
+  try {
+    renameSync(dir, doomed)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw error
+  }
+  try {
+    rmSync(doomed, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 })
+  } catch {}
 }
 
 /** Marks a template used now (prune's --unused-for reads it). */
