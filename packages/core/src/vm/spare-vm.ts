@@ -108,6 +108,16 @@ export function spareVmReady(spec: LaunchSpec, keepSpare: boolean | { idleMs: nu
 function startLoneSpare(spec: LaunchSpec, idleMs: number): void {
   const key = definitionKey(spec)
   if (loneSpares().some((waiting) => waiting.key === key)) return
+  const { directory, child } = spawnSpare(spec, { spareIdleMs: idleMs }, key)
+  log('%s: lone spare started for %d ms (supervisor pid %d)', directory.name, idleMs, child.pid)
+}
+
+/**
+ * A spare's directory, launch.json (`spec` as a spare, with `extra`) and supervisor, given its early
+ * QEMU's plan; `key`, if given, written for other processes to match (loneSpareKey). Nothing is
+ * left when the spawn fails.
+ */
+function spawnSpare(spec: LaunchSpec, extra: Partial<LaunchSpec>, key?: string) {
   const directory = new VmDirectory(generateVmName())
   directory.create()
   const spareSpec: LaunchSpec = {
@@ -116,11 +126,11 @@ function startLoneSpare(spec: LaunchSpec, idleMs: number): void {
     createdAt: new Date().toISOString(),
     creatorPid: process.pid,
     spare: true,
-    spareIdleMs: idleMs,
+    ...extra,
   }
   let child: ReturnType<typeof spawnSupervisor>
   try {
-    writeFileSync(join(directory.path, KEY_FILE), key)
+    if (key !== undefined) writeFileSync(join(directory.path, KEY_FILE), key)
     writeFileSync(directory.launchFile, JSON.stringify(spareSpec, null, 2))
     child = spawnSupervisor(directory)
   } catch (error) {
@@ -132,7 +142,7 @@ function startLoneSpare(spec: LaunchSpec, idleMs: number): void {
   const plan = earlyQemuPlan(spareSpec, directory)
   child.stdin?.end(plan ? JSON.stringify(plan) : '')
   child.unref()
-  log('%s: lone spare started for %d ms (supervisor pid %d)', directory.name, idleMs, child.pid)
+  return { directory, child, spareSpec }
 }
 
 interface LoneSpare {
@@ -161,28 +171,7 @@ export function spareVmWaiting(): boolean {
 }
 
 function startSpare(spec: LaunchSpec): Spare {
-  const directory = new VmDirectory(generateVmName())
-  directory.create()
-  const spareSpec: LaunchSpec = {
-    ...spec,
-    name: directory.name,
-    createdAt: new Date().toISOString(),
-    creatorPid: process.pid,
-    spare: true,
-  }
-  let child: ReturnType<typeof spawnSupervisor>
-  try {
-    writeFileSync(directory.launchFile, JSON.stringify(spareSpec, null, 2))
-    child = spawnSupervisor(directory)
-  } catch (error) {
-    directory.remove()
-    throw error
-  }
-  child.on('error', () => {})
-  child.stdin?.on('error', () => {})
-  const plan = earlyQemuPlan(spareSpec, directory)
-  child.stdin?.end(plan ? JSON.stringify(plan) : '')
-  child.unref()
+  const { directory, child, spareSpec } = spawnSpare(spec, {})
   log('%s: spare started (supervisor pid %d)', directory.name, child.pid)
   let sent: (event: ControlEvent) => void = () => {}
   const event = new Promise<ControlEvent>((resolve) => {
