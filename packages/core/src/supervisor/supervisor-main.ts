@@ -1,7 +1,8 @@
 /**
  * Entry point of a VM's supervisor process: `node supervisor-main.js <vm-directory>`, started
  * detached by VM.up(); see supervisor.ts. Or `node supervisor-main.js --await-launch`, started
- * before the VM exists (early-launch.ts): it loads, then reads its VM directory on stdin.
+ * before the VM exists (early-launch.ts): it loads, then reads its VM directory on stdin (or reads
+ * it first, if it is there already).
  *
  * Its first act is the QEMU that VM.up() planned for a template clone (early-qemu.ts), if any;
  * the rest of the supervisor (supervisor-load.ts: supervisor.ts and all it imports, grpc-js
@@ -12,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import { type CodeCached, cacheDirFromEnv, requireWithCodeCache } from './code-cache.js'
-import { readEarlyLaunch, writeOutputTo } from './early-launch.js'
+import { type EarlyLaunch, EarlyLaunchReader, writeOutputTo } from './early-launch.js'
 import { EarlyQemu, readEarlyQemuPlan } from './early-qemu.js'
 
 type SupervisorLoad = typeof import('./supervisor-load.js')
@@ -36,41 +37,60 @@ function load(cacheDir: string): { cached: CodeCached<SupervisorLoad> | undefine
   return { cached: core ? requireWithCodeCache<SupervisorLoad>(core, cacheDir) : undefined }
 }
 
-let path: string
+let path = ''
 let spec: LaunchSpec
 let early: EarlyQemu | undefined
 let launchAt: number | undefined
+let earlyAt: number | undefined
 let loaded: { cached: CodeCached<SupervisorLoad> | undefined; error?: unknown } | undefined
-if (argument === '--await-launch') {
-  process.title = 'vmctl-supervisor (waiting for its VM)'
-  // Loaded first: that is what this early start is for. A failure is told once the log exists.
-  try {
-    loaded = load(cacheDirFromEnv())
-  } catch (error) {
-    loaded = { cached: undefined, error }
-  }
-  const launch = readEarlyLaunch()
-  if (!launch) process.exit(0) // the caller booted no VM, or died before it made one
+let waiting: EarlyLaunchReader | undefined
+
+/** The VM handed to a supervisor started early: its log, its spec, its QEMU started. */
+function launched(launch: EarlyLaunch): void {
   path = launch.path
   launchAt = performance.timeOrigin + performance.now()
   writeOutputTo(join(path, 'supervisor.log'))
   spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
   early = EarlyQemu.start(launch.plan)
+  earlyAt = performance.timeOrigin + performance.now()
+}
+
+if (argument === '--await-launch') {
+  process.title = 'vmctl-supervisor (waiting for its VM)'
+  // A launch already there starts its QEMU before the loading (early-launch.ts); else the
+  // loading goes first: that is what this early start is for, and the launch is awaited in main().
+  const reader = new EarlyLaunchReader()
+  const arrived = reader.now()
+  if (arrived !== 'pending') {
+    if (!arrived.launch) process.exit(0) // the caller booted no VM, or died before it made one
+    launched(arrived.launch)
+  } else waiting = reader
+  // A failure is told once the log exists.
+  try {
+    loaded = load(cacheDirFromEnv())
+  } catch (error) {
+    loaded = { cached: undefined, error }
+  }
 } else {
   path = argument
   spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
   early = EarlyQemu.start(readEarlyQemuPlan())
+  earlyAt = performance.timeOrigin + performance.now()
 }
-process.title = `vmctl-supervisor ${spec.name}`
-const earlyAt = performance.timeOrigin + performance.now()
 
 async function main(): Promise<void> {
+  if (waiting) {
+    const launch = await waiting.whole()
+    if (!launch) process.exit(0)
+    launched(launch)
+  }
+  process.title = `vmctl-supervisor ${spec.name}`
   if (loaded?.error) throw loaded.error
   const cached = (loaded ?? load(spec.cacheDir)).cached
   const { Supervisor, VmDirectory, mark, markAt } = cached?.exports ?? (await import('./supervisor-load.js'))
   markAt(spec.name, 'supervisor: process started', performance.timeOrigin)
   if (launchAt) markAt(spec.name, 'supervisor: launch received (started early)', launchAt)
-  if (early) markAt(spec.name, 'qemu spawned', earlyAt)
+  if (early && earlyAt) markAt(spec.name, 'qemu spawned', earlyAt)
   mark(spec.name, 'supervisor: modules loaded, launch.json read')
   process.on('exit', () => mark(spec.name, 'supervisor: exit'))
   const dir = new VmDirectory(basename(path), { ...process.env, VMCTL_RUNTIME_DIR: dirname(dirname(path)) })
