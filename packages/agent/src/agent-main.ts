@@ -26,6 +26,7 @@ import { HealthStatus } from './guest/health-service.js'
 import { raiseReceiveWindows } from './guest/http2-windows.js'
 import { guestInfo } from './guest/info-service.js'
 import { handleLogs } from './guest/logs-service.js'
+import { finishPendingCompiles } from './guest/pending-compiles.js'
 import { powerOff } from './guest/power-service.js'
 import { serveRawChannel } from './guest/raw-services.js'
 import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
@@ -92,6 +93,8 @@ session.on('channel', (channel, service) => {
   if (!service) injector.injectConnection(channel)
   else if (!lane.serve(channel, service) && !serveRawChannel(channel, service)) channel.destroy()
 })
+// What V8 compiled for the warm-up's calls goes into the template installed (pending-compiles.ts).
+session.on('parking', finishPendingCompiles)
 session.on('call', (channel, service) => {
   if (!lane.serve(channel, service)) channel.destroy()
 })

@@ -252,6 +252,19 @@ describe('channel multiplexer over a real socket', () => {
     expect(guestSocket.destroyed).toBe(false)
   })
 
+  test("the guest's 'parking' listeners run before PARKED goes out (the agent finishes V8's compiles there)", async () => {
+    const { host, guest, hostSocket } = await connectedSessions()
+    const first = host.openChannel()
+    await readAll((first.write('ping'), first), 4)
+    const order: string[] = []
+    hostSocket.on('data', (chunk: Buffer) => {
+      if (chunk.toString('latin1').includes('VMCTL-PARKED')) order.push('PARKED sent')
+    })
+    guest.on('parking', () => order.push('parking'))
+    expect(await host.park(5_000)).toBe(true)
+    expect(order).toEqual(['parking', 'PARKED sent'])
+  })
+
   test('parking a session that is not ready resolves false at once', async () => {
     const host = new MuxSession('host')
     expect(await host.park(5_000)).toBe(false)

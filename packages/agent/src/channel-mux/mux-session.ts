@@ -30,6 +30,8 @@ export interface MuxSessionEvents {
   channel: [channel: Duplex, service: string]
   /** guest only: the host opened a channel for one call (`callService` said so). */
   call: [channel: CallChannel, service: string]
+  /** guest only: the host is parking the session (a snapshot is next); listeners run before PARKED goes out. */
+  parking: []
 }
 
 /**
@@ -307,6 +309,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements Channe
         this.clearTimer()
         this.reader.expectLines()
         this.state = 'syncing'
+        this.emit('parking')
         this.writeRaw(encodeHandshakeLine({ kind: 'parked', nonce }))
         return
       }

@@ -3,6 +3,7 @@ import type { logger } from '../log.js'
 import { loadDeviceState, saveDeviceState } from '../qemu/migration.js'
 import type { AgentLink } from './agent-link.js'
 import { BootFailure, type Deadline, deadlineSignal, withinDeadline } from './boot-deadline.js'
+import { untilGuestQuiet } from './guest-quiet.js'
 import type { QemuProcess } from './qemu-process.js'
 import { mark } from './restore-timeline.js'
 
@@ -14,17 +15,28 @@ const PARK_TIMEOUT_MS = 5_000
  * stopped, the state written. With `shared`, RAM that lives in a shared file (a template's) is
  * not copied. QEMU stays stopped: the caller resumes it (a snapshot) or ends it (a template).
  * The one save for templates and snapshots.
+ *
+ * `settleMaxMs`: first wait up to that long for the parked guest to go quiet (guest-quiet.ts), so
+ * that no work in flight is saved for every restore to finish (a template's). Resolves with a
+ * line for the log when it waited.
  */
 export async function saveState(
   qemu: QemuProcess,
   link: AgentLink,
   file: string,
   shared: boolean,
-): Promise<void> {
+  settleMaxMs = 0,
+): Promise<string | undefined> {
   const qmp = await qemu.connectQmp()
   await link.park(PARK_TIMEOUT_MS)
+  const settled = settleMaxMs > 0 ? await untilGuestQuiet(qemu.pid, settleMaxMs) : undefined
   await qmp.execute('stop')
   await saveDeviceState(qmp, file, shared)
+  if (!settled) return undefined
+  const waited = Math.round(settled.waitedMs)
+  return settled.quiet
+    ? `guest quiet ${waited} ms after it parked`
+    : `guest still busy ${waited} ms after it parked: saved as it was`
 }
 
 /** When the phases of a load ended (performance.now()), for the log. */

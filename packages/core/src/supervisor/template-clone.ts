@@ -35,6 +35,14 @@ import { loadState, saveState } from './state-transfer.js'
  * (dropped and rebuilt), not slow. Generous for 8 parallel clones on 2 cores.
  */
 const CLONE_TIMEOUT_MS = 60_000
+/**
+ * How long a parked template VM may take to go quiet before its save (guest-quiet.ts): its agent's
+ * V8 finishing the optimizing compiles that the warm-up started, which every clone would finish
+ * otherwise. VMCTL_TEMPLATE_SETTLE_MS=0, for measuring only, saves at once as before (the template
+ * key does not say how it was saved: an A/B gives each side its own VMCTL_CACHE_DIR).
+ */
+const TEMPLATE_SETTLE_MAX_MS = 3_000
+const settleMaxMs = () => Number(process.env.VMCTL_TEMPLATE_SETTLE_MS ?? TEMPLATE_SETTLE_MAX_MS)
 
 /** What template-clone needs from the supervisor: given, never imported (see supervisor.ts). */
 export interface TemplateContext {
@@ -236,7 +244,8 @@ export class TemplateClone {
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
       await within(booted.setupPort)
       this.ctx.log('%s', await within(warmUpAgent(this.ctx, deadline.at)))
-      await within(saveState(booted, this.ctx.link, files.state, true))
+      const settled = await within(saveState(booted, this.ctx.link, files.state, true, settleMaxMs()))
+      if (settled) this.ctx.log('%s', settled)
       await booted.kill()
       this.ctx.link.dropPort()
       // Its boot's console goes with it: cloned VMs show it, so a failure's console tail still
