@@ -11,9 +11,9 @@ import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
  * `supervisor --await-launch` that loads and then waits on its stdin, offered to the next VM.up()
  * as an early supervisor (start-vm.ts hands it the VM directory).
  *
- * - It never outlives this process: it waits in a blocking read of a pipe whose only writer is
- *   this process, so when this process ends, however it ends (SIGKILL too), the read returns with
- *   nothing and the spare exits (supervisor-main.ts).
+ * - It never outlives this process: it waits on a pipe whose only writer is this process, so when
+ *   this process ends, however it ends (SIGKILL too), the pipe ends with nothing on it and the
+ *   spare exits (supervisor-main.ts, early-launch.ts).
  * - It does not keep this process alive: the child and its pipes are unref'd.
  * - A supervisor takes the caller's environment (its debug log, its cache and code-cache
  *   directories, VMCTL_* switches) and working directory: a spare started under others than
