@@ -24,7 +24,7 @@ const WARM_UP_FILE = '/run/vmctl/warm-up'
  * agent's path after a command started (its pipes opened, output read, the exit) was compiled by
  * V8 only in each restored VM, on its first command (docs/first-command-prefetch.md).
  */
-const WARM_UP_PROGRAM = '/run/vmctl/warm-up-program'
+export const WARM_UP_PROGRAM = '/run/vmctl/warm-up-program'
 
 /**
  * Runs the calls a test makes first (exec, a file each way, info) through the agent of a VM
@@ -40,12 +40,17 @@ const WARM_UP_PROGRAM = '/run/vmctl/warm-up-program'
  * start inside the empty mount point (the agent's path of a command that could not start), and
  * WARM_UP_PROGRAM, which needs no root, starts and exits (the path every command takes).
  *
+ * `rootMounted`: the VM mounts a root over the place its commands run in (the host's, an image's),
+ * which hides WARM_UP_PROGRAM from every restored VM; it is kept there for the rehearsal of a
+ * restored VM's first command (first-command-rehearsal.ts). Without one it is removed.
+ *
  * Only a shortcut: a warm-up that fails or takes longer than WARM_UP_BUDGET_MS is given up and
  * the template saved as it is. Resolves with a line for the supervisor's log.
  */
 export async function warmUpAgent(
   directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>,
   deadline: number,
+  rootMounted = false,
 ): Promise<string> {
   const started = performance.now()
   const until = Math.min(deadline, started + WARM_UP_BUDGET_MS)
@@ -81,7 +86,7 @@ export async function warmUpAgent(
     if (rounds > 0)
       await execToExit(
         agents[0]!,
-        ['rm', '-f', WARM_UP_FILE, ...(program ? [WARM_UP_PROGRAM] : [])],
+        ['rm', '-f', WARM_UP_FILE, ...(program && !rootMounted ? [WARM_UP_PROGRAM] : [])],
         callDeadline(),
       )
   } catch (error) {

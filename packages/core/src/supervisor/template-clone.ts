@@ -24,6 +24,7 @@ import type { AgentLink } from './agent-link.js'
 import { warmUpAgent } from './agent-warm-up.js'
 import { BootFailure, type Deadline, isBootTimeout, withinDeadline } from './boot-deadline.js'
 import type { ConsoleLog } from './console-log.js'
+import { rehearseFirstCommand } from './first-command-rehearsal.js'
 import { bootWatchingForHangs, startColdQemu } from './hang-retry.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
 import { AGENT_HEALTH_SERVICE, healthClient, untilHealthy, untilReady } from './readiness.js'
@@ -43,6 +44,11 @@ const CLONE_TIMEOUT_MS = 60_000
  */
 const TEMPLATE_SETTLE_MAX_MS = 3_000
 const settleMaxMs = () => Number(process.env.VMCTL_TEMPLATE_SETTLE_MS ?? TEMPLATE_SETTLE_MAX_MS)
+
+/** The VM mounts a root (the host's, an image's) over the place its commands run in, after a restore. */
+function mountsRoot(definition: LaunchSpec): boolean {
+  return definition.hostRoot !== undefined || definition.image !== undefined
+}
 
 /** What template-clone needs from the supervisor: given, never imported (see supervisor.ts). */
 export interface TemplateContext {
@@ -130,6 +136,8 @@ export class TemplateClone {
         touchTemplate(check.files)
         // From here on it is this VM's own boot (its root mount): failures are real ones.
         const ready = untilReady(this.ctx.link.mux, qemu, deadline, this.ctx.definition.name)
+        if (mountsRoot(this.ctx.definition))
+          rehearseFirstCommand(this.ctx, this.ctx.link.mux, ready, this.ctx.log)
         await withinDeadline(ready, qemu, deadline)
         return { qemu, key, made: false, variant }
       }
@@ -243,7 +251,7 @@ export class TemplateClone {
       const within = <T>(work: Promise<T>) => withinDeadline(work, booted, deadline)
       // Saved with the setup port's host connected, so cloned VMs see no change on it.
       await within(booted.setupPort)
-      this.ctx.log('%s', await within(warmUpAgent(this.ctx, deadline.at)))
+      this.ctx.log('%s', await within(warmUpAgent(this.ctx, deadline.at, mountsRoot(this.ctx.definition))))
       const settled = await within(saveState(booted, this.ctx.link, files.state, true, settleMaxMs()))
       if (settled) this.ctx.log('%s', settled)
       await booted.kill()

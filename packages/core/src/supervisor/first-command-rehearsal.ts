@@ -1,0 +1,56 @@
+import type { MuxSession } from '@vmctl/agent'
+import { agentClient } from '../vm/agent-client.js'
+import { WARM_UP_PROGRAM } from './agent-warm-up.js'
+import { execToExit } from './guest-exec.js'
+import type { VmDirectory } from './vm-directory.js'
+
+/** A rehearsal that has not answered by then is dropped (it never holds anything up). */
+const REHEARSAL_BUDGET_MS = 10_000
+
+/**
+ * A restored VM's first command, rehearsed while its root is mounted. After a restore, guest-setup
+ * mounts the root on one vCPU (~250 ms after `cont` under TCG) while the agent, awake ~150 ms after
+ * `cont` since templates are saved with nothing in flight, waits on the other. Everything a first
+ * command runs is then translated by QEMU anew (its translation cache starts empty on every
+ * restore): the agent's call lane, its exec service and V8's code for them, the spawner, the
+ * kernel's vfork, execve and exit. Run once meanwhile, through the agent as a test's command is,
+ * that translation is done on the idle vCPU (QEMU's translations serve every vCPU), and the test's
+ * first command pays only for what is its own: its binary, its loader and libc, read from the root.
+ *
+ * What runs: the template warm-up's 129-byte program that exits 0 (agent-warm-up.ts), left where
+ * the root is mounted over it, so no command of the VM's ever sees it; one that starts after the
+ * root is mounted finds no such file (exit 127), as harmless. Nothing waits for it: "ready" is
+ * still the agent and the root (readiness.ts), and a rehearsal that fails is forgotten. `ready` is
+ * that readiness: a root mounted by the time the agent answers leaves nothing to overlap, and no
+ * rehearsal is run (a host that ran the mount first). Only for a VM with a root to mount.
+ */
+export function rehearseFirstCommand(
+  directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>,
+  mux: MuxSession,
+  ready: Promise<unknown>,
+  log: (format: string, ...args: unknown[]) => void,
+): void {
+  let settled = false
+  ready.then(
+    () => (settled = true),
+    () => (settled = true),
+  )
+  const run = async () => {
+    if (!mux.isReady) await new Promise<void>((resolve) => mux.once('ready', () => resolve()))
+    await Promise.resolve() // a `ready` that settled with the session is seen first
+    if (settled) return log('first command not rehearsed: the root was mounted before the agent answered')
+    const agent = agentClient(directory)
+    const started = performance.now()
+    try {
+      const exit = await execToExit(agent, [WARM_UP_PROGRAM], new Date(Date.now() + REHEARSAL_BUDGET_MS))
+      log(
+        'first command rehearsed in %d ms (exit %d)',
+        Math.round(performance.now() - started),
+        exit.exitCode,
+      )
+    } finally {
+      agent.close()
+    }
+  }
+  run().catch((error: Error) => log('first command rehearsal dropped: %s', error.message))
+}
