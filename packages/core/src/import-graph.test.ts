@@ -88,6 +88,7 @@ describe('the import graph of packages/*/src', () => {
     // gRPC for an agent without it): no other arrow may join these two.
     expect(edgesWhere(inCore('supervisor'), inCore('vm'))).toEqual([
       `${CORE}supervisor/agent-warm-up.ts → ${CORE}vm/agent-client.ts`,
+      `${CORE}supervisor/first-command-rehearsal.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/guest-power.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/network-rejoin.ts → ${CORE}vm/agent-client.ts`,
       `${CORE}supervisor/spare-park.ts → ${CORE}vm/agent-client.ts`,

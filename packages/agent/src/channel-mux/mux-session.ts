@@ -30,7 +30,11 @@ export interface MuxSessionEvents {
   channel: [channel: Duplex, service: string]
   /** guest only: the host opened a channel for one call (`callService` said so). */
   call: [channel: CallChannel, service: string]
-  /** guest only: the host is parking the session (a snapshot is next); listeners run before PARKED goes out. */
+  /**
+   * guest only: the host is parking the session (a snapshot is next); listeners run before PARKED
+   * goes out (the channels' own cleanup, scheduled by the reset, runs after: the host's wait for a
+   * quiet guest covers what that starts).
+   */
   parking: []
 }
 

@@ -13,27 +13,33 @@ import { setFlagsFromString } from 'node:v8'
  * QEMU under TCG, on a vCPU the refresh and the agent's wake-up needed (docs/first-command.md).
  *
  * JavaScript has no call for it; V8's own intrinsic `%FinalizeOptimization()` (which waits for the
- * background jobs and installs them) is compiled once here, with natives syntax allowed for that
- * one function only. A V8 without it (a future Node) gets a no-op: the clone finishes the work, as
- * it did before.
+ * background jobs and installs them) is compiled and called at each park, with natives syntax
+ * allowed for that moment only (a function compiled once and kept could have its bytecode flushed
+ * by V8 in the hours a VM runs before a snapshot, and be compiled again without the flag: a
+ * SyntaxError, and no finishing). A V8 without it (a
+ * future Node) gets a no-op: the clone finishes the work, as it did before.
  */
-const finish = compileFinisher()
-
-/** False on a V8 without the intrinsic: finishPendingCompiles() does nothing there. */
-export const canFinishPendingCompiles = finish !== undefined
-
 export function finishPendingCompiles(): void {
   try {
-    finish?.()
+    withNativesSyntax(() => (new Function('%FinalizeOptimization()') as () => void)())
   } catch {} // only a shortcut: the park goes on
 }
 
-function compileFinisher(): (() => void) | undefined {
+/** False on a V8 without the intrinsic: finishPendingCompiles() does nothing there. */
+export const canFinishPendingCompiles = (() => {
   try {
-    setFlagsFromString('--allow-natives-syntax')
-    return new Function('%FinalizeOptimization()') as () => void
+    withNativesSyntax(() => new Function('%FinalizeOptimization()'))
+    return true
   } catch {
-    return undefined
+    return false
+  }
+})()
+
+/** Runs `work` (its compile and its call) with V8's natives syntax allowed, and only it. */
+function withNativesSyntax<T>(work: () => T): T {
+  setFlagsFromString('--allow-natives-syntax')
+  try {
+    return work()
   } finally {
     setFlagsFromString('--no-allow-natives-syntax')
   }

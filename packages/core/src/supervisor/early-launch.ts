@@ -45,6 +45,8 @@ export function parseEarlyLaunch(text: string): EarlyLaunch | undefined {
 export class EarlyLaunchReader {
   private readonly chunks: Buffer[] = []
   private ended = false
+  /** The pipe broke (not an end): what came is not trusted, as a caller killed mid-write. */
+  private broken = false
   private readonly socket: Socket | undefined
 
   constructor() {
@@ -59,7 +61,9 @@ export class EarlyLaunchReader {
     }
     try {
       this.socket = new Socket({ fd: 0, readable: true, writable: false, pauseOnCreate: true } as never)
-      this.socket.on('error', () => {})
+      this.socket.on('error', () => {
+        this.broken = true
+      })
     } catch {
       this.ended = true
     }
@@ -75,7 +79,7 @@ export class EarlyLaunchReader {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return 'pending'
         this.ended = true // a broken pipe is a caller gone: no launch
-        this.chunks.length = 0
+        this.broken = true
         break
       }
       if (read === 0) this.ended = true
@@ -102,7 +106,7 @@ export class EarlyLaunchReader {
   private launch(): EarlyLaunch | undefined {
     this.socket?.pause()
     this.socket?.unref()
-    return parseEarlyLaunch(Buffer.concat(this.chunks).toString('utf8'))
+    return this.broken ? undefined : parseEarlyLaunch(Buffer.concat(this.chunks).toString('utf8'))
   }
 }
 

@@ -20,25 +20,20 @@ const REHEARSAL_BUDGET_MS = 10_000
  * What runs: the template warm-up's 129-byte program that exits 0 (agent-warm-up.ts), left where
  * the root is mounted over it, so no command of the VM's ever sees it; one that starts after the
  * root is mounted finds no such file (exit 127), as harmless. Nothing waits for it: "ready" is
- * still the agent and the root (readiness.ts), and a rehearsal that fails is forgotten. `ready` is
- * that readiness: a root mounted by the time the agent answers leaves nothing to overlap, and no
- * rehearsal is run (a host that ran the mount first). Only for a VM with a root to mount.
+ * still the agent and the root (readiness.ts), and a rehearsal that fails is forgotten. A root
+ * mounted by the time the agent answers (`rootMounted`) leaves nothing to overlap: no rehearsal
+ * then. Only for a VM with a root to mount.
  */
 export function rehearseFirstCommand(
   directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>,
   mux: MuxSession,
-  ready: Promise<unknown>,
+  rootMounted: () => boolean,
   log: (format: string, ...args: unknown[]) => void,
 ): void {
-  let settled = false
-  ready.then(
-    () => (settled = true),
-    () => (settled = true),
-  )
   const run = async () => {
     if (!mux.isReady) await new Promise<void>((resolve) => mux.once('ready', () => resolve()))
-    await Promise.resolve() // a `ready` that settled with the session is seen first
-    if (settled) return log('first command not rehearsed: the root was mounted before the agent answered')
+    if (rootMounted())
+      return log('first command not rehearsed: the root was mounted before the agent answered')
     const agent = agentClient(directory)
     const started = performance.now()
     try {

@@ -21,6 +21,8 @@ export async function untilReady(
   deadline: Deadline,
   /** The VM's name, for its timeline (restore-timeline.ts). */
   vm = '',
+  /** Called as soon as the root is mounted (before the agent's session, if that comes later). */
+  onRootMounted: () => void = () => {},
 ): Promise<void> {
   const port = await qemu.setupPort
   if (!port) throw new BootFailure('BOOT_FAILED', qemu.exitReason())
@@ -39,7 +41,10 @@ export async function untilReady(
     signal.addEventListener('abort', aborted)
   })
   const root = port.rootReady(signal).then(
-    () => mark(vm, 'root mounted'),
+    () => {
+      onRootMounted()
+      mark(vm, 'root mounted')
+    },
     (error: Error) => {
       if (error instanceof RootMountError)
         throw new BootFailure('BOOT_FAILED', `the guest could not mount its root: ${error.message}`)

@@ -6,7 +6,8 @@
  *
  * Its first act is the QEMU that VM.up() planned for a template clone (early-qemu.ts), if any;
  * the rest of the supervisor (supervisor-load.ts: supervisor.ts and all it imports, grpc-js
- * included) loads after that, while QEMU starts (when started early, before: it has time then);
+ * included) loads after that, while QEMU starts (started early, before its VM is known: it loads
+ * first, unless the launch is on its stdin already, early-launch.ts);
  * in the bundle it is a file of its own, loaded through V8's code cache (code-cache.ts).
  */
 import { existsSync, readFileSync } from 'node:fs'

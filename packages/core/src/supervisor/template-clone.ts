@@ -45,9 +45,12 @@ const CLONE_TIMEOUT_MS = 60_000
 const TEMPLATE_SETTLE_MAX_MS = 3_000
 const settleMaxMs = () => Number(process.env.VMCTL_TEMPLATE_SETTLE_MS ?? TEMPLATE_SETTLE_MAX_MS)
 
-/** The VM mounts a root (the host's, an image's) over the place its commands run in, after a restore. */
+/**
+ * The VM mounts a root (the host's, an image's) over the place its commands run in, after a
+ * restore: the same test as the kernel command line's vmctl_root (qemu-command.ts).
+ */
 function mountsRoot(definition: LaunchSpec): boolean {
-  return definition.hostRoot !== undefined || definition.image !== undefined
+  return definition.image !== undefined || Boolean(definition.hostRoot)
 }
 
 /** What template-clone needs from the supervisor: given, never imported (see supervisor.ts). */
@@ -135,9 +138,13 @@ export class TemplateClone {
         }
         touchTemplate(check.files)
         // From here on it is this VM's own boot (its root mount): failures are real ones.
-        const ready = untilReady(this.ctx.link.mux, qemu, deadline, this.ctx.definition.name)
+        let rootMounted = false
+        const { mux } = this.ctx.link
+        const ready = untilReady(mux, qemu, deadline, this.ctx.definition.name, () => {
+          rootMounted = true
+        })
         if (mountsRoot(this.ctx.definition))
-          rehearseFirstCommand(this.ctx, this.ctx.link.mux, ready, this.ctx.log)
+          rehearseFirstCommand(this.ctx, mux, () => rootMounted, this.ctx.log)
         await withinDeadline(ready, qemu, deadline)
         return { qemu, key, made: false, variant }
       }

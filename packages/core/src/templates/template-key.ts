@@ -23,7 +23,9 @@ export function templateKey(spec: LaunchSpec): string {
   const hash = createHash('sha256')
   // v3: templates are saved with the agent warmed up (agent-warm-up.ts); older ones are remade.
   // v4: the warm-up runs a command that starts (exit-zero-program.ts).
-  hash.update('vmctl-template-v4\0')
+  // v5: saved quiet (guest-quiet.ts), the warm-up's program kept for the first command's rehearsal
+  // (first-command-rehearsal.ts).
+  hash.update('vmctl-template-v5\0')
   hash.update(`${canonical.join('\0')}\0`)
   const files = {
     qemu: spec.qemuBinary,

@@ -6,6 +6,15 @@ import { readdirSync, readFileSync } from 'node:fs'
  * where /proc has no schedstat.
  */
 export function processCpuMs(pid: number | undefined): number | undefined {
+  return processSchedMs(pid)?.runMs
+}
+
+/**
+ * A process's time on a CPU (`runMs`) and waiting in a run queue for one (`waitMs`) so far, in ms,
+ * summed over its threads (schedstat's first two fields). A thread that ends between two readings
+ * takes its times with it: a difference can go down.
+ */
+export function processSchedMs(pid: number | undefined): { runMs: number; waitMs: number } | undefined {
   if (pid === undefined) return undefined
   let tasks: string[]
   try {
@@ -13,11 +22,14 @@ export function processCpuMs(pid: number | undefined): number | undefined {
   } catch {
     return undefined
   }
-  let ns = 0
+  let run = 0
+  let wait = 0
   for (const task of tasks) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0])
+      const [onCpu, waiting] = readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')
+      run += Number(onCpu)
+      wait += Number(waiting)
     } catch {} // a thread that ended since the listing (QEMU's I/O workers come and go)
   }
-  return Number.isFinite(ns) ? ns / 1e6 : undefined
+  return Number.isFinite(run) && Number.isFinite(wait) ? { runMs: run / 1e6, waitMs: wait / 1e6 } : undefined
 }

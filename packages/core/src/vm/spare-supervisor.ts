@@ -8,7 +8,8 @@ import { supervisorEnv, supervisorMainPath } from './supervisor-entry.js'
  * (docs/restore-to-ready.md). `vmctl run` starts its supervisor before it loads the CLI
  * (early-supervisor.ts); a process that calls VM.up() again and again (a test file's beforeEach)
  * gets the same from here: once this process has booted two VMs, each VM's destroy() starts one
- * `supervisor --await-launch` that loads and then waits on its stdin, offered to the next VM.up()
+ * `supervisor --await-launch` that loads and then waits on its stdin (or, handed its VM before it
+ * loaded, starts that VM's QEMU first: early-launch.ts), offered to the next VM.up()
  * as an early supervisor (start-vm.ts hands it the VM directory).
  *
  * - It never outlives this process: it waits on a pipe whose only writer is this process, so when
