@@ -1,6 +1,8 @@
+import { once } from 'node:events'
 import type { MuxSession } from '@vmctl/agent'
 import { agentClient } from '../vm/agent-client.js'
 import { WARM_UP_PROGRAM } from './agent-warm-up.js'
+import { type Deadline, deadlineSignal } from './boot-deadline.js'
 import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
@@ -22,16 +24,28 @@ const REHEARSAL_BUDGET_MS = 10_000
  * root is mounted finds no such file (exit 127), as harmless. Nothing waits for it: "ready" is
  * still the agent and the root (readiness.ts), and a rehearsal that fails is forgotten. A root
  * mounted by the time the agent answers (`rootMounted`) leaves nothing to overlap: no rehearsal
- * then. Only for a VM with a root to mount.
+ * then. Only for a VM with a root to mount. A boot that ends before its agent answers (destroyed,
+ * failed, past its deadline) takes the wait for the agent with it.
  */
 export function rehearseFirstCommand(
   directory: Pick<VmDirectory, 'agentSocket' | 'rawSocket'>,
   mux: MuxSession,
   rootMounted: () => boolean,
+  boot: { deadline: Deadline; ended: Promise<unknown> },
   log: (format: string, ...args: unknown[]) => void,
 ): void {
   const run = async () => {
-    if (!mux.isReady) await new Promise<void>((resolve) => mux.once('ready', () => resolve()))
+    if (!mux.isReady) {
+      const gone = new AbortController()
+      const signal = AbortSignal.any([gone.signal, deadlineSignal(boot.deadline)])
+      boot.ended.then(
+        () => gone.abort(new Error('the boot ended before the agent answered')),
+        (error: Error) => gone.abort(error),
+      )
+      await once(mux, 'ready', { signal }).catch(() => {
+        throw signal.reason
+      })
+    }
     if (rootMounted())
       return log('first command not rehearsed: the root was mounted before the agent answered')
     const agent = agentClient(directory)

@@ -144,7 +144,7 @@ export class TemplateClone {
           rootMounted = true
         })
         if (mountsRoot(this.ctx.definition))
-          rehearseFirstCommand(this.ctx, mux, () => rootMounted, this.ctx.log)
+          rehearseFirstCommand(this.ctx, mux, () => rootMounted, { deadline, ended: ready }, this.ctx.log)
         await withinDeadline(ready, qemu, deadline)
         return { qemu, key, made: false, variant }
       }
