@@ -13,13 +13,14 @@ export interface GuestExit {
  * One command through the agent's raw client (not a VM handle: the supervisor has none), to its
  * exit status, whatever that is: `argv` run without a shell, or (`shell`, with `argv` empty) a
  * shell line. Rejects when the call fails (deadline, agent gone) or the agent ends it without an
- * exit status. `timeoutMs`: the agent kills the command after that long (0: never).
+ * exit status. `timeoutMs`: the agent kills the command after that long (0: never). `input`: the
+ * command's stdin, sent and then closed, as vm.exec() sends an `input` (none: no stdin pipe).
  */
 export function execToExit(
   agent: AgentClient,
   argv: string[],
   deadline: Date,
-  { shell = '', timeoutMs = 0 }: { shell?: string; timeoutMs?: number } = {},
+  { shell = '', timeoutMs = 0, input }: { shell?: string; timeoutMs?: number; input?: Buffer } = {},
 ): Promise<GuestExit> {
   return new Promise<GuestExit>((resolve, reject) => {
     const stderr: Buffer[] = []
@@ -37,8 +38,13 @@ export function execToExit(
     call.on('error', reject)
     call.on('end', () => reject(new Error('the agent ended the command without an exit status')))
     // No pid wanted (as vm.exec(), which the template's warm-up runs this for).
-    const start = { argv, shell, env: {}, cwd: '/', user: '', stdin: false, timeoutMs, noStarted: true }
+    const stdin = input !== undefined
+    const start = { argv, shell, env: {}, cwd: '/', user: '', stdin, timeoutMs, noStarted: true }
     call.write({ kind: { $case: 'start', value: start } })
+    if (stdin) {
+      if (input.length > 0) call.write({ kind: { $case: 'stdin', value: input } })
+      call.write({ kind: { $case: 'stdinEnd', value: true } })
+    }
     call.end()
   })
 }

@@ -32,6 +32,17 @@ describe('guest-exec: the supervisor runs a command in the guest to its exit (vm
     })
   })
 
+  test("an input is the command's stdin, then its end (an empty one too)", async () => {
+    const read = 'read -r line && test "$line" = warm && ! read -r more && echo "[$more]" >&2'
+    expect(await execToExit(agent, [], soon(), { shell: read, input: Buffer.from('warm\n') })).toEqual({
+      exitCode: 0,
+      signal: '',
+      stderr: '[]\n',
+    })
+    // An empty input still ends: the command reads EOF at once instead of waiting.
+    expect((await execToExit(agent, [], soon(), { shell: 'cat', input: Buffer.alloc(0) })).exitCode).toBe(0)
+  })
+
   test('a shell line that must succeed rejects with its status and stderr, and resolves when it does', async () => {
     await expect(runShellInGuest(agent, 'echo no such thing >&2; exit 7', 30_000)).rejects.toThrow(
       'exit 7: no such thing',

@@ -25,7 +25,8 @@ export function templateKey(spec: LaunchSpec): string {
   // v4: the warm-up runs a command that starts (exit-zero-program.ts).
   // v5: saved quiet (guest-quiet.ts), the warm-up's program kept for the first command's rehearsal
   // (first-command-rehearsal.ts).
-  hash.update('vmctl-template-v5\0')
+  // v6: the warm-up runs a command with an input too (the agent's stdin path).
+  hash.update('vmctl-template-v6\0')
   hash.update(`${canonical.join('\0')}\0`)
   const files = {
     qemu: spec.qemuBinary,
