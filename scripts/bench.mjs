@@ -7,6 +7,10 @@
 //   up        VM.up() → agent healthy, restored from the default VM's template (the headline:
 //             up / cold, target ≤ 0.1)
 //   (cold and up also time their first exec(['true']) answered, the caller's first command)
+//   up again  the same right after `up`, in the same process: the next VM of a process that makes
+//             VMs one after another (a test file's beforeEach), whose supervisor was started as the
+//             last VM was destroyed (vm/spare-supervisor.ts); `up` always pays a fresh supervisor,
+//             as a process's first VM does (the cold sample before it runs under another env)
 //   spare     VM.up() → first exec answered, taking a parked spare of the default VM (vm/spare-vm.ts:
 //             restored, warmed and paused while the rounds before ran; the bench waits for it to
 //             park after each sample, so that it runs beside no other measure)
@@ -101,6 +105,14 @@ async function upSample() {
   }
 }
 
+/** The next restore in the same process, right after upSample's destroy started a supervisor for it. */
+async function upAgainSample() {
+  for (;;) {
+    const { vm, firstExec } = await upAndFirstExec()
+    if (vm.template && !vm.template.made) return firstExec
+  }
+}
+
 /** A cold boot: templates off (the first boot of a definition costs this plus saving one). */
 async function coldSample() {
   process.env.VMCTL_TEMPLATES = '0'
@@ -170,7 +182,17 @@ const quantile = (values, q) => {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
 }
 
-const samples = { floor: [], cold: [], coldExec: [], up: [], upExec: [], spareExec: [], run: [], inPlace: [] }
+const samples = {
+  floor: [],
+  cold: [],
+  coldExec: [],
+  up: [],
+  upExec: [],
+  upAgainExec: [],
+  spareExec: [],
+  run: [],
+  inPlace: [],
+}
 process.stderr.write(`vmctl bench: ${ROUNDS} rounds, accelerator ${accel}\n`)
 await (await VM.up()).destroy() // makes the default template if there is none yet
 // Two VMs of the default definition in a row: the second's destroy starts the first spare.
@@ -185,6 +207,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   samples.floor.push(await floorSample())
   samples.cold.push(await coldSample())
   samples.up.push(await upSample())
+  samples.upAgainExec.push(await upAgainSample())
   samples.spareExec.push(await spareSample())
   samples.run.push(await runSample())
   const restoreStarted = performance.now()
@@ -192,7 +215,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   await snapshotted.exec('true')
   samples.inPlace.push(performance.now() - restoreStarted)
   process.stderr.write(
-    `  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, cold ${samples.cold.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms (first exec ${samples.upExec.at(-1).toFixed(0)} ms, cold ${samples.coldExec.at(-1).toFixed(0)} ms, from a spare ${samples.spareExec.at(-1).toFixed(0)} ms), run ${samples.run.at(-1).toFixed(0)} ms, in-place restore ${samples.inPlace.at(-1).toFixed(0)} ms\n`,
+    `  round ${round}: floor ${samples.floor.at(-1).toFixed(0)} ms, cold ${samples.cold.at(-1).toFixed(0)} ms, up ${samples.up.at(-1).toFixed(0)} ms (first exec ${samples.upExec.at(-1).toFixed(0)} ms, the next VM ${samples.upAgainExec.at(-1).toFixed(0)} ms, cold ${samples.coldExec.at(-1).toFixed(0)} ms, from a spare ${samples.spareExec.at(-1).toFixed(0)} ms), run ${samples.run.at(-1).toFixed(0)} ms, in-place restore ${samples.inPlace.at(-1).toFixed(0)} ms\n`,
   )
 }
 await snapshotted.destroy()
@@ -355,6 +378,7 @@ const rows = [
   ['VM.up() → agent ready (restored from the template)', samples.up],
   ['cold boot → first exec answered', samples.coldExec],
   ['VM.up() restored → first exec answered', samples.upExec],
+  ['the next VM.up() of the process, restored → first exec answered', samples.upAgainExec],
   ['VM.up() taking a parked spare → first exec answered', samples.spareExec],
   ['vmctl run -- true (end to end)', samples.run],
   ['vm.restore(snapshot) in place → next exec answered', samples.inPlace],
@@ -393,6 +417,7 @@ const lines = [
   `transfers against the floor, per run (the raw transfer next to the agent's), median [min-max]: ${['push', 'pull'].map((kind) => `${kind} ${runRatios(transfers, kind)} of the raw channel's speed, raw/agent QEMU CPU ${runRatios(transferQemuMs, kind)}`).join('; ')}`,
   `ratios of medians: template restore / cold boot = ${(median(samples.up) / median(samples.cold)).toFixed(3)} (target ≤ 0.1), ` +
     `to the first exec answered: restored / cold = ${(median(samples.upExec) / median(samples.coldExec)).toFixed(3)}, ` +
+    `the next VM of the process, restored / cold = ${(median(samples.upAgainExec) / median(samples.coldExec)).toFixed(3)}, ` +
     `from a parked spare / cold = ${(median(samples.spareExec) / median(samples.coldExec)).toFixed(3)} (target ≤ 0.08), ` +
     `cold boot / floor = ${(median(samples.cold) / median(samples.floor)).toFixed(2)}, ` +
     `vmctl run / VM.up = ${(median(samples.run) / median(samples.up)).toFixed(2)}, ` +
