@@ -109,7 +109,8 @@ async function upSample() {
 async function upAgainSample() {
   for (;;) {
     const { vm, firstExec } = await upAndFirstExec()
-    if (vm.template && !vm.template.made) return firstExec
+    if (!vm.template) throw new Error('VM.up() did not restore from a template')
+    if (!vm.template.made) return firstExec
   }
 }
 

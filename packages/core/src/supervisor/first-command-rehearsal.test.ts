@@ -51,7 +51,7 @@ describe('the first command rehearsal, when the agent never answers', () => {
     )
     await until(() => lines.length > 0)
     expect(mux.listenerCount('ready')).toBe(0)
-    expect(lines).toEqual(['first command rehearsal dropped: %s The operation was aborted due to timeout'])
+    expect(lines).toEqual(['first command rehearsal dropped: %s the agent did not answer within 0 s'])
   })
 
   test('a root mounted before the agent answered: nothing is run', async () => {

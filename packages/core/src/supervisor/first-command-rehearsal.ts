@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import type { MuxSession } from '@vmctl/agent'
 import { agentClient } from '../vm/agent-client.js'
 import { WARM_UP_PROGRAM } from './agent-warm-up.js'
-import { type Deadline, deadlineSignal } from './boot-deadline.js'
+import type { Deadline } from './boot-deadline.js'
 import { execToExit } from './guest-exec.js'
 import type { VmDirectory } from './vm-directory.js'
 
@@ -36,15 +36,24 @@ export function rehearseFirstCommand(
 ): void {
   const run = async () => {
     if (!mux.isReady) {
+      // A timer of its own, not AbortSignal.timeout() under AbortSignal.any(): Node 20 holds the
+      // signals given to any() weakly, so a collected timeout signal would never fire.
       const gone = new AbortController()
-      const signal = AbortSignal.any([gone.signal, deadlineSignal(boot.deadline)])
+      const deadline = setTimeout(
+        () => gone.abort(boot.deadline.expired()),
+        Math.max(1, Math.round(boot.deadline.at - performance.now())),
+      )
       boot.ended.then(
         () => gone.abort(new Error('the boot ended before the agent answered')),
         (error: Error) => gone.abort(error),
       )
-      await once(mux, 'ready', { signal }).catch(() => {
-        throw signal.reason
-      })
+      try {
+        await once(mux, 'ready', { signal: gone.signal })
+      } catch {
+        throw gone.signal.reason
+      } finally {
+        clearTimeout(deadline)
+      }
     }
     if (rootMounted())
       return log('first command not rehearsed: the root was mounted before the agent answered')
