@@ -93,25 +93,24 @@ async function upAndFirstExec() {
   return { vm, ready, firstExec }
 }
 
-async function upSample() {
+/** A restore from the default template, again if the bench found the template rebuilt (a cold boot). */
+async function restoredSample() {
   for (;;) {
-    const { vm, ready, firstExec } = await upAndFirstExec()
-    if (!vm.template) throw new Error('VM.up() did not restore from a template')
-    // A rebuilt template (the agent or initramfs changed under the bench) is a cold boot: again.
-    if (!vm.template.made) {
-      samples.upExec.push(firstExec)
-      return ready
-    }
+    const sample = await upAndFirstExec()
+    if (!sample.vm.template) throw new Error('VM.up() did not restore from a template')
+    if (!sample.vm.template.made) return sample
   }
+}
+
+async function upSample() {
+  const { ready, firstExec } = await restoredSample()
+  samples.upExec.push(firstExec)
+  return ready
 }
 
 /** The next restore in the same process, right after upSample's destroy started a supervisor for it. */
 async function upAgainSample() {
-  for (;;) {
-    const { vm, firstExec } = await upAndFirstExec()
-    if (!vm.template) throw new Error('VM.up() did not restore from a template')
-    if (!vm.template.made) return firstExec
-  }
+  return (await restoredSample()).firstExec
 }
 
 /** A cold boot: templates off (the first boot of a definition costs this plus saving one). */

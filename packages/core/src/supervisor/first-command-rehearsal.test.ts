@@ -16,20 +16,35 @@ async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5))
 }
 
+/** Starts a rehearsal on a session whose agent has not answered; returns the lines it logs. */
+function rehearse(
+  mux: MuxSession,
+  rootMounted: boolean,
+  deadlineMs: number,
+  ended: Promise<unknown>,
+): string[] {
+  const lines: string[] = []
+  rehearseFirstCommand(
+    directory,
+    mux,
+    () => rootMounted,
+    { deadline: bootDeadline(deadlineMs), ended },
+    (format, ...args) => lines.push([format, ...args].join(' ')),
+  )
+  return lines
+}
+
 describe('the first command rehearsal, when the agent never answers', () => {
   test('a boot that fails takes the wait with it: no listener left on the session', async () => {
     const mux = waitingMux()
-    const lines: string[] = []
     let fail!: (error: Error) => void
-    const ended = new Promise((_, reject) => {
-      fail = reject
-    })
-    rehearseFirstCommand(
-      directory,
+    const lines = rehearse(
       mux,
-      () => false,
-      { deadline: bootDeadline(60_000), ended },
-      (f, ...a) => lines.push(`${f} ${a.join(' ')}`),
+      false,
+      60_000,
+      new Promise((_, reject) => {
+        fail = reject
+      }),
     )
     expect(mux.listenerCount('ready')).toBe(1)
     fail(new Error('QEMU exited'))
@@ -40,15 +55,7 @@ describe('the first command rehearsal, when the agent never answers', () => {
 
   test('the boot deadline ends the wait too', async () => {
     const mux = waitingMux()
-    const lines: string[] = []
-    const never = new Promise(() => {})
-    rehearseFirstCommand(
-      directory,
-      mux,
-      () => false,
-      { deadline: bootDeadline(20), ended: never },
-      (f, ...a) => lines.push(`${f} ${a.join(' ')}`),
-    )
+    const lines = rehearse(mux, false, 20, new Promise(() => {}))
     await until(() => lines.length > 0)
     expect(mux.listenerCount('ready')).toBe(0)
     expect(lines).toEqual(['first command rehearsal dropped: %s the agent did not answer within 0 s'])
@@ -56,14 +63,7 @@ describe('the first command rehearsal, when the agent never answers', () => {
 
   test('a root mounted before the agent answered: nothing is run', async () => {
     const mux = waitingMux()
-    const lines: string[] = []
-    rehearseFirstCommand(
-      directory,
-      mux,
-      () => true,
-      { deadline: bootDeadline(60_000), ended: new Promise(() => {}) },
-      (f) => lines.push(f),
-    )
+    const lines = rehearse(mux, true, 60_000, new Promise(() => {}))
     mux.emit('ready')
     await until(() => lines.length > 0)
     expect(lines).toEqual(['first command not rehearsed: the root was mounted before the agent answered'])
