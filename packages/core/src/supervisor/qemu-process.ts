@@ -97,7 +97,13 @@ export class QemuProcess extends EventEmitter<{
     // Started already (its sockets are up or coming: keep them), or spawned now.
     const early = options.early?.take(command)
     if (!early)
-      for (const path of [dir.qmpSocket, dir.portSocket, dir.setupSocket, dir.vsockCidFile])
+      for (const path of [
+        dir.qmpSocket,
+        dir.portSocket,
+        dir.setupSocket,
+        dir.vsockCidFile,
+        dir.incomingSocket,
+      ])
         rmSync(path, { force: true })
     options.console.newRun()
     options.log('%s %s', early ? 'adopted, started early:' : 'spawn', command.join(' '))
@@ -156,6 +162,11 @@ export class QemuProcess extends EventEmitter<{
 
   get pid(): number | undefined {
     return this.child.pid
+  }
+
+  /** Where this QEMU listens for a saved state (started with `incoming`). */
+  get incomingSocket(): string {
+    return this.options.dir.incomingSocket
   }
 
   get qmp(): QmpClient | undefined {

@@ -67,7 +67,7 @@ export async function loadState(
   await within(link.connect(qemu, true))
   await within(qemu.setupPort)
   mark(spec.name, 'ports connected')
-  await within(loadDeviceState(qmp, file, shared, (what) => mark(spec.name, what)))
+  await within(loadDeviceState(qmp, file, qemu.incomingSocket, shared, (what) => mark(spec.name, what)))
   const loaded = performance.now()
   await within(refreshGuest(qemu, spec, deadline, log))
   mark(spec.name, 'guest refreshed')

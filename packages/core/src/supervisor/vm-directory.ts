@@ -78,6 +78,10 @@ export class VmDirectory {
   get qmpSocket(): string {
     return join(this.path, 'qmp.sock')
   }
+  /** Where QEMU listens for a saved state to load (migration.ts's loadDeviceState). */
+  get incomingSocket(): string {
+    return join(this.path, 'state.sock')
+  }
   get consoleLog(): string {
     return join(this.path, 'console.log')
   }
