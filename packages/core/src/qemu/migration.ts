@@ -69,7 +69,7 @@ export async function loadDeviceState(
 async function streamInto(socket: string, path: string): Promise<void> {
   const connection = net.connect(socket)
   await once(connection, 'connect')
-  await pipeline(createReadStream(path), connection)
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), connection)
 }
 
 /**
