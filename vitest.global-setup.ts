@@ -25,12 +25,22 @@ export function setup(): void {
  */
 export async function teardown(): Promise<void> {
   const scope = process.env.VMCTL_RUNTIME_DIR
-  let pids: string[] = []
-  try {
-    pids = execFileSync('pgrep', ['-f', `qemu-system.*${scope ?? 'vmctl_hostname='}`], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-  } catch {}
+  const running = () => {
+    try {
+      return execFileSync('pgrep', ['-f', `qemu-system.*${scope ?? 'vmctl_hostname='}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+    } catch {
+      return []
+    }
+  }
+  // A worker killed at the end leaves a spare supervisor's QEMU (prestarted-qemu.ts) to go once
+  // that supervisor sees its stdin end, after it has loaded: a second at most, not a leak (3 s allowed).
+  let pids = running()
+  for (let waited = 0; pids.length > 0 && waited < 3_000; waited += 200) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    pids = running()
+  }
   if (runDir) rmSync(runDir, { recursive: true, force: true })
   if (pids.length === 0) return
   execFileSync('kill', ['-9', ...pids])

@@ -1,9 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { disksDir, readManifest } from '../disks/disks-dir.js'
 import { cacheDir, vmsDir } from '../paths.js'
 import type { VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
+import { deadPrestartDirs } from '../supervisor/prestarted-qemu.js'
 import { isAlias, isAlive, isStale, VmDirectory } from '../supervisor/vm-directory.js'
 import { templatesDir } from '../templates/template-store.js'
 import { vmQemuProcesses } from './host-processes.js'
@@ -152,6 +153,14 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
     owner?.problems.push(finding.kind)
   }
 
+  for (const dir of deadPrestartDirs(dirname(root)))
+    findings.push({
+      kind: 'dead-supervisor',
+      subject: dir,
+      detail: `${dir} held the sockets of a QEMU a spare supervisor started for the next VM; that supervisor is gone`,
+      repair: `remove ${dir}`,
+      path: dir,
+    })
   findings.push(...diskFindings(disksDir(env), referenced), ...stagingFindings(templatesDir(cacheDir(env))))
   return { vms, findings }
 }

@@ -52,10 +52,15 @@ export async function loadDeviceState(
   try {
     await qmp.execute('migrate-incoming', { uri: `unix:${socket}` })
     mark('migrate-incoming started')
-    // A write that fails (QEMU gave up and closed its end) is not the error: the status says why.
-    const sent = streamInto(socket, path).catch(() => {})
-    await ended.promise
-    await sent
+    // A write cut short because QEMU gave up is not the cause (the status says why); a state that
+    // cannot be read or sent at all is, and nothing else would end the wait.
+    let sendError: Error | undefined
+    const sent = streamInto(socket, path).catch((error: Error) => {
+      sendError = error
+    })
+    await Promise.race([ended.promise, sent.then(() => (sendError ? undefined : ended.promise))])
+    if (sendError && !(await migrationCompleted(qmp)))
+      throw new Error(`loading the VM state failed: cannot send ${path}: ${sendError.message}`)
   } finally {
     ended.stop()
   }
@@ -84,9 +89,10 @@ function migrationEnded(qmp: QmpClient): { promise: Promise<void>; stop: () => v
       if (name === 'MIGRATION' && status && ENDED.has(status)) resolve()
     }
     const poll = setInterval(() => {
+      // A refused query is no end: the connection's close is (below).
       qmp.execute<MigrationStatus>('query-migrate').then(
         (info) => info.status && ENDED.has(info.status) && resolve(),
-        () => resolve(),
+        () => {},
       )
     }, 250)
     qmp.on('event', onEvent)
@@ -101,6 +107,11 @@ function migrationEnded(qmp: QmpClient): { promise: Promise<void>; stop: () => v
 }
 
 const ENDED = new Set(['completed', 'failed', 'cancelled'])
+
+async function migrationCompleted(qmp: QmpClient): Promise<boolean> {
+  const info = await qmp.execute<MigrationStatus>('query-migrate').catch(() => undefined)
+  return info?.status === 'completed'
+}
 
 /** Throws the migration's error unless it completed. */
 async function checkMigration(qmp: QmpClient, what: string): Promise<void> {

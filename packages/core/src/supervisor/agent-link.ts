@@ -74,7 +74,7 @@ export class AgentLink extends EventEmitter<{ lost: [reason: string, how: 'port-
       this.connectVsock(cid, qemu)
       return
     }
-    const socket = await connectWhenReady(this.dir.portSocket, () => qemu.alive, 10)
+    const socket = await connectWhenReady(qemu.portSocket, () => qemu.alive, 10)
     if (!socket) throw new BootFailure('BOOT_FAILED', qemu.exitReason())
     socket.on('error', (error) => this.log('agent port: %s', error.message))
     this.portSocket = socket

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { fstatSync, readFileSync, statSync } from 'node:fs'
+import { fstatSync, readFileSync, rmSync, statSync } from 'node:fs'
 
 /**
  * How VM.up() hands its supervisor the QEMU command of a template clone (start-vm.ts): JSON of an
@@ -10,6 +10,11 @@ export interface EarlyQemuPlan {
   command: string[]
   /** The template RAM file it maps, and that file's identity when the plan was made. */
   ram: { path: string; identity: string }
+  /**
+   * Where its sockets are when not in its VM's directory: a QEMU a spare supervisor started before
+   * its VM was known (prestarted-qemu.ts), in a directory of its own.
+   */
+  socketDir?: string
 }
 
 /** A file's identity: another template made under the same key is another file. */
@@ -65,6 +70,40 @@ export class EarlyQemu {
     return this.child?.pid
   }
 
+  /** Where its sockets are, when not in its VM's directory (EarlyQemuPlan.socketDir). */
+  get socketDir(): string | undefined {
+    return this.plan.socketDir
+  }
+
+  /** Not taken yet, and still running. */
+  get waiting(): boolean {
+    return (
+      this.child !== undefined &&
+      !this.exited &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
+    )
+  }
+
+  /**
+   * Whether this QEMU runs the command of `plan` (made for the VM directory `vmDirectory`), but
+   * for its sockets' directory: a QEMU started before its VM was known that this VM can take.
+   */
+  stands(plan: EarlyQemuPlan | undefined, vmDirectory: string): boolean {
+    const own = this.plan.socketDir
+    if (
+      !own ||
+      !plan?.ram ||
+      !Array.isArray(plan.command) ||
+      plan.ram.identity !== this.plan.ram.identity ||
+      plan.command.length !== this.plan.command.length
+    )
+      return false
+    return plan.command.every(
+      (arg, i) => arg.replaceAll(`${vmDirectory}/`, `${own}/`) === this.plan.command[i],
+    )
+  }
+
   /**
    * The QEMU, if it runs `command` and maps the template RAM file that is there now; else it is
    * killed, and the caller spawns its own. Once: later QEMUs of this VM are spawned as usual.
@@ -81,10 +120,11 @@ export class EarlyQemu {
     return undefined
   }
 
-  /** Kills it if it was not taken (the VM goes down first). */
+  /** Kills it if it was not taken (the VM goes down first, or another QEMU is wanted). */
   discard(): void {
     this.child?.kill('SIGKILL')
     this.child = undefined
+    if (this.plan.socketDir) rmSync(this.plan.socketDir, { recursive: true, force: true })
   }
 }
 

@@ -16,7 +16,7 @@ import type { EarlyQemu } from './early-qemu.js'
 import { GuestSetupPort } from './guest-setup-port.js'
 import { withParentDeathSignal } from './parent-death.js'
 import { mark } from './restore-timeline.js'
-import type { VmDirectory } from './vm-directory.js'
+import { type QemuSockets, qemuSocketsIn, type VmDirectory } from './vm-directory.js'
 
 /** How this QEMU starts: cold, making a template (RAM written through), or loading a saved state. */
 export type QemuVariant = Pick<QemuCommandPlan, 'memoryFile' | 'incoming' | 'deferRoot'>
@@ -38,17 +38,19 @@ export interface QemuProcessOptions {
 
 /** The whole command (parent-death wrapper, prefix, QEMU and its arguments) that starts this QEMU. */
 export function qemuLaunchCommand(
-  options: Pick<QemuProcessOptions, 'spec' | 'accel' | 'dir' | 'variant' | 'hostPorts' | 'commandPrefix'>,
+  options: Pick<QemuProcessOptions, 'spec' | 'accel' | 'variant' | 'hostPorts' | 'commandPrefix'> & {
+    sockets: QemuSockets
+  },
 ): string[] {
-  const { spec, dir } = options
+  const { spec, sockets } = options
   const args = qemuArguments(
     qemuPlanFor(
       { ...spec, accel: { ...spec.accel, accel: options.accel } },
       {
         ...(options.variant ?? {}),
-        qmpSocket: dir.qmpSocket,
-        agentSocket: dir.portSocket,
-        setupSocket: dir.setupSocket,
+        qmpSocket: sockets.qmp,
+        agentSocket: sockets.port,
+        setupSocket: sockets.setup,
         vsockPort: AGENT_VSOCK_PORT,
         hostPorts: options.hostPorts ?? {},
       },
@@ -80,6 +82,7 @@ export class QemuProcess extends EventEmitter<{
   readonly exited: Promise<void>
   private readonly child: ChildProcess
   private readonly options: QemuProcessOptions
+  private readonly sockets: QemuSockets
   private stderr = ''
   private exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined
   private qmpClient: QmpClient | undefined
@@ -93,18 +96,18 @@ export class QemuProcess extends EventEmitter<{
     this.options = options
     this.variant = options.variant ?? {}
     const { spec, dir } = options
-    const command = qemuLaunchCommand(options)
+    // A QEMU started before its VM was known listens in a directory of its own (early-qemu.ts).
+    let sockets = qemuSocketsIn(options.early?.socketDir ?? dir.path)
+    let command = qemuLaunchCommand({ ...options, sockets })
     // Started already (its sockets are up or coming: keep them), or spawned now.
     const early = options.early?.take(command)
-    if (!early)
-      for (const path of [
-        dir.qmpSocket,
-        dir.portSocket,
-        dir.setupSocket,
-        dir.vsockCidFile,
-        dir.incomingSocket,
-      ])
+    if (!early) {
+      sockets = qemuSocketsIn(dir.path)
+      command = qemuLaunchCommand({ ...options, sockets })
+      for (const path of [sockets.qmp, sockets.port, sockets.setup, dir.vsockCidFile, dir.incomingSocket])
         rmSync(path, { force: true })
+    }
+    this.sockets = sockets
     options.console.newRun()
     options.log('%s %s', early ? 'adopted, started early:' : 'spawn', command.join(' '))
     const child = early ?? spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -134,7 +137,7 @@ export class QemuProcess extends EventEmitter<{
       this.stderr += `\ncannot start ${spec.qemuBinary}: ${error.message}`
       if (child.exitCode === null && child.signalCode === null) child.emit('exit', 127, null)
     })
-    this.setupPort = GuestSetupPort.connect(dir.setupSocket, () => this.alive)
+    this.setupPort = GuestSetupPort.connect(sockets.setup, () => this.alive)
   }
 
   get alive(): boolean {
@@ -162,6 +165,11 @@ export class QemuProcess extends EventEmitter<{
 
   get pid(): number | undefined {
     return this.child.pid
+  }
+
+  /** QEMU's end of the agent's virtio-serial port. */
+  get portSocket(): string {
+    return this.sockets.port
   }
 
   /** Where this QEMU listens for a saved state (started with `incoming`). */
@@ -193,7 +201,7 @@ export class QemuProcess extends EventEmitter<{
   /** QMP, once QEMU has created its socket (right after spawn it may not have yet). */
   async connectQmp(): Promise<QmpClient> {
     if (this.qmpClient) return this.qmpClient
-    const socket = await connectWhenReady(this.options.dir.qmpSocket, () => this.alive)
+    const socket = await connectWhenReady(this.sockets.qmp, () => this.alive)
     if (!socket) throw new Error(this.exitReason())
     this.qmpClient = await QmpClient.over(socket)
     return this.qmpClient

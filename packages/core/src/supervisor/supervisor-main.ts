@@ -15,7 +15,8 @@ import { basename, dirname, join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import { type CodeCached, cacheDirFromEnv, requireWithCodeCache } from './code-cache.js'
 import { type EarlyLaunch, EarlyLaunchReader, writeOutputTo } from './early-launch.js'
-import { EarlyQemu, readEarlyQemuPlan } from './early-qemu.js'
+import { EarlyQemu, type EarlyQemuPlan, readEarlyQemuPlan } from './early-qemu.js'
+import { startPrestartedQemu } from './prestarted-qemu.js'
 
 type SupervisorLoad = typeof import('./supervisor-load.js')
 
@@ -52,12 +53,30 @@ function launched(launch: EarlyLaunch): void {
   launchAt = performance.timeOrigin + performance.now()
   writeOutputTo(join(path, 'supervisor.log'))
   spec = JSON.parse(readFileSync(`${path}/launch.json`, 'utf8')) as LaunchSpec
+  // The QEMU started before the VM was known stands for this VM's clone, or another is started.
+  if (early?.waiting && early.stands(parsePlan(launch.plan), path)) return
+  if (early)
+    process.stderr.write(
+      `vmctl supervisor: the QEMU started for the next VM (prestarted-qemu.ts) ${early.waiting ? 'runs another command than this VM would' : 'exited'}: started this VM's own\n`,
+    )
+  early?.discard()
   early = EarlyQemu.start(launch.plan)
   earlyAt = performance.timeOrigin + performance.now()
 }
 
+function parsePlan(text: string): EarlyQemuPlan | undefined {
+  try {
+    return JSON.parse(text) as EarlyQemuPlan
+  } catch {
+    return undefined
+  }
+}
+
 if (argument === '--await-launch') {
   process.title = 'vmctl-supervisor (waiting for its VM)'
+  // The QEMU of the VM its creator will most likely ask for next, if it planned one.
+  early = startPrestartedQemu()
+  if (early) earlyAt = performance.timeOrigin + performance.now()
   // A launch already there starts its QEMU before the loading (early-launch.ts); else the
   // loading goes first: that is what this early start is for, and the launch is awaited in main().
   const reader = new EarlyLaunchReader()

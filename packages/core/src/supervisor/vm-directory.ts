@@ -65,18 +65,18 @@ export class VmDirectory {
   }
   /** QEMU's end of the virtio-serial port. */
   get portSocket(): string {
-    return join(this.path, 'port.sock')
+    return qemuSocketsIn(this.path).port
   }
   /** QEMU's end of the guest's vmctl.setup port (served by guest-setup, see clone-refresh.c). */
   get setupSocket(): string {
-    return join(this.path, 'setup.sock')
+    return qemuSocketsIn(this.path).setup
   }
   /** The guest CID that vsock-bridge reserved (vsock transport only). */
   get vsockCidFile(): string {
     return join(this.path, 'vsock.cid')
   }
   get qmpSocket(): string {
-    return join(this.path, 'qmp.sock')
+    return qemuSocketsIn(this.path).qmp
   }
   /** Where QEMU listens for a saved state to load (migration.ts's loadDeviceState). */
   get incomingSocket(): string {
@@ -144,6 +144,25 @@ export class VmDirectory {
   remove(): void {
     rmSync(this.path, { recursive: true, force: true })
     if (this.former) rmSync(this.former, { force: true })
+  }
+}
+
+/** The sockets a QEMU listens on: QMP, the agent's port and the setup port. */
+export interface QemuSockets {
+  qmp: string
+  port: string
+  setup: string
+}
+
+/**
+ * A QEMU's sockets in `directory`: its VM's directory, or one of their own for a QEMU started
+ * before its VM was known (a spare supervisor's, supervisor/prestarted-qemu.ts).
+ */
+export function qemuSocketsIn(directory: string): QemuSockets {
+  return {
+    qmp: join(directory, 'qmp.sock'),
+    port: join(directory, 'port.sock'),
+    setup: join(directory, 'setup.sock'),
   }
 }
 

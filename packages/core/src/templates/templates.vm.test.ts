@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import { afterAll, describe, expect, test } from 'vitest'
 import { cacheDir, listTemplates, removeTemplate, VM } from '../index.js'
 import { coldBootsTimeout } from '../test-support/cold-boots.js'
+import { qemuPidsOf } from '../test-support/vm-processes.js'
 import { offeredEarlySupervisor } from '../vm/early-supervisor.js'
 import { templatesDir } from './template-store.js'
 
@@ -96,8 +97,16 @@ describe('templates (vm)', () => {
     if (spares) expect(spare?.pid).toBeGreaterThan(0)
     await using later = await VM.up(definition)
     // The spare names itself after the VM it was handed (supervisor-main.ts).
-    if (spares)
+    if (spares) {
       expect(readFileSync(`/proc/${spare?.pid}/cmdline`, 'utf8')).toContain(`vmctl-supervisor ${later.name}`)
+      // It took the QEMU the spare started for the next clone when the clones were destroyed
+      // (prestarted-qemu.ts): started for the name this VM took, its sockets where the spare put them.
+      const qemus = qemuPidsOf(later.name)
+      expect(qemus).toHaveLength(1)
+      if (process.env.VMCTL_PRESTART_QEMU !== '0')
+        expect(readFileSync(`/proc/${qemus[0]}/cmdline`, 'utf8')).toContain('/spare-qemu/')
+      expect((await later.exec('hostname')).stdout).toBe(`${later.name}\n`)
+    }
     expect((await later.exec('cat /root/mark', { reject: false })).exitCode).not.toBe(0)
   })
 

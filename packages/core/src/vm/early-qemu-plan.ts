@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import { type EarlyQemuPlan, fileIdentity } from '../supervisor/early-qemu.js'
 import { qemuLaunchCommand } from '../supervisor/qemu-process.js'
-import type { VmDirectory } from '../supervisor/vm-directory.js'
+import { qemuSocketsIn } from '../supervisor/vm-directory.js'
 import { templateKey } from '../templates/template-key.js'
 import { ramDenserThanSaved, templateFiles, templatesDir } from '../templates/template-store.js'
 
@@ -15,7 +15,7 @@ import { ramDenserThanSaved, templateFiles, templatesDir } from '../templates/te
  * supervisor checks: it adopts that QEMU only for the very command it would run itself, after its
  * own check of the template, so a wrong guess costs a QEMU killed, never a wrong VM.
  */
-export function earlyQemuPlan(spec: LaunchSpec, directory: VmDirectory): EarlyQemuPlan | undefined {
+export function earlyQemuPlan(spec: LaunchSpec, socketDir: string): EarlyQemuPlan | undefined {
   if (!spec.templates || spec.accel.probe || spec.transport.transport !== 'virtio-serial') return undefined
   try {
     const files = templateFiles(join(templatesDir(spec.cacheDir), templateKey(spec)))
@@ -25,7 +25,7 @@ export function earlyQemuPlan(spec: LaunchSpec, directory: VmDirectory): EarlyQe
     const command = qemuLaunchCommand({
       spec,
       accel: spec.accel.accel,
-      dir: directory,
+      sockets: qemuSocketsIn(socketDir),
       variant: { memoryFile: { path: files.ram, shared: false }, deferRoot: true, incoming: true },
       hostPorts: {},
       commandPrefix: [],

@@ -20,6 +20,7 @@ import { cacheDir } from '../paths.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
+import { takeReservedVmName } from './spare-supervisor.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -116,7 +117,7 @@ export async function prepareLaunch(
       'provision needs an image: provisioning steps are cached as a layer on a disk image. Fix: set image (a path or { distribution })',
     )
   }
-  const name = options.name ?? generateVmName()
+  const name = options.name ?? takeReservedVmName(keepsSpareVm(options, env) !== false) ?? generateVmName()
   validateVmName(name)
   const directory = new VmDirectory(name, env)
   // Unix socket paths are limited to 107 bytes; fail here, not deep inside QEMU.
@@ -178,17 +179,19 @@ export async function prepareLaunch(
   }
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000
-  const spares = env.VMCTL_SPARE_VM
-  const keepSpare =
-    spares === '0'
-      ? false
-      : typeof options.keepSpare === 'object'
-        ? options.keepSpare
-        : spares === '1' || options.keepSpare === true
+  const keepSpare = keepsSpareVm(options, env)
   return { spec, directory, env: options.env ?? {}, bootBudgetMs, networks, keepSpare }
 }
 
 function templatesEnabled(env: NodeJS.ProcessEnv): boolean {
   const value = env.VMCTL_TEMPLATES
   return !(value === '0' || value === 'false' || value === 'off')
+}
+
+/** Whether this VM keeps a spare VM (VmOptions.keepSpare, VMCTL_SPARE_VM). */
+function keepsSpareVm(options: VmOptions, env: NodeJS.ProcessEnv): boolean | { idleMs: number } {
+  const spares = env.VMCTL_SPARE_VM
+  if (spares === '0') return false
+  if (typeof options.keepSpare === 'object') return options.keepSpare
+  return spares === '1' || options.keepSpare === true
 }

@@ -139,7 +139,7 @@ function spawnSpare(spec: LaunchSpec, extra: Partial<LaunchSpec>, key?: string) 
   }
   child.on('error', () => {})
   child.stdin?.on('error', () => {})
-  const plan = earlyQemuPlan(spareSpec, directory)
+  const plan = earlyQemuPlan(spareSpec, directory.path)
   child.stdin?.end(plan ? JSON.stringify(plan) : '')
   child.unref()
   return { directory, child, spareSpec }

@@ -12,7 +12,7 @@ import { agentClient } from './agent-client.js'
 import { earlyQemuPlan } from './early-qemu-plan.js'
 import { takeEarlySupervisor } from './early-supervisor.js'
 import { type BootInternals, prepareLaunch } from './prepare-launch.js'
-import { mayTakeEarlySupervisor, vmBooted } from './spare-supervisor.js'
+import { mayTakeEarlySupervisor, reservationSettled, vmBooted } from './spare-supervisor.js'
 import { spareVmReady, takeSpareVm } from './spare-vm.js'
 import { connectControl, logTail, spawnSupervisor } from './supervisor-spawn.js'
 import type { VmParts } from './vm-connection.js'
@@ -33,6 +33,7 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   mark(spec.name, 'caller: launch prepared')
   const spare = await takeSpareVm(spec, directory, bootBudgetMs, keepSpare)
   if (spare) {
+    reservationSettled(spec.name, undefined)
     mark(spec.name, 'caller: spare ready')
     vmBooted()
     spareVmReady(spec, keepSpare)
@@ -47,13 +48,14 @@ export async function startVm(raw: VmOptions | undefined, internals: BootInterna
   }
   const supervisor =
     (mayTakeEarlySupervisor() ? handOver(directory) : undefined) ?? startSupervisor(directory, networks)
+  reservationSettled(spec.name, supervisor)
   supervisor.on('error', () => {}) // a spawn failure shows as a supervisor that never answers
   // Planned once the supervisor exists, not before: a caller killed between making the VM's
   // directory and this spawn leaves that directory to nobody, so that window stays a few system
   // calls long (the plan takes milliseconds, tens on a loaded host: chaos caught a directory left
   // there). A caller killed before the plan is written gives its supervisor an empty one.
   supervisor.stdin?.on('error', () => {})
-  const plan = earlyQemuPlan(spec, directory)
+  const plan = earlyQemuPlan(spec, directory.path)
   supervisor.stdin?.end(plan ? JSON.stringify(plan) : '')
   supervisor.unref()
   log('%s: supervisor pid %d', spec.name, supervisor.pid)

@@ -385,7 +385,7 @@ export class VM implements AsyncDisposable {
    */
   destroy(options: { waitForExit?: boolean } = {}): Promise<void> {
     // For this process's next VM.up(), if it makes VMs one after another (a spare VM has its own).
-    if (!spareVmWaiting()) spareSupervisorAtDestroy()
+    if (!spareVmWaiting()) spareSupervisorAtDestroy(this.connection.directory)
     return this.connection.destroy(options.waitForExit === false)
   }
 
