@@ -70,9 +70,13 @@ export async function loadDeviceState(
   mark('guest resumed (cont)')
 }
 
-/** Copies the file at `path` into QEMU's listening migration socket. */
-async function streamInto(socket: string, path: string): Promise<void> {
+/** Copies the file at `path` into QEMU's listening migration socket (exported for its test). */
+export async function streamInto(socket: string, path: string): Promise<void> {
   const connection = net.connect(socket)
+  // Once the last byte is written the pipeline stops listening, but the socket lives on until QEMU
+  // closes it: a QEMU that gives up with bytes unread resets it, and an 'error' nobody hears would
+  // end this process. The migration's status says how the load went.
+  connection.on('error', () => {})
   await once(connection, 'connect')
   await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), connection)
 }
