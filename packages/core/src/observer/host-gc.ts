@@ -1,6 +1,8 @@
 import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { disksDir } from '../disks/disks-dir.js'
+import { vmsDir } from '../paths.js'
+import { prestartDirs } from '../supervisor/prestarted-qemu.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil, sleep } from '../util/timing.js'
@@ -60,6 +62,11 @@ async function repair(finding: Finding, env: NodeJS.ProcessEnv): Promise<void> {
       return
     case 'qemu-without-supervisor': {
       await killAndWait(finding.pid!)
+      // A spare supervisor's QEMU (its sockets in a directory of their own) has no VM directory.
+      if (finding.path && dirname(finding.path) === prestartDirs(dirname(vmsDir(env)))) {
+        rmSync(finding.path, { recursive: true, force: true })
+        return
+      }
       const directory = new VmDirectory(finding.vm!, env)
       if (!isAlive(directory.readStatus()?.pid)) directory.remove()
       return

@@ -4,7 +4,7 @@ import { disksDir, readManifest } from '../disks/disks-dir.js'
 import { cacheDir, vmsDir } from '../paths.js'
 import type { VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
-import { deadPrestartDirs } from '../supervisor/prestarted-qemu.js'
+import { deadPrestartDirs, prestartOwner } from '../supervisor/prestarted-qemu.js'
 import { isAlias, isAlive, isStale, VmDirectory } from '../supervisor/vm-directory.js'
 import { templatesDir } from '../templates/template-store.js'
 import { vmQemuProcesses } from './host-processes.js'
@@ -134,26 +134,39 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
     vms.push({ name, state, status, supervisorAlive, qemuAlive, disks, problems })
   }
 
+  const reported = new Set<string>()
   for (const qemu of qemus) {
     const owner = vms.find((vm) => vm.name === qemu.vm)
     if (owner?.supervisorAlive && qemu.ppid === owner.status?.pid) continue
+    // A spare supervisor's QEMU waiting for its VM: its parent is the spare that wrote `owner`.
+    if (!owner && qemu.spareDir && qemu.ppid === prestartOwner(qemu.spareDir) && isAlive(qemu.ppid)) continue
     const detail = owner?.supervisorAlive
       ? `a QEMU (pid ${qemu.pid}) runs in VM ${qemu.vm}'s directory but is not its supervisor's (pid ${owner.status?.pid})`
-      : `a QEMU (pid ${qemu.pid}) runs for VM ${qemu.vm}, whose supervisor is gone`
+      : qemu.spareDir && !owner
+        ? `a QEMU (pid ${qemu.pid}) started for the next VM (${qemu.vm}) by a spare supervisor that is gone`
+        : `a QEMU (pid ${qemu.pid}) runs for VM ${qemu.vm}, whose supervisor is gone`
+    const leftDir = qemu.spareDir && !owner?.supervisorAlive ? qemu.spareDir : undefined
     const finding: Finding = {
       kind: 'qemu-without-supervisor',
       subject: qemu.vm,
       detail,
-      repair: `kill QEMU pid ${qemu.pid}${owner?.supervisorAlive ? '' : ` and remove VM ${qemu.vm}'s directory`}`,
+      repair: `kill QEMU pid ${qemu.pid}${
+        owner?.supervisorAlive
+          ? ''
+          : leftDir
+            ? ` and remove ${leftDir}`
+            : ` and remove VM ${qemu.vm}'s directory`
+      }`,
       vm: qemu.vm,
       pid: qemu.pid,
-      path: join(root, qemu.vm),
+      path: leftDir ?? join(root, qemu.vm),
     }
+    if (leftDir) reported.add(leftDir)
     findings.push(finding)
     owner?.problems.push(finding.kind)
   }
 
-  for (const dir of deadPrestartDirs(dirname(root)))
+  for (const dir of deadPrestartDirs(dirname(root)).filter((dir) => !reported.has(dir)))
     findings.push({
       kind: 'dead-supervisor',
       subject: dir,

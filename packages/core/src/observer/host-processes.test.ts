@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { qmpSocketPath } from './host-processes.js'
+import { qmpSocketPath, reservedName } from './host-processes.js'
 
 describe('qmpSocketPath', () => {
   test("reads the socket path of QEMU's -qmp option", () => {
@@ -14,5 +14,14 @@ describe('qmpSocketPath', () => {
   test('nothing for a QEMU without a unix QMP socket', () => {
     expect(qmpSocketPath(['qemu', '-m', '1G'])).toBeUndefined()
     expect(qmpSocketPath(['qemu', '-qmp', 'tcp:127.0.0.1:4444,server=on'])).toBeUndefined()
+  })
+})
+
+describe('reservedName', () => {
+  test('the VM name on the kernel command line, if any', () => {
+    const append = 'console=ttyS0 vmctl_hostname=vm-3fa2c1 vmctl_net=10.0.2.15/24'
+    expect(reservedName(['qemu', '-kernel', 'k', '-append', append])).toBe('vm-3fa2c1')
+    expect(reservedName(['qemu', '-append', 'x_vmctl_hostname=no'])).toBeUndefined()
+    expect(reservedName(['qemu', '-m', '1G'])).toBeUndefined()
   })
 })

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest'
 import { VmDisk } from '../disks/vm-disk.js'
 import { locateQemu } from '../host/qemu-locator.js'
 import { vmsDir } from '../paths.js'
+import { prestartDirs } from '../supervisor/prestarted-qemu.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { runCommand } from '../test-support/run-command.js'
 import { pollUntil } from '../util/timing.js'
@@ -81,6 +82,35 @@ describe('the observer (vm)', () => {
     hand.unref()
     await pollUntil(() => existsSync(join(handDir, 'qmp.sock')), { timeoutMs: 10_000, everyMs: 20 })
 
+    // QEMUs a spare supervisor starts for the next VM (prestarted-qemu.ts): one whose spare is gone
+    // (its exit hook never ran) is out of place; one whose spare (here, this process) waits is not.
+    const spareQemu = (id: string, owner: number) => {
+      const dir = join(prestartDirs(process.env.VMCTL_RUNTIME_DIR!), id)
+      mkdirSync(dir, { recursive: true, mode: 0o700 })
+      writeFileSync(join(dir, 'owner'), String(owner))
+      const qemu = spawn(
+        locateQemu(),
+        [
+          '-machine',
+          'microvm',
+          '-nodefaults',
+          '-display',
+          'none',
+          '-S',
+          '-qmp',
+          `unix:${dir}/qmp.sock,server=on,wait=off`,
+        ],
+        { stdio: 'ignore' },
+      )
+      return { dir, qemu }
+    }
+    const spareGone = spareQemu('spare-gone', spawnSync('true').pid!)
+    const spareWaiting = spareQemu('spare-waiting', process.pid)
+    await pollUntil(() => [spareGone, spareWaiting].every(({ dir }) => existsSync(join(dir, 'qmp.sock'))), {
+      timeoutMs: 10_000,
+      everyMs: 20,
+    })
+
     // A throwaway disk whose process was SIGKILLed (no exit hook ran).
     const child = await runCommand(
       process.execPath,
@@ -107,6 +137,7 @@ describe('the observer (vm)', () => {
         'dead-supervisor obs-dead-supervisor',
         'missing-disk obs-lost-disk',
         'qemu-without-supervisor obs-by-hand',
+        'qemu-without-supervisor spare-gone',
         'supervisor-without-qemu obs-lost-qemu',
         `template-staging ${staging}`,
         `unreferenced-disk ${join(process.env.VMCTL_DISKS_DIR!, 'orphan.qcow2')}`,
@@ -123,13 +154,18 @@ describe('the observer (vm)', () => {
 
     const dry = await gcHost({ dryRun: true, env: observerEnv })
     expect(dry.every((a) => !a.done)).toBe(true)
-    expect(dry).toHaveLength(6)
+    expect(dry).toHaveLength(7)
 
     const actions = await gcHost({ env: observerEnv })
     expect(actions.filter((a) => !a.done)).toEqual([])
     expect(actions.map((a) => a.action).join('\n')).toMatch(/kill QEMU pid \d+/)
     expect(observeHost(observerEnv).findings).toEqual([])
     expect(alive(hand.pid!)).toBe(false)
+    expect(alive(spareGone.qemu.pid!)).toBe(false)
+    expect(existsSync(spareGone.dir)).toBe(false)
+    expect(alive(spareWaiting.qemu.pid!)).toBe(true)
+    spareWaiting.qemu.kill('SIGKILL')
+    rmSync(spareWaiting.dir, { recursive: true, force: true })
     expect(alive(lost.pid)).toBe(false)
     expect(existsSync(staging)).toBe(false)
     expect(await lostDisk.disks()).toEqual([])

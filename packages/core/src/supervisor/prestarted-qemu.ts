@@ -57,17 +57,25 @@ export function deadPrestartDirs(runtimeDir: string): string[] {
   return names
     .map((name) => join(base, name))
     .filter((dir) => {
+      const owner = prestartOwner(dir)
+      if (owner !== undefined) return !isAlive(owner)
+      // No owner yet: a supervisor between its mkdir and its write, unless it is old.
       try {
-        return !isAlive(Number.parseInt(readFileSync(join(dir, 'owner'), 'utf8'), 10))
+        return Date.now() - statSync(dir).mtimeMs > 60_000
       } catch {
-        // No owner yet: a supervisor between its mkdir and its write, unless it is old.
-        try {
-          return Date.now() - statSync(dir).mtimeMs > 60_000
-        } catch {
-          return false
-        }
+        return false
       }
     })
+}
+
+/** The pid of the spare supervisor that made `dir` (its `owner` file), if written. */
+export function prestartOwner(dir: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(join(dir, 'owner'), 'utf8'), 10)
+    return pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** Removes them (also `vmctl gc`, through observeHost's findings). */
