@@ -23,22 +23,23 @@ export async function unpackDebData(
   if (!data)
     throw new Error(`${deb} has no data.tar member (members: ${members.map((m) => m.name).join(', ')})`)
   const raw = () => createReadStream(deb, { start: data.offset, end: data.offset + data.size - 1 })
-  let stream: Readable
+  // Every stage inside the pipeline: an error anywhere ends it, and each stream is closed.
+  let stages: Readable[]
   // Read whole (71 MB for the kernel) to decode its blocks on several threads.
   if (data.name === 'data.tar.xz')
-    stream = Readable.from(unxzParallel(await readRange(deb, data.offset, data.size)))
-  else if (data.name === 'data.tar.gz') stream = raw().pipe(createGunzip())
-  else if (data.name === 'data.tar') stream = raw()
+    stages = [Readable.from(unxzParallel(await readRange(deb, data.offset, data.size)))]
+  else if (data.name === 'data.tar.gz') stages = [raw(), createGunzip()]
+  else if (data.name === 'data.tar') stages = [raw()]
   else throw new Error(`${deb}: ${data.name} is compressed in a way vmctl does not unpack (xz and gzip are)`)
-  await pipeline(
-    stream,
+  await pipeline([
+    ...stages,
     tar.x({
       cwd: dest,
       strict: true,
       preserveOwner: false,
       filter: (path) => keep(path.replace(/^\.\//, '')),
     }),
-  )
+  ])
 }
 
 async function readRange(path: string, offset: number, size: number): Promise<Buffer> {

@@ -11,6 +11,8 @@ if (!path) {
   process.stderr.write('usage: switch-main <network-directory>\n')
   process.exit(2)
 }
+// Its stdout and stderr are the network's log: a write a full disk fails must not stop the switch.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 // The directory is <runtime>/networks/<name>: the runtime directory is two levels up.
 const directory = new NetworkDirectory(basename(path), {
   ...process.env,

@@ -1,6 +1,6 @@
 import type { logger } from '../log.js'
 import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.js'
-import type { ControlServer } from './control-server.js'
+import type { ControlClient, ControlServer } from './control-server.js'
 import type { DiskRequest } from './disk-hotplug.js'
 import type { LinkRequest } from './nic-links.js'
 
@@ -50,7 +50,11 @@ export function serveRequests(
         return Promise.reject(new Error(`unknown op ${request.op}`))
     }
   }
-  control.on('request', async (request, client, reply) => {
+  const answer = async (
+    request: ControlRequest,
+    client: ControlClient,
+    reply: (message: unknown) => void,
+  ): Promise<void> => {
     switch (request.op) {
       case 'attach':
         client.attached = true
@@ -112,5 +116,12 @@ export function serveRequests(
       default:
         reply({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
     }
+  }
+  // A request that throws is answered and logged, not left to end the supervisor unheard.
+  control.on('request', (request, client, reply) => {
+    answer(request, client, reply).catch((error: Error) => {
+      log('%s failed: %s', request.op, error.message)
+      reply({ reply: 'error', message: error.message })
+    })
   })
 }

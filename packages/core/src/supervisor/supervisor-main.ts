@@ -25,6 +25,9 @@ if (!argument) {
   process.stderr.write('usage: supervisor-main <vm-directory> | --await-launch\n')
   process.exit(2)
 }
+// Its stdout and stderr are the VM's supervisor.log: on a full disk a write fails with an 'error'
+// event, which unheard would end the supervisor and its VM. The log is not worth the VM.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 
 /** The bundle's second file (scripts/bundle-supervisor.mjs), beside this one when this is the bundle. */
 function bundledCore(): string | undefined {

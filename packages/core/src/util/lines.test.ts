@@ -36,9 +36,15 @@ describe('LineDecoder', () => {
 
   test('encodeMessage frames what LineDecoder reads back', () => {
     const decoder = new LineDecoder()
-    expect(decoder.push(encodeMessage({ op: 'attach', lease: true }) + encodeMessage('x'))).toEqual([
-      { op: 'attach', lease: true },
-      'x',
+    expect(
+      decoder.push(encodeMessage({ op: 'attach', lease: true }) + encodeMessage({ event: 'x' })),
+    ).toEqual([{ op: 'attach', lease: true }, { event: 'x' }])
+  })
+
+  test('JSON that is not an object is dropped: a peer sending `null` must not throw at `message.op`', () => {
+    const decoder = new LineDecoder()
+    expect(decoder.push('null\n7\n"op"\n[{"op":"status"}]\ntrue\n{"op":"status"}\n')).toEqual([
+      { op: 'status' },
     ])
   })
 })

@@ -43,7 +43,7 @@ export function encodeMessage(message: unknown): string {
 }
 
 /**
- * Splits a stream of NDJSON into messages. Blank lines and lines that are not JSON are dropped:
+ * Splits a stream of NDJSON into messages. Blank lines and lines that are not a JSON object are dropped:
  * a peer's garbage must not throw inside a socket's data handler, which would end the process.
  */
 export class LineDecoder {
@@ -58,7 +58,9 @@ export class LineDecoder {
     for (const line of this.lines.push(chunk)) {
       if (!line.trim()) continue
       try {
-        messages.push(JSON.parse(line))
+        const message: unknown = JSON.parse(line)
+        // Every message is an object: a bare `null` or number would throw at `message.op`.
+        if (typeof message === 'object' && message !== null && !Array.isArray(message)) messages.push(message)
       } catch {}
     }
     return messages

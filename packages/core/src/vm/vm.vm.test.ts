@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
 import { existsSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { release } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { ExecError, VM } from '../index.js'
+import { VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 
 // One VM for the read-mostly checks: each test would otherwise pay a cold boot under TCG.
@@ -151,6 +154,21 @@ describe('vm: exec in a real VM', () => {
     } finally {
       write.mockRestore()
     }
+  })
+
+  test("garbage on the VM's control socket is answered or dropped; the VM runs on", async () => {
+    // Any process of the user can write there; a `null` once threw inside the supervisor and ended it.
+    const socket = net.connect(new VmDirectory(vm.name).controlSocket)
+    await once(socket, 'connect')
+    let answers = ''
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      answers += chunk
+    })
+    socket.write('null\n7\n[]\n"status"\n{"op":"no-such-op"}\n')
+    await pollUntil(() => answers.includes('\n'), { timeoutMs: 5_000, everyMs: 20 })
+    socket.end()
+    expect(JSON.parse(answers.split('\n')[0]!)).toEqual({ reply: 'error', message: 'unknown op no-such-op' })
+    expect((await vm.exec('echo ok')).stdout).toBe('ok\n')
   })
 
   test('100 concurrent execs all get their own output', async () => {
