@@ -23,13 +23,22 @@ export const LEAK_AFTER_MS = 5_000
 /** Past this a leftover is killed by the harness (so that rounds stay independent and bounded). */
 const GIVE_UP_MS = 60_000
 
-export type ChaosKind = 'templates-on' | 'restore-window' | 'templates-off' | 'template-new' | 'cli'
+export type ChaosKind =
+  | 'templates-on'
+  | 'restore-window'
+  | 'templates-off'
+  | 'template-new'
+  | 'cli'
+  | 'next-vm'
 export const CHAOS_KINDS: ChaosKind[] = [
   'templates-on',
   'restore-window',
   'templates-off',
   'template-new',
   'cli',
+  // Two VMs made and destroyed, then a third: killed while a spare supervisor starts, while its
+  // QEMU for the next VM waits (prestarted-qemu.ts), or while the third VM takes it.
+  'next-vm',
 ]
 
 /** Kill delays (ms after the spawn) drawn uniformly below these: about a boot of that kind here. */
@@ -39,6 +48,7 @@ const KILL_WITHIN: Record<ChaosKind, number> = {
   'templates-off': 15_000,
   'template-new': 20_000,
   cli: 4_000,
+  'next-vm': 2_000, // the three VMs take ~1.5-1.8 s here
 }
 
 export interface ChaosEnvironment {
@@ -122,7 +132,8 @@ async function makeDefaultTemplate(chaos: Omit<ChaosEnvironment, 'template'>): P
 export async function runRound(chaos: ChaosEnvironment, round: number, kind: ChaosKind): Promise<ChaosRound> {
   const started = Date.now()
   const name = `chaos-${round}-${Math.random().toString(36).slice(2, 6)}`
-  const options: Record<string, unknown> = { name }
+  // The next VM takes the name the spare's QEMU was started under: no name of its own.
+  const options: Record<string, unknown> = kind === 'next-vm' ? {} : { name }
   const env = { ...chaos.env }
   if (kind === 'templates-off') env.VMCTL_TEMPLATES = '0'
   // A definition of its own: its template does not exist yet, so this boot makes one.
@@ -130,7 +141,10 @@ export async function runRound(chaos: ChaosEnvironment, round: number, kind: Cha
   const child =
     kind === 'cli'
       ? spawn(process.execPath, [CLI, 'run', '--', 'true'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(process.execPath, [CHILD, JSON.stringify(options)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [CHILD, JSON.stringify(options), ...(kind === 'next-vm' ? ['third'] : [])], {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
   let ready = false
   child.stdout!.on('data', (chunk: Buffer) => {
     if (chunk.toString().includes('ready ')) ready = true
@@ -284,10 +298,11 @@ function qemuOf(name: string): number[] {
   return found
 }
 
-/** VM directories and half-made templates. */
+/** VM directories, spare supervisors' QEMU socket directories and half-made templates. */
 function leftovers(chaos: Pick<ChaosEnvironment, 'runtimeDir' | 'cacheDir'>): string[] {
-  const vms = join(chaos.runtimeDir, 'vms')
-  const found = existsSync(vms) ? readdirSync(vms).map((entry) => join(vms, entry)) : []
+  const found: string[] = []
+  for (const dir of [join(chaos.runtimeDir, 'vms'), join(chaos.runtimeDir, 'spare-qemu')])
+    if (existsSync(dir)) found.push(...readdirSync(dir).map((entry) => join(dir, entry)))
   for (const entry of templateEntries(chaos.cacheDir))
     if (entry.includes('.')) found.push(join(chaos.cacheDir, 'templates', entry))
   return found
