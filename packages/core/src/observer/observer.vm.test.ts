@@ -34,6 +34,22 @@ afterAll(async () => {
 
 // A zombie (killed, not yet reaped by this process, whose child the hand-started QEMU is) is dead.
 const alive = (pid: number) => isAlive(pid)
+/** A QEMU that runs nothing (stopped, no devices), its QMP socket in `dir`: as vmctl's would be. */
+const qemuByHand = (dir: string, detached = false) =>
+  spawn(
+    locateQemu(),
+    [
+      '-machine',
+      'microvm',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-qmp',
+      `unix:${dir}/qmp.sock,server=on,wait=off`,
+    ],
+    { stdio: 'ignore', detached },
+  )
 const kinds = (findings: Finding[]) => findings.map((f) => `${f.kind} ${f.vm ?? f.subject}`).sort()
 
 describe('the observer (vm)', () => {
@@ -65,20 +81,7 @@ describe('the observer (vm)', () => {
     // A QEMU started by hand in a VM directory of vmctl's, with no supervisor.
     const handDir = join(vmsDir(), 'obs-by-hand')
     mkdirSync(handDir, { mode: 0o700 })
-    const hand = spawn(
-      locateQemu(),
-      [
-        '-machine',
-        'microvm',
-        '-nodefaults',
-        '-display',
-        'none',
-        '-S',
-        '-qmp',
-        `unix:${handDir}/qmp.sock,server=on,wait=off`,
-      ],
-      { stdio: 'ignore', detached: true },
-    )
+    const hand = qemuByHand(handDir, true)
     hand.unref()
     await pollUntil(() => existsSync(join(handDir, 'qmp.sock')), { timeoutMs: 10_000, everyMs: 20 })
 
@@ -88,21 +91,7 @@ describe('the observer (vm)', () => {
       const dir = join(prestartDirs(process.env.VMCTL_RUNTIME_DIR!), id)
       mkdirSync(dir, { recursive: true, mode: 0o700 })
       writeFileSync(join(dir, 'owner'), String(owner))
-      const qemu = spawn(
-        locateQemu(),
-        [
-          '-machine',
-          'microvm',
-          '-nodefaults',
-          '-display',
-          'none',
-          '-S',
-          '-qmp',
-          `unix:${dir}/qmp.sock,server=on,wait=off`,
-        ],
-        { stdio: 'ignore' },
-      )
-      return { dir, qemu }
+      return { dir, qemu: qemuByHand(dir) }
     }
     const spareGone = spareQemu('spare-gone', spawnSync('true').pid!)
     const spareWaiting = spareQemu('spare-waiting', process.pid)
