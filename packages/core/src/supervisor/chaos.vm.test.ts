@@ -13,8 +13,9 @@ import {
 
 /**
  * Crash safety: a process booting a VM (library with templates on, off, or making a template, or
- * its third VM, handed a spare supervisor and its QEMU; the CLI's `vmctl run`) SIGKILLed at a random moment, also within 400 ms of QEMU's start during a
- * restore, leaves nothing behind within 5 s and never loses or changes the default template.
+ * its third VM, handed a spare supervisor and its QEMU; the CLI's `vmctl run`) SIGKILLed at a
+ * random moment, also within 400 ms of QEMU's start during a restore, leaves nothing behind within
+ * 5 s and never loses or changes the default template.
  * `pnpm test` runs one round of each kind; `pnpm test:chaos` runs 100 (CHAOS_ROUNDS changes either;
  * CHAOS_KIND=next-vm, say, runs that kind only).
  */

@@ -117,11 +117,12 @@ export function serveRequests(
         reply({ reply: 'error', message: `unknown op ${(request as { op: string }).op}` })
     }
   }
-  // A request that throws is answered and logged, not left to end the supervisor unheard.
+  // A request that throws is answered and logged, not left to end the supervisor unheard; the
+  // answer names its op, which is what a client waits on (supervisor-client.ts).
   control.on('request', (request, client, reply) => {
     answer(request, client, reply).catch((error: Error) => {
       log('%s failed: %s', request.op, error.message)
-      reply({ reply: 'error', message: error.message })
+      reply({ reply: request.op, ok: false, error: error.message })
     })
   })
 }
