@@ -93,7 +93,9 @@ const vng = process.env.PATH?.split(delimiter)
   .find((path) => existsSync(path))
 const vngResults = {}
 if (vng) {
-  const { cacheDir, chooseAccelerator, listCachedKernels, listVms } = await import('../packages/core/dist/index.js')
+  const { cacheDir, chooseAccelerator, listCachedKernels, listVms } = await import(
+    '../packages/core/dist/index.js'
+  )
   // The accelerator vmctl settled on (KVM where its probe boot worked, else TCG; the boots above
   // made the probe), so vng gets the same.
   const choice = chooseAccelerator(cacheDir())
@@ -115,7 +117,9 @@ if (vng) {
     for (let i = 0; i < ROUNDS; i++) {
       runs.vng.push(await timedVng(vng, ['--run', image, ...flags, '--', 'true']))
       // Neither takes the spare waiting for the next `spare` run (any `vmctl run` of its options would).
-      runs.cold.push(await vmctl(['run', '-k', kernel, '--', 'true'], { VMCTL_TEMPLATES: '0', VMCTL_SPARE_VM: '0' }))
+      runs.cold.push(
+        await vmctl(['run', '-k', kernel, '--', 'true'], { VMCTL_TEMPLATES: '0', VMCTL_SPARE_VM: '0' }),
+      )
       runs.template.push(await vmctl(['run', '-k', kernel, '--', 'true'], { VMCTL_SPARE_VM: '0' }))
       runs.spare.push(await vmctl(['run', '-k', kernel, '--', 'true'], spare))
     }
