@@ -4,7 +4,8 @@
 //   VMCTL_CACHE_DIR=/tmp/calls-cache node scripts/bench-calls.mjs
 //
 // Boots one VM per variant (`root`: a built copy of this repository, default this one; `env` set
-// around its VM.up()), all up at once, then after WARM_UP calls of each kind runs CALLS rounds
+// around its VM.up(), `options` its VM.up()'s, e.g. {"kernelArgs":["NODE_OPTIONS=--v8-pool-size=1"]}
+// for a guest switch), all up at once, then after WARM_UP calls of each kind runs CALLS rounds
 // that alternate between the variants: in each round every variant makes one `info()`, one small
 // `readFile()`, one `exec(['true'])` and one round trip of 64 bytes over a raw channel that the
 // guest echoes (`raw-echo`: the port and the multiplexer without gRPC or HTTP/2, when the
@@ -130,7 +131,7 @@ for (const variant of vms) {
   const { runtimeDir } = await import(join(dist, 'paths.js'))
   const { VmDirectory } = await import(join(dist, 'supervisor/vm-directory.js'))
   const started = performance.now()
-  variant.vm = await withEnv(variant.env ?? {}, () => VM.up())
+  variant.vm = await withEnv(variant.env ?? {}, () => VM.up(variant.options))
   const status = JSON.parse(readFileSync(join(runtimeDir(), 'vms', variant.vm.name, 'status.json'), 'utf8'))
   variant.qemuPid = status.qemuPid
   variant.supervisorPid = status.pid
