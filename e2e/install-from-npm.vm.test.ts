@@ -9,7 +9,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 
@@ -18,7 +18,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 // into a fresh project outside the workspace, an empty XDG_CACHE_HOME (so the kernel is fetched
 // as a user's would be), and the README's own test files run there under default configurations.
 // The runners are the latest: the README's vitest test makes the first VM (a cold boot) under
-// vitest's default 5 s timeout.
+// vitest's default 5 s timeout. VMCTL_E2E_NODE (a directory holding a `node`) puts another Node
+// first on the user's PATH, so that npm, the runners and vmctl run under it: `pnpm
+// test:node-versions` runs this file so under each Node release the README names
+// (scripts/test-node-versions.mjs).
 const root = fileURLToPath(new URL('..', import.meta.url))
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
 
@@ -40,6 +43,7 @@ interface Ran {
 
 let work: string
 let env: NodeJS.ProcessEnv
+const userNode = process.env.VMCTL_E2E_NODE
 const projects = { vitest: '', jest: '' }
 
 function run(command: string, args: string[], cwd: string): Promise<Ran> {
@@ -76,6 +80,11 @@ async function userProject(name: string, adapter: string, runner: string, tarbal
   return dir
 }
 
+/** The version of `pkg` that npm installed in `project`. */
+function versionIn(project: string, pkg: string): string {
+  return JSON.parse(readFileSync(join(project, 'node_modules', pkg, 'package.json'), 'utf8')).version
+}
+
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'vmctl-npm-'))
   const tarballDir = join(work, 'tarballs')
@@ -89,6 +98,7 @@ beforeAll(async () => {
     ),
   ) as NodeJS.ProcessEnv
   env.XDG_CACHE_HOME = join(work, 'cache')
+  if (userNode) env.PATH = `${userNode}${delimiter}${env.PATH}`
   env.CI = '1'
   env.NO_COLOR = '1'
   env.FORCE_COLOR = '0'
@@ -151,6 +161,9 @@ describe('vmctl installed from npm tarballs into a fresh project (vm)', () => {
   }
 
   test('the README files pass on an empty cache (the kernel is fetched), and again from the cache', async () => {
+    const node = await run('node', ['-p', 'process.execPath + " " + process.version'], projects.vitest)
+    expect(node.code, node.output).toBe(0)
+    if (userNode) expect(node.output.trim().split(' ')[0]).toBe(join(userNode, 'node'))
     await readmeRun()
     await readmeRun()
     const setup = await run('npx', ['vmctl', 'setup'], projects.jest)
@@ -160,6 +173,9 @@ describe('vmctl installed from npm tarballs into a fresh project (vm)', () => {
     const version = await run('npx', ['vmctl', '--version'], projects.vitest)
     expect(version.output).toMatch(/^vmctl \d+\.\d+\.\d+/m)
     const line = (name: string) => `${name} ${times[name]!.map((s) => `${s.toFixed(1)} s`).join(' then ')}`
-    console.log(`installed from npm: ${['vitest', 'jest', 'vmctl'].map(line).join('; ')}`)
+    const runners = `vitest ${versionIn(projects.vitest, 'vitest')}, jest ${versionIn(projects.jest, 'jest')}`
+    console.log(
+      `installed from npm, Node ${node.output.trim().split(' ')[1]}, ${runners}: ${['vitest', 'jest', 'vmctl'].map(line).join('; ')}`,
+    )
   }, 900_000)
 })
