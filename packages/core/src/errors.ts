@@ -138,6 +138,22 @@ export class VmStoppedError extends VmctlError {
   }
 }
 
+/**
+ * The host's filesystem under vmctl's runtime directory (or its cache) is full or over quota: a VM
+ * cannot be made there. `directory` is the one to free space in.
+ */
+export class HostDiskFullError extends VmctlError {
+  readonly directory: string
+  constructor(directory: string, writing: string, fix: string, options?: { cause?: unknown }) {
+    super(
+      'HOST_DISK_FULL',
+      `no space left on the filesystem of ${directory} (writing ${writing}). Fix: ${fix}`,
+      options,
+    )
+    this.directory = directory
+  }
+}
+
 export class VmNotFoundError extends VmctlError {
   constructor(name: string) {
     super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)

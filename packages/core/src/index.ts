@@ -35,6 +35,7 @@ export {
   AgentError,
   BootFailedError,
   BootTimeoutError,
+  HostDiskFullError,
   InvalidOptionsError,
   KernelFetchError,
   KernelNotFoundError,

@@ -271,6 +271,11 @@ export class QemuProcess extends EventEmitter<{
     return this.stderr.match(/KVM internal error[^\n]*|kvm[^\n]*(failed|error)[^\n]*/i)?.[0]
   }
 
+  /** The signal that ended QEMU, if one did (null while it runs or after an exit of its own). */
+  get killedBy(): NodeJS.Signals | null {
+    return this.exitStatus?.signal ?? null
+  }
+
   /** Why QEMU ended, if it did not end by exiting 0 on its own (a panic, a failure the guest reported, a signal). */
   abnormalExit(): string | undefined {
     const clean =

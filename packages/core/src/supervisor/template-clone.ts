@@ -6,6 +6,7 @@ import type { LaunchSpec } from '../launch-spec.js'
 import type { logger } from '../log.js'
 import { rewriteSparse } from '../templates/sparse-ram.js'
 import { templateKey, templateSummary } from '../templates/template-key.js'
+import { noRoomForTemplate, templateRanOutOfRoom } from '../templates/template-room.js'
 import {
   checkTemplate,
   DEFAULT_TEMPLATE_CACHE_MB,
@@ -83,6 +84,9 @@ export interface TemplateBoot {
 
 /** A clone failed for the template's sake: its guest never came back to the agent. */
 class CloneFailure extends Error {}
+
+/** The cache's filesystem filled up while a template's RAM was written to it (template-room.ts). */
+class TemplateOutOfRoom extends Error {}
 
 /**
  * The template cache policy, the make and the clone. A template is removed only for a reason of its
@@ -162,7 +166,16 @@ export class TemplateClone {
       try {
         // Made by another process between the check and the lock: use it.
         if (checkTemplate(cacheDir, key)) continue
+        const noRoom = noRoomForTemplate(cacheDir, this.ctx.definition.memoryMiB)
+        if (noRoom) {
+          this.ctx.warn(noRoom)
+          return undefined
+        }
         return await this.bootFromNew(deadline)
+      } catch (error) {
+        if (!(error instanceof TemplateOutOfRoom) || this.ctx.goingDown()) throw error
+        this.ctx.warn(error.message)
+        return undefined
       } finally {
         release()
       }
@@ -278,6 +291,8 @@ export class TemplateClone {
     } catch (error) {
       await qemu?.kill()
       rmSync(staging, { recursive: true, force: true })
+      // Its RAM is a file in the cache: a page the filesystem had no room for is a SIGBUS.
+      if (qemu?.killedBy === 'SIGBUS') throw new TemplateOutOfRoom(templateRanOutOfRoom(cacheDir))
       throw error
     } finally {
       health.close()

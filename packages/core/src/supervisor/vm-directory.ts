@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { vmsDir } from '../paths.js'
 import { LAUNCH_FILE } from '../read-launch-spec.js'
+import { runtimeWriteError } from '../util/disk-full.js'
 import type { VmStatus } from './control-protocol.js'
 import { isSameProcess } from './process-start.js'
 
@@ -111,7 +112,8 @@ export class VmDirectory {
     try {
       mkdirSync(this.path, { mode: 0o700 })
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw runtimeWriteError(error, this.path, this.path)
       const status = this.readStatus()
       if ((status && isAlive(status.pid)) || (!status && !isStale(this))) {
         throw new InvalidOptionsError(
@@ -121,10 +123,16 @@ export class VmDirectory {
       this.remove()
       mkdirSync(this.path, { mode: 0o700 })
     }
-    writeFileSync(
-      this.creatorFile,
-      JSON.stringify({ creatorPid: process.pid, createdAt: new Date().toISOString() }),
-    )
+    try {
+      writeFileSync(
+        this.creatorFile,
+        JSON.stringify({ creatorPid: process.pid, createdAt: new Date().toISOString() }),
+      )
+    } catch (error) {
+      // A full runtime directory: nothing of this VM may stay behind in it.
+      this.remove()
+      throw runtimeWriteError(error, this.path, this.creatorFile)
+    }
   }
 
   writeStatus(status: VmStatus): void {

@@ -1,41 +1,21 @@
 import { randomBytes } from 'node:crypto'
-import {
-  copyFileSync,
-  existsSync,
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { cacheDir, listTemplates, VM } from '../index.js'
+import { listTemplates, VM } from '../index.js'
 import { coldBootsTimeout } from '../test-support/cold-boots.js'
+import { linkedCache } from '../test-support/linked-cache.js'
 
 /**
  * A template counts only once a VM made from it became ready. Run in a cache of its own (the
  * shared kernel, runtime disks and initramfs linked in, so nothing is rebuilt) whose templates
  * directory this file alone writes.
  */
-const cache = mkdtempSync(join(tmpdir(), 'vmctl-template-failures-'))
+let cache: string
 const saved = process.env.VMCTL_CACHE_DIR
 
 beforeAll(() => {
-  const shared = cacheDir()
-  if (existsSync(join(shared, 'kernels'))) symlinkSync(join(shared, 'kernels'), join(cache, 'kernels'))
-  for (const dir of ['runtime', 'initramfs']) {
-    mkdirSync(join(cache, dir))
-    if (!existsSync(join(shared, dir))) continue
-    for (const file of readdirSync(join(shared, dir)))
-      if (!/\.(partial|staging)/.test(file)) linkSync(join(shared, dir, file), join(cache, dir, file))
-  }
-  // The host's KVM verdict, so that no probe boot runs here.
-  if (existsSync(join(shared, 'kvm-verdict.json')))
-    copyFileSync(join(shared, 'kvm-verdict.json'), join(cache, 'kvm-verdict.json'))
+  cache = linkedCache('vmctl-template-failures-')
   process.env.VMCTL_CACHE_DIR = cache
 })
 

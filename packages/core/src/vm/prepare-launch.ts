@@ -20,6 +20,7 @@ import { cacheDir } from '../paths.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
+import { runtimeWriteError } from '../util/disk-full.js'
 import { takeReservedVmName } from './spare-supervisor.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 
@@ -175,7 +176,7 @@ export async function prepareLaunch(
   } catch (error) {
     networks?.leave()
     directory.remove()
-    throw error
+    throw runtimeWriteError(error, directory.path, directory.launchFile)
   }
   const bootBudgetMs =
     (options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_TCG_MS) + (accel.probe ? KVM_PROBE_MS : 0) + 30_000

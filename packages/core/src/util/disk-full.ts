@@ -1,0 +1,23 @@
+import { dirname } from 'node:path'
+import { HostDiskFullError } from '../errors.js'
+
+/** Whether a failed write ran out of room: no space left on the device, or over the user's quota. */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null | undefined)?.code
+  return code === 'ENOSPC' || code === 'EDQUOT'
+}
+
+/**
+ * A write into a VM's directory that failed for room, as the error a user can act on: the runtime
+ * directory to free space in, and where else to put it. Any other failure is returned unchanged.
+ */
+export function runtimeWriteError(error: unknown, vmDirectory: string, file: string): unknown {
+  if (!isDiskFull(error)) return error
+  const runtime = dirname(dirname(vmDirectory)) // <runtime>/vms/<name>
+  return new HostDiskFullError(
+    runtime,
+    file,
+    `free space there (\`vmctl gc\` removes what dead VMs left behind), or set VMCTL_RUNTIME_DIR to a directory on a filesystem with room`,
+    { cause: error },
+  )
+}
