@@ -6,6 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { gunzipSync } from 'node:zlib'
 import { KernelFetchError } from '../errors.js'
 import { SETUP_COMMAND } from '../paths.js'
+import { cacheWriteError } from '../util/disk-full.js'
 import { fetchError, httpGet } from './archive-http.js'
 import { findPackage, parseStanza, releaseChecksums, type Stanza } from './deb822.js'
 import { highestVersion } from './debian-version.js'
@@ -144,6 +145,8 @@ export async function downloadPackage(found: FoundPackage, path: string, label =
   try {
     await pipeline(body, createWriteStream(path))
   } catch (error) {
+    const full = cacheWriteError(error, path)
+    if (full !== error) throw full
     throw fetchError(url, error, found.source.env)
   }
   progress.finish()

@@ -1,4 +1,4 @@
-import { dirname } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { HostDiskFullError } from '../errors.js'
 
 /** Whether a failed write ran out of room: no space left on the device, or over the user's quota. */
@@ -18,6 +18,24 @@ export function runtimeWriteError(error: unknown, vmDirectory: string, file: str
     runtime,
     file,
     `free space there (\`vmctl gc\` removes what dead VMs left behind), or set VMCTL_RUNTIME_DIR to a directory on a filesystem with room`,
+    { cause: error },
+  )
+}
+
+/**
+ * A write into vmctl's cache that failed for room (a kernel's download, say), as the error a user
+ * can act on; any other failure is returned unchanged.
+ */
+export function cacheWriteError(error: unknown, file: string): unknown {
+  if (!isDiskFull(error)) return error
+  // A build writes into a hidden staging directory of its own, removed when it fails: name the
+  // cache directory that holds it.
+  let dir = dirname(file)
+  while (basename(dir).startsWith('.') && dirname(dir) !== dir) dir = dirname(dir)
+  return new HostDiskFullError(
+    dir,
+    file,
+    'free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room (a guest kernel takes 200-500 MB there once unpacked, a VM template ~200 MB)',
     { cause: error },
   )
 }
