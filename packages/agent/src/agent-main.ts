@@ -33,6 +33,11 @@ import { findVirtioPort, openVirtioPort } from './guest/virtio-port.js'
 import { openVsockTransport, vsockPortFromEnv } from './guest/vsock-transport.js'
 import { AGENT_HEALTH_SERVICE, AGENT_PORT_NAME } from './protocol-names.js'
 
+// The guest's ps, top and pidof know a process by its name (/proc/PID/comm): the executable's on
+// Node 20 and 22, but Node 24 names its main thread "MainThread". Set here, it is the agent's own
+// on every Node (libuv sets the thread's name with the title).
+process.title = 'vmctl-agent'
+
 const PORT_NAME = process.env.vmctl_agent_port ?? AGENT_PORT_NAME
 const VSOCK_PORT = vsockPortFromEnv(process.env)
 /** The runtime disk's vsock-bridge, next to the agent executable (elsewhere in tests). */
