@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, expect, test } from 'vitest'
+import { afterEach, describe, expect, test } from 'vitest'
 import { sleep } from '../util/timing.js'
-import { streamInto } from './migration.js'
+import { startMigration, streamInto } from './migration.js'
 
 let dir = ''
 afterEach(() => rmSync(dir, { recursive: true, force: true }))
@@ -30,4 +30,31 @@ test('a listener that closes with the state unread after the last byte went out 
   await expect(streamInto(socket, state)).resolves.toBeUndefined()
   await closedUnread
   await sleep(100)
+})
+
+describe('startMigration', () => {
+  /** A QMP that refuses `migrate` as a just-restored QEMU does, `refusals` times, then accepts. */
+  function refusingQmp(refusals: number, message = 'QMP GenericError: Migration is not finalized yet') {
+    const calls: string[] = []
+    return {
+      calls,
+      execute: async (command: string) => {
+        calls.push(command)
+        if (calls.length <= refusals) throw new Error(message)
+        return {}
+      },
+    }
+  }
+
+  test('waits out a restored QEMU that has not finished its incoming migration', async () => {
+    const qmp = refusingQmp(3)
+    await startMigration(qmp as never, 'exec:cat > /dev/null')
+    expect(qmp.calls).toEqual(['migrate', 'migrate', 'migrate', 'migrate'])
+  })
+
+  test('throws any other refusal at once', async () => {
+    const qmp = refusingQmp(1, 'QMP GenericError: There is a blocker')
+    await expect(startMigration(qmp as never, 'exec:cat > /dev/null')).rejects.toThrow(/blocker/)
+    expect(qmp.calls).toEqual(['migrate'])
+  })
 })

@@ -24,8 +24,30 @@ export async function saveDeviceState(qmp: QmpClient, path: string, ignoreShared
   await qmp.execute('migrate-set-capabilities', {
     capabilities: [{ capability: 'x-ignore-shared', state: ignoreShared }],
   })
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` })
+  await startMigration(qmp, `exec:cat > ${shellQuote(path)}`)
   await waitForMigration(qmp, 'saving the VM state')
+}
+
+/** How long a save waits for QEMU to finish off the incoming migration that loaded the VM. */
+const INCOMING_CLEANUP_MS = 5_000
+
+/**
+ * `migrate`, once QEMU allows it. A VM restored from a state refuses a new migration ("Migration is
+ * not finalized yet") until the incoming one is cleaned up, which QEMU does after it reported it
+ * completed: a snapshot taken at once after `VM.up()` met that on a loaded host (a whole-suite run
+ * under Node 24). Waited out, within a bound; any other refusal is thrown at once.
+ */
+export async function startMigration(qmp: Pick<QmpClient, 'execute'>, uri: string): Promise<void> {
+  const until = performance.now() + INCOMING_CLEANUP_MS
+  for (;;) {
+    try {
+      await qmp.execute('migrate', { uri })
+      return
+    } catch (error) {
+      if (!/not finalized yet/i.test((error as Error).message) || performance.now() > until) throw error
+      await sleep(20)
+    }
+  }
 }
 
 /**
