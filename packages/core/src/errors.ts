@@ -140,7 +140,8 @@ export class VmStoppedError extends VmctlError {
 
 /**
  * The host's filesystem under vmctl's runtime directory (or its cache) is full or over quota: a VM
- * cannot be made there. `directory` is the one to free space in.
+ * cannot be made there; or a running VM's disk file cannot grow, and QEMU paused the guest.
+ * `directory` is the one to free space in.
  */
 export class HostDiskFullError extends VmctlError {
   readonly directory: string

@@ -13,6 +13,7 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { InvalidOptionsError } from '../errors.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { qemuImgBinary } from '../images/image-file.js'
+import { diskFileWriteError } from '../util/disk-full.js'
 import { DiskError } from './disk-error.js'
 import { type DiskManifest, disksDir, readManifest, vmsUsingDisk } from './disks-dir.js'
 
@@ -112,7 +113,7 @@ export class VmDisk implements AsyncDisposable {
       renameSync(partial, path)
     } catch (error) {
       rmSync(partial, { force: true })
-      throw error
+      throw diskFileWriteError(error, path)
     }
     return new VmDisk(path, format, name, !!name && !options.persistent)
   }

@@ -1,5 +1,6 @@
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { contentHash } from '../host/content-hash.js'
+import { diskFileWriteError, runtimeWriteError } from '../util/disk-full.js'
 import type { VmOptions } from '../vm/vm-options.js'
 import { buildImage, type Progress } from './image-builder.js'
 import { createOverlay, type ImageInfo, inspectImage } from './image-file.js'
@@ -32,7 +33,13 @@ export async function createVmDisk(
   cacheDir: string,
   overlay = join(vmDirectory, 'disk.qcow2'),
 ): Promise<{ overlay: string; identity: string }> {
-  await createOverlay(top, overlay, cacheDir)
+  try {
+    await createOverlay(top, overlay, cacheDir)
+  } catch (error) {
+    throw dirname(overlay) === vmDirectory
+      ? runtimeWriteError(error, vmDirectory, overlay)
+      : diskFileWriteError(error, overlay)
+  }
   return { overlay, identity: imageIdentity(top.path, cacheDir) }
 }
 

@@ -31,9 +31,13 @@ export async function gcHost(
   const env = options.env ?? process.env
   const { findings } = observeHost(env)
   const actions: GcAction[] = []
-  // A VM stopped unasked is the user's to start or destroy: reported by ps, never repaired here.
+  // A VM stopped unasked, or paused for a full disk, is the user's to deal with: reported by ps,
+  // never repaired here.
   const repaired = findings.filter(
-    (f) => f.kind !== 'stopped-unexpectedly' && (!options.kinds || options.kinds.includes(f.kind)),
+    (f) =>
+      f.kind !== 'stopped-unexpectedly' &&
+      f.kind !== 'paused-disk-full' &&
+      (!options.kinds || options.kinds.includes(f.kind)),
   )
   for (const finding of repaired) {
     if (options.dryRun) {

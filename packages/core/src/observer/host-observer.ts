@@ -18,6 +18,7 @@ export type FindingKind =
   | 'unreferenced-disk'
   | 'template-staging'
   | 'stopped-unexpectedly'
+  | 'paused-disk-full'
 
 export interface Finding {
   kind: FindingKind
@@ -118,6 +119,17 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
         repair: `nothing: the VM is kept; vmctl start ${name} boots it again, vmctl down ${name} removes it`,
         pid: status.pid,
         path: directory.path,
+      })
+    }
+    if (supervisorAlive && status?.diskFull) {
+      const { file, directory: where, since } = status.diskFull
+      add({
+        kind: 'paused-disk-full',
+        subject: name,
+        detail: `VM ${name} is paused: the filesystem of ${where} had no room for a write to its disk ${file} (since ${since})`,
+        repair: `nothing: free space in ${where} and the VM goes on by itself; vmctl down ${name} removes it`,
+        pid: status.pid,
+        path: file,
       })
     }
     if (supervisorAlive) for (const disk of disks) referenced.add(disk.path)

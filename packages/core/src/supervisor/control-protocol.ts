@@ -1,3 +1,5 @@
+import type { DiskFullPaused } from './disk-full-pause.js'
+
 /**
  * The supervisor's control socket speaks newline-delimited JSON. Requests carry `op`; the
  * supervisor answers each with `{ reply: op, ... }` and pushes `{ event }` messages to attached
@@ -76,6 +78,11 @@ export interface VmStatus {
   bootMs: number | undefined
   /** While `stopped`: how it stopped, and whether vmctl asked (stop(), a failed start) or not. */
   stopped?: StopCause | undefined
+  /**
+   * While QEMU holds the guest paused because a disk file's filesystem is full (disk-full-pause.ts):
+   * which file, and where to free space. The guest goes on by itself once there is room.
+   */
+  diskFull?: DiskFullPaused | undefined
 }
 
 /**
@@ -109,5 +116,9 @@ export type ControlEvent =
    * (`unexpected`) its QEMU ended without being asked, with the console's last lines.
    */
   | { event: 'stopped'; how: string; unexpected?: boolean; consoleTail?: string }
+  /** QEMU paused the guest: a write to a disk file found its filesystem full (disk-full-pause.ts). */
+  | { event: 'disk-full'; paused: DiskFullPaused }
+  /** The paused guest was resumed: its disk file's filesystem has room again. */
+  | { event: 'disk-room' }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)

@@ -30,6 +30,7 @@ import { ConsoleLog } from './console-log.js'
 import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
+import { DiskFullPause } from './disk-full-pause.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import type { EarlyQemu } from './early-qemu.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
@@ -85,6 +86,8 @@ export class Supervisor implements ControlHandlers {
   /** The VM's plugged disks (disk-hotplug.ts), kept while it is stopped and plugged into each new QEMU. */
   private readonly diskHotplug: DiskHotplug
   private readonly nicLinks = new NicLinks() // network NICs' links, kept across QEMUs
+  /** A guest QEMU paused because a disk file's filesystem is full (disk-full-pause.ts). */
+  private readonly diskFull: DiskFullPause
   readonly setLink = (link: LinkRequest) =>
     this.nicLinks.handle(link, this.qemu?.alive ? this.qemu.qmp : undefined)
 
@@ -100,6 +103,15 @@ export class Supervisor implements ControlHandlers {
     this.accelReason = spec.accel.reason
     this.console = new ConsoleLog(dir.consoleLog)
     this.diskHotplug = new DiskHotplug(dir.disksFile, this.log)
+    this.diskFull = new DiskFullPause(this.log)
+    this.diskFull.on('paused', (paused) => {
+      this.writeStatus()
+      this.control.broadcast({ event: 'disk-full', paused })
+    })
+    this.diskFull.on('resumed', () => {
+      this.writeStatus()
+      this.control.broadcast({ event: 'disk-room' })
+    })
     this.link = new AgentLink(spec, dir, this.log)
     this.proxy = new AgentProxy(this.link.mux)
     this.spare = new SparePark(
@@ -230,6 +242,7 @@ export class Supervisor implements ControlHandlers {
     if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
     this.variant = up.variant
     this.ports = up.ports
+    if (this.qemu?.qmp) this.diskFull.watch(this.qemu.qmp)
     await this.nicLinks.reapply(this.qemu?.qmp, this.log)
     return up
   }
@@ -321,6 +334,7 @@ export class Supervisor implements ControlHandlers {
       ports: this.ports,
       bootMs: this.bootMs,
       stopped: this.lifecycle.stopCause,
+      diskFull: this.diskFull.paused,
       spare: this.spare.state,
       fromSpare: this.spare.formerName,
     }
@@ -364,6 +378,7 @@ export class Supervisor implements ControlHandlers {
     mark(this.spec.name, `supervisor: shutting down (${reason})`)
     this.lifecycle.to('stopping')
     this.proxy.refuse()
+    this.diskFull.stop()
     this.early?.discard()
     this.control.endWatches() // the VM leaves its networks now: a next `vmctl run` may take its names
     this.teardown = (async () => {

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, test } from 'vitest'
-import { freeMiB, noRoomForTemplate, TEMPLATE_ROOM_FLOOR_MIB } from './template-room.js'
+import { freeMiB } from '../util/disk-full.js'
+import { noRoomForTemplate, TEMPLATE_ROOM_FLOOR_MIB } from './template-room.js'
 
 const cache = mkdtempSync(join(tmpdir(), 'vmctl-template-room-'))
 afterAll(() => rmSync(cache, { recursive: true, force: true }))

@@ -1,5 +1,5 @@
-import { statfsSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { freeMiB } from '../util/disk-full.js'
 import { templatesDir } from './template-store.js'
 
 /**
@@ -12,21 +12,6 @@ export const TEMPLATE_ROOM_FLOOR_MIB = 512
 
 const FIX =
   'Fix: free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room (VMCTL_TEMPLATES=0 boots every VM cold, without this warning)'
-
-/**
- * MiB free for this user in the filesystem of `dir`, or of its nearest existing parent (the first
- * template makes the directory); undefined if it cannot be asked.
- */
-export function freeMiB(dir: string): number | undefined {
-  for (let at = dir; ; at = dirname(at)) {
-    try {
-      const stats = statfsSync(at)
-      return Math.floor((stats.bavail * stats.bsize) / (1024 * 1024))
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(at) === at) return undefined
-    }
-  }
-}
 
 /**
  * Why no template of a `memoryMiB` guest can be made in `cacheDir` now (a warning for the user:

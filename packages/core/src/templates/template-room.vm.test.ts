@@ -1,20 +1,12 @@
 import { execFileSync } from 'node:child_process'
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  rmSync,
-  writeSync,
-} from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { HostDiskFullError, VM } from '../index.js'
 import { coldBootsTimeout } from '../test-support/cold-boots.js'
 import { linkedCache } from '../test-support/linked-cache.js'
+import { canMount, fillUp, mountTmpfs, unmountAll } from '../test-support/small-filesystems.js'
 import { pollUntil } from '../util/timing.js'
 
 /**
@@ -23,43 +15,19 @@ import { pollUntil } from '../util/timing.js'
  * left behind. Each filesystem here is a small tmpfs mounted for the file, so this needs root
  * (CI runs as root; elsewhere the file is skipped, and says so).
  */
-const asRoot = process.getuid?.() === 0
-const mounted: string[] = []
-
-function mountTmpfs(dir: string, sizeMiB: number): void {
-  mkdirSync(dir, { recursive: true })
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0700`, 'tmpfs', dir])
-  mounted.push(dir)
-}
-
-/** Writes zeros into `file` until its filesystem is full; returns how many MiB went in. */
-function fillUp(file: string): number {
-  const fd = openSync(file, 'w')
-  const chunk = Buffer.alloc(1024 * 1024)
-  let written = 0
-  try {
-    for (;;) written += writeSync(fd, chunk)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error
-  } finally {
-    closeSync(fd)
-  }
-  return Math.floor(written / (1024 * 1024))
-}
-
 let work: string
 let cache: string
 const saved = { cache: process.env.VMCTL_CACHE_DIR, runtime: process.env.VMCTL_RUNTIME_DIR }
 
 beforeAll(() => {
-  if (!asRoot) return
+  if (!canMount) return
   work = mkdtempSync(join(tmpdir(), 'vmctl-full-disk-'))
   cache = linkedCache('vmctl-template-room-')
   process.env.VMCTL_CACHE_DIR = cache
 })
 
 afterAll(() => {
-  for (const dir of mounted.reverse()) execFileSync('umount', ['-l', dir])
+  unmountAll()
   for (const [name, value] of [
     ['VMCTL_CACHE_DIR', saved.cache],
     ['VMCTL_RUNTIME_DIR', saved.runtime],
@@ -75,7 +43,7 @@ function templateEntries(): string[] {
   return readdirSync(join(cache, 'templates'))
 }
 
-describe.skipIf(!asRoot)('a full host filesystem (vm; root, to mount small filesystems)', () => {
+describe.skipIf(!canMount)('a full host filesystem (vm; root, to mount small filesystems)', () => {
   test('VM.up() on a full runtime directory fails at once, naming it and the fix, and leaves nothing', async () => {
     const runtime = join(work, 'runtime')
     mountTmpfs(runtime, 1)

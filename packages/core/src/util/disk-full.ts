@@ -1,10 +1,30 @@
+import { statfsSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { HostDiskFullError } from '../errors.js'
 
-/** Whether a failed write ran out of room: no space left on the device, or over the user's quota. */
+/**
+ * Whether a failed write ran out of room: no space left on the device, or over the user's quota;
+ * Node's own error, or a tool's (qemu-img) that said so on its stderr.
+ */
 export function isDiskFull(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | null | undefined)?.code
-  return code === 'ENOSPC' || code === 'EDQUOT'
+  const failure = error as (NodeJS.ErrnoException & { stderr?: unknown }) | null | undefined
+  if (failure?.code === 'ENOSPC' || failure?.code === 'EDQUOT') return true
+  return (
+    typeof failure?.stderr === 'string' && /No space left on device|Disk quota exceeded/.test(failure.stderr)
+  )
+}
+
+/** A disk file made where the user asked (VmDisk.create) that found no room, as the error to act on. */
+export function diskFileWriteError(error: unknown, file: string): unknown {
+  if (!isDiskFull(error)) return error
+  return new HostDiskFullError(
+    dirname(file),
+    file,
+    'free space there, or make the disk on a filesystem with room',
+    {
+      cause: error,
+    },
+  )
 }
 
 /**
@@ -38,4 +58,19 @@ export function cacheWriteError(error: unknown, file: string): unknown {
     'free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room (a guest kernel takes 200-500 MB there once unpacked, a VM template ~200 MB)',
     { cause: error },
   )
+}
+
+/**
+ * MiB free for this user in the filesystem of `dir`, or of its nearest existing parent (the first
+ * template makes the directory); undefined if it cannot be asked.
+ */
+export function freeMiB(dir: string): number | undefined {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      const stats = statfsSync(at)
+      return Math.floor((stats.bavail * stats.bsize) / (1024 * 1024))
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(at) === at) return undefined
+    }
+  }
 }

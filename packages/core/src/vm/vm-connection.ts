@@ -1,8 +1,9 @@
 import { status as grpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js'
 import type { AgentClient } from '@vmctl/agent'
-import { AgentError, VmctlError, VmExitedError, VmStoppedError } from '../errors.js'
+import { AgentError, HostDiskFullError, VmctlError, VmExitedError, VmStoppedError } from '../errors.js'
 import type { JoinedNetworks } from '../network/joined-networks.js'
 import type { ControlEvent, VmState, VmStatus } from '../supervisor/control-protocol.js'
+import { type DiskFullPaused, RESUME_FREE_MIB } from '../supervisor/disk-full-pause.js'
 import type { SupervisorClient } from '../supervisor/supervisor-client.js'
 import type { VmDirectory } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
@@ -55,6 +56,10 @@ export class VmConnection {
   /** The console's last lines when QEMU ended unasked. */
   private unaskedTail = ''
   private readonly running = new Set<GuestProcess>()
+  /** While QEMU holds the guest paused for a full disk: the error every call gets. */
+  private diskFull: HostDiskFullError | undefined
+  /** Agent calls in flight (callAgent), failed at once when the guest is paused for a full disk. */
+  private readonly inFlight = new Set<(error: Error) => void>()
 
   constructor(parts: VmParts) {
     this.name = parts.status.name
@@ -63,8 +68,11 @@ export class VmConnection {
     this.directory = parts.directory
     this.env = parts.env
     this.currentAgent = parts.agent ?? agentClient(parts.directory)
+    if (parts.status.diskFull) this.diskFull = diskFullError(this.name, parts.status.diskFull)
     this.control.on('event', (event: ControlEvent) => {
-      if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
+      if (event.event === 'disk-full') this.pausedForRoom(event.paused)
+      else if (event.event === 'disk-room') this.diskFull = undefined
+      else if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
       else if (event.event === 'ready') this.becameReady(event.status)
       else if (event.event === 'stopped') this.markStopped('stopped', event)
       else if (event.event === 'agent-lost') {
@@ -97,11 +105,19 @@ export class VmConnection {
     return this.exitError
   }
 
-  /** Throws when the VM is gone or being destroyed: the guard of every call. */
+  /** Throws when the VM is gone or being destroyed, or paused for a full disk: the guard of every call. */
   assertUsable(): void {
     this.assertDefined()
     const { state } = this.lastStatus
     if (state === 'stopped' || state === 'powering-off' || state === 'starting') throw this.stoppedError()
+    if (this.diskFull) throw this.diskFull
+  }
+
+  /** QEMU paused the guest for a full disk: what waits on it fails now, with the file and the fix. */
+  private pausedForRoom(paused: DiskFullPaused): void {
+    this.diskFull = diskFullError(this.name, paused)
+    this.failRunning(this.diskFull)
+    for (const fail of [...this.inFlight]) fail(this.diskFull)
   }
 
   /** The error for a call on this VM while it is not running: with the cause if it was not asked. */
@@ -194,8 +210,13 @@ export class VmConnection {
 
   /** Runs an agent call, turning gRPC errors into errors that name the VM and the operation. */
   async callAgent<T>(what: string, work: () => Promise<T>): Promise<T> {
+    let fail: (error: Error) => void = () => {}
+    const paused = new Promise<never>((_, reject) => {
+      fail = reject
+    })
+    this.inFlight.add(fail)
     try {
-      return await work()
+      return await Promise.race([work(), paused])
     } catch (error) {
       const explained = await this.explainFailure(error as Error)
       if (explained instanceof AgentError && !(error as ServiceError).details) {
@@ -206,6 +227,8 @@ export class VmConnection {
         throw new AgentError(this.name, (error as ServiceError).details, { cause: error, grpcCode: code })
       }
       throw explained
+    } finally {
+      this.inFlight.delete(fail)
     }
   }
 
@@ -310,4 +333,14 @@ export class VmConnection {
     this.exitError = new VmExitedError(this.name, reason, consoleTail)
     this.failRunning(this.exitError)
   }
+}
+
+/** The error of a call on a VM whose guest QEMU paused because a disk file's filesystem is full. */
+function diskFullError(name: string, paused: DiskFullPaused): HostDiskFullError {
+  const free = paused.freeMiB === undefined ? '' : `, ${paused.freeMiB} MiB free`
+  return new HostDiskFullError(
+    paused.directory,
+    `VM ${name}'s disk ${paused.file}${free}`,
+    `free space there. QEMU paused VM ${name} at that write; it goes on by itself once ${RESUME_FREE_MIB} MiB are free, the write retried and nothing lost (or destroy the VM)`,
+  )
 }
