@@ -1,5 +1,5 @@
 import { dirname } from 'node:path'
-import { freeMiB } from '../util/disk-full.js'
+import { CACHE_FIX, freeMiB } from '../util/disk-full.js'
 import { templatesDir } from './template-store.js'
 
 /**
@@ -10,8 +10,7 @@ import { templatesDir } from './template-store.js'
  */
 export const TEMPLATE_ROOM_FLOOR_MIB = 512
 
-const FIX =
-  'Fix: free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room (VMCTL_TEMPLATES=0 boots every VM cold, without this warning)'
+const FIX = `Fix: ${CACHE_FIX} (VMCTL_TEMPLATES=0 boots every VM cold, without this warning)`
 
 /**
  * Why no template of a `memoryMiB` guest can be made in `cacheDir` now (a warning for the user:

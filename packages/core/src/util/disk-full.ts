@@ -2,6 +2,9 @@ import { statfsSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { HostDiskFullError } from '../errors.js'
 
+/** The fix for a full cache, wherever vmctl meets one (a download's error, a template's warning). */
+export const CACHE_FIX = 'free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room'
+
 /**
  * Whether a failed write ran out of room: no space left on the device, or over the user's quota;
  * Node's own error, or a tool's (qemu-img) that said so on its stderr.
@@ -55,7 +58,7 @@ export function cacheWriteError(error: unknown, file: string): unknown {
   return new HostDiskFullError(
     dir,
     file,
-    'free space there, or set VMCTL_CACHE_DIR to a directory on a filesystem with room (a guest kernel takes 200-500 MB there once unpacked, a VM template ~200 MB)',
+    `${CACHE_FIX} (a guest kernel takes 200-500 MB there once unpacked, a VM template ~200 MB)`,
     { cause: error },
   )
 }
