@@ -79,6 +79,7 @@ export class DiskFullPause extends EventEmitter<{ paused: [DiskFullPaused]; resu
 
   /** Watches a new QEMU (each boot, start and restart has its own QMP connection). */
   watch(qmp: QmpClient): void {
+    if (qmp === this.qmp) return
     this.stop()
     this.qmp = qmp
     qmp.on('event', (name, data) => {
@@ -138,4 +139,10 @@ export class DiskFullPause extends EventEmitter<{ paused: [DiskFullPaused]; resu
     }, ROOM_POLL_MS)
     this.poll.unref()
   }
+}
+
+/** Why a boot failed whose guest QEMU paused for a full disk, in a user's words with the fix. */
+export function diskFullBootFailure(paused: DiskFullPaused): string {
+  const free = paused.freeMiB === undefined ? '' : ` (${paused.freeMiB} MiB free)`
+  return `no space left on the filesystem of ${paused.directory}${free} for the VM's disk ${paused.file}: QEMU paused the guest while it booted. Fix: free space there (\`vmctl gc\` removes what dead VMs left behind), or put the disk on a filesystem with room`
 }

@@ -90,6 +90,7 @@ export class QemuProcess extends EventEmitter<{
   private readonly startedAt = performance.now()
   private cpuMsAtEnd: number | undefined
   private endedAt: number | undefined
+  private hostFailure: string | undefined
 
   constructor(options: QemuProcessOptions) {
     super()
@@ -253,10 +254,21 @@ export class QemuProcess extends EventEmitter<{
   }
 
   /**
+   * The host found that this QEMU's boot cannot succeed (its guest was paused for a full disk):
+   * the boot's waits fail with `message` at once, as for a failure the guest reports.
+   */
+  failBoot(message: string): void {
+    this.hostFailure ??= message
+    this.emit('guest-failure', message)
+  }
+
+  /**
    * What the guest said on its console about a boot that cannot succeed: the init giving up (a
-   * runtime disk or helper that cannot work, an agent that cannot start) or a root it cannot mount.
+   * runtime disk or helper that cannot work, an agent that cannot start) or a root it cannot mount;
+   * or what the host found (failBoot).
    */
   guestReportedFailure(): string | undefined {
+    if (this.hostFailure) return this.hostFailure
     const fatal = this.options.console.find(GUEST_FATAL_LINE)
     // The init cannot know where this host keeps vmctl's cache (XDG_CACHE_HOME, VMCTL_CACHE_DIR).
     if (fatal)

@@ -30,7 +30,7 @@ import { ConsoleLog } from './console-log.js'
 import { type ControlHandlers, serveRequests } from './control-dispatch.js'
 import type { ControlEvent, VmStatus } from './control-protocol.js'
 import { ControlServer } from './control-server.js'
-import { DiskFullPause } from './disk-full-pause.js'
+import { DiskFullPause, diskFullBootFailure } from './disk-full-pause.js'
 import { DiskHotplug, type DiskRequest } from './disk-hotplug.js'
 import type { EarlyQemu } from './early-qemu.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
@@ -107,6 +107,9 @@ export class Supervisor implements ControlHandlers {
     this.diskFull.on('paused', (paused) => {
       this.writeStatus()
       this.control.broadcast({ event: 'disk-full', paused })
+      // A boot (start, restore) waiting on the paused guest fails now, naming the file.
+      if (this.lifecycle.is('booting', 'starting', 'restoring'))
+        this.qemu?.failBoot(diskFullBootFailure(paused))
     })
     this.diskFull.on('resumed', () => {
       this.writeStatus()
@@ -283,6 +286,11 @@ export class Supervisor implements ControlHandlers {
     this.early = undefined
     this.qemu = qemu
     qemu.on('exit', (reason) => this.onQemuExit(qemu, reason))
+    // From its start: a guest paused for a full disk while it boots fails the boot, not its deadline.
+    qemu.connectQmp().then(
+      (qmp) => this.qemu === qemu && this.diskFull.watch(qmp),
+      () => {},
+    )
     this.writeStatus()
     return qemu
   }
