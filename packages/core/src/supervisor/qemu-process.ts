@@ -86,6 +86,7 @@ export class QemuProcess extends EventEmitter<{
   private stderr = ''
   private exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined
   private qmpClient: QmpClient | undefined
+  private qmpConnecting: Promise<QmpClient> | undefined
   private firstOutput: (() => void) | undefined
   private readonly startedAt = performance.now()
   private cpuMsAtEnd: number | undefined
@@ -199,13 +200,23 @@ export class QemuProcess extends EventEmitter<{
     })
   }
 
-  /** QMP, once QEMU has created its socket (right after spawn it may not have yet). */
-  async connectQmp(): Promise<QmpClient> {
-    if (this.qmpClient) return this.qmpClient
-    const socket = await connectWhenReady(this.sockets.qmp, () => this.alive)
-    if (!socket) throw new Error(this.exitReason())
-    this.qmpClient = await QmpClient.over(socket)
-    return this.qmpClient
+  /**
+   * QMP, once QEMU has created its socket (right after spawn it may not have yet). One connection
+   * for every caller, however many ask at once: QEMU's monitor serves one client at a time, and a
+   * second connection would wait unanswered behind the first.
+   */
+  connectQmp(): Promise<QmpClient> {
+    this.qmpConnecting ??= (async () => {
+      const socket = await connectWhenReady(this.sockets.qmp, () => this.alive)
+      if (!socket) throw new Error(this.exitReason())
+      this.qmpClient = await QmpClient.over(socket)
+      return this.qmpClient
+    })()
+    // A failed attempt is not kept: the next caller tries again (and learns that QEMU is gone).
+    this.qmpConnecting.catch(() => {
+      this.qmpConnecting = undefined
+    })
+    return this.qmpConnecting
   }
 
   /** The host port QEMU forwards to each of `guestPorts` (set up with host port 0: the kernel picked). */
