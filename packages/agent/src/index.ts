@@ -32,6 +32,7 @@ export {
   type FileHeader,
   InfoResponse,
   type LogEntry,
+  type OomKill,
   type PullResponse,
   type PushRequest,
 } from './generated/vmctl/agent/v1/agent.js'

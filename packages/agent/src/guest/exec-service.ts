@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { type ServerDuplexStream, status } from '@grpc/grpc-js'
-import type { ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
+import type { ExecExit, ExecRequest, ExecResponse, ExecStart } from '../generated/vmctl/agent/v1/agent.js'
 import { nulProblem, startCommand, startFailure } from './command-start.js'
 import { registerExecProcess, signalProblem } from './exec-signals.js'
 import { execTiming } from './exec-timing.js'
 import type { GuestRoot } from './guest-root.js'
+import { monotonicMicros, oomKillsSince } from './oom-kills.js'
 import { type CommandUser, lookupGroup, lookupUser, type PasswdEntry, userGroups } from './passwd.js'
 import { BASE_ENV } from './spawn-plan.js'
 import type { CommandProcess } from './spawner.js'
@@ -120,6 +121,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       if (typeof user === 'string') return fail(status.NOT_FOUND, user)
       stdinWanted = start.stdin
       const startedAt = performance.now()
+      const startedAtUs = monotonicMicros()
       timing.lap('checks')
       const env = commandEnv(start, user)
       // A small static process places the command and forks it for the agent (spawner.ts);
@@ -128,7 +130,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       if ('callError' in started) return fail(status.NOT_FOUND, started.callError)
       if ('notFound' in started) {
         send({ kind: { $case: 'stderr', value: Buffer.from(started.notFound) } })
-        return finish({ exitCode: 127, signal: '', durationMs: 0, timedOut: false })
+        return finish({ exitCode: 127, signal: '', durationMs: 0, timedOut: false, oomKills: [] })
       }
       spawnedBy = started.via
       child = started.process
@@ -170,19 +172,19 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
         if ('callError' in failure) return fail(status.NOT_FOUND, failure.callError)
         send({ kind: { $case: 'stderr', value: Buffer.from(failure.message) } })
         const durationMs = performance.now() - startedAt
-        finish({ exitCode: failure.exitCode, signal: '', durationMs, timedOut: false })
+        finish({ exitCode: failure.exitCode, signal: '', durationMs, timedOut: false, oomKills: [] })
       })
       // The exit status goes out when the output is drained. A background child that inherited
       // stdout ("server &") would hold the pipes open forever: after exit, give the pipes a moment,
       // then stop reading them.
       let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined
-      const report = () =>
-        finish({
-          exitCode: exited?.code ?? -1,
-          signal: exited?.signal ?? '',
-          durationMs: performance.now() - startedAt,
-          timedOut,
-        })
+      const report = () => {
+        const exitCode = exited?.code ?? -1
+        const signal = exited?.signal ?? ''
+        // A command that failed may have been killed for memory, or lost a child to it: say so.
+        const oomKills = exitCode !== 0 || signal ? oomKillsSince(startedAtUs, proc.pid ?? 0) : []
+        finish({ exitCode, signal, durationMs: performance.now() - startedAt, timedOut, oomKills })
+      }
       proc.on('exit', (code, signal) => {
         const ran = (proc as { ranMs?: number }).ranMs
         timing.lap(ran === undefined ? 'exit' : `exit (ran ${ran.toFixed(1)})`)
@@ -248,7 +250,7 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
   call.on('cancelled', abandon)
   call.on('error', abandon)
 
-  function finish(exit: { exitCode: number; signal: string; durationMs: number; timedOut: boolean }) {
+  function finish(exit: ExecExit) {
     if (finished) return
     if (timer) clearTimeout(timer)
     clearInterval(idle)

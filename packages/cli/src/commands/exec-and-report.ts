@@ -26,6 +26,15 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
   })
   // The command is done: stop reading our stdin, or a stdin that never ends would keep vmctl alive.
   input?.destroy()
+  // The guest's own words are a bare "Killed" at most: say what killed it, and the fix.
+  for (const kill of result.oomKills) {
+    const what = kill.cgroup
+      ? `at a memory cgroup's limit (raise its memory.max)`
+      : `as the guest ran out of memory (give the VM more with --memory MiB, or memoryMiB in vmctl.toml)`
+    process.stderr.write(
+      `vmctl: the guest kernel's OOM killer killed ${kill.command} (pid ${kill.pid}) ${what}\n`,
+    )
+  }
   if (result.timedOut) {
     process.stderr.write(
       `vmctl: command timed out after ${Math.round(result.durationMs / 1000)} s and was killed\n`,

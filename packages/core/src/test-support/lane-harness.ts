@@ -76,7 +76,10 @@ export async function lane(options: { guestKnowsLane?: boolean; handlers?: Recor
         if (kind?.$case === 'stdin') call.write({ kind: { $case: 'stdout', value: kind.value } })
         if (kind?.$case === 'stdinEnd') {
           call.write({
-            kind: { $case: 'exit', value: { exitCode: 0, signal: '', durationMs: 1, timedOut: false } },
+            kind: {
+              $case: 'exit',
+              value: { exitCode: 0, signal: '', durationMs: 1, timedOut: false, oomKills: [] },
+            },
           })
           call.end()
         }

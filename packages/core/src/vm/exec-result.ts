@@ -16,6 +16,18 @@ export interface ExecResult<Output extends string | Buffer = string> {
   timedOut: boolean
   /** exitCode !== 0, a signal, or a timeout. */
   failed: boolean
+  /**
+   * Processes the guest kernel's OOM killer killed while the command ran (the command itself, or
+   * a process it started), with their pid and name; empty unless the command failed.
+   */
+  oomKills: OomKilled[]
+}
+
+/** A process the guest kernel's OOM killer killed; `cgroup`: at a memory cgroup's limit (memory.max). */
+export interface OomKilled {
+  pid: number
+  command: string
+  cgroup: boolean
 }
 
 /**
@@ -33,12 +45,13 @@ export class ExecError<Output extends string | Buffer = string>
   readonly stderr: Output
   readonly durationMs: number
   readonly timedOut: boolean
+  readonly oomKills: OomKilled[]
   readonly failed = true
   /** One line: what failed and how. */
   readonly shortMessage: string
 
   constructor(vmName: string, result: ExecResult<Output>) {
-    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}`
+    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}${outOfMemory(result.oomKills)}`
     super(
       'EXEC_FAILED',
       `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`,
@@ -51,6 +64,7 @@ export class ExecError<Output extends string | Buffer = string>
     this.stderr = result.stderr
     this.durationMs = result.durationMs
     this.timedOut = result.timedOut
+    this.oomKills = result.oomKills
   }
 }
 
@@ -58,6 +72,24 @@ function describeFailure(result: ExecResult<string | Buffer>): string {
   if (result.timedOut) return `timed out after ${Math.round(result.durationMs)} ms`
   if (result.signal) return `was killed by ${result.signal}`
   return `failed with exit code ${result.exitCode}`
+}
+
+/** What the guest's OOM killer did while a command ran, and the fix, or nothing. */
+function outOfMemory(kills: OomKilled[] = []): string {
+  if (kills.length === 0) return ''
+  const named = (list: OomKilled[]) => list.map((kill) => `${kill.command} (pid ${kill.pid})`).join(', ')
+  const guest = kills.filter((kill) => !kill.cgroup)
+  const cgroup = kills.filter((kill) => kill.cgroup)
+  const parts: string[] = []
+  if (guest.length > 0)
+    parts.push(
+      `the guest ran out of memory while it ran, and its kernel's OOM killer killed ${named(guest)}. Fix: give the VM more memory (VM.up({ memoryMiB }), memoryMiB in vmctl.toml, vmctl --memory)`,
+    )
+  if (cgroup.length > 0)
+    parts.push(
+      `while it ran, the kernel's OOM killer killed ${named(cgroup)} at a memory cgroup's limit. Fix: raise that cgroup's memory.max`,
+    )
+  return `; ${parts.join('; ')}`
 }
 
 function outputSection(name: string, output: string | Buffer): string {
@@ -70,7 +102,13 @@ function outputSection(name: string, output: string | Buffer): string {
 /** The result of a process from its exit status and collected output. */
 export function execResult<Output extends string | Buffer>(
   command: string,
-  outcome: { exitCode: number; signal: string; durationMs: number; timedOut: boolean },
+  outcome: {
+    exitCode: number
+    signal: string
+    durationMs: number
+    timedOut: boolean
+    oomKills?: OomKilled[]
+  },
   stdout: Output,
   stderr: Output,
 ): ExecResult<Output> {
@@ -83,6 +121,7 @@ export function execResult<Output extends string | Buffer>(
     durationMs: outcome.durationMs,
     timedOut: outcome.timedOut,
     failed: outcome.timedOut || !!outcome.signal || outcome.exitCode !== 0,
+    oomKills: (outcome.oomKills ?? []).map(({ pid, command, cgroup }) => ({ pid, command, cgroup })),
   }
 }
 

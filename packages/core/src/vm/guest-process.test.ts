@@ -48,7 +48,7 @@ const explain = async (error: Error) => error
 describe('GuestProcess: the bound on the agent silence', () => {
   test('time the host holds the call back (a slow reader) does not count against it', async () => {
     const chunk = Buffer.alloc(512 * 1024)
-    const exit = { exitCode: 0, signal: '', durationMs: 1, timedOut: false }
+    const exit = { exitCode: 0, signal: '', durationMs: 1, timedOut: false, oomKills: [] }
     const { agent, stop } = scriptedAgent([
       ...Array.from({ length: 6 }, () => ({ kind: { $case: 'stdout' as const, value: chunk } })),
       { kind: { $case: 'exit' as const, value: exit } },

@@ -1,12 +1,14 @@
 import { PassThrough, type Readable, Writable } from 'node:stream'
 import { type ClientDuplexStream, status as grpcStatus, Metadata } from '@grpc/grpc-js'
-import type { AgentClient, ExecRequest, ExecResponse, ExecStart } from '@vmctl/agent'
+import type { AgentClient, ExecRequest, ExecResponse, ExecStart, OomKill } from '@vmctl/agent'
 
 export interface ProcessOutcome {
   exitCode: number
   signal: string
   durationMs: number
   timedOut: boolean
+  /** Processes the guest's OOM killer killed while it ran (looked for when it failed). */
+  oomKills?: OomKill[]
 }
 
 const STDIN_CHUNK = 64 * 1024

@@ -55,10 +55,37 @@ describe('exec results', () => {
       durationMs: 12,
       timedOut: false,
       failed: true,
+      oomKills: [],
     })
     expect(error.shortMessage).toBe('Command failed with exit code 2 in VM vm-1: make test')
     expect(error.message).toContain('--- stderr ---\nboom')
     expect(error.code).toBe('EXEC_FAILED')
     expect(displayCommand(['echo', 'a b', "it's"])).toBe(`echo 'a b' 'it'\\''s'`)
+  })
+
+  test("an ExecError of a command the guest's OOM killer hit says so, with the fix", () => {
+    const error = new ExecError('vm-1', {
+      command: 'python3 big.py',
+      exitCode: undefined,
+      signal: 'SIGKILL',
+      stdout: '',
+      stderr: '',
+      durationMs: 900,
+      timedOut: false,
+      failed: true,
+      oomKills: [{ pid: 312, command: 'python3', cgroup: false }],
+    })
+    expect(error.shortMessage).toBe(
+      "Command was killed by SIGKILL in VM vm-1: python3 big.py; the guest ran out of memory while it ran, and its kernel's OOM killer killed python3 (pid 312). Fix: give the VM more memory (VM.up({ memoryMiB }), memoryMiB in vmctl.toml, vmctl --memory)",
+    )
+    expect(error.oomKills).toEqual([{ pid: 312, command: 'python3', cgroup: false }])
+    const inCgroup = new ExecError('vm-1', {
+      ...error,
+      oomKills: [{ pid: 9, command: 'tail', cgroup: true }],
+    })
+    expect(inCgroup.shortMessage).toMatch(
+      /killed tail \(pid 9\) at a memory cgroup's limit. Fix: raise that cgroup's memory.max$/,
+    )
+    expect(inCgroup.shortMessage).not.toMatch(/memoryMiB/)
   })
 })

@@ -81,6 +81,20 @@ export interface ExecExit {
   signal: string;
   durationMs: number;
   timedOut: boolean;
+  /**
+   * Processes the guest kernel's OOM killer killed while the command ran: looked for only when
+   * it failed (a non-zero exit or a signal), so that a command killed for memory says so.
+   */
+  oomKills: OomKill[];
+}
+
+/** A process the guest kernel killed because the guest ran out of memory. */
+export interface OomKill {
+  pid: number;
+  /** Its name (comm), as the kernel logged it. */
+  command: string;
+  /** Killed at a memory cgroup's limit (memory.max), not for the guest's memory as a whole. */
+  cgroup: boolean;
 }
 
 export interface SignalRequest {
@@ -708,7 +722,7 @@ export const ExecStarted: MessageFns<ExecStarted> = {
 };
 
 function createBaseExecExit(): ExecExit {
-  return { exitCode: 0, signal: "", durationMs: 0, timedOut: false };
+  return { exitCode: 0, signal: "", durationMs: 0, timedOut: false, oomKills: [] };
 }
 
 export const ExecExit: MessageFns<ExecExit> = {
@@ -724,6 +738,9 @@ export const ExecExit: MessageFns<ExecExit> = {
     }
     if (message.timedOut !== false) {
       writer.uint32(32).bool(message.timedOut);
+    }
+    for (const v of message.oomKills) {
+      OomKill.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -773,6 +790,14 @@ export const ExecExit: MessageFns<ExecExit> = {
             message.timedOut = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.oomKills.push(OomKill.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -803,6 +828,11 @@ export const ExecExit: MessageFns<ExecExit> = {
         : isSet(object.timed_out)
         ? globalThis.Boolean(object.timed_out)
         : false,
+      oomKills: globalThis.Array.isArray(object?.oomKills)
+        ? object.oomKills.map((e: any) => OomKill.fromJSON(e))
+        : globalThis.Array.isArray(object?.oom_kills)
+        ? object.oom_kills.map((e: any) => OomKill.fromJSON(e))
+        : [],
     };
   },
 
@@ -820,6 +850,9 @@ export const ExecExit: MessageFns<ExecExit> = {
     if (message.timedOut !== false) {
       obj.timedOut = message.timedOut;
     }
+    if (message.oomKills?.length) {
+      obj.oomKills = message.oomKills.map((e) => OomKill.toJSON(e));
+    }
     return obj;
   },
 
@@ -832,6 +865,108 @@ export const ExecExit: MessageFns<ExecExit> = {
     message.signal = object.signal ?? "";
     message.durationMs = object.durationMs ?? 0;
     message.timedOut = object.timedOut ?? false;
+    message.oomKills = object.oomKills?.map((e) => OomKill.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseOomKill(): OomKill {
+  return { pid: 0, command: "", cgroup: false };
+}
+
+export const OomKill: MessageFns<OomKill> = {
+  encode(message: OomKill, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.command !== "") {
+      writer.uint32(18).string(message.command);
+    }
+    if (message.cgroup !== false) {
+      writer.uint32(24).bool(message.cgroup);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OomKill {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOomKill();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cgroup = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OomKill {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+      cgroup: isSet(object.cgroup) ? globalThis.Boolean(object.cgroup) : false,
+    };
+  },
+
+  toJSON(message: OomKill): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    if (message.cgroup !== false) {
+      obj.cgroup = message.cgroup;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OomKill>, I>>(base?: I): OomKill {
+    return OomKill.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OomKill>, I>>(object: I): OomKill {
+    const message = createBaseOomKill();
+    message.pid = object.pid ?? 0;
+    message.command = object.command ?? "";
+    message.cgroup = object.cgroup ?? false;
     return message;
   },
 };
