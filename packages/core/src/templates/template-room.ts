@@ -1,4 +1,3 @@
-import { dirname } from 'node:path'
 import { CACHE_FIX, freeMiB } from '../util/disk-full.js'
 import { templatesDir } from './template-store.js'
 
