@@ -62,6 +62,10 @@ describe.skipIf(!canMount)(
       await expect(vm.readFile('/etc/hostname')).rejects.toBeInstanceOf(HostDiskFullError)
       const attached = await VM.attach(vm.name)
       await expect(attached.exec('true')).rejects.toBeInstanceOf(HostDiskFullError)
+      // `vmctl ps` flags it, and `vmctl gc` leaves it alone (it is the user's, and it goes on).
+      const finding = observeHost().findings.find((f) => f.vm === vm.name)
+      expect(finding).toMatchObject({ kind: 'paused-disk-full', path: join(small, 'data.qcow2') })
+      expect((await gcHost({ dryRun: true })).filter((a) => a.finding.vm === vm.name)).toEqual([])
 
       // Room again: the guest goes on by itself. The call that failed was cancelled, so its dd ends;
       // the disk takes writes again, and reads back what they wrote.
