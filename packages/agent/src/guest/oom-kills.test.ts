@@ -1,5 +1,11 @@
 import { expect, test } from 'vitest'
-import { oomKillCounter, parseOomKill } from './oom-kills.js'
+import { parseKmsgRecord } from './kernel-log.js'
+import { oomKillCounter, oomKillIn } from './oom-kills.js'
+
+const parseOomKill = (record: string) => {
+  const entry = parseKmsgRecord(record)
+  return entry && oomKillIn(entry)
+}
 
 test("the kernel's OOM kill lines, global and a memory cgroup's, as /dev/kmsg gives them", () => {
   expect(

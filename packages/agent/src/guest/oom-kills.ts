@@ -1,5 +1,6 @@
-import { closeSync, constants as fsConstants, openSync, readFileSync, readSync } from 'node:fs'
-import type { OomKill } from '../generated/vmctl/agent/v1/agent.js'
+import { closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs'
+import type { LogEntry, OomKill } from '../generated/vmctl/agent/v1/agent.js'
+import { drainKmsg } from './kernel-log.js'
 
 /** The kernel's line for each process its OOM killer ends: for the guest's memory, or a memory cgroup's. */
 const KILLED_PROCESS = /^(Memory cgroup )?[Oo]ut of memory: Killed process (\d+) \(([^)]*)\)/
@@ -42,44 +43,29 @@ class OomKillLog {
   private readLog(): void {
     try {
       this.kmsg ??= openSync('/dev/kmsg', fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
-    } catch {
-      return // no kernel log to read (not a guest, or no permission): no names to give
-    }
-    for (;;) {
-      let n: number
-      try {
-        n = readSync(this.kmsg, this.buffer, 0, this.buffer.length, null)
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code
-        if (code === 'EPIPE') continue // records were overwritten since the last read; go on
-        if (code !== 'EAGAIN') {
-          closeSync(this.kmsg)
-          this.kmsg = undefined
-        }
-        return
-      }
-      if (n <= 0) return
-      const kill = parseOomKill(this.buffer.toString('utf8', 0, n))
-      if (kill) {
+      drainKmsg(this.kmsg, this.buffer, (entry) => {
+        const kill = oomKillIn(entry)
+        if (!kill) return
         this.kills.push(kill)
         if (this.kills.length > KEPT_KILLS) this.kills.shift()
-      }
+      })
+    } catch {
+      // No kernel log to read (not a guest, or no permission), or it failed: no names to give.
+      if (this.kmsg !== undefined) closeSync(this.kmsg)
+      this.kmsg = undefined
     }
   }
 }
 
-/** One /dev/kmsg record ("priority,sequence,timestamp_us,flags;message") if it reports an OOM kill. */
-export function parseOomKill(record: string): LoggedKill | undefined {
-  const semicolon = record.indexOf(';')
-  if (semicolon < 0) return undefined
-  const match = KILLED_PROCESS.exec(record.slice(semicolon + 1))
+/** An OOM kill, if this kernel log entry reports one. */
+export function oomKillIn(entry: LogEntry): LoggedKill | undefined {
+  const match = KILLED_PROCESS.exec(entry.message)
   if (!match) return undefined
-  const atUs = Number(record.slice(0, semicolon).split(',')[2])
   return {
     pid: Number(match[2]),
     command: match[3]!,
     cgroup: match[1] !== undefined,
-    atUs: Number.isFinite(atUs) ? atUs : 0,
+    atUs: entry.timestampUs,
   }
 }
 
