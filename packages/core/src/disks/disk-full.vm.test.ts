@@ -60,6 +60,7 @@ describe.skipIf(!canMount)(
       // handle on the VM (which learns it from the supervisor's status).
       await expect(vm.exec('true')).rejects.toThrow(/no space left on the filesystem of/)
       await expect(vm.readFile('/etc/hostname')).rejects.toBeInstanceOf(HostDiskFullError)
+      await expect(vm.snapshot('paused')).rejects.toBeInstanceOf(HostDiskFullError)
       const attached = await VM.attach(vm.name)
       await expect(attached.exec('true')).rejects.toBeInstanceOf(HostDiskFullError)
       // `vmctl ps` flags it, and `vmctl gc` leaves it alone (it is the user's, and it goes on).

@@ -286,6 +286,8 @@ export class VmConnection {
   /** Asks the supervisor to save or roll back a snapshot; throws with its reason if it could not. */
   async snapshotRequest(request: { op: 'snapshot' | 'restore'; name: string }): Promise<void> {
     if (this.exitError) throw this.exitError
+    // A guest paused with a disk write pending cannot park its agent; a restore is a way out.
+    if (request.op === 'snapshot' && this.diskFull) throw this.diskFull
     const reply = await this.control.request(request)
     if (reply.reply === 'closed')
       throw this.exitError ?? new VmExitedError(this.name, 'its supervisor exited', '')
