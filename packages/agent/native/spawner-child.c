@@ -14,6 +14,7 @@
 #include "spawner-child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <string.h>
@@ -94,6 +95,13 @@ static void run(int report, volatile int *shared, int in, int out, int err, cons
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGPIPE, SIG_DFL);
   setsid();
+  /* The agent keeps the OOM killer off itself and this spawner (agent-main.ts), and a fork inherits
+   * that: a command is an ordinary process again, the one a guest out of memory loses first. */
+  int adjust = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (adjust >= 0) {
+    if (write(adjust, "0", 1) < 0) { /* a kernel without it: the command keeps the agent's */ }
+    close(adjust);
+  }
   int failure[2] = {0, STAGE_EXEC};
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto failed;
   /* Everything else is close-on-exec (see main), our copies of the pipes included. */

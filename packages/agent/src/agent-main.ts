@@ -38,6 +38,15 @@ import { AGENT_HEALTH_SERVICE, AGENT_PORT_NAME } from './protocol-names.js'
 // on every Node (libuv sets the thread's name with the title).
 process.title = 'vmctl-agent'
 
+// A guest out of memory loses the test's processes before the agent that reports on them: the OOM
+// killer weighs each process by its memory plus this (-1000 to 1000, in thousandths of the guest's
+// memory), so the agent (~70 MB) is not taken before a command's many smaller workers. Not -1000:
+// a command started through child_process (when the spawner cannot run) inherits it; the spawner's
+// commands are set back to 0 (native/spawner-child.c).
+try {
+  writeFileSync('/proc/self/oom_score_adj', '-500')
+} catch {}
+
 const PORT_NAME = process.env.vmctl_agent_port ?? AGENT_PORT_NAME
 const VSOCK_PORT = vsockPortFromEnv(process.env)
 /** The runtime disk's vsock-bridge, next to the agent executable (elsewhere in tests). */

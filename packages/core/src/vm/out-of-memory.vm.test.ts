@@ -24,6 +24,14 @@ function inMemoryCgroup(name: string, limit: string, command: string): string {
 }
 
 describe('a command killed for memory (vm)', () => {
+  test("the agent and its spawner are the OOM killer's last choice; a command is an ordinary process", async () => {
+    // The command is sh, its parent the spawner; the agent is the spawner's parent.
+    const adjust = await vm.exec(
+      'cat /proc/self/oom_score_adj /proc/$PPID/oom_score_adj; cat /proc/$(cut -d" " -f4 /proc/$PPID/stat)/oom_score_adj; cat /proc/$PPID/comm',
+    )
+    expect(adjust.stdout).toBe('0\n-500\n-500\nvmctl-spawner\n')
+  })
+
   test('a failing command that nothing killed has no OOM kills', async () => {
     const result = await vm.exec('exit 3', { reject: false })
     expect(result.exitCode).toBe(3)
