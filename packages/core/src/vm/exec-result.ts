@@ -21,6 +21,11 @@ export interface ExecResult<Output extends string | Buffer = string> {
    * a process it started), with their pid and name; empty unless the command failed.
    */
   oomKills: OomKilled[]
+  /**
+   * Set when the command wrote more than `maxBuffer` bytes to one stream: it was killed, and the
+   * result holds the first `maxBuffer` bytes of that stream.
+   */
+  outputCapped?: { stream: 'stdout' | 'stderr'; maxBuffer: number }
 }
 
 /** A process the guest kernel's OOM killer killed; `cgroup`: at a memory cgroup's limit (memory.max). */
@@ -46,12 +51,13 @@ export class ExecError<Output extends string | Buffer = string>
   readonly durationMs: number
   readonly timedOut: boolean
   readonly oomKills: OomKilled[]
+  readonly outputCapped: ExecResult['outputCapped']
   readonly failed = true
   /** One line: what failed and how. */
   readonly shortMessage: string
 
   constructor(vmName: string, result: ExecResult<Output>) {
-    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}${outOfMemory(result.oomKills)}`
+    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}${outputCapped(result.outputCapped)}${outOfMemory(result.oomKills)}`
     super(
       'EXEC_FAILED',
       `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`,
@@ -65,13 +71,22 @@ export class ExecError<Output extends string | Buffer = string>
     this.durationMs = result.durationMs
     this.timedOut = result.timedOut
     this.oomKills = result.oomKills
+    this.outputCapped = result.outputCapped
   }
 }
 
 function describeFailure(result: ExecResult<string | Buffer>): string {
+  if (result.outputCapped) return 'was killed'
   if (result.timedOut) return `timed out after ${Math.round(result.durationMs)} ms`
   if (result.signal) return `was killed by ${result.signal}`
   return `failed with exit code ${result.exitCode}`
+}
+
+/** Why a command whose output passed maxBuffer was killed, and the fix, or nothing. */
+function outputCapped(capped: ExecResult['outputCapped']): string {
+  if (!capped) return ''
+  const { stream, maxBuffer } = capped
+  return `; its ${stream} passed maxBuffer (${maxBuffer} bytes, which the result keeps). Fix: raise maxBuffer, stream the output (vm.exec(cmd, { stdout, buffer: false }) or vm.spawn()), or write it to a guest file and vm.pull() it`
 }
 
 /** What the guest's OOM killer did while a command ran, and the fix, or nothing. */

@@ -13,20 +13,38 @@ import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-
  */
 const AGENT_GRACE_MS = 30_000
 
+/** What vm.exec() keeps of each output stream at most, by default (execa's figure). */
+const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024
+
 /** `vm.exec()`: runs `command` to its end, output relayed as it comes and kept (unless `buffer: false`). */
 export async function execIn(
   connection: VmConnection,
   command: string | string[],
   options: ExecOptions,
 ): Promise<ExecResult<string | Buffer>> {
+  const maxBuffer = options.maxBuffer ?? DEFAULT_MAX_BUFFER
+  if (!Number.isSafeInteger(maxBuffer) || maxBuffer < 1)
+    throw new InvalidOptionsError(`maxBuffer is a number of bytes ≥ 1, not ${options.maxBuffer}`)
   // No pid wanted: the agent then answers a short command in one write (output, exit, status).
   const process = startProcess(connection, command, options, options.input !== undefined, false)
   const keep = options.buffer !== false
   const stdout: Buffer[] = []
   const stderr: Buffer[] = []
+  // The stream that passed maxBuffer first: the command is killed, what came after is dropped.
+  let capped: 'stdout' | 'stderr' | undefined
+  const kept = { stdout: 0, stderr: 0 }
+  const keepChunk = (name: 'stdout' | 'stderr', chunks: Buffer[], chunk: Buffer) => {
+    if (capped) return
+    const room = maxBuffer - kept[name]
+    chunks.push(chunk.length > room ? chunk.subarray(0, room) : chunk)
+    kept[name] += Math.min(chunk.length, room)
+    if (chunk.length <= room) return
+    capped = name
+    process.kill('SIGKILL')
+  }
   const relay = (source: Readable, chunks: Buffer[], target: Writable | undefined) =>
     source.on('data', (chunk: Buffer) => {
-      if (keep) chunks.push(chunk)
+      if (keep) keepChunk(source === process.stdout ? 'stdout' : 'stderr', chunks, chunk)
       // A slow target pauses the stream, and so the call and the process in the guest; a target
       // that closes without draining (a destroyed stream) must not hold the exec for good.
       if (target && !target.destroyed && !target.write(chunk)) {
@@ -48,6 +66,7 @@ export async function execIn(
   const decode = (chunks: Buffer[]): string | Buffer =>
     options.encoding === 'buffer' ? Buffer.concat(chunks) : Buffer.concat(chunks).toString('utf8')
   const result = execResult(displayCommand(command), outcome, decode(stdout), decode(stderr))
+  if (capped) Object.assign(result, { failed: true, outputCapped: { stream: capped, maxBuffer } })
   if (result.failed && options.reject !== false) throw new ExecError(connection.name, result)
   return result
 }

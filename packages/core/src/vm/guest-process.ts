@@ -34,6 +34,7 @@ export class GuestProcess {
   private readonly started: Promise<number>
   private onStartFailed: (error: Error) => void = () => {}
   private stopWatch: () => void = () => {}
+  private readonly noPid: boolean
 
   /** @internal */
   constructor(
@@ -49,6 +50,7 @@ export class GuestProcess {
     // ended in time while a slow reader took its output was cut by it with a bare "deadline
     // exceeded". Time while the host holds the call back (a slow stdout/stderr target) does not count.
     this.call = agent.exec(new Metadata(), {})
+    this.noPid = start.noStarted
     let silence: NodeJS.Timeout | undefined
     const stopWatch = () => clearTimeout(silence)
     const watch = () => {
@@ -140,6 +142,12 @@ export class GuestProcess {
    */
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
     if (!this.settle) return
+    // vm.exec() asks for no pid (the agent answers a short command in one write): the signal goes
+    // on the stream, which has no stdin data queued unless `input` was given.
+    if (this.noPid) {
+      this.call.write({ kind: { $case: 'signal', value: signal } })
+      return
+    }
     void this.started.then(
       (pid) => {
         if (!this.settle) return

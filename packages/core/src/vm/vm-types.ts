@@ -30,6 +30,13 @@ export interface ExecOptions extends ProcessOptions {
   stderr?: Writable
   /** false: do not keep the output in the result (for large streamed output). Default true. */
   buffer?: boolean
+  /**
+   * The most bytes of stdout, and of stderr, kept in the result: a command that writes more is
+   * killed (SIGKILL, its process group) and fails saying so, with what was kept. Default 100 MiB.
+   * Larger output: stream it (`stdout` with `buffer: false`, or `vm.spawn()`), or write it to a
+   * guest file and `vm.pull()` it.
+   */
+  maxBuffer?: number
   /** "buffer": stdout and stderr as Buffers, bytes untouched. Default "utf8". */
   encoding?: 'utf8' | 'buffer'
 }
