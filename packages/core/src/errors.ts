@@ -47,6 +47,24 @@ export class QemuNotFoundError extends VmctlError {
   }
 }
 
+/**
+ * vmctl runs x86-64 guests on x86-64 Linux hosts. In kernel mode the guest runs the host's own
+ * programs (the host's root is its root, over 9p), the guest agent is built from the host's `node`,
+ * and the supervisor uses Linux's /proc, prctl and unix sockets: another OS or CPU cannot serve.
+ */
+export class UnsupportedHostError extends VmctlError {
+  readonly platform: string
+  readonly arch: string
+  constructor(platform: string, arch: string, why: string) {
+    super(
+      'UNSUPPORTED_HOST',
+      `this host is ${platform}/${arch}, and vmctl runs VMs on x86-64 Linux only: ${why}. Fix: run the VM tests on an x86-64 Linux machine: a CI runner such as GitHub's ubuntu-latest (not an -arm runner), or an x86-64 Linux VM of your own.`,
+    )
+    this.platform = platform
+    this.arch = arch
+  }
+}
+
 /** Bad input (an option, a name already taken): the CLI exits with 2, as for any usage error. */
 export class InvalidOptionsError extends VmctlError {
   readonly exitCode = 2

@@ -40,6 +40,7 @@ export {
   KernelFetchError,
   KernelNotFoundError,
   QemuNotFoundError,
+  UnsupportedHostError,
   VmctlError,
   VmExitedError,
   VmNotFoundError,
@@ -47,6 +48,7 @@ export {
 } from './errors.js'
 export { type AcceleratorChoice, chooseAccelerator } from './host/accelerator.js'
 export { ciCacheKey } from './host/ci-cache-key.js'
+export { assertSupportedHost } from './host/host-platform.js'
 export { locateKernel, type ResolvedKernel } from './host/kernel-locator.js'
 export { locateQemu } from './host/qemu-locator.js'
 export { type AgentTransport, chooseTransport, type TransportChoice } from './host/transport-choice.js'

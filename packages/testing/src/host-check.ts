@@ -1,10 +1,11 @@
-import { locateKernel, locateQemu } from '@vmctl/core'
+import { assertSupportedHost, locateKernel, locateQemu } from '@vmctl/core'
 
 /** `VMCTL_REQUIRE=1`: a host that cannot run VMs fails the tests instead of skipping them. */
 export const REQUIRE_ENV = 'VMCTL_REQUIRE'
 
 /** Error codes that mean "this host cannot run VMs" rather than "this VM failed". */
 const UNUSABLE_CODES = new Set([
+  'UNSUPPORTED_HOST',
   'QEMU_NOT_FOUND',
   'KERNEL_NOT_FOUND',
   'KERNEL_FETCH_FAILED',
@@ -15,7 +16,7 @@ let cached: { reason: string | undefined } | undefined
 
 /**
  * Why VMs cannot run on this host, or undefined when they can (as far as can be told without
- * booting one): QEMU must be found, and a kernel named by VMCTL_KERNEL must exist. A missing default
+ * booting one): an x86-64 Linux host, QEMU must be found, and a kernel named by VMCTL_KERNEL must exist. A missing default
  * kernel or busybox is not a reason: VM.up() fetches them (and an offline host then fails with
  * KERNEL_FETCH_FAILED, which isHostUnusable() counts). Checked once per process.
  */
@@ -23,6 +24,7 @@ export function vmsUnavailableReason(env: NodeJS.ProcessEnv = process.env): stri
   if (cached) return cached.reason
   let reason: string | undefined
   try {
+    assertSupportedHost()
     locateQemu(env)
     if (env.VMCTL_KERNEL) locateKernel({ env })
   } catch (error) {

@@ -1,4 +1,5 @@
 import {
+  assertSupportedHost,
   cacheDir,
   fetchDefaultKernel,
   fetchNamedKernel,
@@ -52,6 +53,8 @@ export async function setupCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0)
     throw new UsageError(`vmctl setup: unexpected ${JSON.stringify(positionals[0])}`)
+  // Another OS or CPU: one error naming it, not a kernel fetched for a host that cannot boot it.
+  assertSupportedHost()
   const cache = cacheDir()
   const env = process.env
   const checks: HostCheck[] = []

@@ -4,6 +4,7 @@ import { guestSetupPath } from '@vmctl/agent'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
 import { chooseAccelerator, hostTscKhz, KVM_PROBE_MS } from '../host/accelerator.js'
 import { checkGuestMemory } from '../host/host-memory.js'
+import { assertSupportedHost } from '../host/host-platform.js'
 import { locateQemu } from '../host/qemu-locator.js'
 import { chooseTransport } from '../host/transport-choice.js'
 import { stderrProgress } from '../images/image-builder.js'
@@ -62,6 +63,7 @@ export async function prepareLaunch(
   internals: BootInternals = {},
 ): Promise<PreparedLaunch> {
   mark('-', 'caller: prepareLaunch')
+  assertSupportedHost()
   const options = validateVmOptions(raw)
   checkGuestMemory(options.memoryMiB ?? DEFAULT_MEMORY_MIB)
   // A given image is checked first, before the kernel and initramfs are looked up or built.
