@@ -282,6 +282,27 @@ describe('vm: the agent API', () => {
     expect(Buffer.concat(echoed).toString()).toBe('through stdin')
   })
 
+  test("a background process's output that nobody reads does not stop it; a reader gets every byte", async () => {
+    // Both streams written past any buffer, neither read: the process runs to its end. Before, it
+    // blocked for good once ~2 MiB waited (a server spawned for a test, its log never looked at).
+    const unread = vm.spawn(
+      'head -c 8000000 /dev/zero; head -c 8000000 /dev/zero >&2; echo done > /tmp/unread',
+    )
+    expect((await unread.wait()).exitCode).toBe(0)
+    expect((await vm.readFile('/tmp/unread')).trim()).toBe('done')
+    // A reader that comes late gets what was kept: the first MiB, then the end.
+    let kept = 0
+    for await (const chunk of unread.stdout) kept += (chunk as Buffer).length
+    expect(kept).toBeGreaterThanOrEqual(1024 * 1024)
+    expect(kept).toBeLessThan(1024 * 1024 + 256 * 1024)
+    // A reader from the start gets all of stdout while stderr, unread, does not hold it back.
+    const read = vm.spawn('head -c 8000000 /dev/zero >&2; head -c 8000000 /dev/zero')
+    let bytes = 0
+    for await (const chunk of read.stdout) bytes += (chunk as Buffer).length
+    expect(bytes).toBe(8_000_000)
+    expect((await read.wait()).exitCode).toBe(0)
+  })
+
   test('stdin a process does not read is held back, bounded in the agent, and kill() still ends it', async () => {
     const rss = async () =>
       Number((await vm.exec('grep VmRSS /proc/$(pidof vmctl-agent)/status')).stdout.match(/\d+/)?.[0]) * 1024

@@ -12,6 +12,8 @@ export interface ProcessOutcome {
 }
 
 const STDIN_CHUNK = 64 * 1024
+/** What a stream of a process keeps while nobody reads it (what a reader that comes later gets first). */
+const UNREAD_KEPT = 1024 * 1024
 /** A signal call that gets no answer in this long is given up (the VM is gone or hung). */
 const SIGNAL_DEADLINE_MS = 30_000
 
@@ -78,6 +80,14 @@ export class GuestProcess {
     this.outcome.catch(() => {})
     watch()
     const deliver = (stream: Readable, chunk: Buffer) => {
+      // Output nobody reads (a server spawned for a test, its log never looked at) must not stop
+      // the process once the buffer is full: past UNREAD_KEPT it is dropped until a reader comes.
+      // A reader (data, readable, pipe, for await), even a paused one, gets backpressure instead.
+      if (neverRead(stream)) {
+        if (stream.readableLength + (stream as PassThrough).writableLength < UNREAD_KEPT)
+          (stream as PassThrough).write(chunk)
+        return
+      }
       if (!(stream as PassThrough).write(chunk)) {
         this.call.pause()
         stopWatch()
@@ -220,4 +230,9 @@ function split(data: Buffer): Buffer[] {
   for (let offset = 0; offset < data.length; offset += STDIN_CHUNK)
     chunks.push(data.subarray(offset, offset + STDIN_CHUNK))
   return chunks
+}
+
+/** Whether nothing ever asked for this stream's data: no listener, no pipe, never resumed or paused. */
+function neverRead(stream: Readable): boolean {
+  return stream.readableFlowing === null && stream.listenerCount('readable') === 0
 }

@@ -59,7 +59,13 @@ export interface FileOptions {
 
 /** A process started with `vm.spawn()`. */
 export interface VmProcess {
+  /**
+   * The process's output as it writes it. A reader (`on('data')`, `pipe`, `for await`) gets every
+   * byte, and a slow one pauses the process. Output nobody reads never stops it: the first MiB is
+   * kept for a reader that comes later, the rest is dropped until one does.
+   */
   readonly stdout: Readable
+  /** As stdout. */
   readonly stderr: Readable
   readonly stdin: Writable | undefined
   /** The guest pid, once started. */
