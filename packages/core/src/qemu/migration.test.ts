@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { sleep } from '../util/timing.js'
-import { startMigration, streamInto } from './migration.js'
+import { resumeAfterSave, startMigration, streamInto } from './migration.js'
 
 let dir = ''
 afterEach(() => rmSync(dir, { recursive: true, force: true }))
@@ -56,5 +56,27 @@ describe('startMigration', () => {
     const qmp = refusingQmp(1, 'QMP GenericError: There is a blocker')
     await expect(startMigration(qmp as never, 'exec:cat > /dev/null')).rejects.toThrow(/blocker/)
     expect(qmp.calls).toEqual(['migrate'])
+  })
+})
+
+describe('resumeAfterSave', () => {
+  test('waits out a QEMU still finishing the save it reported completed; other refusals at once', async () => {
+    const calls: string[] = []
+    let refusals = 2
+    const qmp = {
+      execute: async (command: string) => {
+        calls.push(command)
+        if (refusals-- > 0) throw new Error('QMP GenericError: Migration is not finalized yet')
+        return {}
+      },
+    }
+    await resumeAfterSave(qmp as never)
+    expect(calls).toEqual(['cont', 'cont', 'cont'])
+    const refusing = {
+      execute: async () => {
+        throw new Error('QMP GenericError: Resetting the Virtual Machine is required')
+      },
+    }
+    await expect(resumeAfterSave(refusing as never)).rejects.toThrow(/Resetting/)
   })
 })

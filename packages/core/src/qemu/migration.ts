@@ -28,8 +28,12 @@ export async function saveDeviceState(qmp: QmpClient, path: string, ignoreShared
   await waitForMigration(qmp, 'saving the VM state')
 }
 
-/** How long a save waits for QEMU to finish off the incoming migration that loaded the VM. */
-const INCOMING_CLEANUP_MS = 5_000
+/**
+ * How long a command QEMU refuses with "Migration is not finalized yet" is tried again. QEMU says so
+ * while a migration it reported ended is still being finished off by its migration thread, and on
+ * a loaded host that takes seconds: the bound is for a QEMU that never finishes, not a slow one.
+ */
+const FINALIZE_WAIT_MS = 30_000
 
 /**
  * `migrate`, once QEMU allows it. A VM restored from a state refuses a new migration ("Migration is
@@ -38,10 +42,23 @@ const INCOMING_CLEANUP_MS = 5_000
  * under Node 24). Waited out, within a bound; any other refusal is thrown at once.
  */
 export async function startMigration(qmp: Pick<QmpClient, 'execute'>, uri: string): Promise<void> {
-  const until = performance.now() + INCOMING_CLEANUP_MS
+  await onceFinalized(() => qmp.execute('migrate', { uri }))
+}
+
+/**
+ * `cont` after a save. QEMU reports a migration completed before its migration thread has moved
+ * the VM out of the finish-migrate state, and refuses `cont` until then ("Migration is not
+ * finalized yet"): a snapshot on a loaded host failed so (a whole-suite run beside other VM tests).
+ */
+export async function resumeAfterSave(qmp: Pick<QmpClient, 'execute'>): Promise<void> {
+  await onceFinalized(() => qmp.execute('cont'))
+}
+
+async function onceFinalized(command: () => Promise<unknown>): Promise<void> {
+  const until = performance.now() + FINALIZE_WAIT_MS
   for (;;) {
     try {
-      await qmp.execute('migrate', { uri })
+      await command()
       return
     } catch (error) {
       if (!/not finalized yet/i.test((error as Error).message) || performance.now() > until) throw error

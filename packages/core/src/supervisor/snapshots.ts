@@ -10,6 +10,7 @@ import {
 import { join } from 'node:path'
 import type { LaunchSpec } from '../launch-spec.js'
 import type { logger } from '../log.js'
+import { resumeAfterSave } from '../qemu/migration.js'
 import type { AgentLink } from './agent-link.js'
 import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
 import type { DiskHotplug } from './disk-hotplug.js'
@@ -144,8 +145,7 @@ export class Snapshots {
         : (error as Error)
     }
     try {
-      const qmp = await qemu.connectQmp()
-      await qmp.execute('cont')
+      await resumeAfterSave(await qemu.connectQmp())
       const deadline = this.deadline()
       await withinDeadline(this.ctx.link.resume(qemu), qemu, deadline)
       await withinDeadline(refreshGuest(qemu, this.ctx.spec, deadline, this.ctx.log), qemu, deadline)
