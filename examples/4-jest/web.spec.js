@@ -10,11 +10,7 @@ describe('a web server under jest (vm)', () => {
       '-e',
       "require('http').createServer((q, s) => s.end('hi\\n')).listen(8080)",
     ])
-    for (let i = 0; i < 600; i++) {
-      const { stdout } = await vm.exec(['cat', '/proc/net/tcp', '/proc/net/tcp6'])
-      if (/:1F90 [0-9A-F:]+ 0A/.test(stdout)) break
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
+    await server.waitForPort(8080) // fails at once, with its output, if node exits first
     await expect(vm).toHaveListeningPort(8080)
     const response = await fetch(`http://127.0.0.1:${vm.forwardedPort(8080)}/`)
     expect(await response.text()).toBe('hi\n')

@@ -173,6 +173,20 @@ export class HostDiskFullError extends VmctlError {
   }
 }
 
+/** `waitForPort()`: nothing listened on the port in the guest in time. */
+export class PortWaitTimeoutError extends VmctlError {
+  readonly port: number
+  readonly listening: string[]
+  constructor(vmName: string, port: number, timeoutMs: number, listening: string[]) {
+    super(
+      'PORT_WAIT_TIMEOUT',
+      `nothing listened on TCP port ${port} in VM ${vmName} within ${timeoutMs} ms (listening: ${listening.join(', ') || 'nothing'}). Fix: check that the server was started and binds port ${port} (its output: the process's stdout and stderr, or vm.logs()), or raise timeoutMs: a server under TCG emulation starts 5-10x slower than under KVM.`,
+    )
+    this.port = port
+    this.listening = listening
+  }
+}
+
 export class VmNotFoundError extends VmctlError {
   constructor(name: string) {
     super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)

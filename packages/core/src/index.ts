@@ -39,6 +39,7 @@ export {
   InvalidOptionsError,
   KernelFetchError,
   KernelNotFoundError,
+  PortWaitTimeoutError,
   QemuNotFoundError,
   UnsupportedHostError,
   VmctlError,
@@ -94,9 +95,10 @@ export { firstLine, firstLineOf } from './util/first-line.js'
 export { destroyVm } from './vm/destroy-vm.js'
 export { offerEarlySupervisor, releaseEarlySupervisor } from './vm/early-supervisor.js'
 export { ExecError, type ExecResult } from './vm/exec-result.js'
+export { formatListeningPort, type ListeningPort } from './vm/listening-ports.js'
 export type { SharedVmOptions } from './vm/shared-vm.js'
 export { SHARED_KEEPER_ENV, type SharedVmKeeper, startSharedVmKeeper } from './vm/shared-vm-keeper.js'
 export { VM } from './vm/vm.js'
 export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'
 export type { StopResult } from './vm/vm-power.js'
-export type { ExecOptions } from './vm/vm-types.js'
+export type { ExecOptions, SpawnOptions, VmProcess, WaitForPortOptions } from './vm/vm-types.js'

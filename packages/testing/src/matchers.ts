@@ -1,4 +1,4 @@
-import type { ExecResult, VM } from '@vmctl/core'
+import { type ExecResult, formatListeningPort, type VM } from '@vmctl/core'
 
 /**
  * What vitest's and jest's `expect.extend()` both take: `pass`, and a message for the case the
@@ -31,7 +31,7 @@ export interface VmMatchers<R = unknown> {
 
 type ResultLike = Pick<ExecResult, 'command' | 'exitCode' | 'stdout' | 'stderr'> &
   Partial<Pick<ExecResult, 'signal' | 'timedOut'>>
-type VmLike = Pick<VM, 'exec' | 'name' | 'info'>
+type VmLike = Pick<VM, 'exec' | 'name' | 'info' | 'listeningPorts'>
 
 const MAX_SHOWN = 3000
 
@@ -159,38 +159,17 @@ export async function toHaveFile(
 }
 
 /** Local TCP ports in LISTEN state, from /proc/net/tcp{,6} (no ss or netstat needed in the guest). */
-async function listeningPorts(vm: VmLike): Promise<Array<{ address: string; port: number }>> {
-  const { stdout } = await vm.exec(['cat', '/proc/net/tcp', '/proc/net/tcp6'], { reject: false })
-  const found: Array<{ address: string; port: number }> = []
-  for (const line of stdout.split('\n')) {
-    const fields = line.trim().split(/\s+/)
-    if (fields[3] !== '0A' || !fields[1]?.includes(':')) continue
-    const [hexAddress = '', hexPort = ''] = fields[1].split(':')
-    found.push({ address: decodeProcAddress(hexAddress), port: Number.parseInt(hexPort, 16) })
-  }
-  return found
-}
-
-function decodeProcAddress(hex: string): string {
-  if (hex.length === 8) {
-    return [3, 2, 1, 0].map((i) => Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.')
-  }
-  if (/^0+$/.test(hex)) return '::'
-  if (hex === '00000000000000000000000001000000') return '::1'
-  return `[${hex}]`
-}
-
 export async function toHaveListeningPort(
   this: unknown,
   received: unknown,
   port: number,
 ): Promise<MatcherResult> {
   if (!isVm(received)) return notAVm('toHaveListeningPort', received)
-  const ports = await listeningPorts(received)
+  const ports = await received.listeningPorts()
   const pass = ports.some((entry) => entry.port === port)
   const shown = ports
     .sort((a, b) => a.port - b.port)
-    .map((entry) => `${entry.address}:${entry.port}`)
+    .map(formatListeningPort)
     .join('\n')
   return {
     pass,

@@ -56,8 +56,9 @@ export class ExecError<Output extends string | Buffer = string>
   /** One line: what failed and how. */
   readonly shortMessage: string
 
-  constructor(vmName: string, result: ExecResult<Output>) {
-    const short = `Command ${describeFailure(result)} in VM ${vmName}: ${result.command}${outputCapped(result.outputCapped)}${outOfMemory(result.oomKills)}`
+  /** `waiting`: what the caller was waiting for when the command ended ("before ..."). */
+  constructor(vmName: string, result: ExecResult<Output>, waiting = '') {
+    const short = `Command ${describeFailure(result)} in VM ${vmName}${waiting}: ${result.command}${outputCapped(result.outputCapped)}${outOfMemory(result.oomKills)}`
     super(
       'EXEC_FAILED',
       `${short}${outputSection('stderr', result.stderr)}${outputSection('stdout', result.stdout)}`,

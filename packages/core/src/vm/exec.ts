@@ -5,6 +5,7 @@ import { displayCommand, ExecError, type ExecResult, execResult } from './exec-r
 import { GuestProcess } from './guest-process.js'
 import type { VmConnection } from './vm-connection.js'
 import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-types.js'
+import { waitForPort } from './wait-for-port.js'
 
 /**
  * The agent enforces a command's timeout; this bound on the agent's silence (the command's timeout
@@ -86,6 +87,13 @@ export function spawnIn(
     pid: process.whenStarted(),
     kill: (signal) => process.kill(signal),
     wait: async () => execResult(display, await process.wait(), '', ''),
+    waitForPort: (port, waitOptions = {}) =>
+      waitForPort(connection, port, waitOptions, {
+        exited: process.wait().then((outcome) => {
+          const { stdout, stderr } = process.outputTail()
+          return execResult(display, outcome, stdout, stderr)
+        }),
+      }),
   }
 }
 

@@ -14,6 +14,8 @@ export interface ProcessOutcome {
 const STDIN_CHUNK = 64 * 1024
 /** What a stream of a process keeps while nobody reads it (what a reader that comes later gets first). */
 const UNREAD_KEPT = 1024 * 1024
+/** How much of each stream's end a process keeps for an error that shows it. */
+const TAIL_KEPT = 4096
 /** A signal call that gets no answer in this long is given up (the VM is gone or hung). */
 const SIGNAL_DEADLINE_MS = 30_000
 
@@ -37,6 +39,7 @@ export class GuestProcess {
   private onStartFailed: (error: Error) => void = () => {}
   private stopWatch: () => void = () => {}
   private readonly noPid: boolean
+  private readonly tails: { stdout: Buffer[]; stderr: Buffer[] } = { stdout: [], stderr: [] }
 
   /** @internal */
   constructor(
@@ -80,6 +83,7 @@ export class GuestProcess {
     this.outcome.catch(() => {})
     watch()
     const deliver = (stream: Readable, chunk: Buffer) => {
+      this.keepTail(stream === this.stdout ? 'stdout' : 'stderr', chunk)
       // Output nobody reads (a server spawned for a test, its log never looked at) must not stop
       // the process once the buffer is full: past UNREAD_KEPT it is dropped until a reader comes.
       // A reader (data, readable, pipe, for await), even a paused one, gets backpressure instead.
@@ -133,6 +137,21 @@ export class GuestProcess {
     }
     // The request side stays open until the process exits (an agent from before the Signal call
     // takes signals on it).
+  }
+
+  /** The last bytes the process wrote to each stream (up to TAIL_KEPT), read or not: for errors. */
+  outputTail(): { stdout: string; stderr: string } {
+    return {
+      stdout: Buffer.concat(this.tails.stdout).toString('utf8'),
+      stderr: Buffer.concat(this.tails.stderr).toString('utf8'),
+    }
+  }
+
+  private keepTail(name: 'stdout' | 'stderr', chunk: Buffer): void {
+    const kept = this.tails[name]
+    kept.push(chunk.length > TAIL_KEPT ? chunk.subarray(-TAIL_KEPT) : chunk)
+    let size = kept.reduce((sum, c) => sum + c.length, 0)
+    while (size - (kept[0]?.length ?? 0) >= TAIL_KEPT) size -= kept.shift()?.length ?? 0
   }
 
   /** Resolves with the guest pid once the process runs. */

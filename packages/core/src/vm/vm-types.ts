@@ -46,6 +46,11 @@ export interface SpawnOptions extends ProcessOptions {
   stdin?: 'pipe' | 'ignore'
 }
 
+export interface WaitForPortOptions {
+  /** How long to wait, in ms. Default 60000. */
+  timeoutMs?: number
+}
+
 export interface FileOptions {
   /** Permission bits in the guest. Default: the local file's, or 0644. */
   mode?: number
@@ -74,4 +79,11 @@ export interface VmProcess {
   wait(): Promise<ExecResult>
   /** Signals the process group. Default SIGTERM. */
   kill(signal?: NodeJS.Signals): void
+  /**
+   * Resolves once something in the guest listens on TCP `port` (a server this process starts).
+   * If the process fails first (a non-zero exit, a signal) it rejects at once with an ExecError
+   * showing the end of its output; an exit with 0 (a launcher that daemonizes) waits on. Past
+   * `timeoutMs` (default 60 s): a PortWaitTimeoutError listing what does listen.
+   */
+  waitForPort(port: number, options?: WaitForPortOptions): Promise<void>
 }

@@ -21,6 +21,7 @@ import { execIn, spawnIn } from './exec.js'
 import type { ExecResult } from './exec-result.js'
 import * as files from './files.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
+import type { ListeningPort } from './listening-ports.js'
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { spareSupervisorAtDestroy } from './spare-supervisor.js'
@@ -30,7 +31,8 @@ import { CALL_TIMEOUT_MS, VmConnection, type VmParts } from './vm-connection.js'
 import { guestIp } from './vm-ip.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 import type { StopResult } from './vm-power.js'
-import type { ExecOptions, FileOptions, SpawnOptions, VmProcess } from './vm-types.js'
+import type { ExecOptions, FileOptions, SpawnOptions, VmProcess, WaitForPortOptions } from './vm-types.js'
+import { listeningPorts, waitForPort } from './wait-for-port.js'
 
 /**
  * A running VM. Get one with `VM.up()`; dispose of it with `destroy()` or `await using`.
@@ -189,6 +191,21 @@ export class VM implements AsyncDisposable {
       )
     }
     return port
+  }
+
+  /** The TCP sockets listening in the guest (its first network namespace), from its /proc/net. */
+  listeningPorts(): Promise<ListeningPort[]> {
+    return listeningPorts(this.connection)
+  }
+
+  /**
+   * Resolves once something in the guest listens on TCP `port` (any address, IPv4 or IPv6), read
+   * from the guest's /proc/net through the agent. Past `timeoutMs` (default 60 s) rejects with a
+   * PortWaitTimeoutError listing what does listen. For a server started with spawn(), prefer
+   * `process.waitForPort(port)`: it also fails at once if the server exits.
+   */
+  async waitForPort(port: number, options: WaitForPortOptions = {}): Promise<void> {
+    await waitForPort(this.connection, port, options)
   }
 
   /**

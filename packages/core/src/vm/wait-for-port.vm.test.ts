@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { InvalidOptionsError, PortWaitTimeoutError } from '../errors.js'
+import { ExecError } from './exec-result.js'
+import { VM } from './vm.js'
+
+/**
+ * Waiting for a server in the guest to listen: what `sleep 30` and hand-written polls of
+ * /proc/net/tcp did before. A server that dies first fails the wait at once, with its output.
+ */
+let vm: VM
+beforeAll(async () => {
+  vm = await VM.up()
+})
+afterAll(async () => {
+  await vm?.destroy()
+})
+
+describe('waitForPort (vm)', () => {
+  test('resolves once a spawned server listens, which listeningPorts() then shows', async () => {
+    const server = vm.spawn('sleep 0.5; exec busybox nc -l -p 8081')
+    await server.waitForPort(8081)
+    expect(await vm.listeningPorts()).toContainEqual({ address: '::', port: 8081 }) // busybox nc: IPv6, dual-stack
+    await vm.waitForPort(8081) // the VM's own wait, already listening: at once
+    server.kill('SIGKILL')
+    await server.wait()
+  })
+
+  test('a server that fails first ends the wait at once with its exit and its output', async () => {
+    const started = performance.now()
+    const server = vm.spawn('sleep 0.3; echo "nc: bind: Address in use" >&2; exit 3')
+    const error = await server.waitForPort(8082).catch((e) => e)
+    expect(error).toBeInstanceOf(ExecError)
+    expect((error as ExecError).exitCode).toBe(3)
+    expect((error as ExecError).stderr).toContain('Address in use')
+    expect((error as ExecError).message).toMatch(
+      /^Command failed with exit code 3 in VM \S+ before anything listened on TCP port 8082: sleep 0.3;.*\n--- stderr ---\nnc: bind: Address in use/,
+    )
+    expect(performance.now() - started, 'not the 60 s timeout').toBeLessThan(15_000)
+  })
+
+  test('a launcher that daemonizes its server and exits 0 is waited past', async () => {
+    const launcher = vm.spawn('(sleep 1; exec busybox nc -l -p 8083) </dev/null >/dev/null 2>&1 & exit 0')
+    await launcher.waitForPort(8083)
+    expect((await launcher.wait()).exitCode).toBe(0)
+    await vm.exec('pkill -f "nc -l -p 8083"', { reject: false })
+  })
+
+  test('nothing listening: a PortWaitTimeoutError listing what does listen; a bad port is refused', async () => {
+    const server = vm.spawn('exec busybox nc -l -p 8084')
+    await server.waitForPort(8084)
+    const error = await vm.waitForPort(9999, { timeoutMs: 500 }).catch((e) => e)
+    expect(error).toBeInstanceOf(PortWaitTimeoutError)
+    expect((error as PortWaitTimeoutError).message).toMatch(
+      /^nothing listened on TCP port 9999 in VM \S+ within 500 ms \(listening: .*\[::\]:8084.*\)\. Fix: check that the server was started and binds port 9999/,
+    )
+    server.kill('SIGKILL')
+    await expect(vm.waitForPort(0)).rejects.toBeInstanceOf(InvalidOptionsError)
+    await expect(vm.waitForPort(8080, { timeoutMs: 0 })).rejects.toBeInstanceOf(InvalidOptionsError)
+  })
+})
