@@ -39,7 +39,10 @@ export class GuestProcess {
   private onStartFailed: (error: Error) => void = () => {}
   private stopWatch: () => void = () => {}
   private readonly noPid: boolean
-  private readonly tails: { stdout: Buffer[]; stderr: Buffer[] } = { stdout: [], stderr: [] }
+  private readonly tails = {
+    stdout: { chunks: [] as Buffer[], size: 0 },
+    stderr: { chunks: [] as Buffer[], size: 0 },
+  }
 
   /** @internal */
   constructor(
@@ -142,16 +145,18 @@ export class GuestProcess {
   /** The last bytes the process wrote to each stream (up to TAIL_KEPT), read or not: for errors. */
   outputTail(): { stdout: string; stderr: string } {
     return {
-      stdout: Buffer.concat(this.tails.stdout).toString('utf8'),
-      stderr: Buffer.concat(this.tails.stderr).toString('utf8'),
+      stdout: Buffer.concat(this.tails.stdout.chunks).subarray(-TAIL_KEPT).toString('utf8'),
+      stderr: Buffer.concat(this.tails.stderr.chunks).subarray(-TAIL_KEPT).toString('utf8'),
     }
   }
 
   private keepTail(name: 'stdout' | 'stderr', chunk: Buffer): void {
-    const kept = this.tails[name]
-    kept.push(chunk.length > TAIL_KEPT ? chunk.subarray(-TAIL_KEPT) : chunk)
-    let size = kept.reduce((sum, c) => sum + c.length, 0)
-    while (size - (kept[0]?.length ?? 0) >= TAIL_KEPT) size -= kept.shift()?.length ?? 0
+    const tail = this.tails[name]
+    tail.chunks.push(chunk.length > TAIL_KEPT ? chunk.subarray(-TAIL_KEPT) : chunk)
+    tail.size += tail.chunks.at(-1)!.length
+    // Chunks wholly older than the last TAIL_KEPT bytes go; many small ones are merged into one.
+    while (tail.size - tail.chunks[0]!.length >= TAIL_KEPT) tail.size -= tail.chunks.shift()!.length
+    if (tail.chunks.length > 64) tail.chunks = [Buffer.concat(tail.chunks)]
   }
 
   /** Resolves with the guest pid once the process runs. */
