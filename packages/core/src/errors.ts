@@ -187,6 +187,24 @@ export class PortWaitTimeoutError extends VmctlError {
   }
 }
 
+/** `waitForOutput()`: the process's output did not match in time. */
+export class OutputWaitTimeoutError extends VmctlError {
+  constructor(
+    vmName: string,
+    command: string,
+    pattern: RegExp,
+    timeoutMs: number,
+    tail: { stdout: string; stderr: string },
+  ) {
+    const show = (name: string, text: string) =>
+      text.trim() ? `\n--- ${name} (its end) ---\n${text.trimEnd()}` : ''
+    super(
+      'OUTPUT_WAIT_TIMEOUT',
+      `the output of ${command} in VM ${vmName} did not match ${pattern} within ${timeoutMs} ms. Fix: check what it printed (below), the pattern, and whether it prints to the stream waited on; or raise timeoutMs: a server under TCG emulation starts 5-10x slower than under KVM.${show('stderr', tail.stderr)}${show('stdout', tail.stdout)}`,
+    )
+  }
+}
+
 export class VmNotFoundError extends VmctlError {
   constructor(name: string) {
     super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)

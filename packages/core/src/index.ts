@@ -39,6 +39,7 @@ export {
   InvalidOptionsError,
   KernelFetchError,
   KernelNotFoundError,
+  OutputWaitTimeoutError,
   PortWaitTimeoutError,
   QemuNotFoundError,
   UnsupportedHostError,
@@ -101,4 +102,10 @@ export { SHARED_KEEPER_ENV, type SharedVmKeeper, startSharedVmKeeper } from './v
 export { VM } from './vm/vm.js'
 export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options.js'
 export type { StopResult } from './vm/vm-power.js'
-export type { ExecOptions, SpawnOptions, VmProcess, WaitForPortOptions } from './vm/vm-types.js'
+export type {
+  ExecOptions,
+  SpawnOptions,
+  VmProcess,
+  WaitForOutputOptions,
+  WaitForPortOptions,
+} from './vm/vm-types.js'

@@ -80,6 +80,8 @@ function describeFailure(result: ExecResult<string | Buffer>): string {
   if (result.outputCapped) return 'was killed'
   if (result.timedOut) return `timed out after ${Math.round(result.durationMs)} ms`
   if (result.signal) return `was killed by ${result.signal}`
+  // A process that ended before what a caller waited for (waitForOutput) may have succeeded.
+  if (result.exitCode === 0) return 'exited with code 0'
   return `failed with exit code ${result.exitCode}`
 }
 

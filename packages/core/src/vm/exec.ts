@@ -5,6 +5,7 @@ import { displayCommand, ExecError, type ExecResult, execResult } from './exec-r
 import { GuestProcess } from './guest-process.js'
 import type { VmConnection } from './vm-connection.js'
 import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-types.js'
+import { waitForOutput } from './wait-for-output.js'
 import { waitForPort } from './wait-for-port.js'
 
 /**
@@ -80,6 +81,12 @@ export function spawnIn(
 ): VmProcess {
   const process = startProcess(connection, command, options, options.stdin === 'pipe', true)
   const display = displayCommand(command)
+  // The result with the end of the output, for a wait that the process's end cuts short.
+  const ended = () =>
+    process.wait().then((outcome) => {
+      const { stdout, stderr } = process.outputTail()
+      return execResult(display, outcome, stdout, stderr)
+    })
   return {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -87,13 +94,9 @@ export function spawnIn(
     pid: process.whenStarted(),
     kill: (signal) => process.kill(signal),
     wait: async () => execResult(display, await process.wait(), '', ''),
-    waitForPort: (port, waitOptions = {}) =>
-      waitForPort(connection, port, waitOptions, {
-        exited: process.wait().then((outcome) => {
-          const { stdout, stderr } = process.outputTail()
-          return execResult(display, outcome, stdout, stderr)
-        }),
-      }),
+    waitForPort: (port, waitOptions = {}) => waitForPort(connection, port, waitOptions, { exited: ended() }),
+    waitForOutput: async (pattern, waitOptions = {}) =>
+      waitForOutput(process, connection.name, ended(), display, pattern, waitOptions),
   }
 }
 

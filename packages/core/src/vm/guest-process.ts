@@ -39,6 +39,7 @@ export class GuestProcess {
   private onStartFailed: (error: Error) => void = () => {}
   private stopWatch: () => void = () => {}
   private readonly noPid: boolean
+  private readonly watchers = new Set<(stream: 'stdout' | 'stderr', chunk: Buffer) => void>()
   private readonly tails = {
     stdout: { chunks: [] as Buffer[], size: 0 },
     stderr: { chunks: [] as Buffer[], size: 0 },
@@ -86,7 +87,9 @@ export class GuestProcess {
     this.outcome.catch(() => {})
     watch()
     const deliver = (stream: Readable, chunk: Buffer) => {
-      this.keepTail(stream === this.stdout ? 'stdout' : 'stderr', chunk)
+      const name = stream === this.stdout ? 'stdout' : 'stderr'
+      this.keepTail(name, chunk)
+      for (const watcher of this.watchers) watcher(name, chunk)
       // Output nobody reads (a server spawned for a test, its log never looked at) must not stop
       // the process once the buffer is full: past UNREAD_KEPT it is dropped until a reader comes.
       // A reader (data, readable, pipe, for await), even a paused one, gets backpressure instead.
@@ -148,6 +151,12 @@ export class GuestProcess {
       stdout: Buffer.concat(this.tails.stdout.chunks).subarray(-TAIL_KEPT).toString('utf8'),
       stderr: Buffer.concat(this.tails.stderr.chunks).subarray(-TAIL_KEPT).toString('utf8'),
     }
+  }
+
+  /** Calls `watcher` with every chunk of output from now on, read or not; returns its removal. */
+  watchOutput(watcher: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): () => void {
+    this.watchers.add(watcher)
+    return () => this.watchers.delete(watcher)
   }
 
   private keepTail(name: 'stdout' | 'stderr', chunk: Buffer): void {

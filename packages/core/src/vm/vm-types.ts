@@ -51,6 +51,13 @@ export interface WaitForPortOptions {
   timeoutMs?: number
 }
 
+export interface WaitForOutputOptions {
+  /** How long to wait, in ms. Default 60000. */
+  timeoutMs?: number
+  /** Only this stream. Default: either. */
+  stream?: 'stdout' | 'stderr'
+}
+
 export interface FileOptions {
   /** Permission bits in the guest. Default: the local file's, or 0644. */
   mode?: number
@@ -86,4 +93,11 @@ export interface VmProcess {
    * `timeoutMs` (default 60 s): a PortWaitTimeoutError listing what does listen.
    */
   waitForPort(port: number, options?: WaitForPortOptions): Promise<void>
+  /**
+   * Resolves with the first text of the process's output (stdout or stderr) that matches
+   * `pattern` (a string is found as it is), from its last 4 KiB before the call on, whether or not
+   * the output is read elsewhere. The process ending first rejects at once with an ExecError
+   * showing the end of its output; past `timeoutMs` (default 60 s), an OutputWaitTimeoutError.
+   */
+  waitForOutput(pattern: string | RegExp, options?: WaitForOutputOptions): Promise<string>
 }

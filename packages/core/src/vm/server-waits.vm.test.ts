@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { InvalidOptionsError, PortWaitTimeoutError } from '../errors.js'
+import { InvalidOptionsError, OutputWaitTimeoutError, PortWaitTimeoutError } from '../errors.js'
 import { ExecError } from './exec-result.js'
 import { VM } from './vm.js'
 
 /**
- * Waiting for a server in the guest to listen: what `sleep 30` and hand-written polls of
- * /proc/net/tcp did before. A server that dies first fails the wait at once, with its output.
+ * Waiting for a server in the guest to listen, or to print that it is ready: what `sleep 30` and
+ * hand-written polls of /proc/net/tcp did before. A server that dies first fails the wait at once,
+ * with its output.
  */
 let vm: VM
 beforeAll(async () => {
@@ -60,5 +61,39 @@ describe('waitForPort (vm)', () => {
     server.kill('SIGKILL')
     await expect(vm.waitForPort(0)).rejects.toBeInstanceOf(InvalidOptionsError)
     await expect(vm.waitForPort(8080, { timeoutMs: 0 })).rejects.toBeInstanceOf(InvalidOptionsError)
+  })
+})
+
+describe('waitForOutput (vm)', () => {
+  test('matches output split over chunks, on either stream, read elsewhere or not; earlier output counts', async () => {
+    const server = vm.spawn(
+      'printf "starting\\n" >&2; printf "rea"; sleep 0.3; printf "dy on port 7\\n"; sleep 30',
+    )
+    const read: Buffer[] = []
+    server.stdout.on('data', (chunk: Buffer) => read.push(chunk))
+    expect(await server.waitForOutput(/ready on port \d+/)).toBe('ready on port 7')
+    expect(Buffer.concat(read).toString()).toBe('ready on port 7\n') // the reader still got it all
+    // Printed before the call: found in what the process kept (its last 4 KiB).
+    expect(await server.waitForOutput('starting', { stream: 'stderr' })).toBe('starting')
+    const onlyStdout = await server
+      .waitForOutput('starting', { stream: 'stdout', timeoutMs: 300 })
+      .catch((e) => e)
+    expect(onlyStdout).toBeInstanceOf(OutputWaitTimeoutError)
+    expect((onlyStdout as Error).message).toMatch(
+      /^the output of printf .* in VM \S+ did not match \/starting\/ within 300 ms\. Fix: .*\n--- stderr \(its end\) ---\nstarting\n--- stdout \(its end\) ---\nready on port 7$/s,
+    )
+    server.kill('SIGKILL')
+    await server.wait()
+  })
+
+  test('a process that ends first, even with 0, ends the wait at once with its output', async () => {
+    const error = await vm
+      .spawn('echo "listening failed: no config"; exit 0')
+      .waitForOutput(/ready/)
+      .catch((e) => e)
+    expect(error).toBeInstanceOf(ExecError)
+    expect((error as ExecError).message).toMatch(
+      /^Command exited with code 0 in VM \S+ before its output matched \/ready\/: echo .*\n--- stdout ---\nlistening failed: no config$/,
+    )
   })
 })
