@@ -94,7 +94,7 @@ describe('vmctl usage errors', () => {
   })
 
   test('every command has --help', async () => {
-    for (const command of ['run', 'up', 'exec', 'down', 'ps', 'template', 'kernel', 'vmtest']) {
+    for (const command of ['run', 'up', 'exec', 'wait', 'down', 'ps', 'template', 'kernel', 'vmtest']) {
       const result = await vmctl([command, '--help'])
       expect(result.code).toBe(0)
       expect(result.stdout).toContain(`Usage: vmctl ${command}`)
@@ -222,6 +222,20 @@ describe('vm: vmctl against real VMs', () => {
       expect(b).toMatchObject({ code: 3, stdout: 'b\n' })
       const stdin = await vmctl(['exec', name, '--', 'wc -c'], 'twelve bytes')
       expect(stdin.stdout.trim()).toBe('12')
+      // A server started in the background by one exec, waited for by vmctl wait.
+      const server = await vmctl([
+        'exec',
+        name,
+        '--',
+        'sh -c "(sleep 0.5; exec busybox nc -l -p 8090) >/dev/null 2>&1 &"',
+      ])
+      expect(server.code).toBe(0)
+      expect((await vmctl(['wait', name, '--port', '8090'])).code).toBe(0)
+      const nothing = await vmctl(['wait', name, '-p', '8090', '-p', '8091', '--timeout', '0.5'])
+      expect(nothing.code).toBe(1)
+      expect(nothing.stderr).toMatch(
+        /vmctl: nothing listened on TCP port 8091 in VM \S+ within \d+ ms \(listening: .*\[::\]:8090/,
+      )
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)
       expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')
