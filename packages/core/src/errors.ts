@@ -205,6 +205,18 @@ export class OutputWaitTimeoutError extends VmctlError {
   }
 }
 
+/** A guest file too large for what a call returns it as (a Buffer, a string): refused before it is read. */
+export class FileTooLargeError extends VmctlError {
+  readonly size: number
+  constructor(vmName: string, path: string, size: number, holder: 'a Buffer' | 'a string', limit: number) {
+    super(
+      'FILE_TOO_LARGE',
+      `${path} in VM ${vmName} is ${size} bytes, more than ${holder} holds in this Node (${limit}). Fix: vm.pullTo(path, localPath) streams it to a host file${holder === 'a string' ? ", or vm.readFile(path, 'buffer') gives its bytes" : ''}.`,
+    )
+    this.size = size
+  }
+}
+
 export class VmNotFoundError extends VmctlError {
   constructor(name: string) {
     super('VM_NOT_FOUND', `no VM named ${JSON.stringify(name)} is running (see vmctl ps)`)

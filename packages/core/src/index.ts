@@ -35,6 +35,7 @@ export {
   AgentError,
   BootFailedError,
   BootTimeoutError,
+  FileTooLargeError,
   HostDiskFullError,
   InvalidOptionsError,
   KernelFetchError,

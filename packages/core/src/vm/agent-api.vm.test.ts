@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer'
 import { createHash, randomBytes } from 'node:crypto'
 import {
   createReadStream,
@@ -14,7 +15,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { AgentError, VM, VmExitedError } from '../index.js'
+import { AgentError, FileTooLargeError, VM, VmExitedError } from '../index.js'
 import { eventually, vmDirectoryExists } from '../test-support/vm-processes.js'
 import { sleep } from '../util/timing.js'
 
@@ -74,6 +75,23 @@ describe('vm: the agent API', () => {
     const unreadable = await vm.pull('/proc/self/mem').catch((e: unknown) => e)
     expect(unreadable).toBeInstanceOf(AgentError)
     expect((unreadable as Error).message).toMatch(/cannot read \/proc\/self\/mem: .*(EIO|i\/o error)/i)
+  })
+
+  test('a file larger than a string (readFile) or a Buffer (pull) holds is refused from its size', async () => {
+    // Sparse: nothing is written, and a refusal reads nothing (600 MB would take ~10 s to cross).
+    await vm.exec('truncate -s 600M /tmp/big-text')
+    const error = await vm.readFile('/tmp/big-text').catch((e) => e)
+    expect(error).toBeInstanceOf(FileTooLargeError)
+    expect((error as Error).message).toMatch(
+      /^\/tmp\/big-text in VM \S+ is 629145600 bytes, more than a string holds in this Node \(\d+\)\. Fix: vm\.pullTo\(path, localPath\) streams it to a host file, or vm\.readFile\(path, 'buffer'\) gives its bytes\.$/,
+    )
+    if (bufferConstants.MAX_LENGTH < 2 ** 40) {
+      // Node 20: 4 GiB (later Nodes hold far more than a guest disk).
+      await vm.exec(`truncate -s ${bufferConstants.MAX_LENGTH + 1} /tmp/big-text`)
+      await expect(vm.pull('/tmp/big-text')).rejects.toThrow(/more than a Buffer holds in this Node/)
+    }
+    await vm.exec('rm /tmp/big-text')
+    expect(await vm.readFile('/proc/sys/kernel/ostype')).toBe('Linux\n') // the agent serves on
   })
 
   test('directories copy both ways, with nested files and symlinks', async () => {

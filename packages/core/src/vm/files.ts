@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer'
 import { createReadStream, createWriteStream, mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
@@ -5,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { Metadata, type ServiceError } from '@grpc/grpc-js'
 import type { AgentClient, FileHeader, PullResponse } from '@vmctl/agent'
 import * as tar from 'tar'
-import { InvalidOptionsError } from '../errors.js'
+import { FileTooLargeError, InvalidOptionsError } from '../errors.js'
 import type { VmConnection } from './vm-connection.js'
 import type { FileOptions } from './vm-types.js'
 
@@ -58,9 +59,22 @@ export function copyDirTo(
   )
 }
 
-/** A guest file's contents. */
-export function pull(connection: VmConnection, remotePath: string, options: { timeoutMs?: number }) {
-  return pullFrom(connection, `read ${remotePath}`, remotePath, false, options, async (stream) => {
+/**
+ * A guest file's contents, as one Buffer; `as: 'a string'` for a caller that decodes it (a file
+ * larger than the result can hold is refused from its size, before its bytes cross).
+ */
+export function pull(
+  connection: VmConnection,
+  remotePath: string,
+  options: { timeoutMs?: number },
+  as: 'a Buffer' | 'a string' = 'a Buffer',
+) {
+  const limit = as === 'a string' ? bufferConstants.MAX_STRING_LENGTH : bufferConstants.MAX_LENGTH
+  return pullFrom(connection, `read ${remotePath}`, remotePath, false, options, async (stream, stat) => {
+    if (stat.size > limit) {
+      stream.destroy() // cancels the call
+      throw new FileTooLargeError(connection.name, remotePath, stat.size, as, limit)
+    }
     const chunks: Buffer[] = []
     for await (const chunk of stream) chunks.push(chunk as Buffer)
     return Buffer.concat(chunks)
@@ -130,13 +144,12 @@ function pullFrom<T>(
   remotePath: string,
   directory: boolean,
   options: { timeoutMs?: number },
-  sink: (stream: Readable) => Promise<T>,
+  sink: (stream: Readable, stat: { size: number }) => Promise<T>,
 ): Promise<T> {
   connection.assertUsable()
   return connection.callAgent(what, async () => {
     const { stat, stream } = pullStream(connection.agent, remotePath, directory, deadline(options))
-    await stat
-    return sink(stream)
+    return sink(stream, await stat)
   })
 }
 

@@ -256,8 +256,8 @@ export class VM implements AsyncDisposable {
   readFile(remotePath: string): Promise<string>
   readFile(remotePath: string, encoding: 'buffer'): Promise<Buffer>
   async readFile(remotePath: string, encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
-    const data = await this.pull(remotePath)
-    return encoding === 'buffer' ? data : data.toString('utf8')
+    if (encoding === 'buffer') return this.pull(remotePath)
+    return (await files.pull(this.connection, remotePath, {}, 'a string')).toString('utf8')
   }
 
   /** Streams a guest file to a local path (for files too big to hold in memory). */
