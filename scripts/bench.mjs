@@ -39,7 +39,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   core,
@@ -193,7 +193,9 @@ const samples = {
   run: [],
   inPlace: [],
 }
-process.stderr.write(`vmctl bench: ${ROUNDS} rounds, accelerator ${accel}\n`)
+// The host's CPU: tables from different machines differ by it (a restore and a cold boot unequally).
+const cpuModel = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}`
+process.stderr.write(`vmctl bench: ${ROUNDS} rounds, accelerator ${accel}, ${cpuModel}\n`)
 await (await VM.up()).destroy() // makes the default template if there is none yet
 // Two VMs of the default definition in a row: the second's destroy starts the first spare.
 process.env.VMCTL_SPARE_VM = '1'
@@ -432,6 +434,7 @@ writeFileSync(
   JSON.stringify(
     {
       date: new Date().toISOString(),
+      cpu: cpuModel,
       accel,
       rounds: ROUNDS,
       samples,
