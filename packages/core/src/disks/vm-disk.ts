@@ -9,7 +9,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import { isAbsolute, join, resolve } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { InvalidOptionsError } from '../errors.js'
 import { loadExeca } from '../host/lazy-execa.js'
 import { qemuImgBinary } from '../images/image-file.js'
@@ -201,7 +201,8 @@ function registerOwnDisk(disk: VmDisk): void {
         // One still plugged into a VM that outlives this process is that VM's now; gc decides later.
         if (vmsUsingDisk(own.path).length) continue
         rmSync(own.path, { force: true })
-        if (own.name) rmSync(join(disksDir(), `${own.name}.json`), { force: true })
+        // Its manifest lies beside it; disksDir() would make the directory again on the way out.
+        if (own.name) rmSync(join(dirname(own.path), `${own.name}.json`), { force: true })
       } catch {
         // An exit hook must not throw; what is left is `vmctl gc`'s to find.
       }

@@ -10,6 +10,7 @@ import { vmsDir } from '../paths.js'
 import { prestartDirs } from '../supervisor/prestarted-qemu.js'
 import { isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 import { runCommand } from '../test-support/run-command.js'
+import { eventually, processesWithEnv } from '../test-support/vm-processes.js'
 import { pollUntil } from '../util/timing.js'
 import { VM } from '../vm/vm.js'
 import { gcHost } from './host-gc.js'
@@ -29,6 +30,14 @@ const vms: VM[] = []
 afterAll(async () => {
   for (const vm of vms) await vm.destroy().catch(() => {})
   await gcHost({ env: observerEnv })
+  // A supervisor still exiting after destroy() answered resolves its directories, which makes them
+  // again: a whole-suite run was left the scratch's empty run/vms and disks. It goes once none is left.
+  const runDir = `VMCTL_RUNTIME_DIR=${process.env.VMCTL_RUNTIME_DIR}`
+  await eventually(
+    () => processesWithEnv(runDir).length === 0,
+    30_000,
+    () => `${processesWithEnv(runDir)} still run`,
+  )
   rmSync(scratch, { recursive: true, force: true })
 })
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runtimeDir } from '../paths.js'
 
@@ -32,4 +32,16 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 50))
   }
   return Date.now() - started
+}
+
+/** Pids of processes other than this one whose environment holds `entry` ("NAME=value"). */
+export function processesWithEnv(entry: string): number[] {
+  const pids: number[] = []
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(entry)) pids.push(Number(pid))
+    } catch {} // gone meanwhile, or not ours to read
+  }
+  return pids
 }
