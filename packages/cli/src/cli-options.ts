@@ -180,7 +180,8 @@ function network(text: string): NonNullable<VmOptions['networks']>[number] {
   return { network: text.slice(0, colon), hostname, ...(aliases.length ? { aliases } : {}) }
 }
 
-function port(text: string): number {
+/** `--port PORT`: a TCP port number, or a usage error. */
+export function port(text: string): number {
   const n = Number(text)
   if (!Number.isInteger(n) || n <= 0 || n > 65535)
     throw new UsageError(`--port takes a TCP port number (1-65535), got ${JSON.stringify(text)}`)

@@ -1,5 +1,5 @@
 import { VM } from '@vmctl/core'
-import { HELP_OPTION, helpLines, type OptionSpec, seconds } from '../cli-options.js'
+import { HELP_OPTION, helpLines, type OptionSpec, port, seconds } from '../cli-options.js'
 import { parseCommandLine } from '../parse-command-line.js'
 import { UsageError } from '../usage-error.js'
 
@@ -33,12 +33,7 @@ export async function waitCommand(args: string[]): Promise<number> {
   const [name, ...extra] = positionals
   if (!name) throw new UsageError('vmctl wait: which VM? usage: vmctl wait NAME --port PORT (see vmctl ps)')
   if (extra.length > 0) throw new UsageError(`vmctl wait: unexpected ${JSON.stringify(extra[0])}`)
-  const ports = ((values.port as string[] | undefined) ?? []).map((text) => {
-    const port = Number(text)
-    if (!Number.isInteger(port) || port < 1 || port > 65_535)
-      throw new UsageError(`--port takes a TCP port from 1 to 65535, got ${JSON.stringify(text)}`)
-    return port
-  })
+  const ports = ((values.port as string[] | undefined) ?? []).map(port)
   if (ports.length === 0) throw new UsageError('vmctl wait: what for? usage: vmctl wait NAME --port PORT')
   const timeoutMs = values.timeout === undefined ? 60_000 : seconds('--timeout', values.timeout as string)
   const vm = await VM.attach(name)

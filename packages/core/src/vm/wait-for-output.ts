@@ -1,9 +1,9 @@
-import { InvalidOptionsError, OutputWaitTimeoutError } from '../errors.js'
+import { OutputWaitTimeoutError } from '../errors.js'
 import { ExecError, type ExecResult } from './exec-result.js'
 import type { GuestProcess } from './guest-process.js'
 import type { WaitForOutputOptions } from './vm-types.js'
+import { waitTimeoutMs } from './wait-for-port.js'
 
-const DEFAULT_TIMEOUT_MS = 60_000
 /** How much of each stream's latest output a pattern is matched against (a line split over chunks). */
 const WINDOW = 64 * 1024
 
@@ -23,9 +23,7 @@ export function waitForOutput(
 ): Promise<string> {
   const regex =
     typeof pattern === 'string' ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : pattern
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-  if (!(timeoutMs > 0))
-    throw new InvalidOptionsError(`timeoutMs is a number of ms > 0, not ${options.timeoutMs}`)
+  const timeoutMs = waitTimeoutMs(options)
   const streams = options.stream ? [options.stream] : (['stdout', 'stderr'] as const)
   const text = { ...process.outputTail() }
   return new Promise<string>((resolve, reject) => {

@@ -7,8 +7,16 @@ import { formatListeningPort, type ListeningPort, parseListeningPorts } from './
 import type { VmConnection } from './vm-connection.js'
 import type { WaitForPortOptions } from './vm-types.js'
 
-/** What waitForPort() waits at most unless told: a server's start under TCG can take tens of seconds. */
+/** What a wait (for a port, for output) takes at most unless told: a server's start under TCG can take tens of seconds. */
 const DEFAULT_TIMEOUT_MS = 60_000
+
+/** A wait's bound: `timeoutMs`, or the default; anything but a positive number is refused. */
+export function waitTimeoutMs(options: { timeoutMs?: number }): number {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  if (!(timeoutMs > 0))
+    throw new InvalidOptionsError(`timeoutMs is a number of ms > 0, not ${options.timeoutMs}`)
+  return timeoutMs
+}
 /** Between two looks at the guest's sockets (each two small file reads through the agent, ~10 ms). */
 const POLL_MS = 100
 
@@ -32,9 +40,7 @@ export async function waitForPort(
 ): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65_535)
     throw new InvalidOptionsError(`waitForPort needs a TCP port from 1 to 65535, not ${port}`)
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-  if (!(timeoutMs > 0))
-    throw new InvalidOptionsError(`timeoutMs is a number of ms > 0, not ${options.timeoutMs}`)
+  const timeoutMs = waitTimeoutMs(options)
   const deadline = performance.now() + timeoutMs
   let failed: ExecResult | undefined
   void process?.exited.then(
