@@ -181,10 +181,10 @@ function network(text: string): NonNullable<VmOptions['networks']>[number] {
 }
 
 /** `--port PORT`: a TCP port number, or a usage error. */
-export function port(text: string): number {
+export function port(text: string, what = '--port takes'): number {
   const n = Number(text)
   if (!Number.isInteger(n) || n <= 0 || n > 65535)
-    throw new UsageError(`--port takes a TCP port number (1-65535), got ${JSON.stringify(text)}`)
+    throw new UsageError(`${what} a TCP port number (1-65535), got ${JSON.stringify(text)}`)
   return n
 }
 

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
 import { release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -27,6 +28,21 @@ async function vmctl(
     if (input !== undefined) child.stdin.end(input)
     else child.stdin.end()
     child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** What a connection to 127.0.0.1:`port` reads up to its first newline. */
+function readTcp(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      text += chunk
+      if (text.includes('\n')) socket.destroy()
+    })
+    socket.on('close', () => resolve(text))
+    socket.on('error', reject)
   })
 }
 
@@ -94,7 +110,18 @@ describe('vmctl usage errors', () => {
   })
 
   test('every command has --help', async () => {
-    for (const command of ['run', 'up', 'exec', 'wait', 'down', 'ps', 'template', 'kernel', 'vmtest']) {
+    for (const command of [
+      'run',
+      'up',
+      'exec',
+      'wait',
+      'forward',
+      'down',
+      'ps',
+      'template',
+      'kernel',
+      'vmtest',
+    ]) {
       const result = await vmctl([command, '--help'])
       expect(result.code).toBe(0)
       expect(result.stdout).toContain(`Usage: vmctl ${command}`)
@@ -235,6 +262,26 @@ describe('vm: vmctl against real VMs', () => {
       expect(nothing.code).toBe(1)
       expect(nothing.stderr).toMatch(
         /vmctl: nothing listened on TCP port 8091 in VM \S+ within \d+ ms \(listening: .*\[::\]:8090/,
+      )
+      // A guest port forwarded from the host after the boot: vmctl forward prints the host port.
+      const greeter = await vmctl([
+        'exec',
+        name,
+        '--',
+        'sh -c "(echo hi-from-guest | busybox nc -l -p 8092) >/dev/null 2>&1 &"',
+      ])
+      expect(greeter.code).toBe(0)
+      expect((await vmctl(['wait', name, '--port', '8092'])).code).toBe(0)
+      const forwarded = await vmctl(['forward', name, '8092'])
+      expect(forwarded.code, forwarded.stderr).toBe(0)
+      const hostPort = Number(forwarded.stdout.trim())
+      expect(Number.isInteger(hostPort) && hostPort > 0, forwarded.stdout).toBe(true)
+      expect(await readTcp(hostPort)).toBe('hi-from-guest\n')
+      expect((await vmctl(['forward', name, '8092'])).stdout.trim()).toBe(String(hostPort))
+      const badPort = await vmctl(['forward', name, '80000'])
+      expect(badPort.code).toBe(2)
+      expect(badPort.stderr.trimEnd().split('\n').at(-1)).toBe(
+        'vmctl: vmctl forward: GUEST_PORT is a TCP port number (1-65535), got "80000"',
       )
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)

@@ -29,6 +29,11 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import('./commands/wait-command.js').then((m) => ({ run: m.waitCommand, help: m.WAIT_HELP })),
     summary: 'wait until a server in a running VM listens on a port',
   },
+  forward: {
+    load: () =>
+      import('./commands/forward-command.js').then((m) => ({ run: m.forwardCommand, help: m.FORWARD_HELP })),
+    summary: 'forward a guest TCP port of a running VM from the host; prints the host port',
+  },
   down: {
     load: () => import('./commands/down-command.js').then((m) => ({ run: m.downCommand, help: m.DOWN_HELP })),
     summary: 'destroy VMs',

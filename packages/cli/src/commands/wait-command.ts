@@ -33,7 +33,7 @@ export async function waitCommand(args: string[]): Promise<number> {
   const [name, ...extra] = positionals
   if (!name) throw new UsageError('vmctl wait: which VM? usage: vmctl wait NAME --port PORT (see vmctl ps)')
   if (extra.length > 0) throw new UsageError(`vmctl wait: unexpected ${JSON.stringify(extra[0])}`)
-  const ports = ((values.port as string[] | undefined) ?? []).map(port)
+  const ports = ((values.port as string[] | undefined) ?? []).map((p) => port(p))
   if (ports.length === 0) throw new UsageError('vmctl wait: what for? usage: vmctl wait NAME --port PORT')
   const timeoutMs = values.timeout === undefined ? 60_000 : seconds('--timeout', values.timeout as string)
   const vm = await VM.attach(name)

@@ -11,7 +11,11 @@ export interface QemuInstance {
   setupSocket: string
   /** The port the agent listens on when the spec's transport is vsock. */
   vsockPort: number
-  /** Host port per forwarded guest port; a guest port missing here gets 0 (the kernel picks). */
+  /**
+   * Host port per forwarded guest port; a guest port of the spec missing here gets 0 (the kernel
+   * picks). A guest port here that the spec does not list is one forwarded while the VM ran
+   * (vm.forwardPort): each later QEMU of the VM forwards it again, from the same host port.
+   */
   hostPorts?: Record<string, number> | undefined
   memoryFile?: QemuCommandPlan['memoryFile']
   incoming?: boolean | undefined
@@ -38,7 +42,7 @@ export function qemuPlanFor(spec: LaunchSpec, instance: QemuInstance): QemuComma
     image: spec.image && { overlay: spec.image.overlay },
     mounts: spec.mounts,
     modulesDir: spec.kernel.modulesDir,
-    ports: spec.guestPorts.map((guestPort) => ({
+    ports: forwardedGuestPorts(spec.guestPorts, instance.hostPorts).map((guestPort) => ({
       guestPort,
       hostPort: instance.hostPorts?.[guestPort] ?? 0,
     })),
@@ -54,4 +58,19 @@ export function qemuPlanFor(spec: LaunchSpec, instance: QemuInstance): QemuComma
     kernelArgs: spec.kernelArgs,
     extraArgs: spec.qemuArgs,
   }
+}
+
+/**
+ * The guest ports a VM's QEMU forwards: the spec's (`ports`), then those forwarded since it booted
+ * (keys of `hostPorts` the spec does not list), in ascending order.
+ */
+export function forwardedGuestPorts(
+  specPorts: number[],
+  hostPorts: Record<string, number> | undefined,
+): number[] {
+  const added = Object.keys(hostPorts ?? {})
+    .map(Number)
+    .filter((port) => !specPorts.includes(port))
+    .sort((a, b) => a - b)
+  return [...specPorts, ...added]
 }

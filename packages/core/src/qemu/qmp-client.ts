@@ -99,9 +99,16 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
  */
 export function parseUsernetForwards(text: string): Map<number, number> {
   const forwards = new Map<number, number>()
+  for (const rule of parseUsernetForwardRules(text)) forwards.set(rule.guestPort, rule.hostPort)
+  return forwards
+}
+
+/** Every TCP `hostfwd` rule that `info usernet` lists, in its order (a guest port may have several). */
+export function parseUsernetForwardRules(text: string): { hostPort: number; guestPort: number }[] {
+  const rules: { hostPort: number; guestPort: number }[] = []
   for (const line of text.split(/\r?\n/)) {
     const match = line.match(/TCP\[HOST_FORWARD\]\s+\d+\s+\S+\s+(\d+)\s+\S+\s+(\d+)/)
-    if (match) forwards.set(Number(match[2]), Number(match[1]))
+    if (match) rules.push({ hostPort: Number(match[1]), guestPort: Number(match[2]) })
   }
-  return forwards
+  return rules
 }

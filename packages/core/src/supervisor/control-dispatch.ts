@@ -3,6 +3,7 @@ import type { ControlEvent, ControlRequest, VmStatus } from './control-protocol.
 import type { ControlClient, ControlServer } from './control-server.js'
 import type { DiskRequest } from './disk-hotplug.js'
 import type { LinkRequest } from './nic-links.js'
+import type { ForwardRequest } from './port-forwards.js'
 
 /** What the supervisor does for each request; how requests become calls and replies is here. */
 export interface ControlHandlers {
@@ -21,11 +22,13 @@ export interface ControlHandlers {
   disks(request: DiskRequest): Promise<Record<string, unknown>>
   /** A network NIC's link up or down (nic-links.ts); replies `{ ok, error? }`. */
   setLink(request: LinkRequest): Promise<Record<string, unknown>>
+  /** Forwards a guest port from the host while the VM runs (port-forwards.ts); resolves `{ hostPort }`. */
+  forwardPort(request: ForwardRequest): Promise<Record<string, unknown>>
 }
 
 /**
- * Serves the control socket's requests with `handlers`. Snapshots, rollbacks, stops, starts and
- * restarts run one at a time (each saves, replaces or ends QEMU); each replies `{ ok: true, ... }`
+ * Serves the control socket's requests with `handlers`. Snapshots, rollbacks, stops, starts,
+ * restarts and port forwards run one at a time (each saves, replaces, ends or changes QEMU); each replies `{ ok: true, ... }`
  * or `{ ok: false, error }` with the error's message.
  */
 export function serveRequests(
@@ -46,6 +49,8 @@ export function serveRequests(
         return handlers.start().then(() => undefined)
       case 'restart':
         return handlers.restart(request.hard)
+      case 'forward-port':
+        return handlers.forwardPort(request)
       default:
         return Promise.reject(new Error(`unknown op ${request.op}`))
     }
@@ -102,14 +107,21 @@ export function serveRequests(
       case 'restore':
       case 'stop':
       case 'start':
-      case 'restart': {
+      case 'restart':
+      case 'forward-port': {
         const work = operations.then(() => operate(request))
         operations = work.catch(() => {})
         try {
           reply({ reply: request.op, ok: true, ...(await work) })
         } catch (error) {
           log('%s failed: %s', request.op, (error as Error).message)
-          reply({ reply: request.op, ok: false, error: (error as Error).message })
+          const { code } = error as { code?: unknown }
+          reply({
+            reply: request.op,
+            ok: false,
+            error: (error as Error).message,
+            ...(typeof code === 'string' ? { code } : {}),
+          })
         }
         return
       }

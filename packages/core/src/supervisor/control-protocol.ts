@@ -42,6 +42,12 @@ export type ControlRequest =
   | { op: 'disks' }
   /** Network NIC `nic` (the position in `networks`) link up or down, as the guest sees it: nic-links.ts. */
   | { op: 'set-link'; nic: number; up: boolean }
+  /**
+   * Forwards guest TCP port `guestPort` from 127.0.0.1:`hostPort` (the kernel picks one without it)
+   * while the VM runs, and in every later QEMU of the VM: port-forwards.ts. Replies `{ ok, hostPort }`
+   * or `{ ok: false, error, code }`; a `ports` event tells every attached client.
+   */
+  | { op: 'forward-port'; guestPort: number; hostPort?: number }
 
 /**
  * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the
@@ -120,5 +126,7 @@ export type ControlEvent =
   | { event: 'disk-full'; paused: DiskFullPaused }
   /** The paused guest was resumed: its disk file's filesystem has room again. */
   | { event: 'disk-room' }
+  /** A guest port was forwarded while the VM ran (`forward-port`): every forward now, guest → host. */
+  | { event: 'ports'; ports: Record<string, number> }
 
 export type ControlMessage = ControlEvent | ({ reply: string } & Record<string, unknown>)

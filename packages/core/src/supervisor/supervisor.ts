@@ -22,6 +22,7 @@
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
+import { forwardedGuestPorts } from '../qemu/qemu-plan.js'
 import { AgentLink } from './agent-link.js'
 import { AgentProxy } from './agent-proxy.js'
 import { asBootFailure, BootFailure, bootDeadline, bootTimeoutMs } from './boot-deadline.js'
@@ -36,6 +37,7 @@ import type { EarlyQemu } from './early-qemu.js'
 import { confirmKvm, kvmFailedBoot, probeKvm } from './kvm-probe.js'
 import { rejoinNetworks } from './network-rejoin.js'
 import { type LinkRequest, NicLinks } from './nic-links.js'
+import { addPortForward, type ForwardRequest } from './port-forwards.js'
 import { PowerCycle } from './power-cycle.js'
 import { QemuProcess, type QemuVariant } from './qemu-process.js'
 import { mark } from './restore-timeline.js'
@@ -240,7 +242,8 @@ export class Supervisor implements ControlHandlers {
       templates,
       reuse,
       deadline: bootDeadline(bootTimeoutMs(this.spec, this.accel)),
-      guestPorts: this.spec.guestPorts,
+      // The spec's and those forwarded since (vm.forwardPort): a new QEMU forwards them all.
+      guestPorts: forwardedGuestPorts(this.spec.guestPorts, this.ports),
     })
     if (this.lifecycle.goingDown) throw new BootFailure('BOOT_FAILED', 'the VM is shutting down')
     this.variant = up.variant
@@ -320,6 +323,18 @@ export class Supervisor implements ControlHandlers {
   readonly stop = () => this.power.stop()
   readonly start = () => this.power.start()
   readonly restart = (hard: boolean) => this.power.restart(hard)
+
+  /** A guest port forwarded while the VM runs (port-forwards.ts), told to every attached client. */
+  async forwardPort(request: ForwardRequest): Promise<Record<string, unknown>> {
+    const qmp = this.qemu?.alive ? this.qemu.qmp : undefined
+    if (!qmp || !this.lifecycle.is('ready'))
+      throw new Error(`the VM is ${publicState(this.lifecycle.state)}, not running: start it first`)
+    const hostPort = await addPortForward(qmp, this.ports, request)
+    this.ports = { ...this.ports, [String(request.guestPort)]: hostPort }
+    this.writeStatus()
+    this.control.broadcast({ event: 'ports', ports: this.ports })
+    return { hostPort }
+  }
 
   // Snapshots and rollbacks: snapshots.ts.
   readonly snapshot = (name: string) => this.snapshots.take(name)

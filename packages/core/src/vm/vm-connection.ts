@@ -75,6 +75,7 @@ export class VmConnection {
       else if (event.event === 'exited') this.markExited(event.reason, event.consoleTail)
       else if (event.event === 'ready') this.becameReady(event.status)
       else if (event.event === 'stopped') this.markStopped('stopped', event)
+      else if (event.event === 'ports') this.notePorts(event.ports)
       else if (event.event === 'agent-lost') {
         this.failRunning(
           new AgentError(
@@ -165,6 +166,11 @@ export class VmConnection {
     this.markStopped('starting')
     await powerRequest(this.control, this.name, { op: 'restart', hard }).catch((e) => this.resync(e))
     this.becameReady(this.lastStatus)
+  }
+
+  /** The guest ports forwarded now (one was added while the VM ran: port-forward.ts). */
+  notePorts(ports: Record<string, number>): void {
+    this.lastStatus = { ...this.lastStatus, ports: { ...this.lastStatus.ports, ...ports } }
   }
 
   /** The VM is not running (`state`): what runs in it ends (with the cause, if it was not asked). */

@@ -22,6 +22,7 @@ import type { ExecResult } from './exec-result.js'
 import * as files from './files.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import type { ListeningPort } from './listening-ports.js'
+import { type ForwardPortOptions, forwardPort } from './port-forward.js'
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { spareSupervisorAtDestroy } from './spare-supervisor.js'
@@ -180,6 +181,15 @@ export class VM implements AsyncDisposable {
     return memberAddressOf(network, this.name)
   }
 
+  /**
+   * Forwards `guestPort` from 127.0.0.1 while the VM runs, as `ports` does at `VM.up()`, and
+   * resolves with the host port (the kernel picks it unless `hostPort` is given); from then on
+   * `forwardedPort(guestPort)` knows it. It lasts as long as the VM (a stop and start keep it).
+   */
+  forwardPort(guestPort: number, options?: ForwardPortOptions): Promise<number> {
+    return forwardPort(this.connection, guestPort, options)
+  }
+
   /** The host port (on 127.0.0.1) that reaches `guestPort` in the VM. */
   forwardedPort(guestPort: number): number {
     const ports = this.connection.status.ports
@@ -187,7 +197,7 @@ export class VM implements AsyncDisposable {
     if (port === undefined) {
       const known = Object.keys(ports)
       throw new InvalidOptionsError(
-        `guest port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${guestPort}] })${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
+        `guest port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${guestPort}] }) or call vm.forwardPort(${guestPort})${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
       )
     }
     return port

@@ -1,0 +1,45 @@
+import { InvalidOptionsError, VmctlError, VmExitedError } from '../errors.js'
+import type { VmConnection } from './vm-connection.js'
+
+export interface ForwardPortOptions {
+  /** The host port on 127.0.0.1; without it (or 0) the kernel picks a free one as QEMU binds it. */
+  hostPort?: number
+}
+
+/**
+ * `vm.forwardPort(guestPort)`: forwards a guest TCP port from 127.0.0.1 while the VM runs, as
+ * `VM.up({ ports })` does at boot (supervisor/port-forwards.ts), and resolves with the host port;
+ * `vm.forwardedPort(guestPort)` knows it from then on, in every handle of the VM. A port forwarded
+ * already resolves with its host port. The forward lasts as long as the VM, across a stop and
+ * start or a snapshot rolled back, from the same host port.
+ */
+export async function forwardPort(
+  connection: VmConnection,
+  guestPort: number,
+  options: ForwardPortOptions = {},
+): Promise<number> {
+  const hostPort = options.hostPort || undefined
+  for (const [what, port] of [
+    ['guest port', guestPort],
+    ['hostPort', hostPort ?? 1],
+  ] as const)
+    if (!Number.isInteger(port) || port < 1 || port > 65_535)
+      throw new InvalidOptionsError(
+        `forwardPort: ${what} must be a TCP port (an integer from 1 to 65535), not ${JSON.stringify(port)}`,
+      )
+  connection.assertUsable()
+  const known = connection.status.ports[String(guestPort)]
+  if (known !== undefined && (hostPort === undefined || hostPort === known)) return known
+  const reply = await connection.control.request({ op: 'forward-port', guestPort, hostPort })
+  if (reply.reply === 'closed')
+    throw connection.exited ?? new VmExitedError(connection.name, 'its supervisor exited', '')
+  if (reply.ok !== true || typeof reply.hostPort !== 'number') {
+    const code = typeof reply.code === 'string' ? reply.code : 'FORWARD_FAILED'
+    throw new VmctlError(
+      code,
+      `forwarding guest port ${guestPort} of VM ${connection.name} failed: ${String(reply.error)}`,
+    )
+  }
+  connection.notePorts({ [String(guestPort)]: reply.hostPort })
+  return reply.hostPort
+}
