@@ -1,4 +1,11 @@
-import { findConfig, loadConfig, type VmOptions } from '@vmctl/core'
+import {
+  findConfig,
+  type GuestPortSpec,
+  loadConfig,
+  type PortProtocol,
+  parseGuestPort,
+  type VmOptions,
+} from '@vmctl/core'
 import { UsageError } from './usage-error.js'
 
 export interface OptionSpec {
@@ -41,7 +48,7 @@ export const VM_OPTIONS: Record<string, OptionSpec> = {
     multiple: true,
     short: 'p',
     value: 'PORT',
-    help: 'forward a guest TCP port to 127.0.0.1 (repeatable)',
+    help: 'forward a guest port to 127.0.0.1: 8080 (TCP), 53/udp (repeatable)',
   },
   'boot-timeout': {
     type: 'string',
@@ -125,7 +132,7 @@ function flagOptions(values: Values): VmOptions {
   if (values.kernel !== undefined) options.kernel = values.kernel as string
   if (values['kernel-arg']) options.kernelArgs = values['kernel-arg'] as string[]
   if (values['qemu-arg']) options.qemuArgs = values['qemu-arg'] as string[]
-  if (values.port) options.ports = (values.port as string[]).map((p) => port(p))
+  if (values.port) options.ports = (values.port as string[]).map((p) => guestPort(p, '--port takes').spec)
   if (values.network) options.networks = (values.network as string[]).map(network)
   if (values['boot-timeout'] !== undefined)
     options.bootTimeoutMs = seconds('--boot-timeout', values['boot-timeout'] as string)
@@ -186,6 +193,20 @@ export function port(text: string, what = '--port takes'): number {
   if (!Number.isInteger(n) || n <= 0 || n > 65535)
     throw new UsageError(`${what} a TCP port number (1-65535), got ${JSON.stringify(text)}`)
   return n
+}
+
+/** A guest port as `-p` and `vmctl forward` take it: 8080 (TCP), 8080/tcp, 53/udp. */
+export function guestPort(
+  text: string,
+  what: string,
+): { spec: GuestPortSpec; port: number; protocol: PortProtocol } {
+  const parsed = parseGuestPort(text)
+  if (!parsed)
+    throw new UsageError(
+      `${what} a port number (1-65535), with /udp for UDP (53/udp), got ${JSON.stringify(text)}`,
+    )
+  const spec: GuestPortSpec = parsed.protocol === 'udp' ? `${parsed.port}/udp` : parsed.port
+  return { spec, ...parsed }
 }
 
 /** This shell's environment, minus what belongs to this host's session and would mislead the guest. */

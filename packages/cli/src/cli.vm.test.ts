@@ -278,10 +278,13 @@ describe('vm: vmctl against real VMs', () => {
       expect(Number.isInteger(hostPort) && hostPort > 0, forwarded.stdout).toBe(true)
       expect(await readTcp(hostPort)).toBe('hi-from-guest\n')
       expect((await vmctl(['forward', name, '8092'])).stdout.trim()).toBe(String(hostPort))
+      const udp = await vmctl(['forward', name, '8092/udp'])
+      expect(udp.stdout.trim()).toMatch(/^\d+$/)
+      expect(udp.stdout.trim()).not.toBe(String(hostPort))
       const badPort = await vmctl(['forward', name, '80000'])
       expect(badPort.code).toBe(2)
       expect(badPort.stderr.trimEnd().split('\n').at(-1)).toBe(
-        'vmctl: vmctl forward: GUEST_PORT is a TCP port number (1-65535), got "80000"',
+        'vmctl: vmctl forward: GUEST_PORT is a port number (1-65535), with /udp for UDP (53/udp), got "80000"',
       )
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)

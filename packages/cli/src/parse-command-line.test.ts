@@ -22,7 +22,11 @@ describe('command line parsing', () => {
   test('bad values are usage errors naming the flag', () => {
     const values = (args: string[]) => parseCommandLine(args, VM_OPTIONS, 'run').values
     expect(() => vmOptionsFrom(values(['--memory', 'lots']))).toThrow(/--memory takes a positive integer/)
-    expect(() => vmOptionsFrom(values(['--port', '70000']))).toThrow(/--port takes a TCP port/)
+    expect(() => vmOptionsFrom(values(['--port', '70000']))).toThrow(
+      '--port takes a port number (1-65535), with /udp for UDP (53/udp), got "70000"',
+    )
+    expect(() => vmOptionsFrom(values(['--port', '53/sctp']))).toThrow(/--port takes a port number/)
+    expect(vmOptionsFrom(values(['-p', '53/udp', '-p', '8080/tcp'])).ports).toEqual(['53/udp', 8080])
     expect(() => vmOptionsFrom(values(['--accel', 'fast']))).toThrow(UsageError)
     expect(() => parseCommandLine(['--nope'], VM_OPTIONS, 'run')).toThrow(/Unknown option '--nope'/)
     expect(() => parseCommandLine(['--memry', '512'], VM_OPTIONS, 'run')).toThrow(

@@ -84,6 +84,7 @@ export {
   observeHost,
 } from './observer/host-observer.js'
 export { cacheDir, runtimeDir } from './paths.js'
+export { type GuestPortSpec, type PortProtocol, parseGuestPort } from './qemu/guest-port.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export type { AttachedDisk } from './supervisor/disk-hotplug.js'
 export { type ListedVm, listVms } from './supervisor/vm-directory.js'

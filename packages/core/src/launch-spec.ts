@@ -33,7 +33,8 @@ export interface LaunchSpec {
   image?: { overlay: string; identity: string } | undefined
   /** Host directories shared over 9p. */
   mounts?: { host: string; guest: string; writable: boolean }[] | undefined
-  guestPorts: number[]
+  /** Guest ports forwarded from the host, by key (qemu/guest-port.ts: "8080" is TCP, "53/udp"). */
+  guestPorts: string[]
   /** The sockets of the VM's ports on its networks' switches, one NIC each (network/switch.ts). */
   networkSockets?: string[] | undefined
   /**

@@ -25,6 +25,8 @@ export interface FieldSchema {
   stringEntry?: { expected: string; check: (value: string) => boolean }
 }
 
+import { parseGuestPort } from '../qemu/guest-port.js'
+
 const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0
 const isStrings = (v: unknown): boolean => Array.isArray(v) && v.every((s) => typeof s === 'string')
 const isPositiveInt = (v: unknown): boolean =>
@@ -201,12 +203,11 @@ export const VM_FIELDS: Record<string, FieldSchema> = {
     example: '["-device", "virtio-balloon-device"]',
   },
   ports: {
-    expected: 'an array of TCP port numbers (1-65535)',
-    check: (v) =>
-      Array.isArray(v) && v.every((p) => Number.isInteger(Number(p)) && Number(p) > 0 && Number(p) < 65536),
-    doc: 'Guest TCP ports forwarded from 127.0.0.1 (host port chosen free; see vm.forwardedPort()).',
+    expected: 'an array of ports: TCP port numbers (1-65535), or "N/udp" for UDP',
+    check: (v) => Array.isArray(v) && v.every((p) => parseGuestPort(p) !== undefined),
+    doc: 'Guest ports forwarded from 127.0.0.1 (host port chosen free; see vm.forwardedPort()): numbers are TCP, "53/udp" is UDP.',
     default: '[]',
-    example: '[5432]',
+    example: '[5432, "53/udp"]',
   },
   env: {
     expected: 'a table of strings',

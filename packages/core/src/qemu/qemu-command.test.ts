@@ -20,8 +20,9 @@ const plan: QemuCommandPlan = {
   hostRoot: '/',
   modulesDir: '/k/lib/modules/6.1.0',
   ports: [
-    { guestPort: 80, hostPort: 0 },
-    { guestPort: 5432, hostPort: 0 },
+    { guestPort: 80, protocol: 'tcp', hostPort: 0 },
+    { guestPort: 5432, protocol: 'tcp', hostPort: 0 },
+    { guestPort: 53, protocol: 'udp', hostPort: 0 },
   ],
   qmpSocket: '/r/qmp.sock',
   agentSocket: '/r/port.sock',
@@ -66,7 +67,9 @@ describe('QEMU command', () => {
     // TCG runs `rep movsb` a byte per step: the guest copies with `rep movsq` without ERMS.
     expect(args[args.indexOf('-cpu') + 1]).toBe('max,-erms')
     expect(args.slice(-2)).toEqual(['-device', 'x'])
-    expect(args.join(' ')).toContain('hostfwd=tcp:127.0.0.1:0-:80,hostfwd=tcp:127.0.0.1:0-:5432')
+    expect(args.join(' ')).toContain(
+      'hostfwd=tcp:127.0.0.1:0-:80,hostfwd=tcp:127.0.0.1:0-:5432,hostfwd=udp:127.0.0.1:0-:53',
+    )
     expect(args.join(' ')).toContain('path=/,security_model=none,readonly=on,multidevs=remap')
     const cmdline = kernelCommandLine(plan)
     expect(cmdline).toContain('tsc_early_khz=2500000')
@@ -94,10 +97,12 @@ describe('QEMU command', () => {
     const text =
       'Hub -1 (net0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n' +
       '  TCP[HOST_FORWARD]   9       127.0.0.1 46015       10.0.2.15  8080     0     0\r\n' +
-      '  TCP[HOST_FORWARD]  10       127.0.0.1 40001       10.0.2.15    22     0     0\r\n'
+      '  TCP[HOST_FORWARD]  10       127.0.0.1 40001       10.0.2.15    22     0     0\r\n' +
+      '  UDP[HOST_FORWARD]  11       127.0.0.1 58418       10.0.2.15    53     0     0\r\n'
     expect([...parseUsernetForwards(text)]).toEqual([
-      [8080, 46015],
-      [22, 40001],
+      ['8080', 46015],
+      ['22', 40001],
+      ['53/udp', 58418],
     ])
   })
 })

@@ -2,10 +2,12 @@ import { AGENT_PORT_NAME, SETUP_PORT_NAME } from '@vmctl/agent'
 import type { Accelerator } from '../host/accelerator.js'
 import type { ResolvedKernel } from '../host/kernel-locator.js'
 import { RUNTIME_DISK_SERIAL } from '../initramfs/runtime-disk.js'
+import type { PortProtocol } from './guest-port.js'
 import { templateMac } from './template-mac.js'
 
 export interface PortForward {
   guestPort: number
+  protocol: PortProtocol
   /** 0: let the kernel pick a free host port (read back over QMP), so parallel VMs never collide. */
   hostPort: number
 }
@@ -205,7 +207,7 @@ export function qemuArguments(plan: QemuCommandPlan): string[] {
     '-device',
     `virtio-blk-device,drive=runtime,serial=${RUNTIME_DISK_SERIAL}`,
     '-netdev',
-    `user,id=net0,${plan.ports.map((p) => `hostfwd=tcp:127.0.0.1:${p.hostPort}-:${p.guestPort}`).join(',')}`.replace(
+    `user,id=net0,${plan.ports.map((p) => `hostfwd=${p.protocol}:127.0.0.1:${p.hostPort}-:${p.guestPort}`).join(',')}`.replace(
       /,$/,
       '',
     ),

@@ -1,4 +1,5 @@
 import type { LaunchSpec } from '../launch-spec.js'
+import { parseGuestPort } from './guest-port.js'
 import type { QemuCommandPlan } from './qemu-command.js'
 
 /**
@@ -42,10 +43,10 @@ export function qemuPlanFor(spec: LaunchSpec, instance: QemuInstance): QemuComma
     image: spec.image && { overlay: spec.image.overlay },
     mounts: spec.mounts,
     modulesDir: spec.kernel.modulesDir,
-    ports: forwardedGuestPorts(spec.guestPorts, instance.hostPorts).map((guestPort) => ({
-      guestPort,
-      hostPort: instance.hostPorts?.[guestPort] ?? 0,
-    })),
+    ports: forwardedGuestPorts(spec.guestPorts, instance.hostPorts).map((key) => {
+      const { port, protocol } = parseGuestPort(key)!
+      return { guestPort: port, protocol, hostPort: instance.hostPorts?.[key] ?? 0 }
+    }),
     qmpSocket: instance.qmpSocket,
     agentSocket: instance.agentSocket,
     setupSocket: instance.setupSocket,
@@ -61,16 +62,15 @@ export function qemuPlanFor(spec: LaunchSpec, instance: QemuInstance): QemuComma
 }
 
 /**
- * The guest ports a VM's QEMU forwards: the spec's (`ports`), then those forwarded since it booted
- * (keys of `hostPorts` the spec does not list), in ascending order.
+ * The guest ports a VM's QEMU forwards, by key (guest-port.ts): the spec's (`ports`), then those
+ * forwarded since it booted (keys of `hostPorts` the spec does not list), in the order of their keys.
  */
 export function forwardedGuestPorts(
-  specPorts: number[],
+  specPorts: string[],
   hostPorts: Record<string, number> | undefined,
-): number[] {
+): string[] {
   const added = Object.keys(hostPorts ?? {})
-    .map(Number)
-    .filter((port) => !specPorts.includes(port))
-    .sort((a, b) => a - b)
+    .filter((key) => !specPorts.includes(key))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10) || a.localeCompare(b))
   return [...specPorts, ...added]
 }

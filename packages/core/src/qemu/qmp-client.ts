@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
 import { LineDecoder } from '../util/lines.js'
+import { guestPortKey } from './guest-port.js'
 
 interface Pending {
   resolve: (value: unknown) => void
@@ -97,18 +98,26 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
  * kernel picks a free port atomically at bind time: no allocate-then-bind race between parallel
  * VMs (virtme-ng PR #415 is what fixed ports cost).
  */
-export function parseUsernetForwards(text: string): Map<number, number> {
-  const forwards = new Map<number, number>()
-  for (const rule of parseUsernetForwardRules(text)) forwards.set(rule.guestPort, rule.hostPort)
+export function parseUsernetForwards(text: string): Map<string, number> {
+  const forwards = new Map<string, number>()
+  for (const rule of parseUsernetForwardRules(text)) forwards.set(rule.key, rule.hostPort)
   return forwards
 }
 
-/** Every TCP `hostfwd` rule that `info usernet` lists, in its order (a guest port may have several). */
-export function parseUsernetForwardRules(text: string): { hostPort: number; guestPort: number }[] {
-  const rules: { hostPort: number; guestPort: number }[] = []
+/** A `hostfwd` rule: its guest port's key (guest-port.ts: "8080" for TCP, "53/udp") and host port. */
+export interface UsernetForwardRule {
+  key: string
+  hostPort: number
+}
+
+/** Every TCP and UDP `hostfwd` rule that `info usernet` lists, in its order (a port may have several). */
+export function parseUsernetForwardRules(text: string): UsernetForwardRule[] {
+  const rules: UsernetForwardRule[] = []
   for (const line of text.split(/\r?\n/)) {
-    const match = line.match(/TCP\[HOST_FORWARD\]\s+\d+\s+\S+\s+(\d+)\s+\S+\s+(\d+)/)
-    if (match) rules.push({ hostPort: Number(match[1]), guestPort: Number(match[2]) })
+    const match = line.match(/(TCP|UDP)\[HOST_FORWARD\]\s+\d+\s+\S+\s+(\d+)\s+\S+\s+(\d+)/)
+    if (!match) continue
+    const protocol = match[1] === 'UDP' ? 'udp' : 'tcp'
+    rules.push({ key: guestPortKey({ port: Number(match[3]), protocol }), hostPort: Number(match[2]) })
   }
   return rules
 }

@@ -24,7 +24,7 @@ export interface BroughtUp {
  */
 export async function bringUp(
   ctx: TemplateContext,
-  options: { templates: boolean; reuse?: QemuProcess | undefined; deadline: Deadline; guestPorts: number[] },
+  options: { templates: boolean; reuse?: QemuProcess | undefined; deadline: Deadline; guestPorts: string[] },
 ): Promise<BroughtUp> {
   const { deadline } = options
   // Each step's end, in the supervisor's log (DEBUG=vmctl:*): where a boot that stalls stands.

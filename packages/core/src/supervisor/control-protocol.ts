@@ -43,11 +43,12 @@ export type ControlRequest =
   /** Network NIC `nic` (the position in `networks`) link up or down, as the guest sees it: nic-links.ts. */
   | { op: 'set-link'; nic: number; up: boolean }
   /**
-   * Forwards guest TCP port `guestPort` from 127.0.0.1:`hostPort` (the kernel picks one without it)
-   * while the VM runs, and in every later QEMU of the VM: port-forwards.ts. Replies `{ ok, hostPort }`
-   * or `{ ok: false, error, code }`; a `ports` event tells every attached client.
+   * Forwards guest port `guestPort` (TCP unless `protocol` says udp) from 127.0.0.1:`hostPort` (the
+   * kernel picks one without it) while the VM runs, and in every later QEMU of the VM:
+   * port-forwards.ts. Replies `{ ok, hostPort }` or `{ ok: false, error, code }`; a `ports` event
+   * tells every attached client.
    */
-  | { op: 'forward-port'; guestPort: number; hostPort?: number }
+  | { op: 'forward-port'; guestPort: number; protocol?: 'tcp' | 'udp'; hostPort?: number }
 
 /**
  * `powering-off` → `stopped` is `vm.stop()`; `starting` is `vm.start()` or `vm.restart()` on the

@@ -219,16 +219,19 @@ export class QemuProcess extends EventEmitter<{
     return this.qmpConnecting
   }
 
-  /** The host port QEMU forwards to each of `guestPorts` (set up with host port 0: the kernel picked). */
-  async forwardedPorts(guestPorts: number[]): Promise<Record<string, number>> {
+  /**
+   * The host port QEMU forwards to each of `guestPorts` (keys: qemu/guest-port.ts), by key; set up
+   * with host port 0, the kernel picked it.
+   */
+  async forwardedPorts(guestPorts: string[]): Promise<Record<string, number>> {
     const ports: Record<string, number> = {}
     if (guestPorts.length === 0) return ports
     const qmp = await this.connectQmp()
     const forwards = parseUsernetForwards(await qmp.human('info usernet'))
-    for (const port of guestPorts) {
-      const hostPort = forwards.get(port)
-      if (!hostPort) throw new Error(`QEMU did not set up the forward for guest port ${port}`)
-      ports[String(port)] = hostPort
+    for (const key of guestPorts) {
+      const hostPort = forwards.get(key)
+      if (!hostPort) throw new Error(`QEMU did not set up the forward for guest port ${key}`)
+      ports[key] = hostPort
     }
     return ports
   }

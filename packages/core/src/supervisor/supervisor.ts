@@ -22,6 +22,7 @@
 import type { Accelerator } from '../host/accelerator.js'
 import type { LaunchSpec } from '../launch-spec.js'
 import { logger } from '../log.js'
+import { guestPortKey } from '../qemu/guest-port.js'
 import { forwardedGuestPorts } from '../qemu/qemu-plan.js'
 import { AgentLink } from './agent-link.js'
 import { AgentProxy } from './agent-proxy.js'
@@ -330,7 +331,8 @@ export class Supervisor implements ControlHandlers {
     if (!qmp || !this.lifecycle.is('ready'))
       throw new Error(`the VM is ${publicState(this.lifecycle.state)}, not running: start it first`)
     const hostPort = await addPortForward(qmp, this.ports, request)
-    this.ports = { ...this.ports, [String(request.guestPort)]: hostPort }
+    const key = guestPortKey({ port: request.guestPort, protocol: request.protocol ?? 'tcp' })
+    this.ports = { ...this.ports, [key]: hostPort }
     this.writeStatus()
     this.control.broadcast({ event: 'ports', ports: this.ports })
     return { hostPort }

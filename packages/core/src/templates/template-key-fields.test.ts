@@ -56,7 +56,7 @@ const fields: Fields = {
   persistent: { role: 'per instance', change: () => true },
   spare: { role: 'per instance', change: () => true },
   spareIdleMs: { role: 'per instance', change: () => 60_000 },
-  guestPorts: { role: 'per instance', change: () => [22, 5432] },
+  guestPorts: { role: 'per instance', change: () => ['22', '5432/udp'] },
   networkSockets: { role: 'per instance', change: () => ['/run/vmctl/networks/b/p/7.sock'] },
   networkAddresses: {
     role: 'per instance',

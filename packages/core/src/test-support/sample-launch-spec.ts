@@ -47,7 +47,7 @@ export function sampleLaunchSpec(cache: string): LaunchSpec & Record<keyof Launc
     hostRoot: '/',
     image: undefined,
     mounts: [{ host: '/home/me/project', guest: '/mnt/p', writable: false }],
-    guestPorts: [8080],
+    guestPorts: ['8080'],
     networkSockets: ['/run/vmctl/networks/a/p/0.sock'],
     networkAddresses: undefined,
     kernelArgs: [],

@@ -1,3 +1,4 @@
+import dgram from 'node:dgram'
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
@@ -10,7 +11,7 @@ import { VM } from './vm.js'
  */
 let vm: VM
 beforeAll(async () => {
-  vm = await VM.up()
+  vm = await VM.up({ ports: ['5353/udp'] }) // one UDP port at the boot
 })
 afterAll(async () => {
   await vm?.destroy()
@@ -35,6 +36,37 @@ function readFromHost(port: number): Promise<string> {
     socket.on('close', () => resolve(text))
     socket.on('error', reject)
   })
+}
+
+/** Sends `text` to 127.0.0.1:`port` over UDP until an answer comes (a datagram may be lost), and returns it. */
+async function udpRoundTrip(port: number, text: string): Promise<string> {
+  const socket = dgram.createSocket('udp4')
+  try {
+    const answer = new Promise<string>((resolve) => socket.once('message', (m) => resolve(m.toString())))
+    for (let tries = 0; tries < 50; tries++) {
+      socket.send(text, port, '127.0.0.1')
+      const got = await Promise.race([answer, new Promise<undefined>((r) => setTimeout(r, 200))])
+      if (got !== undefined) return got
+    }
+    throw new Error(`no UDP answer from 127.0.0.1:${port}`)
+  } finally {
+    socket.close()
+  }
+}
+
+/**
+ * A guest UDP server on `port` that prints the first datagram and answers it with `answer`, bound
+ * once this resolves (perl: Debian's busybox nc has no UDP, and perl-base is on every Debian).
+ */
+async function udpAnswerer(port: number, answer: string) {
+  const server = vm.spawn([
+    'perl',
+    '-MIO::Socket::INET',
+    '-e',
+    `$s = IO::Socket::INET->new(LocalPort => ${port}, Proto => "udp") or die "bind: $!"; $| = 1; print "bound\n"; $s->recv($d, 100); print "got $d\n"; $s->send("${answer}\n")`,
+  ])
+  await server.waitForOutput(/bound/)
+  return server
 }
 
 /** A host port that nothing listens on now. */
@@ -81,18 +113,37 @@ describe('forwardPort (vm)', () => {
       expect(error).toBeInstanceOf(VmctlError)
       expect((error as VmctlError).code).toBe('PORT_IN_USE')
       expect((error as Error).message).toMatch(
-        new RegExp(`host port ${port} on 127\\.0\\.0\\.1 is taken .*leave hostPort out`),
+        new RegExp(`host TCP port ${port} on 127\\.0\\.0\\.1 is taken .*leave hostPort out`),
       )
       expect(performance.now() - started).toBeLessThan(5_000)
       // The refusal recorded nothing: the same guest port forwards from another host port.
       expect(await vm.forwardPort(8083)).not.toBe(port)
       // A guest port forwarded already, asked from another host port: refused, naming its port.
       await expect(vm.forwardPort(8082, { hostPort: port })).rejects.toThrow(
-        new RegExp(`guest port 8082 is forwarded from host port ${asked} already`),
+        new RegExp(`guest TCP port 8082 is forwarded from host port ${asked} already`),
       )
     } finally {
       taken.close()
     }
+  })
+
+  test('UDP: a port given at the boot and one forwarded later, apart from TCP ports of the same number', async () => {
+    const atBoot = vm.forwardedPort(5353, 'udp')
+    expect(() => vm.forwardedPort(5353)).toThrow(
+      /guest TCP port 5353 is not forwarded.*\(forwarded: .*5353\/udp/,
+    )
+    const first = await udpAnswerer(5353, 'pong-5353')
+    expect(await udpRoundTrip(atBoot, 'ping')).toBe('pong-5353\n')
+    expect(await first.waitForOutput(/got \w+/)).toBe('got ping') // the guest got the datagram
+
+    const later = await vm.forwardPort(5454, { protocol: 'udp' })
+    expect(vm.forwardedPort(5454, 'udp')).toBe(later)
+    expect(() => vm.forwardedPort(5454)).toThrow(/vm\.forwardPort\(5454\)/)
+    await udpAnswerer(5454, 'pong-5454')
+    expect(await udpRoundTrip(later, 'ping')).toBe('pong-5454\n')
+    await expect(vm.forwardPort(5454, { protocol: 'sctp' as 'udp' })).rejects.toBeInstanceOf(
+      InvalidOptionsError,
+    )
   })
 
   test('bad ports are refused before anything is asked of the VM', async () => {

@@ -18,6 +18,7 @@ import { resolveBusybox, resolveKernel } from '../kernels/resolve-kernel.js'
 import { DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { type JoinedNetworks, joinNetworks } from '../network/guest-network.js'
 import { cacheDir } from '../paths.js'
+import { guestPortKey, parseGuestPort } from '../qemu/guest-port.js'
 import { mark } from '../supervisor/restore-timeline.js'
 import { generateVmName, VmDirectory, validateVmName } from '../supervisor/vm-directory.js'
 import { templateCacheMiB } from '../templates/template-store.js'
@@ -160,7 +161,7 @@ export async function prepareLaunch(
     hostRoot: image || options.hostRoot === false ? undefined : (options.hostRoot ?? '/'),
     image,
     mounts,
-    guestPorts: [...new Set(options.ports ?? [])],
+    guestPorts: [...new Set((options.ports ?? []).map((port) => guestPortKey(parseGuestPort(port)!)))],
     networkSockets: networks?.sockets,
     networkAddresses: networks?.addresses,
     kernelArgs: options.kernelArgs ?? [],

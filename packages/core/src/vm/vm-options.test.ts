@@ -21,7 +21,11 @@ describe('VM options', () => {
     )
     expect(() => validateVmOptions({ memroy: 512 })).toThrow(/"memroy" \(did you mean memoryMiB\?\)/)
     expect(() => validateVmOptions({ zzz: 1 })).toThrow(/unknown VM option "zzz"; known options/)
-    expect(() => validateVmOptions({ ports: [80, 70000] })).toThrow(/ports must be port number\[\]/)
+    expect(() => validateVmOptions({ ports: [80, 70000] })).toThrow(
+      /ports must be port\[\] \(8080, "53\/udp"\)/,
+    )
+    expect(() => validateVmOptions({ ports: ['53/sctp'] })).toThrow(/ports must be port\[\]/)
+    expect(validateVmOptions({ ports: [80, '53/udp', '8080/tcp'] }).ports).toEqual([80, '53/udp', '8080/tcp'])
     expect(() => validateVmOptions({ env: { A: 1 } })).toThrow(/env must be Record<string, string>/)
     expect(() => validateVmOptions('big')).toThrow(/must be an object/)
   })

@@ -2,6 +2,7 @@ import { closestName } from '../closest-name.js'
 import { InvalidOptionsError } from '../errors.js'
 import { isKernelName, parseKernelName } from '../kernels/kernel-name.js'
 import { checkAttachments, type NetworkAttachment } from '../network/guest-network.js'
+import { type GuestPortSpec, parseGuestPort } from '../qemu/guest-port.js'
 
 /** What to boot. Every field is optional: `VM.up()` boots the built-in default VM. */
 export interface VmOptions {
@@ -28,8 +29,11 @@ export interface VmOptions {
   bootTimeoutMs?: number
   /** Environment added to every command run in the VM. */
   env?: Record<string, string>
-  /** Guest TCP ports to forward from 127.0.0.1; see `vm.forwardedPort()`. */
-  ports?: number[]
+  /**
+   * Guest ports to forward from 127.0.0.1: `8080` (TCP), `"53/udp"`; see `vm.forwardedPort()`, and
+   * `vm.forwardPort()` for one more while the VM runs.
+   */
+  ports?: GuestPortSpec[]
   /** "auto" (default): KVM when usable, else TCG. Also VMCTL_ACCEL. */
   accel?: 'auto' | 'kvm' | 'tcg'
   /**
@@ -100,7 +104,7 @@ const FIELDS: Record<keyof VmOptions, string> = {
   qemuArgs: 'string[]',
   bootTimeoutMs: 'positive integer',
   env: 'Record<string, string>',
-  ports: 'port number[]',
+  ports: 'port[] (8080, "53/udp")',
   accel: '"auto" | "kvm" | "tcg"',
   transport: '"auto" | "vsock" | "virtio-serial"',
   hostRoot: 'string or false',
@@ -176,8 +180,8 @@ function matches(expected: string, value: unknown): boolean {
       return Number.isInteger(value) && (value as number) > 0
     case 'string[]':
       return Array.isArray(value) && value.every((v) => typeof v === 'string')
-    case 'port number[]':
-      return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v > 0 && v < 65536)
+    case 'port[] (8080, "53/udp")':
+      return Array.isArray(value) && value.every((v) => parseGuestPort(v) !== undefined)
     case 'Record<string, string>':
       return (
         typeof value === 'object' &&

@@ -13,6 +13,7 @@ import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError, VmStop
 import { onItsNetworks } from '../network/guest-network.js'
 import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { type ObservedVm, observeHost } from '../observer/host-observer.js'
+import { guestPortKey, type PortProtocol } from '../qemu/guest-port.js'
 import { guestPathIn, readLaunchSpec } from '../read-launch-spec.js'
 import type { VmState } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
@@ -190,14 +191,17 @@ export class VM implements AsyncDisposable {
     return forwardPort(this.connection, guestPort, options)
   }
 
-  /** The host port (on 127.0.0.1) that reaches `guestPort` in the VM. */
-  forwardedPort(guestPort: number): number {
+  /** The host port (on 127.0.0.1) that reaches `guestPort` (TCP, or UDP with `'udp'`) in the VM. */
+  forwardedPort(guestPort: number, protocol: PortProtocol = 'tcp'): number {
     const ports = this.connection.status.ports
-    const port = ports[String(guestPort)]
+    const key = guestPortKey({ port: guestPort, protocol })
+    const port = ports[key]
     if (port === undefined) {
       const known = Object.keys(ports)
+      const spec = protocol === 'udp' ? `'${key}'` : key
+      const call = protocol === 'udp' ? `${guestPort}, { protocol: 'udp' }` : `${guestPort}`
       throw new InvalidOptionsError(
-        `guest port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${guestPort}] }) or call vm.forwardPort(${guestPort})${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
+        `guest ${protocol.toUpperCase()} port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${spec}] }) or call vm.forwardPort(${call})${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
       )
     }
     return port
