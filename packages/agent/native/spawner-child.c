@@ -18,6 +18,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,8 +89,8 @@ static enum stage exec_command(const char *file, char **argv, char **envp) {
 
 /* In the child: never returns. Reports errno and the failed stage in `shared` (after vfork: the
  * spawner's memory) or, after fork, on `report` (close-on-exec: EOF on success). */
-static void run(int report, volatile int *shared, int in, int out, int err, const struct place *place,
-                const char *file, char **argv, char **envp) {
+static void run(int report, volatile int *shared, int in, int out, int err, int tty,
+                const struct place *place, const char *file, char **argv, char **envp) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -104,6 +105,9 @@ static void run(int report, volatile int *shared, int in, int out, int err, cons
   }
   int failure[2] = {0, STAGE_EXEC};
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto failed;
+  /* A terminal: the session's controlling terminal, so that Ctrl-C, job control and a hangup reach
+   * its foreground processes. */
+  if (tty && ioctl(0, TIOCSCTTY, 0) < 0) goto failed;
   /* Everything else is close-on-exec (see main), our copies of the pipes included. */
   failure[1] = STAGE_ROOT;
   if (place->root[0] && (chroot(place->root) < 0 || chdir("/") < 0)) goto failed;
@@ -136,9 +140,9 @@ failed:
  * function, so no variable of start() lives across the vfork.
  */
 pid_t __attribute__((noinline)) start_child(int with_fork, int report, volatile int *shared, int in,
-                                                   int out, int err, const struct place *place,
+                                                   int out, int err, int tty, const struct place *place,
                                                    const char *file, char **argv, char **envp) {
   pid_t pid = with_fork ? fork() : vfork();
-  if (pid == 0) run(with_fork ? report : -1, shared, in, out, err, place, file, argv, envp);
+  if (pid == 0) run(with_fork ? report : -1, shared, in, out, err, tty, place, file, argv, envp);
   return pid;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,8 +85,16 @@ static void close_ends(struct job *job) {
     if (job->ends[i] >= 0) close(job->ends[i]), job->ends[i] = -1;
 }
 
+/* A terminal's input is kept only while its master is open. */
+static void drop_input(struct job *job) {
+  free(job->input);
+  job->input = NULL;
+  job->input_used = 0;
+}
+
 /* The slot is free once the exit is out and nothing of the command is open here. */
 static void maybe_free(struct job *job) {
+  if (job->ends[1] < 0) drop_input(job);
   if (job->exited && job->ends[0] < 0 && job->ends[1] < 0 && job->ends[2] < 0) job->used = 0;
 }
 
@@ -96,9 +105,9 @@ static void maybe_free(struct job *job) {
  * EV_STARTED, and the command may wait for its input before it writes anything. In pipe mode (the
  * agent opens the output pipes) it is said at once. A signal the agent wants to send before it
  * has the pid ends the wait ("W"). */
-void begin_job(struct job *job, long id, pid_t pid, int relayed, const int ends[3], long hold) {
+void begin_job(struct job *job, long id, pid_t pid, int relayed, const int ends[3], long hold, int tty) {
   long long now = now_us();
-  *job = (struct job){.used = 1, .relay = relayed, .id = id, .pid = pid, .credit = {0, WINDOW, WINDOW}};
+  *job = (struct job){.used = 1, .relay = relayed, .id = id, .pid = pid, .credit = {0, WINDOW, WINDOW}, .tty = tty};
   job->started_us = now;
   memcpy(job->ends, ends, sizeof job->ends);
   if (relayed && hold > 0) job->hold_until = now / 1000 + hold;
@@ -221,6 +230,66 @@ int announce_due(void) {
     else if (next < 0 || job->hold_until - now < next) next = job->hold_until - now;
   }
   return (int)next;
+}
+
+static int hex_digit(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Writes what the terminal takes of its input now (its master is non-blocking: a program that
+ * does not read leaves the rest here, and the main loop waits for the terminal to take more). */
+void write_input(struct job *job) {
+  size_t done = 0;
+  while (job->ends[1] >= 0 && done < job->input_used) {
+    ssize_t n = write(job->ends[1], job->input + done, job->input_used - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN) job->input_used = done = 0; /* gone (EIO): nobody reads it */
+      break;
+    }
+    done += (size_t)n;
+  }
+  memmove(job->input, job->input + done, job->input_used - done);
+  job->input_used -= done;
+}
+
+/* Queues bytes for a terminal; beyond TTY_INPUT_MAX not taken they are dropped, as a terminal
+ * whose program never reads would have to. */
+static void queue_input(struct job *job, const char *bytes, size_t size) {
+  if (!job->input && !(job->input = malloc(TTY_INPUT_MAX))) return;
+  if (size > TTY_INPUT_MAX - job->input_used) size = TTY_INPUT_MAX - job->input_used;
+  memcpy(job->input + job->input_used, bytes, size);
+  job->input_used += size;
+  write_input(job);
+}
+
+/* "I" ID HEX: bytes typed (or pasted) into the command's terminal, hex-encoded (fields end at NUL). */
+void tty_input(long id, const char *hex) {
+  struct job *job = find_job(id);
+  if (!job || !job->tty || job->ends[1] < 0) return;
+  char bytes[4096];
+  size_t size = 0;
+  for (const char *at = hex; at[0] && at[1]; at += 2) {
+    int high = hex_digit(at[0]), low = hex_digit(at[1]);
+    if (high < 0 || low < 0) return;
+    bytes[size++] = (char)(high << 4 | low);
+    if (size == sizeof bytes) queue_input(job, bytes, size), size = 0;
+  }
+  if (size) queue_input(job, bytes, size);
+}
+
+/* "Z" ID ROWS COLS: the terminal's new size; the kernel sends SIGWINCH to its foreground group. */
+void tty_resize(long id, int rows, int cols) {
+  struct job *job = find_job(id);
+  if (!job || !job->tty || job->ends[1] < 0 || rows <= 0 || cols <= 0) return;
+  struct winsize size = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+  ioctl(job->ends[1], TIOCSWINSZ, &size);
+}
+
+/* "E" ID: the end of the terminal's input: its end-of-file character (Ctrl-D), as a user types it. */
+void tty_end(long id) {
+  struct job *job = find_job(id);
+  if (job && job->tty && job->ends[1] >= 0) queue_input(job, "\x04", 1);
 }
 
 /* "U" ID: how many slots are taken, of how many (diagnostics: a slot that is never freed shows). */

@@ -35,7 +35,13 @@ struct job {
   int ended[3];  /* relay: that stream's EOF is due, sent with the exit (see relay) */
   int grown[3];  /* relay: that pipe was grown to BIG_PIPE */
   long credit[3]; /* relay: bytes stdout (1) and stderr (2) may still send before an "A" */
+  int tty;        /* on a pseudo-terminal: ends[1] is its master, written by "I" (input below) */
+  char *input;    /* tty: bytes for the terminal that it has not taken yet */
+  size_t input_used;
 };
+
+/* What the input of one terminal may hold before "I" drops bytes (typing never comes near it). */
+#define TTY_INPUT_MAX (1024 * 1024)
 
 /* Grown as needed: as many commands may run at once as child_process would allow. */
 extern struct job *jobs;
@@ -46,7 +52,7 @@ struct job *free_job(void);
 void say(int kind, long id, long a, long b, long c, long d);
 /* Writes the events said since the last flush, in one write (exits when the agent is gone). */
 void flush(void);
-void begin_job(struct job *job, long id, pid_t pid, int relayed, const int ends[3], long hold);
+void begin_job(struct job *job, long id, pid_t pid, int relayed, const int ends[3], long hold, int tty);
 void relay(struct job *job, int stream, int all);
 void reap(void);
 void send_exits(void);
@@ -57,5 +63,10 @@ void grant(long id, int stream, long bytes);
 void drop(long id, int stream);
 void want_pid(long id);
 void usage(long id);
+/* A terminal's requests ("I", "Z", "E"), and its input written as it takes it (the main loop). */
+void tty_input(long id, const char *hex);
+void tty_resize(long id, int rows, int cols);
+void tty_end(long id);
+void write_input(struct job *job);
 
 #endif

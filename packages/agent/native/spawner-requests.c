@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "group-list.h"
@@ -26,13 +27,42 @@ static int dev_null(void) {
   return fd;
 }
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+/* A pseudo-terminal of `rows` x `cols` on the devpts of `root` (the command's: the spawner's own
+ * /dev has none mounted), its master (non-blocking: read and written in the main loop) in *master,
+ * its slave in *slave; -1 with errno on failure. The kernel finds the devpts beside the ptmx node
+ * it opens; the slave is opened from the master (TIOCGPTPEER), or by its path inside the root. */
+static int open_tty(const char *root, int rows, int cols, int *master, int *slave) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/dev/ptmx", root) >= (int)sizeof path) return errno = ENAMETOOLONG, -1;
+  *master = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  if (*master < 0) return -1;
+  struct winsize size = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+  unsigned number = 0;
+  int unlock = 0;
+  if (ioctl(*master, TIOCSPTLCK, &unlock) < 0 || ioctl(*master, TIOCSWINSZ, &size) < 0) goto failed;
+  *slave = ioctl(*master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*slave >= 0) return 0;
+  if (ioctl(*master, TIOCGPTN, &number) < 0) goto failed;
+  snprintf(path, sizeof path, "%s/dev/pts/%u", root, number);
+  if ((*slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)) >= 0) return 0;
+failed:;
+  int error = errno;
+  close(*master), *master = -1;
+  return errno = error, -1;
+}
+
 static void start(char **fields, int count) {
   /* "S" ID STDIN HOLD ROOT CWD UID GID FILE ARGC ARG... ENVC ENV... ("F": with fork; "P": the agent
-   * opens the output pipes itself) */
+   * opens the output pipes itself; "T": on a terminal, STDIN its size as ROWSxCOLS) */
   if (count < HEADER + 1) return;
-  int with_fork = fields[0][0] == 'F', relayed = fields[0][0] != 'P';
+  int with_fork = fields[0][0] == 'F', relayed = fields[0][0] != 'P', tty = fields[0][0] == 'T';
   long id = atol(fields[1]);
-  int stdin_wanted = strcmp(fields[2], "1") == 0;
+  int stdin_wanted = !tty && strcmp(fields[2], "1") == 0;
+  int rows = tty ? atoi(fields[2]) : 0, cols = tty && strchr(fields[2], 'x') ? atoi(strchr(fields[2], 'x') + 1) : 0;
   long hold = atol(fields[3]);
   struct place place = {fields[4], fields[5], atol(fields[6]), atol(fields[7]), NULL, 0};
   const char *file = fields[8];
@@ -50,6 +80,12 @@ static void start(char **fields, int count) {
   int error = 0, stage = STAGE_EXEC;
   if (group_list(fields[7], &place.groups, &place.group_count) < 0) error = errno, stage = STAGE_USER;
   else if (!job) error = ENOMEM;
+  else if (tty) {
+    /* The slave is the command's stdin, stdout and stderr; the master our one end (stream 1). */
+    if (rows <= 0 || cols <= 0) error = EINVAL;
+    else if (open_tty(place.root, rows, cols, &out[0], &in[0]) < 0) error = errno;
+    else out[1] = err[1] = in[0];
+  }
   else if (stdin_wanted ? pipe2(in, O_CLOEXEC) < 0 : (in[0] = dev_null()) < 0)
     error = errno;
   else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
@@ -62,7 +98,7 @@ static void start(char **fields, int count) {
   pid_t pid = -1;
   volatile int shared[2] = {0, STAGE_EXEC};
   if (!error) {
-    pid = start_child(with_fork, report[1], shared, in[0], out[1], err[1], &place, file, argv, envp);
+    pid = start_child(with_fork, report[1], shared, in[0], out[1], err[1], tty, &place, file, argv, envp);
     if (pid < 0) error = errno;
     else if (shared[0]) error = shared[0], stage = shared[1];
   }
@@ -70,7 +106,9 @@ static void start(char **fields, int count) {
   free(envp);
   free(place.groups);
   int ours[3] = {in[1], out[0], err[0]};
-  for (int *fd = (int[]){stdin_wanted ? in[0] : -1, out[1], err[1], report[1]}, i = 0; i < 4; i++)
+  /* The slave once (in, out and err are the same fd on a terminal). */
+  for (int *fd = (int[]){stdin_wanted || tty ? in[0] : -1, tty ? -1 : out[1], tty ? -1 : err[1], report[1]}, i = 0;
+       i < 4; i++)
     if (fd[i] >= 0) close(fd[i]);
   if (!error && with_fork) {
     int failure[2];
@@ -86,7 +124,7 @@ static void start(char **fields, int count) {
     say(EV_FAILED, id, error, stage, 0, 0);
     return;
   }
-  begin_job(job, id, pid, relayed, ours, stdin_wanted ? 0 : hold);
+  begin_job(job, id, pid, relayed, ours, stdin_wanted || tty ? 0 : hold, tty);
 }
 
 /* The next NUL-terminated field at *at, or NULL when the buffer ends first (the request is partial). */
@@ -109,7 +147,9 @@ size_t handle(char *buf, size_t used) {
       if (!next) return done;
       if (count == MAX_FIELDS) exit((fputs("vmctl-spawner: too many fields\n", stderr), 1));
       fields[count++] = next;
-      if (count == 1 && strchr("SFP", next[0]) && next[0] && !next[1]) need = HEADER; /* S ... ARGC */
+      if (count == 1 && strchr("SFPT", next[0]) && next[0] && !next[1]) need = HEADER; /* S ... ARGC */
+      else if (count == 1 && (strcmp(next, "I") == 0)) need = 3;                 /* I ID HEX */
+      else if (count == 1 && (strcmp(next, "Z") == 0)) need = 4;                 /* Z ID ROWS COLS */
       else if (count == 1 && (strcmp(next, "A") == 0)) need = 4;                 /* A ID STREAM BYTES */
       else if (count == 1 && (strcmp(next, "D") == 0)) need = 3;                 /* D ID STREAM */
       else if (count == HEADER && need == HEADER) need = HEADER + 1 + atoi(next); /* ARG... ENVC */
@@ -122,6 +162,9 @@ size_t handle(char *buf, size_t used) {
     else if (strcmp(fields[0], "D") == 0) drop(atol(fields[1]), atoi(fields[2]));
     else if (strcmp(fields[0], "U") == 0) usage(atol(fields[1]));
     else if (strcmp(fields[0], "W") == 0) want_pid(atol(fields[1]));
+    else if (strcmp(fields[0], "I") == 0) tty_input(atol(fields[1]), fields[2]);
+    else if (strcmp(fields[0], "Z") == 0) tty_resize(atol(fields[1]), atoi(fields[2]), atoi(fields[3]));
+    else if (strcmp(fields[0], "E") == 0) tty_end(atol(fields[1]));
     done = at;
   }
 }

@@ -25,6 +25,12 @@
  *   "W" ID                   the agent wants the pid now (a signal before EV_STARTED): say it
  *   "U" ID                   diagnostics: how many job slots are in use (EV_SLOTS; tests use it
  *                            to see that every ended command's slot was freed)
+ *   "T" ID SIZE HOLD ...     the same as "S", on a pseudo-terminal of SIZE (ROWSxCOLS): its slave is
+ *                            the command's controlling terminal, stdin, stdout and stderr; its
+ *                            master is read as stream 1 (EV_DATA) and written by "I"
+ *   "I" ID HEX               bytes for the terminal's input, hex-encoded (written as it takes them)
+ *   "Z" ID ROWS COLS         the terminal's new size (its foreground processes get SIGWINCH)
+ *   "E" ID                   the end of the terminal's input: its end-of-file character (Ctrl-D)
  * Events, each six native 32-bit numbers (KIND ID A B C D), EV_DATA followed by its bytes:
  *   EV_STARTED ID PID IN OUT ERR  the ends to open as /proc/<spawner>/fd/<n> (-1: none: IN with no
  *                                 stdin pipe, OUT and ERR when relayed). Relayed without stdin it
@@ -81,11 +87,11 @@ int main(void) {
   static char buf[MAX_REQUEST];
   size_t used = 0;
   struct pollfd *fds = NULL;
-  int *which = NULL; /* fds[2 + k] is stream which[k] % 3 of job which[k] / 3 */
+  int *which = NULL; /* fds[2 + k] is stream which[k] % 3 of job which[k] / 3 (0: a terminal's input) */
   int room = 0, timeout = -1;
   for (;;) {
-    if (room < 2 + 2 * job_count) {
-      room = 2 + 2 * job_count;
+    if (room < 2 + 3 * job_count) {
+      room = 2 + 3 * job_count;
       fds = realloc(fds, (size_t)room * sizeof *fds);
       which = realloc(which, (size_t)room * sizeof *which);
       if (!fds || !which) return fputs("vmctl-spawner: out of memory\n", stderr), 1;
@@ -99,6 +105,11 @@ int main(void) {
           which[polled - 2] = i * 3 + stream;
           fds[polled++] = (struct pollfd){.fd = jobs[i].ends[stream], .events = POLLIN};
         }
+    for (int i = 0; i < job_count; i++)
+      if (jobs[i].used && jobs[i].tty && jobs[i].input_used && jobs[i].ends[1] >= 0) {
+        which[polled - 2] = i * 3;
+        fds[polled++] = (struct pollfd){.fd = jobs[i].ends[1], .events = POLLOUT};
+      }
     if (poll(fds, (nfds_t)polled, timeout) < 0) {
       if (errno == EINTR) continue;
       return perror("vmctl-spawner: poll"), 1;
@@ -106,7 +117,8 @@ int main(void) {
     /* Output first (the jobs' indexes above still hold: requests may grow the table), then
      * requests, then the exits, so that a command's output goes out before its exit. */
     for (int k = 2; k < polled; k++)
-      if (fds[k].revents) relay(&jobs[which[k - 2] / 3], which[k - 2] % 3, 0);
+      if (fds[k].revents && which[k - 2] % 3 == 0) write_input(&jobs[which[k - 2] / 3]);
+      else if (fds[k].revents) relay(&jobs[which[k - 2] / 3], which[k - 2] % 3, 0);
     if (fds[0].revents) {
       ssize_t n = read(0, buf + used, sizeof buf - used);
       if (n == 0) return 0; /* the agent is gone */

@@ -94,6 +94,11 @@ export const EXEC_OPTIONS: Record<string, OptionSpec> = {
     help: 'run as this guest user (name, uid or name:group)',
   },
   timeout: { type: 'string', value: 'SECONDS', help: 'kill the command after this long' },
+  tty: {
+    type: 'boolean',
+    short: 't',
+    help: "run it on a terminal in the guest, of this terminal's size (an interactive shell, vim, top)",
+  },
 }
 
 export const HELP_OPTION: Record<string, OptionSpec> = {

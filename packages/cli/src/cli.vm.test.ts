@@ -114,6 +114,7 @@ describe('vmctl usage errors', () => {
       'run',
       'up',
       'exec',
+      'shell',
       'wait',
       'forward',
       'down',
@@ -286,6 +287,19 @@ describe('vm: vmctl against real VMs', () => {
       expect(badPort.stderr.trimEnd().split('\n').at(-1)).toBe(
         'vmctl: vmctl forward: GUEST_PORT is a port number (1-65535), with /udp for UDP (53/udp), got "80000"',
       )
+      // On a terminal in the guest (-t): from a pipe (its end is the terminal's Ctrl-D), and from a
+      // terminal (script(1) gives vmctl one), whose size the guest's terminal takes.
+      const piped = await vmctl(['exec', '-t', name, '--', 'tty; read x; echo "got $x"'], 'typed\n')
+      expect(piped.code, piped.stderr).toBe(0)
+      expect(piped.stdout).toMatch(/^\/dev\/pts\/\d+\r$/m)
+      expect(piped.stdout).toContain('got typed\r\n')
+      const onTerminal = await run('script', [
+        '-qec',
+        `stty rows 33 cols 111; ${process.execPath} ${CLI} exec -t ${name} -- sh -c 'stty size; exit 3'; echo "vmctl exited $?"`,
+        '/dev/null',
+      ])
+      expect(onTerminal.stdout).toContain('33 111')
+      expect(onTerminal.stdout).toContain('vmctl exited 3')
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)
       expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')

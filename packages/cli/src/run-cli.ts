@@ -25,6 +25,11 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import('./commands/exec-command.js').then((m) => ({ run: m.execCommand, help: m.EXEC_HELP })),
     summary: 'run a command in a running VM',
   },
+  shell: {
+    load: () =>
+      import('./commands/shell-command.js').then((m) => ({ run: m.shellCommand, help: m.SHELL_HELP })),
+    summary: 'an interactive shell in a running VM',
+  },
   wait: {
     load: () => import('./commands/wait-command.js').then((m) => ({ run: m.waitCommand, help: m.WAIT_HELP })),
     summary: 'wait until a server in a running VM listens on a port',

@@ -107,7 +107,9 @@ export type { ImageBuildOptions, MountOptions, VmOptions } from './vm/vm-options
 export type { StopResult } from './vm/vm-power.js'
 export type {
   ExecOptions,
+  ProcessOptions,
   SpawnOptions,
+  TerminalSize,
   VmProcess,
   WaitForOutputOptions,
   WaitForPortOptions,

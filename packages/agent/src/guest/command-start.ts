@@ -67,10 +67,17 @@ export function startCommand(
       fork: via === 'fork',
       pipes: via === 'pipes',
       holdStartedMs: via === 'started-apart' ? 0 : start.noStarted ? HOLD_UNSEEN_MS : HOLD_SEEN_MS,
+      tty: start.tty && { rows: start.tty.rows, cols: start.tty.cols },
     }
     const spawned = spawnThroughSpawner(argv[0]!, argv.slice(1), env, start.stdin, place)
     if (spawned) return { process: spawned, via: 'spawner' }
   }
+  // Only the spawner makes terminals (Node has no pseudo-terminals of its own).
+  if (start.tty)
+    return {
+      callError:
+        "a terminal (tty) needs the guest agent's spawner, which is not running here (vmctl_spawner=0, or a runtime disk without it); run the command without tty",
+    }
   const cwdProblem = checkCwd(cwd, root)
   if (cwdProblem) return { callError: cwdProblem }
   // nsenter and child_process set the primary group only: say so once, not silently.

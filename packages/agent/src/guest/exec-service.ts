@@ -119,7 +119,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       if (nul) return fail(status.INVALID_ARGUMENT, nul)
       const user = start.user ? resolveUser(start.user, root) : undefined
       if (typeof user === 'string') return fail(status.NOT_FOUND, user)
-      stdinWanted = start.stdin
+      // A terminal always takes input (what the user types).
+      stdinWanted = start.stdin || start.tty !== undefined
       const startedAt = performance.now()
       const startedAtUs = monotonicMicros()
       timing.lap('checks')
@@ -238,6 +239,8 @@ export function handleExec(call: ServerDuplexStream<ExecRequest, ExecResponse>, 
       }
     } else if (kind.$case === 'stdinEnd') {
       child?.stdin?.end()
+    } else if (kind.$case === 'resize') {
+      child?.resize?.(kind.value.rows, kind.value.cols)
     } else if (kind.$case === 'signal') {
       const problem = signalProblem(kind.value)
       if (problem) return fail(status.INVALID_ARGUMENT, problem)

@@ -100,6 +100,8 @@ export class SpawnedCommand extends EventEmitter {
     private readonly id: number,
     /** Called once: it exited and its output ended (the spawner has nothing more for it). */
     private readonly finished: () => void,
+    /** On a pseudo-terminal (spawner.c's "T"): stdin goes in "I" requests, the output is stdout. */
+    private readonly tty = false,
   ) {
     super()
     this.stdin = stdin ? new PassThrough() : null
@@ -126,6 +128,7 @@ export class SpawnedCommand extends EventEmitter {
 
   started(pid: number, pipes: { stdout?: number; stderr?: number; stdin?: number }) {
     this.pid = pid
+    if (this.tty) this.startTerminalInput()
     if (this.stdin && pipes.stdin !== undefined) {
       const pipe = new Socket({ fd: pipes.stdin, readable: false, writable: true })
       // A pipe has no shutdown(): close it once the last write is out, so the command reads EOF.
@@ -163,6 +166,27 @@ export class SpawnedCommand extends EventEmitter {
         this.kill(signal)
       }
     }
+  }
+
+  /**
+   * A terminal's input: what the caller writes goes to the spawner hex-encoded ("I", in pieces well
+   * under its request bound), and its end as the terminal's end-of-file ("E"). A terminal has one
+   * output, its master: stderr ends at once.
+   */
+  private startTerminalInput() {
+    const { id, tell } = this
+    this.stdin?.on('data', (chunk: Buffer) => {
+      for (let at = 0; at < chunk.length; at += 64 * 1024)
+        tell(`I\0${id}\0${chunk.subarray(at, at + 64 * 1024).toString('hex')}\0`)
+    })
+    this.stdin?.on('end', () => tell(`E\0${id}\0`))
+    this.output(2, null)
+  }
+
+  /** A command on a terminal: the terminal's new size (its foreground processes get SIGWINCH). */
+  resize(rows: number, cols: number) {
+    if (this.tty && !this.exited && rows > 0 && cols > 0)
+      this.tell(`Z\0${this.id}\0${Math.round(rows)}\0${Math.round(cols)}\0`)
   }
 
   /** Relayed output (spawner.c's EV_DATA and EV_EOF). */

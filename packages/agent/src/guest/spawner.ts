@@ -5,7 +5,10 @@ import { agentLog } from './agent-log.js'
 import { SpawnedCommand } from './spawned-command.js'
 
 /** What the exec service uses of a started command: a ChildProcess, or one from the spawner. */
-export type CommandProcess = Pick<ChildProcess, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'kill' | 'on'>
+export type CommandProcess = Pick<ChildProcess, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'kill' | 'on'> & {
+  /** A command on a terminal: its new size (SpawnedCommand.resize). */
+  resize?: (rows: number, cols: number) => void
+}
 
 /** Where and as whom the spawner runs a command (it does the chroot, chdir and setuid itself). */
 export interface CommandPlace {
@@ -29,6 +32,11 @@ export interface CommandPlace {
    * before the pid ends the wait. 0 or absent: at once.
    */
   holdStartedMs?: number
+  /**
+   * Runs the command on a pseudo-terminal of this size (spawner.c's "T"): its controlling terminal,
+   * stdin, stdout and stderr; its output comes as stdout, and the command's stdin writes to it.
+   */
+  tty?: { rows: number; cols: number }
 }
 
 /** Which step of a start failed, from the spawner (spawner-child.h's STAGE_*): the process never ran. */
@@ -87,18 +95,22 @@ class Spawner {
     place: CommandPlace,
   ): SpawnedCommand {
     const id = this.nextId++
+    const tty = place.tty !== undefined
     const command = new SpawnedCommand(
-      stdin,
-      !place.pipes,
+      stdin || tty,
+      !place.pipes || tty,
       (request) => this.tell(request),
       id,
       () => this.running.delete(id),
+      tty,
     )
     this.running.set(id, command)
     const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`)
-    const kind = place.fork ? 'F' : place.pipes ? 'P' : 'S'
+    const kind = place.tty ? 'T' : place.fork ? 'F' : place.pipes ? 'P' : 'S'
     const hold = String(Math.max(0, Math.round(place.holdStartedMs ?? 0)))
-    const fields = [kind, String(id), stdin ? '1' : '0', hold, place.root ?? '', place.cwd]
+    // A terminal's size stands where a pipe start says whether it has stdin (it always has).
+    const input = place.tty ? `${place.tty.rows}x${place.tty.cols}` : stdin ? '1' : '0'
+    const fields = [kind, String(id), input, hold, place.root ?? '', place.cwd]
     fields.push(
       String(place.uid ?? -1),
       // The GID field carries the groups after it ("GID,GROUP,...": group-list.c).

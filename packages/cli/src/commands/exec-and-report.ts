@@ -1,11 +1,13 @@
 import { constants } from 'node:os'
-import type { VM } from '@vmctl/core'
+import type { ExecResult, VM } from '@vmctl/core'
 import { envFrom, seconds } from '../cli-options.js'
+import { runOnTerminal } from './terminal-session.js'
 
 type Values = Record<string, string | boolean | string[] | undefined>
 
 /** Runs `command` with live output and returns the exit code vmctl should exit with. */
 export async function execAndReport(vm: VM, command: string | string[], values: Values): Promise<number> {
+  if (values.tty) return exitCodeOf(await runOnTerminal(vm, command, commandOptions(vm, values)))
   // Piped stdin goes to the guest command (`cat file | vmctl exec vm -- wc -l`); a terminal does not.
   const input = process.stdin.isTTY ? undefined : process.stdin
   // `vmctl run -- yes | head -1`: a closed stdout ends the command quietly, not with a stack trace.
@@ -13,11 +15,7 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
     if (error.code === 'EPIPE') process.exit(141)
   })
   const result = await vm.exec(command, {
-    env: envFrom(values),
-    // The guest's view of this directory (an image-mode VM sees the host only through its mounts).
-    cwd: (values.cwd as string | undefined) ?? vm.guestPathOf(process.cwd()) ?? '/',
-    user: values.user as string | undefined,
-    timeoutMs: values.timeout !== undefined ? seconds('--timeout', values.timeout as string) : undefined,
+    ...commandOptions(vm, values),
     input,
     stdout: process.stdout,
     stderr: process.stderr,
@@ -26,6 +24,25 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
   })
   // The command is done: stop reading our stdin, or a stdin that never ends would keep vmctl alive.
   input?.destroy()
+  return exitCodeOf(result)
+}
+
+/** What the command runs with: the flags, and this directory as the guest sees it. */
+function commandOptions(vm: VM, values: Values) {
+  return {
+    env: envFrom(values),
+    // The guest's view of this directory (an image-mode VM sees the host only through its mounts).
+    cwd: (values.cwd as string | undefined) ?? vm.guestPathOf(process.cwd()) ?? '/',
+    user: values.user as string | undefined,
+    timeoutMs: values.timeout !== undefined ? seconds('--timeout', values.timeout as string) : undefined,
+  }
+}
+
+/**
+ * The exit code vmctl exits with for a command's result (its own, 124 for a timeout, 128+N for
+ * signal N), after what the guest could not say itself (an OOM kill).
+ */
+function exitCodeOf(result: ExecResult): number {
   // The guest's own words are a bare "Killed" at most: say what killed it, and the fix.
   for (const kill of result.oomKills) {
     const what = kill.cgroup

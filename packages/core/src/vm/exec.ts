@@ -4,7 +4,7 @@ import { InvalidOptionsError } from '../errors.js'
 import { displayCommand, ExecError, type ExecResult, execResult } from './exec-result.js'
 import { GuestProcess } from './guest-process.js'
 import type { VmConnection } from './vm-connection.js'
-import type { ExecOptions, ProcessOptions, SpawnOptions, VmProcess } from './vm-types.js'
+import type { ExecOptions, ProcessOptions, SpawnOptions, TerminalSize, VmProcess } from './vm-types.js'
 import { waitForOutput } from './wait-for-output.js'
 import { waitForPort } from './wait-for-port.js'
 
@@ -79,7 +79,7 @@ export function spawnIn(
   command: string | string[],
   options: SpawnOptions,
 ): VmProcess {
-  const process = startProcess(connection, command, options, options.stdin === 'pipe', true)
+  const process = startProcess(connection, command, options, options.stdin === 'pipe' || !!options.tty, true)
   const display = displayCommand(command)
   // The result with the end of the output, for a wait that the process's end cuts short.
   const ended = () =>
@@ -93,11 +93,31 @@ export function spawnIn(
     stdin: process.stdin,
     pid: process.whenStarted(),
     kill: (signal) => process.kill(signal),
+    resize: (size) => {
+      if (options.tty) process.resize(terminalSize(size))
+    },
     wait: async () => execResult(display, await process.wait(), '', ''),
     waitForPort: (port, waitOptions = {}) => waitForPort(connection, port, waitOptions, { exited: ended() }),
     waitForOutput: async (pattern, waitOptions = {}) =>
       waitForOutput(process, connection.name, ended(), display, pattern, waitOptions),
   }
+}
+
+/** What `tty: true` gives: the classic terminal. */
+const DEFAULT_TERMINAL: TerminalSize = { rows: 24, cols: 80 }
+
+/** A terminal size checked: whole rows and columns from 1 to 65535 (the kernel's winsize fields). */
+function terminalSize(size: TerminalSize): TerminalSize {
+  const { rows, cols } = size ?? {}
+  for (const [name, value] of [
+    ['rows', rows],
+    ['cols', cols],
+  ] as const)
+    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 65_535)
+      throw new InvalidOptionsError(
+        `tty: ${name} must be a whole number from 1 to 65535, not ${JSON.stringify(value)} (tty: true is 24 rows by 80 columns)`,
+      )
+  return { rows, cols }
 }
 
 function startProcess(
@@ -120,6 +140,7 @@ function startProcess(
     stdin: pipeStdin,
     user: options.user ?? '',
     noStarted: !wantsPid,
+    tty: options.tty ? terminalSize(options.tty === true ? DEFAULT_TERMINAL : options.tty) : undefined,
   }
   const silenceBoundMs = options.timeoutMs ? options.timeoutMs + AGENT_GRACE_MS : undefined
   return connection.track(

@@ -205,6 +205,11 @@ export class GuestProcess {
     )
   }
 
+  /** A command on a terminal: its new size (nothing for a command on pipes, or one that ended). */
+  resize(size: { rows: number; cols: number }): void {
+    if (this.settle) this.call.write({ kind: { $case: 'resize', value: size } })
+  }
+
   /** @internal Feeds `input` to stdin and closes it. */
   async feed(input: string | Buffer | Readable): Promise<void> {
     const stdin = this.stdin!

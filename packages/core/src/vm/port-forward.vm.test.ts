@@ -45,7 +45,10 @@ async function udpRoundTrip(port: number, text: string): Promise<string> {
     const answer = new Promise<string>((resolve) => socket.once('message', (m) => resolve(m.toString())))
     for (let tries = 0; tries < 50; tries++) {
       socket.send(text, port, '127.0.0.1')
-      const got = await Promise.race([answer, new Promise<undefined>((r) => setTimeout(r, 200))])
+      const got = await Promise.race([
+        answer,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 200)),
+      ])
       if (got !== undefined) return got
     }
     throw new Error(`no UDP answer from 127.0.0.1:${port}`)
@@ -74,7 +77,7 @@ async function freeHostPort(): Promise<number> {
   const server = net.createServer().listen(0, '127.0.0.1')
   await new Promise((resolve) => server.once('listening', resolve))
   const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
+  await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
 }
 

@@ -18,6 +18,19 @@ export interface ProcessOptions {
   user?: string
   /** Kill the command (its whole process group, SIGKILL) after this many ms. */
   timeoutMs?: number
+  /**
+   * Runs the command on a pseudo-terminal in the guest, as `ssh -t` or `docker exec -t` do: its
+   * stdin, stdout and stderr are the terminal (so `isatty()` holds, programs colour their output
+   * and ask for passwords), its output comes as stdout (stderr stays empty), and Ctrl-C written to
+   * stdin interrupts it. `true` is 24 rows by 80 columns; `vm.spawn()`'s `resize()` changes it.
+   */
+  tty?: boolean | TerminalSize
+}
+
+/** A terminal's size, in characters. */
+export interface TerminalSize {
+  rows: number
+  cols: number
 }
 
 export interface ExecOptions extends ProcessOptions {
@@ -42,7 +55,7 @@ export interface ExecOptions extends ProcessOptions {
 }
 
 export interface SpawnOptions extends ProcessOptions {
-  /** "pipe": `process.stdin` is writable; otherwise the guest's stdin is /dev/null. */
+  /** "pipe": `process.stdin` is writable; otherwise the guest's stdin is /dev/null (with `tty`: always writable). */
   stdin?: 'pipe' | 'ignore'
 }
 
@@ -86,6 +99,8 @@ export interface VmProcess {
   wait(): Promise<ExecResult>
   /** Signals the process group. Default SIGTERM. */
   kill(signal?: NodeJS.Signals): void
+  /** On a terminal (`tty`): its new size; the guest's foreground process gets SIGWINCH. */
+  resize(size: TerminalSize): void
   /**
    * Resolves once something in the guest listens on TCP `port` (a server this process starts).
    * If the process fails first (a non-zero exit, a signal) it rejects at once with an ExecError

@@ -55,6 +55,12 @@ export interface ExecStart {
    * two. An agent from before this field sends ExecStarted anyway, which such a caller ignores.
    */
   noStarted: boolean;
+  /**
+   * Runs the command on a pseudo-terminal of this size (its controlling terminal: stdin, stdout
+   * and stderr are the terminal, whose output comes as stdout); unset: pipes. A guest agent from
+   * before this field runs it on pipes.
+   */
+  tty?: TerminalSize | undefined;
 }
 
 export interface ExecStart_EnvEntry {
@@ -62,12 +68,19 @@ export interface ExecStart_EnvEntry {
   value: string;
 }
 
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
 export interface ExecRequest {
   kind?: { $case: "start"; value: ExecStart } | { $case: "stdin"; value: Buffer } | //
-  /** Closes the process's stdin. */
+  /** Closes the process's stdin (on a terminal: sends it end-of-file, as Ctrl-D). */
   { $case: "stdinEnd"; value: boolean } | //
   /** A signal name such as "SIGTERM", sent to the process group. */
-  { $case: "signal"; value: string } | undefined;
+  { $case: "signal"; value: string } | //
+  /** The terminal's new size (a command started with tty): its foreground process gets SIGWINCH. */
+  { $case: "resize"; value: TerminalSize } | undefined;
 }
 
 export interface ExecStarted {
@@ -206,7 +219,17 @@ export interface ShutdownResponse {
 }
 
 function createBaseExecStart(): ExecStart {
-  return { argv: [], shell: "", env: {}, cwd: "", timeoutMs: 0, stdin: false, user: "", noStarted: false };
+  return {
+    argv: [],
+    shell: "",
+    env: {},
+    cwd: "",
+    timeoutMs: 0,
+    stdin: false,
+    user: "",
+    noStarted: false,
+    tty: undefined,
+  };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -234,6 +257,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.noStarted !== false) {
       writer.uint32(64).bool(message.noStarted);
+    }
+    if (message.tty !== undefined) {
+      TerminalSize.encode(message.tty, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -318,6 +344,14 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.noStarted = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.tty = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -361,6 +395,7 @@ export const ExecStart: MessageFns<ExecStart> = {
         : isSet(object.no_started)
         ? globalThis.Boolean(object.no_started)
         : false,
+      tty: isSet(object.tty) ? TerminalSize.fromJSON(object.tty) : undefined,
     };
   },
 
@@ -396,6 +431,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.noStarted !== false) {
       obj.noStarted = message.noStarted;
     }
+    if (message.tty !== undefined) {
+      obj.tty = TerminalSize.toJSON(message.tty);
+    }
     return obj;
   },
 
@@ -420,6 +458,7 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.stdin = object.stdin ?? false;
     message.user = object.user ?? "";
     message.noStarted = object.noStarted ?? false;
+    message.tty = (object.tty !== undefined && object.tty !== null) ? TerminalSize.fromPartial(object.tty) : undefined;
     return message;
   },
 };
@@ -509,6 +548,91 @@ export const ExecStart_EnvEntry: MessageFns<ExecStart_EnvEntry> = {
   },
 };
 
+function createBaseTerminalSize(): TerminalSize {
+  return { rows: 0, cols: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(16).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalSize>, I>>(base?: I): TerminalSize {
+    return TerminalSize.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalSize>, I>>(object: I): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
+    return message;
+  },
+};
+
 function createBaseExecRequest(): ExecRequest {
   return { kind: undefined };
 }
@@ -527,6 +651,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
         break;
       case "signal":
         writer.uint32(34).string(message.kind.value);
+        break;
+      case "resize":
+        TerminalSize.encode(message.kind.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -577,6 +704,14 @@ export const ExecRequest: MessageFns<ExecRequest> = {
             message.kind = { $case: "signal", value: reader.string() };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = { $case: "resize", value: TerminalSize.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -601,6 +736,8 @@ export const ExecRequest: MessageFns<ExecRequest> = {
         ? { $case: "stdinEnd", value: globalThis.Boolean(object.stdin_end) }
         : isSet(object.signal)
         ? { $case: "signal", value: globalThis.String(object.signal) }
+        : isSet(object.resize)
+        ? { $case: "resize", value: TerminalSize.fromJSON(object.resize) }
         : undefined,
     };
   },
@@ -615,6 +752,8 @@ export const ExecRequest: MessageFns<ExecRequest> = {
       obj.stdinEnd = message.kind.value;
     } else if (message.kind?.$case === "signal") {
       obj.signal = message.kind.value;
+    } else if (message.kind?.$case === "resize") {
+      obj.resize = TerminalSize.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -646,6 +785,12 @@ export const ExecRequest: MessageFns<ExecRequest> = {
       case "signal": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "signal", value: object.kind.value };
+        }
+        break;
+      }
+      case "resize": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "resize", value: TerminalSize.fromPartial(object.kind.value) };
         }
         break;
       }
