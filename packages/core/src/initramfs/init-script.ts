@@ -43,6 +43,9 @@ mount -t devtmpfs -o mode=0755 devtmpfs /dev 2>/dev/null
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mkdir -p /run/vmctl /tmp /dev/pts /dev/shm
+# Terminals for commands that run here (a VM without a root: vm.exec(cmd, { tty })); a root brings
+# its own (mount-root.c).
+mount -t devpts -o newinstance,ptmxmode=0666,gid=5,mode=620 devpts /dev/pts 2>/dev/null
 exec </dev/null >/dev/console 2>&1
 say() { echo "vmctl-init: $*"; }
 # Stops this boot for good: the host reads the line and ends the VM (no loop, no reboot: QEMU's exit

@@ -22,4 +22,9 @@ describe('vm: a root with only busybox and the agent executable', () => {
     await vm.writeFile('/tmp/x', 'in ramfs')
     expect(await vm.readFile('/tmp/x')).toBe('in ramfs')
   })
+
+  test('a command on a terminal: the init mounts a devpts of its own for it', async () => {
+    const result = await vm.exec('tty; stty size', { tty: { rows: 30, cols: 100 } })
+    expect(result.stdout).toMatch(/^\/dev\/pts\/\d+\r\n30 100\r\n$/)
+  })
 })
