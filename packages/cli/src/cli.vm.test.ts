@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -115,6 +115,8 @@ describe('vmctl usage errors', () => {
       'up',
       'exec',
       'shell',
+      'cp',
+      'logs',
       'wait',
       'forward',
       'down',
@@ -300,6 +302,31 @@ describe('vm: vmctl against real VMs', () => {
       ])
       expect(onTerminal.stdout).toContain('33 111')
       expect(onTerminal.stdout).toContain('vmctl exited 3')
+      // Files both ways (vmctl cp), into existing directories under their own names, and the logs.
+      const local = mkdtempSync(join(tmpdir(), 'vmctl-cli-cp-'))
+      try {
+        mkdirSync(join(local, 'tree/sub'), { recursive: true })
+        writeFileSync(join(local, 'tree/sub/b.txt'), 'B\n')
+        writeFileSync(join(local, 'tree/a.sh'), '#!/bin/sh\necho ran\n', { mode: 0o755 })
+        expect((await vmctl(['cp', join(local, 'tree'), `${name}:/tmp/t`])).code).toBe(0)
+        expect((await vmctl(['exec', name, '--', 'cat /tmp/t/sub/b.txt; /tmp/t/a.sh'])).stdout).toBe(
+          'B\nran\n',
+        )
+        mkdirSync(join(local, 'back'))
+        expect((await vmctl(['cp', `${name}:/tmp/t`, join(local, 'back')])).code).toBe(0)
+        expect(readFileSync(join(local, 'back/t/sub/b.txt'), 'utf8')).toBe('B\n')
+        expect((await vmctl(['cp', `${name}:/etc/hostname`, '-'])).stdout).toBe(`${name}\n`)
+        expect((await vmctl(['cp', '-', `${name}:/tmp/in.txt`], 'from stdin')).code).toBe(0)
+        expect((await vmctl(['exec', name, '--', 'cat /tmp/in.txt'])).stdout).toBe('from stdin')
+        const missing = await vmctl(['cp', `${name}:/no/such/file`, join(local, 'x')])
+        expect(missing.stderr).toContain('cannot read /no/such/file: no such file or directory in the guest')
+        expect((await vmctl(['cp', join(local, 'tree'), join(local, 'elsewhere')])).code).toBe(2)
+      } finally {
+        rmSync(local, { recursive: true, force: true })
+      }
+      const logs = await vmctl(['logs', name, '--source', 'kernel'])
+      expect(logs.stdout).toMatch(/^kernel {2}Linux version /m)
+      expect((await vmctl(['logs', name, '-s', 'console'])).stdout).toMatch(/^console vmctl-init: /m)
       const state = await vmctl(['exec', name, '--', 'echo persisted > /root/state'])
       expect(state.code).toBe(0)
       expect((await vmctl(['exec', name, '--', 'cat /root/state'])).stdout).toBe('persisted\n')

@@ -25,6 +25,14 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import('./commands/exec-command.js').then((m) => ({ run: m.execCommand, help: m.EXEC_HELP })),
     summary: 'run a command in a running VM',
   },
+  cp: {
+    load: () => import('./commands/cp-command.js').then((m) => ({ run: m.cpCommand, help: m.CP_HELP })),
+    summary: 'copy files and directories between this host and a running VM',
+  },
+  logs: {
+    load: () => import('./commands/logs-command.js').then((m) => ({ run: m.logsCommand, help: m.LOGS_HELP })),
+    summary: "print a running VM's kernel, agent and console logs",
+  },
   shell: {
     load: () =>
       import('./commands/shell-command.js').then((m) => ({ run: m.shellCommand, help: m.SHELL_HELP })),
