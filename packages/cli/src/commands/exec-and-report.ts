@@ -8,6 +8,10 @@ type Values = Record<string, string | boolean | string[] | undefined>
 /** Runs `command` with live output and returns the exit code vmctl should exit with. */
 export async function execAndReport(vm: VM, command: string | string[], values: Values): Promise<number> {
   if (values.tty) return exitCodeOf(await runOnTerminal(vm, command, commandOptions(vm, values)))
+  if (process.stdin.isTTY && isBareShell(command))
+    process.stderr.write(
+      `vmctl: ${[command].flat()[0]} runs without a terminal and reads nothing from this one; for an interactive shell: vmctl shell ${vm.name}, or -t before the --\n`,
+    )
   // Piped stdin goes to the guest command (`cat file | vmctl exec vm -- wc -l`); a terminal does not.
   const input = process.stdin.isTTY ? undefined : process.stdin
   // `vmctl run -- yes | head -1`: a closed stdout ends the command quietly, not with a stack trace.
@@ -25,6 +29,13 @@ export async function execAndReport(vm: VM, command: string | string[], values: 
   // The command is done: stop reading our stdin, or a stdin that never ends would keep vmctl alive.
   input?.destroy()
   return exitCodeOf(result)
+}
+
+/** `bash`, `sh -l`...: a shell with no script, which a user typing it means to use interactively. */
+export function isBareShell(command: string | string[]): boolean {
+  const words = Array.isArray(command) ? command : command.trim().split(/\s+/)
+  const name = words[0]?.split('/').at(-1) ?? ''
+  return /^(ba|da|z|k|fi|a)?sh$/.test(name) && words.slice(1).every((word) => /^-[il]+$|^--login$/.test(word))
 }
 
 /** What the command runs with: the flags, and this directory as the guest sees it. */
