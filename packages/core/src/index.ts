@@ -74,7 +74,12 @@ export {
 export type { NetworkAttachment } from './network/guest-network.js'
 export { listNetworks, type MemberInfo, type NetworkState } from './network/network-directory.js'
 export type { Impairment, PortState } from './network/switch.js'
-export { type MemberRef, VmNetwork, type VmNetworkOptions } from './network/vm-network.js'
+export {
+  type MemberRef,
+  type NetworkCapture,
+  VmNetwork,
+  type VmNetworkOptions,
+} from './network/vm-network.js'
 export { type GcAction, gcHost } from './observer/host-gc.js'
 export {
   type Finding,

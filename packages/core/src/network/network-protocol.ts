@@ -23,6 +23,9 @@ export type NetworkRequest = { id: string } & (
   | { op: 'heal' }
   | { op: 'impair'; member: string; impairment: Impairment }
   | { op: 'status' }
+  /** Every frame entering the switch, written to the pcap file at `path` (absolute) until capture-stop. */
+  | { op: 'capture'; path: string }
+  | { op: 'capture-stop' }
 )
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never

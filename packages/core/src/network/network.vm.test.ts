@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { listNetworks, VM, VmNetwork } from '../index.js'
 import { pollUntil } from '../util/timing.js'
@@ -106,6 +109,35 @@ while True: s.sendto(b'to-the-group', ('239.7.7.7', 5007)); time.sleep(0.2)"`,
       for (const r of await Promise.all(receivers)) expect(r.stdout + r.stderr).toContain('to-the-group')
     } finally {
       sender.kill('SIGKILL')
+    }
+  })
+
+  test('a capture writes the pings between two members to a pcap file that tcpdump could read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmctl-capture-'))
+    try {
+      const file = join(dir, 'trace.pcap')
+      const capture = await net.capture(file)
+      expect((await ping(a, b.ip(net), 2, '-i 0.2')).received).toBe(2)
+      const { frames } = await capture.stop()
+      const pcap = readFileSync(file)
+      expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4)
+      const echoes: string[] = []
+      let count = 0
+      for (let at = 24; at < pcap.length; count++) {
+        const length = pcap.readUInt32LE(at + 8)
+        const frame = pcap.subarray(at + 16, at + 16 + length)
+        // IPv4 (0x0800) carrying ICMP (1): its type (8 request, 0 reply), from and to.
+        if (frame.readUInt16BE(12) === 0x0800 && frame[23] === 1)
+          echoes.push(
+            `${frame[34]} ${[...frame.subarray(26, 30)].join('.')}>${[...frame.subarray(30, 34)].join('.')}`,
+          )
+        at += 16 + length
+      }
+      expect(count).toBe(frames)
+      const [from, to] = [a.ip(net), b.ip(net)]
+      expect(echoes).toEqual([`8 ${from}>${to}`, `0 ${to}>${from}`, `8 ${from}>${to}`, `0 ${to}>${from}`])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 

@@ -238,6 +238,11 @@ export class SwitchServer {
         break
       case 'status':
         return { state: this.state() }
+      case 'capture':
+        await this.switch.startCapture(request.path)
+        return {}
+      case 'capture-stop':
+        return { frames: await this.switch.stopCapture() }
       default:
         throw new Error(`unknown op ${(request as { op: string }).op}`)
     }

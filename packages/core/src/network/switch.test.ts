@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -120,5 +120,30 @@ describe('switch: frames between member ports', () => {
     await sleep(100)
     expect(nics[two]!.received.length).toBe(1)
     expect(sw.states().find((s) => s.member === 'm1')?.framesDropped).toBe(21)
+  })
+
+  test('a capture writes every frame that enters, the dropped ones too, as a pcap file', async () => {
+    const file = join(dir, 'trace.pcap')
+    await sw.startCapture(file)
+    await expect(sw.startCapture(join(dir, 'other.pcap'))).rejects.toThrow(/a capture is running already/)
+    nics[one]!.send(mac(2), 'first')
+    sw.partition([['m1'], ['m3']])
+    nics[one]!.send(mac(3), 'dropped by the partition')
+    await pollUntil(() => nics[two]!.received.length === 1, { timeoutMs: 2_000, everyMs: 5 })
+    await sleep(50)
+    expect(await sw.stopCapture()).toBe(2)
+    const pcap = readFileSync(file)
+    expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4)
+    expect(pcap.readUInt32LE(20)).toBe(1) // Ethernet
+    const frames: string[] = []
+    for (let at = 24; at < pcap.length; ) {
+      const length = pcap.readUInt32LE(at + 8)
+      expect(pcap.readUInt32LE(at + 12)).toBe(length)
+      frames.push(pcap.subarray(at + 16 + 14, at + 16 + length).toString())
+      at += 16 + length
+    }
+    expect(frames).toEqual(['first', 'dropped by the partition'])
+    await expect(sw.stopCapture()).rejects.toThrow(/no capture is running/)
+    await expect(sw.startCapture(join(dir, 'no/such/dir/x.pcap'))).rejects.toThrow(/ENOENT/)
   })
 })

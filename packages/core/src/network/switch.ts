@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs'
 import net from 'node:net'
+import { PacketCapture } from './packet-capture.js'
 
 /** Link faults on one member, applied like `tc netem` on its NIC: to the frames it sends. */
 export interface Impairment {
@@ -128,6 +129,8 @@ export class Switch {
   /** Source MAC (as hex) → the port it was last seen on. */
   private readonly macs = new Map<string, Port>()
   private partitioned = false
+  /** Where every frame entering the switch is written, while a capture runs (packet-capture.ts). */
+  private capture: PacketCapture | undefined
 
   async addPort(member: string, path: string): Promise<void> {
     if (this.ports.has(member)) return
@@ -170,7 +173,25 @@ export class Switch {
     this.port(member).state.impair = { ...impairment }
   }
 
+  /** Starts writing every frame that enters the switch to a pcap file at `path` (one capture at a time). */
+  async startCapture(path: string): Promise<void> {
+    if (this.capture) throw new Error(`a capture is running already, to ${this.capture.path}: stop it first`)
+    const capture = new PacketCapture(path)
+    await capture.opened()
+    this.capture = capture
+  }
+
+  /** Ends the capture; resolves with how many frames it wrote. */
+  async stopCapture(): Promise<number> {
+    const capture = this.capture
+    this.capture = undefined
+    if (!capture) throw new Error('no capture is running')
+    return capture.stop()
+  }
+
   close(): void {
+    void this.capture?.stop().catch(() => {})
+    this.capture = undefined
     for (const member of [...this.ports.keys()]) this.removePort(member)
   }
 
@@ -182,6 +203,7 @@ export class Switch {
 
   private forward(from: Port, frame: Buffer): void {
     if (frame.length < 14) return
+    this.capture?.record(frame)
     const destination = frame.subarray(0, 6)
     this.macs.set(frame.subarray(6, 12).toString('hex'), from)
     // Group bit set: broadcast or multicast, flooded (no IGMP snooping: every member hears it).

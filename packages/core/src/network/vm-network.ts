@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VmctlError } from '../errors.js'
 import { lockIn, withLock } from '../host/cross-process-lock.js'
@@ -48,6 +48,15 @@ export type MemberRef = { readonly name: string } | string
  * await net.partition([db], [app]) // and net.heal()
  * ```
  */
+/** A capture running on a network (`net.capture(path)`). */
+export interface NetworkCapture {
+  /** The pcap file, absolute. */
+  readonly path: string
+  /** Ends the capture once the file is whole; resolves with how many frames it holds. */
+  stop(): Promise<{ frames: number }>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
 export class VmNetwork implements AsyncDisposable {
   private constructor(
     readonly name: string,
@@ -144,6 +153,25 @@ export class VmNetwork implements AsyncDisposable {
   async impair(vm: MemberRef, impairment: Impairment): Promise<void> {
     checkImpairment(impairment)
     await this.client.request({ op: 'impair', member: memberName(vm), impairment })
+  }
+
+  /**
+   * Writes every frame the network's members send to a pcap file at `path` (for Wireshark or
+   * `tcpdump -r`), as they enter the switch: also those a partition, a loss or a down link then
+   * drops. Stop it with the handle's `stop()` (or the end of its `await using`), which resolves
+   * once the file is whole; the network's end stops it too. One capture at a time per network.
+   */
+  async capture(path: string): Promise<NetworkCapture> {
+    const file = resolve(path)
+    await this.client.request({ op: 'capture', path: file })
+    let stopped: Promise<{ frames: number }> | undefined
+    const stop = () => {
+      stopped ??= this.client
+        .request({ op: 'capture-stop' })
+        .then((reply) => ({ frames: Number(reply.frames) }))
+      return stopped
+    }
+    return { path: file, stop, [Symbol.asyncDispose]: async () => void (await stop()) }
   }
 
   /** @internal The switch connection, for joining VMs. */
