@@ -261,6 +261,8 @@ describe('vm: vmctl against real VMs', () => {
       ])
       expect(server.code).toBe(0)
       expect((await vmctl(['wait', name, '--port', '8090'])).code).toBe(0)
+      expect((await vmctl(['wait', name, '--command', 'test -e /tmp/never', '--timeout', '1'])).code).toBe(1)
+      expect((await vmctl(['wait', name, '-p', '8090', '-c', 'true'])).code).toBe(0)
       const nothing = await vmctl(['wait', name, '-p', '8090', '-p', '8091', '--timeout', '0.5'])
       expect(nothing.code).toBe(1)
       expect(nothing.stderr).toMatch(

@@ -187,6 +187,44 @@ export class PortWaitTimeoutError extends VmctlError {
   }
 }
 
+/** `waitForCommand()`: the command did not succeed in time; `last` is its last try's result. */
+export class CommandWaitTimeoutError extends VmctlError {
+  readonly last: {
+    exitCode: number | undefined
+    signal?: string | undefined
+    stdout: string | Buffer
+    stderr: string | Buffer
+  }
+  readonly tries: number
+  constructor(
+    vmName: string,
+    last: {
+      command: string
+      exitCode: number | undefined
+      signal?: string | undefined
+      timedOut: boolean
+      stdout: string | Buffer
+      stderr: string | Buffer
+    },
+    timeoutMs: number,
+    tries: number,
+  ) {
+    const show = (name: string, text: string | Buffer) =>
+      String(text).trim() ? `\n--- ${name} ---\n${String(text).trimEnd().slice(-2000)}` : ''
+    const ended = last.timedOut
+      ? 'was still running at the end'
+      : last.signal
+        ? `was killed by ${last.signal}`
+        : `exited with code ${last.exitCode}`
+    super(
+      'COMMAND_WAIT_TIMEOUT',
+      `${last.command} did not succeed in VM ${vmName} within ${timeoutMs} ms (${tries} ${tries === 1 ? 'try' : 'tries'}; the last ${ended}). Fix: check its output (below) and what it waits for; or raise timeoutMs: a guest under TCG emulation is 5-10x slower than under KVM.${show('stderr', last.stderr)}${show('stdout', last.stdout)}`,
+    )
+    this.last = last
+    this.tries = tries
+  }
+}
+
 /** `waitForOutput()`: the process's output did not match in time. */
 export class OutputWaitTimeoutError extends VmctlError {
   constructor(

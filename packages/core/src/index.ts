@@ -35,6 +35,7 @@ export {
   AgentError,
   BootFailedError,
   BootTimeoutError,
+  CommandWaitTimeoutError,
   FileTooLargeError,
   HostDiskFullError,
   InvalidOptionsError,
@@ -119,3 +120,4 @@ export type {
   WaitForOutputOptions,
   WaitForPortOptions,
 } from './vm/vm-types.js'
+export type { WaitForCommandOptions } from './vm/wait-for-command.js'

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { InvalidOptionsError, OutputWaitTimeoutError, PortWaitTimeoutError } from '../errors.js'
+import {
+  CommandWaitTimeoutError,
+  InvalidOptionsError,
+  OutputWaitTimeoutError,
+  PortWaitTimeoutError,
+} from '../errors.js'
 import { ExecError } from './exec-result.js'
 import { VM } from './vm.js'
 
@@ -14,6 +19,27 @@ beforeAll(async () => {
 })
 afterAll(async () => {
   await vm?.destroy()
+})
+
+describe('waitForCommand (vm)', () => {
+  test('tries a command until it succeeds, and resolves with that run', async () => {
+    vm.spawn('sleep 1; echo ready > /tmp/wfc-ready')
+    const result = await vm.waitForCommand('cat /tmp/wfc-ready', { intervalMs: 100 })
+    expect(result).toMatchObject({ exitCode: 0, stdout: 'ready\n' })
+  })
+
+  test('past its bound: a CommandWaitTimeoutError with the last try, at once for bad options', async () => {
+    const started = performance.now()
+    const error = await vm.waitForCommand('echo not yet >&2; exit 3', { timeoutMs: 1_000 }).catch((e) => e)
+    expect(error).toBeInstanceOf(CommandWaitTimeoutError)
+    expect((error as CommandWaitTimeoutError).tries).toBeGreaterThanOrEqual(2)
+    expect((error as CommandWaitTimeoutError).message).toMatch(
+      /^echo not yet >&2; exit 3 did not succeed in VM \S+ within 1000 ms \(\d+ tries; the last exited with code 3\)\. Fix: .*\n--- stderr ---\nnot yet$/s,
+    )
+    expect(performance.now() - started).toBeLessThan(10_000)
+    await expect(vm.waitForCommand('true', { intervalMs: -1 })).rejects.toBeInstanceOf(InvalidOptionsError)
+    await expect(vm.waitForCommand('true', { timeoutMs: 0 })).rejects.toBeInstanceOf(InvalidOptionsError)
+  })
 })
 
 describe('waitForPort (vm)', () => {

@@ -34,6 +34,7 @@ import { guestIp } from './vm-ip.js'
 import { type VmOptions, validateVmOptions } from './vm-options.js'
 import type { StopResult } from './vm-power.js'
 import type { ExecOptions, FileOptions, SpawnOptions, VmProcess, WaitForPortOptions } from './vm-types.js'
+import { type WaitForCommandOptions, waitForCommand } from './wait-for-command.js'
 import { listeningPorts, waitForPort } from './wait-for-port.js'
 
 /**
@@ -220,6 +221,15 @@ export class VM implements AsyncDisposable {
    */
   async waitForPort(port: number, options: WaitForPortOptions = {}): Promise<void> {
     await waitForPort(this.connection, port, options)
+  }
+  /**
+   * Runs `command` until it exits 0 and resolves with that run's result (testcontainers'
+   * `Wait.forSuccessfulCommand`, NixOS's `wait_until_succeeds`): `vm.waitForCommand('pg_isready')`.
+   * A try every `intervalMs` (250) after the last ended; past `timeoutMs` (60 s) a
+   * CommandWaitTimeoutError with the last try's exit and output.
+   */
+  waitForCommand(command: string | string[], options?: WaitForCommandOptions): Promise<ExecResult> {
+    return waitForCommand(this.connection, command, options)
   }
 
   /**
