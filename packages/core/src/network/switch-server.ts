@@ -242,7 +242,7 @@ export class SwitchServer {
         await this.switch.startCapture(request.path)
         return {}
       case 'capture-stop':
-        return { frames: await this.switch.stopCapture() }
+        return { frames: this.switch.stopCapture() }
       default:
         throw new Error(`unknown op ${(request as { op: string }).op}`)
     }
