@@ -145,5 +145,16 @@ describe('switch: frames between member ports', () => {
     expect(frames).toEqual(['first', 'dropped by the partition'])
     expect(() => sw.stopCapture()).toThrow(/no capture is running/)
     await expect(sw.startCapture(join(dir, 'no/such/dir/x.pcap'))).rejects.toThrow(/ENOENT/)
+
+    // Not stopped: the switch's end (a process that exits at once after it) leaves the file whole.
+    await sw.startCapture(file)
+    nics[two]!.send(mac(1), 'before the end')
+    await pollUntil(() => nics[one]!.received.length === 1, { timeoutMs: 2_000, everyMs: 5 })
+    sw.close()
+    expect(
+      readFileSync(file)
+        .subarray(24 + 16 + 14)
+        .toString(),
+    ).toBe('before the end')
   })
 })
