@@ -7,6 +7,7 @@ import {
   HEALTHY_FIRST_LINE_CPU_MS,
   hangBoundsFor,
   judgeBootProgress,
+  SOFT_LOCKUP,
 } from './boot-progress.js'
 
 const bounds = { cpuMs: 10_000, notRunningSamples: 3 }
@@ -14,6 +15,35 @@ const bounds = { cpuMs: 10_000, notRunningSamples: 3 }
 const silent = (notRunningSamples = 0): BootWatchState => ({ ...BOOT_WATCH_START, notRunningSamples })
 
 describe('judgeBootProgress', () => {
+  it("a soft lockup report while QEMU keeps busy is hung, though the guest keeps printing; a starved QEMU's is not", () => {
+    const lockup = 'watchdog: BUG: soft lockup - CPU#1 stuck for 45s!'
+    const printing: BootWatchState = {
+      ...BOOT_WATCH_START,
+      guestBytes: 900,
+      cpuMsAtLastByte: 47_000,
+      cpuMs: 47_100,
+    }
+    const busy = judgeBootProgress(
+      { guestBytes: 1_000, cpuMs: 48_050, status: 'running', lockup },
+      printing,
+      bounds,
+    )
+    expect(busy).toMatchObject({ verdict: 'hung' })
+    expect((busy as { reason: string }).reason).toBe(
+      `the guest kernel reports a CPU stuck ("${lockup}") while QEMU keeps busy (950 ms of CPU in the last second): its boot is stuck, not slow`,
+    )
+    // The host did not run QEMU for a while: the guest's watchdog fires late, with a false report.
+    expect(
+      judgeBootProgress({ guestBytes: 1_000, cpuMs: 47_200, status: 'running', lockup }, printing, bounds),
+    ).toMatchObject({ verdict: 'progressed', state: { cpuMs: 47_200 } })
+    // console= elsewhere: the console is not ours to read.
+    const elsewhere = { ...bounds, cpuMs: Number.POSITIVE_INFINITY }
+    expect(
+      judgeBootProgress({ guestBytes: 1_000, cpuMs: 48_050, status: 'running', lockup }, printing, elsewhere),
+    ).toMatchObject({ verdict: 'progressed' })
+    expect(SOFT_LOCKUP.test(`[   48.348263] ${lockup} [swapper/0:1]`)).toBe(true)
+  })
+
   it('a byte from the guest (console or ports) is progress, whatever the CPU time or status', () => {
     expect(
       judgeBootProgress({ guestBytes: 1, cpuMs: 99_000, status: 'paused' }, silent(5), bounds),

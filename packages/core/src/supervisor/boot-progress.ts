@@ -18,7 +18,24 @@ export interface BootProgressSample {
   cpuMs: number | undefined
   /** QMP `query-status`'s `status` ('running', 'prelaunch', 'paused', 'inmigrate'...); undefined: no answer. */
   status: string | undefined
+  /** The guest kernel's soft lockup report on this QEMU's console, if it printed one (SOFT_LOCKUP). */
+  lockup?: string | undefined
 }
+
+/**
+ * The kernel's report of a CPU that ran kernel code without scheduling for 20 s and more. It keeps
+ * printing one every ~30 s, so the guest is never silent: only this line tells that boot is stuck
+ * (a fresh-clone CI run lost 180 s to one, stuck in early boot after "PCI: Fatal: No config space
+ * access function found", its QEMU busy all along).
+ */
+export const SOFT_LOCKUP = /watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s!/
+
+/**
+ * QEMU CPU time between two samples (one a second) past which a lockup report is believed: the
+ * guest was spinning, not starved. A QEMU that the host does not schedule gets a guest watchdog
+ * that fires late, with a false report, once it runs again: then QEMU used little CPU meanwhile.
+ */
+const LOCKUP_BUSY_CPU_MS = 500
 
 export interface HangBounds {
   /** CPU time without a byte from the guest past which it is taken for hung (Infinity: never). */
@@ -92,6 +109,8 @@ const STOPPED_ON_PURPOSE = new Set(['debug', 'suspended'])
 
 /** What the watch carries from one sample to the next. */
 export interface BootWatchState {
+  /** QEMU's CPU time at the last sample (0 before the first). */
+  cpuMs?: number
   /** Samples in a row, up to the last, with the vCPUs not running and no new byte. */
   notRunningSamples: number
   /** Guest bytes at the last sample. */
@@ -118,6 +137,12 @@ export function judgeBootProgress(
   state: BootWatchState,
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
 ): BootProgressVerdict {
+  const busyMs = sample.cpuMs === undefined ? 0 : sample.cpuMs - (state.cpuMs ?? 0)
+  if (sample.lockup && busyMs >= LOCKUP_BUSY_CPU_MS && bounds.cpuMs !== Number.POSITIVE_INFINITY)
+    return {
+      verdict: 'hung',
+      reason: `the guest kernel reports a CPU stuck ("${sample.lockup}") while QEMU keeps busy (${Math.round(busyMs)} ms of CPU in the last second): its boot is stuck, not slow`,
+    }
   if (sample.guestBytes > state.guestBytes)
     return {
       verdict: 'progressed',
@@ -125,6 +150,7 @@ export function judgeBootProgress(
         notRunningSamples: 0,
         guestBytes: sample.guestBytes,
         cpuMsAtLastByte: sample.cpuMs ?? state.cpuMsAtLastByte,
+        cpuMs: sample.cpuMs ?? state.cpuMs,
       },
     }
   const chosen =
@@ -147,5 +173,8 @@ export function judgeBootProgress(
           ? `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time and the guest has sent nothing, not a console byte (a healthy boot prints its first line within ${HEALTHY_FIRST_LINE_CPU_MS / 1000} s of CPU)`
           : `QEMU used ${(silentCpuMs / 1000).toFixed(1)} s of CPU time since the guest's last byte (${state.guestBytes} bytes in all; a healthy boot is past its agent's start within ${HEALTHY_BOOT_CPU_MS / 1000} s of CPU; a kernel this slow on purpose: a bootTimeoutMs above the default lifts this bound)`,
     }
-  return { verdict: 'waiting', state: { ...state, notRunningSamples: notRunning } }
+  return {
+    verdict: 'waiting',
+    state: { ...state, notRunningSamples: notRunning, cpuMs: sample.cpuMs ?? state.cpuMs },
+  }
 }

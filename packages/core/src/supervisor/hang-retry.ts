@@ -1,6 +1,6 @@
 import { DEFAULT_BOOT_TIMEOUT_KVM_MS, DEFAULT_BOOT_TIMEOUT_TCG_MS, type LaunchSpec } from '../launch-spec.js'
 import { BootFailure, type Deadline, withinDeadline } from './boot-deadline.js'
-import { hangBoundsFor } from './boot-progress.js'
+import { hangBoundsFor, SOFT_LOCKUP } from './boot-progress.js'
 import type { GuestSetupPort } from './guest-setup-port.js'
 import { HungGuest, watchForHungGuest } from './hung-guest-watch.js'
 import type { QemuProcess, QemuVariant } from './qemu-process.js'
@@ -32,6 +32,7 @@ export async function bootWatchingForHangs(
         cpus: ctx.definition.cpus,
         slowBootDeclared: slowBootDeclared(ctx.definition),
       }),
+      () => ctx.console.find(SOFT_LOCKUP)?.[0],
     )
     try {
       await withinDeadline(Promise.race([boot(qemu), watch.hung]), qemu, deadline)

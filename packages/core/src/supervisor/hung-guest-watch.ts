@@ -36,6 +36,8 @@ export function watchForHungGuest(
   guestBytes: () => number,
   log: ReturnType<typeof logger>,
   bounds: HangBounds = DEFAULT_HANG_BOUNDS,
+  /** The guest kernel's soft lockup report on this QEMU's console, if any (boot-progress.ts's SOFT_LOCKUP). */
+  lockup: () => string | undefined = () => undefined,
 ): HungGuestWatch {
   const stopper = new AbortController()
   const { signal } = stopper
@@ -49,6 +51,7 @@ export function watchForHungGuest(
         guestBytes: guestBytes(),
         cpuMs: processCpuMs(qemu.pid),
         status: await qmpStatus(qemu),
+        lockup: lockup(),
       }
       const judged = judgeBootProgress(sample, state, bounds)
       if (judged.verdict === 'hung') {

@@ -30,11 +30,13 @@ describe('waitForCommand (vm)', () => {
 
   test('past its bound: a CommandWaitTimeoutError with the last try, at once for bad options', async () => {
     const started = performance.now()
-    const error = await vm.waitForCommand('echo not yet >&2; exit 3', { timeoutMs: 1_000 }).catch((e) => e)
+    const error = await vm
+      .waitForCommand('echo not yet >&2; exit 3', { timeoutMs: 3_000, intervalMs: 50 })
+      .catch((e) => e)
     expect(error).toBeInstanceOf(CommandWaitTimeoutError)
     expect((error as CommandWaitTimeoutError).tries).toBeGreaterThanOrEqual(2)
     expect((error as CommandWaitTimeoutError).message).toMatch(
-      /^echo not yet >&2; exit 3 did not succeed in VM \S+ within 1000 ms \(\d+ tries; the last exited with code 3\)\. Fix: .*\n--- stderr ---\nnot yet$/s,
+      /^echo not yet >&2; exit 3 did not succeed in VM \S+ within 3000 ms \(\d+ tries; the last exited with code 3\)\. Fix: .*\n--- stderr ---\nnot yet$/s,
     )
     expect(performance.now() - started).toBeLessThan(10_000)
     await expect(vm.waitForCommand('true', { intervalMs: -1 })).rejects.toBeInstanceOf(InvalidOptionsError)

@@ -31,6 +31,8 @@ export async function waitForCommand(
     throw new InvalidOptionsError(`intervalMs is a number of ms >= 0, not ${intervalMs}`)
   const deadline = performance.now() + timeoutMs
   let tries = 0
+  /** The last try that ended by itself: what the error shows, rather than one the bound cut short. */
+  let lastEnded: ExecResult | undefined
   for (;;) {
     const left = Math.max(1, Math.round(deadline - performance.now()))
     const result = (await execIn(connection, command, {
@@ -40,8 +42,9 @@ export async function waitForCommand(
     })) as ExecResult
     tries++
     if (!result.failed) return result
+    if (!result.timedOut) lastEnded = result
     if (performance.now() + intervalMs >= deadline)
-      throw new CommandWaitTimeoutError(connection.name, result, timeoutMs, tries)
+      throw new CommandWaitTimeoutError(connection.name, lastEnded ?? result, timeoutMs, tries)
     await sleep(intervalMs)
   }
 }
