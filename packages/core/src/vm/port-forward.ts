@@ -52,3 +52,21 @@ export async function forwardPort(
   connection.notePorts({ [key]: reply.hostPort })
   return reply.hostPort
 }
+
+/** `vm.forwardedPort(guestPort)`: the host port of a forward the handle knows, else the error with both ways to make one. */
+export function forwardedPort(
+  connection: VmConnection,
+  guestPort: number,
+  protocol: PortProtocol = 'tcp',
+): number {
+  const ports = connection.status.ports
+  const key = guestPortKey({ port: guestPort, protocol })
+  const port = ports[key]
+  if (port !== undefined) return port
+  const known = Object.keys(ports)
+  const spec = protocol === 'udp' ? `'${key}'` : key
+  const call = protocol === 'udp' ? `${guestPort}, { protocol: 'udp' }` : `${guestPort}`
+  throw new InvalidOptionsError(
+    `guest ${protocol.toUpperCase()} port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${spec}] }) or call vm.forwardPort(${call})${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
+  )
+}

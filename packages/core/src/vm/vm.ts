@@ -13,7 +13,7 @@ import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError, VmStop
 import { onItsNetworks } from '../network/guest-network.js'
 import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { type ObservedVm, observeHost } from '../observer/host-observer.js'
-import { guestPortKey, type PortProtocol } from '../qemu/guest-port.js'
+import type { PortProtocol } from '../qemu/guest-port.js'
 import { guestPathIn, readLaunchSpec } from '../read-launch-spec.js'
 import type { VmState } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
@@ -23,7 +23,7 @@ import type { ExecResult } from './exec-result.js'
 import * as files from './files.js'
 import { type GuestLogEntry, type LogsOptions, streamLogs } from './guest-logs.js'
 import type { ListeningPort } from './listening-ports.js'
-import { type ForwardPortOptions, forwardPort } from './port-forward.js'
+import { type ForwardPortOptions, forwardedPort, forwardPort } from './port-forward.js'
 import { provisioningVm } from './provisioning-vm.js'
 import { type SharedVmOptions, upShared } from './shared-vm.js'
 import { spareSupervisorAtDestroy } from './spare-supervisor.js'
@@ -194,18 +194,7 @@ export class VM implements AsyncDisposable {
 
   /** The host port (on 127.0.0.1) that reaches `guestPort` (TCP, or UDP with `'udp'`) in the VM. */
   forwardedPort(guestPort: number, protocol: PortProtocol = 'tcp'): number {
-    const ports = this.connection.status.ports
-    const key = guestPortKey({ port: guestPort, protocol })
-    const port = ports[key]
-    if (port === undefined) {
-      const known = Object.keys(ports)
-      const spec = protocol === 'udp' ? `'${key}'` : key
-      const call = protocol === 'udp' ? `${guestPort}, { protocol: 'udp' }` : `${guestPort}`
-      throw new InvalidOptionsError(
-        `guest ${protocol.toUpperCase()} port ${guestPort} is not forwarded; pass it in VM.up({ ports: [${spec}] }) or call vm.forwardPort(${call})${known.length ? ` (forwarded: ${known.join(', ')})` : ''}`,
-      )
-    }
-    return port
+    return forwardedPort(this.connection, guestPort, protocol)
   }
 
   /** The TCP sockets listening in the guest (its first network namespace), from its /proc/net. */
