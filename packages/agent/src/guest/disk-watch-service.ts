@@ -27,13 +27,25 @@ const DEFAULT_TIMEOUT_MS = 30_000
 /** The initramfs lists the SCSI disk drivers here, loaded on the first hot-plugged disk only. */
 const DISK_MODULES_LIST = '/etc/vmctl/modules-disks'
 const BY_ID_DIR = '/dev/disk/by-id'
+/**
+ * Block devices in sysfs. Not /sys/block: the kernel links a disk there only after devtmpfs made its
+ * node (device_add_disk), so a check woken by the node could miss it, and no later change in /dev
+ * would wake another. The class link exists before the node.
+ */
+const BLOCK_CLASS_DIR = '/sys/class/block'
+/**
+ * How often a wait looks again without a change in /dev. A change the kernel makes in sysfs after
+ * the node (a serial read late) wakes no watch; this bounds what such a change can cost.
+ */
+const RECHECK_MS = 1_000
 
 /**
  * The guest side of hot-plugged disks. The host plugs a disk over QMP; this service answers once
- * the guest kernel has (or no longer has) a disk with the given serial. It never polls: it watches
- * /dev, where devtmpfs creates and removes the node as the kernel adds and removes the disk (inotify
- * works on devtmpfs), and looks the serial up in sysfs on each change. There is no udev in a vmctl
- * guest, so the agent makes the /dev/disk/by-id link udev would have made, and removes it.
+ * the guest kernel has (or no longer has) a disk with the given serial. It watches /dev, where
+ * devtmpfs creates and removes the node as the kernel adds and removes the disk (inotify works on
+ * devtmpfs), and looks the serial up in sysfs on each change, and once a second besides (see
+ * RECHECK_MS). There is no udev in a vmctl guest, so the agent makes the /dev/disk/by-id link udev
+ * would have made, and removes it.
  */
 export function devicesService(root: GuestRoot): DevicesServer {
   return {
@@ -77,8 +89,8 @@ async function waitDisk(request: WaitDiskRequest, root: GuestRoot): Promise<Gues
     name,
     devicePath: `/dev/${name}`,
     byIdPath: byId,
-    readOnly: read(`/sys/block/${name}/ro`).trim() === '1',
-    sizeBytes: Number(read(`/sys/block/${name}/size`).trim() || 0) * 512,
+    readOnly: read(`${BLOCK_CLASS_DIR}/${name}/ro`).trim() === '1',
+    sizeBytes: Number(read(`${BLOCK_CLASS_DIR}/${name}/size`).trim() || 0) * 512,
   }
 }
 
@@ -100,7 +112,8 @@ async function waitDiskGone(request: WaitDiskRequest): Promise<WaitDiskGoneRespo
 
 /**
  * Resolves with `check()`'s value as soon as it has one: checked once the watch is set (so a
- * change between the check and the watch cannot be missed), then on every change in /dev.
+ * change between the check and the watch cannot be missed), then on every change in /dev and every
+ * RECHECK_MS.
  */
 function watchDev(
   timeoutMs: number,
@@ -113,8 +126,10 @@ function watchDev(
       finish()
       reject(new DeadlineError(timeoutMessage))
     }, timeoutMs)
+    const recheck = setInterval(() => poke(), RECHECK_MS)
     const finish = () => {
       clearTimeout(timer)
+      clearInterval(recheck)
       watcher?.close()
     }
     const poke = () => {
@@ -137,16 +152,16 @@ function watchDev(
 
 /** The kernel name of the disk whose serial is `serial` (SCSI: VPD page 0x80; virtio-blk: serial). */
 export function findDisk(serial: string): string | undefined {
-  for (const name of safeReaddir('/sys/block')) {
+  for (const name of safeReaddir(BLOCK_CLASS_DIR)) {
     if (diskSerial(name) === serial && existsSync(`/dev/${name}`)) return name
   }
   return undefined
 }
 
 function diskSerial(name: string): string | undefined {
-  if (name.startsWith('vd')) return read(`/sys/block/${name}/serial`).trim()
+  if (name.startsWith('vd')) return read(`${BLOCK_CLASS_DIR}/${name}/serial`).trim()
   try {
-    const page = readFileSync(`/sys/block/${name}/device/vpd_pg80`)
+    const page = readFileSync(`${BLOCK_CLASS_DIR}/${name}/device/vpd_pg80`)
     const length = page.readUInt16BE(2)
     return page
       .subarray(4, 4 + length)
@@ -181,7 +196,7 @@ function prepareRemoval(serial: string, root: GuestRoot): DiskMountsResponse {
 function diskMounts(name: string, root: GuestRoot): string[] {
   const devices = new Set([
     `/dev/${name}`,
-    ...safeReaddir(`/sys/block/${name}`)
+    ...safeReaddir(`${BLOCK_CLASS_DIR}/${name}`)
       .filter((p) => p.startsWith(name))
       .map((p) => `/dev/${p}`),
   ])

@@ -72,6 +72,7 @@ describe('hot-plugged disks (vm)', () => {
 
   test('a read-only disk is read-only in the guest', async () => {
     const path = join(scratch, 'ro.raw')
+    rmSync(path, { force: true }) // left by an earlier try of this test
     await (await VmDisk.create({ path, sizeMiB: 8, format: 'raw' })).path
     const attached = await vm.attachDisk(path, { readOnly: true })
     expect(attached.readOnly).toBe(true)
@@ -91,6 +92,7 @@ describe('hot-plugged disks (vm)', () => {
 
     // A qcow2 whose header says version 99.
     const corrupt = join(scratch, 'corrupt.qcow2')
+    rmSync(corrupt, { force: true }) // left by an earlier try of this test
     await VmDisk.create({ path: corrupt, sizeMiB: 8 })
     const fd = openSync(corrupt, 'r+')
     writeSync(fd, Buffer.from([0, 0, 0, 99]), 0, 4, 4)
@@ -110,12 +112,15 @@ describe('hot-plugged disks (vm)', () => {
     ).stdout.trim()
     expect(controller).toMatch(/^virtio\d+$/)
     await vm.exec(`echo ${controller} > /sys/bus/virtio/drivers/virtio_scsi/unbind`)
-    const started = Date.now()
-    const unseen = vm.attachDisk(disk, { timeoutMs: 3_000 })
-    await expect(unseen).rejects.toThrow(/did not see .* within 3000 ms, so it was unplugged again/)
-    expect(Date.now() - started).toBeLessThan(15_000)
-    expect(await vm.disks()).toEqual([]) // unplugged again
-    await vm.exec(`echo ${controller} > /sys/bus/virtio/drivers/virtio_scsi/bind`)
+    try {
+      const started = Date.now()
+      const unseen = vm.attachDisk(disk, { timeoutMs: 3_000 })
+      await expect(unseen).rejects.toThrow(/did not see .* within 3000 ms, so it was unplugged again/)
+      expect(Date.now() - started).toBeLessThan(15_000)
+      expect(await vm.disks()).toEqual([]) // unplugged again
+    } finally {
+      await vm.exec(`echo ${controller} > /sys/bus/virtio/drivers/virtio_scsi/bind`)
+    }
 
     await vm.attachDisk(disk)
     await expect(vm.snapshot('with-disk')).rejects.toThrow(/hot-plugged disks .*detach them/)
