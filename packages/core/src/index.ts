@@ -89,7 +89,7 @@ export {
   type ObservedVm,
   observeHost,
 } from './observer/host-observer.js'
-export { cacheDir, runtimeDir } from './paths.js'
+export { cacheDir, ensureRuntimeDir, runtimeDir } from './paths.js'
 export { type GuestPortSpec, type PortProtocol, parseGuestPort } from './qemu/guest-port.js'
 export type { VmState, VmStatus } from './supervisor/control-protocol.js'
 export type { AttachedDisk } from './supervisor/disk-hotplug.js'

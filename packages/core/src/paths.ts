@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync } from 'node:fs'
+import { lstatSync, mkdirSync, readdirSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { VmctlError } from './errors.js'
@@ -11,21 +11,51 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * Per-VM state: sockets, console log, supervisor log. Private to the user (0700), since the agent
- * socket gives root in the guest to whoever can connect to it.
+ * socket gives root in the guest to whoever can connect to it. Only computed: whoever writes in it
+ * makes it first (ensureRuntimeDir), and whoever lists it takes a missing one as empty
+ * (privateEntries), so looking never brings back a directory that someone removed.
  */
 export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base =
+  return (
     env.VMCTL_RUNTIME_DIR ||
     (env.XDG_RUNTIME_DIR
       ? join(env.XDG_RUNTIME_DIR, 'vmctl')
       : join(tmpdir(), `vmctl-${process.getuid?.() ?? 'user'}`))
-  mkdirSync(base, { recursive: true, mode: 0o700 })
-  assertPrivateDirectory(base)
-  return base
+  )
 }
 
+/** runtimeDir(), made (0700) if missing and checked to be private: for whoever writes in it. */
+export function ensureRuntimeDir(env: NodeJS.ProcessEnv = process.env): string {
+  return ensurePrivateDirectory(runtimeDir(env))
+}
+
+/** The VMs' directories, one per VM (VmDirectory). Only computed, as runtimeDir(). */
 export function vmsDir(env: NodeJS.ProcessEnv = process.env): string {
-  const dir = join(runtimeDir(env), 'vms')
+  return join(runtimeDir(env), 'vms')
+}
+
+export function ensureVmsDir(env: NodeJS.ProcessEnv = process.env): string {
+  ensureRuntimeDir(env)
+  return ensurePrivateDirectory(vmsDir(env))
+}
+
+/**
+ * The entries of one of vmctl's private directories, none if it was never made. One that exists
+ * must be private: what is listed here is trusted (pids to stop, directories to remove).
+ */
+export function privateEntries(dir: string): string[] {
+  let entries: string[]
+  try {
+    entries = readdirSync(dir)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw error
+  }
+  assertPrivateDirectory(dir)
+  return entries
+}
+
+function ensurePrivateDirectory(dir: string): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   assertPrivateDirectory(dir)
   return dir

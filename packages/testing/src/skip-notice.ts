@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runtimeDir } from '@vmctl/core'
+import { ensureRuntimeDir } from '@vmctl/core'
 import { REQUIRE_ENV, VmsUnavailableError, vmsRequired } from './host-check.js'
 
 /**
@@ -44,7 +44,7 @@ export function noteSkipOncePerRun(reason: string, runPid: number): void {
   if (printed) return
   printed = true
   try {
-    const dir = runtimeDir()
+    const dir = ensureRuntimeDir()
     for (const name of readdirSync(dir)) {
       if (!name.startsWith(PREFIX)) continue
       const [pid, start] = name.slice(PREFIX.length).split('-')

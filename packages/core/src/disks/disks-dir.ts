@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { vmsDir } from '../paths.js'
+import { privateEntries, vmsDir } from '../paths.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
 import { isAlias, isAlive, VmDirectory } from '../supervisor/vm-directory.js'
 
@@ -39,7 +39,7 @@ export function readManifest(path: string): DiskManifest | undefined {
 /** Each running VM's plugged disks, from the supervisors' disks.json (the VM's name → disks). */
 export function attachedDisks(env: NodeJS.ProcessEnv = process.env): Map<string, AttachedDisk[]> {
   const byVm = new Map<string, AttachedDisk[]>()
-  for (const name of readdirSync(vmsDir(env))) {
+  for (const name of privateEntries(vmsDir(env))) {
     if (isAlias(vmsDir(env), name)) continue
     const directory = new VmDirectory(name, env)
     if (!isAlive(directory.readStatus()?.pid)) continue

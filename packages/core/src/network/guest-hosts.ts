@@ -1,6 +1,6 @@
 import { lockIn, withLock } from '../host/cross-process-lock.js'
 import { logger } from '../log.js'
-import { runtimeDir } from '../paths.js'
+import { ensureRuntimeDir } from '../paths.js'
 import type { MemberInfo } from './network-directory.js'
 
 const log = logger('network')
@@ -27,7 +27,7 @@ export function withHostsLock<T>(
   write: () => Promise<T>,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<T> {
-  return withLock(lockIn(runtimeDir(env), `vmctl-hosts-${vm}`), write)
+  return withLock(lockIn(ensureRuntimeDir(env), `vmctl-hosts-${vm}`), write)
 }
 
 /**

@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { InvalidOptionsError } from '../errors.js'
-import { runtimeDir } from '../paths.js'
+import { ensureRuntimeDir, privateEntries, runtimeDir } from '../paths.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import type { PortState } from './switch.js'
 
@@ -87,16 +87,21 @@ export class NetworkDirectory {
   }
 }
 
+/** The networks' directories. Only computed, as runtimeDir(). */
 export function networksDir(env: NodeJS.ProcessEnv = process.env): string {
-  const dir = join(runtimeDir(env), 'networks')
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
-  return dir
+  return join(runtimeDir(env), 'networks')
+}
+
+export function ensureNetworksDir(env: NodeJS.ProcessEnv = process.env): string {
+  ensureRuntimeDir(env)
+  mkdirSync(networksDir(env), { recursive: true, mode: 0o700 })
+  return networksDir(env)
 }
 
 /** The running networks; directories left by a switch that died unannounced are removed. */
 export function listNetworks(env: NodeJS.ProcessEnv = process.env): NetworkState[] {
   const states: NetworkState[] = []
-  for (const name of readdirSync(networksDir(env))) {
+  for (const name of privateEntries(networksDir(env))) {
     const directory = new NetworkDirectory(name, env)
     const state = directory.readState()
     if (state && isAlive(state.pid)) states.push(state)
@@ -122,7 +127,7 @@ function isYoung(directory: NetworkDirectory): boolean {
  */
 export function freeSubnet(env: NodeJS.ProcessEnv = process.env): string {
   const used = new Set(listNetworks(env).map((n) => n.subnet))
-  for (const dir of readdirSync(networksDir(env))) {
+  for (const dir of privateEntries(networksDir(env))) {
     try {
       used.add(new NetworkDirectory(dir, env).readLaunch().subnet)
     } catch {}

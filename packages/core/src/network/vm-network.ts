@@ -10,10 +10,10 @@ import { logger } from '../log.js'
 import { isAlive } from '../supervisor/vm-directory.js'
 import { pollUntil } from '../util/timing.js'
 import {
+  ensureNetworksDir,
   freeSubnet,
   type MemberInfo,
   NetworkDirectory,
-  networksDir,
   validateNetworkName,
 } from './network-directory.js'
 import { NetworkClient } from './network-protocol.js'
@@ -82,7 +82,7 @@ export class VmNetwork implements AsyncDisposable {
     for (let attempt = 1; ; attempt++) {
       // One lock for every network of this runtime directory: it makes a name's switch start once
       // and keeps two new networks from taking the same subnet.
-      const client = await withLock(lockIn(networksDir(), 'vmctl-network-create'), async () => {
+      const client = await withLock(lockIn(ensureNetworksDir(), 'vmctl-network-create'), async () => {
         const existing = await NetworkClient.connect(directory.controlSocket, name).catch(() => undefined)
         if (existing) return existing
         return startSwitch(directory)

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { disksDir, readManifest } from '../disks/disks-dir.js'
-import { cacheDir, vmsDir } from '../paths.js'
+import { cacheDir, privateEntries, vmsDir } from '../paths.js'
 import type { VmState, VmStatus } from '../supervisor/control-protocol.js'
 import type { AttachedDisk } from '../supervisor/disk-hotplug.js'
 import { deadPrestartDirs, prestartOwner } from '../supervisor/prestarted-qemu.js'
@@ -68,7 +68,7 @@ export function observeHost(env: NodeJS.ProcessEnv = process.env): HostObservati
   const qemus = vmQemuProcesses(root)
   const referenced = new Set<string>()
 
-  for (const name of readdirSync(root).sort()) {
+  for (const name of privateEntries(root).sort()) {
     if (isAlias(root, name)) continue // a renamed VM's former name, listed under its own
     const directory = new VmDirectory(name, env)
     const status = directory.readStatus()

@@ -3,7 +3,6 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
   readlinkSync,
   renameSync,
@@ -14,7 +13,7 @@ import {
 } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { InvalidOptionsError, VmctlError } from '../errors.js'
-import { vmsDir } from '../paths.js'
+import { ensureVmsDir, privateEntries, vmsDir } from '../paths.js'
 import { LAUNCH_FILE } from '../read-launch-spec.js'
 import { runtimeWriteError } from '../util/disk-full.js'
 import type { VmStatus } from './control-protocol.js'
@@ -26,7 +25,10 @@ export class VmDirectory {
   /** Where it was before moveTo(): a link to `path` now, removed with it. */
   private former: string | undefined
 
-  constructor(name: string, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    name: string,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.current = { name, path: join(vmsDir(env), name) }
   }
 
@@ -110,6 +112,7 @@ export class VmDirectory {
   /** Creates the directory; fails if a VM of this name exists (a dead one is cleared first). */
   create(): void {
     try {
+      ensureVmsDir(this.env)
       mkdirSync(this.path, { mode: 0o700 })
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
@@ -216,7 +219,7 @@ export interface ListedVm {
  */
 export function listVms(env: NodeJS.ProcessEnv = process.env): ListedVm[] {
   const listed: ListedVm[] = []
-  for (const name of readdirSync(vmsDir(env))) {
+  for (const name of privateEntries(vmsDir(env))) {
     if (isAlias(vmsDir(env), name)) continue
     const directory = new VmDirectory(name, env)
     const status = directory.readStatus()

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { SHARED_KEEPER_ENV } from '../host/shared-keeper-client.js'
 import { logger } from '../log.js'
 import { holdNetwork } from '../network/network-hold.js'
-import { runtimeDir } from '../paths.js'
+import { ensureRuntimeDir } from '../paths.js'
 import { SupervisorClient } from '../supervisor/supervisor-client.js'
 import { VmDirectory } from '../supervisor/vm-directory.js'
 import { encodeMessage, LineDecoder } from '../util/lines.js'
@@ -32,7 +32,7 @@ export interface SharedVmKeeper {
  * of the run, or with the runner's process if that dies first.
  */
 export async function startSharedVmKeeper(): Promise<SharedVmKeeper> {
-  const path = join(runtimeDir(), `keeper-${process.pid}-${Date.now().toString(36)}.sock`)
+  const path = join(ensureRuntimeDir(), `keeper-${process.pid}-${Date.now().toString(36)}.sock`)
   // Promises, set before their first await: two workers asking for one name at once share one
   // lease (a check and a set across an await would take two, and keep one past close()).
   const leases = new Map<string, Promise<SupervisorClient>>()

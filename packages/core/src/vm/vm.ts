@@ -9,7 +9,7 @@ import {
   listDisks,
 } from '../disks/disk-attach.js'
 import type { VmDisk } from '../disks/vm-disk.js'
-import { AgentError, InvalidOptionsError, VmExitedError, VmNotFoundError, VmStoppedError } from '../errors.js'
+import { AgentError, VmExitedError, VmNotFoundError, VmStoppedError } from '../errors.js'
 import { onItsNetworks } from '../network/guest-network.js'
 import { memberAddressOf, type VmNetwork } from '../network/vm-network.js'
 import { type ObservedVm, observeHost } from '../observer/host-observer.js'
