@@ -25,7 +25,7 @@ export async function waitForCommand(
   command: string | string[],
   options: WaitForCommandOptions = {},
 ): Promise<ExecResult> {
-  const { timeoutMs: _, intervalMs = 250, ...process } = options
+  const { timeoutMs: _, intervalMs = 250, ...execOptions } = options
   const timeoutMs = waitTimeoutMs(options)
   if (!(intervalMs >= 0))
     throw new InvalidOptionsError(`intervalMs is a number of ms >= 0, not ${intervalMs}`)
@@ -36,7 +36,7 @@ export async function waitForCommand(
   for (;;) {
     const left = Math.max(1, Math.round(deadline - performance.now()))
     const result = (await execIn(connection, command, {
-      ...process,
+      ...execOptions,
       timeoutMs: left,
       reject: false,
     })) as ExecResult
